@@ -1,0 +1,171 @@
+//! Configuration of one DHT peer. Defaults follow parsec and go-libp2p-kad-dht.
+
+use std::{num::NonZeroUsize, time::Duration};
+
+use libp2p::{identity::Keypair, Multiaddr};
+
+/// The Kademlia protocol of the IPFS Amino DHT.
+pub const IPFS_KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
+
+/// parsec's default lookup concurrency (go-libp2p-kad-dht uses 10 as well).
+pub const DEFAULT_ALPHA: usize = 10;
+
+/// Bucket size and replication factor of the IPFS DHT.
+pub const DEFAULT_K: usize = 20;
+
+/// How long a provide may take before it is reported as failed (parsec's scheduler timeout).
+pub const DEFAULT_PROVIDE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long a retrieval may take. parsec has no limit, so one stuck lookup hangs its round.
+pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections unused this long are closed; keeps in-process testnets within the fd limit
+/// while still letting one round reuse the connections of its own lookups.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the peer answers DHT requests from others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DhtMode {
+    /// Only issues requests; not added to other peers' routing tables.
+    #[default]
+    Client,
+    /// Serves requests and stores records for others.
+    Server,
+}
+
+/// Configuration of one DHT peer.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DhtConfig {
+    /// Identity; a fresh Ed25519 key when `None`.
+    pub keypair: Option<Keypair>,
+    /// Kademlia protocol name.
+    pub protocol: String,
+    /// Client or server mode.
+    pub mode: DhtMode,
+    /// Lookup concurrency (alpha).
+    pub alpha: NonZeroUsize,
+    /// Bucket size and replication factor (k).
+    pub k: NonZeroUsize,
+    /// Deadline of a provide.
+    pub provide_timeout: Duration,
+    /// Deadline of a retrieval.
+    pub retrieve_timeout: Duration,
+    /// Addresses to listen on (`/ip4/…/tcp/…`, `/ip4/…/udp/…/quic-v1`, `/memory/…`).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through (`…/p2p/<peer id>`); `bootstrap` dials them.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Announce listen addresses as external ones. Provider records only carry the provider's
+    /// addresses when it has external addresses, so local networks need this.
+    pub announce_listen_addrs: bool,
+    /// Emulated round-trip time added to every connection (`None`: none).
+    pub latency: Option<Duration>,
+    /// Close connections idle for this long.
+    pub idle_connection_timeout: Duration,
+    /// Run a bootstrap lookup this often (`None`: only on request). Testnets that fill routing
+    /// tables directly turn it off so a thousand idle peers stay idle.
+    pub periodic_bootstrap: Option<Duration>,
+    /// Resolve `/dns*` addresses (needs a resolver configuration on the host).
+    pub resolve_dns: bool,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        Self {
+            keypair: None,
+            protocol: IPFS_KAD_PROTOCOL.to_owned(),
+            mode: DhtMode::Client,
+            alpha: NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"),
+            k: NonZeroUsize::new(DEFAULT_K).expect("non-zero"),
+            provide_timeout: DEFAULT_PROVIDE_TIMEOUT,
+            retrieve_timeout: DEFAULT_RETRIEVE_TIMEOUT,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            announce_listen_addrs: false,
+            latency: None,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
+            periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
+            resolve_dns: false,
+        }
+    }
+}
+
+impl DhtConfig {
+    /// Sets the identity.
+    pub fn set_keypair(&mut self, keypair: Keypair) -> &mut Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Sets the Kademlia protocol name.
+    pub fn set_protocol(&mut self, protocol: impl Into<String>) -> &mut Self {
+        self.protocol = protocol.into();
+        self
+    }
+
+    /// Sets client or server mode.
+    pub fn set_mode(&mut self, mode: DhtMode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the lookup concurrency.
+    pub fn set_alpha(&mut self, alpha: NonZeroUsize) -> &mut Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets the retrieval deadline.
+    pub fn set_retrieve_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.retrieve_timeout = timeout;
+        self
+    }
+
+    /// Sets the provide deadline.
+    pub fn set_provide_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.provide_timeout = timeout;
+        self
+    }
+
+    /// Sets the listen addresses.
+    pub fn set_listen(&mut self, listen: Vec<Multiaddr>) -> &mut Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Sets the bootstrap peers.
+    pub fn set_bootstrap(&mut self, bootstrap: Vec<Multiaddr>) -> &mut Self {
+        self.bootstrap = bootstrap;
+        self
+    }
+
+    /// Announces listen addresses as external addresses (local networks).
+    pub fn set_announce_listen_addrs(&mut self, announce: bool) -> &mut Self {
+        self.announce_listen_addrs = announce;
+        self
+    }
+
+    /// Sets the emulated round-trip time.
+    pub fn set_latency(&mut self, latency: Option<Duration>) -> &mut Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets the idle connection timeout.
+    pub fn set_idle_connection_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.idle_connection_timeout = timeout;
+        self
+    }
+
+    /// Sets the periodic bootstrap interval.
+    pub fn set_periodic_bootstrap(&mut self, interval: Option<Duration>) -> &mut Self {
+        self.periodic_bootstrap = interval;
+        self
+    }
+
+    /// Enables `/dns*` resolution.
+    pub fn set_resolve_dns(&mut self, resolve: bool) -> &mut Self {
+        self.resolve_dns = resolve;
+        self
+    }
+}

@@ -1,0 +1,226 @@
+//! `DhtActor`: one DHT peer as an actor. Its swarm runs as a task on a multi-thread tokio
+//! runtime (an actix `System` has one thread, and a thousand swarms need more); the actor and
+//! every [`DhtHandle`] talk to it over a bounded channel.
+//!
+//! Messages: [`Provide`] and [`Retrieve`] answer with a [`DhtOutcome`] once the operation
+//! finished; [`RoutingTableSize`], [`Bootstrap`].
+
+mod behaviour;
+mod latency;
+mod pending;
+mod swarm;
+pub mod topology;
+mod transport;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use libp2p::{Multiaddr, PeerId};
+use tokio::{
+    runtime::Handle,
+    sync::{mpsc, oneshot},
+};
+
+use self::swarm::{Command, SwarmTask};
+use crate::{ContentId, DhtConfig, DhtError};
+
+/// Commands queued per peer before senders wait: backpressure instead of unbounded memory.
+const COMMAND_QUEUE_CAPACITY: usize = 64;
+
+/// Request counters of a finished query (from kad's `QueryStats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryCounts {
+    /// Requests sent.
+    pub requests: u32,
+    /// Requests answered.
+    pub successes: u32,
+    /// Requests that failed or timed out.
+    pub failures: u32,
+}
+
+/// The measurement of one finished DHT operation.
+#[derive(Clone, Debug)]
+pub struct DhtOutcome {
+    /// From the call into kad until the result (monotonic clock).
+    pub duration: Duration,
+    /// Why the operation failed, if it did (`not found`, `context deadline exceeded`, …).
+    pub error: Option<String>,
+    /// Routing-table size right after the operation.
+    pub routing_table_size: usize,
+    /// Requests the query made.
+    pub counts: QueryCounts,
+    /// For a retrieval: the first provider found.
+    pub provider: Option<PeerId>,
+}
+
+/// A cloneable handle to a running DHT peer. The peer stops when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct DhtHandle {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+}
+
+impl DhtHandle {
+    /// Starts a DHT peer on `runtime` and returns once it listens on every configured address.
+    pub async fn spawn(config: DhtConfig, runtime: &Handle) -> Result<Self, DhtError> {
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let (started_tx, started_rx) = oneshot::channel();
+        runtime.spawn(async move {
+            match SwarmTask::start(config, commands_rx).await {
+                Ok((task, started)) => {
+                    let _ = started_tx.send(Ok(started));
+                    task.run().await;
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                }
+            }
+        });
+        let started = started_rx.await.map_err(|_| DhtError::Stopped)??;
+        Ok(Self {
+            commands: commands_tx,
+            peer_id: started.peer_id,
+            listen_addrs: started.listen_addrs,
+        })
+    }
+
+    /// The peer's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the peer listens on (without `/p2p`).
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The listen addresses with `/p2p/<peer id>`, as operators paste them into `--bootstrap`.
+    pub fn dialable_addrs(&self) -> Vec<Multiaddr> {
+        self.listen_addrs
+            .iter()
+            .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(self.peer_id)))
+            .collect()
+    }
+
+    /// Publishes a provider record for `cid`; answers when the publication finished.
+    pub async fn provide(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
+        self.request(|reply| Command::Provide { cid, reply }).await
+    }
+
+    /// Looks up providers of `cid`; answers at the first provider found.
+    pub async fn retrieve(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
+        self.request(|reply| Command::Retrieve { cid, reply }).await
+    }
+
+    /// Runs a bootstrap lookup through the known peers; answers when it finished.
+    pub async fn bootstrap(&self) -> Result<DhtOutcome, DhtError> {
+        self.request(|reply| Command::Bootstrap { reply }).await
+    }
+
+    /// Peers in the routing table.
+    pub async fn routing_table_size(&self) -> Result<usize, DhtError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::RoutingTableSize { reply }).await?;
+        answer.await.map_err(|_| DhtError::Stopped)
+    }
+
+    /// Adds peers to the routing table directly (testnet fast start).
+    pub async fn add_peers(&self, peers: Vec<topology::Contact>) -> Result<(), DhtError> {
+        self.send(Command::AddPeers { peers }).await
+    }
+
+    async fn request(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<DhtOutcome, DhtError>>) -> Command,
+    ) -> Result<DhtOutcome, DhtError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply)).await?;
+        answer.await.map_err(|_| DhtError::Stopped)?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), DhtError> {
+        self.commands.send(command).await.map_err(|_| DhtError::Stopped)
+    }
+}
+
+/// One DHT peer as an actor; see the module docs.
+#[derive(Debug)]
+pub struct DhtActor {
+    handle: DhtHandle,
+}
+
+impl DhtActor {
+    /// Wraps a running peer.
+    pub fn new(handle: DhtHandle) -> Self {
+        Self { handle }
+    }
+}
+
+impl Actor for DhtActor {
+    type Context = Context<Self>;
+}
+
+/// Publish the provider record of `cid`; answers when the publication finished.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<DhtOutcome, DhtError>")]
+pub struct Provide {
+    /// The content to announce.
+    pub cid: ContentId,
+}
+
+/// Look up providers of `cid`; answers at the first provider record found.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<DhtOutcome, DhtError>")]
+pub struct Retrieve {
+    /// The content to look up.
+    pub cid: ContentId,
+}
+
+/// How many peers the routing table holds.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, DhtError>")]
+pub struct RoutingTableSize;
+
+/// Join the network through the known (bootstrap) peers; answers when the lookup finished.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<DhtOutcome, DhtError>")]
+pub struct Bootstrap;
+
+// The handlers are interleaved (`ResponseFuture`): many lookups run at once on one peer.
+
+impl Handler<Provide> for DhtActor {
+    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
+
+    fn handle(&mut self, msg: Provide, _: &mut Context<Self>) -> Self::Result {
+        let handle = self.handle.clone();
+        Box::pin(async move { handle.provide(msg.cid).await })
+    }
+}
+
+impl Handler<Retrieve> for DhtActor {
+    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
+
+    fn handle(&mut self, msg: Retrieve, _: &mut Context<Self>) -> Self::Result {
+        let handle = self.handle.clone();
+        Box::pin(async move { handle.retrieve(msg.cid).await })
+    }
+}
+
+impl Handler<RoutingTableSize> for DhtActor {
+    type Result = ResponseFuture<Result<usize, DhtError>>;
+
+    fn handle(&mut self, _: RoutingTableSize, _: &mut Context<Self>) -> Self::Result {
+        let handle = self.handle.clone();
+        Box::pin(async move { handle.routing_table_size().await })
+    }
+}
+
+impl Handler<Bootstrap> for DhtActor {
+    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
+
+    fn handle(&mut self, _: Bootstrap, _: &mut Context<Self>) -> Self::Result {
+        let handle = self.handle.clone();
+        Box::pin(async move { handle.bootstrap().await })
+    }
+}

@@ -1,0 +1,86 @@
+//! The composed network behaviour of a DHT peer.
+
+use std::time::Duration;
+
+use libp2p::{
+    connection_limits, identify,
+    identity::Keypair,
+    kad::{self, store::MemoryStore, store::MemoryStoreConfig},
+    ping,
+    swarm::NetworkBehaviour,
+    StreamProtocol,
+};
+
+use crate::{DhtConfig, DhtError, DhtMode};
+
+/// The identify protocol every libp2p implementation speaks.
+const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+
+/// Provider records this peer keeps (its own and others'). Long-running servers publish one
+/// record every few rounds and keep each for the 48 h TTL; kad's default of 1024 would start
+/// refusing provides after a day.
+const MAX_STORED_RECORDS: usize = 100_000;
+
+/// Connections to one peer; more than one only happens when both sides dial at once.
+const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+
+/// Kademlia plus what peers expect beside it: identify (addresses, protocols) and ping (js-libp2p
+/// kad-dht pings a peer before admitting it to its routing table).
+#[derive(NetworkBehaviour)]
+pub(crate) struct DhtBehaviour {
+    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    limits: connection_limits::Behaviour,
+}
+
+impl DhtBehaviour {
+    pub(crate) fn new(keypair: &Keypair, config: &DhtConfig) -> Result<Self, DhtError> {
+        let peer_id = keypair.public().to_peer_id();
+        let protocol = StreamProtocol::try_from_owned(config.protocol.clone())
+            .map_err(|e| DhtError::Setup(format!("protocol {:?}: {e}", config.protocol)))?;
+
+        let mut kad_config = kad::Config::new(protocol);
+        kad_config
+            .set_parallelism(config.alpha)
+            .set_replication_factor(config.k)
+            .set_kbucket_size(config.k)
+            // Our own deadlines (in the pending table) end queries earlier; this is a backstop.
+            .set_query_timeout(config.provide_timeout.max(config.retrieve_timeout) + Duration::from_secs(5))
+            .set_periodic_bootstrap_interval(config.periodic_bootstrap);
+        let store = MemoryStore::with_config(
+            peer_id,
+            MemoryStoreConfig {
+                max_records: MAX_STORED_RECORDS,
+                max_provided_keys: MAX_STORED_RECORDS,
+                max_providers_per_key: config.k.get(),
+                ..MemoryStoreConfig::default()
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        kad.set_mode(Some(match config.mode {
+            DhtMode::Client => kad::Mode::Client,
+            DhtMode::Server => kad::Mode::Server,
+        }));
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
+                .with_agent_version(format!("parsec-rs/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+        );
+        Ok(Self {
+            kad,
+            identify,
+            ping: ping::Behaviour::default(),
+            limits,
+        })
+    }
+
+    /// Peers in the routing table.
+    pub(crate) fn routing_table_size(&mut self) -> usize {
+        self.kad.kbuckets().map(|bucket| bucket.num_entries()).sum()
+    }
+}

@@ -1,0 +1,91 @@
+//! The bounded table of DHT operations in flight: which reply waits for which query, since
+//! when, and until when.
+
+use std::{
+    collections::HashMap,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use libp2p::kad::QueryId;
+use tokio::{sync::oneshot, time::Instant};
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::DhtOutcome;
+use crate::{ContentId, DhtError};
+
+/// Operations in flight per peer. A server gets one request per round per probe; this leaves
+/// room for many concurrent schedulers while bounding memory.
+pub(crate) const MAX_PENDING_QUERIES: usize = 1024;
+
+/// What a finished query answers.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    Provide(oneshot::Sender<Result<DhtOutcome, DhtError>>),
+    Retrieve(oneshot::Sender<Result<DhtOutcome, DhtError>>),
+    Bootstrap(oneshot::Sender<Result<DhtOutcome, DhtError>>),
+}
+
+/// One operation in flight.
+#[derive(Debug)]
+pub(crate) struct PendingQuery {
+    pub(crate) waiter: Waiter,
+    pub(crate) cid: Option<ContentId>,
+    /// Monotonic start, the reference of the measured duration.
+    pub(crate) started: Instant,
+    deadline_key: delay_queue::Key,
+}
+
+/// Operations in flight, keyed by kad query id, with their deadlines.
+#[derive(Debug, Default)]
+pub(crate) struct PendingQueries {
+    queries: HashMap<QueryId, PendingQuery>,
+    deadlines: DelayQueue<QueryId>,
+}
+
+impl PendingQueries {
+    /// Whether another operation may start.
+    pub(crate) fn has_room(&self) -> bool {
+        self.queries.len() < MAX_PENDING_QUERIES
+    }
+
+    /// Tracks `id` until it finishes or `timeout` passes.
+    pub(crate) fn insert(
+        &mut self,
+        id: QueryId,
+        waiter: Waiter,
+        cid: Option<ContentId>,
+        started: Instant,
+        timeout: Duration,
+    ) {
+        let deadline_key = self.deadlines.insert_at(id, started + timeout);
+        self.queries.insert(
+            id,
+            PendingQuery {
+                waiter,
+                cid,
+                started,
+                deadline_key,
+            },
+        );
+    }
+
+    /// Stops tracking `id` and returns it, if it was tracked.
+    pub(crate) fn remove(&mut self, id: &QueryId) -> Option<PendingQuery> {
+        let query = self.queries.remove(id)?;
+        self.deadlines.remove(&query.deadline_key);
+        Some(query)
+    }
+
+    /// The next query whose deadline passed. `Ready(None)` when nothing is pending.
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Option<(QueryId, PendingQuery)>> {
+        match self.deadlines.poll_expired(cx) {
+            Poll::Ready(Some(expired)) => {
+                let id = expired.into_inner();
+                Poll::Ready(self.queries.remove(&id).map(|query| (id, query)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The task that owns one libp2p `Swarm` and drives it on the multi-thread runtime.
+//!
+//! Commands arrive over a bounded channel from [`DhtHandle`](super::DhtHandle); each starts a
+//! kad query whose id is kept in [`PendingQueries`] with the reply channel, the monotonic start
+//! and a deadline. Query events and deadlines answer the reply with a [`DhtOutcome`].
+
+use std::{collections::HashSet, future::poll_fn};
+
+use futures::StreamExt;
+use libp2p::{
+    identify,
+    identity::Keypair,
+    kad::{self, GetProvidersOk, QueryId, QueryResult, QueryStats},
+    multiaddr::Protocol,
+    swarm::{self, SwarmEvent},
+    Multiaddr, PeerId, StreamProtocol, Swarm,
+};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+use super::{
+    behaviour::{DhtBehaviour, DhtBehaviourEvent},
+    pending::{PendingQueries, PendingQuery, Waiter},
+    topology::Contact,
+    transport, DhtOutcome, QueryCounts,
+};
+use crate::{ContentId, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND};
+
+/// Requests from the handle to the swarm task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Provide {
+        cid: ContentId,
+        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+    },
+    Retrieve {
+        cid: ContentId,
+        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+    },
+    Bootstrap {
+        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+    },
+    RoutingTableSize {
+        reply: oneshot::Sender<usize>,
+    },
+    AddPeers {
+        peers: Vec<Contact>,
+    },
+}
+
+/// What a started peer reports back.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) peer_id: PeerId,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+}
+
+/// Owns the swarm and the operations in flight.
+pub(crate) struct SwarmTask {
+    swarm: Swarm<DhtBehaviour>,
+    commands: mpsc::Receiver<Command>,
+    pending: PendingQueries,
+    config: DhtConfig,
+    kad_protocol: StreamProtocol,
+}
+
+impl SwarmTask {
+    /// Builds the swarm, starts every listener and waits for their addresses.
+    pub(crate) async fn start(
+        config: DhtConfig,
+        commands: mpsc::Receiver<Command>,
+    ) -> Result<(Self, Started), DhtError> {
+        let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
+        let peer_id = keypair.public().to_peer_id();
+        let transport = transport::build(&keypair, config.latency, config.resolve_dns)?;
+        let behaviour = DhtBehaviour::new(&keypair, &config)?;
+        let swarm_config =
+            swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout);
+        let mut swarm = Swarm::new(transport, behaviour, peer_id, swarm_config);
+
+        let mut listen_addrs = Vec::new();
+        for requested in &config.listen {
+            let requested = same_port_as_tcp(requested, &listen_addrs);
+            let id = swarm
+                .listen_on(requested.clone())
+                .map_err(|e| DhtError::Setup(format!("listen on {requested}: {e}")))?;
+            let address = first_listen_addr(&mut swarm, id, &requested).await?;
+            if config.announce_listen_addrs {
+                swarm.add_external_address(address.clone());
+            }
+            listen_addrs.push(address);
+        }
+        for address in &config.bootstrap {
+            let Some(Protocol::P2p(peer)) = address.iter().last() else {
+                return Err(DhtError::Setup(format!(
+                    "bootstrap address {address} lacks the /p2p/<peer id> suffix"
+                )));
+            };
+            let mut transport_addr = address.clone();
+            transport_addr.pop();
+            swarm.behaviour_mut().kad.add_address(&peer, transport_addr);
+        }
+
+        let kad_protocol = StreamProtocol::try_from_owned(config.protocol.clone())
+            .map_err(|e| DhtError::Setup(e.to_string()))?;
+        let task = Self {
+            swarm,
+            commands,
+            pending: PendingQueries::default(),
+            config,
+            kad_protocol,
+        };
+        Ok((
+            task,
+            Started {
+                peer_id,
+                listen_addrs,
+            },
+        ))
+    }
+
+    /// Serves commands until every handle is dropped.
+    pub(crate) async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some((id, query)) = poll_fn(|cx| self.pending.poll_expired(cx)) => {
+                    self.on_deadline(id, query);
+                }
+            }
+        }
+        tracing::debug!(peer = %self.swarm.local_peer_id(), "DHT peer stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Provide { cid, reply } => {
+                if !self.pending.has_room() {
+                    let _ = reply.send(Err(busy()));
+                    return;
+                }
+                let started = Instant::now();
+                match self.swarm.behaviour_mut().kad.start_providing(cid.record_key()) {
+                    Ok(id) => self.pending.insert(
+                        id,
+                        Waiter::Provide(reply),
+                        Some(cid),
+                        started,
+                        self.config.provide_timeout,
+                    ),
+                    Err(e) => {
+                        let _ = reply.send(Err(DhtError::Store {
+                            cid: cid.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Retrieve { cid, reply } => {
+                if !self.pending.has_room() {
+                    let _ = reply.send(Err(busy()));
+                    return;
+                }
+                let started = Instant::now();
+                let id = self.swarm.behaviour_mut().kad.get_providers(cid.record_key());
+                self.pending.insert(
+                    id,
+                    Waiter::Retrieve(reply),
+                    Some(cid),
+                    started,
+                    self.config.retrieve_timeout,
+                );
+            }
+            Command::Bootstrap { reply } => {
+                if !self.pending.has_room() {
+                    let _ = reply.send(Err(busy()));
+                    return;
+                }
+                let started = Instant::now();
+                match self.swarm.behaviour_mut().kad.bootstrap() {
+                    Ok(id) => self.pending.insert(
+                        id,
+                        Waiter::Bootstrap(reply),
+                        None,
+                        started,
+                        self.config.provide_timeout,
+                    ),
+                    Err(kad::NoKnownPeers()) => {
+                        let _ = reply.send(Err(DhtError::NoKnownPeers));
+                    }
+                }
+            }
+            Command::RoutingTableSize { reply } => {
+                let _ = reply.send(self.swarm.behaviour_mut().routing_table_size());
+            }
+            Command::AddPeers { peers } => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                for (peer, address) in peers {
+                    kad.add_address(&peer, address);
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<DhtBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result,
+                stats,
+                step,
+            })) => self.on_query_progressed(id, result, &stats, step.last),
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                // Inbound connections do not reveal where a peer listens; identify does. Only
+                // peers that serve our DHT protocol belong in the routing table.
+                if info.protocols.contains(&self.kad_protocol) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    for address in info.listen_addrs {
+                        kad.add_address(&peer_id, address);
+                    }
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.config.announce_listen_addrs {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::trace!(?peer_id, %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_query_progressed(&mut self, id: QueryId, result: QueryResult, stats: &QueryStats, last: bool) {
+        match result {
+            QueryResult::StartProviding(result) => {
+                if let Some(query) = self.pending.remove(&id) {
+                    let error = result.err().map(|e| e.to_string());
+                    self.answer(query, stats, error, None);
+                }
+            }
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                let local = *self.swarm.local_peer_id();
+                let Some(provider) = first_provider(&providers, local) else {
+                    return;
+                };
+                if let Some(query) = self.pending.remove(&id) {
+                    if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        running.finish();
+                    }
+                    // The next lookup must not be answered over a warm connection.
+                    if provider != local {
+                        let _ = self.swarm.disconnect_peer_id(provider);
+                    }
+                    self.answer(query, stats, None, Some(provider));
+                }
+            }
+            QueryResult::GetProviders(Err(kad::GetProvidersError::Timeout { .. })) => {
+                if let Some(query) = self.pending.remove(&id) {
+                    self.answer(query, stats, Some(DEADLINE_EXCEEDED.to_owned()), None);
+                }
+            }
+            QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. })) => {}
+            QueryResult::Bootstrap(result) => {
+                if last {
+                    if let Some(query) = self.pending.remove(&id) {
+                        let error = result.err().map(|e| e.to_string());
+                        self.answer(query, stats, error, None);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A lookup that ends without a provider record found nothing.
+        if last {
+            if let Some(query) = self.pending.remove(&id) {
+                self.answer(query, stats, Some(NOT_FOUND.to_owned()), None);
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, id: QueryId, query: PendingQuery) {
+        let stats = match self.swarm.behaviour_mut().kad.query_mut(&id) {
+            Some(mut running) => {
+                let stats = running.stats().clone();
+                running.finish();
+                stats
+            }
+            None => QueryStats::empty(),
+        };
+        tracing::debug!(?id, cid = ?query.cid.as_ref().map(ToString::to_string), "DHT operation hit its deadline");
+        self.answer(query, &stats, Some(DEADLINE_EXCEEDED.to_owned()), None);
+    }
+
+    /// Replies to the waiter of a finished query with its measurement.
+    fn answer(
+        &mut self,
+        query: PendingQuery,
+        stats: &QueryStats,
+        error: Option<String>,
+        provider: Option<PeerId>,
+    ) {
+        let outcome = DhtOutcome {
+            duration: query.started.elapsed(),
+            error,
+            routing_table_size: self.swarm.behaviour_mut().routing_table_size(),
+            counts: QueryCounts {
+                requests: stats.num_requests(),
+                successes: stats.num_successes(),
+                failures: stats.num_failures(),
+            },
+            provider,
+        };
+        let reply = match query.waiter {
+            Waiter::Provide(reply) | Waiter::Retrieve(reply) | Waiter::Bootstrap(reply) => reply,
+        };
+        // The requester may have given up (HTTP client gone); nothing to do then.
+        let _ = reply.send(Ok(outcome));
+    }
+}
+
+fn busy() -> DhtError {
+    DhtError::Busy {
+        limit: super::pending::MAX_PENDING_QUERIES,
+    }
+}
+
+/// A provider other than ourselves if there is one: a node that retrieves content it
+/// provides itself measures nothing about the network.
+fn first_provider(providers: &HashSet<PeerId>, local: PeerId) -> Option<PeerId> {
+    providers
+        .iter()
+        .copied()
+        .find(|p| *p != local)
+        .or_else(|| providers.iter().copied().next())
+}
+
+/// QUIC on port 0 should share the port TCP was given, so a server is reachable on one port.
+fn same_port_as_tcp(requested: &Multiaddr, bound: &[Multiaddr]) -> Multiaddr {
+    let is_quic_on_port_zero = requested.iter().any(|p| p == Protocol::Udp(0))
+        && requested.iter().any(|p| matches!(p, Protocol::QuicV1));
+    if !is_quic_on_port_zero {
+        return requested.clone();
+    }
+    let tcp_port = bound.iter().find_map(|a| {
+        a.iter().find_map(|p| match p {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+    });
+    match tcp_port {
+        Some(port) => requested
+            .iter()
+            .map(|p| {
+                if p == Protocol::Udp(0) {
+                    Protocol::Udp(port)
+                } else {
+                    p
+                }
+            })
+            .collect(),
+        None => requested.clone(),
+    }
+}
+
+/// Drives the swarm until listener `id` reports its first address.
+async fn first_listen_addr(
+    swarm: &mut Swarm<DhtBehaviour>,
+    id: libp2p::core::transport::ListenerId,
+    requested: &Multiaddr,
+) -> Result<Multiaddr, DhtError> {
+    loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr { listener_id, address } if listener_id == id => return Ok(address),
+            SwarmEvent::ListenerClosed {
+                listener_id, reason, ..
+            } if listener_id == id => {
+                return Err(DhtError::Setup(format!(
+                    "listener {requested} closed: {reason:?}"
+                )));
+            }
+            SwarmEvent::ListenerError { listener_id, error } if listener_id == id => {
+                return Err(DhtError::Setup(format!("listener {requested}: {error}")));
+            }
+            _ => {}
+        }
+    }
+}

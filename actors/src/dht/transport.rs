@@ -1,0 +1,62 @@
+//! The transport stack of a DHT peer: TCP, QUIC-v1 and in-process memory, all with optional
+//! emulated latency. The listen address decides which one a connection uses, so one stack
+//! serves `parsec server dht` (TCP + QUIC on one port) and every testnet mode.
+
+use std::time::Duration;
+
+use futures::{future::Either, FutureExt};
+use libp2p::{
+    core::{
+        muxing::StreamMuxerBox,
+        transport::{Boxed, MemoryTransport, OrTransport},
+        upgrade::Version,
+    },
+    identity::Keypair,
+    noise, quic, tcp, yamux, PeerId, Transport,
+};
+
+use super::latency::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS};
+use crate::DhtError;
+
+/// Upper bound on a connection's security and muxer negotiation.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Builds the transport; `latency` is the emulated round-trip time.
+pub(crate) fn build(
+    keypair: &Keypair,
+    latency: Option<Duration>,
+    resolve_dns: bool,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, DhtError> {
+    let rtt = latency.unwrap_or_default();
+    let one_way = rtt / 2;
+    let noise = noise::Config::new(keypair).map_err(|e| DhtError::Setup(e.to_string()))?;
+
+    let streams = OrTransport::new(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)),
+        MemoryTransport::default(),
+    )
+    .map(move |stream, _| DelayedStream::new(stream, one_way))
+    .upgrade(Version::V1Lazy)
+    .authenticate(noise)
+    .multiplex(yamux::Config::default())
+    .timeout(UPGRADE_TIMEOUT);
+
+    let quic =
+        quic::tokio::Transport::new(quic::Config::new(keypair)).and_then(move |(peer, connection), _| {
+            tokio::time::sleep(rtt * QUIC_HANDSHAKE_RTTS)
+                .map(move |()| Ok::<_, quic::Error>((peer, DelayedMuxer::new(connection, one_way))))
+        });
+
+    let combined = OrTransport::new(quic, streams).map(|either, _| match either {
+        Either::Left((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
+        Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
+    });
+
+    if resolve_dns {
+        let dns = libp2p::dns::tokio::Transport::system(combined)
+            .map_err(|e| DhtError::Setup(format!("DNS resolver configuration: {e}")))?;
+        Ok(dns.boxed())
+    } else {
+        Ok(combined.boxed())
+    }
+}

@@ -1,0 +1,50 @@
+//! The parsec actor hierarchy: real libp2p DHT peers wrapped in actix actors, the fleet that
+//! runs measurement rounds over them, and the recorder that stores what they measured.
+//!
+//! This crate has no HTTP server and no database in it, so any Rust test harness can embed a
+//! fleet in-process (see `examples/embed_fleet.rs`).
+//!
+//! # Layout
+//!
+//! ```text
+//! FleetSupervisor ──RunRound──▶ (one round at a time)
+//!   │  CheckReadiness / ProvideContent / RetrieveContent   (as Recipients: local or remote)
+//!   ▼
+//! NodeActor ──Provide / Retrieve / RoutingTableSize──▶ DhtActor ──bounded channel──▶ swarm task
+//!   │                                                               (multi-thread tokio runtime)
+//! FleetSupervisor ──RecordMeasurement──▶ MeasurementRecorder ──batches──▶ MeasurementSink
+//! ```
+//!
+//! - [`model`]: content ids, node ids, reports and measurement rows.
+//! - [`config`]: [`DhtConfig`], one DHT peer's settings (parsec defaults).
+//! - [`dht`]: [`DhtActor`] and [`DhtHandle`]; the swarm, its transports, latency emulation,
+//!   the pending-query table and the converged routing-table builder.
+//! - [`node`]: [`NodeActor`], one parsec server.
+//! - [`fleet`]: [`FleetSupervisor`] and its sans-IO [`RoundPlanner`].
+//! - [`recorder`] / [`sink`]: [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
+//! - [`network`]: spawning and wiring an in-process network of peers.
+//! - `testing` (feature `test-utils`): helpers for harnesses.
+
+pub mod config;
+pub mod dht;
+mod error;
+pub mod fleet;
+pub mod model;
+pub mod network;
+pub mod node;
+pub mod recorder;
+pub mod sink;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+
+pub use config::{DhtConfig, DhtMode, IPFS_KAD_PROTOCOL};
+pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
+pub use error::{DhtError, NodeError, RoundError, SinkError};
+pub use fleet::{FleetMember, FleetSupervisor, RoundConfig, RoundPlanner, RoundSummary, RunRound};
+pub use model::{
+    random_content, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport, Readiness,
+    RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND,
+};
+pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
+pub use recorder::{Flush, MeasurementRecorder, RecordMeasurement};
+pub use sink::{MeasurementSink, MemorySink};

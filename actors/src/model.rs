@@ -1,0 +1,245 @@
+//! Domain types shared by every actor: content identifiers, node ids, and the measurements
+//! that travel from a DHT operation to the recorder.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use bytes::Bytes;
+use cid::{multihash::Multihash, Cid};
+use libp2p::kad::RecordKey;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Size of the random blob a scheduler publishes each round (parsec's choice).
+pub const CONTENT_SIZE: usize = 1024;
+
+/// Multicodec code of SHA2-256, the only hash CIDv0 allows.
+const SHA2_256: u64 = 0x12;
+
+/// A content identifier as parsec uses it.
+///
+/// Content is addressed as CIDv0 (`Qm…`) over the SHA2-256 multihash of the bytes. Any CID
+/// version is accepted when parsed: the DHT key is the multihash alone, so a CIDv1 of the
+/// same content finds the same provider records.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContentId(Cid);
+
+impl ContentId {
+    /// The CIDv0 of `content`.
+    pub fn for_content(content: &[u8]) -> Self {
+        let digest = Sha256::digest(content);
+        // A 32-byte digest always fits the 64-byte multihash, and SHA2-256 is what CIDv0 requires.
+        let multihash = Multihash::<64>::wrap(SHA2_256, &digest).expect("32-byte digest fits");
+        Self(Cid::new_v0(multihash).expect("sha2-256 multihash is a valid CIDv0"))
+    }
+
+    /// The Kademlia key under which provider records for this content live (the multihash bytes,
+    /// as go-libp2p-kad-dht and every IPFS implementation use).
+    pub fn record_key(&self) -> RecordKey {
+        RecordKey::new(&self.0.hash().to_bytes())
+    }
+}
+
+impl fmt::Display for ContentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A CID string that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid CID {input:?}: {reason}")]
+pub struct InvalidCid {
+    /// What was given.
+    pub input: String,
+    /// Why it is not a CID.
+    pub reason: String,
+}
+
+impl FromStr for ContentId {
+    type Err = InvalidCid;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        Cid::from_str(input).map(Self).map_err(|e| InvalidCid {
+            input: input.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A fresh random blob of [`CONTENT_SIZE`] bytes, the content of one round.
+pub fn random_content(rng: &mut impl RngCore) -> Bytes {
+    let mut content = vec![0u8; CONTENT_SIZE];
+    rng.fill_bytes(&mut content);
+    content.into()
+}
+
+/// Identifies a node within the scheduler's view (the `nodes_ecs.id` once stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub i64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node-{}", self.0)
+    }
+}
+
+/// Identifies one provide/retrieve round; every row of the round carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RoundId(pub uuid::Uuid);
+
+impl RoundId {
+    /// A new random round id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for RoundId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RoundId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The operation a measurement belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Publishing a provider record.
+    Provide,
+    /// Looking up a provider record (time to first provider record).
+    Retrieval,
+}
+
+impl Operation {
+    /// The step name parsec servers report for this operation.
+    pub fn step(self) -> &'static str {
+        match self {
+            Operation::Provide => "provide",
+            Operation::Retrieval => "retrieval",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.step())
+    }
+}
+
+/// One measured step of an operation, as a parsec server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepMeasurement {
+    /// Step name (`provide`, `retrieval`, or IPNI steps from other servers).
+    pub step: String,
+    /// How long the step took (monotonic clock).
+    pub duration: Duration,
+    /// What went wrong, if anything; the measurement is still a valid data point.
+    pub error: Option<String>,
+}
+
+/// The answer of a node to a provide or retrieval: the parsec response body in domain form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationReport {
+    /// The CID the node worked on, as the node printed it.
+    pub cid: String,
+    /// One entry per step (one for DHT servers).
+    pub measurements: Vec<StepMeasurement>,
+    /// Routing-table size right after the operation.
+    pub routing_table_size: u64,
+}
+
+/// Whether a node can take provide/retrieve requests now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Ready means the routing table is non-empty.
+    pub ready: bool,
+    /// Peers in the routing table.
+    pub routing_table_size: u64,
+}
+
+/// One row of measurement: what a node measured for one step of one operation in one round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// The round the row belongs to.
+    pub round: RoundId,
+    /// The fleet of the measuring node.
+    pub fleet: String,
+    /// The measuring node.
+    pub node: NodeId,
+    /// Provide or retrieval.
+    pub operation: Operation,
+    /// The CID, as the node reported it.
+    pub cid: String,
+    /// The step (`provide`, `retrieval`, or another server's step name).
+    pub step: String,
+    /// Which probe of the retrieval (0 for provides).
+    pub probe: u32,
+    /// Wall-clock start of the request (for joining with other data; durations are monotonic).
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// How long the step took.
+    pub duration: Duration,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The node's routing-table size after the operation.
+    pub routing_table_size: u64,
+}
+
+/// The error text parsec records when a DHT operation hits its deadline (the OpenAPI example).
+pub const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
+/// The error text of a lookup that ended without any provider record (the OpenAPI contract).
+pub const NOT_FOUND: &str = "not found";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_of_content_is_v0_and_roundtrips() {
+        let cid = ContentId::for_content(b"hello parsec");
+        let text = cid.to_string();
+        assert!(text.starts_with("Qm"), "{text}");
+        assert_eq!(text.parse::<ContentId>().unwrap(), cid);
+    }
+
+    #[test]
+    fn cid_v1_of_same_content_has_the_same_record_key() {
+        let v0 = ContentId::for_content(b"abc");
+        let v1 = Cid::new_v1(0x70, *v0.0.hash());
+        let parsed: ContentId = v1.to_string().parse().unwrap();
+        assert!(v1.to_string().starts_with('b'));
+        assert_eq!(parsed.record_key(), v0.record_key());
+    }
+
+    #[test]
+    fn garbage_is_not_a_cid() {
+        let err = "not-a-cid".parse::<ContentId>().unwrap_err();
+        assert_eq!(err.input, "not-a-cid");
+    }
+
+    #[test]
+    fn known_sha256_cid() {
+        // `echo -n "" | ipfs add --only-hash --raw-leaves=false` differs (UnixFS); the raw
+        // multihash of the empty string is the well-known e3b0c442… digest.
+        let cid = ContentId::for_content(b"");
+        assert_eq!(
+            cid.0.hash().digest(),
+            &hex_literal_empty_sha256()[..],
+            "digest of empty input"
+        );
+    }
+
+    fn hex_literal_empty_sha256() -> [u8; 32] {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+}

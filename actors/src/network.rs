@@ -1,0 +1,202 @@
+//! An in-process network of real libp2p DHT peers on loopback (or in-memory transport), the
+//! ground a testnet or an embedding test harness stands on.
+//!
+//! Peers are spawned on a multi-thread tokio runtime ([`dht_runtime`]) and then wired in one of
+//! two ways ([`StartMode`]): routing tables filled as a converged network would hold them (fast,
+//! few connections), or every peer joining through a few bootstrap peers with real lookups
+//! (realistic, but each peer ends up connected to most others).
+
+use std::time::Duration;
+
+use futures::{stream, StreamExt, TryStreamExt};
+use libp2p::Multiaddr;
+use tokio::runtime::{Handle, Runtime};
+
+use crate::{
+    dht::topology::{converged_routing_table, converged_routing_tables, Contact},
+    DhtConfig, DhtError, DhtHandle, DhtMode,
+};
+
+/// Peers started or wired at once; bounds the burst of sockets and handshakes.
+const SPAWN_CONCURRENCY: usize = 32;
+
+/// The transport peers of a local network use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TransportKind {
+    /// TCP on loopback: two file descriptors per connection, all in one process, so the hard
+    /// limit of open files caps it at about 150–200 peers that bootstrap by lookups.
+    Tcp,
+    /// QUIC-v1 on loopback: one UDP socket per peer, however many connections.
+    #[default]
+    Quic,
+    /// libp2p's in-process memory transport: no sockets at all.
+    Memory,
+}
+
+impl TransportKind {
+    /// A listen address of this transport on an OS-chosen port.
+    pub fn listen_addr(self) -> Multiaddr {
+        match self {
+            TransportKind::Tcp => "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+            TransportKind::Quic => "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid multiaddr"),
+            // Port 0 lets the memory transport pick a free port as well.
+            TransportKind::Memory => "/memory/0".parse().expect("valid multiaddr"),
+        }
+    }
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tcp" => Ok(Self::Tcp),
+            "quic" => Ok(Self::Quic),
+            "memory" => Ok(Self::Memory),
+            other => Err(format!("unknown transport {other:?}: use tcp, quic or memory")),
+        }
+    }
+}
+
+/// How peers find each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// Routing tables filled directly with each peer's true closest peers per bucket.
+    Converged,
+    /// The first `bootstrappers` peers know each other; everyone else joins through them with
+    /// a bootstrap lookup.
+    Bootstrap {
+        /// How many peers act as bootstrap peers.
+        bootstrappers: usize,
+    },
+}
+
+/// A multi-thread runtime for DHT swarms, separate from any actix `System` (which runs on a
+/// single thread). Drop it outside async code, or call `shutdown_background`.
+pub fn dht_runtime(threads: usize) -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("dht")
+        .enable_all()
+        .build()
+}
+
+/// The configuration of a local peer: `template` listening on `transport`, announcing its
+/// loopback address (provider records carry only external addresses).
+pub fn local_peer_config(template: &DhtConfig, transport: TransportKind) -> DhtConfig {
+    let mut config = template.clone();
+    config
+        .set_listen(vec![transport.listen_addr()])
+        .set_announce_listen_addrs(true)
+        .set_resolve_dns(false);
+    config
+}
+
+/// Starts `count` peers from `config`; `progress` is called with the number started so far.
+pub async fn spawn_peers(
+    count: usize,
+    config: &DhtConfig,
+    runtime: &Handle,
+    progress: impl Fn(usize),
+) -> Result<Vec<DhtHandle>, DhtError> {
+    let mut started = 0;
+    stream::iter(0..count)
+        .map(|_| DhtHandle::spawn(config.clone(), runtime))
+        .buffered(SPAWN_CONCURRENCY)
+        .inspect_ok(|_| {
+            started += 1;
+            progress(started);
+        })
+        .try_collect()
+        .await
+}
+
+/// A peer to wire into a local network, with the mode it runs in: DHT clients get routing
+/// tables but are not put into anyone's.
+#[derive(Clone, Debug)]
+pub struct LocalPeer {
+    /// The running peer.
+    pub handle: DhtHandle,
+    /// Its DHT mode.
+    pub mode: DhtMode,
+}
+
+/// Connects `peers` into one network, as `mode` says; `k` is the bucket size.
+pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), DhtError> {
+    let contact = |p: &LocalPeer| -> Result<Contact, DhtError> {
+        let address = p
+            .handle
+            .listen_addrs()
+            .first()
+            .cloned()
+            .ok_or_else(|| DhtError::Setup(format!("peer {} listens nowhere", p.handle.peer_id())))?;
+        Ok((p.handle.peer_id(), address))
+    };
+    let servers: Vec<&LocalPeer> = peers.iter().filter(|p| p.mode == DhtMode::Server).collect();
+    let clients: Vec<&LocalPeer> = peers.iter().filter(|p| p.mode == DhtMode::Client).collect();
+    let server_contacts: Vec<Contact> = servers.iter().map(|p| contact(p)).collect::<Result<_, _>>()?;
+    match mode {
+        StartMode::Converged => {
+            let mut assignments: Vec<(&DhtHandle, Vec<Contact>)> = servers
+                .iter()
+                .map(|p| &p.handle)
+                .zip(converged_routing_tables(&server_contacts, k))
+                .collect();
+            for client in &clients {
+                let table = converged_routing_table(client.handle.peer_id(), &server_contacts, k);
+                assignments.push((&client.handle, table));
+            }
+            stream::iter(assignments)
+                .map(|(handle, table)| handle.add_peers(table))
+                .buffer_unordered(SPAWN_CONCURRENCY)
+                .try_collect::<()>()
+                .await
+        }
+        StartMode::Bootstrap { bootstrappers } => {
+            let bootstrappers = bootstrappers.clamp(1, server_contacts.len().max(1));
+            let seeds: Vec<Contact> = server_contacts.iter().take(bootstrappers).cloned().collect();
+            for (i, seed) in servers.iter().take(bootstrappers).enumerate() {
+                let others = seeds
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, c)| c.clone());
+                seed.handle.add_peers(others.collect()).await?;
+            }
+            let joiners = servers.iter().skip(bootstrappers).chain(clients.iter());
+            stream::iter(joiners)
+                .map(|p| {
+                    let seeds = seeds.clone();
+                    async move {
+                        p.handle.add_peers(seeds).await?;
+                        // A failed bootstrap lookup still leaves the seeds in the table.
+                        if let Err(e) = p.handle.bootstrap().await {
+                            tracing::warn!(peer = %p.handle.peer_id(), error = %e, "bootstrap failed");
+                        }
+                        Ok::<_, DhtError>(())
+                    }
+                })
+                .buffer_unordered(SPAWN_CONCURRENCY)
+                .try_collect::<()>()
+                .await
+        }
+    }
+}
+
+/// Waits until every peer's routing table is non-empty, or `timeout` passes; returns how many
+/// peers are still empty.
+pub async fn wait_until_joined(peers: &[DhtHandle], timeout: Duration) -> Result<usize, DhtError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut empty = 0;
+        for peer in peers {
+            if peer.routing_table_size().await? == 0 {
+                empty += 1;
+            }
+        }
+        if empty == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(empty);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,170 @@
+//! `NodeActor`: one parsec server. It starts its [`DhtActor`], answers readiness, and turns
+//! provide/retrieve requests into DHT operations and parsec reports.
+//!
+//! The same three messages are handled by remote nodes (the HTTP client in the `parsec`
+//! crate), so a [`FleetSupervisor`](crate::FleetSupervisor) drives either without knowing which.
+
+use actix::prelude::*;
+use bytes::Bytes;
+
+use crate::{
+    dht::{self, DhtActor, DhtHandle, DhtOutcome},
+    ContentId, DhtError, NodeError, Operation, OperationReport, Readiness, StepMeasurement,
+};
+
+/// Publish a provider record for `content` (its CIDv0 is computed by the node).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OperationReport, NodeError>")]
+pub struct ProvideContent {
+    /// The blob to provide.
+    pub content: Bytes,
+    /// The scheduler asking (`x-scheduler-id`), for labelling.
+    pub scheduler: Option<String>,
+}
+
+/// Look up the first provider record of `cid`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<OperationReport, NodeError>")]
+pub struct RetrieveContent {
+    /// The content to look up.
+    pub cid: ContentId,
+    /// The scheduler asking (`x-scheduler-id`), for labelling.
+    pub scheduler: Option<String>,
+}
+
+/// Whether the node can serve requests (its routing table is non-empty).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Readiness, NodeError>")]
+pub struct CheckReadiness;
+
+/// Where a node's three requests go: an in-process [`NodeActor`], a remote server behind the
+/// HTTP client, or anything else that handles the node messages.
+#[derive(Clone, Debug)]
+pub struct NodeRecipients {
+    /// Where provide requests go.
+    pub provide: Recipient<ProvideContent>,
+    /// Where retrieval requests go.
+    pub retrieve: Recipient<RetrieveContent>,
+    /// Where readiness checks go.
+    pub readiness: Recipient<CheckReadiness>,
+}
+
+impl NodeRecipients {
+    /// The recipients of any actor that handles the three node messages.
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<ProvideContent>
+            + Handler<RetrieveContent>
+            + Handler<CheckReadiness>,
+    {
+        Self {
+            provide: addr.clone().recipient(),
+            retrieve: addr.clone().recipient(),
+            readiness: addr.clone().recipient(),
+        }
+    }
+}
+
+/// One parsec server; see the module docs.
+#[derive(Debug)]
+pub struct NodeActor {
+    handle: DhtHandle,
+    dht: Option<Addr<DhtActor>>,
+}
+
+impl NodeActor {
+    /// A node around a running DHT peer; the peer's actor starts with the node.
+    pub fn new(handle: DhtHandle) -> Self {
+        Self { handle, dht: None }
+    }
+
+    fn dht(&self) -> Result<Addr<DhtActor>, NodeError> {
+        self.dht
+            .clone()
+            .ok_or_else(|| NodeError::Unavailable("node not started".to_owned()))
+    }
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.dht = Some(DhtActor::new(self.handle.clone()).start());
+        tracing::debug!(peer = %self.handle.peer_id(), "node started");
+    }
+}
+
+/// The parsec report of one DHT outcome.
+fn report(cid: &ContentId, operation: Operation, outcome: DhtOutcome) -> OperationReport {
+    OperationReport {
+        cid: cid.to_string(),
+        measurements: vec![StepMeasurement {
+            step: operation.step().to_owned(),
+            duration: outcome.duration,
+            error: outcome.error,
+        }],
+        routing_table_size: outcome.routing_table_size as u64,
+    }
+}
+
+fn mailbox(e: MailboxError) -> NodeError {
+    NodeError::Dht(match e {
+        MailboxError::Closed | MailboxError::Timeout => DhtError::Stopped,
+    })
+}
+
+// Interleaved handlers: a node serves many lookups at once.
+
+impl Handler<ProvideContent> for NodeActor {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
+        let dht = self.dht();
+        let cid = ContentId::for_content(&msg.content);
+        Box::pin(async move {
+            let span = tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref());
+            let outcome = dht?
+                .send(dht::Provide { cid: cid.clone() })
+                .await
+                .map_err(mailbox)??;
+            let _entered = span.enter();
+            tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), requests = outcome.counts.requests, "provided");
+            Ok(report(&cid, Operation::Provide, outcome))
+        })
+    }
+}
+
+impl Handler<RetrieveContent> for NodeActor {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: RetrieveContent, _: &mut Context<Self>) -> Self::Result {
+        let dht = self.dht();
+        Box::pin(async move {
+            let cid = msg.cid;
+            let span = tracing::info_span!("retrieve", %cid, scheduler = msg.scheduler.as_deref());
+            let outcome = dht?
+                .send(dht::Retrieve { cid: cid.clone() })
+                .await
+                .map_err(mailbox)??;
+            let _entered = span.enter();
+            tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), provider = ?outcome.provider, requests = outcome.counts.requests, "retrieved");
+            Ok(report(&cid, Operation::Retrieval, outcome))
+        })
+    }
+}
+
+impl Handler<CheckReadiness> for NodeActor {
+    type Result = ResponseFuture<Result<Readiness, NodeError>>;
+
+    fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
+        let dht = self.dht();
+        Box::pin(async move {
+            let size = dht?.send(dht::RoutingTableSize).await.map_err(mailbox)??;
+            Ok(Readiness {
+                ready: size > 0,
+                routing_table_size: size as u64,
+            })
+        })
+    }
+}

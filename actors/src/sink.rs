@@ -1,0 +1,34 @@
+//! Where measurements go: the [`MeasurementSink`] trait, and [`MemorySink`] for embedding and
+//! tests. The `parsec` crate implements it for its databases; this crate stays free of them.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use crate::{Measurement, SinkError};
+
+/// Stores batches of measurements.
+pub trait MeasurementSink: Send + Sync + 'static {
+    /// Stores `batch` entirely or not at all; on error the recorder keeps the rows and retries.
+    fn write(&self, batch: Vec<Measurement>) -> BoxFuture<'static, Result<(), SinkError>>;
+}
+
+/// Keeps measurements in memory; clones share the same rows.
+#[derive(Clone, Debug, Default)]
+pub struct MemorySink {
+    rows: Arc<Mutex<Vec<Measurement>>>,
+}
+
+impl MemorySink {
+    /// A copy of every row written so far.
+    pub fn rows(&self) -> Vec<Measurement> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl MeasurementSink for MemorySink {
+    fn write(&self, batch: Vec<Measurement>) -> BoxFuture<'static, Result<(), SinkError>> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner()).extend(batch);
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}

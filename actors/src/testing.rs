@@ -1,0 +1,96 @@
+//! Helpers for harnesses that embed a fleet: spawn a small local network with nodes, wait on a
+//! predicate. Compiled for this crate's tests and with the `test-utils` feature.
+
+use std::{future::Future, time::Duration};
+
+use actix::prelude::*;
+use tokio::runtime::Handle;
+
+use crate::{
+    network::{self, LocalPeer, StartMode, TransportKind},
+    DhtConfig, DhtError, DhtHandle, DhtMode, FleetMember, NodeActor, NodeId, NodeRecipients,
+};
+
+/// Polls `predicate` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_for<F, Fut>(timeout: Duration, mut predicate: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if predicate().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A local network with nodes on it, ready for rounds.
+#[derive(Debug)]
+pub struct LocalFleet {
+    /// The background DHT peers (keep them alive as long as the fleet is used).
+    pub peers: Vec<DhtHandle>,
+    /// The node actors, in member order.
+    pub nodes: Vec<Addr<NodeActor>>,
+    /// The nodes as fleet members (ids 1..).
+    pub members: Vec<FleetMember>,
+    /// The nodes' DHT peers.
+    pub node_peers: Vec<DhtHandle>,
+}
+
+/// Starts `peers` DHT server peers and `nodes` nodes (DHT clients) on `transport`, wired as a
+/// converged network. Must run inside an actix `System`; swarms run on `runtime`.
+pub async fn spawn_fleet(
+    peers: usize,
+    nodes: usize,
+    transport: TransportKind,
+    runtime: &Handle,
+) -> Result<LocalFleet, DhtError> {
+    let mut template = DhtConfig::default();
+    template.set_periodic_bootstrap(None).set_mode(DhtMode::Server);
+    let peer_config = network::local_peer_config(&template, transport);
+    let background = network::spawn_peers(peers, &peer_config, runtime, |_| {}).await?;
+    let mut node_config = peer_config.clone();
+    node_config.set_mode(DhtMode::Client);
+    let node_peers = network::spawn_peers(nodes, &node_config, runtime, |_| {}).await?;
+
+    let local: Vec<LocalPeer> = background
+        .iter()
+        .map(|h| LocalPeer {
+            handle: h.clone(),
+            mode: DhtMode::Server,
+        })
+        .chain(node_peers.iter().map(|h| LocalPeer {
+            handle: h.clone(),
+            mode: DhtMode::Client,
+        }))
+        .collect();
+    network::wire(&local, StartMode::Converged, template.k.get()).await?;
+
+    let nodes: Vec<Addr<NodeActor>> = node_peers
+        .iter()
+        .map(|h| NodeActor::new(h.clone()).start())
+        .collect();
+    let members = nodes
+        .iter()
+        .zip(&node_peers)
+        .enumerate()
+        .map(|(i, (addr, peer))| {
+            FleetMember::new(
+                NodeId(i as i64 + 1),
+                peer.peer_id().to_string(),
+                NodeRecipients::of(addr),
+            )
+        })
+        .collect();
+    Ok(LocalFleet {
+        peers: background,
+        nodes,
+        members,
+        node_peers,
+    })
+}
