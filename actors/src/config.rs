@@ -58,6 +58,8 @@ pub struct DhtConfig {
     /// Announce listen addresses as external ones. Provider records only carry the provider's
     /// addresses when it has external addresses, so local networks need this.
     pub announce_listen_addrs: bool,
+    /// Addresses announced as external, in addition to (or instead of) the listen addresses.
+    pub external_addrs: Vec<Multiaddr>,
     /// Emulated round-trip time added to every connection (`None`: none).
     pub latency: Option<Duration>,
     /// Close connections idle for this long.
@@ -82,6 +84,7 @@ impl Default for DhtConfig {
             listen: Vec::new(),
             bootstrap: Vec::new(),
             announce_listen_addrs: false,
+            external_addrs: Vec::new(),
             latency: None,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
@@ -142,6 +145,12 @@ impl DhtConfig {
     /// Announces listen addresses as external addresses (local networks).
     pub fn set_announce_listen_addrs(&mut self, announce: bool) -> &mut Self {
         self.announce_listen_addrs = announce;
+        self
+    }
+
+    /// Sets the addresses announced as external.
+    pub fn set_external_addrs(&mut self, addrs: Vec<Multiaddr>) -> &mut Self {
+        self.external_addrs = addrs;
         self
     }
 

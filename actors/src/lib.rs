@@ -41,6 +41,8 @@ pub use config::{DhtConfig, DhtMode, IPFS_KAD_PROTOCOL};
 pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{FleetMember, FleetSupervisor, RoundConfig, RoundPlanner, RoundSummary, RunRound};
+/// Multiaddresses, as peers and operators write them.
+pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use model::{
     random_content, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport, Readiness,
     RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND,

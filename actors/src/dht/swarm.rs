@@ -62,6 +62,8 @@ pub(crate) struct SwarmTask {
     swarm: Swarm<DhtBehaviour>,
     commands: mpsc::Receiver<Command>,
     pending: PendingQueries,
+    /// Bootstrap queries started only to cancel kad's automatic bootstrap (see `quiet_bootstrap`).
+    silenced: HashSet<QueryId>,
     config: DhtConfig,
     kad_protocol: StreamProtocol,
 }
@@ -92,6 +94,9 @@ impl SwarmTask {
             }
             listen_addrs.push(address);
         }
+        for address in &config.external_addrs {
+            swarm.add_external_address(address.clone());
+        }
         for address in &config.bootstrap {
             let Some(Protocol::P2p(peer)) = address.iter().last() else {
                 return Err(DhtError::Setup(format!(
@@ -109,6 +114,7 @@ impl SwarmTask {
             swarm,
             commands,
             pending: PendingQueries::default(),
+            silenced: HashSet::new(),
             config,
             kad_protocol,
         };
@@ -204,7 +210,25 @@ impl SwarmTask {
                 for (peer, address) in peers {
                     kad.add_address(&peer, address);
                 }
+                self.quiet_bootstrap();
             }
+        }
+    }
+
+    /// Cancels the bootstrap kad schedules on its own after peers are added.
+    ///
+    /// kad 0.49 starts a bootstrap 500 ms after any insert that leaves the routing table below
+    /// k, and the switch to turn that off is test-only. Peers of a converged network are not
+    /// bootstrapping, and a thousand simultaneous bootstraps connect every peer to most others
+    /// (gigabytes, and every file descriptor). Starting a bootstrap resets kad's timer; finishing
+    /// each of its steps before kad polls it sends no request at all.
+    fn quiet_bootstrap(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        if let Ok(id) = kad.bootstrap() {
+            if let Some(mut query) = kad.query_mut(&id) {
+                query.finish();
+            }
+            self.silenced.insert(id);
         }
     }
 
@@ -243,6 +267,15 @@ impl SwarmTask {
     }
 
     fn on_query_progressed(&mut self, id: QueryId, result: QueryResult, stats: &QueryStats, last: bool) {
+        if self.silenced.contains(&id) {
+            // Each finished bootstrap step continues with the next bucket under the same id.
+            if last {
+                self.silenced.remove(&id);
+            } else if let Some(mut query) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                query.finish();
+            }
+            return;
+        }
         match result {
             QueryResult::StartProviding(result) => {
                 if let Some(query) = self.pending.remove(&id) {

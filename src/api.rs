@@ -1,0 +1,62 @@
+//! The parsec server HTTP API (`POST /provide`, `POST /retrieve/{cid}`, `GET /readiness`): a
+//! thin actix-web adapter over a node's mailboxes, wire-compatible with parsec's OpenAPI file.
+
+pub mod client;
+pub mod dto;
+mod error;
+mod handlers;
+
+use std::net::TcpListener;
+
+use actix_web::{dev::Server, web, App, HttpServer};
+use parsec_actors::NodeRecipients;
+
+pub use self::error::ApiError;
+
+/// Largest request body accepted; content blobs are 1 KiB.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Header naming the scheduler that sends a request (labels metrics).
+pub const SCHEDULER_ID_HEADER: &str = "x-scheduler-id";
+
+/// Registers the API routes for `node`.
+pub fn configure(node: NodeRecipients) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        let json = web::JsonConfig::default()
+            .limit(MAX_BODY_BYTES)
+            // parsec's Go scheduler sends JSON; other clients may omit the content type.
+            .content_type_required(false)
+            .error_handler(|error, _| ApiError::from(error).into());
+        config
+            .app_data(web::Data::new(node))
+            .app_data(json)
+            .service(
+                web::resource("/provide")
+                    .route(web::post().to(handlers::provide))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/retrieve/{cid}")
+                    .route(web::post().to(handlers::retrieve))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/readiness")
+                    .route(web::get().to(handlers::readiness))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .default_service(web::to(handlers::not_found));
+    }
+}
+
+/// Serves the API for `node` on `listener` with `workers` threads. Signals are left to the
+/// caller, which decides how the node shuts down.
+pub fn serve(listener: TcpListener, node: NodeRecipients, workers: usize) -> std::io::Result<Server> {
+    Ok(
+        HttpServer::new(move || App::new().configure(configure(node.clone())))
+            .workers(workers.max(1))
+            .disable_signals()
+            .listen(listener)?
+            .run(),
+    )
+}

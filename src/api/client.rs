@@ -1,0 +1,173 @@
+//! `RemoteNode`: a parsec server reached over its HTTP API (ours or another implementation's),
+//! as an actor that handles the node messages, so a fleet mixes it with in-process nodes.
+//!
+//! Responses are validated: a non-2xx status or a body that is not a parsec response is a
+//! [`NodeError`], never a measurement.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use awc::error::SendRequestError;
+use parsec_actors::{
+    CheckReadiness, NodeError, Operation, OperationReport, ProvideContent, Readiness, RetrieveContent,
+};
+
+use super::{
+    dto::{Content, OperationResponse, ProvideRequest},
+    MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
+};
+
+/// How long each kind of request may take before the node counts as unresponsive.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientTimeouts {
+    /// Provides: above the server's own 3-minute deadline, so its answer arrives.
+    pub provide: Duration,
+    /// Retrievals: above the server's retrieval deadline.
+    pub retrieve: Duration,
+    /// Readiness checks.
+    pub readiness: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        Self {
+            provide: parsec_actors::config::DEFAULT_PROVIDE_TIMEOUT + Duration::from_secs(10),
+            retrieve: parsec_actors::config::DEFAULT_RETRIEVE_TIMEOUT + Duration::from_secs(10),
+            readiness: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A remote parsec server; see the module docs.
+pub struct RemoteNode {
+    base_url: String,
+    client: awc::Client,
+    timeouts: ClientTimeouts,
+}
+
+impl RemoteNode {
+    /// A client for the server at `base_url` (`http://host:port`). Needs an actix `System`.
+    pub fn new(base_url: impl Into<String>, timeouts: ClientTimeouts) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            client: awc::Client::default(),
+            timeouts,
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteNode")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl Actor for RemoteNode {
+    type Context = Context<Self>;
+}
+
+fn send_error(error: SendRequestError, timeout: Duration) -> NodeError {
+    match error {
+        SendRequestError::Timeout => NodeError::Timeout(timeout),
+        other => NodeError::Unavailable(other.to_string()),
+    }
+}
+
+/// Reads a parsec operation response, or says why it is not one.
+async fn operation_report(
+    response: &mut awc::ClientResponse<
+        impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+    operation: Operation,
+) -> Result<OperationReport, NodeError> {
+    let body = response
+        .body()
+        .limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|e| NodeError::InvalidResponse(format!("reading body: {e}")))?;
+    if !response.status().is_success() {
+        return Err(NodeError::Rejected {
+            status: response.status().as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+        });
+    }
+    let parsed: OperationResponse =
+        serde_json::from_slice(&body).map_err(|e| NodeError::InvalidResponse(e.to_string()))?;
+    parsed
+        .into_report(operation.step())
+        .map_err(NodeError::InvalidResponse)
+}
+
+impl Handler<ProvideContent> for RemoteNode {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.provide;
+        let mut request = self
+            .client
+            .post(format!("{}/provide", self.base_url))
+            .timeout(timeout);
+        if let Some(scheduler) = &msg.scheduler {
+            request = request.insert_header((SCHEDULER_ID_HEADER, scheduler.as_str()));
+        }
+        let body = ProvideRequest {
+            content: Content::encode(&msg.content),
+        };
+        Box::pin(async move {
+            let mut response = request
+                .send_json(&body)
+                .await
+                .map_err(|e| send_error(e, timeout))?;
+            operation_report(&mut response, Operation::Provide).await
+        })
+    }
+}
+
+impl Handler<RetrieveContent> for RemoteNode {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: RetrieveContent, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.retrieve;
+        let mut request = self
+            .client
+            .post(format!("{}/retrieve/{}", self.base_url, msg.cid))
+            .timeout(timeout);
+        if let Some(scheduler) = &msg.scheduler {
+            request = request.insert_header((SCHEDULER_ID_HEADER, scheduler.as_str()));
+        }
+        Box::pin(async move {
+            let mut response = request
+                .send_json(&serde_json::json!({}))
+                .await
+                .map_err(|e| send_error(e, timeout))?;
+            operation_report(&mut response, Operation::Retrieval).await
+        })
+    }
+}
+
+impl Handler<CheckReadiness> for RemoteNode {
+    type Result = ResponseFuture<Result<Readiness, NodeError>>;
+
+    fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.readiness;
+        let request = self
+            .client
+            .get(format!("{}/readiness", self.base_url))
+            .timeout(timeout);
+        Box::pin(async move {
+            let mut response = request.send().await.map_err(|e| send_error(e, timeout))?;
+            // Only the status is the contract; our servers add the routing-table size.
+            let size = response
+                .json::<super::dto::ReadinessResponse>()
+                .await
+                .map(|r| r.routing_table_size)
+                .unwrap_or(0);
+            Ok(Readiness {
+                ready: response.status().is_success(),
+                routing_table_size: size,
+            })
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! `ApiError`: every failure of the HTTP API as a status code and a JSON body; never a panic.
+
+use actix_web::{error::JsonPayloadError, http::StatusCode, HttpResponse, ResponseError};
+use parsec_actors::{DhtError, NodeError};
+
+use super::{dto::ErrorResponse, MAX_BODY_BYTES};
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (JSON, base64, CID).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than the API accepts.
+    #[error("request body exceeds the limit of {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// No such route.
+    #[error(
+        "no route for {method} {path}; the API has POST /provide, POST /retrieve/{{cid}} and GET /readiness"
+    )]
+    NotFound {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The route exists with another method.
+    #[error("{path} does not accept {method}")]
+    MethodNotAllowed {
+        /// Request method.
+        method: String,
+        /// Request path.
+        path: String,
+    },
+    /// The node cannot take the request now (busy, stopping).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(ErrorResponse {
+            error: self.to_string(),
+        })
+    }
+}
+
+impl From<JsonPayloadError> for ApiError {
+    fn from(error: JsonPayloadError) -> Self {
+        match error {
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge
+            }
+            JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => ApiError::PayloadTooLarge,
+            JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!(
+                "invalid JSON body: {e}; expected {{\"Content\": \"<base64>\"}}"
+            )),
+            other => ApiError::BadRequest(format!("invalid request body: {other}")),
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::Dht(DhtError::Store { .. }) => ApiError::Unavailable(error.to_string()),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}

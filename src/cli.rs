@@ -1,0 +1,60 @@
+//! The command line: one subcommand per file. Every flag can also be set through the
+//! environment variable parsec uses for it.
+
+mod health;
+mod server;
+mod testnet;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Measures how fast a Kademlia DHT publishes and finds provider records.
+#[derive(Debug, Parser)]
+#[command(name = "parsec", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a parsec server.
+    Server(server::ServerArgs),
+    /// Run a local network of real libp2p peers and measure it through the HTTP API (offline).
+    Testnet(testnet::TestnetArgs),
+    /// Check a server's readiness: prints OK and exits 0 when GET /readiness answers 200.
+    Health(health::HealthArgs),
+}
+
+impl Command {
+    /// The log filter when `RUST_LOG` is unset: a long-running server logs its requests; the
+    /// testnet keeps the terminal for its progress bars and report.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Server(_) => "info,libp2p=warn",
+            Command::Testnet(_) | Command::Health(_) => "warn",
+        }
+    }
+
+    /// Runs the command; the exit code says whether it did its job.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Server(args) => args.run(),
+            Command::Testnet(args) => args.run(),
+            Command::Health(args) => args.run(),
+        }
+    }
+}
+
+/// Parses durations such as `100ms`, `1m`, `3min`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 100ms, 30s, 2m)"))
+}
+
+/// Threads for the swarms' runtime: every core the machine has.
+pub(crate) fn default_dht_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}

@@ -1,0 +1,200 @@
+//! `parsec server dht`: a parsec server on a Kademlia DHT, with parsec's flags and env vars.
+
+use std::{
+    net::{IpAddr, TcpListener},
+    num::NonZeroUsize,
+    process::ExitCode,
+    time::Duration,
+};
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use parsec_actors::{
+    config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
+    multiaddr::Protocol,
+    network::dht_runtime,
+    DhtConfig, DhtHandle, DhtMode, Multiaddr, NodeActor, NodeRecipients,
+};
+
+use crate::api;
+
+/// How long in-flight requests may finish after a shutdown signal (a provide takes ≤ 3 min).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(190);
+
+/// Arguments of `parsec server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    kind: ServerKind,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerKind {
+    /// A server that publishes and looks up provider records in a Kademlia DHT.
+    Dht(DhtServerArgs),
+}
+
+#[derive(Debug, Args)]
+struct DhtServerArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "PARSEC_SERVER_SERVER_HOST", default_value = "0.0.0.0")]
+    server_host: IpAddr,
+    /// Port of the HTTP API.
+    #[arg(long, env = "PARSEC_SERVER_SERVER_PORT", default_value_t = 7070)]
+    server_port: u16,
+    /// Address the libp2p peer listens on.
+    #[arg(long, env = "PARSEC_SERVER_PEER_HOST", default_value = "0.0.0.0")]
+    peer_host: IpAddr,
+    /// Port of the libp2p peer (TCP and QUIC-v1 share it; 0 picks a free one).
+    #[arg(long, env = "PARSEC_SERVER_PEER_PORT", default_value_t = 4001)]
+    peer_port: u16,
+    /// Fleet this server belongs to.
+    #[arg(long, env = "PARSEC_SERVER_FLEET", default_value = "default")]
+    fleet: String,
+    /// Serve DHT requests (DHT server mode) instead of only issuing them.
+    #[arg(long, env = "PARSEC_SERVER_DHT_SERVER_MODE")]
+    server_mode: bool,
+    /// Lookup concurrency (alpha).
+    #[arg(long, env = "PARSEC_SERVER_DHT_ALPHA", default_value_t = NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"))]
+    alpha: NonZeroUsize,
+    /// Peers to join through, comma-separated multiaddrs ending in /p2p/<peer id>.
+    #[arg(long, env = "PARSEC_SERVER_DHT_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<Multiaddr>,
+    /// Kademlia protocol name.
+    #[arg(long, env = "PARSEC_SERVER_DHT_PROTOCOL", default_value = IPFS_KAD_PROTOCOL)]
+    protocol: String,
+    /// Deadline of a retrieval.
+    #[arg(long, env = "PARSEC_SERVER_RETRIEVE_TIMEOUT", default_value = "60s", value_parser = super::parse_duration)]
+    retrieve_timeout: Duration,
+    /// Addresses to announce in provider records (comma-separated); default: the listen addresses.
+    #[arg(long, env = "PARSEC_SERVER_ANNOUNCE", value_delimiter = ',')]
+    announce: Vec<Multiaddr>,
+    /// HTTP worker threads.
+    #[arg(long, env = "PARSEC_SERVER_HTTP_WORKERS", default_value_t = 2)]
+    http_workers: usize,
+    /// Threads of the runtime the swarm runs on.
+    #[arg(long, env = "PARSEC_SERVER_DHT_THREADS", default_value_t = super::default_dht_threads())]
+    dht_threads: usize,
+}
+
+impl ServerArgs {
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        match self.kind {
+            ServerKind::Dht(args) => args.run(),
+        }
+    }
+}
+
+impl DhtServerArgs {
+    fn run(self) -> anyhow::Result<ExitCode> {
+        let runtime = dht_runtime(self.dht_threads).context("starting the DHT runtime")?;
+        let handle = runtime.handle().clone();
+        let result = System::new().block_on(self.serve(handle));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        result.map(|()| ExitCode::SUCCESS)
+    }
+
+    fn dht_config(&self) -> DhtConfig {
+        let ip = match self.peer_host {
+            IpAddr::V4(ip) => Protocol::Ip4(ip),
+            IpAddr::V6(ip) => Protocol::Ip6(ip),
+        };
+        let tcp = Multiaddr::empty()
+            .with(ip.clone())
+            .with(Protocol::Tcp(self.peer_port));
+        let quic = Multiaddr::empty()
+            .with(ip)
+            .with(Protocol::Udp(self.peer_port))
+            .with(Protocol::QuicV1);
+        let uses_dns = self.bootstrap.iter().any(|a| {
+            a.iter().any(|p| {
+                matches!(
+                    p,
+                    Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
+                )
+            })
+        });
+        let mut config = DhtConfig::default();
+        config
+            .set_listen(vec![tcp, quic])
+            .set_bootstrap(self.bootstrap.clone())
+            .set_protocol(self.protocol.clone())
+            .set_alpha(self.alpha)
+            .set_mode(if self.server_mode {
+                DhtMode::Server
+            } else {
+                DhtMode::Client
+            })
+            .set_retrieve_timeout(self.retrieve_timeout)
+            .set_announce_listen_addrs(self.announce.is_empty())
+            .set_external_addrs(self.announce.clone())
+            .set_resolve_dns(uses_dns);
+        config
+    }
+
+    async fn serve(self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+        let peer = DhtHandle::spawn(self.dht_config(), &runtime)
+            .await
+            .context("starting the libp2p peer")?;
+        tracing::info!(peer_id = %peer.peer_id(), fleet = %self.fleet, "libp2p peer started");
+        for address in peer.dialable_addrs() {
+            tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
+        }
+        if !self.bootstrap.is_empty() {
+            let joining = peer.clone();
+            actix::spawn(async move {
+                match joining.bootstrap().await {
+                    Ok(outcome) => tracing::info!(
+                        routing_table_size = outcome.routing_table_size,
+                        took = ?outcome.duration,
+                        "bootstrap finished"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "bootstrap failed"),
+                }
+            });
+        }
+
+        let node = NodeActor::new(peer.clone()).start();
+        let listener = TcpListener::bind((self.server_host, self.server_port)).with_context(|| {
+            format!(
+                "binding the HTTP API to {}:{}",
+                self.server_host, self.server_port
+            )
+        })?;
+        tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+        let server = api::serve(listener, NodeRecipients::of(&node), self.http_workers)?;
+        let http = server.handle();
+        let serving = actix::spawn(server);
+
+        shutdown_signal().await;
+        tracing::info!("shutting down: letting in-flight requests finish");
+        tokio::time::timeout(SHUTDOWN_GRACE, http.stop(true))
+            .await
+            .unwrap_or_else(|_| tracing::warn!("in-flight requests did not finish in time"));
+        let _ = serving.await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (what ECS and compose send).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

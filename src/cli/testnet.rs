@@ -1,0 +1,175 @@
+//! `parsec testnet`: the main job (see [`crate::testnet`]).
+
+use std::{num::NonZeroUsize, process::ExitCode, time::Duration};
+
+use actix::System;
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use parsec_actors::{
+    config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
+    network::{dht_runtime, StartMode, TransportKind},
+    DhtConfig, RoundConfig,
+};
+
+use crate::{
+    report,
+    testnet::{self, TestnetConfig},
+};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Transport {
+    /// TCP on loopback (two file descriptors per connection; ~150–200 bootstrapping peers at most).
+    Tcp,
+    /// QUIC-v1 on loopback (one UDP socket per peer).
+    Quic,
+    /// In-process memory transport (no sockets).
+    Memory,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Start {
+    /// Fill routing tables as a converged network holds them (fast; few connections).
+    Converged,
+    /// Join through a few bootstrap peers with real lookups (slow; connects most peers to most).
+    Bootstrap,
+}
+
+/// Arguments of `parsec testnet`.
+#[derive(Debug, Args)]
+pub struct TestnetArgs {
+    /// Background DHT server peers.
+    #[arg(long, env = "PARSEC_TESTNET_PEERS", default_value_t = 100)]
+    peers: usize,
+    /// Servers with an HTTP API that the scheduler drives (one provides, the others retrieve).
+    #[arg(long, env = "PARSEC_TESTNET_SERVERS", default_value_t = 7)]
+    servers: usize,
+    /// Rounds to run.
+    #[arg(long, env = "PARSEC_TESTNET_ROUNDS", default_value_t = 10)]
+    rounds: usize,
+    /// Transport between peers.
+    #[arg(long, env = "PARSEC_TESTNET_TRANSPORT", value_enum, default_value_t = Transport::Quic)]
+    transport: Transport,
+    /// How peers find each other.
+    #[arg(long, env = "PARSEC_TESTNET_START", value_enum, default_value_t = Start::Converged)]
+    start: Start,
+    /// Bootstrap peers with `--start bootstrap`.
+    #[arg(long, env = "PARSEC_TESTNET_BOOTSTRAPPERS", default_value_t = 3)]
+    bootstrappers: usize,
+    /// Emulated round-trip time on every connection (e.g. 100ms); none by default.
+    #[arg(long, env = "PARSEC_TESTNET_LATENCY", value_parser = super::parse_duration)]
+    latency: Option<Duration>,
+    /// Lookup concurrency (alpha).
+    #[arg(long, env = "PARSEC_TESTNET_ALPHA", default_value_t = NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"))]
+    alpha: NonZeroUsize,
+    /// Run the servers in DHT server mode (default: client mode).
+    #[arg(long, env = "PARSEC_TESTNET_SERVER_MODE")]
+    server_mode: bool,
+    /// Lookups per retrieving server per round.
+    #[arg(long, env = "PARSEC_TESTNET_PROBES", default_value_t = 1)]
+    probes: u32,
+    /// Pause between a provide's answer and the retrievals.
+    #[arg(long, env = "PARSEC_TESTNET_SETTLE", default_value = "0s", value_parser = super::parse_duration)]
+    settle: Duration,
+    /// Deadline of a retrieval.
+    #[arg(long, env = "PARSEC_TESTNET_RETRIEVE_TIMEOUT", default_value = "60s", value_parser = super::parse_duration)]
+    retrieve_timeout: Duration,
+    /// Kademlia protocol name.
+    #[arg(long, env = "PARSEC_TESTNET_PROTOCOL", default_value = IPFS_KAD_PROTOCOL)]
+    protocol: String,
+    /// Seed of the content generator (reproducible CIDs).
+    #[arg(long, env = "PARSEC_TESTNET_SEED")]
+    seed: Option<u64>,
+    /// Threads of the runtime the swarms run on.
+    #[arg(long, env = "PARSEC_TESTNET_THREADS", default_value_t = super::default_dht_threads())]
+    threads: usize,
+    /// Do not draw progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl TestnetArgs {
+    fn config(&self) -> TestnetConfig {
+        let mut dht = DhtConfig::default();
+        dht.set_alpha(self.alpha)
+            .set_protocol(self.protocol.clone())
+            .set_retrieve_timeout(self.retrieve_timeout)
+            .set_latency(self.latency)
+            // Routing tables are wired once; a thousand idle peers must stay idle.
+            .set_periodic_bootstrap(None);
+        let mut round = RoundConfig::default();
+        round
+            .set_fleet("testnet")
+            .set_probes(self.probes)
+            .set_settle(self.settle)
+            .set_seed(self.seed);
+        TestnetConfig {
+            peers: self.peers,
+            servers: self.servers,
+            rounds: self.rounds,
+            transport: match self.transport {
+                Transport::Tcp => TransportKind::Tcp,
+                Transport::Quic => TransportKind::Quic,
+                Transport::Memory => TransportKind::Memory,
+            },
+            start: match self.start {
+                Start::Converged => StartMode::Converged,
+                Start::Bootstrap => StartMode::Bootstrap {
+                    bootstrappers: self.bootstrappers,
+                },
+            },
+            dht,
+            server_mode: self.server_mode,
+            round,
+            progress: !self.no_progress,
+        }
+    }
+
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config();
+        let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
+        let handle = runtime.handle().clone();
+        let result = System::new().block_on(testnet::run(config.clone(), handle));
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        let report = result?;
+
+        println!(
+            "\nparsec testnet: {} peers + {} servers over {:?} ({:?} start), latency {}, {} rounds run",
+            config.peers,
+            config.servers,
+            self.transport,
+            self.start,
+            self.latency
+                .map_or_else(|| "none".to_owned(), |l| format!("{l:?} RTT")),
+            report.rounds_run,
+        );
+        println!();
+        print!("{}", report::render_table(&report::summarize(&report.rows)));
+        println!();
+        for (operation, error, count) in report::top_errors(&report.rows, 5) {
+            println!("{count:>6} × {operation} error: {error}");
+        }
+        if report.request_failures > 0 {
+            println!(
+                "{:>6} requests got no answer from their server (not recorded)",
+                report.request_failures
+            );
+        }
+        for error in &report.round_errors {
+            println!("round failed: {error}");
+        }
+        println!(
+            "setup {:.1}s, wall time {:.1}s, peak RSS {}",
+            report.setup.as_secs_f64(),
+            report.wall.as_secs_f64(),
+            report.peak_rss_bytes.map_or_else(
+                || "unknown".to_owned(),
+                |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
+            )
+        );
+        if report.successful_retrievals() == 0 {
+            eprintln!("error: no retrieval found a provider record");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,12 @@
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` or the command's default.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
+pub fn init(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
