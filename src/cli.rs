@@ -35,7 +35,9 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Server(_) => "info,libp2p=warn",
-            Command::Testnet(_) | Command::Health(_) => "warn",
+            // kad warns once per peer that starts before the testnet wires it ("no known peers").
+            Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
+            Command::Health(_) => "warn",
         }
     }
 

@@ -4,12 +4,12 @@
 //! crate adds what a deployment needs around them.
 //!
 //! # Layout
-//! - [`cli`]: one clap subcommand per file (`server dht`, `testnet`, `health`).
-//! - [`api`]: the parsec HTTP API, a thin actix-web adapter over node mailboxes, and the HTTP
+//! - [`cli`] — one clap subcommand per file (`server dht`, `testnet`, `health`).
+//! - [`api`] — the parsec HTTP API, a thin actix-web adapter over node mailboxes, and the HTTP
 //!   client that drives remote servers as fleet members.
-//! - [`testnet`]: the main job, a local network of real libp2p peers driven through the API.
-//! - [`report`]: latency percentiles and resource figures of a run.
-//! - [`telemetry`]: logging.
+//! - [`testnet`] — the main job, a local network of real libp2p peers driven through the API.
+//! - [`report`] — latency percentiles and resource figures of a run.
+//! - [`telemetry`] — logging.
 
 pub mod api;
 pub mod cli;

@@ -109,7 +109,7 @@ pub fn top_errors(rows: &[Measurement], limit: usize) -> Vec<(Operation, String,
         }
     }
     let mut out: Vec<_> = counts.into_iter().map(|((_, e), (op, n))| (op, e, n)).collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2));
+    out.sort_by_key(|entry| std::cmp::Reverse(entry.2));
     out.truncate(limit);
     out
 }

@@ -1,5 +1,7 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` or the command's default.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
@@ -8,5 +10,7 @@ pub fn init(default_filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for people; log collectors and tests read plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

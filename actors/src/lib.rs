@@ -15,14 +15,14 @@
 //! FleetSupervisor ──RecordMeasurement──▶ MeasurementRecorder ──batches──▶ MeasurementSink
 //! ```
 //!
-//! - [`model`]: content ids, node ids, reports and measurement rows.
-//! - [`config`]: [`DhtConfig`], one DHT peer's settings (parsec defaults).
-//! - [`dht`]: [`DhtActor`] and [`DhtHandle`]; the swarm, its transports, latency emulation,
+//! - [`model`] — content ids, node ids, reports and measurement rows.
+//! - [`config`] — [`DhtConfig`], one DHT peer's settings (parsec defaults).
+//! - [`dht`] — [`DhtActor`] and [`DhtHandle`]; the swarm, its transports, latency emulation,
 //!   the pending-query table and the converged routing-table builder.
-//! - [`node`]: [`NodeActor`], one parsec server.
-//! - [`fleet`]: [`FleetSupervisor`] and its sans-IO [`RoundPlanner`].
-//! - [`recorder`] / [`sink`]: [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
-//! - [`network`]: spawning and wiring an in-process network of peers.
+//! - [`node`] — [`NodeActor`], one parsec server.
+//! - [`fleet`] — [`FleetSupervisor`] and its sans-IO [`RoundPlanner`].
+//! - [`recorder`] / [`sink`] — [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
+//! - [`network`] — spawning and wiring an in-process network of peers.
 //! - `testing` (feature `test-utils`): helpers for harnesses.
 
 pub mod config;

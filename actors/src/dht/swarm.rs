@@ -240,24 +240,20 @@ impl SwarmTask {
                 stats,
                 step,
             })) => self.on_query_progressed(id, result, &stats, step.last),
+            // Inbound connections do not reveal where a peer listens; identify does. Only peers
+            // that serve our DHT protocol belong in the routing table.
             SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            })) => {
-                // Inbound connections do not reveal where a peer listens; identify does. Only
-                // peers that serve our DHT protocol belong in the routing table.
-                if info.protocols.contains(&self.kad_protocol) {
-                    let kad = &mut self.swarm.behaviour_mut().kad;
-                    for address in info.listen_addrs {
-                        kad.add_address(&peer_id, address);
-                    }
+            })) if info.protocols.contains(&self.kad_protocol) => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                for address in info.listen_addrs {
+                    kad.add_address(&peer_id, address);
                 }
             }
-            SwarmEvent::NewListenAddr { address, .. } => {
-                if self.config.announce_listen_addrs {
-                    self.swarm.add_external_address(address);
-                }
+            SwarmEvent::NewListenAddr { address, .. } if self.config.announce_listen_addrs => {
+                self.swarm.add_external_address(address);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::trace!(?peer_id, %error, "dial failed");
@@ -305,12 +301,10 @@ impl SwarmTask {
                 }
             }
             QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. })) => {}
-            QueryResult::Bootstrap(result) => {
-                if last {
-                    if let Some(query) = self.pending.remove(&id) {
-                        let error = result.err().map(|e| e.to_string());
-                        self.answer(query, stats, error, None);
-                    }
+            QueryResult::Bootstrap(result) if last => {
+                if let Some(query) = self.pending.remove(&id) {
+                    let error = result.err().map(|e| e.to_string());
+                    self.answer(query, stats, error, None);
                 }
             }
             _ => {}
@@ -326,7 +320,7 @@ impl SwarmTask {
     fn on_deadline(&mut self, id: QueryId, query: PendingQuery) {
         let stats = match self.swarm.behaviour_mut().kad.query_mut(&id) {
             Some(mut running) => {
-                let stats = running.stats().clone();
+                let stats = *running.stats();
                 running.finish();
                 stats
             }

@@ -42,7 +42,7 @@ fn table_of(
             distance.ilog2().map(|bucket| (bucket, distance, *contact))
         })
         .collect();
-    others.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    others.sort_unstable_by_key(|&(bucket, distance, _)| (bucket, distance));
     let mut table = Vec::new();
     let mut bucket = None;
     let mut taken_in_bucket = 0;

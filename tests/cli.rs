@@ -1,0 +1,208 @@
+//! The `parsec` binary as users run it: the testnet main job, `health`, and two `server dht`
+//! processes that join one DHT and serve each other's content over the HTTP API.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
+
+#[test]
+fn testnet_runs_rounds_and_prints_the_report() {
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--peers",
+            "20",
+            "--servers",
+            "3",
+            "--rounds",
+            "3",
+            "--no-progress",
+        ])
+        .args(["--transport", "tcp", "--seed", "7"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = |op: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(op))
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .to_owned()
+    };
+    let provide: Vec<String> = line("provide").split_whitespace().map(str::to_owned).collect();
+    let retrieval: Vec<String> = line("retrieval").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(provide[1], "3", "{stdout}");
+    assert_eq!(retrieval[1], "6", "{stdout}");
+    assert_eq!(retrieval[2], "100.0%", "{stdout}");
+    assert!(stdout.contains("peak RSS"), "{stdout}");
+}
+
+#[test]
+fn testnet_rejects_a_fleet_too_small_to_measure() {
+    let output = Command::new(PARSEC)
+        .args(["testnet", "--servers", "1", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--servers must be at least 2"));
+}
+
+#[test]
+fn health_fails_when_nothing_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(PARSEC)
+        .args(["health", &format!("127.0.0.1:{port}"), "--timeout", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not ready"));
+}
+
+/// A running `parsec server dht` with what it logged at start.
+struct Server {
+    child: Child,
+    http: String,
+    tcp_multiaddr: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(PARSEC)
+            .args([
+                "server",
+                "dht",
+                "--server-host",
+                "127.0.0.1",
+                "--server-port",
+                "0",
+            ])
+            .args(["--peer-host", "127.0.0.1", "--peer-port", "0", "--server-mode"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut http, mut tcp_multiaddr) = (None, None);
+        while http.is_none() || tcp_multiaddr.is_none() {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server logged its addresses");
+            if let Some(address) = line.split("address=").nth(1) {
+                if line.contains("HTTP API listening") {
+                    http = Some(format!("http://{address}"));
+                } else if address.contains("/tcp/") {
+                    tcp_multiaddr = Some(address.to_owned());
+                }
+            }
+        }
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || while lines.recv().is_ok() {});
+        Server {
+            child,
+            http: http.unwrap(),
+            tcp_multiaddr: tcp_multiaddr.unwrap(),
+        }
+    }
+
+    fn health(&self) -> bool {
+        Command::new(PARSEC)
+            .args(["health", &self.http])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn two_server_processes_form_a_dht_and_serve_each_other() {
+    let first = Server::start(&[]);
+    let second = Server::start(&["--bootstrap", &first.tcp_multiaddr]);
+    assert!(
+        first.tcp_multiaddr.contains("/p2p/12D3KooW"),
+        "{}",
+        first.tcp_multiaddr
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(first.health() && second.health()) {
+        assert!(Instant::now() < deadline, "servers never became ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (provided, retrieved) = actix::System::new().block_on(async {
+        let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+        let provided: Value = client
+            .post(format!("{}/provide", first.http))
+            .send_json(&json!({"Content": "aGVsbG8gcGFyc2Vj"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let cid = provided["CID"].as_str().unwrap().to_owned();
+        let retrieved: Value = client
+            .post(format!("{}/retrieve/{cid}", second.http))
+            .send_json(&json!({}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (provided, retrieved)
+    });
+    assert_eq!(provided["Measurements"][0]["Error"], "", "{provided}");
+    assert_eq!(retrieved["CID"], provided["CID"]);
+    assert_eq!(retrieved["Measurements"][0]["Error"], "", "{retrieved}");
+
+    assert!(second.terminate().success());
+    assert!(first.terminate().success());
+}
