@@ -145,16 +145,8 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     starting.finish();
 
     let wiring = bar(config.progress, 1, "wiring network");
-    let local: Vec<LocalPeer> = peers
-        .iter()
-        .map(|h| LocalPeer {
-            handle: h.clone(),
-            mode: DhtMode::Server,
-        })
-        .chain(server_peers.iter().map(|h| LocalPeer {
-            handle: h.clone(),
-            mode: server_config.mode,
-        }))
+    let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers)
+        .chain(LocalPeer::all_in(server_config.mode, &server_peers))
         .collect();
     network::wire(&local, config.start, config.dht.k.get())
         .await

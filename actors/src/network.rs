@@ -121,6 +121,16 @@ pub struct LocalPeer {
     pub mode: DhtMode,
 }
 
+impl LocalPeer {
+    /// `handles` as local peers, all running in `mode`.
+    pub fn all_in(mode: DhtMode, handles: &[DhtHandle]) -> impl Iterator<Item = LocalPeer> + '_ {
+        handles.iter().map(move |handle| LocalPeer {
+            handle: handle.clone(),
+            mode,
+        })
+    }
+}
+
 /// Connects `peers` into one network, as `mode` says; `k` is the bucket size.
 pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), DhtError> {
     let contact = |p: &LocalPeer| -> Result<Contact, DhtError> {

@@ -58,16 +58,8 @@ pub async fn spawn_fleet(
     node_config.set_mode(DhtMode::Client);
     let node_peers = network::spawn_peers(nodes, &node_config, runtime, |_| {}).await?;
 
-    let local: Vec<LocalPeer> = background
-        .iter()
-        .map(|h| LocalPeer {
-            handle: h.clone(),
-            mode: DhtMode::Server,
-        })
-        .chain(node_peers.iter().map(|h| LocalPeer {
-            handle: h.clone(),
-            mode: DhtMode::Client,
-        }))
+    let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
+        .chain(LocalPeer::all_in(DhtMode::Client, &node_peers))
         .collect();
     network::wire(&local, StartMode::Converged, template.k.get()).await?;
 
