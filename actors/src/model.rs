@@ -217,6 +217,15 @@ mod tests {
     }
 
     #[test]
+    fn known_answer_cid_of_hello() {
+        // base58btc of 0x12 0x20 ‖ sha256("hello"), computed independently (the README's example).
+        assert_eq!(
+            ContentId::for_content(b"hello").to_string(),
+            "QmRN6wdp1S2A5EtjW9A3M1vKSBuQQGcgvuhoMUoEz4iiT5"
+        );
+    }
+
+    #[test]
     fn garbage_is_not_a_cid() {
         let err = "not-a-cid".parse::<ContentId>().unwrap_err();
         assert_eq!(err.input, "not-a-cid");
