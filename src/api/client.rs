@@ -100,28 +100,56 @@ async fn operation_report(
         .map_err(NodeError::InvalidResponse)
 }
 
-impl Handler<ProvideContent> for RemoteNode {
-    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
-
-    fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
-        let timeout = self.timeouts.provide;
+impl RemoteNode {
+    /// POSTs `body` to `path` and reads the parsec report of `operation`.
+    fn operation<B: serde::Serialize + 'static>(
+        &self,
+        path: String,
+        body: B,
+        scheduler: Option<&str>,
+        operation: Operation,
+        timeout: Duration,
+    ) -> ResponseFuture<Result<OperationReport, NodeError>> {
         let mut request = self
             .client
-            .post(format!("{}/provide", self.base_url))
+            .post(format!("{}{path}", self.base_url))
             .timeout(timeout);
-        if let Some(scheduler) = &msg.scheduler {
-            request = request.insert_header((SCHEDULER_ID_HEADER, scheduler.as_str()));
+        if let Some(scheduler) = scheduler {
+            request = request.insert_header((SCHEDULER_ID_HEADER, scheduler));
         }
-        let body = ProvideRequest {
-            content: Content::encode(&msg.content),
-        };
         Box::pin(async move {
             let mut response = request
                 .send_json(&body)
                 .await
                 .map_err(|e| send_error(e, timeout))?;
-            operation_report(&mut response, Operation::Provide).await
+            operation_report(&mut response, operation).await
         })
+    }
+}
+
+impl Handler<ProvideContent> for RemoteNode {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
+        let body = ProvideRequest {
+            content: Content::encode(&msg.content),
+        };
+        let body = match serde_json::to_value(&body) {
+            Ok(body) => body,
+            Err(e) => {
+                return Box::pin(futures::future::ready(Err(NodeError::InvalidResponse(
+                    e.to_string(),
+                ))))
+            }
+        };
+        let timeout = self.timeouts.provide;
+        self.operation(
+            "/provide".to_owned(),
+            body,
+            msg.scheduler.as_deref(),
+            Operation::Provide,
+            timeout,
+        )
     }
 }
 
@@ -129,21 +157,16 @@ impl Handler<RetrieveContent> for RemoteNode {
     type Result = ResponseFuture<Result<OperationReport, NodeError>>;
 
     fn handle(&mut self, msg: RetrieveContent, _: &mut Context<Self>) -> Self::Result {
+        let path = format!("/retrieve/{}", msg.cid);
         let timeout = self.timeouts.retrieve;
-        let mut request = self
-            .client
-            .post(format!("{}/retrieve/{}", self.base_url, msg.cid))
-            .timeout(timeout);
-        if let Some(scheduler) = &msg.scheduler {
-            request = request.insert_header((SCHEDULER_ID_HEADER, scheduler.as_str()));
-        }
-        Box::pin(async move {
-            let mut response = request
-                .send_json(&serde_json::json!({}))
-                .await
-                .map_err(|e| send_error(e, timeout))?;
-            operation_report(&mut response, Operation::Retrieval).await
-        })
+        // parsec's scheduler sends an empty object; servers ignore it.
+        self.operation(
+            path,
+            serde_json::json!({}),
+            msg.scheduler.as_deref(),
+            Operation::Retrieval,
+            timeout,
+        )
     }
 }
 
