@@ -124,23 +124,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use parsec_actors::{NodeId, RoundId};
+    use parsec_actors::testing::sample_measurement;
 
     use super::*;
 
     fn row(operation: Operation, millis: u64, error: Option<&str>) -> Measurement {
         Measurement {
-            round: RoundId::new(),
-            fleet: "f".into(),
-            node: NodeId(1),
-            operation,
-            cid: "Qm".into(),
-            step: operation.step().into(),
-            probe: 0,
-            started_at: chrono::Utc::now(),
-            duration: Duration::from_millis(millis),
             error: error.map(str::to_owned),
-            routing_table_size: 1,
+            ..sample_measurement(operation, Duration::from_millis(millis))
         }
     }
 

@@ -346,6 +346,7 @@ impl Round {
     ) {
         for step in &report.measurements {
             let row = Measurement {
+                id: uuid::Uuid::new_v4(),
                 round,
                 fleet: self.config.fleet.clone(),
                 node,
@@ -357,6 +358,7 @@ impl Round {
                 duration: step.duration,
                 error: step.error.clone(),
                 routing_table_size: report.routing_table_size,
+                trace_id: None,
             };
             if let Err(e) = self.recorder.send(RecordMeasurement(row)).await {
                 tracing::error!(%node, error = %e, "measurement recorder is gone; row lost");

@@ -13,6 +13,7 @@
 //! NodeActor ──Provide / Retrieve / RoutingTableSize──▶ DhtActor ──bounded channel──▶ swarm task
 //!   │                                                               (multi-thread tokio runtime)
 //! FleetSupervisor ──RecordMeasurement──▶ MeasurementRecorder ──batches──▶ MeasurementSink
+//! HeartbeatActor ──CheckReadiness──▶ NodeActor;  HeartbeatActor ──heartbeat──▶ Registry
 //! ```
 //!
 //! - [`model`] — content ids, node ids, reports and measurement rows.
@@ -22,6 +23,8 @@
 //! - [`node`] — [`NodeActor`], one parsec server.
 //! - [`fleet`] — [`FleetSupervisor`] and its sans-IO [`RoundPlanner`].
 //! - [`recorder`] / [`sink`] — [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
+//! - [`registry`] / [`heartbeat`] — the [`Registry`] trait (servers and schedulers) and the
+//!   [`HeartbeatActor`] that keeps a server's row alive.
 //! - [`network`] — spawning and wiring an in-process network of peers.
 //! - `testing` (feature `test-utils`): helpers for harnesses.
 
@@ -29,10 +32,12 @@ pub mod config;
 pub mod dht;
 mod error;
 pub mod fleet;
+pub mod heartbeat;
 pub mod model;
 pub mod network;
 pub mod node;
 pub mod recorder;
+pub mod registry;
 pub mod sink;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
@@ -41,6 +46,7 @@ pub use config::{DhtConfig, DhtMode, IPFS_KAD_PROTOCOL};
 pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{FleetMember, FleetSupervisor, RoundConfig, RoundPlanner, RoundSummary, RunRound};
+pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.
 pub use libp2p::{multiaddr, Multiaddr, PeerId};
 pub use model::{
@@ -48,5 +54,8 @@ pub use model::{
     RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
-pub use recorder::{Flush, MeasurementRecorder, RecordMeasurement};
+pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};
+pub use registry::{
+    MemoryRegistry, NodeRegistration, Registry, RegistryError, SchedulerId, SchedulerRegistration,
+};
 pub use sink::{MeasurementSink, MemorySink};

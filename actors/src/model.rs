@@ -165,6 +165,8 @@ pub struct Readiness {
 /// One row of measurement: what a node measured for one step of one operation in one round.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
+    /// Unique per row; a write retried after an ambiguous failure stores the row once.
+    pub id: uuid::Uuid,
     /// The round the row belongs to.
     pub round: RoundId,
     /// The fleet of the measuring node.
@@ -187,6 +189,8 @@ pub struct Measurement {
     pub error: Option<String>,
     /// The node's routing-table size after the operation.
     pub routing_table_size: u64,
+    /// The OpenTelemetry trace of the round (32 hex digits), when tracing is on.
+    pub trace_id: Option<String>,
 }
 
 /// The error text parsec records when a DHT operation hits its deadline (the OpenAPI example).

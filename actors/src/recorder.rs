@@ -1,23 +1,39 @@
 //! `MeasurementRecorder`: collects measurements from rounds and writes them to a
 //! [`MeasurementSink`] in batches, on size, on a timer, and on [`Flush`].
 //!
-//! Flushes are atomic (no record is taken while a batch is written), so when `Flush` answers
-//! every record sent before it has reached the sink or is still held for retry.
+//! Nothing measured is lost while the sink is down, within bounds: rows stay in a buffer of
+//! [`DEFAULT_CAPACITY`] rows and the recorder retries with exponential backoff (up to
+//! [`MAX_BACKOFF`]). Only when the buffer is full does it drop the oldest rows, and it logs how
+//! many. Flushes are atomic (no record is taken while a batch is written), so when `Flush`
+//! answers, every record sent before it has reached the sink or is still held for retry.
+//! At shutdown, [`drain`] retries until everything is written or a deadline passes.
 
-use std::time::Duration;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use actix::prelude::*;
 
 use crate::{Measurement, MeasurementSink, SinkError};
 
-/// Rows per write.
+/// Rows that trigger a write.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
 /// Longest a row waits before it is written.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Rows held while the sink fails; beyond this the oldest are dropped, and counted in the log.
-pub const MAX_HELD_ROWS: usize = 100_000;
+/// Rows held while the sink fails (about 300 bytes each); beyond this the oldest are dropped.
+pub const DEFAULT_CAPACITY: usize = 1_000_000;
+
+/// Most rows handed to the sink in one write (after an outage the buffer drains in chunks).
+pub const MAX_WRITE_ROWS: usize = 4096;
+
+/// First retry delay after a failed write; it doubles per failure up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Longest delay between retries.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Store one measurement.
 #[derive(Debug, Message)]
@@ -29,13 +45,36 @@ pub struct RecordMeasurement(pub Measurement);
 #[rtype(result = "Result<usize, SinkError>")]
 pub struct Flush;
 
+/// How many rows the recorder holds and has dropped.
+#[derive(Debug, Message)]
+#[rtype(result = "RecorderStats")]
+pub struct GetStats;
+
+/// The recorder's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, MessageResponse)]
+pub struct RecorderStats {
+    /// Rows waiting to be written.
+    pub held: usize,
+    /// Rows written since start.
+    pub written: u64,
+    /// Rows dropped because the buffer was full.
+    pub dropped: u64,
+    /// Failed writes since start.
+    pub failed_writes: u64,
+}
+
 /// See the module docs.
 pub struct MeasurementRecorder {
     sink: std::sync::Arc<dyn MeasurementSink>,
-    held: Vec<Measurement>,
+    held: VecDeque<Measurement>,
     batch_size: usize,
     flush_interval: Duration,
-    dropped: u64,
+    capacity: usize,
+    /// A `Flush` is in the mailbox: do not queue another.
+    flush_queued: bool,
+    /// After a failure: the current delay and when the next automatic attempt may start.
+    backoff: Option<(Duration, Instant)>,
+    stats: RecorderStats,
 }
 
 impl std::fmt::Debug for MeasurementRecorder {
@@ -43,33 +82,108 @@ impl std::fmt::Debug for MeasurementRecorder {
         f.debug_struct("MeasurementRecorder")
             .field("held", &self.held.len())
             .field("batch_size", &self.batch_size)
-            .field("dropped", &self.dropped)
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats)
             .finish()
     }
 }
 
 impl MeasurementRecorder {
-    /// A recorder writing to `sink` with the default batch size and interval.
+    /// A recorder writing to `sink` with the default batch size, interval and capacity.
     pub fn new(sink: impl MeasurementSink) -> Self {
+        Self::with_shared_sink(std::sync::Arc::new(sink))
+    }
+
+    /// A recorder writing to a sink shared with others.
+    pub fn with_shared_sink(sink: std::sync::Arc<dyn MeasurementSink>) -> Self {
         Self {
-            sink: std::sync::Arc::new(sink),
-            held: Vec::new(),
+            sink,
+            held: VecDeque::new(),
             batch_size: DEFAULT_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
-            dropped: 0,
+            capacity: DEFAULT_CAPACITY,
+            flush_queued: false,
+            backoff: None,
+            stats: RecorderStats::default(),
         }
     }
 
-    /// Sets the rows per write.
+    /// Sets the rows that trigger a write.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size.max(1);
+        self.batch_size = batch_size.clamp(1, MAX_WRITE_ROWS);
         self
     }
 
     /// Sets the longest a row waits.
     pub fn with_flush_interval(mut self, interval: Duration) -> Self {
-        self.flush_interval = interval;
+        self.flush_interval = interval.max(Duration::from_millis(1));
         self
+    }
+
+    /// Sets how many rows are held while the sink fails.
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    fn queue_flush(&mut self, ctx: &mut Context<Self>) {
+        let backing_off = self
+            .backoff
+            .is_some_and(|(_, retry_at)| Instant::now() < retry_at);
+        if !self.flush_queued && !backing_off && !self.held.is_empty() {
+            self.flush_queued = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    fn written(&mut self, count: usize) {
+        self.stats.written += count as u64;
+        if self.backoff.take().is_some() {
+            tracing::info!(
+                written = count,
+                held = self.held.len(),
+                dropped = self.stats.dropped,
+                "measurement sink recovered"
+            );
+        }
+    }
+
+    fn failed(&mut self, error: &SinkError, unwritten: Vec<Measurement>) {
+        self.stats.failed_writes += 1;
+        // Put the unwritten rows back ahead of what arrived since, oldest first.
+        for row in unwritten.into_iter().rev() {
+            self.held.push_front(row);
+        }
+        self.enforce_capacity();
+        let delay = match self.backoff {
+            None => INITIAL_BACKOFF,
+            Some((delay, _)) => (delay * 2).min(MAX_BACKOFF),
+        };
+        self.backoff = Some((delay, Instant::now() + delay));
+        tracing::warn!(
+            held = self.held.len(),
+            retry_in = ?delay,
+            error = %error,
+            "measurement sink failed; keeping the rows"
+        );
+    }
+
+    fn enforce_capacity(&mut self) {
+        let excess = self.held.len().saturating_sub(self.capacity);
+        if excess == 0 {
+            return;
+        }
+        self.held.drain(..excess);
+        let before = self.stats.dropped;
+        self.stats.dropped += excess as u64;
+        // Log at every power of two crossed, so a long outage does not flood the log.
+        if before == 0 || before.ilog2() != self.stats.dropped.ilog2() {
+            tracing::error!(
+                dropped_total = self.stats.dropped,
+                capacity = self.capacity,
+                "measurement buffer full while the sink is down: dropping the oldest rows"
+            );
+        }
     }
 }
 
@@ -77,11 +191,16 @@ impl Actor for MeasurementRecorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.flush_interval, |act, ctx| {
-            if !act.held.is_empty() {
-                ctx.notify(Flush);
-            }
-        });
+        ctx.run_interval(self.flush_interval, |act, ctx| act.queue_flush(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if !self.held.is_empty() {
+            tracing::error!(
+                unwritten = self.held.len(),
+                "measurement recorder stopped with unwritten rows (drain it before shutdown)"
+            );
+        }
     }
 }
 
@@ -89,19 +208,21 @@ impl Handler<RecordMeasurement> for MeasurementRecorder {
     type Result = ();
 
     fn handle(&mut self, msg: RecordMeasurement, ctx: &mut Context<Self>) {
-        if self.held.len() >= MAX_HELD_ROWS {
-            self.held.remove(0);
-            self.dropped += 1;
-            if self.dropped.is_power_of_two() {
-                tracing::error!(
-                    dropped = self.dropped,
-                    "measurement buffer full: dropping the oldest rows"
-                );
-            }
+        self.held.push_back(msg.0);
+        self.enforce_capacity();
+        if self.held.len() >= self.batch_size {
+            self.queue_flush(ctx);
         }
-        self.held.push(msg.0);
-        if self.held.len() == self.batch_size {
-            ctx.notify(Flush);
+    }
+}
+
+impl Handler<GetStats> for MeasurementRecorder {
+    type Result = RecorderStats;
+
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> RecorderStats {
+        RecorderStats {
+            held: self.held.len(),
+            ..self.stats
         }
     }
 }
@@ -110,31 +231,163 @@ impl Handler<Flush> for MeasurementRecorder {
     type Result = AtomicResponse<Self, Result<usize, SinkError>>;
 
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        let batch = std::mem::take(&mut self.held);
-        let count = batch.len();
-        let write = if count == 0 {
-            None
-        } else {
-            Some(self.sink.write(batch.clone()))
-        };
+        self.flush_queued = false;
+        let mut pending: VecDeque<Measurement> = std::mem::take(&mut self.held);
+        let sink = self.sink.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                match write {
-                    Some(write) => write.await,
-                    None => Ok(()),
+                let mut written = 0;
+                while !pending.is_empty() {
+                    let chunk: Vec<Measurement> =
+                        pending.drain(..pending.len().min(MAX_WRITE_ROWS)).collect();
+                    let count = chunk.len();
+                    // The sink consumes the chunk; keep a copy to hand back if it fails.
+                    if let Err(e) = sink.write(chunk.clone()).await {
+                        let mut unwritten = chunk;
+                        unwritten.extend(pending);
+                        return (written, Err((e, unwritten)));
+                    }
+                    written += count;
                 }
+                (written, Ok(()))
             }
             .into_actor(self)
-            .map(move |result, act, _| match result {
-                Ok(()) => Ok(count),
-                Err(e) => {
-                    tracing::warn!(rows = count, error = %e, "measurement sink failed; keeping the rows for the next flush");
-                    // Put the batch back ahead of what arrived since, oldest first.
-                    let newer = std::mem::replace(&mut act.held, batch);
-                    act.held.extend(newer);
-                    Err(e)
+            .map(|(written, result), act, _| {
+                act.written(written);
+                match result {
+                    Ok(()) => Ok(written),
+                    Err((e, unwritten)) => {
+                        act.failed(&e, unwritten);
+                        Err(e)
+                    }
                 }
             }),
         ))
+    }
+}
+
+/// Writes everything `recorder` holds, retrying with the recorder's backoff until `timeout`
+/// passes. On timeout the error says how many rows are still unwritten.
+pub async fn drain(recorder: &Addr<MeasurementRecorder>, timeout: Duration) -> Result<u64, SinkError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = INITIAL_BACKOFF;
+    let mut written = 0;
+    loop {
+        let mailbox = |e: MailboxError| SinkError(format!("recorder unavailable: {e}"));
+        match recorder.send(Flush).await.map_err(mailbox)? {
+            Ok(count) => {
+                written += count as u64;
+                let held = recorder.send(GetStats).await.map_err(mailbox)?.held;
+                if held == 0 {
+                    return Ok(written);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(SinkError(format!("{held} rows still arriving after {timeout:?}")));
+                }
+            }
+            Err(e) => {
+                let held = recorder.send(GetStats).await.map_err(mailbox)?.held;
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err(SinkError(format!(
+                        "{held} rows unwritten after {timeout:?} of retries: {e}"
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::{MemorySink, Operation};
+
+    /// A sink that fails while `down` is set, and otherwise stores rows in memory.
+    #[derive(Clone, Default)]
+    struct FlakySink {
+        down: Arc<AtomicBool>,
+        rows: MemorySink,
+    }
+
+    impl MeasurementSink for FlakySink {
+        fn write(&self, batch: Vec<Measurement>) -> BoxFuture<'static, Result<(), SinkError>> {
+            if self.down.load(Ordering::SeqCst) {
+                return Box::pin(futures::future::ready(Err(SinkError("database down".into()))));
+            }
+            self.rows.write(batch)
+        }
+    }
+
+    fn row(probe: u32) -> Measurement {
+        Measurement {
+            probe,
+            ..crate::testing::sample_measurement(Operation::Retrieval, Duration::from_millis(1))
+        }
+    }
+
+    #[actix::test]
+    async fn an_outage_loses_nothing_and_duplicates_nothing() {
+        let sink = FlakySink::default();
+        sink.down.store(true, Ordering::SeqCst);
+        let recorder = MeasurementRecorder::new(sink.clone())
+            .with_batch_size(16)
+            .with_flush_interval(Duration::from_millis(20))
+            .start();
+        for probe in 0..10_000 {
+            recorder.do_send(RecordMeasurement(row(probe)));
+        }
+        assert!(recorder.send(Flush).await.unwrap().is_err());
+        let stats = recorder.send(GetStats).await.unwrap();
+        assert_eq!((stats.held, stats.written, stats.dropped), (10_000, 0, 0));
+
+        sink.down.store(false, Ordering::SeqCst);
+        // The recorder retries by itself, after its backoff.
+        let recovered = crate::testing::wait_for(Duration::from_secs(10), || async {
+            recorder.send(GetStats).await.unwrap().held == 0
+        })
+        .await;
+        assert!(recovered, "rows not written after the sink recovered");
+        let probes: Vec<u32> = sink.rows.rows().iter().map(|r| r.probe).collect();
+        assert_eq!(
+            probes,
+            (0..10_000).collect::<Vec<_>>(),
+            "lost, duplicated or reordered rows"
+        );
+    }
+
+    #[actix::test]
+    async fn a_full_buffer_drops_the_oldest_and_counts_them() {
+        let sink = FlakySink::default();
+        sink.down.store(true, Ordering::SeqCst);
+        let recorder = MeasurementRecorder::new(sink.clone()).with_capacity(10).start();
+        for probe in 0..15 {
+            recorder.do_send(RecordMeasurement(row(probe)));
+        }
+        let stats = recorder.send(GetStats).await.unwrap();
+        assert_eq!((stats.held, stats.dropped), (10, 5));
+
+        sink.down.store(false, Ordering::SeqCst);
+        assert_eq!(drain(&recorder, Duration::from_secs(5)).await.unwrap(), 10);
+        let probes: Vec<u32> = sink.rows.rows().iter().map(|r| r.probe).collect();
+        assert_eq!(probes, (5..15).collect::<Vec<_>>());
+    }
+
+    #[actix::test]
+    async fn drain_gives_up_at_its_deadline_and_says_what_is_left() {
+        let sink = FlakySink::default();
+        sink.down.store(true, Ordering::SeqCst);
+        let recorder = MeasurementRecorder::new(sink).start();
+        recorder.do_send(RecordMeasurement(row(0)));
+        let error = drain(&recorder, Duration::from_millis(200)).await.unwrap_err();
+        assert!(error.to_string().contains("1 rows unwritten"), "{error}");
     }
 }

@@ -86,3 +86,22 @@ pub async fn spawn_fleet(
         node_peers,
     })
 }
+
+/// A measurement row with placeholder identity fields, for tests of what consumes rows.
+pub fn sample_measurement(operation: crate::Operation, duration: Duration) -> crate::Measurement {
+    crate::Measurement {
+        id: uuid::Uuid::new_v4(),
+        round: crate::RoundId::new(),
+        fleet: "default".into(),
+        node: NodeId(1),
+        operation,
+        cid: crate::ContentId::for_content(b"sample").to_string(),
+        step: operation.step().into(),
+        probe: 0,
+        started_at: chrono::Utc::now(),
+        duration,
+        error: None,
+        routing_table_size: 20,
+        trace_id: None,
+    }
+}

@@ -1,0 +1,242 @@
+//! `HeartbeatActor`: keeps a server's registry row alive.
+//!
+//! It registers the node at start, waits until the node is ready (parsec schedulers only pick
+//! nodes with a heartbeat, so a node must not look alive before it can serve), then refreshes
+//! `last_heartbeat` every interval. [`GoOffline`] sets `offline_since` and stops it.
+
+use std::{sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::{
+    registry::{NodeRegistration, Registry, RegistryError},
+    CheckReadiness, NodeId,
+};
+
+/// parsec's heartbeat period.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often readiness is checked before the first heartbeat.
+pub const READINESS_POLL: Duration = Duration::from_secs(1);
+
+/// Mark the node offline now, then stop heartbeating.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct GoOffline;
+
+/// Refresh the heartbeat now (otherwise sent by the actor's own timer).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Beat;
+
+/// See the module docs.
+pub struct HeartbeatActor {
+    registry: Arc<dyn Registry>,
+    node: NodeId,
+    readiness: Recipient<CheckReadiness>,
+    interval: Duration,
+    ready: bool,
+    beating: bool,
+    offline: bool,
+}
+
+impl std::fmt::Debug for HeartbeatActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeartbeatActor")
+            .field("node", &self.node)
+            .field("interval", &self.interval)
+            .field("ready", &self.ready)
+            .field("offline", &self.offline)
+            .finish()
+    }
+}
+
+impl HeartbeatActor {
+    /// Registers `registration` and starts heartbeating for it once `readiness` says ready.
+    /// Returns the actor and the node's id.
+    pub async fn register(
+        registry: Arc<dyn Registry>,
+        registration: NodeRegistration,
+        readiness: Recipient<CheckReadiness>,
+        interval: Duration,
+    ) -> Result<(Addr<Self>, NodeId), RegistryError> {
+        let node = registry.register_node(registration).await?;
+        let actor = Self {
+            registry,
+            node,
+            readiness,
+            interval: interval.max(Duration::from_millis(10)),
+            ready: false,
+            beating: false,
+            offline: false,
+        }
+        .start();
+        Ok((actor, node))
+    }
+
+    /// Checks readiness until the node is ready, then beats every interval.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.offline {
+            return;
+        }
+        if self.ready {
+            ctx.notify(Beat);
+            ctx.run_later(self.interval, Self::tick);
+            return;
+        }
+        let readiness = self.readiness.send(CheckReadiness);
+        ctx.spawn(readiness.into_actor(self).map(|answer, act, ctx| {
+            act.ready = matches!(answer, Ok(Ok(r)) if r.ready);
+            if act.ready {
+                tracing::info!(node = %act.node, "node ready: heartbeating");
+                act.tick(ctx);
+            } else {
+                ctx.run_later(READINESS_POLL.min(act.interval), Self::tick);
+            }
+        }));
+    }
+}
+
+impl Actor for HeartbeatActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+    }
+}
+
+impl Handler<Beat> for HeartbeatActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Beat, ctx: &mut Context<Self>) {
+        // One beat at a time: a slow database must not pile up updates.
+        if self.beating || self.offline {
+            return;
+        }
+        self.beating = true;
+        let beat = self.registry.heartbeat(self.node, Utc::now());
+        let node = self.node;
+        ctx.spawn(beat.into_actor(self).map(move |result, act, _| {
+            act.beating = false;
+            if let Err(e) = result {
+                tracing::warn!(%node, error = %e, "heartbeat failed; retrying at the next beat");
+            }
+        }));
+    }
+}
+
+impl Handler<GoOffline> for HeartbeatActor {
+    type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
+
+    fn handle(&mut self, _: GoOffline, _: &mut Context<Self>) -> Self::Result {
+        self.offline = true;
+        let marking = self.registry.mark_offline(self.node, Utc::now());
+        Box::pin(marking.into_actor(self).map(|result, act, ctx| {
+            match &result {
+                Ok(()) => tracing::info!(node = %act.node, "marked offline"),
+                Err(e) => tracing::error!(node = %act.node, error = %e, "could not mark the node offline"),
+            }
+            ctx.stop();
+            result
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::{registry::MemoryRegistry, testing::wait_for, NodeError, Readiness};
+
+    /// Answers "not ready" for the first `unready_checks` checks.
+    struct FakeNode {
+        checks: Arc<AtomicU32>,
+        unready_checks: u32,
+    }
+
+    impl Actor for FakeNode {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<CheckReadiness> for FakeNode {
+        type Result = Result<Readiness, NodeError>;
+
+        fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
+            let seen = self.checks.fetch_add(1, Ordering::SeqCst);
+            Ok(Readiness {
+                ready: seen >= self.unready_checks,
+                routing_table_size: u64::from(seen),
+            })
+        }
+    }
+
+    fn registration() -> NodeRegistration {
+        NodeRegistration {
+            cpu: 2,
+            memory_mb: 1024,
+            peer_id: "12D3KooWtest".into(),
+            region: "local".into(),
+            cmd: "parsec server dht".into(),
+            fleet: "default".into(),
+            dependencies: [("libp2p".to_string(), "0.57".to_string())].into(),
+            ip_address: [127, 0, 0, 1].into(),
+            server_port: 40_000,
+            peer_port: 50_000,
+        }
+    }
+
+    #[actix::test]
+    async fn heartbeats_start_when_ready_and_stop_offline() {
+        let registry = MemoryRegistry::default();
+        let checks = Arc::new(AtomicU32::new(0));
+        // Not ready for the first two checks: no heartbeat may be written before the third.
+        let node = FakeNode {
+            checks: checks.clone(),
+            unready_checks: 2,
+        }
+        .start();
+        let (heartbeat, id) = HeartbeatActor::register(
+            Arc::new(registry.clone()),
+            registration(),
+            node.recipient(),
+            Duration::from_millis(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(registry.nodes()[0].registration, registration());
+        assert_eq!(registry.nodes()[0].last_heartbeat, None);
+
+        // The readiness poll runs at min(1 s, interval) = 30 ms.
+        let first_beat = wait_for(Duration::from_secs(5), || async {
+            registry.nodes()[0].last_heartbeat.is_some()
+        })
+        .await;
+        assert!(first_beat, "no heartbeat after the node became ready");
+        assert!(
+            checks.load(Ordering::SeqCst) >= 3,
+            "beat before the node was ready"
+        );
+
+        let first = registry.nodes()[0].last_heartbeat.unwrap();
+        let refreshed = wait_for(Duration::from_secs(5), || async {
+            registry.nodes()[0].last_heartbeat.unwrap() > first
+        })
+        .await;
+        assert!(refreshed, "heartbeat not refreshed");
+
+        heartbeat.send(GoOffline).await.unwrap().unwrap();
+        let node_row = &registry.nodes()[0];
+        assert_eq!(node_row.id, id);
+        assert!(node_row.offline_since.is_some());
+        let last = node_row.last_heartbeat;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            registry.nodes()[0].last_heartbeat,
+            last,
+            "heartbeat after offline"
+        );
+        assert!(!heartbeat.connected(), "actor still running after GoOffline");
+    }
+}

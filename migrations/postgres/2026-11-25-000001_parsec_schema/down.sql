@@ -1,0 +1,8 @@
+DROP TABLE IF EXISTS provides_ecs;
+DROP TABLE IF EXISTS retrievals_ecs;
+DROP TABLE IF EXISTS nodes_ecs;
+DROP TABLE IF EXISTS schedulers_ecs;
+DROP TABLE IF EXISTS provides;
+DROP TABLE IF EXISTS retrievals;
+DROP TABLE IF EXISTS nodes;
+DROP TABLE IF EXISTS runs;

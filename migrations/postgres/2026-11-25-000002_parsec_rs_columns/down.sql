@@ -1,0 +1,19 @@
+ALTER TABLE retrievals_ecs
+    DROP COLUMN step,
+    DROP COLUMN measurement_id,
+    DROP COLUMN trace_id,
+    DROP COLUMN probe,
+    DROP COLUMN started_at,
+    DROP COLUMN round_id;
+
+ALTER TABLE provides_ecs
+    DROP COLUMN measurement_id,
+    DROP COLUMN trace_id,
+    DROP COLUMN probe,
+    DROP COLUMN started_at,
+    DROP COLUMN round_id;
+
+DROP INDEX idx_nodes_ecs_fleet_online;
+-- Narrowing fails loudly if a stored port does not fit parsec's SMALLINT.
+ALTER TABLE nodes_ecs ALTER COLUMN peer_port TYPE SMALLINT;
+ALTER TABLE nodes_ecs ALTER COLUMN server_port TYPE SMALLINT;

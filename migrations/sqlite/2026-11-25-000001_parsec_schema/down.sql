@@ -1,0 +1,4 @@
+DROP TABLE provides_ecs;
+DROP TABLE retrievals_ecs;
+DROP TABLE nodes_ecs;
+DROP TABLE schedulers_ecs;
