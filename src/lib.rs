@@ -8,11 +8,16 @@
 //! - [`api`] — the parsec HTTP API, a thin actix-web adapter over node mailboxes, and the HTTP
 //!   client that drives remote servers as fleet members.
 //! - [`testnet`] — the main job, a local network of real libp2p peers driven through the API.
+//! - [`db`] — storage: parsec's Postgres tables (diesel-async + bb8) or the embedded SQLite
+//!   default, as the actors' registry and measurement sink.
+//! - [`host`] — what a server registers about itself (ECS metadata or the host, versions).
 //! - [`report`] — latency percentiles and resource figures of a run.
 //! - [`telemetry`] — logging.
 
 pub mod api;
 pub mod cli;
+pub mod db;
+pub mod host;
 pub mod report;
 pub mod telemetry;
 pub mod testnet;

@@ -10,6 +10,7 @@
 
 use std::{
     net::TcpListener,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,8 +19,9 @@ use anyhow::{bail, Context as _};
 use indicatif::{ProgressBar, ProgressStyle};
 use parsec_actors::{
     network::{self, LocalPeer, StartMode, TransportKind},
-    DhtConfig, DhtMode, FleetMember, FleetSupervisor, Flush, Measurement, MeasurementRecorder, MemorySink,
-    NodeActor, NodeId, NodeRecipients, RoundConfig, RunRound,
+    recorder, CopyingSink, DhtConfig, DhtMode, FleetMember, FleetSupervisor, GoOffline, HeartbeatActor,
+    Measurement, MeasurementRecorder, MemoryRegistry, MemorySink, NodeActor, NodeRecipients, Registry,
+    RoundConfig, RunRound, SchedulerId, SchedulerRegistration,
 };
 use tokio::runtime::Handle;
 
@@ -28,11 +30,15 @@ use crate::{
         self,
         client::{ClientTimeouts, RemoteNode},
     },
-    report,
+    db::{self, DatabaseTarget, Store},
+    host, report,
 };
 
 /// How long servers may take to become ready before the run is abandoned.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long the closing flush may retry a failing database before giving up on the rows.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a testnet run does.
 #[derive(Clone, Debug)]
@@ -55,6 +61,10 @@ pub struct TestnetConfig {
     pub round: RoundConfig,
     /// Draw progress bars.
     pub progress: bool,
+    /// Where servers register and measurements go (`None`: memory only, for embedding).
+    pub database: Option<DatabaseTarget>,
+    /// How often servers refresh their heartbeat.
+    pub heartbeat_interval: Duration,
 }
 
 /// What a testnet run measured.
@@ -74,6 +84,8 @@ pub struct TestnetReport {
     pub wall: Duration,
     /// Peak resident memory of the process.
     pub peak_rss_bytes: Option<u64>,
+    /// Where the rows are stored and under which scheduler id.
+    pub stored: Option<(DatabaseTarget, SchedulerId)>,
 }
 
 impl TestnetReport {
@@ -99,10 +111,13 @@ fn bar(progress: bool, len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// A server of the testnet: its HTTP API (the node actor keeps its DHT peer alive).
+/// A server of the testnet: its HTTP API (the node actor keeps its DHT peer alive) and its
+/// registry row's heartbeat.
 struct Server {
     base_url: String,
     http: actix_web::dev::ServerHandle,
+    heartbeat: Addr<HeartbeatActor>,
+    member: FleetMember,
 }
 
 /// Runs a testnet inside the current actix `System`; swarms run on `runtime`.
@@ -111,6 +126,19 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     if config.servers < 2 {
         bail!("--servers must be at least 2: one provides, the others retrieve");
     }
+    // The database first: a run whose results cannot be stored should fail before it starts.
+    let store = match &config.database {
+        Some(target) => Some(
+            Store::open(target)
+                .await
+                .with_context(|| format!("opening the database {target}"))?,
+        ),
+        None => None,
+    };
+    let registry: Arc<dyn Registry> = match &store {
+        Some(store) => db::registry(store),
+        None => Arc::new(MemoryRegistry::default()),
+    };
     if let StartMode::Bootstrap { .. } = config.start {
         if config.transport == TransportKind::Tcp && config.peers > 150 {
             tracing::warn!(
@@ -153,11 +181,21 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         .context("wiring the network")?;
     wiring.finish();
 
+    // The scheduler sees the servers only through their HTTP APIs.
+    let timeouts = ClientTimeouts {
+        retrieve: config.dht.retrieve_timeout + Duration::from_secs(10),
+        provide: config.dht.provide_timeout + Duration::from_secs(10),
+        ..ClientTimeouts::default()
+    };
+    let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut servers = Vec::new();
     for peer in server_peers {
         let node = NodeActor::new(peer.clone()).start();
         let listener = TcpListener::bind("127.0.0.1:0").context("binding a server's HTTP port")?;
-        let base_url = format!("http://{}", listener.local_addr()?);
+        let api_address = listener.local_addr()?;
+        let base_url = format!("http://{api_address}");
         let http = api::serve(listener, NodeRecipients::of(&node), 1)?;
         let handle = http.handle();
         actix::spawn(async move {
@@ -165,36 +203,50 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        // Each server registers and heartbeats as a standalone parsec server does.
+        let registration = host::registration(
+            resources.clone(),
+            peer.peer_id().to_string(),
+            config.round.fleet.clone(),
+            api_address.port(),
+            host::peer_port(peer.listen_addrs()),
+        );
+        let (heartbeat, node_id) = HeartbeatActor::register(
+            registry.clone(),
+            registration,
+            node.recipient(),
+            config.heartbeat_interval,
+        )
+        .await
+        .context("registering a server")?;
+        let remote = RemoteNode::new(base_url.clone(), timeouts).start();
         servers.push(Server {
+            member: FleetMember::new(node_id, base_url.clone(), NodeRecipients::of(&remote)),
             base_url,
             http: handle,
+            heartbeat,
         });
     }
-
-    // The scheduler sees the servers only through their HTTP APIs.
-    let timeouts = ClientTimeouts {
-        retrieve: config.dht.retrieve_timeout + Duration::from_secs(10),
-        provide: config.dht.provide_timeout + Duration::from_secs(10),
-        ..ClientTimeouts::default()
-    };
-    let members: Vec<FleetMember> = servers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let remote = RemoteNode::new(s.base_url.clone(), timeouts).start();
-            FleetMember::new(
-                NodeId(i as i64 + 1),
-                s.base_url.clone(),
-                NodeRecipients::of(&remote),
-            )
-        })
-        .collect();
+    let members: Vec<FleetMember> = servers.iter().map(|s| s.member.clone()).collect();
     wait_until_ready(&members).await?;
     let setup = started.elapsed();
     tracing::info!(setup = ?setup, "all servers ready");
 
-    let sink = MemorySink::default();
-    let recorder = MeasurementRecorder::new(sink.clone()).start();
+    let copy = MemorySink::default();
+    let scheduler = registry
+        .register_scheduler(SchedulerRegistration {
+            fleets: vec![config.round.fleet.clone()],
+            dependencies: host::dependencies(),
+        })
+        .await
+        .context("registering the scheduler")?;
+    let recorder = match &store {
+        Some(store) => {
+            MeasurementRecorder::new(CopyingSink::new(store.measurement_sink(scheduler), copy.clone()))
+        }
+        None => MeasurementRecorder::new(copy.clone()),
+    }
+    .start();
     let supervisor =
         FleetSupervisor::new(members, recorder.clone().recipient(), config.round.clone()).start();
 
@@ -232,15 +284,21 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         rounds_bar.inc(1);
     }
     rounds_bar.finish();
-    recorder.send(Flush).await?.context("flushing measurements")?;
+    if let Err(e) = recorder::drain(&recorder, DRAIN_TIMEOUT).await {
+        tracing::error!(error = %e, "measurements could not all be stored");
+    }
 
     for server in &servers {
+        if let Err(e) = server.heartbeat.send(GoOffline).await {
+            tracing::warn!(server = %server.base_url, error = %e, "could not mark the server offline");
+        }
         server.http.stop(true).await;
     }
     drop(servers);
     drop(peers);
     Ok(TestnetReport {
-        rows: sink.rows(),
+        rows: copy.rows(),
+        stored: config.database.clone().map(|target| (target, scheduler)),
         rounds_run,
         round_errors,
         request_failures,

@@ -10,10 +10,14 @@ use std::{
 
 use serde_json::{json, Value};
 
+mod common;
+
 const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 
 #[test]
 fn testnet_runs_rounds_and_prints_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("testnet.sqlite");
     let output = Command::new(PARSEC)
         .args([
             "testnet",
@@ -26,6 +30,8 @@ fn testnet_runs_rounds_and_prints_the_report() {
             "--no-progress",
         ])
         .args(["--transport", "tcp", "--seed", "7"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -47,6 +53,21 @@ fn testnet_runs_rounds_and_prints_the_report() {
     assert_eq!(retrieval[1], "6", "{stdout}");
     assert_eq!(retrieval[2], "100.0%", "{stdout}");
     assert!(stdout.contains("peak RSS"), "{stdout}");
+
+    // The embedded store holds the run as parsec's tables would, and the summary says where.
+    assert!(
+        stdout.contains(&format!("stored in sqlite://{}", database.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("sqlite3 "), "{stdout}");
+    let stored = common::sqlite_counts(&database);
+    assert_eq!(stored.provides, 3);
+    assert_eq!(stored.retrievals, 6);
+    assert_eq!(stored.schedulers, 1);
+    assert_eq!(stored.nodes, 3);
+    assert_eq!(stored.nodes_with_heartbeat, 3, "servers heartbeat once ready");
+    assert_eq!(stored.nodes_offline, 3, "servers are marked offline at the end");
+    assert_eq!(stored.rounds, 3, "each round has its own round id");
 }
 
 #[test]
@@ -164,8 +185,13 @@ impl Drop for Server {
 
 #[test]
 fn two_server_processes_form_a_dht_and_serve_each_other() {
-    let first = Server::start(&[]);
-    let second = Server::start(&["--bootstrap", &first.tcp_multiaddr]);
+    // Both servers register in one embedded database, as a fleet shares one Postgres.
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("servers.sqlite");
+    let url = format!("sqlite://{}", database.display());
+    let storage = ["--database-url", &url, "--heartbeat-interval", "100ms"];
+    let first = Server::start(&storage);
+    let second = Server::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
     assert!(
         first.tcp_multiaddr.contains("/p2p/12D3KooW"),
         "{}",
@@ -205,4 +231,8 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
 
     assert!(second.terminate().success());
     assert!(first.terminate().success());
+    let stored = common::sqlite_counts(&database);
+    assert_eq!(stored.nodes, 2);
+    assert_eq!(stored.nodes_with_heartbeat, 2, "ready servers heartbeat");
+    assert_eq!(stored.nodes_offline, 2, "SIGTERM marks a server offline");
 }

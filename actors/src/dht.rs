@@ -130,6 +130,12 @@ impl DhtHandle {
         self.send(Command::AddPeers { peers }).await
     }
 
+    /// Stops the peer: operations in flight answer [`DhtError::Cancelled`] (never a measurement),
+    /// later requests [`DhtError::Stopped`].
+    pub async fn shutdown(&self) -> Result<(), DhtError> {
+        self.send(Command::Shutdown).await
+    }
+
     async fn request(
         &self,
         command: impl FnOnce(oneshot::Sender<Result<DhtOutcome, DhtError>>) -> Command,

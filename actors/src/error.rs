@@ -9,6 +9,9 @@ pub enum DhtError {
     /// The swarm task has ended (shutdown or crash).
     #[error("the DHT peer has stopped")]
     Stopped,
+    /// The peer shut down while the operation was in flight: there is no measurement.
+    #[error("the operation was cancelled: the server is shutting down")]
+    Cancelled,
     /// Too many operations in flight; the caller should retry later.
     #[error("too many DHT operations in flight (limit {limit})")]
     Busy {

@@ -58,4 +58,4 @@ pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasuremen
 pub use registry::{
     MemoryRegistry, NodeRegistration, Registry, RegistryError, SchedulerId, SchedulerRegistration,
 };
-pub use sink::{MeasurementSink, MemorySink};
+pub use sink::{CopyingSink, MeasurementSink, MemorySink};

@@ -32,3 +32,29 @@ impl MeasurementSink for MemorySink {
         Box::pin(futures::future::ready(Ok(())))
     }
 }
+
+/// Writes to `primary` and, once a batch is stored there, keeps a copy in memory (for a run's
+/// closing report). A failed batch is retried by the recorder, so the copy has no duplicates.
+#[derive(Clone, Debug)]
+pub struct CopyingSink<S> {
+    primary: S,
+    copy: MemorySink,
+}
+
+impl<S: MeasurementSink> CopyingSink<S> {
+    /// Copies what `primary` stores into `copy`.
+    pub fn new(primary: S, copy: MemorySink) -> Self {
+        Self { primary, copy }
+    }
+}
+
+impl<S: MeasurementSink> MeasurementSink for CopyingSink<S> {
+    fn write(&self, batch: Vec<Measurement>) -> BoxFuture<'static, Result<(), SinkError>> {
+        let stored = self.primary.write(batch.clone());
+        let copy = self.copy.clone();
+        Box::pin(async move {
+            stored.await?;
+            copy.write(batch).await
+        })
+    }
+}

@@ -14,13 +14,14 @@ use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     multiaddr::Protocol,
     network::dht_runtime,
-    DhtConfig, DhtHandle, DhtMode, Multiaddr, NodeActor, NodeRecipients,
+    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Multiaddr, NodeActor, NodeRecipients,
 };
 
-use crate::api;
-
-/// How long in-flight requests may finish after a shutdown signal (a provide takes ≤ 3 min).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(190);
+use crate::{
+    api,
+    db::{self, DatabaseArgs, Store},
+    host,
+};
 
 /// Arguments of `parsec server`.
 #[derive(Debug, Args)]
@@ -76,6 +77,15 @@ struct DhtServerArgs {
     /// Threads of the runtime the swarm runs on.
     #[arg(long, env = "PARSEC_SERVER_DHT_THREADS", default_value_t = super::default_dht_threads())]
     dht_threads: usize,
+    /// How often the node's `last_heartbeat` is refreshed (the first beat waits for readiness).
+    #[arg(long, env = "PARSEC_SERVER_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
+    heartbeat_interval: Duration,
+    /// After SIGINT/SIGTERM, how long requests in flight may finish before they are cancelled
+    /// (answered 503, so no scheduler stores them). A provide may take 3 min.
+    #[arg(long, env = "PARSEC_SERVER_SHUTDOWN_GRACE", default_value = "190s", value_parser = super::parse_duration)]
+    shutdown_grace: Duration,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 impl ServerArgs {
@@ -134,6 +144,13 @@ impl DhtServerArgs {
     }
 
     async fn serve(self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+        // The database first: a server that cannot register is invisible to schedulers.
+        let target = self.database.target()?;
+        let store = Store::open(&target)
+            .await
+            .with_context(|| format!("opening the database {target}"))?;
+        tracing::info!(database = %target, "database ready");
+
         let peer = DhtHandle::spawn(self.dht_config(), &runtime)
             .await
             .context("starting the libp2p peer")?;
@@ -162,16 +179,50 @@ impl DhtServerArgs {
                 self.server_host, self.server_port
             )
         })?;
-        tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+        let api_address = listener.local_addr()?;
+        tracing::info!(address = %api_address, "HTTP API listening");
         let server = api::serve(listener, NodeRecipients::of(&node), self.http_workers)?;
         let http = server.handle();
         let serving = actix::spawn(server);
 
-        shutdown_signal().await;
-        tracing::info!("shutting down: letting in-flight requests finish");
-        tokio::time::timeout(SHUTDOWN_GRACE, http.stop(true))
+        let resources = host::detect_resources(self.server_host)
             .await
-            .unwrap_or_else(|_| tracing::warn!("in-flight requests did not finish in time"));
+            .map_err(anyhow::Error::msg)
+            .context("reading this machine's resources")?;
+        let registration = host::registration(
+            resources,
+            peer.peer_id().to_string(),
+            self.fleet.clone(),
+            api_address.port(),
+            host::peer_port(peer.listen_addrs()),
+        );
+        let (heartbeat, node_id) = HeartbeatActor::register(
+            db::registry(&store),
+            registration,
+            node.clone().recipient(),
+            self.heartbeat_interval,
+        )
+        .await
+        .context("registering the node in nodes_ecs")?;
+        tracing::info!(node_id = %node_id, "registered; first heartbeat once the routing table is non-empty");
+
+        shutdown_signal().await;
+        // Offline first, so schedulers stop picking this node while it drains.
+        if let Err(e) = heartbeat.send(GoOffline).await {
+            tracing::warn!(error = %e, "heartbeat actor gone before marking the node offline");
+        }
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: letting in-flight requests finish");
+        let graceful = http.stop(true);
+        tokio::pin!(graceful);
+        if tokio::time::timeout(self.shutdown_grace, &mut graceful)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish in time: cancelling them");
+            // Cancelled operations answer 503, which schedulers do not store as measurements.
+            let _ = peer.shutdown().await;
+            graceful.await;
+        }
         let _ = serving.await;
         Ok(())
     }

@@ -12,6 +12,7 @@ use parsec_actors::{
 };
 
 use crate::{
+    db::{DatabaseArgs, DatabaseTarget},
     report,
     testnet::{self, TestnetConfig},
 };
@@ -85,10 +86,15 @@ pub struct TestnetArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// How often servers refresh their heartbeat row.
+    #[arg(long, env = "PARSEC_TESTNET_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
+    heartbeat_interval: Duration,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 impl TestnetArgs {
-    fn config(&self) -> TestnetConfig {
+    fn config(&self) -> anyhow::Result<TestnetConfig> {
         let mut dht = DhtConfig::default();
         dht.set_alpha(self.alpha)
             .set_protocol(self.protocol.clone())
@@ -102,7 +108,7 @@ impl TestnetArgs {
             .set_probes(self.probes)
             .set_settle(self.settle)
             .set_seed(self.seed);
-        TestnetConfig {
+        Ok(TestnetConfig {
             peers: self.peers,
             servers: self.servers,
             rounds: self.rounds,
@@ -121,11 +127,13 @@ impl TestnetArgs {
             server_mode: self.server_mode,
             round,
             progress: !self.no_progress,
-        }
+            database: Some(self.database.target()?),
+            heartbeat_interval: self.heartbeat_interval,
+        })
     }
 
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.config();
+        let config = self.config()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
         let result = System::new().block_on(testnet::run(config.clone(), handle));
@@ -166,10 +174,38 @@ impl TestnetArgs {
                 |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
             )
         );
+        if let Some((target, scheduler)) = &report.stored {
+            println!("\nstored in {target} as scheduler {scheduler}; for example:");
+            println!("  {}", example_query(target, *scheduler));
+        }
         if report.successful_retrievals() == 0 {
             eprintln!("error: no retrieval found a provider record");
             return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A query a user can paste to see this run's rows.
+fn example_query(target: &DatabaseTarget, scheduler: parsec_actors::SchedulerId) -> String {
+    let sql = format!(
+        "SELECT step, count(*), avg(duration) AS mean_s, sum((error IS NULL)::int) AS ok \
+         FROM retrievals_ecs WHERE scheduler_id = {scheduler} GROUP BY step"
+    );
+    match target {
+        DatabaseTarget::Sqlite { path } => {
+            format!("sqlite3 {} \"{}\"", path.display(), sql.replace("::int", ""))
+        }
+        DatabaseTarget::Postgres { url } => {
+            // Without the password: psql asks for it (or reads ~/.pgpass).
+            let url = url::Url::parse(url).map_or_else(
+                |_| "$DATABASE_URL".to_owned(),
+                |mut url| {
+                    let _ = url.set_password(None);
+                    url.to_string()
+                },
+            );
+            format!("psql \"{url}\" -c \"{sql}\"")
+        }
     }
 }

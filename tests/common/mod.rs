@@ -47,3 +47,51 @@ pub async fn lone_node(runtime: &tokio::runtime::Handle) -> (DhtHandle, Addr<Nod
 pub fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(30)).finish()
 }
+
+/// What a database holds after a run, counted the same way on both backends.
+#[derive(Debug, PartialEq, Eq, diesel::QueryableByName)]
+pub struct StoredCounts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub provides: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub retrievals: i64,
+    /// Distinct measurement ids across both tables (equal to the rows when none is duplicated).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub distinct_measurements: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub rounds: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub schedulers: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub nodes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub nodes_with_heartbeat: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub nodes_offline: i64,
+}
+
+const COUNTS: &str = "SELECT \
+    (SELECT count(*) FROM provides_ecs) AS provides, \
+    (SELECT count(*) FROM retrievals_ecs) AS retrievals, \
+    (SELECT count(DISTINCT measurement_id) FROM \
+        (SELECT measurement_id FROM provides_ecs UNION ALL SELECT measurement_id FROM retrievals_ecs) AS m) \
+        AS distinct_measurements, \
+    (SELECT count(DISTINCT round_id) FROM provides_ecs) AS rounds, \
+    (SELECT count(*) FROM schedulers_ecs) AS schedulers, \
+    (SELECT count(*) FROM nodes_ecs) AS nodes, \
+    (SELECT count(last_heartbeat) FROM nodes_ecs) AS nodes_with_heartbeat, \
+    (SELECT count(offline_since) FROM nodes_ecs) AS nodes_offline";
+
+/// Counts what the SQLite file at `path` holds.
+pub fn sqlite_counts(path: &std::path::Path) -> StoredCounts {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query(COUNTS).get_result(&mut conn).unwrap()
+}
+
+/// Counts what the Postgres database at `url` holds.
+pub async fn postgres_counts(url: &str) -> StoredCounts {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    diesel::sql_query(COUNTS).get_result(&mut conn).await.unwrap()
+}

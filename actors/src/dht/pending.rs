@@ -26,6 +26,15 @@ pub(crate) enum Waiter {
     Bootstrap(oneshot::Sender<Result<DhtOutcome, DhtError>>),
 }
 
+impl Waiter {
+    /// Answers the operation's caller.
+    pub(crate) fn answer(self, result: Result<DhtOutcome, DhtError>) {
+        let (Waiter::Provide(reply) | Waiter::Retrieve(reply) | Waiter::Bootstrap(reply)) = self;
+        // The caller may have gone (HTTP client hung up); nothing to do then.
+        let _ = reply.send(result);
+    }
+}
+
 /// One operation in flight.
 #[derive(Debug)]
 pub(crate) struct PendingQuery {
@@ -75,6 +84,12 @@ impl PendingQueries {
         let query = self.queries.remove(id)?;
         self.deadlines.remove(&query.deadline_key);
         Some(query)
+    }
+
+    /// Stops tracking every query and returns them (shutdown).
+    pub(crate) fn drain(&mut self) -> Vec<PendingQuery> {
+        self.deadlines.clear();
+        self.queries.drain().map(|(_, query)| query).collect()
     }
 
     /// The next query whose deadline passed. `Ready(None)` when nothing is pending.

@@ -48,6 +48,8 @@ pub(crate) enum Command {
     AddPeers {
         peers: Vec<Contact>,
     },
+    /// Answer every operation in flight as cancelled, then stop.
+    Shutdown,
 }
 
 /// What a started peer reports back.
@@ -132,6 +134,10 @@ impl SwarmTask {
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
+                    Some(Command::Shutdown) => {
+                        self.cancel_pending();
+                        break;
+                    }
                     Some(command) => self.on_command(command),
                     None => break,
                 },
@@ -142,6 +148,19 @@ impl SwarmTask {
             }
         }
         tracing::debug!(peer = %self.swarm.local_peer_id(), "DHT peer stopped");
+    }
+
+    fn cancel_pending(&mut self) {
+        let cancelled = self.pending.drain();
+        if !cancelled.is_empty() {
+            tracing::info!(
+                operations = cancelled.len(),
+                "shutting down: cancelling DHT operations in flight"
+            );
+        }
+        for query in cancelled {
+            query.waiter.answer(Err(DhtError::Cancelled));
+        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -212,6 +231,8 @@ impl SwarmTask {
                 }
                 self.quiet_bootstrap();
             }
+            // Handled by `run`, which stops the loop.
+            Command::Shutdown => self.cancel_pending(),
         }
     }
 
@@ -349,11 +370,7 @@ impl SwarmTask {
             },
             provider,
         };
-        let reply = match query.waiter {
-            Waiter::Provide(reply) | Waiter::Retrieve(reply) | Waiter::Bootstrap(reply) => reply,
-        };
-        // The requester may have given up (HTTP client gone); nothing to do then.
-        let _ = reply.send(Ok(outcome));
+        query.waiter.answer(Ok(outcome));
     }
 }
 

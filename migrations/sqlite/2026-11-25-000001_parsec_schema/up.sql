@@ -1,13 +1,13 @@
 -- The embedded default store: parsec's four *_ecs tables with parsec-rs's columns
 -- (migrations/postgres), in the types SQLite has. INET, JSONB and TEXT[] are TEXT (the array as
--- a JSON array), UUIDs are their hyphenated text, timestamps are RFC 3339 text in UTC.
+-- a JSON array), UUIDs are their hyphenated text, timestamps are TIMESTAMP text in UTC.
 
 CREATE TABLE schedulers_ecs
 (
     id           INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
     fleets       TEXT        NOT NULL,
     dependencies TEXT        NOT NULL,
-    created_at   TIMESTAMPTZ NOT NULL
+    created_at   TIMESTAMP   NOT NULL
 );
 
 CREATE TABLE nodes_ecs
@@ -23,9 +23,9 @@ CREATE TABLE nodes_ecs
     ip_address     TEXT        NOT NULL,
     server_port    INTEGER     NOT NULL,
     peer_port      INTEGER     NOT NULL,
-    last_heartbeat TIMESTAMPTZ,
-    offline_since  TIMESTAMPTZ,
-    created_at     TIMESTAMPTZ NOT NULL
+    last_heartbeat TIMESTAMP  ,
+    offline_since  TIMESTAMP  ,
+    created_at     TIMESTAMP   NOT NULL
 );
 CREATE INDEX idx_nodes_ecs_fleet ON nodes_ecs (fleet);
 
@@ -38,9 +38,9 @@ CREATE TABLE retrievals_ecs
     duration       DOUBLE      NOT NULL,
     cid            TEXT        NOT NULL,
     error          TEXT,
-    created_at     TIMESTAMPTZ NOT NULL,
+    created_at     TIMESTAMP   NOT NULL,
     round_id       TEXT,
-    started_at     TIMESTAMPTZ,
+    started_at     TIMESTAMP  ,
     probe          INTEGER,
     trace_id       TEXT,
     measurement_id TEXT UNIQUE,
@@ -56,10 +56,10 @@ CREATE TABLE provides_ecs
     duration       DOUBLE      NOT NULL,
     cid            TEXT        NOT NULL,
     error          TEXT,
-    created_at     TIMESTAMPTZ NOT NULL,
+    created_at     TIMESTAMP   NOT NULL,
     step           TEXT        NOT NULL,
     round_id       TEXT,
-    started_at     TIMESTAMPTZ,
+    started_at     TIMESTAMP  ,
     probe          INTEGER,
     trace_id       TEXT,
     measurement_id TEXT UNIQUE

@@ -1,0 +1,191 @@
+//! Database settings from the command line and parsec's environment variables.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{DatabaseTarget, DbError};
+
+/// Where to store data. Postgres when `--database-url`/`DATABASE_URL` or
+/// `PARSEC_DATABASE_HOST` is set; otherwise the embedded SQLite file.
+#[derive(Clone, Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: postgres://user:password@host:port/name, or sqlite://path/to/file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Postgres host (parsec's variable); setting it selects Postgres.
+    #[arg(long, env = "PARSEC_DATABASE_HOST")]
+    database_host: Option<String>,
+    /// Postgres port.
+    #[arg(long, env = "PARSEC_DATABASE_PORT", default_value_t = 5432)]
+    database_port: u16,
+    /// Postgres database name.
+    #[arg(long, env = "PARSEC_DATABASE_NAME", default_value = "parsec")]
+    database_name: String,
+    /// Postgres user.
+    #[arg(long, env = "PARSEC_DATABASE_USER", default_value = "parsec")]
+    database_user: String,
+    /// Postgres password.
+    #[arg(
+        long,
+        env = "PARSEC_DATABASE_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    database_password: String,
+    /// Postgres SSL mode: disable or prefer (TLS connections are not supported yet).
+    #[arg(long, env = "PARSEC_DATABASE_SSL_MODE", default_value = "disable")]
+    database_ssl_mode: String,
+    /// The embedded SQLite file used when no Postgres is configured.
+    #[arg(long, env = "PARSEC_SQLITE_PATH", default_value = "parsec.sqlite")]
+    sqlite_path: PathBuf,
+}
+
+impl DatabaseArgs {
+    /// The database these settings select.
+    pub fn target(&self) -> Result<DatabaseTarget, DbError> {
+        if let Some(url) = &self.database_url {
+            return parse_url(url);
+        }
+        let Some(host) = &self.database_host else {
+            return Ok(DatabaseTarget::Sqlite {
+                path: self.sqlite_path.clone(),
+            });
+        };
+        check_ssl_mode(&self.database_ssl_mode)?;
+        let mut url = url::Url::parse("postgres://localhost")
+            .map_err(|e| DbError::Config(format!("building the URL: {e}")))?;
+        let invalid = |what: &str| DbError::Config(format!("invalid {what} for a Postgres URL"));
+        url.set_host(Some(host))
+            .map_err(|_| invalid("PARSEC_DATABASE_HOST"))?;
+        url.set_port(Some(self.database_port))
+            .map_err(|()| invalid("port"))?;
+        url.set_username(&self.database_user)
+            .map_err(|()| invalid("user"))?;
+        if !self.database_password.is_empty() {
+            url.set_password(Some(&self.database_password))
+                .map_err(|()| invalid("password"))?;
+        }
+        url.set_path(&self.database_name);
+        url.query_pairs_mut()
+            .append_pair("sslmode", &self.database_ssl_mode);
+        Ok(DatabaseTarget::Postgres { url: url.into() })
+    }
+}
+
+fn parse_url(url: &str) -> Result<DatabaseTarget, DbError> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            return Err(DbError::Config(
+                "sqlite:// needs a file path, e.g. sqlite://parsec.sqlite".into(),
+            ));
+        }
+        return Ok(DatabaseTarget::Sqlite { path: path.into() });
+    }
+    let parsed = url::Url::parse(url).map_err(|e| {
+        DbError::Config(format!(
+            "database URL is not a URL ({e}); expected postgres://user:password@host:5432/name or sqlite://file"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(DbError::Config(format!(
+            "unsupported database scheme {:?}; use postgres:// or sqlite://",
+            parsed.scheme()
+        )));
+    }
+    if let Some((_, mode)) = parsed.query_pairs().find(|(key, _)| key == "sslmode") {
+        check_ssl_mode(&mode)?;
+    }
+    Ok(DatabaseTarget::Postgres { url: url.to_owned() })
+}
+
+fn check_ssl_mode(mode: &str) -> Result<(), DbError> {
+    match mode {
+        "disable" | "allow" | "prefer" => Ok(()),
+        "require" | "verify-ca" | "verify-full" => Err(DbError::Config(format!(
+            "sslmode={mode} needs TLS, which parsec-rs does not support yet; use sslmode=disable or prefer \
+             (on a private network or through a TLS proxy)"
+        ))),
+        other => Err(DbError::Config(format!(
+            "unknown sslmode {other:?}; expected disable, allow or prefer"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    }
+
+    fn target(args: &[&str]) -> Result<DatabaseTarget, DbError> {
+        let mut argv = vec!["parsec"];
+        argv.extend(args);
+        Cli::try_parse_from(argv).unwrap().database.target()
+    }
+
+    #[test]
+    fn defaults_to_the_embedded_file() {
+        // Environment variables would change the answer; the test process does not set them.
+        if std::env::var_os("DATABASE_URL").is_some() || std::env::var_os("PARSEC_DATABASE_HOST").is_some() {
+            return;
+        }
+        assert_eq!(
+            target(&[]).unwrap(),
+            DatabaseTarget::Sqlite {
+                path: "parsec.sqlite".into()
+            }
+        );
+    }
+
+    #[test]
+    fn parsec_variables_build_an_escaped_postgres_url() {
+        let target = target(&[
+            "--database-host",
+            "db.internal",
+            "--database-password",
+            "p@ss/word",
+            "--database-name",
+            "measurements",
+        ])
+        .unwrap();
+        let DatabaseTarget::Postgres { url } = &target else {
+            panic!("expected Postgres, got {target:?}");
+        };
+        assert_eq!(
+            url,
+            "postgres://parsec:p%40ss%2Fword@db.internal:5432/measurements?sslmode=disable"
+        );
+        assert_eq!(
+            target.to_string(),
+            "postgres://parsec:***@db.internal:5432/measurements?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn bad_urls_and_tls_modes_are_explained() {
+        let error = target(&["--database-url", "mysql://x"]).unwrap_err().to_string();
+        assert!(error.contains("use postgres:// or sqlite://"), "{error}");
+        let error = target(&["--database-url", "postgres://h/db?sslmode=require"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("does not support yet"), "{error}");
+        assert!(target(&["--database-url", "sqlite://"]).is_err());
+        assert_eq!(
+            target(&["--database-url", "sqlite:///tmp/x.sqlite"]).unwrap(),
+            DatabaseTarget::Sqlite {
+                path: "/tmp/x.sqlite".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! The PostgreSQL store: diesel-async over a bb8 pool, parsec's tables plus ours.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::{prelude::*, sql_types::BigInt};
+use diesel_async::{
+    pooled_connection::{bb8::Pool, AsyncDieselConnectionManager},
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use ipnet::IpNet;
+use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
+
+use super::{
+    rows::{self, MeasurementRow, NodeRow, SchedulerRow},
+    schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
+    DbError,
+};
+
+/// The Postgres migrations, compiled in.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Key of the advisory lock that serialises migrations across processes starting at once.
+const MIGRATION_LOCK: i64 = 0x7061_7273_6563; // "parsec"
+
+/// Most rows per INSERT: 13 parameters each, under Postgres's 65535 bind parameters.
+const ROWS_PER_INSERT: usize = 4096;
+
+/// How long a pool checkout may wait for a connection (a database outage fails writes this fast).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections per process: one writer and the heartbeat need few.
+const POOL_SIZE: u32 = 8;
+
+/// A pool of connections to a migrated parsec database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.state())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Migrates the database at `url` and opens a pool on it.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        run_migrations(url, Direction::Up).await?;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder()
+            .max_size(POOL_SIZE)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .build(manager)
+            .await
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    async fn connection(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::bb8::PooledConnection<'_, AsyncPgConnection>, DbError> {
+        self.pool.get().await.map_err(|e| DbError::Connect(e.to_string()))
+    }
+
+    /// Inserts a batch of measurements in one transaction; rows already stored (same
+    /// measurement id) are skipped, so a retried batch is stored exactly once.
+    pub(crate) async fn insert_measurements(
+        &self,
+        scheduler: SchedulerId,
+        batch: Vec<Measurement>,
+    ) -> Result<(), SinkError> {
+        let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
+        let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            for chunk in provides.chunks(ROWS_PER_INSERT) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| measurement_values!(provides_ecs, row, |id| id, |at| at))
+                    .collect();
+                diesel::insert_into(provides_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for chunk in retrievals.chunks(ROWS_PER_INSERT) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| measurement_values!(retrievals_ecs, row, |id| id, |at| at))
+                    .collect();
+                diesel::insert_into(retrievals_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))
+    }
+
+    pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
+        let mut conn = self.connection().await?;
+        let id: i32 = diesel::insert_into(nodes_ecs::table)
+            .values((
+                nodes_ecs::cpu.eq(node.cpu),
+                nodes_ecs::memory.eq(node.memory),
+                nodes_ecs::peer_id.eq(&node.peer_id),
+                nodes_ecs::region.eq(&node.region),
+                nodes_ecs::cmd.eq(&node.cmd),
+                nodes_ecs::fleet.eq(&node.fleet),
+                nodes_ecs::dependencies.eq(&node.dependencies),
+                nodes_ecs::ip_address.eq(IpNet::from(node.ip_address)),
+                nodes_ecs::server_port.eq(node.server_port),
+                nodes_ecs::peer_port.eq(node.peer_port),
+                nodes_ecs::created_at.eq(node.created_at),
+            ))
+            .returning(nodes_ecs::id)
+            .get_result(&mut conn)
+            .await?;
+        Ok(NodeId(i64::from(id)))
+    }
+
+    /// Updates one column of one node row.
+    pub(crate) async fn set_node_time(
+        &self,
+        node: NodeId,
+        column: NodeTime,
+        at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let id = rows::node_id(node).map_err(|e| DbError::Query(e.0))?;
+        let mut conn = self.connection().await?;
+        let target = diesel::update(nodes_ecs::table.find(id));
+        let updated = match column {
+            NodeTime::LastHeartbeat => {
+                target
+                    .set(nodes_ecs::last_heartbeat.eq(at))
+                    .execute(&mut conn)
+                    .await?
+            }
+            NodeTime::OfflineSince => {
+                target
+                    .set(nodes_ecs::offline_since.eq(at))
+                    .execute(&mut conn)
+                    .await?
+            }
+        };
+        if updated == 0 {
+            return Err(DbError::Query(format!("no node with id {node}")));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {
+        let mut conn = self.connection().await?;
+        let fleets: Vec<Option<String>> = scheduler.fleets.into_iter().map(Some).collect();
+        let id: i32 = diesel::insert_into(schedulers_ecs::table)
+            .values((
+                schedulers_ecs::fleets.eq(fleets),
+                schedulers_ecs::dependencies.eq(&scheduler.dependencies),
+                schedulers_ecs::created_at.eq(scheduler.created_at),
+            ))
+            .returning(schedulers_ecs::id)
+            .get_result(&mut conn)
+            .await?;
+        Ok(SchedulerId(i64::from(id)))
+    }
+}
+
+/// The node columns that hold a point in time and change after registration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NodeTime {
+    LastHeartbeat,
+    OfflineSince,
+}
+
+/// Which way to migrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert every applied migration (tests and `parsec db reset`-style tooling).
+    Down,
+}
+
+/// Migrates the database at `url`, holding an advisory lock so that processes starting at once
+/// migrate one after the other. Returns the migrations it ran.
+///
+/// diesel's migration harness is synchronous (`block_in_place` inside), so it runs on a
+/// private multi-thread runtime whatever runtime the caller is on.
+pub async fn run_migrations(url: &str, direction: Direction) -> Result<Vec<String>, DbError> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Migrate(e.to_string()))?;
+        let task = runtime.spawn(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            diesel::sql_query("SELECT pg_advisory_lock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK)
+                .execute(&mut conn)
+                .await?;
+            let mut harness = AsyncMigrationHarness::new(conn);
+            let ran = match direction {
+                Direction::Up => harness.run_pending_migrations(MIGRATIONS),
+                Direction::Down => harness.revert_all_migrations(MIGRATIONS),
+            }
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| DbError::Migrate(e.to_string()));
+            let mut conn = harness.into_inner();
+            // Closing the connection would release the lock too; unlock explicitly all the same.
+            diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                .bind::<BigInt, _>(MIGRATION_LOCK)
+                .execute(&mut conn)
+                .await?;
+            ran
+        });
+        runtime
+            .block_on(task)
+            .map_err(|e| DbError::Migrate(format!("migration task failed: {e}")))?
+    })
+    .await
+    .map_err(|e| DbError::Migrate(format!("migration task failed: {e}")))?
+}

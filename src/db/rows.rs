@@ -1,0 +1,185 @@
+//! Row types shared by both backends: what a measurement, a node and a scheduler become in the
+//! parsec tables, before each backend maps them to its column types.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use chrono::{DateTime, Utc};
+use parsec_actors::{
+    Measurement, NodeId, NodeRegistration, Operation, RegistryError, SchedulerId, SchedulerRegistration,
+    SinkError,
+};
+use uuid::Uuid;
+
+/// Which table a measurement row goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MeasurementTable {
+    /// `provides_ecs`.
+    Provides,
+    /// `retrievals_ecs`.
+    Retrievals,
+}
+
+/// One row of `provides_ecs` or `retrievals_ecs`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MeasurementRow {
+    pub(crate) table: MeasurementTable,
+    pub(crate) measurement_id: Uuid,
+    pub(crate) scheduler_id: i32,
+    pub(crate) node_id: i32,
+    pub(crate) rt_size: i32,
+    /// Seconds, as parsec stores durations.
+    pub(crate) duration: f64,
+    pub(crate) cid: String,
+    pub(crate) error: Option<String>,
+    /// When the operation finished (parsec inserts right after it, so its rows mean that).
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) step: String,
+    pub(crate) round_id: Uuid,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) probe: i32,
+    pub(crate) trace_id: Option<String>,
+}
+
+impl MeasurementRow {
+    /// The row for `measurement`, taken by `scheduler`.
+    pub(crate) fn new(scheduler: SchedulerId, measurement: &Measurement) -> Result<Self, SinkError> {
+        let duration = chrono::Duration::from_std(measurement.duration)
+            .map_err(|e| SinkError(format!("duration {:?} out of range: {e}", measurement.duration)))?;
+        Ok(Self {
+            table: match measurement.operation {
+                Operation::Provide => MeasurementTable::Provides,
+                Operation::Retrieval => MeasurementTable::Retrievals,
+            },
+            measurement_id: measurement.id,
+            scheduler_id: int4(scheduler.0, "scheduler id").map_err(SinkError)?,
+            node_id: int4(measurement.node.0, "node id").map_err(SinkError)?,
+            // Routing tables hold at most a few thousand peers; saturate rather than fail.
+            rt_size: i32::try_from(measurement.routing_table_size).unwrap_or(i32::MAX),
+            duration: measurement.duration.as_secs_f64(),
+            cid: measurement.cid.clone(),
+            error: measurement.error.clone(),
+            created_at: measurement.started_at + duration,
+            step: measurement.step.clone(),
+            round_id: measurement.round.0,
+            started_at: measurement.started_at,
+            probe: i32::try_from(measurement.probe).unwrap_or(i32::MAX),
+            trace_id: measurement.trace_id.clone(),
+        })
+    }
+
+    /// Rows for a batch, split by table.
+    pub(crate) fn split(
+        scheduler: SchedulerId,
+        batch: &[Measurement],
+    ) -> Result<(Vec<Self>, Vec<Self>), SinkError> {
+        let rows = batch
+            .iter()
+            .map(|m| Self::new(scheduler, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .partition(|r| r.table == MeasurementTable::Provides))
+    }
+}
+
+/// One row of `nodes_ecs`, without the columns the database fills.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct NodeRow {
+    pub(crate) cpu: i32,
+    pub(crate) memory: i32,
+    pub(crate) peer_id: String,
+    pub(crate) region: String,
+    pub(crate) cmd: String,
+    pub(crate) fleet: String,
+    pub(crate) dependencies: serde_json::Value,
+    pub(crate) ip_address: IpAddr,
+    pub(crate) server_port: i32,
+    pub(crate) peer_port: i32,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+impl From<NodeRegistration> for NodeRow {
+    fn from(node: NodeRegistration) -> Self {
+        Self {
+            cpu: node.cpu,
+            memory: node.memory_mb,
+            peer_id: node.peer_id,
+            region: node.region,
+            cmd: node.cmd,
+            fleet: node.fleet,
+            dependencies: dependencies_json(&node.dependencies),
+            ip_address: node.ip_address,
+            server_port: i32::from(node.server_port),
+            peer_port: i32::from(node.peer_port),
+            created_at: Utc::now(),
+        }
+    }
+}
+
+/// One row of `schedulers_ecs`, without its id.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SchedulerRow {
+    pub(crate) fleets: Vec<String>,
+    pub(crate) dependencies: serde_json::Value,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+impl From<SchedulerRegistration> for SchedulerRow {
+    fn from(scheduler: SchedulerRegistration) -> Self {
+        Self {
+            fleets: scheduler.fleets,
+            dependencies: dependencies_json(&scheduler.dependencies),
+            created_at: Utc::now(),
+        }
+    }
+}
+
+fn dependencies_json(dependencies: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        dependencies
+            .iter()
+            .map(|(name, version)| (name.clone(), serde_json::Value::String(version.clone())))
+            .collect(),
+    )
+}
+
+/// The database's INT id of a node (parsec's ids are INT4).
+pub(crate) fn node_id(node: NodeId) -> Result<i32, RegistryError> {
+    int4(node.0, "node id").map_err(RegistryError)
+}
+
+fn int4(id: i64, what: &str) -> Result<i32, String> {
+    i32::try_from(id).map_err(|_| format!("{what} {id} does not fit the INT column"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use parsec_actors::testing::sample_measurement;
+
+    use super::*;
+
+    #[test]
+    fn a_measurement_becomes_a_row_in_seconds_that_ends_at_created_at() {
+        let measurement = sample_measurement(Operation::Retrieval, Duration::from_millis(1500));
+        let row = MeasurementRow::new(SchedulerId(7), &measurement).unwrap();
+        assert_eq!(row.table, MeasurementTable::Retrievals);
+        assert_eq!(row.duration, 1.5);
+        assert_eq!(row.scheduler_id, 7);
+        assert_eq!(row.round_id, measurement.round.0);
+        assert_eq!(row.measurement_id, measurement.id);
+        assert_eq!(
+            row.created_at - row.started_at,
+            chrono::Duration::milliseconds(1500)
+        );
+    }
+
+    #[test]
+    fn ids_beyond_int4_are_an_error_not_a_wrap() {
+        let mut measurement = sample_measurement(Operation::Provide, Duration::ZERO);
+        measurement.node = NodeId(i64::from(i32::MAX) + 1);
+        let error = MeasurementRow::new(SchedulerId(1), &measurement).unwrap_err();
+        assert!(error.to_string().contains("does not fit"), "{error}");
+    }
+}

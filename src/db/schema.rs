@@ -1,0 +1,133 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    nodes (id) {
+        id -> Int4,
+        peer_id -> Text,
+        run_id -> Int4,
+        region -> Text,
+        instance_type -> Text,
+        dependencies -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    nodes_ecs (id) {
+        id -> Int4,
+        cpu -> Int4,
+        memory -> Int4,
+        peer_id -> Text,
+        region -> Text,
+        cmd -> Text,
+        fleet -> Text,
+        dependencies -> Jsonb,
+        ip_address -> Inet,
+        server_port -> Int4,
+        peer_port -> Int4,
+        last_heartbeat -> Nullable<Timestamptz>,
+        offline_since -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provides (id) {
+        id -> Int4,
+        node_id -> Int4,
+        rt_size -> Int4,
+        duration -> Float8,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    provides_ecs (id) {
+        id -> Int4,
+        scheduler_id -> Int4,
+        node_id -> Int4,
+        rt_size -> Int4,
+        duration -> Float8,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        step -> Text,
+        round_id -> Nullable<Uuid>,
+        started_at -> Nullable<Timestamptz>,
+        probe -> Nullable<Int4>,
+        trace_id -> Nullable<Text>,
+        measurement_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    retrievals (id) {
+        id -> Int4,
+        node_id -> Int4,
+        rt_size -> Int4,
+        duration -> Float8,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    retrievals_ecs (id) {
+        id -> Int4,
+        scheduler_id -> Int4,
+        node_id -> Int4,
+        rt_size -> Int4,
+        duration -> Float8,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        round_id -> Nullable<Uuid>,
+        started_at -> Nullable<Timestamptz>,
+        probe -> Nullable<Int4>,
+        trace_id -> Nullable<Text>,
+        measurement_id -> Nullable<Uuid>,
+        step -> Text,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Int4,
+        dependencies -> Jsonb,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    schedulers_ecs (id) {
+        id -> Int4,
+        fleets -> Array<Nullable<Text>>,
+        dependencies -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(nodes -> runs (run_id));
+diesel::joinable!(provides -> nodes (node_id));
+diesel::joinable!(provides_ecs -> nodes_ecs (node_id));
+diesel::joinable!(provides_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(retrievals -> nodes (node_id));
+diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
+diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    nodes,
+    nodes_ecs,
+    provides,
+    provides_ecs,
+    retrievals,
+    retrievals_ecs,
+    runs,
+    schedulers_ecs,
+);

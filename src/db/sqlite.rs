@@ -1,0 +1,184 @@
+//! The embedded default store: the same tables in a SQLite file, through diesel's synchronous
+//! SQLite connection on the blocking pool (one connection, one writer at a time).
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::{connection::SimpleConnection, prelude::*};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
+use uuid::Uuid;
+
+use super::{
+    postgres::NodeTime,
+    rows::{self, MeasurementRow, NodeRow, SchedulerRow},
+    sqlite_schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
+    DbError,
+};
+
+/// The SQLite migrations, compiled in.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A SQLite file with parsec's tables.
+#[derive(Clone)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Arc<Mutex<SqliteConnection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// SQLite stores timestamps as text without a zone; ours are UTC.
+fn utc(at: DateTime<Utc>) -> NaiveDateTime {
+    at.naive_utc()
+}
+
+fn text(id: Uuid) -> String {
+    id.to_string()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, DbError> {
+        let path = path.to_owned();
+        let opened = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<SqliteConnection, DbError> {
+            let url = opened
+                .to_str()
+                .ok_or_else(|| DbError::Config(format!("{} is not a UTF-8 path", opened.display())))?;
+            let mut conn = SqliteConnection::establish(url)?;
+            // WAL lets readers (sqlite3, analysis) work while the recorder writes; the busy
+            // timeout lets several processes share the file.
+            conn.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+            )?;
+            conn.run_pending_migrations(MIGRATIONS)
+                .map_err(|e| DbError::Migrate(e.to_string()))?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| DbError::Connect(format!("opening the SQLite file failed: {e}")))??;
+        Ok(Self {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The file the store writes to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on the connection on the blocking pool.
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Query(format!("SQLite task failed: {e}")))?
+    }
+
+    /// Inserts a batch in one transaction; rows already stored are skipped.
+    pub(crate) async fn insert_measurements(
+        &self,
+        scheduler: SchedulerId,
+        batch: Vec<Measurement>,
+    ) -> Result<(), SinkError> {
+        let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
+        self.with_connection(move |conn| {
+            conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                // One statement per row: SQLite's prepared-statement cache makes that fast, and
+                // a multi-row INSERT would hit its bind-parameter limit.
+                for row in &provides {
+                    diesel::insert_into(provides_ecs::table)
+                        .values(measurement_values!(provides_ecs, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                for row in &retrievals {
+                    diesel::insert_into(retrievals_ecs::table)
+                        .values(measurement_values!(retrievals_ecs, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                Ok(())
+            })
+            .map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))
+    }
+
+    pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
+        self.with_connection(move |conn| {
+            let id: i32 = diesel::insert_into(nodes_ecs::table)
+                .values((
+                    nodes_ecs::cpu.eq(node.cpu),
+                    nodes_ecs::memory.eq(node.memory),
+                    nodes_ecs::peer_id.eq(&node.peer_id),
+                    nodes_ecs::region.eq(&node.region),
+                    nodes_ecs::cmd.eq(&node.cmd),
+                    nodes_ecs::fleet.eq(&node.fleet),
+                    nodes_ecs::dependencies.eq(node.dependencies.to_string()),
+                    nodes_ecs::ip_address.eq(node.ip_address.to_string()),
+                    nodes_ecs::server_port.eq(node.server_port),
+                    nodes_ecs::peer_port.eq(node.peer_port),
+                    nodes_ecs::created_at.eq(utc(node.created_at)),
+                ))
+                .returning(nodes_ecs::id)
+                .get_result(conn)?;
+            Ok(NodeId(i64::from(id)))
+        })
+        .await
+    }
+
+    pub(crate) async fn set_node_time(
+        &self,
+        node: NodeId,
+        column: NodeTime,
+        at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let id = rows::node_id(node).map_err(|e| DbError::Query(e.0))?;
+        self.with_connection(move |conn| {
+            let target = diesel::update(nodes_ecs::table.find(id));
+            let updated = match column {
+                NodeTime::LastHeartbeat => target.set(nodes_ecs::last_heartbeat.eq(utc(at))).execute(conn)?,
+                NodeTime::OfflineSince => target.set(nodes_ecs::offline_since.eq(utc(at))).execute(conn)?,
+            };
+            if updated == 0 {
+                return Err(DbError::Query(format!("no node with id {node}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {
+        self.with_connection(move |conn| {
+            let fleets = serde_json::Value::from(scheduler.fleets).to_string();
+            let id: i32 = diesel::insert_into(schedulers_ecs::table)
+                .values((
+                    schedulers_ecs::fleets.eq(fleets),
+                    schedulers_ecs::dependencies.eq(scheduler.dependencies.to_string()),
+                    schedulers_ecs::created_at.eq(utc(scheduler.created_at)),
+                ))
+                .returning(schedulers_ecs::id)
+                .get_result(conn)?;
+            Ok(SchedulerId(i64::from(id)))
+        })
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    nodes_ecs (id) {
+        id -> Integer,
+        cpu -> Integer,
+        memory -> Integer,
+        peer_id -> Text,
+        region -> Text,
+        cmd -> Text,
+        fleet -> Text,
+        dependencies -> Text,
+        ip_address -> Text,
+        server_port -> Integer,
+        peer_port -> Integer,
+        last_heartbeat -> Nullable<Timestamp>,
+        offline_since -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    provides_ecs (id) {
+        id -> Integer,
+        scheduler_id -> Integer,
+        node_id -> Integer,
+        rt_size -> Integer,
+        duration -> Double,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        step -> Text,
+        round_id -> Nullable<Text>,
+        started_at -> Nullable<Timestamp>,
+        probe -> Nullable<Integer>,
+        trace_id -> Nullable<Text>,
+        measurement_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    retrievals_ecs (id) {
+        id -> Integer,
+        scheduler_id -> Integer,
+        node_id -> Integer,
+        rt_size -> Integer,
+        duration -> Double,
+        cid -> Text,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        round_id -> Nullable<Text>,
+        started_at -> Nullable<Timestamp>,
+        probe -> Nullable<Integer>,
+        trace_id -> Nullable<Text>,
+        measurement_id -> Nullable<Text>,
+        step -> Text,
+    }
+}
+
+diesel::table! {
+    schedulers_ecs (id) {
+        id -> Integer,
+        fleets -> Text,
+        dependencies -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(provides_ecs -> nodes_ecs (node_id));
+diesel::joinable!(provides_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
+diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
+
+diesel::allow_tables_to_appear_in_same_query!(nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs,);

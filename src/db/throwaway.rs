@@ -1,0 +1,200 @@
+//! A throwaway PostgreSQL cluster for tests and benchmarks, started from the system's own
+//! binaries (initdb + pg_ctl in a temporary directory, on a free loopback port) and removed on
+//! drop. `initdb` refuses to run as root, so as root the cluster runs as the `postgres` user.
+
+use std::{net::TcpListener, path::PathBuf, process::Command};
+
+use tempfile::TempDir;
+
+/// Where Debian and Ubuntu install the server binaries, one folder per major version.
+const DEBIAN_BIN_DIRS: &str = "/usr/lib/postgresql";
+
+/// Set to a folder holding `initdb` and `pg_ctl` to use other binaries.
+pub const BIN_DIR_VAR: &str = "PARSEC_PG_BIN_DIR";
+
+/// Why the cluster could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ThrowawayError(String);
+
+/// Settings that make a test cluster fast; durability is irrelevant to a cluster thrown away.
+const FAST: &[&str] = &["fsync=off", "synchronous_commit=off", "full_page_writes=off"];
+
+/// A running PostgreSQL cluster that is deleted on drop.
+#[derive(Debug)]
+pub struct TempPostgres {
+    dir: TempDir,
+    bin: PathBuf,
+    port: u16,
+    settings: Vec<String>,
+    as_postgres_user: bool,
+}
+
+impl TempPostgres {
+    /// Starts a cluster tuned for tests (`fsync=off`).
+    pub fn start() -> Result<Self, ThrowawayError> {
+        Self::start_with(FAST)
+    }
+
+    /// Starts a cluster with Postgres's durable defaults (for benchmarks worth quoting).
+    pub fn start_durable() -> Result<Self, ThrowawayError> {
+        Self::start_with(&[])
+    }
+
+    fn start_with(settings: &[&str]) -> Result<Self, ThrowawayError> {
+        let bin = find_bin_dir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("parsec-pg-")
+            .tempdir()
+            .map_err(|e| ThrowawayError(format!("creating a temporary directory: {e}")))?;
+        let as_postgres_user = running_as_root();
+        if as_postgres_user {
+            run(Command::new("chown").arg("postgres:").arg(dir.path()), "chown")?;
+        }
+        let cluster = Self {
+            dir,
+            bin,
+            port: free_port()?,
+            settings: settings.iter().map(|s| (*s).to_owned()).collect(),
+            as_postgres_user,
+        };
+        cluster.run_tool(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data_dir(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        cluster.resume()?;
+        Ok(cluster)
+    }
+
+    /// The URL of the cluster's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (fast shutdown: connections are cut), keeping the data.
+    pub fn pause(&self) -> Result<(), ThrowawayError> {
+        self.run_tool("pg_ctl", &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"])
+    }
+
+    /// Starts the server again on the same port.
+    pub fn resume(&self) -> Result<(), ThrowawayError> {
+        let mut options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        for setting in &self.settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
+        let log = self.dir.path().join("postgres.log");
+        let started = self.run_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data_dir(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        started.map_err(|e| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            ThrowawayError(format!(
+                "{e}\nserver log (last lines, newest first):\n{}",
+                tail.join("\n")
+            ))
+        })
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").to_string_lossy().into_owned()
+    }
+
+    fn run_tool(&self, tool: &str, args: &[&str]) -> Result<(), ThrowawayError> {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres_user {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        command.args(args).current_dir(self.dir.path());
+        run(&mut command, tool)
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        // Immediate: the data is thrown away anyway. A server already stopped just fails here.
+        let _ = self.run_tool(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+fn run(command: &mut Command, what: &str) -> Result<(), ThrowawayError> {
+    let output = command
+        .output()
+        .map_err(|e| ThrowawayError(format!("running {what}: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(ThrowawayError(format!(
+        "{what} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )))
+}
+
+fn find_bin_dir() -> Result<PathBuf, ThrowawayError> {
+    if let Some(dir) = std::env::var_os(BIN_DIR_VAR) {
+        return Ok(dir.into());
+    }
+    let newest = std::fs::read_dir(DEBIAN_BIN_DIRS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .max();
+    newest.map(|(_, bin)| bin).ok_or_else(|| {
+        ThrowawayError(format!(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found in {DEBIAN_BIN_DIRS}/<version>/bin: \
+             install them with `apt-get install -y postgresql`, or set {BIN_DIR_VAR} to their folder"
+        ))
+    })
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> Result<u16, ThrowawayError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| ThrowawayError(format!("finding a free port: {e}")))
+}

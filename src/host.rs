@@ -1,0 +1,264 @@
+//! What a server says about itself when it registers: CPU, memory and private IP (from the ECS
+//! task metadata endpoint when running on ECS, from the host otherwise), region, command line
+//! and the versions it was built from.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, UdpSocket},
+    time::Duration,
+};
+
+use parsec_actors::NodeRegistration;
+use serde::Deserialize;
+
+#[allow(dead_code, clippy::all, clippy::pedantic, unreachable_pub)]
+mod built_info {
+    include!(concat!(env!("OUT_DIR"), "/built.rs"));
+}
+
+/// The JSON document itself (parsec reads this variable when set).
+pub const ECS_METADATA_VAR: &str = "ECS_CONTAINER_METADATA";
+/// The URL of the ECS task metadata endpoint v4.
+pub const ECS_METADATA_URI_VAR: &str = "ECS_CONTAINER_METADATA_URI_V4";
+
+/// Crates whose versions identify what a node measures with.
+const REPORTED_CRATES: &[&str] = &[
+    "libp2p",
+    "libp2p-kad",
+    "libp2p-swarm",
+    "libp2p-quic",
+    "libp2p-tcp",
+    "libp2p-noise",
+    "libp2p-yamux",
+    "actix",
+    "actix-web",
+    "diesel",
+    "diesel-async",
+    "tokio",
+];
+
+/// The versions of parsec and the crates in [`REPORTED_CRATES`] this binary was built with.
+pub fn dependencies() -> BTreeMap<String, String> {
+    let mut versions: BTreeMap<String, String> = built_info::DEPENDENCIES
+        .iter()
+        .filter(|(name, _)| REPORTED_CRATES.contains(name))
+        .map(|(name, version)| ((*name).to_owned(), (*version).to_owned()))
+        .collect();
+    versions.insert("parsec".into(), built_info::PKG_VERSION.into());
+    versions.insert("rustc".into(), built_info::RUSTC_VERSION.into());
+    versions
+}
+
+/// CPU, memory and address of the machine a server runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resources {
+    /// CPUs (ECS: the container's CPU limit as ECS reports it).
+    pub cpu: i32,
+    /// Memory in MB.
+    pub memory_mb: i32,
+    /// The address other machines reach this one at.
+    pub ip_address: IpAddr,
+}
+
+/// Part of the ECS container metadata (the layout is in parsec's README).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EcsContainerMetadata {
+    limits: EcsLimits,
+    #[serde(default)]
+    networks: Vec<EcsNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EcsLimits {
+    #[serde(rename = "CPU")]
+    cpu: f64,
+    memory: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct EcsNetwork {
+    #[serde(rename = "NetworkMode")]
+    network_mode: String,
+    #[serde(rename = "IPv4Addresses", default)]
+    ipv4_addresses: Vec<Ipv4Addr>,
+}
+
+/// Reads the resources from ECS container metadata JSON: the limits, and the first IPv4 address
+/// of the first `awsvpc` network (parsec's heuristic).
+pub fn resources_from_ecs_metadata(json: &str) -> Result<Resources, String> {
+    let metadata: EcsContainerMetadata =
+        serde_json::from_str(json).map_err(|e| format!("invalid ECS container metadata: {e}"))?;
+    let ip = metadata
+        .networks
+        .iter()
+        .filter(|n| n.network_mode == "awsvpc")
+        .find_map(|n| n.ipv4_addresses.first())
+        .ok_or("ECS container metadata has no awsvpc network with an IPv4 address")?;
+    Ok(Resources {
+        cpu: metadata.limits.cpu.round() as i32,
+        memory_mb: metadata.limits.memory.round() as i32,
+        ip_address: IpAddr::V4(*ip),
+    })
+}
+
+/// The resources of this machine: from ECS metadata when the ECS variables are set, otherwise
+/// from the host. `listen` is the HTTP API's address: used as is unless it is unspecified.
+pub async fn detect_resources(listen: IpAddr) -> Result<Resources, String> {
+    if let Ok(json) = std::env::var(ECS_METADATA_VAR) {
+        return resources_from_ecs_metadata(&json);
+    }
+    if let Ok(uri) = std::env::var(ECS_METADATA_URI_VAR) {
+        let json = fetch_ecs_metadata(&uri).await?;
+        return resources_from_ecs_metadata(&json);
+    }
+    Ok(Resources {
+        cpu: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
+        memory_mb: host_memory_mb().unwrap_or(0),
+        ip_address: if listen.is_unspecified() {
+            primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        } else {
+            listen
+        },
+    })
+}
+
+async fn fetch_ecs_metadata(uri: &str) -> Result<String, String> {
+    let client = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
+    let mut response = client
+        .get(uri)
+        .send()
+        .await
+        .map_err(|e| format!("reading ECS metadata from {uri}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "ECS metadata endpoint {uri} answered {}",
+            response.status()
+        ));
+    }
+    let body = response
+        .body()
+        .limit(1 << 20)
+        .await
+        .map_err(|e| format!("reading ECS metadata from {uri}: {e}"))?;
+    String::from_utf8(body.to_vec()).map_err(|e| format!("ECS metadata is not UTF-8: {e}"))
+}
+
+/// Total memory in MB from /proc/meminfo.
+fn host_memory_mb() -> Option<i32> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    i32::try_from(kib / 1024).ok()
+}
+
+/// The address of the interface that routes to the outside (no packet is sent: connecting a
+/// UDP socket only selects the route).
+fn primary_ip() -> Option<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?; // TEST-NET-1: never routed anywhere real
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+/// The port of a peer's first TCP or UDP listen address (0 for in-memory peers).
+pub fn peer_port(listen_addrs: &[parsec_actors::Multiaddr]) -> u16 {
+    use parsec_actors::multiaddr::Protocol;
+    listen_addrs
+        .iter()
+        .flat_map(|address| address.iter())
+        .find_map(|p| match p {
+            Protocol::Tcp(port) | Protocol::Udp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A server's registration from what it knows and what the host says.
+pub fn registration(
+    resources: Resources,
+    peer_id: String,
+    fleet: String,
+    server_port: u16,
+    peer_port: u16,
+) -> NodeRegistration {
+    NodeRegistration {
+        cpu: resources.cpu,
+        memory_mb: resources.memory_mb,
+        peer_id,
+        region: std::env::var("AWS_REGION").unwrap_or_default(),
+        cmd: std::env::args().collect::<Vec<_>>().join(" "),
+        fleet,
+        dependencies: dependencies(),
+        ip_address: resources.ip_address,
+        server_port,
+        peer_port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from parsec's README.
+    const ECS_EXAMPLE: &str = r#"{
+        "DockerId": "ea32192c8553fbff06c9340478a2ff089b2bb5646fb718b4ee206641c9086d66",
+        "Name": "curl",
+        "Limits": { "CPU": 10, "Memory": 128 },
+        "Networks": [
+            { "NetworkMode": "bridge", "IPv4Addresses": ["172.17.0.2"] },
+            {
+                "NetworkMode": "awsvpc",
+                "IPv4Addresses": ["10.0.2.100"],
+                "AttachmentIndex": 0,
+                "IPv4SubnetCIDRBlock": "10.0.2.0/24"
+            }
+        ]
+    }"#;
+
+    #[test]
+    fn ecs_metadata_gives_limits_and_the_awsvpc_address() {
+        let resources = resources_from_ecs_metadata(ECS_EXAMPLE).unwrap();
+        assert_eq!(
+            resources,
+            Resources {
+                cpu: 10,
+                memory_mb: 128,
+                ip_address: "10.0.2.100".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn ecs_metadata_without_awsvpc_is_an_error() {
+        let json = r#"{"Limits": {"CPU": 2, "Memory": 512}, "Networks": []}"#;
+        assert!(resources_from_ecs_metadata(json).unwrap_err().contains("awsvpc"));
+        assert!(resources_from_ecs_metadata("{").unwrap_err().contains("invalid"));
+    }
+
+    #[test]
+    fn dependencies_name_the_dht_implementation() {
+        let deps = dependencies();
+        assert!(
+            deps.get("libp2p-kad").is_some_and(|v| v.starts_with("0.49")),
+            "{deps:?}"
+        );
+        assert_eq!(deps["parsec"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[actix::test]
+    async fn host_detection_uses_a_specific_listen_address() {
+        let listen: IpAddr = "10.1.2.3".parse().unwrap();
+        if std::env::var_os(ECS_METADATA_VAR).is_some() || std::env::var_os(ECS_METADATA_URI_VAR).is_some() {
+            return;
+        }
+        let resources = detect_resources(listen).await.unwrap();
+        assert_eq!(resources.ip_address, listen);
+        assert!(resources.cpu >= 1 && resources.memory_mb > 0, "{resources:?}");
+    }
+}
