@@ -148,64 +148,30 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::{registry::MemoryRegistry, testing::wait_for, NodeError, Readiness};
-
-    /// Answers "not ready" for the first `unready_checks` checks.
-    struct FakeNode {
-        checks: Arc<AtomicU32>,
-        unready_checks: u32,
-    }
-
-    impl Actor for FakeNode {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<CheckReadiness> for FakeNode {
-        type Result = Result<Readiness, NodeError>;
-
-        fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
-            let seen = self.checks.fetch_add(1, Ordering::SeqCst);
-            Ok(Readiness {
-                ready: seen >= self.unready_checks,
-                routing_table_size: u64::from(seen),
-            })
-        }
-    }
-
-    fn registration() -> NodeRegistration {
-        NodeRegistration {
-            cpu: 2,
-            memory_mb: 1024,
-            peer_id: "12D3KooWtest".into(),
-            region: "local".into(),
-            cmd: "parsec server dht".into(),
-            fleet: "default".into(),
-            dependencies: [("libp2p".to_string(), "0.57".to_string())].into(),
-            ip_address: [127, 0, 0, 1].into(),
-            server_port: 40_000,
-            peer_port: 50_000,
-        }
-    }
+    use crate::{
+        registry::MemoryRegistry,
+        testing::{sample_registration, wait_for, ReadinessStub},
+    };
 
     #[actix::test]
     async fn heartbeats_start_when_ready_and_stop_offline() {
         let registry = MemoryRegistry::default();
         let checks = Arc::new(AtomicU32::new(0));
         // Not ready for the first two checks: no heartbeat may be written before the third.
-        let node = FakeNode {
+        let node = ReadinessStub {
             checks: checks.clone(),
             unready_checks: 2,
         }
         .start();
         let (heartbeat, id) = HeartbeatActor::register(
             Arc::new(registry.clone()),
-            registration(),
+            sample_registration(),
             node.recipient(),
             Duration::from_millis(30),
         )
         .await
         .unwrap();
-        assert_eq!(registry.nodes()[0].registration, registration());
+        assert_eq!(registry.nodes()[0].registration, sample_registration());
         assert_eq!(registry.nodes()[0].last_heartbeat, None);
 
         // The readiness poll runs at min(1 s, interval) = 30 ms.

@@ -105,3 +105,45 @@ pub fn sample_measurement(operation: crate::Operation, duration: Duration) -> cr
         trace_id: None,
     }
 }
+
+/// A stand-in node that answers "not ready" to its first `unready_checks` readiness checks and
+/// "ready" afterwards (for tests of what waits on readiness).
+#[derive(Debug, Default)]
+pub struct ReadinessStub {
+    /// Checks answered so far.
+    pub checks: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// How many checks answer "not ready".
+    pub unready_checks: u32,
+}
+
+impl Actor for ReadinessStub {
+    type Context = Context<Self>;
+}
+
+impl Handler<crate::CheckReadiness> for ReadinessStub {
+    type Result = Result<crate::Readiness, crate::NodeError>;
+
+    fn handle(&mut self, _: crate::CheckReadiness, _: &mut Context<Self>) -> Self::Result {
+        let seen = self.checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(crate::Readiness {
+            ready: seen >= self.unready_checks,
+            routing_table_size: u64::from(seen),
+        })
+    }
+}
+
+/// A node registration with placeholder values (ports above 32767, as parsec's SMALLINT lacks).
+pub fn sample_registration() -> crate::NodeRegistration {
+    crate::NodeRegistration {
+        cpu: 2,
+        memory_mb: 1024,
+        peer_id: "12D3KooWsample".into(),
+        region: "local".into(),
+        cmd: "parsec server dht".into(),
+        fleet: "default".into(),
+        dependencies: [("libp2p".to_string(), "0.57".to_string())].into(),
+        ip_address: [127, 0, 0, 1].into(),
+        server_port: 40_000,
+        peer_port: 50_000,
+    }
+}

@@ -1,0 +1,339 @@
+//! The stores against a real PostgreSQL: every test starts its own throwaway cluster from the
+//! system's binaries (`apt-get install -y postgresql`) and fails, naming the package, without
+//! them.
+
+mod common;
+
+use std::{
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use diesel::{prelude::*, sql_types::Integer};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use parsec::db::{
+    postgres::{run_migrations, Direction, PgStore},
+    schema::nodes_ecs,
+    throwaway::TempPostgres,
+    DatabaseTarget, Store,
+};
+use parsec_actors::{
+    recorder::{drain, GetStats},
+    testing::{sample_measurement, sample_registration, ReadinessStub},
+    GoOffline, HeartbeatActor, Measurement, MeasurementRecorder, NodeId, Operation, RecordMeasurement,
+    Registry, SchedulerRegistration,
+};
+
+fn cluster() -> TempPostgres {
+    TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
+}
+
+async fn connect(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url).await.unwrap()
+}
+
+#[actix::test]
+async fn migrations_run_up_down_and_up_again() {
+    let pg = cluster();
+    let up = run_migrations(&pg.url(), Direction::Up).await.unwrap();
+    assert_eq!(up.len(), 2, "{up:?}");
+    assert_eq!(run_migrations(&pg.url(), Direction::Up).await.unwrap().len(), 0);
+    let down = run_migrations(&pg.url(), Direction::Down).await.unwrap();
+    assert_eq!(down.len(), 2, "{down:?}");
+    let tables: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '%_ecs'",
+    )
+    .get_result(&mut connect(&pg.url()).await)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "down left tables behind");
+    assert_eq!(run_migrations(&pg.url(), Direction::Up).await.unwrap().len(), 2);
+    assert_eq!(common::postgres_counts(&pg.url()).await.nodes, 0);
+}
+
+#[actix::test]
+async fn processes_starting_at_once_migrate_once() {
+    let pg = cluster();
+    let url = pg.url();
+    let starts = (0..4).map(|_| PgStore::connect(&url));
+    for result in futures::future::join_all(starts).await {
+        result.unwrap();
+    }
+    let applied: i64 =
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM __diesel_schema_migrations")
+            .get_result(&mut connect(&url).await)
+            .await
+            .unwrap();
+    assert_eq!(applied, 2);
+}
+
+/// A database that parsec's own Go migrations created, holding parsec rows, is adopted: the
+/// rows stay, and ports above 32767 fit afterwards.
+#[actix::test]
+async fn migrations_adopt_a_database_parsec_created() {
+    let pg = cluster();
+    let mut conn = connect(&pg.url()).await;
+    conn.batch_execute(include_str!("fixtures/parsec-postgres-migrations.sql"))
+        .await
+        .unwrap();
+    conn.batch_execute(
+        "INSERT INTO schedulers_ecs (fleets, dependencies, created_at) VALUES ('{default}', '{}', now());
+         INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies, ip_address,
+                                server_port, peer_port, last_heartbeat, created_at)
+             VALUES (2, 4096, '12D3KooWgo', 'us-east-1', 'parsec server', 'default', '{}', '10.0.0.1',
+                     7070, 4001, now(), now());
+         INSERT INTO provides_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at, step)
+             VALUES (1, 1, 200, 1.5, 'QmGo', now(), 'provide');
+         INSERT INTO retrievals_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at)
+             VALUES (1, 1, 200, 0.5, 'QmGo', now());",
+    )
+    .await
+    .unwrap();
+
+    let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    let counts = common::postgres_counts(&pg.url()).await;
+    assert_eq!((counts.provides, counts.retrievals, counts.nodes), (1, 1, 1));
+    let step: String = diesel::dsl::sql::<diesel::sql_types::Text>("SELECT step FROM retrievals_ecs")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(step, "retrieval", "parsec's retrieval rows get the default step");
+
+    // A Go server keeps inserting rows without our columns.
+    conn.batch_execute(
+        "INSERT INTO retrievals_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at)
+             VALUES (1, 1, 200, 0.7, 'QmGo2', now());",
+    )
+    .await
+    .unwrap();
+    let node = store.register_node(sample_registration()).await.unwrap();
+    let ports: (i32, i32) = nodes_ecs::table
+        .find(node.0 as i32)
+        .select((nodes_ecs::server_port, nodes_ecs::peer_port))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ports, (40_000, 50_000));
+}
+
+#[derive(Debug, QueryableByName)]
+struct NodeTimes {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    last_heartbeat: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    offline_since: Option<DateTime<Utc>>,
+}
+
+async fn node_times(conn: &mut AsyncPgConnection, node: NodeId) -> NodeTimes {
+    diesel::sql_query("SELECT last_heartbeat, offline_since FROM nodes_ecs WHERE id = $1")
+        .bind::<Integer, _>(node.0 as i32)
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+#[actix::test]
+async fn registration_heartbeat_and_offline_marking() {
+    let pg = cluster();
+    let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    let node = ReadinessStub {
+        unready_checks: 1,
+        ..ReadinessStub::default()
+    }
+    .start();
+    let (heartbeat, id) = HeartbeatActor::register(
+        Arc::new(store.clone()),
+        sample_registration(),
+        node.recipient(),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    let mut conn = connect(&pg.url()).await;
+
+    // The row as parsec's scheduler reads it for discovery.
+    type Row = (String, String, ipnet::IpNet, i32, i32, serde_json::Value);
+    let row: Row = nodes_ecs::table
+        .find(id.0 as i32)
+        .select((
+            nodes_ecs::fleet,
+            nodes_ecs::peer_id,
+            nodes_ecs::ip_address,
+            nodes_ecs::server_port,
+            nodes_ecs::peer_port,
+            nodes_ecs::dependencies,
+        ))
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(row.0, "default");
+    assert_eq!(row.1, "12D3KooWsample");
+    assert_eq!(row.2.addr().to_string(), "127.0.0.1");
+    assert_eq!((row.3, row.4), (40_000, 50_000));
+    assert_eq!(row.5["libp2p"], "0.57");
+
+    let mut times = node_times(&mut conn, id).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while times.last_heartbeat.is_none() {
+        assert!(Instant::now() < deadline, "no heartbeat once ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        times = node_times(&mut conn, id).await;
+    }
+
+    // The scheduler marks the node offline: later heartbeats must not revive it.
+    conn.batch_execute(&format!(
+        "UPDATE nodes_ecs SET offline_since = '2020-01-01T00:00:00Z' WHERE id = {}",
+        id.0
+    ))
+    .await
+    .unwrap();
+    let before = times.last_heartbeat.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let times = node_times(&mut conn, id).await;
+    assert!(times.last_heartbeat.unwrap() > before, "heartbeat not refreshed");
+    assert_eq!(
+        times.offline_since.unwrap().to_rfc3339(),
+        "2020-01-01T00:00:00+00:00"
+    );
+
+    heartbeat.send(GoOffline).await.unwrap().unwrap();
+    let times = node_times(&mut conn, id).await;
+    assert!(
+        times.offline_since.unwrap() > before,
+        "graceful shutdown sets offline_since"
+    );
+}
+
+/// Postgres stops for 12 s in the middle of a run and comes back: every row measured before,
+/// during and after the outage is stored exactly once.
+#[test]
+fn recorder_loses_nothing_through_a_database_outage() {
+    let pg = Arc::new(cluster());
+    actix::System::new().block_on(async {
+        let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+            .await
+            .unwrap();
+        let node = store.register_node(sample_registration()).await.unwrap();
+        let scheduler = store
+            .register_scheduler(SchedulerRegistration {
+                fleets: vec!["default".into()],
+                dependencies: Default::default(),
+            })
+            .await
+            .unwrap();
+        let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler))
+            .with_flush_interval(Duration::from_millis(100))
+            .start();
+
+        let outage = {
+            let pg = pg.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(2));
+                pg.pause().unwrap();
+                std::thread::sleep(Duration::from_secs(12));
+                pg.resume().unwrap();
+            })
+        };
+        // 20 rows every 100 ms for 18 s, across both tables.
+        let mut sent: Vec<Measurement> = Vec::new();
+        for tick in 0..180u32 {
+            for i in 0..20u32 {
+                let operation = if i == 0 {
+                    Operation::Provide
+                } else {
+                    Operation::Retrieval
+                };
+                let row = Measurement {
+                    node,
+                    probe: tick * 20 + i,
+                    ..sample_measurement(operation, Duration::from_millis(u64::from(i)))
+                };
+                sent.push(row.clone());
+                recorder.do_send(RecordMeasurement(row));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        outage.join().unwrap();
+        drain(&recorder, Duration::from_secs(60)).await.unwrap();
+        let stats = recorder.send(GetStats).await.unwrap();
+        assert!(stats.failed_writes > 0, "the outage was not noticed: {stats:?}");
+        assert_eq!(stats.dropped, 0);
+
+        let counts = common::postgres_counts(&pg.url()).await;
+        assert_eq!(counts.provides, 180);
+        assert_eq!(counts.retrievals, 180 * 19);
+        assert_eq!(counts.distinct_measurements, sent.len() as i64, "duplicated rows");
+    });
+}
+
+/// The main job against Postgres: servers register, heartbeat and go offline; every
+/// measurement lands with its round id.
+#[test]
+fn testnet_writes_to_postgres() {
+    let pg = cluster();
+    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+        .args([
+            "testnet",
+            "--peers",
+            "20",
+            "--servers",
+            "3",
+            "--rounds",
+            "2",
+            "--no-progress",
+        ])
+        .args(["--transport", "memory", "--database-url", &pg.url()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("psql \"postgres://postgres@127.0.0.1"),
+        "{stdout}"
+    );
+    let counts = System::new().block_on(common::postgres_counts(&pg.url()));
+    assert_eq!(
+        counts,
+        common::StoredCounts {
+            provides: 2,
+            retrievals: 4,
+            distinct_measurements: 6,
+            rounds: 2,
+            schedulers: 1,
+            nodes: 3,
+            nodes_with_heartbeat: 3,
+            nodes_offline: 3,
+        }
+    );
+}
+
+#[test]
+fn a_clear_error_when_postgres_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+        .args(["testnet", "--no-progress", "--database-url"])
+        .arg(format!("postgres://parsec@127.0.0.1:{port}/parsec"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("opening the database postgres://parsec@127.0.0.1"),
+        "{stderr}"
+    );
+}
