@@ -12,7 +12,13 @@ const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 fn print_schema(config_file: &str, database_url: &str) -> String {
     let output = Command::new("diesel")
-        .args(["print-schema", "--config-file", config_file, "--database-url", database_url])
+        .args([
+            "print-schema",
+            "--config-file",
+            config_file,
+            "--database-url",
+            database_url,
+        ])
         .current_dir(MANIFEST_DIR)
         .output()
         .unwrap_or_else(|e| {
@@ -36,7 +42,9 @@ fn committed(path: &str) -> String {
 #[actix::test]
 async fn postgres_schema_rs_matches_the_migrated_database() {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
-    Store::open(&DatabaseTarget::Postgres { url: pg.url() }).await.unwrap();
+    Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
     assert_eq!(
         print_schema("diesel.toml", &pg.url()),
         committed("src/db/schema.rs"),
