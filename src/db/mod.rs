@@ -30,6 +30,28 @@ macro_rules! measurement_values {
     }};
 }
 
+/// The values of a `nodes_ecs` row, with the backend's conversions for JSON, addresses and
+/// timestamps.
+macro_rules! node_values {
+    ($table:ident, $node:expr, $json:expr, $ip:expr, $time:expr) => {{
+        use $table as t;
+        let node: &NodeRow = $node;
+        (
+            t::cpu.eq(node.cpu),
+            t::memory.eq(node.memory),
+            t::peer_id.eq(&node.peer_id),
+            t::region.eq(&node.region),
+            t::cmd.eq(&node.cmd),
+            t::fleet.eq(&node.fleet),
+            t::dependencies.eq($json(&node.dependencies)),
+            t::ip_address.eq($ip(node.ip_address)),
+            t::server_port.eq(node.server_port),
+            t::peer_port.eq(node.peer_port),
+            t::created_at.eq($time(node.created_at)),
+        )
+    }};
+}
+
 mod config;
 pub mod postgres;
 mod rows;
@@ -186,6 +208,23 @@ impl Store {
     }
 }
 
+impl Store {
+    fn set_node_time_boxed(
+        &self,
+        node: NodeId,
+        column: NodeTime,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'static, Result<(), RegistryError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .set_node_time(node, column, at)
+                .await
+                .map_err(registry_error)
+        })
+    }
+}
+
 fn registry_error(error: DbError) -> RegistryError {
     RegistryError(error.to_string())
 }
@@ -197,13 +236,7 @@ impl Registry for Store {
     }
 
     fn heartbeat(&self, node: NodeId, at: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .set_node_time(node, NodeTime::LastHeartbeat, at)
-                .await
-                .map_err(registry_error)
-        })
+        self.set_node_time_boxed(node, NodeTime::LastHeartbeat, at)
     }
 
     fn mark_offline(
@@ -211,13 +244,7 @@ impl Registry for Store {
         node: NodeId,
         since: DateTime<Utc>,
     ) -> BoxFuture<'static, Result<(), RegistryError>> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .set_node_time(node, NodeTime::OfflineSince, since)
-                .await
-                .map_err(registry_error)
-        })
+        self.set_node_time_boxed(node, NodeTime::OfflineSince, since)
     }
 
     fn register_scheduler(

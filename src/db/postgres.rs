@@ -76,29 +76,25 @@ impl PgStore {
     ) -> Result<(), SinkError> {
         let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
         let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
+        // Both tables share their columns: one loop body serves each.
+        macro_rules! insert_chunks {
+            ($table:ident, $rows:expr, $conn:expr) => {
+                for chunk in $rows.chunks(ROWS_PER_INSERT) {
+                    let values: Vec<_> = chunk
+                        .iter()
+                        .map(|row| measurement_values!($table, row, |id| id, |at| at))
+                        .collect();
+                    diesel::insert_into($table::table)
+                        .values(values)
+                        .on_conflict_do_nothing()
+                        .execute($conn)
+                        .await?;
+                }
+            };
+        }
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            for chunk in provides.chunks(ROWS_PER_INSERT) {
-                let values: Vec<_> = chunk
-                    .iter()
-                    .map(|row| measurement_values!(provides_ecs, row, |id| id, |at| at))
-                    .collect();
-                diesel::insert_into(provides_ecs::table)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-            }
-            for chunk in retrievals.chunks(ROWS_PER_INSERT) {
-                let values: Vec<_> = chunk
-                    .iter()
-                    .map(|row| measurement_values!(retrievals_ecs, row, |id| id, |at| at))
-                    .collect();
-                diesel::insert_into(retrievals_ecs::table)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-            }
+            insert_chunks!(provides_ecs, provides, conn);
+            insert_chunks!(retrievals_ecs, retrievals, conn);
             Ok(())
         })
         .await
@@ -108,19 +104,7 @@ impl PgStore {
     pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
         let mut conn = self.connection().await?;
         let id: i32 = diesel::insert_into(nodes_ecs::table)
-            .values((
-                nodes_ecs::cpu.eq(node.cpu),
-                nodes_ecs::memory.eq(node.memory),
-                nodes_ecs::peer_id.eq(&node.peer_id),
-                nodes_ecs::region.eq(&node.region),
-                nodes_ecs::cmd.eq(&node.cmd),
-                nodes_ecs::fleet.eq(&node.fleet),
-                nodes_ecs::dependencies.eq(&node.dependencies),
-                nodes_ecs::ip_address.eq(IpNet::from(node.ip_address)),
-                nodes_ecs::server_port.eq(node.server_port),
-                nodes_ecs::peer_port.eq(node.peer_port),
-                nodes_ecs::created_at.eq(node.created_at),
-            ))
+            .values(node_values!(nodes_ecs, &node, |json| json, IpNet::from, |at| at))
             .returning(nodes_ecs::id)
             .get_result(&mut conn)
             .await?;

@@ -125,18 +125,12 @@ impl SqliteStore {
     pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
         self.with_connection(move |conn| {
             let id: i32 = diesel::insert_into(nodes_ecs::table)
-                .values((
-                    nodes_ecs::cpu.eq(node.cpu),
-                    nodes_ecs::memory.eq(node.memory),
-                    nodes_ecs::peer_id.eq(&node.peer_id),
-                    nodes_ecs::region.eq(&node.region),
-                    nodes_ecs::cmd.eq(&node.cmd),
-                    nodes_ecs::fleet.eq(&node.fleet),
-                    nodes_ecs::dependencies.eq(node.dependencies.to_string()),
-                    nodes_ecs::ip_address.eq(node.ip_address.to_string()),
-                    nodes_ecs::server_port.eq(node.server_port),
-                    nodes_ecs::peer_port.eq(node.peer_port),
-                    nodes_ecs::created_at.eq(utc(node.created_at)),
+                .values(node_values!(
+                    nodes_ecs,
+                    &node,
+                    ToString::to_string,
+                    |ip: std::net::IpAddr| ip.to_string(),
+                    utc
                 ))
                 .returning(nodes_ecs::id)
                 .get_result(conn)?;
