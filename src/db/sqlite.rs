@@ -56,12 +56,18 @@ impl SqliteStore {
             let mut conn = SqliteConnection::establish(url)?;
             // WAL lets readers (sqlite3, analysis) work while the recorder writes; the busy
             // timeout lets several processes share the file.
+            // The busy timeout first: switching to WAL itself needs the lock.
             conn.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )?;
-            conn.run_pending_migrations(MIGRATIONS)
-                .map_err(|e| DbError::Migrate(e.to_string()))?;
+            // In one exclusive transaction (diesel nests each migration as a savepoint), so
+            // processes opening a new file at once migrate it once.
+            conn.exclusive_transaction::<_, DbError, _>(|conn| {
+                conn.run_pending_migrations(MIGRATIONS)
+                    .map(|_| ())
+                    .map_err(|e| DbError::Migrate(e.to_string()))
+            })?;
             Ok(conn)
         })
         .await
@@ -174,5 +180,31 @@ impl SqliteStore {
             Ok(SchedulerId(i64::from(id)))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn stores_opening_a_new_file_at_once_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.sqlite");
+        let opens = (0..4).map(|_| SqliteStore::open(&path));
+        for store in futures::future::join_all(opens).await {
+            store.unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let applied = store
+            .with_connection(|conn| {
+                Ok(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "SELECT count(*) FROM __diesel_schema_migrations",
+                )
+                .get_result::<i64>(conn)?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(applied, 1);
     }
 }
