@@ -10,7 +10,10 @@
 
 use std::{
     net::TcpListener,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -254,7 +257,15 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     let mut round_errors = Vec::new();
     let mut request_failures = 0;
     let mut rounds_run = 0;
+    let interrupted = interrupt_flag();
     for _ in 0..config.rounds {
+        if interrupted.load(Ordering::SeqCst) {
+            tracing::warn!(
+                rounds_run,
+                "interrupted: storing what was measured, then stopping"
+            );
+            break;
+        }
         match supervisor.send(RunRound).await? {
             Ok(summary) => {
                 rounds_run += 1;
@@ -306,6 +317,26 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         wall: started.elapsed(),
         peak_rss_bytes: report::peak_rss_bytes(),
     })
+}
+
+/// Set by the first Ctrl-C: the round in flight finishes and its rows are stored before the run
+/// ends. A second Ctrl-C exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    actix::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "\ninterrupted: finishing the current round and storing its rows (Ctrl-C again to quit now)"
+        );
+        set.store(true, Ordering::SeqCst);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+    flag
 }
 
 /// Waits for every server's `/readiness` to answer 200.

@@ -236,3 +236,50 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
     assert_eq!(stored.nodes_with_heartbeat, 2, "ready servers heartbeat");
     assert_eq!(stored.nodes_offline, 2, "SIGTERM marks a server offline");
 }
+
+#[test]
+fn an_interrupted_testnet_stores_what_it_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("interrupted.sqlite");
+    let child = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--peers",
+            "20",
+            "--servers",
+            "3",
+            "--rounds",
+            "100000",
+            "--no-progress",
+        ])
+        .args(["--transport", "memory", "--latency", "20ms"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rounds: i64 = stdout
+        .split(" rounds run")
+        .next()
+        .and_then(|head| head.rsplit(", ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no round count in {stdout}"));
+    assert!(rounds > 0 && rounds < 100_000, "{stdout}");
+    let stored = common::sqlite_counts(&database);
+    assert_eq!(stored.provides, rounds, "every finished round is stored");
+    assert_eq!(stored.retrievals, 2 * rounds);
+    assert_eq!(stored.nodes_offline, 3);
+}
