@@ -337,3 +337,88 @@ fn a_clear_error_when_postgres_is_unreachable() {
         "{stderr}"
     );
 }
+
+#[derive(Debug, QueryableByName)]
+struct StoredRetrieval {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    measurement_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    round_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Integer)]
+    scheduler_id: i32,
+    #[diesel(sql_type = Integer)]
+    node_id: i32,
+    #[diesel(sql_type = Integer)]
+    rt_size: i32,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    duration: f64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    cid: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    started_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    step: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Integer>)]
+    probe: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    trace_id: Option<String>,
+}
+
+/// Every column of a stored row holds what was measured (the insert binds columns by position).
+#[actix::test]
+async fn a_measurement_is_stored_column_for_column() {
+    let pg = cluster();
+    let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    let node = store.register_node(sample_registration()).await.unwrap();
+    let scheduler = store
+        .register_scheduler(SchedulerRegistration {
+            fleets: vec!["default".into()],
+            dependencies: Default::default(),
+        })
+        .await
+        .unwrap();
+    let started_at: DateTime<Utc> = "2026-11-25T10:00:00.123456Z".parse().unwrap();
+    let measurement = Measurement {
+        node,
+        probe: 3,
+        started_at,
+        error: Some(parsec_actors::DEADLINE_EXCEEDED.into()),
+        routing_table_size: 57,
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        ..sample_measurement(Operation::Retrieval, Duration::from_micros(1_500_250))
+    };
+    parsec_actors::MeasurementSink::write(&store.measurement_sink(scheduler), vec![measurement.clone()])
+        .await
+        .unwrap();
+    let stored: StoredRetrieval = diesel::sql_query("SELECT * FROM retrievals_ecs")
+        .get_result(&mut connect(&pg.url()).await)
+        .await
+        .unwrap();
+    assert_eq!(stored.measurement_id, Some(measurement.id));
+    assert_eq!(stored.round_id, Some(measurement.round.0));
+    assert_eq!(
+        (stored.scheduler_id, stored.node_id),
+        (scheduler.0 as i32, node.0 as i32)
+    );
+    assert_eq!(stored.rt_size, 57);
+    assert_eq!(stored.duration, Duration::from_micros(1_500_250).as_secs_f64());
+    assert_eq!(stored.cid, measurement.cid);
+    assert_eq!(stored.error.as_deref(), Some("context deadline exceeded"));
+    assert_eq!(stored.started_at, Some(started_at));
+    assert_eq!(
+        stored.created_at,
+        started_at + chrono::Duration::microseconds(1_500_250)
+    );
+    assert_eq!(stored.step, "retrieval");
+    assert_eq!(stored.probe, Some(3));
+    assert_eq!(
+        stored.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+}

@@ -14,7 +14,7 @@ use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
 
 use super::{
     rows::{self, MeasurementRow, NodeRow, SchedulerRow},
-    schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
+    schema::{nodes_ecs, schedulers_ecs},
     DbError,
 };
 
@@ -24,7 +24,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgre
 /// Key of the advisory lock that serialises migrations across processes starting at once.
 const MIGRATION_LOCK: i64 = 0x7061_7273_6563; // "parsec"
 
-/// Most rows per INSERT: 13 parameters each, under Postgres's 65535 bind parameters.
+/// Most rows per INSERT (bounds the statement's memory on both ends).
 const ROWS_PER_INSERT: usize = 4096;
 
 /// How long a pool checkout may wait for a connection (a database outage fails writes this fast).
@@ -76,25 +76,13 @@ impl PgStore {
     ) -> Result<(), SinkError> {
         let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
         let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
-        // Both tables share their columns: one loop body serves each.
-        macro_rules! insert_chunks {
-            ($table:ident, $rows:expr, $conn:expr) => {
-                for chunk in $rows.chunks(ROWS_PER_INSERT) {
-                    let values: Vec<_> = chunk
-                        .iter()
-                        .map(|row| measurement_values!($table, row, |id| id, |at| at))
-                        .collect();
-                    diesel::insert_into($table::table)
-                        .values(values)
-                        .on_conflict_do_nothing()
-                        .execute($conn)
-                        .await?;
-                }
-            };
-        }
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-            insert_chunks!(provides_ecs, provides, conn);
-            insert_chunks!(retrievals_ecs, retrievals, conn);
+            for chunk in provides.chunks(ROWS_PER_INSERT) {
+                unnest_insert("provides_ecs", chunk).execute(conn).await?;
+            }
+            for chunk in retrievals.chunks(ROWS_PER_INSERT) {
+                unnest_insert("retrievals_ecs", chunk).execute(conn).await?;
+            }
             Ok(())
         })
         .await
@@ -155,6 +143,37 @@ impl PgStore {
             .await?;
         Ok(SchedulerId(i64::from(id)))
     }
+}
+
+/// One INSERT of `rows` into `table` (`provides_ecs` or `retrievals_ecs`, which share these
+/// columns) as one array per column unnested server-side: 13 parameters whatever the row count,
+/// and one prepared statement per table. Multi-row VALUES made Postgres parse and plan 53,000
+/// parameters per batch; this doubles what the recorder sustains.
+fn unnest_insert<'a>(
+    table: &'static str,
+    rows: &'a [MeasurementRow],
+) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + RunQueryDsl<AsyncPgConnection> + Send + 'a {
+    use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz, Uuid};
+    diesel::sql_query(format!(
+        "INSERT INTO {table} (measurement_id, scheduler_id, node_id, rt_size, duration, cid, error, \
+         created_at, step, round_id, started_at, probe, trace_id) \
+         SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int4[], $5::float8[], $6::text[], \
+         $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::timestamptz[], $12::int4[], $13::text[]) \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.measurement_id).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.scheduler_id).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.node_id).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.rt_size).collect::<Vec<_>>())
+    .bind::<Array<Double>, _>(rows.iter().map(|r| r.duration).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.cid.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.step.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.round_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(rows.iter().map(|r| r.probe).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.trace_id.as_deref()).collect::<Vec<_>>())
 }
 
 /// The node columns that hold a point in time and change after registration.
