@@ -89,6 +89,8 @@ pub struct TestnetReport {
     pub peak_rss_bytes: Option<u64>,
     /// Where the rows are stored and under which scheduler id.
     pub stored: Option<(DatabaseTarget, SchedulerId)>,
+    /// Why some rows could not be stored (the database stayed unreachable at the end).
+    pub storage_error: Option<String>,
 }
 
 impl TestnetReport {
@@ -295,9 +297,10 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         rounds_bar.inc(1);
     }
     rounds_bar.finish();
-    if let Err(e) = recorder::drain(&recorder, DRAIN_TIMEOUT).await {
-        tracing::error!(error = %e, "measurements could not all be stored");
-    }
+    let storage_error = recorder::drain(&recorder, DRAIN_TIMEOUT)
+        .await
+        .err()
+        .map(|e| e.to_string());
 
     for server in &servers {
         if let Err(e) = server.heartbeat.send(GoOffline).await {
@@ -310,6 +313,7 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     Ok(TestnetReport {
         rows: copy.rows(),
         stored: config.database.clone().map(|target| (target, scheduler)),
+        storage_error,
         rounds_run,
         round_errors,
         request_failures,

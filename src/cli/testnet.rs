@@ -178,6 +178,10 @@ impl TestnetArgs {
             println!("\nstored in {target} as scheduler {scheduler}; for example:");
             println!("  {}", example_query(target, *scheduler));
         }
+        if let Some(error) = &report.storage_error {
+            eprintln!("error: measurements could not all be stored: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
         if report.successful_retrievals() == 0 {
             eprintln!("error: no retrieval found a provider record");
             return Ok(ExitCode::FAILURE);
