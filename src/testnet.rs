@@ -119,7 +119,6 @@ fn bar(progress: bool, len: u64, message: &'static str) -> ProgressBar {
 /// A server of the testnet: its HTTP API (the node actor keeps its DHT peer alive) and its
 /// registry row's heartbeat.
 struct Server {
-    base_url: String,
     http: actix_web::dev::ServerHandle,
     heartbeat: Addr<HeartbeatActor>,
     member: FleetMember,
@@ -226,8 +225,7 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         .context("registering a server")?;
         let remote = RemoteNode::new(base_url.clone(), timeouts).start();
         servers.push(Server {
-            member: FleetMember::new(node_id, base_url.clone(), NodeRecipients::of(&remote)),
-            base_url,
+            member: FleetMember::new(node_id, base_url, NodeRecipients::of(&remote)),
             http: handle,
             heartbeat,
         });
@@ -304,7 +302,7 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
 
     for server in &servers {
         if let Err(e) = server.heartbeat.send(GoOffline).await {
-            tracing::warn!(server = %server.base_url, error = %e, "could not mark the server offline");
+            tracing::warn!(server = %server.member.name, error = %e, "could not mark the server offline");
         }
         server.http.stop(true).await;
     }

@@ -177,11 +177,17 @@ impl Store {
         }
     }
 
+    /// Sets one time column of one node row; a node that is not there is an error.
     async fn set_node_time(&self, node: NodeId, column: NodeTime, at: DateTime<Utc>) -> Result<(), DbError> {
-        match self {
-            Store::Postgres(pg) => pg.set_node_time(node, column, at).await,
-            Store::Sqlite(sqlite) => sqlite.set_node_time(node, column, at).await,
+        let id = rows::node_id(node).map_err(|e| DbError::Query(e.0))?;
+        let updated = match self {
+            Store::Postgres(pg) => pg.set_node_time(id, column, at).await?,
+            Store::Sqlite(sqlite) => sqlite.set_node_time(id, column, at).await?,
+        };
+        if updated == 0 {
+            return Err(DbError::Query(format!("no node with id {node}")));
         }
+        Ok(())
     }
 
     async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {
@@ -209,34 +215,28 @@ impl Store {
 }
 
 impl Store {
-    fn set_node_time_boxed(
+    /// Runs `call` on a clone of the store, as the `'static` future the `Registry` trait wants.
+    fn registry_call<T, F>(
         &self,
-        node: NodeId,
-        column: NodeTime,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'static, Result<(), RegistryError>> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .set_node_time(node, column, at)
-                .await
-                .map_err(registry_error)
-        })
+        call: impl FnOnce(Store) -> F,
+    ) -> BoxFuture<'static, Result<T, RegistryError>>
+    where
+        F: std::future::Future<Output = Result<T, DbError>> + Send + 'static,
+    {
+        let call = call(self.clone());
+        Box::pin(async move { call.await.map_err(|e| RegistryError(e.to_string())) })
     }
-}
-
-fn registry_error(error: DbError) -> RegistryError {
-    RegistryError(error.to_string())
 }
 
 impl Registry for Store {
     fn register_node(&self, node: NodeRegistration) -> BoxFuture<'static, Result<NodeId, RegistryError>> {
-        let store = self.clone();
-        Box::pin(async move { store.insert_node(node.into()).await.map_err(registry_error) })
+        self.registry_call(|store| async move { store.insert_node(node.into()).await })
     }
 
     fn heartbeat(&self, node: NodeId, at: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>> {
-        self.set_node_time_boxed(node, NodeTime::LastHeartbeat, at)
+        self.registry_call(move |store| async move {
+            store.set_node_time(node, NodeTime::LastHeartbeat, at).await
+        })
     }
 
     fn mark_offline(
@@ -244,20 +244,16 @@ impl Registry for Store {
         node: NodeId,
         since: DateTime<Utc>,
     ) -> BoxFuture<'static, Result<(), RegistryError>> {
-        self.set_node_time_boxed(node, NodeTime::OfflineSince, since)
+        self.registry_call(move |store| async move {
+            store.set_node_time(node, NodeTime::OfflineSince, since).await
+        })
     }
 
     fn register_scheduler(
         &self,
         scheduler: SchedulerRegistration,
     ) -> BoxFuture<'static, Result<SchedulerId, RegistryError>> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .insert_scheduler(scheduler.into())
-                .await
-                .map_err(registry_error)
-        })
+        self.registry_call(|store| async move { store.insert_scheduler(scheduler.into()).await })
     }
 }
 

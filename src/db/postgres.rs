@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
 
 use super::{
-    rows::{self, MeasurementRow, NodeRow, SchedulerRow},
+    rows::{MeasurementRow, NodeRow, SchedulerRow},
     schema::{nodes_ecs, schedulers_ecs},
     DbError,
 };
@@ -99,17 +99,16 @@ impl PgStore {
         Ok(NodeId(i64::from(id)))
     }
 
-    /// Updates one column of one node row.
+    /// Sets one time column of node `id`; returns the rows updated.
     pub(crate) async fn set_node_time(
         &self,
-        node: NodeId,
+        id: i32,
         column: NodeTime,
         at: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let id = rows::node_id(node).map_err(|e| DbError::Query(e.0))?;
+    ) -> Result<usize, DbError> {
         let mut conn = self.connection().await?;
         let target = diesel::update(nodes_ecs::table.find(id));
-        let updated = match column {
+        Ok(match column {
             NodeTime::LastHeartbeat => {
                 target
                     .set(nodes_ecs::last_heartbeat.eq(at))
@@ -122,11 +121,7 @@ impl PgStore {
                     .execute(&mut conn)
                     .await?
             }
-        };
-        if updated == 0 {
-            return Err(DbError::Query(format!("no node with id {node}")));
-        }
-        Ok(())
+        })
     }
 
     pub(crate) async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     postgres::NodeTime,
-    rows::{self, MeasurementRow, NodeRow, SchedulerRow},
+    rows::{MeasurementRow, NodeRow, SchedulerRow},
     sqlite_schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
     DbError,
 };
@@ -145,23 +145,19 @@ impl SqliteStore {
         .await
     }
 
+    /// Sets one time column of node `id`; returns the rows updated.
     pub(crate) async fn set_node_time(
         &self,
-        node: NodeId,
+        id: i32,
         column: NodeTime,
         at: DateTime<Utc>,
-    ) -> Result<(), DbError> {
-        let id = rows::node_id(node).map_err(|e| DbError::Query(e.0))?;
+    ) -> Result<usize, DbError> {
         self.with_connection(move |conn| {
             let target = diesel::update(nodes_ecs::table.find(id));
-            let updated = match column {
+            Ok(match column {
                 NodeTime::LastHeartbeat => target.set(nodes_ecs::last_heartbeat.eq(utc(at))).execute(conn)?,
                 NodeTime::OfflineSince => target.set(nodes_ecs::offline_since.eq(utc(at))).execute(conn)?,
-            };
-            if updated == 0 {
-                return Err(DbError::Query(format!("no node with id {node}")));
-            }
-            Ok(())
+            })
         })
         .await
     }
