@@ -13,8 +13,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use parsec::db::{throwaway::TempPostgres, DatabaseTarget, Store};
 use parsec_actors::{
     recorder::drain,
-    testing::{sample_measurement, sample_registration},
-    Measurement, MeasurementRecorder, Operation, RecordMeasurement, Registry, SchedulerRegistration,
+    testing::{register_sample, sample_measurement},
+    Measurement, MeasurementRecorder, Operation, RecordMeasurement,
 };
 
 struct Options {
@@ -46,14 +46,7 @@ fn options() -> Options {
 /// Rows per second the recorder sustains into `store` (from the first row sent until the last
 /// is committed).
 async fn recorder_rate(store: &Store, rows: usize) -> f64 {
-    let node = store.register_node(sample_registration()).await.unwrap();
-    let scheduler = store
-        .register_scheduler(SchedulerRegistration {
-            fleets: vec!["bench".into()],
-            dependencies: Default::default(),
-        })
-        .await
-        .unwrap();
+    let (node, scheduler) = register_sample(store).await.unwrap();
     let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler)).start();
     let template = Measurement {
         node,

@@ -18,20 +18,8 @@ const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 fn testnet_runs_rounds_and_prints_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("testnet.sqlite");
-    let output = Command::new(PARSEC)
-        .args([
-            "testnet",
-            "--peers",
-            "20",
-            "--servers",
-            "3",
-            "--rounds",
-            "3",
-            "--no-progress",
-        ])
-        .args(["--transport", "tcp", "--seed", "7"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", database.display()))
+    let output = common::testnet_command(3, "tcp", &format!("sqlite://{}", database.display()))
+        .args(["--seed", "7"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -245,20 +233,8 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
 fn an_interrupted_testnet_stores_what_it_measured() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("interrupted.sqlite");
-    let child = Command::new(PARSEC)
-        .args([
-            "testnet",
-            "--peers",
-            "20",
-            "--servers",
-            "3",
-            "--rounds",
-            "100000",
-            "--no-progress",
-        ])
-        .args(["--transport", "memory", "--latency", "20ms"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", database.display()))
+    let child = common::testnet_command(100_000, "memory", &format!("sqlite://{}", database.display()))
+        .args(["--latency", "20ms"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

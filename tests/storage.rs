@@ -22,9 +22,9 @@ use parsec::db::{
 };
 use parsec_actors::{
     recorder::{drain, GetStats},
-    testing::{sample_measurement, sample_registration, ReadinessStub},
+    testing::{register_sample, sample_measurement, sample_registration, ReadinessStub},
     GoOffline, HeartbeatActor, Measurement, MeasurementRecorder, NodeId, Operation, RecordMeasurement,
-    Registry, SchedulerRegistration,
+    Registry,
 };
 
 fn cluster() -> TempPostgres {
@@ -220,14 +220,7 @@ fn recorder_loses_nothing_through_a_database_outage() {
         let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
             .await
             .unwrap();
-        let node = store.register_node(sample_registration()).await.unwrap();
-        let scheduler = store
-            .register_scheduler(SchedulerRegistration {
-                fleets: vec!["default".into()],
-                dependencies: Default::default(),
-            })
-            .await
-            .unwrap();
+        let (node, scheduler) = register_sample(&store).await.unwrap();
         let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler))
             .with_flush_interval(Duration::from_millis(100))
             .start();
@@ -278,20 +271,7 @@ fn recorder_loses_nothing_through_a_database_outage() {
 #[test]
 fn testnet_writes_to_postgres() {
     let pg = cluster();
-    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
-        .args([
-            "testnet",
-            "--peers",
-            "20",
-            "--servers",
-            "3",
-            "--rounds",
-            "2",
-            "--no-progress",
-        ])
-        .args(["--transport", "memory", "--database-url", &pg.url()])
-        .output()
-        .unwrap();
+    let output = common::testnet_command(2, "memory", &pg.url()).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -375,14 +355,7 @@ async fn a_measurement_is_stored_column_for_column() {
     let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
         .await
         .unwrap();
-    let node = store.register_node(sample_registration()).await.unwrap();
-    let scheduler = store
-        .register_scheduler(SchedulerRegistration {
-            fleets: vec!["default".into()],
-            dependencies: Default::default(),
-        })
-        .await
-        .unwrap();
+    let (node, scheduler) = register_sample(&store).await.unwrap();
     let started_at: DateTime<Utc> = "2026-11-25T10:00:00.123456Z".parse().unwrap();
     let measurement = Measurement {
         node,

@@ -147,3 +147,18 @@ pub fn sample_registration() -> crate::NodeRegistration {
         peer_port: 50_000,
     }
 }
+
+/// Registers [`sample_registration`] and a scheduler of fleet `default` in `registry`: the rows
+/// a measurement needs before it can be stored.
+pub async fn register_sample(
+    registry: &impl crate::Registry,
+) -> Result<(NodeId, crate::SchedulerId), crate::RegistryError> {
+    let node = registry.register_node(sample_registration()).await?;
+    let scheduler = registry
+        .register_scheduler(crate::SchedulerRegistration {
+            fleets: vec!["default".into()],
+            dependencies: Default::default(),
+        })
+        .await?;
+    Ok((node, scheduler))
+}

@@ -95,3 +95,14 @@ pub async fn postgres_counts(url: &str) -> StoredCounts {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     diesel::sql_query(COUNTS).get_result(&mut conn).await.unwrap()
 }
+
+/// `parsec testnet` with 20 peers and 3 servers, `rounds` rounds on `transport`, writing to
+/// `database_url`, without progress bars; add flags and run it.
+pub fn testnet_command(rounds: u32, transport: &str, database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_parsec"));
+    command
+        .args(["testnet", "--peers", "20", "--servers", "3", "--no-progress"])
+        .args(["--rounds", &rounds.to_string(), "--transport", transport])
+        .args(["--database-url", database_url]);
+    command
+}
