@@ -1,6 +1,7 @@
 //! The parsec server HTTP API (`POST /provide`, `POST /retrieve/{cid}`, `GET /readiness`): a
 //! thin actix-web adapter over a node's mailboxes, wire-compatible with parsec's OpenAPI file.
 
+mod auth;
 pub mod client;
 pub mod dto;
 mod error;
@@ -11,7 +12,7 @@ use std::net::TcpListener;
 use actix_web::{dev::Server, web, App, HttpServer};
 use parsec_actors::NodeRecipients;
 
-pub use self::error::ApiError;
+pub use self::{auth::ApiToken, error::ApiError};
 
 /// Largest request body accepted; content blobs are 1 KiB.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -19,8 +20,9 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Header naming the scheduler that sends a request (labels metrics).
 pub const SCHEDULER_ID_HEADER: &str = "x-scheduler-id";
 
-/// Registers the API routes for `node`.
-pub fn configure(node: NodeRecipients) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers the API routes for `node`. With a `token`, provide and retrieve requests must
+/// carry it as `Authorization: Bearer <token>`; readiness stays open for health checks.
+pub fn configure(node: NodeRecipients, token: Option<ApiToken>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         let json = web::JsonConfig::default()
             .limit(MAX_BODY_BYTES)
@@ -29,6 +31,7 @@ pub fn configure(node: NodeRecipients) -> impl FnOnce(&mut web::ServiceConfig) {
             .error_handler(|error, _| ApiError::from(error).into());
         config
             .app_data(web::Data::new(node))
+            .app_data(web::Data::new(auth::RequiredToken(token)))
             .app_data(json)
             .service(
                 web::resource("/provide")
@@ -49,11 +52,16 @@ pub fn configure(node: NodeRecipients) -> impl FnOnce(&mut web::ServiceConfig) {
     }
 }
 
-/// Serves the API for `node` on `listener` with `workers` threads. Signals are left to the
-/// caller, which decides how the node shuts down.
-pub fn serve(listener: TcpListener, node: NodeRecipients, workers: usize) -> std::io::Result<Server> {
+/// Serves the API for `node` on `listener` with `workers` threads, requiring `token` if given.
+/// Signals are left to the caller, which decides how the node shuts down.
+pub fn serve(
+    listener: TcpListener,
+    node: NodeRecipients,
+    token: Option<ApiToken>,
+    workers: usize,
+) -> std::io::Result<Server> {
     Ok(
-        HttpServer::new(move || App::new().configure(configure(node.clone())))
+        HttpServer::new(move || App::new().configure(configure(node.clone(), token.clone())))
             .workers(workers.max(1))
             .disable_signals()
             .listen(listener)?

@@ -2,7 +2,8 @@
 //! environment variable parsec uses for it.
 
 mod health;
-mod server;
+mod scheduler;
+pub(crate) mod server;
 mod testnet;
 
 use std::process::ExitCode;
@@ -23,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a parsec server.
     Server(server::ServerArgs),
+    /// Run the scheduler: discover the fleets' servers in the database and measure them, round
+    /// after round, until stopped.
+    Scheduler(scheduler::SchedulerArgs),
     /// Run a local network of real libp2p peers and measure it through the HTTP API (offline).
     Testnet(testnet::TestnetArgs),
     /// Check a server's readiness: prints OK and exits 0 when GET /readiness answers 200.
@@ -35,6 +39,7 @@ impl Command {
     pub fn default_log_filter(&self) -> &'static str {
         match self {
             Command::Server(_) => "info,libp2p=warn",
+            Command::Scheduler(_) => "info",
             // kad warns once per peer that starts before the testnet wires it ("no known peers").
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
             Command::Health(_) => "warn",
@@ -45,6 +50,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Server(args) => args.run(),
+            Command::Scheduler(args) => args.run(),
             Command::Testnet(args) => args.run(),
             Command::Health(args) => args.run(),
         }
@@ -59,4 +65,26 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
 /// Threads for the swarms' runtime: every core the machine has.
 pub(crate) fn default_dht_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Resolves on SIGINT or SIGTERM (what ECS and compose send).
+pub(crate) async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }

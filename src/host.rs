@@ -192,7 +192,7 @@ pub fn registration(
         memory_mb: resources.memory_mb,
         peer_id,
         region: std::env::var("AWS_REGION").unwrap_or_default(),
-        cmd: std::env::args().collect::<Vec<_>>().join(" "),
+        cmd: redacted_command_line(std::env::args()),
         fleet,
         dependencies: dependencies(),
         ip_address: resources.ip_address,
@@ -201,9 +201,61 @@ pub fn registration(
     }
 }
 
+/// The command line as stored in `nodes_ecs.cmd`, readable by every analyst: values of flags
+/// that carry secrets (tokens, passwords) are replaced, and so are passwords inside URLs.
+pub fn redacted_command_line(args: impl IntoIterator<Item = String>) -> String {
+    let secret_flag =
+        |flag: &str| flag.starts_with("--") && (flag.contains("token") || flag.contains("password"));
+    let mut redacted = Vec::new();
+    let mut hide_next = false;
+    for arg in args {
+        let shown = if std::mem::take(&mut hide_next) {
+            "***".to_owned()
+        } else if let Some((flag, _)) = arg.split_once('=').filter(|(flag, _)| secret_flag(flag)) {
+            format!("{flag}=***")
+        } else if secret_flag(&arg) {
+            hide_next = true;
+            arg
+        } else {
+            match url::Url::parse(&arg) {
+                Ok(mut url) if url.password().is_some() => {
+                    let _ = url.set_password(Some("***"));
+                    url.to_string()
+                }
+                _ => arg,
+            }
+        };
+        redacted.push(shown);
+    }
+    redacted.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_do_not_reach_the_stored_command_line() {
+        let args = [
+            "parsec",
+            "server",
+            "dht",
+            "--api-token",
+            "s3cret",
+            "--database-password=hunter2",
+            "--database-url",
+            "postgres://parsec:pw@db:5432/parsec",
+            "--fleet",
+            "default",
+        ]
+        .map(String::from);
+        let cmd = redacted_command_line(args);
+        assert_eq!(
+            cmd,
+            "parsec server dht --api-token *** --database-password=*** --database-url \
+             postgres://parsec:***@db:5432/parsec --fleet default"
+        );
+    }
 
     /// The example from parsec's README.
     const ECS_EXAMPLE: &str = r#"{

@@ -19,5 +19,6 @@ pub mod cli;
 pub mod db;
 pub mod host;
 pub mod report;
+pub mod scheduler;
 pub mod telemetry;
 pub mod testnet;

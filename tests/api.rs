@@ -207,3 +207,45 @@ fn bad_input_gets_a_status_and_a_json_error() {
         }
     });
 }
+
+#[test]
+fn a_token_guards_provide_and_retrieve_but_not_readiness() {
+    with_system(|runtime| async move {
+        let (_peer, node, _) = lone_node(&runtime).await;
+        let token = parsec::api::ApiToken::new("s3cret").unwrap();
+        let url = common::serve_node_with_token(&node, Some(token));
+        let cid = ContentId::for_content(b"guarded").to_string();
+        let provide = json!({ "Content": "aGVsbG8=" });
+        for authorization in [None, Some("Bearer wrong"), Some("s3cret")] {
+            for (path, body) in [
+                ("/provide".to_owned(), provide.clone()),
+                (format!("/retrieve/{cid}"), json!({})),
+            ] {
+                let mut request = client().post(format!("{url}{path}"));
+                if let Some(value) = authorization {
+                    request = request.insert_header(("authorization", value));
+                }
+                let mut response = request.send_json(&body).await.unwrap();
+                assert_eq!(response.status().as_u16(), 401, "{path} with {authorization:?}");
+                assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+                let body: Value = response.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+            }
+        }
+        // The right token passes the guard (the lone node then answers on its own terms).
+        let response = client()
+            .post(format!("{url}/retrieve/{cid}"))
+            .insert_header(("authorization", "Bearer s3cret"))
+            .send_json(&json!({}))
+            .await
+            .unwrap();
+        assert_ne!(response.status().as_u16(), 401);
+        // Health checks need no token.
+        let readiness = client().get(format!("{url}/readiness")).send().await.unwrap();
+        assert_eq!(
+            readiness.status().as_u16(),
+            503,
+            "a lone node is not ready, and not unauthorised"
+        );
+    });
+}

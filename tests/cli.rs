@@ -2,15 +2,15 @@
 //! processes that join one DHT and serve each other's content over the HTTP API.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
 
 mod common;
+
+use common::process::ServerProcess;
 
 const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 
@@ -83,94 +83,6 @@ fn health_fails_when_nothing_listens() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("not ready"));
 }
 
-/// A running `parsec server dht` with what it logged at start.
-struct Server {
-    child: Child,
-    http: String,
-    tcp_multiaddr: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(PARSEC)
-            .args([
-                "server",
-                "dht",
-                "--server-host",
-                "127.0.0.1",
-                "--server-port",
-                "0",
-            ])
-            .args(["--peer-host", "127.0.0.1", "--peer-port", "0", "--server-mode"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines_tx, lines) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut http, mut tcp_multiaddr) = (None, None);
-        while http.is_none() || tcp_multiaddr.is_none() {
-            let line = lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server logged its addresses");
-            if let Some(address) = line.split("address=").nth(1) {
-                if line.contains("HTTP API listening") {
-                    http = Some(format!("http://{address}"));
-                } else if address.contains("/tcp/") {
-                    tcp_multiaddr = Some(address.to_owned());
-                }
-            }
-        }
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || while lines.recv().is_ok() {});
-        Server {
-            child,
-            http: http.unwrap(),
-            tcp_multiaddr: tcp_multiaddr.unwrap(),
-        }
-    }
-
-    fn health(&self) -> bool {
-        Command::new(PARSEC)
-            .args(["health", &self.http])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
 #[test]
 fn two_server_processes_form_a_dht_and_serve_each_other() {
     // Both servers register in one embedded database, as a fleet shares one Postgres.
@@ -178,8 +90,8 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
     let database = dir.path().join("servers.sqlite");
     let url = format!("sqlite://{}", database.display());
     let storage = ["--database-url", &url, "--heartbeat-interval", "100ms"];
-    let first = Server::start(&storage);
-    let second = Server::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
+    let first = ServerProcess::start(&storage);
+    let second = ServerProcess::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
     assert!(
         first.tcp_multiaddr.contains("/p2p/12D3KooW"),
         "{}",

@@ -38,8 +38,14 @@ fn rounds_skip_a_node_that_is_not_ready() {
 
         let mut providers = Vec::new();
         for _ in 0..6 {
-            let summary = supervisor.send(RunRound).await.unwrap().unwrap();
-            assert_eq!(summary.not_ready, vec![unready]);
+            let summary = supervisor.send(RunRound::new()).await.unwrap().unwrap();
+            let not_ready: Vec<NodeId> = summary.not_ready.iter().map(|(id, _)| *id).collect();
+            assert_eq!(not_ready, vec![unready]);
+            assert!(
+                summary.not_ready[0].1.contains("not ready"),
+                "{:?}",
+                summary.not_ready
+            );
             assert_ne!(summary.provider, unready);
             assert_eq!(summary.retrievals.len(), 2);
             assert!(summary.failures.is_empty(), "{:?}", summary.failures);
@@ -79,7 +85,7 @@ fn a_fleet_with_no_ready_node_reports_it() {
         let members = vec![FleetMember::new(NodeId(1), url, NodeRecipients::of(&remote))];
         let recorder = MeasurementRecorder::new(MemorySink::default()).start();
         let supervisor = FleetSupervisor::new(members, recorder.recipient(), RoundConfig::default()).start();
-        let error = supervisor.send(RunRound).await.unwrap().unwrap_err();
+        let error = supervisor.send(RunRound::new()).await.unwrap().unwrap_err();
         assert!(error.to_string().contains("no ready node among 1"), "{error}");
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

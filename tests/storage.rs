@@ -395,3 +395,68 @@ async fn a_measurement_is_stored_column_for_column() {
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
 }
+
+/// Discovery selects what a scheduler may measure, identically on both backends: the asked
+/// fleets, not offline, heartbeat newer than the cut-off, in id order.
+async fn discovery_filters(store: &Store) {
+    let register = |fleet: &str, port: u16| {
+        let mut registration = sample_registration();
+        registration.fleet = fleet.to_owned();
+        registration.server_port = port;
+        store.register_node(registration)
+    };
+    let now = Utc::now();
+    let cut_off = now - chrono::Duration::minutes(2);
+    let fresh = register("a", 40_001).await.unwrap();
+    let stale = register("a", 40_002).await.unwrap();
+    let never = register("a", 40_003).await.unwrap();
+    let offline = register("a", 40_004).await.unwrap();
+    let other_fleet = register("c", 40_005).await.unwrap();
+    let second_fleet = register("b", 40_006).await.unwrap();
+    for node in [fresh, offline, other_fleet, second_fleet] {
+        store.heartbeat(node, now).await.unwrap();
+    }
+    store
+        .heartbeat(stale, now - chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    store.mark_offline(offline, now).await.unwrap();
+    let _ = never;
+
+    let found = Registry::discover_nodes(
+        store,
+        parsec_actors::NodeQuery {
+            fleets: vec!["a".into(), "b".into()],
+            heartbeat_since: cut_off,
+        },
+    )
+    .await
+    .unwrap();
+    let ids: Vec<NodeId> = found.iter().map(|n| n.id).collect();
+    assert_eq!(ids, vec![fresh, second_fleet]);
+    assert_eq!(found[0].fleet, "a");
+    assert_eq!(found[0].server_port, 40_001, "ports above 32767 survive");
+    assert_eq!(found[0].ip_address.to_string(), "127.0.0.1");
+    assert_eq!(found[0].peer_id, "12D3KooWsample");
+    assert_eq!(found[1].fleet, "b");
+}
+
+#[actix::test]
+async fn discovery_on_postgres() {
+    let pg = cluster();
+    let store = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    discovery_filters(&store).await;
+}
+
+#[actix::test]
+async fn discovery_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseTarget::Sqlite {
+        path: dir.path().join("discovery.sqlite"),
+    })
+    .await
+    .unwrap();
+    discovery_filters(&store).await;
+}

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         .start();
 
         let summary = supervisor
-            .send(RunRound)
+            .send(RunRound::new())
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;

@@ -76,6 +76,12 @@ pub enum RoundError {
         /// How many nodes the fleet holds.
         registered: usize,
     },
+    /// The members could not be discovered (and none were found recently enough to reuse).
+    #[error("discovering the fleet's nodes failed: {0}")]
+    Discovery(String),
+    /// The round was abandoned (shutdown); what it had not recorded yet is not recorded.
+    #[error("the round was abandoned")]
+    Abandoned,
     /// The provide request itself failed, so there is nothing to look up.
     #[error("provider {node} failed: {source}")]
     ProvideFailed {

@@ -1,21 +1,28 @@
 //! `FleetSupervisor`: holds a fleet's nodes and runs the parsec round over them.
 //!
-//! A round: ask every node for readiness (concurrently, with a timeout); let the
-//! [`RoundPlanner`] choose the provider among the ready ones; send it a fresh random blob
-//! ([`ProvideContent`]); then every other ready node looks the CID up ([`RetrieveContent`]),
-//! in parallel, `probes` times each. Every report becomes [`Measurement`] rows sent to the
-//! recorder. Nodes are held as `Recipient`s, so in-process and remote (HTTP) nodes mix freely.
+//! A round: find the members (a fixed list, or the registry's live nodes of the fleets); ask
+//! every member for readiness (concurrently, with a timeout) and, when discovering, mark the
+//! ones that fail offline; let the [`RoundPlanner`] choose the provider among the ready ones;
+//! send it a fresh random blob ([`ProvideContent`]); then every other ready node looks the CID
+//! up ([`RetrieveContent`]), in parallel, `probes` times each. Every valid report becomes
+//! [`Measurement`] rows sent to the recorder; a request that produced no valid report is an
+//! error of that node and is never recorded as a measurement. Nodes are held as
+//! `Recipient`s, so in-process and remote (HTTP) nodes mix freely.
 
+mod membership;
 mod plan;
 
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::future::join_all;
+use futures::future::{join_all, AbortHandle, AbortRegistration, Abortable};
 use rand::{rngs::StdRng, SeedableRng};
 use tracing::Instrument;
 
-pub use self::plan::{RoundPlan, RoundPlanner};
+pub use self::{
+    membership::{Discovery, Membership, NodeConnector},
+    plan::{Candidate, RoundPlan, RoundPlanner},
+};
 use crate::{
     random_content, CheckReadiness, ContentId, Measurement, NodeError, NodeId, NodeRecipients, Operation,
     OperationReport, ProvideContent, RecordMeasurement, RetrieveContent, RoundError, RoundId,
@@ -31,6 +38,11 @@ pub struct FleetMember {
     pub id: NodeId,
     /// Human-readable name (address or peer id).
     pub name: String,
+    /// The node's fleet; `None`: the round's fleet ([`RoundConfig::fleet`]).
+    pub fleet: Option<String>,
+    /// The peer id the node registered; when set, a readiness answer from another peer id
+    /// means another process answers at the node's address, and the node counts as not ready.
+    pub peer_id: Option<String>,
     /// Where its requests go.
     pub node: NodeRecipients,
 }
@@ -41,8 +53,26 @@ impl FleetMember {
         Self {
             id,
             name: name.into(),
+            fleet: None,
+            peer_id: None,
             node,
         }
+    }
+
+    /// Sets the member's fleet.
+    pub fn in_fleet(mut self, fleet: impl Into<String>) -> Self {
+        self.fleet = Some(fleet.into());
+        self
+    }
+
+    /// Sets the peer id the member must answer readiness with.
+    pub fn with_peer_id(mut self, peer_id: impl Into<String>) -> Self {
+        self.peer_id = Some(peer_id.into());
+        self
+    }
+
+    fn fleet_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.fleet.as_deref().unwrap_or(default)
     }
 }
 
@@ -50,8 +80,13 @@ impl FleetMember {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RoundConfig {
-    /// The fleet name written with every row.
+    /// The fleet (or fleets, comma-separated) the rounds measure: the label sent as
+    /// `x-scheduler-id` and written with rows of members that have no fleet of their own.
     pub fleet: String,
+    /// Fleets whose members may provide (`None`: every member).
+    pub provide_fleets: Option<Vec<String>>,
+    /// Fleets whose members retrieve (`None`: every member).
+    pub retrieve_fleets: Option<Vec<String>>,
     /// Lookups per retrieving node per round.
     pub probes: u32,
     /// Readiness answers slower than this count as not ready.
@@ -66,6 +101,8 @@ impl Default for RoundConfig {
     fn default() -> Self {
         Self {
             fleet: "default".to_owned(),
+            provide_fleets: None,
+            retrieve_fleets: None,
             probes: 1,
             readiness_timeout: DEFAULT_READINESS_TIMEOUT,
             settle: Duration::ZERO,
@@ -78,6 +115,18 @@ impl RoundConfig {
     /// Sets the fleet name.
     pub fn set_fleet(&mut self, fleet: impl Into<String>) -> &mut Self {
         self.fleet = fleet.into();
+        self
+    }
+
+    /// Restricts the provider role to members of `fleets` (cross-fleet rounds).
+    pub fn set_provide_fleets(&mut self, fleets: Option<Vec<String>>) -> &mut Self {
+        self.provide_fleets = fleets;
+        self
+    }
+
+    /// Restricts the retrieving role to members of `fleets` (cross-fleet rounds).
+    pub fn set_retrieve_fleets(&mut self, fleets: Option<Vec<String>>) -> &mut Self {
+        self.retrieve_fleets = fleets;
         self
     }
 
@@ -104,6 +153,18 @@ impl RoundConfig {
         self.seed = seed;
         self
     }
+
+    fn candidate(&self, member: &FleetMember, ready: bool) -> Candidate {
+        let fleet = member.fleet_or(&self.fleet);
+        let allowed =
+            |fleets: &Option<Vec<String>>| fleets.as_ref().is_none_or(|f| f.iter().any(|f| f == fleet));
+        Candidate {
+            id: member.id,
+            ready,
+            provides: allowed(&self.provide_fleets),
+            retrieves: allowed(&self.retrieve_fleets),
+        }
+    }
 }
 
 /// What happened in one round.
@@ -119,18 +180,41 @@ pub struct RoundSummary {
     pub provide: OperationReport,
     /// Retrieval reports, per node and probe.
     pub retrievals: Vec<(NodeId, OperationReport)>,
-    /// Requests that produced no report (not recorded as measurements).
+    /// Requests that produced no valid report (errors of those nodes; not measurements).
     pub failures: Vec<(NodeId, NodeError)>,
-    /// Members skipped because they were not ready.
-    pub not_ready: Vec<NodeId>,
+    /// Members skipped because they were not ready, with the reason.
+    pub not_ready: Vec<(NodeId, String)>,
+    /// Rows sent to the recorder.
+    pub rows: usize,
 }
 
-/// Run one round; answers when every request of it has finished.
-#[derive(Debug, Message)]
+/// Run one round; answers when every request of it has finished, or when it is abandoned
+/// through the [`AbortHandle`] of [`RunRound::abortable`] (then nothing more of it is recorded).
+#[derive(Debug, Default, Message)]
 #[rtype(result = "Result<RoundSummary, RoundError>")]
-pub struct RunRound;
+pub struct RunRound {
+    abort: Option<AbortRegistration>,
+}
 
-/// The fleet's members.
+impl RunRound {
+    /// A round that runs to its end.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A round that can be abandoned (graceful shutdown) with the returned handle.
+    pub fn abortable() -> (Self, AbortHandle) {
+        let (handle, registration) = AbortHandle::new_pair();
+        (
+            Self {
+                abort: Some(registration),
+            },
+            handle,
+        )
+    }
+}
+
+/// The fleet's current members.
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<FleetMember>")]
 pub struct ListNodes;
@@ -138,7 +222,7 @@ pub struct ListNodes;
 /// See the module docs.
 #[derive(Debug)]
 pub struct FleetSupervisor {
-    members: Vec<FleetMember>,
+    membership: Membership,
     recorder: Recipient<RecordMeasurement>,
     planner: RoundPlanner,
     config: RoundConfig,
@@ -146,9 +230,18 @@ pub struct FleetSupervisor {
 }
 
 impl FleetSupervisor {
-    /// A supervisor over `members`, recording to `recorder`.
+    /// A supervisor over a fixed list of `members`, recording to `recorder`.
     pub fn new(
         members: Vec<FleetMember>,
+        recorder: Recipient<RecordMeasurement>,
+        config: RoundConfig,
+    ) -> Self {
+        Self::with_membership(Membership::Fixed(members), recorder, config)
+    }
+
+    /// A supervisor whose members come from `membership` (e.g. discovered before every round).
+    pub fn with_membership(
+        membership: Membership,
         recorder: Recipient<RecordMeasurement>,
         config: RoundConfig,
     ) -> Self {
@@ -157,7 +250,7 @@ impl FleetSupervisor {
             None => StdRng::from_entropy(),
         };
         Self {
-            members,
+            membership,
             recorder,
             planner: RoundPlanner::default(),
             config,
@@ -174,7 +267,7 @@ impl Handler<ListNodes> for FleetSupervisor {
     type Result = Vec<FleetMember>;
 
     fn handle(&mut self, _: ListNodes, _: &mut Context<Self>) -> Self::Result {
-        self.members.clone()
+        self.membership.current()
     }
 }
 
@@ -182,28 +275,57 @@ impl Handler<ListNodes> for FleetSupervisor {
 impl Handler<RunRound> for FleetSupervisor {
     type Result = AtomicResponse<Self, Result<RoundSummary, RoundError>>;
 
-    fn handle(&mut self, _: RunRound, _: &mut Context<Self>) -> Self::Result {
-        let members = self.members.clone();
+    fn handle(&mut self, msg: RunRound, _: &mut Context<Self>) -> Self::Result {
+        let abort = msg.abort;
         let timeout = self.config.readiness_timeout;
         AtomicResponse::new(Box::pin(
-            async move { check_readiness(&members, timeout).await }
+            self.membership
+                .refresh()
                 .into_actor(self)
-                .map(|ready, act, _| {
-                    let plan = act.planner.plan(&ready);
-                    let content = random_content(&mut act.rng);
-                    (plan, content)
+                .map(|found, act, _| act.membership.apply(found))
+                .then(move |members, act, _| {
+                    async move {
+                        let members = members?;
+                        let readiness = check_readiness(&members, timeout).await;
+                        Ok::<_, RoundError>((members, readiness))
+                    }
+                    .into_actor(act)
                 })
-                .then(|(plan, content), act, _| {
+                .map(|checked, act, _| {
+                    let (members, readiness) = checked?;
+                    let not_ready: Vec<(NodeId, String)> = members
+                        .iter()
+                        .zip(&readiness)
+                        .filter_map(|(m, r)| r.as_ref().err().map(|why| (m.id, why.clone())))
+                        .collect();
+                    act.membership.set_unreachable(&not_ready);
+                    let candidates: Vec<Candidate> = members
+                        .iter()
+                        .zip(&readiness)
+                        .map(|(m, r)| act.config.candidate(m, r.is_ok()))
+                        .collect();
+                    let plan = act.planner.plan(&candidates).ok_or(RoundError::NoReadyNode {
+                        registered: members.len(),
+                    })?;
+                    let content = random_content(&mut act.rng);
+                    Ok((members, plan, content, not_ready))
+                })
+                .then(move |planned, act, _| {
                     let round = Round {
-                        members: act.members.clone(),
                         recorder: act.recorder.clone(),
                         config: act.config.clone(),
                     };
+                    let run = async move {
+                        let (members, plan, content, not_ready) = planned?;
+                        round.run(members, plan, content, not_ready).await
+                    };
                     async move {
-                        let plan = plan.ok_or(RoundError::NoReadyNode {
-                            registered: round.members.len(),
-                        })?;
-                        round.run(plan, content).await
+                        match abort {
+                            Some(registration) => Abortable::new(run, registration)
+                                .await
+                                .unwrap_or(Err(RoundError::Abandoned)),
+                            None => run.await,
+                        }
                     }
                     .into_actor(act)
                 }),
@@ -211,19 +333,30 @@ impl Handler<RunRound> for FleetSupervisor {
     }
 }
 
-/// Asks every member for readiness at once; a failure or timeout counts as not ready.
-async fn check_readiness(members: &[FleetMember], timeout: Duration) -> Vec<bool> {
+/// Asks every member for readiness at once. A member is ready when it answers "ready" in
+/// time as the peer it registered as; otherwise the reason it is not.
+async fn check_readiness(members: &[FleetMember], timeout: Duration) -> Vec<Result<(), String>> {
     join_all(members.iter().map(|member| async move {
-        match member.node.readiness.send(CheckReadiness).timeout(timeout).await {
-            Ok(Ok(readiness)) => readiness.ready,
-            Ok(Err(e)) => {
-                tracing::debug!(node = %member.id, error = %e, "readiness check failed");
-                false
+        let answer = member.node.readiness.send(CheckReadiness).timeout(timeout).await;
+        let readiness = match answer {
+            Ok(Ok(readiness)) => readiness,
+            Ok(Err(e)) => return Err(format!("readiness check failed: {e}")),
+            Err(e) => return Err(format!("readiness check got no answer within {timeout:?}: {e}")),
+        };
+        if let (Some(registered), Some(answered)) = (&member.peer_id, &readiness.peer_id) {
+            if registered != answered {
+                return Err(format!(
+                    "answers as peer {answered}, registered as {registered}: another process holds its address"
+                ));
             }
-            Err(e) => {
-                tracing::debug!(node = %member.id, error = %e, "readiness check got no answer");
-                false
-            }
+        }
+        if readiness.ready {
+            Ok(())
+        } else {
+            Err(format!(
+                "not ready (routing table size {})",
+                readiness.routing_table_size
+            ))
         }
     }))
     .await
@@ -231,29 +364,38 @@ async fn check_readiness(members: &[FleetMember], timeout: Duration) -> Vec<bool
 
 /// Everything one round needs, detached from the actor so the round runs as a plain future.
 struct Round {
-    members: Vec<FleetMember>,
     recorder: Recipient<RecordMeasurement>,
     config: RoundConfig,
 }
 
 impl Round {
-    async fn run(self, plan: RoundPlan, content: bytes::Bytes) -> Result<RoundSummary, RoundError> {
+    async fn run(
+        self,
+        members: Vec<FleetMember>,
+        plan: RoundPlan,
+        content: bytes::Bytes,
+        not_ready: Vec<(NodeId, String)>,
+    ) -> Result<RoundSummary, RoundError> {
         let round = RoundId::new();
         let cid = ContentId::for_content(&content);
-        let provider = &self.members[plan.provider];
+        let provider = &members[plan.provider];
         let span =
             tracing::info_span!("round", %round, %cid, provider = %provider.id, fleet = %self.config.fleet);
-        self.run_planned(plan, content, round, cid).instrument(span).await
+        self.run_planned(&members, plan, content, round, cid, not_ready)
+            .instrument(span)
+            .await
     }
 
     async fn run_planned(
         self,
+        members: &[FleetMember],
         plan: RoundPlan,
         content: bytes::Bytes,
         round: RoundId,
         cid: ContentId,
+        not_ready: Vec<(NodeId, String)>,
     ) -> Result<RoundSummary, RoundError> {
-        let provider = &self.members[plan.provider];
+        let provider = &members[plan.provider];
         let started_at = chrono::Utc::now();
         let provide = provider
             .node
@@ -270,7 +412,8 @@ impl Round {
                 node: provider.id,
                 source,
             })?;
-        self.record(round, provider.id, Operation::Provide, 0, started_at, &provide)
+        let mut rows = self
+            .record(round, provider, Operation::Provide, 0, started_at, &provide)
             .await;
 
         if !self.config.settle.is_zero() {
@@ -280,10 +423,11 @@ impl Round {
         let lookups = plan
             .retrievers
             .iter()
-            .map(|&i| self.retrieve_probes(round, &self.members[i], &cid));
+            .map(|&i| self.retrieve_probes(round, &members[i], &cid));
         let mut retrievals = Vec::new();
         let mut failures = Vec::new();
-        for results in join_all(lookups).await {
+        for (results, recorded) in join_all(lookups).await {
+            rows += recorded;
             for (node, result) in results {
                 match result {
                     Ok(report) => retrievals.push((node, report)),
@@ -292,7 +436,7 @@ impl Round {
             }
         }
         for (node, error) in &failures {
-            tracing::warn!(%node, %error, "retrieval request failed; nothing recorded");
+            tracing::warn!(%node, %error, "retrieval request failed; recorded as an error of the node, not as a measurement");
         }
         Ok(RoundSummary {
             round,
@@ -301,18 +445,22 @@ impl Round {
             provide,
             retrievals,
             failures,
-            not_ready: plan.not_ready.iter().map(|&i| self.members[i].id).collect(),
+            not_ready,
+            rows,
         })
     }
 
-    /// One node's probes, one after another (each is a fresh lookup).
+    /// One node's probes, one after another (each is a fresh lookup). A node that cannot be
+    /// reached or does not answer in time gets no further probes this round: one timeout per
+    /// hung node, not one per probe.
     async fn retrieve_probes(
         &self,
         round: RoundId,
         member: &FleetMember,
         cid: &ContentId,
-    ) -> Vec<(NodeId, Result<OperationReport, NodeError>)> {
+    ) -> (Vec<(NodeId, Result<OperationReport, NodeError>)>, usize) {
         let mut results = Vec::new();
+        let mut rows = 0;
         for probe in 0..self.config.probes {
             let started_at = chrono::Utc::now();
             let result = member
@@ -326,30 +474,37 @@ impl Round {
                 .map_err(|e| NodeError::Unavailable(e.to_string()))
                 .and_then(|answer| answer)
                 .and_then(|report| validated(report, cid));
+            let give_up = matches!(result, Err(NodeError::Unavailable(_) | NodeError::Timeout(_)));
             if let Ok(report) = &result {
-                self.record(round, member.id, Operation::Retrieval, probe, started_at, report)
+                rows += self
+                    .record(round, member, Operation::Retrieval, probe, started_at, report)
                     .await;
             }
             results.push((member.id, result));
+            if give_up {
+                break;
+            }
         }
-        results
+        (results, rows)
     }
 
+    /// Sends the report's rows to the recorder; returns how many it took.
     async fn record(
         &self,
         round: RoundId,
-        node: NodeId,
+        member: &FleetMember,
         operation: Operation,
         probe: u32,
         started_at: chrono::DateTime<chrono::Utc>,
         report: &OperationReport,
-    ) {
+    ) -> usize {
+        let mut recorded = 0;
         for step in &report.measurements {
             let row = Measurement {
                 id: uuid::Uuid::new_v4(),
                 round,
-                fleet: self.config.fleet.clone(),
-                node,
+                fleet: member.fleet_or(&self.config.fleet).to_owned(),
+                node: member.id,
                 operation,
                 cid: report.cid.clone(),
                 step: step.step.clone(),
@@ -360,10 +515,14 @@ impl Round {
                 routing_table_size: report.routing_table_size,
                 trace_id: None,
             };
-            if let Err(e) = self.recorder.send(RecordMeasurement(row)).await {
-                tracing::error!(%node, error = %e, "measurement recorder is gone; row lost");
+            match self.recorder.send(RecordMeasurement(row)).await {
+                Ok(()) => recorded += 1,
+                Err(e) => {
+                    tracing::error!(node = %member.id, error = %e, "measurement recorder is gone; row lost")
+                }
             }
         }
+        recorded
     }
 }
 

@@ -45,7 +45,10 @@ pub mod testing;
 pub use config::{DhtConfig, DhtMode, IPFS_KAD_PROTOCOL};
 pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
-pub use fleet::{FleetMember, FleetSupervisor, RoundConfig, RoundPlanner, RoundSummary, RunRound};
+pub use fleet::{
+    Discovery, FleetMember, FleetSupervisor, ListNodes, Membership, NodeConnector, RoundConfig, RoundPlanner,
+    RoundSummary, RunRound,
+};
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.
 pub use libp2p::{multiaddr, Multiaddr, PeerId};
@@ -56,6 +59,7 @@ pub use model::{
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};
 pub use registry::{
-    MemoryRegistry, NodeRegistration, Registry, RegistryError, SchedulerId, SchedulerRegistration,
+    DiscoveredNode, MemoryRegistry, NodeQuery, NodeRegistration, Registry, RegistryError, SchedulerId,
+    SchedulerRegistration,
 };
 pub use sink::{CopyingSink, MeasurementSink, MemorySink};

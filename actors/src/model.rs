@@ -154,12 +154,14 @@ pub struct OperationReport {
 }
 
 /// Whether a node can take provide/retrieve requests now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
     /// Ready means the routing table is non-empty.
     pub ready: bool,
     /// Peers in the routing table.
     pub routing_table_size: u64,
+    /// The node's libp2p peer id, when it says (parsec's servers do not).
+    pub peer_id: Option<String>,
 }
 
 /// One row of measurement: what a node measured for one step of one operation in one round.

@@ -159,11 +159,13 @@ impl Handler<CheckReadiness> for NodeActor {
 
     fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
         let dht = self.dht();
+        let peer_id = self.handle.peer_id().to_string();
         Box::pin(async move {
             let size = dht?.send(dht::RoutingTableSize).await.map_err(mailbox)??;
             Ok(Readiness {
                 ready: size > 0,
                 routing_table_size: size as u64,
+                peer_id: Some(peer_id),
             })
         })
     }

@@ -58,6 +58,31 @@ pub struct SchedulerRegistration {
     pub dependencies: BTreeMap<String, String>,
 }
 
+/// Which nodes a scheduler measures: registered in one of `fleets`, not marked offline, and
+/// heartbeating more recently than `heartbeat_since`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeQuery {
+    /// Fleets to include.
+    pub fleets: Vec<String>,
+    /// Nodes whose last heartbeat is older than this (or missing) are left out.
+    pub heartbeat_since: DateTime<Utc>,
+}
+
+/// A node as discovery finds it: enough to reach it and to check it is still the same node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveredNode {
+    /// Its id.
+    pub id: NodeId,
+    /// Its fleet.
+    pub fleet: String,
+    /// The libp2p peer id it registered (a process that answers with another is not this node).
+    pub peer_id: String,
+    /// Address of its HTTP API.
+    pub ip_address: IpAddr,
+    /// Port of its HTTP API.
+    pub server_port: u16,
+}
+
 /// Why the registry could not store or read something.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("registry failed: {0}")]
@@ -84,6 +109,13 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         scheduler: SchedulerRegistration,
     ) -> BoxFuture<'static, Result<SchedulerId, RegistryError>>;
+
+    /// The nodes `query` selects, in id order (so a scheduler's rotation is stable; parsec's
+    /// query has no ORDER BY).
+    fn discover_nodes(
+        &self,
+        query: NodeQuery,
+    ) -> BoxFuture<'static, Result<Vec<DiscoveredNode>, RegistryError>>;
 }
 
 /// A node as [`MemoryRegistry`] holds it.
@@ -179,5 +211,28 @@ impl Registry for MemoryRegistry {
         state.schedulers.push(scheduler);
         let id = SchedulerId(state.schedulers.len() as i64);
         Box::pin(futures::future::ready(Ok(id)))
+    }
+
+    fn discover_nodes(
+        &self,
+        query: NodeQuery,
+    ) -> BoxFuture<'static, Result<Vec<DiscoveredNode>, RegistryError>> {
+        let found = self
+            .lock()
+            .nodes
+            .iter()
+            .filter(|n| query.fleets.contains(&n.registration.fleet))
+            .filter(|n| n.offline_since.is_none())
+            .filter(|n| n.last_heartbeat.is_some_and(|at| at > query.heartbeat_since))
+            .map(|n| DiscoveredNode {
+                id: n.id,
+                fleet: n.registration.fleet.clone(),
+                peer_id: n.registration.peer_id.clone(),
+                ip_address: n.registration.ip_address,
+                server_port: n.registration.server_port,
+            })
+            .collect();
+        // Ids are assigned in insertion order, so the list is already in id order.
+        Box::pin(futures::future::ready(Ok(found)))
     }
 }

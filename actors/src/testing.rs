@@ -128,6 +128,7 @@ impl Handler<crate::CheckReadiness> for ReadinessStub {
         Ok(crate::Readiness {
             ready: seen >= self.unready_checks,
             routing_table_size: u64::from(seen),
+            peer_id: None,
         })
     }
 }

@@ -26,7 +26,7 @@ fn rounds_succeed_over(transport: TransportKind) {
 
         let mut providers = Vec::new();
         for _ in 0..3 {
-            let summary = supervisor.send(RunRound).await.unwrap().unwrap();
+            let summary = supervisor.send(RunRound::new()).await.unwrap().unwrap();
             assert!(summary.failures.is_empty(), "{:?}", summary.failures);
             assert_eq!(summary.provide.measurements[0].error, None, "provide failed");
             assert_eq!(summary.retrievals.len(), 2);

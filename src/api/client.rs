@@ -13,6 +13,7 @@ use parsec_actors::{
 };
 
 use super::{
+    auth::ApiToken,
     dto::{Content, OperationResponse, ProvideRequest},
     MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
 };
@@ -43,6 +44,7 @@ pub struct RemoteNode {
     base_url: String,
     client: awc::Client,
     timeouts: ClientTimeouts,
+    token: Option<ApiToken>,
 }
 
 impl RemoteNode {
@@ -52,7 +54,14 @@ impl RemoteNode {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             client: awc::Client::default(),
             timeouts,
+            token: None,
         }
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with provide and retrieve requests.
+    pub fn with_token(mut self, token: Option<ApiToken>) -> Self {
+        self.token = token;
+        self
     }
 }
 
@@ -116,6 +125,9 @@ impl RemoteNode {
             .timeout(timeout);
         if let Some(scheduler) = scheduler {
             request = request.insert_header((SCHEDULER_ID_HEADER, scheduler));
+        }
+        if let Some(token) = &self.token {
+            request = request.insert_header((awc::http::header::AUTHORIZATION, token.header_value()));
         }
         Box::pin(async move {
             let mut response = request
@@ -181,15 +193,12 @@ impl Handler<CheckReadiness> for RemoteNode {
             .timeout(timeout);
         Box::pin(async move {
             let mut response = request.send().await.map_err(|e| send_error(e, timeout))?;
-            // Only the status is the contract; our servers add the routing-table size.
-            let size = response
-                .json::<super::dto::ReadinessResponse>()
-                .await
-                .map(|r| r.routing_table_size)
-                .unwrap_or(0);
+            // Only the status is the contract; our servers add the routing-table size and peer id.
+            let body = response.json::<super::dto::ReadinessResponse>().await.ok();
             Ok(Readiness {
                 ready: response.status().is_success(),
-                routing_table_size: size,
+                routing_table_size: body.as_ref().map_or(0, |b| b.routing_table_size),
+                peer_id: body.and_then(|b| b.peer_id),
             })
         })
     }

@@ -128,6 +128,10 @@ pub struct ReadinessResponse {
     pub ready: bool,
     /// Peers in the routing table.
     pub routing_table_size: u64,
+    /// The server's libp2p peer id, so a scheduler can tell that the process answering at a
+    /// registered address is still the node registered there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
 }
 
 /// Body of every error response.

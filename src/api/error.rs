@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The node cannot take the request now (busy, stopping).
     #[error("{0}")]
     Unavailable(String),
+    /// The server requires a bearer token and the request has none or another one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
 }
 
 impl ResponseError for ApiError {
@@ -45,11 +48,16 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(ErrorResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorResponse {
             error: self.to_string(),
         })
     }

@@ -5,6 +5,7 @@ use futures::StreamExt;
 use parsec_actors::{CheckReadiness, ContentId, NodeRecipients, ProvideContent, RetrieveContent};
 
 use super::{
+    auth::Authorized,
     dto::{OperationResponse, ProvideRequest, ReadinessResponse},
     error::ApiError,
     MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
@@ -12,6 +13,7 @@ use super::{
 
 /// `POST /provide`.
 pub(crate) async fn provide(
+    _: Authorized,
     node: web::Data<NodeRecipients>,
     request: HttpRequest,
     body: web::Json<ProvideRequest>,
@@ -32,6 +34,7 @@ pub(crate) async fn provide(
 
 /// `POST /retrieve/{cid}`. The body is a relic (`{}`): it is read, bounded, and ignored.
 pub(crate) async fn retrieve(
+    _: Authorized,
     node: web::Data<NodeRecipients>,
     request: HttpRequest,
     cid: web::Path<String>,
@@ -55,6 +58,7 @@ pub(crate) async fn readiness(node: web::Data<NodeRecipients>) -> HttpResponse {
             let body = ReadinessResponse {
                 ready: readiness.ready,
                 routing_table_size: readiness.routing_table_size,
+                peer_id: readiness.peer_id,
             };
             if readiness.ready {
                 HttpResponse::Ok().json(body)

@@ -18,7 +18,7 @@ use parsec_actors::{
 };
 
 use crate::{
-    api,
+    api::{self, ApiToken},
     db::{self, DatabaseArgs, Store},
     host,
 };
@@ -84,8 +84,17 @@ struct DhtServerArgs {
     /// (answered 503, so no scheduler stores them). A provide may take 3 min.
     #[arg(long, env = "PARSEC_SERVER_SHUTDOWN_GRACE", default_value = "190s", value_parser = super::parse_duration)]
     shutdown_grace: Duration,
+    /// Shared secret: provide and retrieve requests without `Authorization: Bearer <token>` get
+    /// 401 (readiness stays open). Prefer the environment variable: flags show up in `ps`.
+    #[arg(long, env = "PARSEC_API_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    api_token: Option<ApiToken>,
     #[command(flatten)]
     database: DatabaseArgs,
+}
+
+/// Parses `--api-token`.
+pub(crate) fn parse_token(text: &str) -> Result<ApiToken, String> {
+    ApiToken::new(text)
 }
 
 impl ServerArgs {
@@ -181,7 +190,12 @@ impl DhtServerArgs {
         })?;
         let api_address = listener.local_addr()?;
         tracing::info!(address = %api_address, "HTTP API listening");
-        let server = api::serve(listener, NodeRecipients::of(&node), self.http_workers)?;
+        let server = api::serve(
+            listener,
+            NodeRecipients::of(&node),
+            self.api_token.clone(),
+            self.http_workers,
+        )?;
         let http = server.handle();
         let serving = actix::spawn(server);
 
@@ -206,7 +220,7 @@ impl DhtServerArgs {
         .context("registering the node in nodes_ecs")?;
         tracing::info!(node_id = %node_id, "registered; first heartbeat once the routing table is non-empty");
 
-        shutdown_signal().await;
+        super::shutdown_signal().await;
         // Offline first, so schedulers stop picking this node while it drains.
         if let Err(e) = heartbeat.send(GoOffline).await {
             tracing::warn!(error = %e, "heartbeat actor gone before marking the node offline");
@@ -226,26 +240,4 @@ impl DhtServerArgs {
         let _ = serving.await;
         Ok(())
     }
-}
-
-/// Resolves on SIGINT or SIGTERM (what ECS and compose send).
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -52,6 +52,20 @@ macro_rules! node_values {
     }};
 }
 
+/// The discovery query on a backend's `nodes_ecs`: the fleets asked for, not offline, heartbeat
+/// after `$since`, in id order; selects id, fleet, peer id, address and API port.
+macro_rules! discovery_query {
+    ($table:ident, $fleets:expr, $since:expr) => {{
+        use $table as t;
+        t::table
+            .filter(t::fleet.eq_any($fleets))
+            .filter(t::offline_since.is_null())
+            .filter(t::last_heartbeat.gt($since))
+            .order(t::id)
+            .select((t::id, t::fleet, t::peer_id, t::ip_address, t::server_port))
+    }};
+}
+
 mod config;
 pub mod postgres;
 mod rows;
@@ -67,8 +81,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use parsec_actors::{
-    Measurement, MeasurementSink, NodeId, NodeRegistration, Registry, RegistryError, SchedulerId,
-    SchedulerRegistration, SinkError,
+    DiscoveredNode, Measurement, MeasurementSink, NodeId, NodeQuery, NodeRegistration, Registry,
+    RegistryError, SchedulerId, SchedulerRegistration, SinkError,
 };
 
 pub use self::config::DatabaseArgs;
@@ -190,11 +204,22 @@ impl Store {
         Ok(())
     }
 
-    async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {
+    /// Inserts a `schedulers_ecs` row.
+    pub async fn insert_scheduler(&self, scheduler: SchedulerRegistration) -> Result<SchedulerId, DbError> {
+        let scheduler = SchedulerRow::from(scheduler);
         match self {
             Store::Postgres(pg) => pg.insert_scheduler(scheduler).await,
             Store::Sqlite(sqlite) => sqlite.insert_scheduler(scheduler).await,
         }
+    }
+
+    /// The nodes `query` selects, in id order.
+    pub async fn discover_nodes(&self, query: NodeQuery) -> Result<Vec<DiscoveredNode>, DbError> {
+        let rows = match self {
+            Store::Postgres(pg) => pg.discover_nodes(query).await?,
+            Store::Sqlite(sqlite) => sqlite.discover_nodes(query).await?,
+        };
+        Ok(rows::discovered_nodes(rows))
     }
 
     async fn insert_measurements(
@@ -253,7 +278,14 @@ impl Registry for Store {
         &self,
         scheduler: SchedulerRegistration,
     ) -> BoxFuture<'static, Result<SchedulerId, RegistryError>> {
-        self.registry_call(|store| async move { store.insert_scheduler(scheduler.into()).await })
+        self.registry_call(|store| async move { store.insert_scheduler(scheduler).await })
+    }
+
+    fn discover_nodes(
+        &self,
+        query: NodeQuery,
+    ) -> BoxFuture<'static, Result<Vec<DiscoveredNode>, RegistryError>> {
+        self.registry_call(|store| async move { Store::discover_nodes(&store, query).await })
     }
 }
 

@@ -10,10 +10,10 @@ use diesel_async::{
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use ipnet::IpNet;
-use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
+use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 
 use super::{
-    rows::{MeasurementRow, NodeRow, SchedulerRow},
+    rows::{DiscoveredRow, MeasurementRow, NodeRow, SchedulerRow},
     schema::{nodes_ecs, schedulers_ecs},
     DbError,
 };
@@ -122,6 +122,19 @@ impl PgStore {
                     .await?
             }
         })
+    }
+
+    /// The nodes `query` selects, in id order.
+    pub(crate) async fn discover_nodes(&self, query: NodeQuery) -> Result<Vec<DiscoveredRow>, DbError> {
+        let mut conn = self.connection().await?;
+        let rows: Vec<(i32, String, String, IpNet, i32)> =
+            discovery_query!(nodes_ecs, &query.fleets, query.heartbeat_since)
+                .load(&mut conn)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, fleet, peer_id, ip, port)| (id, fleet, peer_id, ip.addr(), port))
+            .collect())
     }
 
     pub(crate) async fn insert_scheduler(&self, scheduler: SchedulerRow) -> Result<SchedulerId, DbError> {

@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use chrono::{DateTime, Utc};
 use parsec_actors::{
-    Measurement, NodeId, NodeRegistration, Operation, RegistryError, SchedulerId, SchedulerRegistration,
-    SinkError,
+    DiscoveredNode, Measurement, NodeId, NodeRegistration, Operation, RegistryError, SchedulerId,
+    SchedulerRegistration, SinkError,
 };
 use uuid::Uuid;
 
@@ -141,6 +141,36 @@ fn dependencies_json(dependencies: &BTreeMap<String, String>) -> serde_json::Val
             .map(|(name, version)| (name.clone(), serde_json::Value::String(version.clone())))
             .collect(),
     )
+}
+
+/// A node row as discovery reads it: id, fleet, peer id, API address and port.
+pub(crate) type DiscoveredRow = (i32, String, String, IpAddr, i32);
+
+/// The registry's view of a discovered row; a port outside 1..=65535 is a corrupt row.
+pub(crate) fn discovered(row: DiscoveredRow) -> Result<DiscoveredNode, String> {
+    let (id, fleet, peer_id, ip_address, port) = row;
+    let server_port = u16::try_from(port)
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("node {id} has server port {port}, which no server listens on"))?;
+    Ok(DiscoveredNode {
+        id: NodeId(i64::from(id)),
+        fleet,
+        peer_id,
+        ip_address,
+        server_port,
+    })
+}
+
+/// Discovered rows in order, skipping (and logging) rows that cannot be reached.
+pub(crate) fn discovered_nodes(rows: Vec<DiscoveredRow>) -> Vec<DiscoveredNode> {
+    rows.into_iter()
+        .filter_map(|row| {
+            discovered(row)
+                .map_err(|e| tracing::warn!(error = %e, "skipping a node row"))
+                .ok()
+        })
+        .collect()
 }
 
 /// The database's INT id of a node (parsec's ids are INT4).

@@ -9,12 +9,12 @@ use std::{
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::{connection::SimpleConnection, prelude::*};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use parsec_actors::{Measurement, NodeId, SchedulerId, SinkError};
+use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 use uuid::Uuid;
 
 use super::{
     postgres::NodeTime,
-    rows::{MeasurementRow, NodeRow, SchedulerRow},
+    rows::{DiscoveredRow, MeasurementRow, NodeRow, SchedulerRow},
     sqlite_schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
     DbError,
 };
@@ -158,6 +158,23 @@ impl SqliteStore {
                 NodeTime::LastHeartbeat => target.set(nodes_ecs::last_heartbeat.eq(utc(at))).execute(conn)?,
                 NodeTime::OfflineSince => target.set(nodes_ecs::offline_since.eq(utc(at))).execute(conn)?,
             })
+        })
+        .await
+    }
+
+    /// The nodes `query` selects, in id order.
+    pub(crate) async fn discover_nodes(&self, query: NodeQuery) -> Result<Vec<DiscoveredRow>, DbError> {
+        self.with_connection(move |conn| {
+            let rows: Vec<(i32, String, String, String, i32)> =
+                discovery_query!(nodes_ecs, &query.fleets, utc(query.heartbeat_since)).load(conn)?;
+            rows.into_iter()
+                .map(|(id, fleet, peer_id, ip, port)| {
+                    let ip = ip
+                        .parse()
+                        .map_err(|e| DbError::Query(format!("node {id} has IP address {ip:?}: {e}")))?;
+                    Ok((id, fleet, peer_id, ip, port))
+                })
+                .collect()
         })
         .await
     }

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+pub mod stored;
+
 use std::{net::TcpListener, time::Duration};
 
 use actix::prelude::*;
@@ -14,9 +17,14 @@ use parsec_actors::{
 
 /// A node's API served on an OS-chosen loopback port.
 pub fn serve_node(node: &Addr<NodeActor>) -> String {
+    serve_node_with_token(node, None)
+}
+
+/// A node's API requiring `token`, served on an OS-chosen loopback port.
+pub fn serve_node_with_token(node: &Addr<NodeActor>, token: Option<api::ApiToken>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = api::serve(listener, NodeRecipients::of(node), 1).unwrap();
+    let server = api::serve(listener, NodeRecipients::of(node), token, 1).unwrap();
     actix::spawn(server);
     url
 }

@@ -1,10 +1,39 @@
 //! Sans-IO round planning: who provides, who retrieves.
 //!
-//! The provider rotates over the fleet's member list; a member that is not ready is skipped, and
-//! positions always index the full list. parsec indexes its ready-list with positions from its
-//! full list and panics when a node is not ready; this planner cannot.
+//! The provider role rotates by node id: each round it goes to the ready member with the next
+//! id after the last provider's, wrapping around. Members may come and go between rounds
+//! (discovery), and the rotation neither skips nor repeats anyone because of it. parsec indexes
+//! its ready-list with positions from its full list and panics when a node is not ready; this
+//! planner cannot.
 
-/// Positions (into the fleet's member list) taking part in one round.
+use crate::NodeId;
+
+/// One member as the planner sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The member's node id.
+    pub id: NodeId,
+    /// Whether it answered its readiness check.
+    pub ready: bool,
+    /// Whether its fleet may provide.
+    pub provides: bool,
+    /// Whether its fleet may retrieve.
+    pub retrieves: bool,
+}
+
+impl Candidate {
+    /// A member of a fleet that both provides and retrieves.
+    pub fn both(id: NodeId, ready: bool) -> Self {
+        Self {
+            id,
+            ready,
+            provides: true,
+            retrieves: true,
+        }
+    }
+}
+
+/// Positions (into the candidate list) taking part in one round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoundPlan {
     /// The member that publishes.
@@ -18,21 +47,32 @@ pub struct RoundPlan {
 /// Rotates the provider role over ready members.
 #[derive(Clone, Debug, Default)]
 pub struct RoundPlanner {
-    /// The position after the last provider.
-    cursor: usize,
+    last_provider: Option<NodeId>,
 }
 
 impl RoundPlanner {
-    /// Plans a round for members whose readiness is `ready` (one entry per member, in order).
-    /// `None` when no member is ready.
-    pub fn plan(&mut self, ready: &[bool]) -> Option<RoundPlan> {
-        let n = ready.len();
-        let provider = (0..n)
-            .map(|offset| (self.cursor + offset) % n)
-            .find(|&i| ready[i])?;
-        self.cursor = (provider + 1) % n;
-        let retrievers = (0..n).filter(|&i| i != provider && ready[i]).collect();
-        let not_ready = (0..n).filter(|&i| !ready[i]).collect();
+    /// Plans a round over `candidates`. `None` when no member that may provide is ready.
+    pub fn plan(&mut self, candidates: &[Candidate]) -> Option<RoundPlan> {
+        let last = self.last_provider;
+        // Ids after the last provider's come first (smallest first), then the wrap-around.
+        let (provider, chosen) = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ready && c.provides)
+            .min_by_key(|(_, c)| (last.is_some_and(|last| c.id <= last), c.id))?;
+        self.last_provider = Some(chosen.id);
+        let retrievers = candidates
+            .iter()
+            .enumerate()
+            .filter(|&(i, c)| i != provider && c.ready && c.retrieves)
+            .map(|(i, _)| i)
+            .collect();
+        let not_ready = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.ready)
+            .map(|(i, _)| i)
+            .collect();
         Some(RoundPlan {
             provider,
             retrievers,
@@ -45,11 +85,20 @@ impl RoundPlanner {
 mod tests {
     use super::*;
 
+    /// Members with ids 1.. whose readiness is `ready`.
+    fn members(ready: &[bool]) -> Vec<Candidate> {
+        ready
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| Candidate::both(NodeId(i as i64 + 1), r))
+            .collect()
+    }
+
     #[test]
     fn rotates_over_every_member_when_all_ready() {
         let mut planner = RoundPlanner::default();
         let providers: Vec<_> = (0..7)
-            .map(|_| planner.plan(&[true; 3]).unwrap().provider)
+            .map(|_| planner.plan(&members(&[true; 3])).unwrap().provider)
             .collect();
         assert_eq!(providers, [0, 1, 2, 0, 1, 2, 0]);
     }
@@ -57,7 +106,7 @@ mod tests {
     #[test]
     fn skips_members_that_are_not_ready() {
         let mut planner = RoundPlanner::default();
-        let ready = [true, false, true, false];
+        let ready = members(&[true, false, true, false]);
         let first = planner.plan(&ready).unwrap();
         assert_eq!(
             first,
@@ -79,15 +128,51 @@ mod tests {
         ready[5] = true;
         ready[6] = true;
         for _ in 0..20 {
-            let plan = planner.plan(&ready).unwrap();
+            let plan = planner.plan(&members(&ready)).unwrap();
             assert!(plan.provider == 5 || plan.provider == 6);
             assert_eq!(plan.retrievers.len(), 1);
+            assert_eq!(plan.not_ready.len(), 5);
         }
     }
 
     #[test]
     fn nobody_ready_means_no_round() {
-        assert_eq!(RoundPlanner::default().plan(&[false, false]), None);
+        assert_eq!(RoundPlanner::default().plan(&members(&[false, false])), None);
         assert_eq!(RoundPlanner::default().plan(&[]), None);
+    }
+
+    #[test]
+    fn rotation_follows_ids_when_members_come_and_go() {
+        let mut planner = RoundPlanner::default();
+        let ids = |ids: &[i64]| -> Vec<Candidate> {
+            ids.iter().map(|&i| Candidate::both(NodeId(i), true)).collect()
+        };
+        let provider =
+            |planner: &mut RoundPlanner, list: &[Candidate]| list[planner.plan(list).unwrap().provider].id.0;
+        assert_eq!(provider(&mut planner, &ids(&[3, 5, 9])), 3);
+        // Node 5 left and node 4 joined: the next id after 3 is 4.
+        assert_eq!(provider(&mut planner, &ids(&[3, 4, 9])), 4);
+        assert_eq!(provider(&mut planner, &ids(&[3, 4, 9])), 9);
+        // Wraps to the smallest id.
+        assert_eq!(provider(&mut planner, &ids(&[3, 4, 9])), 3);
+    }
+
+    #[test]
+    fn cross_fleet_roles_keep_providers_and_retrievers_apart() {
+        // Members 1, 2 provide only (fleet A); 3, 4 retrieve only (fleet B).
+        let list: Vec<Candidate> = (1..=4)
+            .map(|i| Candidate {
+                id: NodeId(i),
+                ready: true,
+                provides: i <= 2,
+                retrieves: i > 2,
+            })
+            .collect();
+        let mut planner = RoundPlanner::default();
+        for expected in [0, 1, 0] {
+            let plan = planner.plan(&list).unwrap();
+            assert_eq!(plan.provider, expected);
+            assert_eq!(plan.retrievers, vec![2, 3]);
+        }
     }
 }

@@ -1,0 +1,140 @@
+//! `parsec scheduler`: the long-running measurement service (see [`crate::scheduler`]).
+
+use std::{process::ExitCode, time::Duration};
+
+use actix::System;
+use anyhow::bail;
+use clap::Args;
+use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, RoundConfig};
+
+use crate::{
+    api::{client::ClientTimeouts, ApiToken},
+    db::DatabaseArgs,
+    scheduler::{self, SchedulerConfig},
+};
+
+/// Arguments of `parsec scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Fleets to measure, comma-separated (the `fleet` of their servers' `nodes_ecs` rows).
+    #[arg(
+        long,
+        env = "PARSEC_SCHEDULER_FLEETS",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    fleets: Vec<String>,
+    /// Only servers of these fleets provide (cross-fleet rounds); default: every measured fleet.
+    #[arg(long, env = "PARSEC_SCHEDULER_PROVIDE_FLEETS", value_delimiter = ',')]
+    provide_fleets: Vec<String>,
+    /// Only servers of these fleets retrieve (cross-fleet rounds); default: every measured fleet.
+    #[arg(long, env = "PARSEC_SCHEDULER_RETRIEVE_FLEETS", value_delimiter = ',')]
+    retrieve_fleets: Vec<String>,
+    /// From one round's start to the next; 0 runs rounds back to back.
+    #[arg(long, env = "PARSEC_SCHEDULER_INTERVAL", default_value = "1m", value_parser = super::parse_duration)]
+    interval: Duration,
+    /// Lookups per retrieving server per round.
+    #[arg(long, env = "PARSEC_SCHEDULER_PROBES", default_value_t = 1)]
+    probes: u32,
+    /// Pause between the provide's answer and the retrievals.
+    #[arg(long, env = "PARSEC_SCHEDULER_SETTLE", default_value = "0s", value_parser = super::parse_duration)]
+    settle: Duration,
+    /// Servers whose last heartbeat is older than this are not measured.
+    #[arg(long, env = "PARSEC_SCHEDULER_MAX_HEARTBEAT_AGE", default_value = "2m", value_parser = super::parse_duration)]
+    max_heartbeat_age: Duration,
+    /// A server that does not answer `GET /readiness` within this is skipped and marked offline.
+    #[arg(long, env = "PARSEC_SCHEDULER_READINESS_TIMEOUT", default_value = "5s", value_parser = super::parse_duration)]
+    readiness_timeout: Duration,
+    /// HTTP timeout of a provide; keep it above the servers' own 3 min deadline so their answer
+    /// (a measurement, possibly with an error) arrives.
+    #[arg(long, env = "PARSEC_SCHEDULER_PROVIDE_TIMEOUT", default_value = "190s", value_parser = super::parse_duration)]
+    provide_timeout: Duration,
+    /// HTTP timeout of a retrieval; keep it above the servers' retrieval deadline (60 s).
+    #[arg(long, env = "PARSEC_SCHEDULER_RETRIEVE_TIMEOUT", default_value = "70s", value_parser = super::parse_duration)]
+    retrieve_timeout: Duration,
+    /// Shared secret sent as `Authorization: Bearer <token>`. Prefer the environment variable.
+    #[arg(long, env = "PARSEC_API_TOKEN", hide_env_values = true, value_parser = super::server::parse_token)]
+    api_token: Option<ApiToken>,
+    /// Stop after this many rounds (default: run until SIGINT/SIGTERM).
+    #[arg(long, env = "PARSEC_SCHEDULER_ROUNDS")]
+    rounds: Option<u64>,
+    /// After SIGINT/SIGTERM, how long the round in flight may finish before it is abandoned
+    /// (its unfinished operations are not recorded). ECS kills after 30 s by default.
+    #[arg(long, env = "PARSEC_SCHEDULER_SHUTDOWN_GRACE", default_value = "25s", value_parser = super::parse_duration)]
+    shutdown_grace: Duration,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+/// Empty list → `None` (every fleet).
+fn fleets_or_all(fleets: &[String]) -> Option<Vec<String>> {
+    (!fleets.is_empty()).then(|| fleets.to_vec())
+}
+
+impl SchedulerArgs {
+    fn config(&self) -> anyhow::Result<SchedulerConfig> {
+        let named = |list: &[String]| list.iter().all(|f| !f.trim().is_empty());
+        if self.fleets.is_empty() || !named(&self.fleets) {
+            bail!("--fleets needs at least one fleet name, e.g. --fleets default,optprov");
+        }
+        if !named(&self.provide_fleets) || !named(&self.retrieve_fleets) {
+            bail!("--provide-fleets and --retrieve-fleets take fleet names, e.g. --provide-fleets optprov");
+        }
+        if self.provide_timeout < DEFAULT_PROVIDE_TIMEOUT {
+            tracing::warn!(
+                provide_timeout = ?self.provide_timeout,
+                "the provide timeout is below the servers' own {DEFAULT_PROVIDE_TIMEOUT:?} deadline: \
+                 slow provides will be cut off and not recorded"
+            );
+        }
+        let mut round = RoundConfig::default();
+        round
+            .set_probes(self.probes)
+            .set_settle(self.settle)
+            .set_readiness_timeout(self.readiness_timeout);
+        Ok(SchedulerConfig {
+            fleets: self.fleets.clone(),
+            provide_fleets: fleets_or_all(&self.provide_fleets),
+            retrieve_fleets: fleets_or_all(&self.retrieve_fleets),
+            interval: self.interval,
+            round,
+            max_heartbeat_age: self.max_heartbeat_age,
+            timeouts: ClientTimeouts {
+                provide: self.provide_timeout,
+                retrieve: self.retrieve_timeout,
+                readiness: self.readiness_timeout,
+            },
+            token: self.api_token.clone(),
+            rounds: self.rounds,
+            shutdown_grace: self.shutdown_grace,
+            database: self.database.target()?,
+        })
+    }
+
+    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.config()?;
+        let report = System::new().block_on(async move {
+            let shutdown = scheduler::shutdown_on(super::shutdown_signal());
+            scheduler::run(config, shutdown).await
+        })?;
+        let scheduler = report
+            .scheduler
+            .map_or_else(|| "unregistered".to_owned(), |id| id.to_string());
+        println!(
+            "parsec scheduler {scheduler}: {} rounds run, {} failed, {} rows recorded, {} stored, {} dropped, \
+             {} failed writes, {:.1}s",
+            report.rounds_run,
+            report.rounds_failed,
+            report.rows_recorded,
+            report.recorder.written,
+            report.recorder.dropped,
+            report.recorder.failed_writes,
+            report.wall.as_secs_f64()
+        );
+        if let Some(error) = &report.storage_error {
+            eprintln!("error: measurements could not all be stored: {error}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,260 @@
+//! `parsec` processes as users run them: servers that log their addresses, schedulers whose
+//! output is kept for assertions.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
+
+/// A running `parsec server dht` with what it logged at start.
+pub struct ServerProcess {
+    pub child: Child,
+    pub http: String,
+    pub tcp_multiaddr: String,
+}
+
+impl ServerProcess {
+    /// A DHT-server-mode server on loopback with OS-chosen ports, plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`start`](Self::start), with environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(PARSEC)
+            .args([
+                "server",
+                "dht",
+                "--server-host",
+                "127.0.0.1",
+                "--server-port",
+                "0",
+            ])
+            .args(["--peer-host", "127.0.0.1", "--peer-port", "0", "--server-mode"])
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut http, mut tcp_multiaddr) = (None, None);
+        while http.is_none() || tcp_multiaddr.is_none() {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("server logged its addresses");
+            if let Some(address) = line.split("address=").nth(1) {
+                if line.contains("HTTP API listening") {
+                    http = Some(format!("http://{address}"));
+                } else if address.contains("/tcp/") {
+                    tcp_multiaddr = Some(address.to_owned());
+                }
+            }
+        }
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || while lines.recv().is_ok() {});
+        ServerProcess {
+            child,
+            http: http.unwrap(),
+            tcp_multiaddr: tcp_multiaddr.unwrap(),
+        }
+    }
+
+    /// Whether `parsec health` says the server is ready.
+    pub fn health(&self) -> bool {
+        Command::new(PARSEC)
+            .args(["health", &self.http])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(&self.child, "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(20)).expect("server ignored SIGTERM")
+    }
+
+    /// SIGKILL: the process gets no chance to mark itself offline.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Servers of one fleet on loopback forming one DHT (each joins through the first), sharing
+/// the database at `database_url`, heartbeating every 200 ms.
+pub fn start_fleet(
+    count: usize,
+    fleet: &str,
+    database_url: &str,
+    env: &[(&str, &str)],
+) -> Vec<ServerProcess> {
+    start_joining(count, fleet, database_url, env, None)
+}
+
+/// As [`start_fleet`], joining the DHT through `bootstrap` when given.
+pub fn start_joining(
+    count: usize,
+    fleet: &str,
+    database_url: &str,
+    env: &[(&str, &str)],
+    bootstrap: Option<&str>,
+) -> Vec<ServerProcess> {
+    let common = [
+        "--database-url",
+        database_url,
+        "--heartbeat-interval",
+        "200ms",
+        "--fleet",
+        fleet,
+    ];
+    let mut servers: Vec<ServerProcess> = Vec::new();
+    for _ in 0..count {
+        let join = bootstrap
+            .map(str::to_owned)
+            .or_else(|| servers.first().map(|s| s.tcp_multiaddr.clone()));
+        let mut args = common.to_vec();
+        if let Some(join) = &join {
+            args.extend(["--bootstrap", join]);
+        }
+        servers.push(ServerProcess::start_with_env(&args, env));
+    }
+    servers
+}
+
+/// A `parsec scheduler` whose stdout and stderr are collected.
+pub struct SchedulerProcess {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl SchedulerProcess {
+    /// `parsec scheduler` against `database_url` with `args`.
+    pub fn start(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(PARSEC)
+            .arg("scheduler")
+            .args(["--database-url", database_url])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let collect = |mut from: Box<dyn Read + Send>| {
+            let into = Arc::new(Mutex::new(String::new()));
+            let sink = into.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&mut from);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    sink.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            });
+            into
+        };
+        let log = collect(Box::new(child.stderr.take().unwrap()));
+        let stdout = collect(Box::new(child.stdout.take().unwrap()));
+        Self { child, log, stdout }
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for it to exit by itself (`--rounds`); returns the status and its summary line.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let status = wait_exit(&mut self.child, timeout)
+            .unwrap_or_else(|| panic!("scheduler still running after {timeout:?}:\n{}", self.log()));
+        // Let the reader threads take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        let stdout = self.stdout.lock().unwrap().clone();
+        (status, stdout)
+    }
+
+    /// SIGTERM, then [`wait`](Self::wait).
+    pub fn terminate(self, timeout: Duration) -> (ExitStatus, String) {
+        signal(&self.child, "TERM");
+        self.wait(timeout)
+    }
+}
+
+impl Drop for SchedulerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The figure before `label` in a scheduler's summary line (`… 6 rounds run, 0 failed, …`).
+pub fn summary_figure(summary: &str, label: &str) -> u64 {
+    summary
+        .split(", ")
+        .flat_map(|part| part.rsplit(": ").next())
+        .find_map(|part| part.strip_suffix(label).and_then(|n| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
+}
+
+fn signal(child: &Child, name: &str) {
+    Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `predicate` every 100 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut predicate: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if predicate() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,93 @@
+//! What a Postgres database holds after scheduler runs, read back for assertions.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    sql_types::{Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    QueryableByName,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// One provide or retrieval row.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StoredMeasurement {
+    /// `provide` or `retrieval`.
+    #[diesel(sql_type = Text)]
+    pub operation: String,
+    #[diesel(sql_type = Int4)]
+    pub scheduler_id: i32,
+    #[diesel(sql_type = Int4)]
+    pub node_id: i32,
+    #[diesel(sql_type = SqlUuid)]
+    pub round_id: uuid::Uuid,
+    #[diesel(sql_type = Text)]
+    pub cid: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub started_at: DateTime<Utc>,
+}
+
+/// One `nodes_ecs` row's identity and liveness.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StoredNode {
+    #[diesel(sql_type = Int4)]
+    pub id: i32,
+    #[diesel(sql_type = Text)]
+    pub fleet: String,
+    #[diesel(sql_type = Int4)]
+    pub server_port: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub offline_since: Option<DateTime<Utc>>,
+}
+
+impl StoredNode {
+    /// Heartbeating and not marked offline: what a scheduler measures.
+    pub fn live(&self) -> bool {
+        self.last_heartbeat.is_some() && self.offline_since.is_none()
+    }
+}
+
+fn query<T: QueryableByName<diesel::pg::Pg> + Send + 'static>(url: &str, sql: &str) -> Vec<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+        diesel::sql_query(sql).load(&mut conn).await.unwrap()
+    })
+}
+
+/// Every measurement row, provides first, each in start order.
+pub fn measurements(url: &str) -> Vec<StoredMeasurement> {
+    query(
+        url,
+        "SELECT 'provide' AS operation, scheduler_id, node_id, round_id, cid, error, started_at FROM provides_ecs \
+         UNION ALL \
+         SELECT 'retrieval', scheduler_id, node_id, round_id, cid, error, started_at FROM retrievals_ecs \
+         ORDER BY operation, started_at",
+    )
+}
+
+/// Every node row, in id order.
+pub fn nodes(url: &str) -> Vec<StoredNode> {
+    query(
+        url,
+        "SELECT id, fleet, server_port, last_heartbeat, offline_since FROM nodes_ecs ORDER BY id",
+    )
+}
+
+/// The node registered with API port `port`.
+pub fn node_on_port(url: &str, port: u16) -> StoredNode {
+    nodes(url)
+        .into_iter()
+        .find(|n| n.server_port == i32::from(port))
+        .unwrap_or_else(|| panic!("no node registered on port {port}"))
+}
+
+/// The API port of a server URL (`http://127.0.0.1:port`).
+pub fn port_of(http: &str) -> u16 {
+    http.rsplit(':').next().unwrap().parse().unwrap()
+}
