@@ -94,8 +94,6 @@ pub struct SchedulerReport {
     pub rounds_run: u64,
     /// Rounds that could not run or were abandoned.
     pub rounds_failed: u64,
-    /// Rows the rounds handed to the recorder.
-    pub rows_recorded: u64,
     /// The recorder's counters at the end.
     pub recorder: RecorderStats,
     /// Why some rows could not be stored at the end.
@@ -168,7 +166,6 @@ pub async fn run(config: SchedulerConfig, mut shutdown: Shutdown) -> anyhow::Res
         scheduler: None,
         rounds_run: 0,
         rounds_failed: 0,
-        rows_recorded: 0,
         recorder: RecorderStats::default(),
         storage_error: None,
         wall: Duration::ZERO,
@@ -226,7 +223,6 @@ pub async fn run(config: SchedulerConfig, mut shutdown: Shutdown) -> anyhow::Res
             Ok(summary) => {
                 backoff.reset();
                 report.rounds_run += 1;
-                report.rows_recorded += summary.rows as u64;
                 let found = summary
                     .retrievals
                     .iter()

@@ -321,6 +321,63 @@ fn faulty_servers_cost_one_timeout_each_and_never_a_round() {
     assert_eq!(rows.len() as u64, summary_figure(&summary, "stored"));
 }
 
+/// SIGTERM while a round waits on a hung retrieval: the round gets its grace, is abandoned, and
+/// the scheduler exits at once with what it measured stored and nothing invented.
+#[test]
+fn shutdown_abandons_a_stuck_round_after_its_grace() {
+    let pg = cluster();
+    let url = pg.url();
+    let servers = start_fleet(2, "default", &url, &[]);
+    wait_for_live_nodes(&url, 2);
+    let hanging = FakeServer::hanging();
+    let _fake = RegisteredFake::register(&url, hanging.port);
+    let first_real = servers
+        .iter()
+        .map(|s| node_on_port(&url, port_of(&s.http)).id)
+        .min()
+        .unwrap();
+
+    let scheduler = SchedulerProcess::start(
+        &url,
+        &[
+            "--interval",
+            "0",
+            "--retrieve-timeout",
+            "120s",
+            "--shutdown-grace",
+            "1s",
+        ],
+        &[],
+    );
+    // The first round: the first real node provides; the hanging node's retrieval never ends.
+    assert!(
+        wait_until(Duration::from_secs(60), || measurements(&url).len() >= 2),
+        "the first round's provide and real retrieval were not stored: {}",
+        scheduler.log()
+    );
+    let terminated = std::time::Instant::now();
+    let (status, summary) = scheduler.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        terminated.elapsed() < Duration::from_secs(15),
+        "shutdown waited for the hung request"
+    );
+    assert_eq!(summary_figure(&summary, "rounds run"), 0, "{summary}");
+    assert_eq!(
+        summary_figure(&summary, "failed"),
+        1,
+        "the stuck round is abandoned: {summary}"
+    );
+    assert_nothing_lost(&summary);
+    let rows = measurements(&url);
+    assert_eq!(
+        rows.len(),
+        2,
+        "the provide and the real retrieval, nothing for the hung node: {rows:?}"
+    );
+    assert_eq!(provides(&rows)[0].node_id, first_real);
+}
+
 /// A server killed with SIGKILL while rounds run back to back: it cannot mark itself offline,
 /// so the scheduler does; the others keep being measured; no row of the dead node is dated
 /// after its death.

@@ -53,6 +53,8 @@ pub struct GetStats;
 /// The recorder's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, MessageResponse)]
 pub struct RecorderStats {
+    /// Rows taken in since start.
+    pub received: u64,
     /// Rows waiting to be written.
     pub held: usize,
     /// Rows written since start.
@@ -208,6 +210,7 @@ impl Handler<RecordMeasurement> for MeasurementRecorder {
     type Result = ();
 
     fn handle(&mut self, msg: RecordMeasurement, ctx: &mut Context<Self>) {
+        self.stats.received += 1;
         self.held.push_back(msg.0);
         self.enforce_capacity();
         if self.held.len() >= self.batch_size {

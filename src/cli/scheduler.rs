@@ -125,7 +125,7 @@ impl SchedulerArgs {
              {} failed writes, {:.1}s",
             report.rounds_run,
             report.rounds_failed,
-            report.rows_recorded,
+            report.recorder.received,
             report.recorder.written,
             report.recorder.dropped,
             report.recorder.failed_writes,

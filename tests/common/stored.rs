@@ -71,6 +71,25 @@ pub fn measurements(url: &str) -> Vec<StoredMeasurement> {
     )
 }
 
+/// Every measurement's operation and duration in seconds.
+pub fn durations(url: &str) -> Vec<(String, f64)> {
+    #[derive(QueryableByName)]
+    struct Duration {
+        #[diesel(sql_type = Text)]
+        operation: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        seconds: f64,
+    }
+    query::<Duration>(
+        url,
+        "SELECT 'provide' AS operation, duration AS seconds FROM provides_ecs \
+         UNION ALL SELECT 'retrieval', duration FROM retrievals_ecs",
+    )
+    .into_iter()
+    .map(|d| (d.operation, d.seconds))
+    .collect()
+}
+
 /// Every node row, in id order.
 pub fn nodes(url: &str) -> Vec<StoredNode> {
     query(

@@ -1,0 +1,104 @@
+//! Rounds per minute a `parsec scheduler` sustains at `--interval 0` against separate
+//! `parsec server dht` processes on loopback (one DHT, DHT server mode) and a throwaway
+//! PostgreSQL, with the per-round time split into its parts from the stored rows.
+//!
+//! Run: `cargo bench --bench scheduler` (options: `-- --servers 7 --rounds 300`).
+//! Needs the PostgreSQL server binaries (`apt-get install -y postgresql`).
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/process.rs"]
+mod process;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/stored.rs"]
+mod stored;
+
+use std::time::{Duration, Instant};
+
+use parsec::db::throwaway::TempPostgres;
+use process::{start_fleet, summary_figure, wait_until, SchedulerProcess};
+
+fn option(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .find(|pair| pair[0] == name)
+        .map(|pair| {
+            pair[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("{name} needs a number"))
+        })
+        .unwrap_or(default)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn main() {
+    let servers = option("--servers", 7);
+    let rounds = option("--rounds", 300);
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    let url = pg.url();
+    let _fleet = start_fleet(servers, "default", &url, &[]);
+    assert!(
+        wait_until(Duration::from_secs(120), || stored::nodes(&url)
+            .iter()
+            .filter(|n| n.live())
+            .count()
+            == servers),
+        "servers never all became ready"
+    );
+
+    let started = Instant::now();
+    let scheduler = SchedulerProcess::start(
+        &url,
+        &["--interval", "0", "--rounds", &rounds.to_string()],
+        &[("RUST_LOG", "warn")],
+    );
+    let (status, summary) = scheduler.wait(Duration::from_secs(3600));
+    let wall = started.elapsed();
+    assert!(status.success(), "{summary}");
+    let run = summary_figure(&summary, "rounds run");
+    let failed = summary_figure(&summary, "failed");
+
+    let rows = stored::measurements(&url);
+    let mut provide_s = Vec::new();
+    let mut retrieval_s = Vec::new();
+    let durations = stored::durations(&url);
+    for (operation, seconds) in durations {
+        match operation.as_str() {
+            "provide" => provide_s.push(seconds),
+            _ => retrieval_s.push(seconds),
+        }
+    }
+    provide_s.sort_by(f64::total_cmp);
+    retrieval_s.sort_by(f64::total_cmp);
+    let minutes = wall.as_secs_f64() / 60.0;
+    println!("scheduler, {servers} server processes, --interval 0, {rounds} rounds (release build):");
+    println!("  wall time incl. scheduler start  {:>9.1} s", wall.as_secs_f64());
+    println!("  rounds run / failed              {run:>9} / {failed}");
+    println!("  rounds per minute                {:>9.0}", run as f64 / minutes);
+    println!(
+        "  rows stored / per second         {:>9} / {:.0}",
+        rows.len(),
+        rows.len() as f64 / wall.as_secs_f64()
+    );
+    println!(
+        "  provide   p50 / p90 (server)     {:>9.4} / {:.4} s",
+        percentile(&provide_s, 50.0),
+        percentile(&provide_s, 90.0)
+    );
+    println!(
+        "  retrieval p50 / p90 (server)     {:>9.4} / {:.4} s",
+        percentile(&retrieval_s, 50.0),
+        percentile(&retrieval_s, 90.0)
+    );
+    println!(
+        "  wall time per round (mean)       {:>9.4} s (readiness + provide + slowest retrieval + HTTP)",
+        wall.as_secs_f64() / run as f64
+    );
+}
