@@ -9,10 +9,14 @@ mod handlers;
 
 use std::net::TcpListener;
 
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_web::{
+    dev::{Server, Service as _},
+    web, App, HttpServer,
+};
 use parsec_actors::NodeRecipients;
 
 pub use self::{auth::ApiToken, error::ApiError};
+use crate::telemetry::metrics::ServerMetrics;
 
 /// Largest request body accepted; content blobs are 1 KiB.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -20,9 +24,18 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// Header naming the scheduler that sends a request (labels metrics).
 pub const SCHEDULER_ID_HEADER: &str = "x-scheduler-id";
 
-/// Registers the API routes for `node`. With a `token`, provide and retrieve requests must
-/// carry it as `Authorization: Bearer <token>`; readiness stays open for health checks.
-pub fn configure(node: NodeRecipients, token: Option<ApiToken>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// How a server's API behaves beyond its routes.
+#[derive(Clone, Debug, Default)]
+pub struct ApiOptions {
+    /// With a token, provide and retrieve requests must carry it as
+    /// `Authorization: Bearer <token>`; readiness stays open for health checks.
+    pub token: Option<ApiToken>,
+    /// Where operation durations and requests are counted.
+    pub metrics: Option<ServerMetrics>,
+}
+
+/// Registers the API routes for `node`.
+pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         let json = web::JsonConfig::default()
             .limit(MAX_BODY_BYTES)
@@ -31,7 +44,8 @@ pub fn configure(node: NodeRecipients, token: Option<ApiToken>) -> impl FnOnce(&
             .error_handler(|error, _| ApiError::from(error).into());
         config
             .app_data(web::Data::new(node))
-            .app_data(web::Data::new(auth::RequiredToken(token)))
+            .app_data(web::Data::new(auth::RequiredToken(options.token)))
+            .app_data(web::Data::new(options.metrics))
             .app_data(json)
             .service(
                 web::resource("/provide")
@@ -52,19 +66,38 @@ pub fn configure(node: NodeRecipients, token: Option<ApiToken>) -> impl FnOnce(&
     }
 }
 
-/// Serves the API for `node` on `listener` with `workers` threads, requiring `token` if given.
-/// Signals are left to the caller, which decides how the node shuts down.
+/// Serves the API for `node` on `listener` with `workers` threads. Signals are left to the
+/// caller, which decides how the node shuts down.
 pub fn serve(
     listener: TcpListener,
     node: NodeRecipients,
-    token: Option<ApiToken>,
+    options: ApiOptions,
     workers: usize,
 ) -> std::io::Result<Server> {
-    Ok(
-        HttpServer::new(move || App::new().configure(configure(node.clone(), token.clone())))
-            .workers(workers.max(1))
-            .disable_signals()
-            .listen(listener)?
-            .run(),
-    )
+    Ok(HttpServer::new(move || {
+        let counted = options.metrics.clone();
+        App::new()
+            // Counted after routing, so the label is the route, not the raw path.
+            .wrap_fn(move |request, service| {
+                let response = service.call(request);
+                let counted = counted.clone();
+                async move {
+                    let response = response.await?;
+                    if let Some(metrics) = &counted {
+                        let request = response.request();
+                        metrics.count_request(
+                            request.method().as_str(),
+                            request.match_pattern().as_deref(),
+                            handlers::scheduler_id(request).as_deref(),
+                        );
+                    }
+                    Ok(response)
+                }
+            })
+            .configure(configure(node.clone(), options.clone()))
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }

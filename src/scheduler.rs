@@ -34,6 +34,7 @@ use crate::{
     },
     db::{self, DatabaseTarget, DbError, Store},
     host,
+    telemetry::metrics::SchedulerMetrics,
 };
 
 /// How long the closing flush may retry a failing database before giving up on the rows.
@@ -70,6 +71,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// Where nodes are discovered and measurements go.
     pub database: DatabaseTarget,
+    /// Where rounds are counted (`None`: not counted).
+    pub metrics: Option<SchedulerMetrics>,
 }
 
 impl SchedulerConfig {
@@ -218,6 +221,9 @@ pub async fn run(config: SchedulerConfig, mut shutdown: Shutdown) -> anyhow::Res
         }
         let round_started = Instant::now();
         let outcome = run_round(&supervisor, &mut shutdown, config.shutdown_grace).await;
+        if let Some(metrics) = &config.metrics {
+            metrics.record_round(&outcome);
+        }
         let mut pause = config.interval.saturating_sub(round_started.elapsed());
         match outcome {
             Ok(summary) => {

@@ -1,4 +1,9 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` or the command's default.
+//! Telemetry: logs (`tracing` to stderr, filtered by `RUST_LOG` or the command's default) and
+//! Prometheus metrics ([`metrics`]: parsec's metric names, process metrics, the `/metrics`
+//! endpoint).
+
+pub mod metrics;
+mod process;
 
 use std::io::IsTerminal;
 

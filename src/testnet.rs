@@ -200,7 +200,7 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         let listener = TcpListener::bind("127.0.0.1:0").context("binding a server's HTTP port")?;
         let api_address = listener.local_addr()?;
         let base_url = format!("http://{api_address}");
-        let http = api::serve(listener, NodeRecipients::of(&node), None, 1)?;
+        let http = api::serve(listener, NodeRecipients::of(&node), api::ApiOptions::default(), 1)?;
         let handle = http.handle();
         actix::spawn(async move {
             if let Err(e) = http.await {

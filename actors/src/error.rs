@@ -89,5 +89,7 @@ pub enum RoundError {
         node: crate::NodeId,
         /// What went wrong.
         source: NodeError,
+        /// Members that were ready in this round.
+        ready_nodes: usize,
     },
 }

@@ -184,6 +184,8 @@ pub struct RoundSummary {
     pub failures: Vec<(NodeId, NodeError)>,
     /// Members skipped because they were not ready, with the reason.
     pub not_ready: Vec<(NodeId, String)>,
+    /// Members that were ready.
+    pub ready_nodes: usize,
     /// Rows sent to the recorder.
     pub rows: usize,
 }
@@ -411,6 +413,7 @@ impl Round {
             .map_err(|source| RoundError::ProvideFailed {
                 node: provider.id,
                 source,
+                ready_nodes: members.len() - not_ready.len(),
             })?;
         let mut rows = self
             .record(round, provider, Operation::Provide, 0, started_at, &provide)
@@ -445,6 +448,7 @@ impl Round {
             provide,
             retrievals,
             failures,
+            ready_nodes: members.len() - not_ready.len(),
             not_ready,
             rows,
         })

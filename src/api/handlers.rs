@@ -2,7 +2,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
-use parsec_actors::{CheckReadiness, ContentId, NodeRecipients, ProvideContent, RetrieveContent};
+use parsec_actors::{
+    CheckReadiness, ContentId, NodeRecipients, Operation, OperationReport, ProvideContent, RetrieveContent,
+};
+
+use crate::telemetry::metrics::ServerMetrics;
 
 use super::{
     auth::Authorized,
@@ -15,6 +19,7 @@ use super::{
 pub(crate) async fn provide(
     _: Authorized,
     node: web::Data<NodeRecipients>,
+    metrics: web::Data<Option<ServerMetrics>>,
     request: HttpRequest,
     body: web::Json<ProvideRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -26,9 +31,13 @@ pub(crate) async fn provide(
     let scheduler = scheduler_id(&request);
     let report = node
         .provide
-        .send(ProvideContent { content, scheduler })
+        .send(ProvideContent {
+            content,
+            scheduler: scheduler.clone(),
+        })
         .await
         .map_err(|e| ApiError::Unavailable(format!("node stopped: {e}")))??;
+    record(&metrics, Operation::Provide, &report, scheduler.as_deref());
     Ok(HttpResponse::Ok().json(OperationResponse::from(report)))
 }
 
@@ -36,6 +45,7 @@ pub(crate) async fn provide(
 pub(crate) async fn retrieve(
     _: Authorized,
     node: web::Data<NodeRecipients>,
+    metrics: web::Data<Option<ServerMetrics>>,
     request: HttpRequest,
     cid: web::Path<String>,
     body: web::Payload,
@@ -45,10 +55,25 @@ pub(crate) async fn retrieve(
     let scheduler = scheduler_id(&request);
     let report = node
         .retrieve
-        .send(RetrieveContent { cid, scheduler })
+        .send(RetrieveContent {
+            cid,
+            scheduler: scheduler.clone(),
+        })
         .await
         .map_err(|e| ApiError::Unavailable(format!("node stopped: {e}")))??;
+    record(&metrics, Operation::Retrieval, &report, scheduler.as_deref());
     Ok(HttpResponse::Ok().json(OperationResponse::from(report)))
+}
+
+fn record(
+    metrics: &Option<ServerMetrics>,
+    operation: Operation,
+    report: &OperationReport,
+    scheduler: Option<&str>,
+) {
+    if let Some(metrics) = metrics {
+        metrics.record_operation(operation, report, scheduler);
+    }
 }
 
 /// `GET /readiness`: 200 when the routing table is non-empty, 503 otherwise.
@@ -91,7 +116,8 @@ pub(crate) async fn method_not_allowed(request: HttpRequest) -> Result<HttpRespo
     })
 }
 
-fn scheduler_id(request: &HttpRequest) -> Option<String> {
+/// The `x-scheduler-id` header, when present and readable.
+pub(crate) fn scheduler_id(request: &HttpRequest) -> Option<String> {
     request
         .headers()
         .get(SCHEDULER_ID_HEADER)

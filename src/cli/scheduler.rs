@@ -11,6 +11,7 @@ use crate::{
     api::{client::ClientTimeouts, ApiToken},
     db::DatabaseArgs,
     scheduler::{self, SchedulerConfig},
+    telemetry::metrics::{self, SchedulerMetrics, TelemetryArgs},
 };
 
 /// Arguments of `parsec scheduler`.
@@ -64,6 +65,8 @@ pub struct SchedulerArgs {
     shutdown_grace: Duration,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 /// Empty list → `None` (every fleet).
@@ -108,12 +111,17 @@ impl SchedulerArgs {
             rounds: self.rounds,
             shutdown_grace: self.shutdown_grace,
             database: self.database.target()?,
+            metrics: None,
         })
     }
 
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.config()?;
+        let mut config = self.config()?;
+        let telemetry = self.telemetry.clone();
         let report = System::new().block_on(async move {
+            let mut registry = metrics::registry();
+            config.metrics = Some(SchedulerMetrics::register(&mut registry));
+            telemetry.start(registry);
             let shutdown = scheduler::shutdown_on(super::shutdown_signal());
             scheduler::run(config, shutdown).await
         })?;

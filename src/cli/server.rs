@@ -18,9 +18,10 @@ use parsec_actors::{
 };
 
 use crate::{
-    api::{self, ApiToken},
+    api::{self, ApiOptions, ApiToken},
     db::{self, DatabaseArgs, Store},
     host,
+    telemetry::metrics::{self, ServerMetrics, TelemetryArgs},
 };
 
 /// Arguments of `parsec server`.
@@ -90,6 +91,8 @@ struct DhtServerArgs {
     api_token: Option<ApiToken>,
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
 }
 
 /// Parses `--api-token`.
@@ -181,6 +184,10 @@ impl DhtServerArgs {
             });
         }
 
+        let mut registry = metrics::registry();
+        let metrics = ServerMetrics::register(&mut registry);
+        self.telemetry.start(registry);
+
         let node = NodeActor::new(peer.clone()).start();
         let listener = TcpListener::bind((self.server_host, self.server_port)).with_context(|| {
             format!(
@@ -193,7 +200,10 @@ impl DhtServerArgs {
         let server = api::serve(
             listener,
             NodeRecipients::of(&node),
-            self.api_token.clone(),
+            ApiOptions {
+                token: self.api_token.clone(),
+                metrics: Some(metrics),
+            },
             self.http_workers,
         )?;
         let http = server.handle();

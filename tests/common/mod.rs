@@ -24,7 +24,11 @@ pub fn serve_node(node: &Addr<NodeActor>) -> String {
 pub fn serve_node_with_token(node: &Addr<NodeActor>, token: Option<api::ApiToken>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = api::serve(listener, NodeRecipients::of(node), token, 1).unwrap();
+    let options = api::ApiOptions {
+        token,
+        ..api::ApiOptions::default()
+    };
+    let server = api::serve(listener, NodeRecipients::of(node), options, 1).unwrap();
     actix::spawn(server);
     url
 }

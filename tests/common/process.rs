@@ -10,11 +10,16 @@ use std::{
 
 pub const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 
+/// Many processes share this machine: each serves metrics on a port of its own, logged at start.
+const TELEMETRY_ON_ANY_PORT: [&str; 4] = ["--telemetry-host", "127.0.0.1", "--telemetry-port", "0"];
+
 /// A running `parsec server dht` with what it logged at start.
 pub struct ServerProcess {
     pub child: Child,
     pub http: String,
     pub tcp_multiaddr: String,
+    /// `host:port` of its Prometheus endpoint.
+    pub metrics: String,
 }
 
 impl ServerProcess {
@@ -35,6 +40,7 @@ impl ServerProcess {
                 "0",
             ])
             .args(["--peer-host", "127.0.0.1", "--peer-port", "0", "--server-mode"])
+            .args(TELEMETRY_ON_ANY_PORT)
             .args(extra)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -51,14 +57,16 @@ impl ServerProcess {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut http, mut tcp_multiaddr) = (None, None);
-        while http.is_none() || tcp_multiaddr.is_none() {
+        let (mut http, mut tcp_multiaddr, mut metrics) = (None, None, None);
+        while http.is_none() || tcp_multiaddr.is_none() || metrics.is_none() {
             let line = lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("server logged its addresses");
             if let Some(address) = line.split("address=").nth(1) {
                 if line.contains("HTTP API listening") {
                     http = Some(format!("http://{address}"));
+                } else if line.contains("metrics at") {
+                    metrics = Some(address.to_owned());
                 } else if address.contains("/tcp/") {
                     tcp_multiaddr = Some(address.to_owned());
                 }
@@ -70,6 +78,7 @@ impl ServerProcess {
             child,
             http: http.unwrap(),
             tcp_multiaddr: tcp_multiaddr.unwrap(),
+            metrics: metrics.unwrap(),
         }
     }
 
@@ -157,6 +166,7 @@ impl SchedulerProcess {
         let mut child = Command::new(PARSEC)
             .arg("scheduler")
             .args(["--database-url", database_url])
+            .args(TELEMETRY_ON_ANY_PORT)
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -185,6 +195,13 @@ impl SchedulerProcess {
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// `host:port` of its Prometheus endpoint, once it has logged it.
+    pub fn metrics(&self) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("metrics at"))?;
+        Some(line.split("address=").nth(1)?.trim().to_owned())
     }
 
     /// Whether it is still running.

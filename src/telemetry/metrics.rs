@@ -1,0 +1,223 @@
+//! Prometheus metrics under parsec's names, so its dashboards keep working, plus process
+//! metrics, in one registry served as text on `/metrics`.
+//!
+//! `parsec_durations` is a histogram where parsec has a summary: summaries cannot be
+//! aggregated across a fleet (the p50 of p50s means nothing), histogram buckets can, and
+//! `histogram_quantile` gives the percentiles. The buckets span 1 ms to the 3 min provide
+//! deadline.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
+use parsec_actors::{Operation, OperationReport, RoundError, RoundSummary};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Upper bounds (seconds) of the duration buckets: 1 ms … 180 s, about 2.5× apart.
+pub const DURATION_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0, 180.0,
+];
+
+/// Labels of `parsec_durations`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    /// `provide_duration` or `retrieval_ttfpr`.
+    r#type: &'static str,
+    /// `true` when the step has no error.
+    success: &'static str,
+    /// The scheduler that asked (`x-scheduler-id`), empty if none.
+    scheduler: String,
+}
+
+/// Labels of `parsec_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route (`/provide`, `/retrieve/{cid}`, `/readiness`), `other` for unknown paths:
+    /// never the raw path, whose CIDs would make a series each.
+    path: String,
+    scheduler: String,
+}
+
+type DurationFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// What a server measures: its operations' durations and the requests it served.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    durations: DurationFamily,
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl ServerMetrics {
+    /// Registers the server metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            durations: Family::new_with_constructor(duration_histogram),
+            requests: Family::default(),
+        };
+        registry.register(
+            "parsec_durations",
+            "Durations of provides and retrievals (time to first provider record) in seconds",
+            metrics.durations.clone(),
+        );
+        registry.register(
+            "parsec_http_requests",
+            "HTTP requests served, by method, route and scheduler",
+            metrics.requests.clone(),
+        );
+        metrics
+    }
+
+    /// Records every step of an operation's report.
+    pub fn record_operation(&self, operation: Operation, report: &OperationReport, scheduler: Option<&str>) {
+        let kind = match operation {
+            Operation::Provide => "provide_duration",
+            Operation::Retrieval => "retrieval_ttfpr",
+        };
+        for step in &report.measurements {
+            self.durations
+                .get_or_create(&DurationLabels {
+                    r#type: kind,
+                    success: if step.error.is_none() { "true" } else { "false" },
+                    scheduler: scheduler.unwrap_or_default().to_owned(),
+                })
+                .observe(step.duration.as_secs_f64());
+        }
+    }
+
+    /// Counts one served request.
+    pub fn count_request(&self, method: &str, route: Option<&str>, scheduler: Option<&str>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                path: route.unwrap_or("other").to_owned(),
+                scheduler: scheduler.unwrap_or_default().to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// What a scheduler counts: ready nodes, and the operations it asked for.
+#[derive(Clone, Debug, Default)]
+pub struct SchedulerMetrics {
+    active_nodes: Gauge,
+    issued_provides: Counter,
+    issued_retrievals: Counter,
+}
+
+impl SchedulerMetrics {
+    /// Registers the scheduler metrics in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "parsec_active_nodes",
+            "Servers that were ready in the last round",
+            metrics.active_nodes.clone(),
+        );
+        registry.register(
+            "parsec_issued_provides",
+            "Provide requests sent to servers",
+            metrics.issued_provides.clone(),
+        );
+        registry.register(
+            "parsec_issued_retrievals",
+            "Retrieval requests sent to servers",
+            metrics.issued_retrievals.clone(),
+        );
+        metrics
+    }
+
+    /// Counts what a round asked for.
+    pub fn record_round(&self, outcome: &Result<RoundSummary, RoundError>) {
+        match outcome {
+            Ok(summary) => {
+                self.active_nodes.set(summary.ready_nodes as i64);
+                self.issued_provides.inc();
+                self.issued_retrievals
+                    .inc_by((summary.retrievals.len() + summary.failures.len()) as u64);
+            }
+            Err(RoundError::ProvideFailed { ready_nodes, .. }) => {
+                self.active_nodes.set(*ready_nodes as i64);
+                self.issued_provides.inc();
+            }
+            Err(RoundError::NoReadyNode { .. }) => {
+                self.active_nodes.set(0);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// A registry with the process metrics in it.
+pub fn registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(super::process::ProcessCollector));
+    registry
+}
+
+/// Serves `registry` as `GET /metrics` on `listener`.
+pub fn serve(listener: TcpListener, registry: Registry) -> std::io::Result<Server> {
+    let registry = web::Data::new(Arc::new(registry));
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
+}
+
+async fn metrics(registry: web::Data<Arc<Registry>>) -> HttpResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(body),
+        Err(e) => HttpResponse::InternalServerError().body(format!("encoding metrics failed: {e}")),
+    }
+}
+
+/// Where `/metrics` is served (`PARSEC_TELEMETRY_HOST`/`PARSEC_TELEMETRY_PORT`, as parsec).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TelemetryArgs {
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, env = "PARSEC_TELEMETRY_HOST", default_value = "0.0.0.0")]
+    pub telemetry_host: std::net::IpAddr,
+    /// Port of the `/metrics` endpoint (0: any free port, logged at start).
+    #[arg(long, env = "PARSEC_TELEMETRY_PORT", default_value_t = 9464)]
+    pub telemetry_port: u16,
+}
+
+impl TelemetryArgs {
+    /// Starts the endpoint for `registry` on the current actix System. A port that cannot be
+    /// bound is logged and skipped: measurements matter more than their metrics.
+    pub fn start(&self, registry: Registry) {
+        let bound = TcpListener::bind((self.telemetry_host, self.telemetry_port))
+            .and_then(|listener| Ok((listener.local_addr()?, serve(listener, registry)?)));
+        match bound {
+            Ok((address, server)) => {
+                tracing::info!(%address, "metrics at http://{address}/metrics");
+                actix::spawn(async move {
+                    if let Err(e) = server.await {
+                        tracing::error!(error = %e, "metrics endpoint failed");
+                    }
+                });
+            }
+            Err(e) => tracing::error!(
+                host = %self.telemetry_host,
+                port = self.telemetry_port,
+                error = %e,
+                "cannot serve metrics (set PARSEC_TELEMETRY_PORT to a free port, or 0); running without"
+            ),
+        }
+    }
+}

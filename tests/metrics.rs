@@ -1,0 +1,166 @@
+//! Prometheus metrics end to end: the real Prometheus server (`apt-get install -y prometheus`)
+//! scrapes three `parsec server dht` processes and a `parsec scheduler`, and its query API
+//! returns what one round did under parsec's metric names.
+
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::process::{start_fleet, wait_until, SchedulerProcess};
+use parsec::db::throwaway::TempPostgres;
+use serde_json::Value;
+
+/// A Prometheus server scraping `targets` every 500 ms, deleted on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(targets: &[String]) -> Self {
+        let binary = which("prometheus").unwrap_or_else(|| {
+            panic!("the prometheus server binary is missing: apt-get install -y prometheus (.ci/run does)")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: parsec\n    \
+             static_configs:\n      - targets: [{}]\n",
+            targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// The value of an instant query that returns one series (`None`: no series, or no answer).
+    fn value(&self, query: &str) -> Option<f64> {
+        let url = format!("{}/api/v1/query", self.url);
+        let body: Value = actix::System::new().block_on(async {
+            let mut response = common::client()
+                .get(&url)
+                .query(&[("query", query)])
+                .ok()?
+                .send()
+                .await
+                .ok()?;
+            response.json().await.ok()
+        })?;
+        let result = body["data"]["result"].as_array()?;
+        if result.len() != 1 {
+            return None;
+        }
+        result[0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Waits until `query` returns `expected`; panics with what it returned last.
+    fn expect(&self, query: &str, expected: f64) {
+        let mut last = None;
+        let seen = wait_until(Duration::from_secs(30), || {
+            last = self.value(query);
+            last == Some(expected)
+        });
+        assert!(seen, "{query}: expected {expected}, got {last:?}");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(binary: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(binary))
+        .find(|path| path.is_file())
+}
+
+#[test]
+fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let url = pg.url();
+    let servers = start_fleet(3, "default", &url, &[]);
+    assert!(
+        wait_until(Duration::from_secs(60), || common::stored::nodes(&url)
+            .iter()
+            .filter(|n| n.live())
+            .count()
+            == 3),
+        "servers never became ready"
+    );
+    // One round now, the next in an hour: the process stays up to be scraped.
+    let scheduler = SchedulerProcess::start(&url, &["--interval", "1h"], &[]);
+    assert!(wait_until(Duration::from_secs(30), || scheduler
+        .metrics()
+        .is_some()));
+    let mut targets: Vec<String> = servers.iter().map(|s| s.metrics.clone()).collect();
+    targets.push(scheduler.metrics().unwrap());
+    assert!(
+        wait_until(Duration::from_secs(30), || common::stored::measurements(&url)
+            .len()
+            == 3),
+        "the round was not stored: {}",
+        scheduler.log()
+    );
+
+    let prometheus = Prometheus::start(&targets);
+    prometheus.expect("count(up == 1)", 4.0);
+    // Servers: one provide and two retrievals, all successful, labelled with the scheduler.
+    prometheus.expect("sum(parsec_durations_count)", 3.0);
+    prometheus.expect(
+        r#"sum(parsec_durations_count{type="provide_duration",success="true",scheduler="default"})"#,
+        1.0,
+    );
+    prometheus.expect(
+        r#"sum(parsec_durations_count{type="retrieval_ttfpr",success="true",scheduler="default"})"#,
+        2.0,
+    );
+    prometheus.expect(
+        r#"sum(parsec_http_requests_total{method="POST",path="/provide"})"#,
+        1.0,
+    );
+    prometheus.expect(
+        r#"sum(parsec_http_requests_total{method="POST",path="/retrieve/{cid}"})"#,
+        2.0,
+    );
+    // Every duration is under the 180 s bucket and above zero.
+    prometheus.expect(r#"sum(parsec_durations_bucket{le="180.0"})"#, 3.0);
+    assert!(prometheus.value("sum(parsec_durations_sum)").unwrap() > 0.0);
+    // The scheduler: what it asked for, and how many servers were ready.
+    prometheus.expect("parsec_issued_provides_total", 1.0);
+    prometheus.expect("parsec_issued_retrievals_total", 2.0);
+    prometheus.expect("parsec_active_nodes", 3.0);
+    // Process metrics from every target.
+    prometheus.expect("count(process_resident_memory_bytes > 1e6)", 4.0);
+    prometheus.expect("count(process_open_fds > 0)", 4.0);
+    prometheus.expect("count(process_cpu_seconds_total > 0)", 4.0);
+}
