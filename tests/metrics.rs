@@ -1,6 +1,6 @@
 //! Prometheus metrics end to end: the real Prometheus server (`apt-get install -y prometheus`)
 //! scrapes three `parsec server dht` processes and a `parsec scheduler`, and its query API
-//! returns what one round did under parsec's metric names.
+//! returns what one round did under parsec's metric names, beside libp2p's and the process's.
 
 mod common;
 
@@ -159,6 +159,15 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
     prometheus.expect("parsec_issued_provides_total", 1.0);
     prometheus.expect("parsec_issued_retrievals_total", 2.0);
     prometheus.expect("parsec_active_nodes", 3.0);
+    // libp2p's own metrics from every server: connections made, kad queries finished.
+    prometheus.expect(
+        "count(sum by (instance) (libp2p_swarm_connections_established_total) > 0)",
+        3.0,
+    );
+    prometheus.expect(
+        "count(sum by (instance) (libp2p_kad_query_result_duration_seconds_count) > 0)",
+        3.0,
+    );
     // Process metrics from every target.
     prometheus.expect("count(process_resident_memory_bytes > 1e6)", 4.0);
     prometheus.expect("count(process_open_fds > 0)", 4.0);

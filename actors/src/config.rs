@@ -69,6 +69,26 @@ pub struct DhtConfig {
     pub periodic_bootstrap: Option<Duration>,
     /// Resolve `/dns*` addresses (needs a resolver configuration on the host).
     pub resolve_dns: bool,
+    /// Where the swarm's events are counted (libp2p's own metrics); `None`: not counted.
+    pub metrics: Option<Libp2pMetrics>,
+}
+
+/// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
+/// in a Prometheus registry and shared by the swarms that record into it.
+#[derive(Clone)]
+pub struct Libp2pMetrics(pub(crate) std::sync::Arc<libp2p::metrics::Metrics>);
+
+impl Libp2pMetrics {
+    /// Registers libp2p's metrics (prefix `libp2p_`) in `registry`.
+    pub fn register(registry: &mut libp2p::metrics::Registry) -> Self {
+        Self(std::sync::Arc::new(libp2p::metrics::Metrics::new(registry)))
+    }
+}
+
+impl std::fmt::Debug for Libp2pMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Libp2pMetrics")
+    }
 }
 
 impl Default for DhtConfig {
@@ -89,11 +109,18 @@ impl Default for DhtConfig {
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
             resolve_dns: false,
+            metrics: None,
         }
     }
 }
 
 impl DhtConfig {
+    /// Counts the swarm's events in `metrics`.
+    pub fn set_metrics(&mut self, metrics: Option<Libp2pMetrics>) -> &mut Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Sets the identity.
     pub fn set_keypair(&mut self, keypair: Keypair) -> &mut Self {
         self.keypair = Some(keypair);

@@ -42,7 +42,7 @@ pub mod sink;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 
-pub use config::{DhtConfig, DhtMode, IPFS_KAD_PROTOCOL};
+pub use config::{DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL};
 pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{

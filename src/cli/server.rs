@@ -14,7 +14,8 @@ use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     multiaddr::Protocol,
     network::dht_runtime,
-    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Multiaddr, NodeActor, NodeRecipients,
+    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Libp2pMetrics, Multiaddr, NodeActor,
+    NodeRecipients,
 };
 
 use crate::{
@@ -163,7 +164,12 @@ impl DhtServerArgs {
             .with_context(|| format!("opening the database {target}"))?;
         tracing::info!(database = %target, "database ready");
 
-        let peer = DhtHandle::spawn(self.dht_config(), &runtime)
+        // One registry for parsec's, libp2p's and the process's metrics.
+        let mut registry = metrics::registry();
+        let metrics = ServerMetrics::register(&mut registry);
+        let mut dht_config = self.dht_config();
+        dht_config.set_metrics(Some(Libp2pMetrics::register(&mut registry)));
+        let peer = DhtHandle::spawn(dht_config, &runtime)
             .await
             .context("starting the libp2p peer")?;
         tracing::info!(peer_id = %peer.peer_id(), fleet = %self.fleet, "libp2p peer started");
@@ -184,8 +190,6 @@ impl DhtServerArgs {
             });
         }
 
-        let mut registry = metrics::registry();
-        let metrics = ServerMetrics::register(&mut registry);
         self.telemetry.start(registry);
 
         let node = NodeActor::new(peer.clone()).start();

@@ -254,6 +254,9 @@ impl SwarmTask {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<DhtBehaviourEvent>) {
+        if let Some(metrics) = &self.config.metrics {
+            record_metrics(&metrics.0, &event);
+        }
         match event {
             SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
@@ -440,4 +443,16 @@ async fn first_listen_addr(
             _ => {}
         }
     }
+}
+
+/// Counts a swarm event, and the protocol event inside it, in libp2p's metrics.
+fn record_metrics(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<DhtBehaviourEvent>) {
+    use libp2p::metrics::Recorder;
+    match event {
+        SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(event)) => metrics.record(event),
+        SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(event)) => metrics.record(event),
+        SwarmEvent::Behaviour(DhtBehaviourEvent::Ping(event)) => metrics.record(event),
+        _ => {}
+    }
+    metrics.record(event);
 }
