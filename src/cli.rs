@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a parsec server.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run the scheduler: discover the fleets' servers in the database and measure them, round
     /// after round, until stopped.
     Scheduler(scheduler::SchedulerArgs),

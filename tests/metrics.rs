@@ -78,6 +78,22 @@ impl Prometheus {
         result[0]["value"][1].as_str()?.parse().ok()
     }
 
+    /// How many series an instant query returns (`None`: an error or no answer).
+    fn series(&self, query: &str) -> Option<usize> {
+        let url = format!("{}/api/v1/query", self.url);
+        let body: Value = actix::System::new().block_on(async {
+            let mut response = common::client()
+                .get(&url)
+                .query(&[("query", query)])
+                .ok()?
+                .send()
+                .await
+                .ok()?;
+            response.json().await.ok()
+        })?;
+        (body["status"] == "success").then(|| body["data"]["result"].as_array().map_or(0, Vec::len))
+    }
+
     /// Waits until `query` returns `expected`; panics with what it returned last.
     fn expect(&self, query: &str, expected: f64) {
         let mut last = None;
@@ -172,4 +188,58 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
     prometheus.expect("count(process_resident_memory_bytes > 1e6)", 4.0);
     prometheus.expect("count(process_open_fds > 0)", 4.0);
     prometheus.expect("count(process_cpu_seconds_total > 0)", 4.0);
+}
+
+/// Every expression of the compose stack's Grafana dashboard, run by the real Prometheus
+/// against real processes while rounds run, returns at least one series.
+#[test]
+fn every_dashboard_expression_returns_series() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/compose/grafana/dashboards/parsec.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let expressions: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().unwrap().clone())
+        .map(|target| {
+            target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "30s")
+        })
+        .collect();
+    assert!(expressions.len() >= 9);
+
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let url = pg.url();
+    let servers = start_fleet(3, "default", &url, &[]);
+    assert!(
+        wait_until(Duration::from_secs(60), || common::stored::nodes(&url)
+            .iter()
+            .filter(|n| n.live())
+            .count()
+            == 3),
+        "servers never became ready"
+    );
+    let scheduler = SchedulerProcess::start(&url, &["--interval", "300ms"], &[]);
+    assert!(wait_until(Duration::from_secs(30), || scheduler
+        .metrics()
+        .is_some()));
+    let mut targets: Vec<String> = servers.iter().map(|s| s.metrics.clone()).collect();
+    targets.push(scheduler.metrics().unwrap());
+    let prometheus = Prometheus::start(&targets);
+    for expression in &expressions {
+        let mut last = None;
+        let answered = wait_until(Duration::from_secs(30), || {
+            last = prometheus.series(expression);
+            last.is_some_and(|n| n > 0)
+        });
+        assert!(answered, "{expression}: {last:?} series");
+    }
 }

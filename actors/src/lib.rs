@@ -51,7 +51,7 @@ pub use fleet::{
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.
-pub use libp2p::{multiaddr, Multiaddr, PeerId};
+pub use libp2p::{identity, multiaddr, Multiaddr, PeerId};
 pub use model::{
     random_content, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport, Readiness,
     RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND,

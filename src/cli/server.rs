@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
+    identity::Keypair,
     multiaddr::Protocol,
     network::dht_runtime,
     DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Libp2pMetrics, Multiaddr, NodeActor,
@@ -70,6 +71,10 @@ struct DhtServerArgs {
     /// Deadline of a retrieval.
     #[arg(long, env = "PARSEC_SERVER_RETRIEVE_TIMEOUT", default_value = "60s", value_parser = super::parse_duration)]
     retrieve_timeout: Duration,
+    /// Fixed Ed25519 secret key (64 hex digits) for a stable peer id, so other servers can list
+    /// this one in `--bootstrap` before it starts (compose, ECS). Default: a fresh key per start.
+    #[arg(long, env = "PARSEC_SERVER_IDENTITY_KEY", hide_env_values = true, value_parser = parse_identity_key)]
+    identity_key: Option<Keypair>,
     /// Addresses to announce in provider records (comma-separated); default: the listen addresses.
     #[arg(long, env = "PARSEC_SERVER_ANNOUNCE", value_delimiter = ',')]
     announce: Vec<Multiaddr>,
@@ -94,6 +99,21 @@ struct DhtServerArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     telemetry: TelemetryArgs,
+}
+
+/// Parses `--identity-key`: 32 bytes as 64 hex digits.
+fn parse_identity_key(text: &str) -> Result<Keypair, String> {
+    let text = text.trim();
+    let digits: Option<Vec<u8>> = (text.len() == 64 && text.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    let bytes =
+        digits.ok_or("expected 64 hex digits (an Ed25519 secret key), e.g. `openssl rand -hex 32`")?;
+    Keypair::ed25519_from_bytes(bytes).map_err(|e| format!("not an Ed25519 secret key: {e}"))
 }
 
 /// Parses `--api-token`.
@@ -139,6 +159,9 @@ impl DhtServerArgs {
             })
         });
         let mut config = DhtConfig::default();
+        if let Some(keypair) = &self.identity_key {
+            config.set_keypair(keypair.clone());
+        }
         config
             .set_listen(vec![tcp, quic])
             .set_bootstrap(self.bootstrap.clone())

@@ -80,10 +80,12 @@ mod tests {
 
     #[test]
     fn a_client_gets_a_table_without_being_in_it() {
-        let contacts = contacts(30);
+        // Fewer contacts than k: no bucket can overflow, whatever the random ids (with 30, the
+        // farthest bucket held more than 20 about once in 50 runs).
+        let contacts = contacts(20);
         let client = PeerId::random();
         let table = converged_routing_table(client, &contacts, 20);
-        assert_eq!(table.len(), 30);
+        assert_eq!(table.len(), 20);
     }
 
     #[test]

@@ -1,0 +1,25 @@
+# parsec-rs: one image for `parsec server dht`, `parsec scheduler` and `parsec testnet`.
+# Build: DOCKER_BUILDKIT=1 docker build -t parsec-rs .   (from the repository root; compose builds it too)
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# Cache mounts keep the registry and build directory between builds (BuildKit).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin parsec \
+    && cp target/release/parsec /usr/local/bin/parsec \
+    && strip /usr/local/bin/parsec
+
+FROM debian:bookworm-slim
+# No libpq, no libsqlite: Postgres is spoken in Rust, SQLite is compiled in.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /data --create-home parsec
+COPY --from=build /usr/local/bin/parsec /usr/local/bin/parsec
+USER parsec
+WORKDIR /data
+# HTTP API, libp2p (TCP and QUIC share the port), Prometheus metrics.
+EXPOSE 7070 4001/tcp 4001/udp 9464
+ENTRYPOINT ["parsec"]
+CMD ["server", "dht", "--server-mode"]

@@ -1,0 +1,123 @@
+//! The compose stack, checked without a Docker engine: the real `docker-compose` parser accepts
+//! it, the real `promtool` accepts its Prometheus configuration, the dashboard is provisioned
+//! against the provisioned datasource, and the bootstrap address names the peer id that the
+//! fixed identity key really gives.
+
+mod common;
+
+use std::{path::Path, process::Command};
+
+use common::process::ServerProcess;
+use serde_json::Value;
+
+const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/compose");
+
+fn tool(name: &str, package: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is missing: apt-get install -y {package} (.ci/run does)"
+    );
+    Command::new(name)
+}
+
+fn compose_config() -> String {
+    let output = tool("docker-compose", "docker-compose")
+        .args(["-f", &format!("{COMPOSE}/docker-compose.yml"), "config"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn docker_compose_accepts_the_stack() {
+    let config = compose_config();
+    for service in [
+        "postgres:",
+        "server-1:",
+        "server-2:",
+        "server-3:",
+        "scheduler:",
+        "jaeger:",
+        "prometheus:",
+        "grafana:",
+    ] {
+        assert!(
+            config.contains(&format!("\n  {service}\n")),
+            "no {service} in\n{config}"
+        );
+    }
+    assert!(config.contains("PARSEC_DATABASE_HOST: postgres"), "{config}");
+}
+
+#[test]
+fn promtool_accepts_the_prometheus_configuration() {
+    let output = tool("promtool", "prometheus")
+        .args(["check", "config", &format!("{COMPOSE}/prometheus/prometheus.yml")])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_dashboard_uses_the_provisioned_datasource() {
+    let datasource = std::fs::read_to_string(format!(
+        "{COMPOSE}/grafana/provisioning/datasources/prometheus.yml"
+    ))
+    .unwrap();
+    assert!(datasource.contains("uid: prometheus") && datasource.contains("url: http://prometheus:9090"));
+    let provider =
+        std::fs::read_to_string(format!("{COMPOSE}/grafana/provisioning/dashboards/parsec.yml")).unwrap();
+    assert!(provider.contains("path: /var/lib/grafana/dashboards"));
+    let compose = std::fs::read_to_string(format!("{COMPOSE}/docker-compose.yml")).unwrap();
+    assert!(compose.contains("./grafana/dashboards:/var/lib/grafana/dashboards"));
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{COMPOSE}/grafana/dashboards/parsec.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 5);
+    for panel in panels {
+        assert_eq!(panel["datasource"]["uid"], "prometheus", "{}", panel["title"]);
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", panel["title"]);
+        assert!(targets
+            .iter()
+            .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())));
+    }
+}
+
+#[test]
+fn the_bootstrap_address_names_server_one_by_its_identity_key() {
+    let compose = std::fs::read_to_string(Path::new(COMPOSE).join("docker-compose.yml")).unwrap();
+    let key = compose
+        .split("PARSEC_SERVER_IDENTITY_KEY: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let announced = compose
+        .split("/dns4/server-1/tcp/4001/p2p/")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("identity.sqlite").display());
+    let server = ServerProcess::start(&["--identity-key", key, "--database-url", &database]);
+    assert!(
+        server.tcp_multiaddr.ends_with(&format!("/p2p/{announced}")),
+        "{} is not {announced}",
+        server.tcp_multiaddr
+    );
+}
