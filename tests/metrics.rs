@@ -120,35 +120,54 @@ fn which(binary: &str) -> Option<std::path::PathBuf> {
         .find(|path| path.is_file())
 }
 
-#[test]
-fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
+/// Three servers and a scheduler (with `scheduler_args`) on a throwaway Postgres, every one
+/// serving metrics; returns them with their metrics addresses.
+struct ScrapedFleet {
+    url: String,
+    targets: Vec<String>,
+    scheduler: SchedulerProcess,
+    _servers: Vec<common::process::ServerProcess>,
+    _pg: TempPostgres,
+}
+
+fn scraped_fleet(scheduler_args: &[&str]) -> ScrapedFleet {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
     let url = pg.url();
     let servers = start_fleet(3, "default", &url, &[]);
+    let live = || common::stored::nodes(&url).iter().filter(|n| n.live()).count();
     assert!(
-        wait_until(Duration::from_secs(60), || common::stored::nodes(&url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-            == 3),
+        wait_until(Duration::from_secs(60), || live() == 3),
         "servers never became ready"
     );
-    // One round now, the next in an hour: the process stays up to be scraped.
-    let scheduler = SchedulerProcess::start(&url, &["--interval", "1h"], &[]);
+    let scheduler = SchedulerProcess::start(&url, scheduler_args, &[]);
     assert!(wait_until(Duration::from_secs(30), || scheduler
         .metrics()
         .is_some()));
     let mut targets: Vec<String> = servers.iter().map(|s| s.metrics.clone()).collect();
     targets.push(scheduler.metrics().unwrap());
+    ScrapedFleet {
+        url,
+        targets,
+        scheduler,
+        _servers: servers,
+        _pg: pg,
+    }
+}
+
+#[test]
+fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
+    // One round now, the next in an hour: the process stays up to be scraped.
+    let fleet = scraped_fleet(&["--interval", "1h"]);
+    let (url, scheduler) = (&fleet.url, &fleet.scheduler);
     assert!(
-        wait_until(Duration::from_secs(30), || common::stored::measurements(&url)
+        wait_until(Duration::from_secs(30), || common::stored::measurements(url)
             .len()
             == 3),
         "the round was not stored: {}",
         scheduler.log()
     );
 
-    let prometheus = Prometheus::start(&targets);
+    let prometheus = Prometheus::start(&fleet.targets);
     prometheus.expect("count(up == 1)", 4.0);
     // Servers: one provide and two retrievals, all successful, labelled with the scheduler.
     prometheus.expect("sum(parsec_durations_count)", 3.0);
@@ -216,23 +235,8 @@ fn every_dashboard_expression_returns_series() {
         .collect();
     assert!(expressions.len() >= 9);
 
-    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
-    let url = pg.url();
-    let servers = start_fleet(3, "default", &url, &[]);
-    assert!(
-        wait_until(Duration::from_secs(60), || common::stored::nodes(&url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-            == 3),
-        "servers never became ready"
-    );
-    let scheduler = SchedulerProcess::start(&url, &["--interval", "300ms"], &[]);
-    assert!(wait_until(Duration::from_secs(30), || scheduler
-        .metrics()
-        .is_some()));
-    let mut targets: Vec<String> = servers.iter().map(|s| s.metrics.clone()).collect();
-    targets.push(scheduler.metrics().unwrap());
+    let fleet = scraped_fleet(&["--interval", "300ms"]);
+    let targets = fleet.targets.clone();
     let prometheus = Prometheus::start(&targets);
     for expression in &expressions {
         let mut last = None;
