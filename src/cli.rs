@@ -46,6 +46,16 @@ impl Command {
         }
     }
 
+    /// The service name of exported traces when `OTEL_SERVICE_NAME` is unset.
+    pub fn service_name(&self) -> &'static str {
+        match self {
+            Command::Server(_) => "parsec-server",
+            Command::Scheduler(_) => "parsec-scheduler",
+            Command::Testnet(_) => "parsec-testnet",
+            Command::Health(_) => "parsec-health",
+        }
+    }
+
     /// Runs the command; the exit code says whether it did its job.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         match self {

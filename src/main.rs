@@ -6,12 +6,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = parsec::cli::Cli::parse();
-    parsec::telemetry::init(cli.command.default_log_filter());
-    match cli.command.run() {
+    let telemetry = parsec::telemetry::init(cli.command.default_log_filter(), cli.command.service_name());
+    let code = match cli.command.run() {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

@@ -1,21 +1,54 @@
-//! Telemetry: logs (`tracing` to stderr, filtered by `RUST_LOG` or the command's default) and
-//! Prometheus metrics ([`metrics`]: parsec's metric names, process metrics, the `/metrics`
-//! endpoint).
+//! Telemetry: logs (`tracing` to stderr, filtered by `RUST_LOG` or the command's default),
+//! traces ([`traces`]: OTLP export, W3C propagation) and Prometheus metrics ([`metrics`]:
+//! parsec's metric names, process metrics, the `/metrics` endpoint).
 
 pub mod metrics;
 mod process;
+pub mod traces;
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
 
-/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is unset.
-pub fn init(default_filter: &str) {
+/// Keeps the trace exporter alive; [`shutdown`](Self::shutdown) flushes what it holds.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still held (bounded by the SDK's export timeout).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("warning: flushing traces failed: {e}");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: logs filtered by `RUST_LOG` (else `default_filter`), and
+/// parsec's spans exported as `default_service` when an OTLP endpoint is configured.
+pub fn init(default_filter: &str, default_service: &str) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only for people; log collectors and tests read plain text.
         .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_filter(filter);
+    let (provider, warning) = match traces::provider(default_service) {
+        Ok(provider) => (provider, None),
+        Err(e) => (None, Some(e)),
+    };
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(traces::tracer(provider))
+            .with_filter(EnvFilter::new(traces::EXPORTED_SPANS))
+    });
+    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
+    if let Some(warning) = warning {
+        tracing::warn!("traces are off: {warning}");
+    }
+    Telemetry { provider }
 }

@@ -20,6 +20,7 @@ use tokio::{
     runtime::Handle,
     sync::{mpsc, oneshot},
 };
+use tracing::Instrument;
 
 use self::swarm::{Command, SwarmTask};
 use crate::{ContentId, DhtConfig, DhtError};
@@ -105,12 +106,14 @@ impl DhtHandle {
 
     /// Publishes a provider record for `cid`; answers when the publication finished.
     pub async fn provide(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
-        self.request(|reply| Command::Provide { cid, reply }).await
+        let span = tracing::Span::current();
+        self.request(|reply| Command::Provide { cid, reply, span }).await
     }
 
     /// Looks up providers of `cid`; answers at the first provider found.
     pub async fn retrieve(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
-        self.request(|reply| Command::Retrieve { cid, reply }).await
+        let span = tracing::Span::current();
+        self.request(|reply| Command::Retrieve { cid, reply, span }).await
     }
 
     /// Runs a bootstrap lookup through the known peers; answers when it finished.
@@ -173,6 +176,8 @@ impl Actor for DhtActor {
 pub struct Provide {
     /// The content to announce.
     pub cid: ContentId,
+    /// The operation's span: the DHT query's steps are recorded on it.
+    pub span: tracing::Span,
 }
 
 /// Look up providers of `cid`; answers at the first provider record found.
@@ -181,6 +186,8 @@ pub struct Provide {
 pub struct Retrieve {
     /// The content to look up.
     pub cid: ContentId,
+    /// The operation's span: the DHT query's steps are recorded on it.
+    pub span: tracing::Span,
 }
 
 /// How many peers the routing table holds.
@@ -200,7 +207,7 @@ impl Handler<Provide> for DhtActor {
 
     fn handle(&mut self, msg: Provide, _: &mut Context<Self>) -> Self::Result {
         let handle = self.handle.clone();
-        Box::pin(async move { handle.provide(msg.cid).await })
+        Box::pin(async move { handle.provide(msg.cid).instrument(msg.span).await })
     }
 }
 
@@ -209,7 +216,7 @@ impl Handler<Retrieve> for DhtActor {
 
     fn handle(&mut self, msg: Retrieve, _: &mut Context<Self>) -> Self::Result {
         let handle = self.handle.clone();
-        Box::pin(async move { handle.retrieve(msg.cid).await })
+        Box::pin(async move { handle.retrieve(msg.cid).instrument(msg.span).await })
     }
 }
 

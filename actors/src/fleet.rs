@@ -399,13 +399,17 @@ impl Round {
     ) -> Result<RoundSummary, RoundError> {
         let provider = &members[plan.provider];
         let started_at = chrono::Utc::now();
+        // A child of the round's span; the HTTP client carries it to the server (traceparent).
+        let span = tracing::info_span!("provide", node = %provider.id, server = %provider.name);
         let provide = provider
             .node
             .provide
             .send(ProvideContent {
                 content,
                 scheduler: Some(self.config.fleet.clone()),
+                span: span.clone(),
             })
+            .instrument(span)
             .await
             .map_err(|e| NodeError::Unavailable(e.to_string()))
             .and_then(|answer| answer)
@@ -467,13 +471,16 @@ impl Round {
         let mut rows = 0;
         for probe in 0..self.config.probes {
             let started_at = chrono::Utc::now();
+            let span = tracing::info_span!("retrieval", node = %member.id, server = %member.name, probe);
             let result = member
                 .node
                 .retrieve
                 .send(RetrieveContent {
                     cid: cid.clone(),
                     scheduler: Some(self.config.fleet.clone()),
+                    span: span.clone(),
                 })
+                .instrument(span)
                 .await
                 .map_err(|e| NodeError::Unavailable(e.to_string()))
                 .and_then(|answer| answer)
@@ -517,7 +524,7 @@ impl Round {
                 duration: step.duration,
                 error: step.error.clone(),
                 routing_table_size: report.routing_table_size,
-                trace_id: None,
+                trace_id: report.trace_id.clone(),
             };
             match self.recorder.send(RecordMeasurement(row)).await {
                 Ok(()) => recorded += 1,

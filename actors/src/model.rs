@@ -151,6 +151,8 @@ pub struct OperationReport {
     pub measurements: Vec<StepMeasurement>,
     /// Routing-table size right after the operation.
     pub routing_table_size: u64,
+    /// The trace the request belonged to (32 hex digits), when the caller traced it.
+    pub trace_id: Option<String>,
 }
 
 /// Whether a node can take provide/retrieve requests now.

@@ -20,6 +20,8 @@ pub struct ProvideContent {
     pub content: Bytes,
     /// The scheduler asking (`x-scheduler-id`), for labelling.
     pub scheduler: Option<String>,
+    /// The request's span (its trace continues the scheduler's); disabled: the node makes one.
+    pub span: tracing::Span,
 }
 
 /// Look up the first provider record of `cid`.
@@ -30,6 +32,8 @@ pub struct RetrieveContent {
     pub cid: ContentId,
     /// The scheduler asking (`x-scheduler-id`), for labelling.
     pub scheduler: Option<String>,
+    /// The request's span (its trace continues the scheduler's); disabled: the node makes one.
+    pub span: tracing::Span,
 }
 
 /// Whether the node can serve requests (its routing table is non-empty).
@@ -105,6 +109,16 @@ fn report(cid: &ContentId, operation: Operation, outcome: DhtOutcome) -> Operati
             error: outcome.error,
         }],
         routing_table_size: outcome.routing_table_size as u64,
+        trace_id: None,
+    }
+}
+
+/// The caller's span, or one made here when the caller gave none.
+fn given_or(span: tracing::Span, make: impl FnOnce() -> tracing::Span) -> tracing::Span {
+    if span.is_none() {
+        make()
+    } else {
+        span
     }
 }
 
@@ -123,9 +137,15 @@ impl Handler<ProvideContent> for NodeActor {
         let dht = self.dht();
         let cid = ContentId::for_content(&msg.content);
         Box::pin(async move {
-            let span = tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref());
+            let span = given_or(
+                msg.span,
+                || tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref()),
+            );
             let outcome = dht?
-                .send(dht::Provide { cid: cid.clone() })
+                .send(dht::Provide {
+                    cid: cid.clone(),
+                    span: span.clone(),
+                })
                 .await
                 .map_err(mailbox)??;
             let _entered = span.enter();
@@ -142,9 +162,15 @@ impl Handler<RetrieveContent> for NodeActor {
         let dht = self.dht();
         Box::pin(async move {
             let cid = msg.cid;
-            let span = tracing::info_span!("retrieve", %cid, scheduler = msg.scheduler.as_deref());
+            let span = given_or(
+                msg.span,
+                || tracing::info_span!("retrieve", %cid, scheduler = msg.scheduler.as_deref()),
+            );
             let outcome = dht?
-                .send(dht::Retrieve { cid: cid.clone() })
+                .send(dht::Retrieve {
+                    cid: cid.clone(),
+                    span: span.clone(),
+                })
                 .await
                 .map_err(mailbox)??;
             let _entered = span.enter();

@@ -12,6 +12,8 @@ use parsec_actors::{
     CheckReadiness, NodeError, Operation, OperationReport, ProvideContent, Readiness, RetrieveContent,
 };
 
+use crate::telemetry::traces::outgoing_headers;
+
 use super::{
     auth::ApiToken,
     dto::{Content, OperationResponse, ProvideRequest},
@@ -116,6 +118,7 @@ impl RemoteNode {
         path: String,
         body: B,
         scheduler: Option<&str>,
+        span: &tracing::Span,
         operation: Operation,
         timeout: Duration,
     ) -> ResponseFuture<Result<OperationReport, NodeError>> {
@@ -129,12 +132,19 @@ impl RemoteNode {
         if let Some(token) = &self.token {
             request = request.insert_header((awc::http::header::AUTHORIZATION, token.header_value()));
         }
+        // The server's spans continue the caller's trace.
+        let (trace_headers, trace_id) = outgoing_headers(span);
+        for header in trace_headers {
+            request = request.insert_header(header);
+        }
         Box::pin(async move {
             let mut response = request
                 .send_json(&body)
                 .await
                 .map_err(|e| send_error(e, timeout))?;
-            operation_report(&mut response, operation).await
+            let mut report = operation_report(&mut response, operation).await?;
+            report.trace_id = trace_id;
+            Ok(report)
         })
     }
 }
@@ -159,6 +169,7 @@ impl Handler<ProvideContent> for RemoteNode {
             "/provide".to_owned(),
             body,
             msg.scheduler.as_deref(),
+            &msg.span,
             Operation::Provide,
             timeout,
         )
@@ -176,6 +187,7 @@ impl Handler<RetrieveContent> for RemoteNode {
             path,
             serde_json::json!({}),
             msg.scheduler.as_deref(),
+            &msg.span,
             Operation::Retrieval,
             timeout,
         )

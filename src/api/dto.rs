@@ -117,6 +117,7 @@ impl OperationResponse {
             cid: self.cid,
             measurements,
             routing_table_size: self.routing_table_size,
+            trace_id: None,
         })
     }
 }
@@ -163,6 +164,7 @@ mod tests {
                 error: None,
             }],
             routing_table_size: 202,
+            trace_id: None,
         };
         let json = serde_json::to_value(OperationResponse::from(report)).unwrap();
         assert_eq!(

@@ -6,7 +6,7 @@ use parsec_actors::{
     CheckReadiness, ContentId, NodeRecipients, Operation, OperationReport, ProvideContent, RetrieveContent,
 };
 
-use crate::telemetry::metrics::ServerMetrics;
+use crate::telemetry::{metrics::ServerMetrics, traces::continue_trace};
 
 use super::{
     auth::Authorized,
@@ -29,11 +29,15 @@ pub(crate) async fn provide(
         .decode()
         .map_err(|e| ApiError::BadRequest(format!("Content is not valid standard base64: {e}")))?;
     let scheduler = scheduler_id(&request);
+    let cid = ContentId::for_content(&content);
+    let span = tracing::info_span!("provide", %cid, scheduler = scheduler.as_deref());
+    continue_trace(&span, request.headers());
     let report = node
         .provide
         .send(ProvideContent {
             content,
             scheduler: scheduler.clone(),
+            span,
         })
         .await
         .map_err(|e| ApiError::Unavailable(format!("node stopped: {e}")))??;
@@ -53,11 +57,14 @@ pub(crate) async fn retrieve(
     drain_bounded(body).await?;
     let cid: ContentId = cid.parse().map_err(|e| ApiError::BadRequest(format!("{e}")))?;
     let scheduler = scheduler_id(&request);
+    let span = tracing::info_span!("retrieve", %cid, scheduler = scheduler.as_deref());
+    continue_trace(&span, request.headers());
     let report = node
         .retrieve
         .send(RetrieveContent {
             cid,
             scheduler: scheduler.clone(),
+            span,
         })
         .await
         .map_err(|e| ApiError::Unavailable(format!("node stopped: {e}")))??;

@@ -25,6 +25,8 @@ pub struct StoredMeasurement {
     pub error: Option<String>,
     #[diesel(sql_type = Timestamptz)]
     pub started_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub trace_id: Option<String>,
 }
 
 /// One `nodes_ecs` row's identity and liveness.
@@ -64,9 +66,9 @@ fn query<T: QueryableByName<diesel::pg::Pg> + Send + 'static>(url: &str, sql: &s
 pub fn measurements(url: &str) -> Vec<StoredMeasurement> {
     query(
         url,
-        "SELECT 'provide' AS operation, scheduler_id, node_id, round_id, cid, error, started_at FROM provides_ecs \
-         UNION ALL \
-         SELECT 'retrieval', scheduler_id, node_id, round_id, cid, error, started_at FROM retrievals_ecs \
+        "SELECT 'provide' AS operation, scheduler_id, node_id, round_id, cid, error, started_at, trace_id \
+         FROM provides_ecs UNION ALL \
+         SELECT 'retrieval', scheduler_id, node_id, round_id, cid, error, started_at, trace_id FROM retrievals_ecs \
          ORDER BY operation, started_at",
     )
 }

@@ -42,6 +42,8 @@ pub(crate) struct PendingQuery {
     pub(crate) cid: Option<ContentId>,
     /// Monotonic start, the reference of the measured duration.
     pub(crate) started: Instant,
+    /// The operation's span: what the query does step by step is recorded on it as events.
+    pub(crate) span: tracing::Span,
     deadline_key: delay_queue::Key,
 }
 
@@ -66,6 +68,7 @@ impl PendingQueries {
         cid: Option<ContentId>,
         started: Instant,
         timeout: Duration,
+        span: tracing::Span,
     ) {
         let deadline_key = self.deadlines.insert_at(id, started + timeout);
         self.queries.insert(
@@ -74,9 +77,15 @@ impl PendingQueries {
                 waiter,
                 cid,
                 started,
+                span,
                 deadline_key,
             },
         );
+    }
+
+    /// The span of query `id`, if it is tracked.
+    pub(crate) fn span(&self, id: &QueryId) -> Option<&tracing::Span> {
+        self.queries.get(id).map(|query| &query.span)
     }
 
     /// Stops tracking `id` and returns it, if it was tracked.

@@ -34,10 +34,12 @@ pub(crate) enum Command {
     Provide {
         cid: ContentId,
         reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+        span: tracing::Span,
     },
     Retrieve {
         cid: ContentId,
         reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+        span: tracing::Span,
     },
     Bootstrap {
         reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
@@ -165,7 +167,7 @@ impl SwarmTask {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Provide { cid, reply } => {
+            Command::Provide { cid, reply, span } => {
                 if !self.pending.has_room() {
                     let _ = reply.send(Err(busy()));
                     return;
@@ -178,6 +180,7 @@ impl SwarmTask {
                         Some(cid),
                         started,
                         self.config.provide_timeout,
+                        span,
                     ),
                     Err(e) => {
                         let _ = reply.send(Err(DhtError::Store {
@@ -187,7 +190,7 @@ impl SwarmTask {
                     }
                 }
             }
-            Command::Retrieve { cid, reply } => {
+            Command::Retrieve { cid, reply, span } => {
                 if !self.pending.has_room() {
                     let _ = reply.send(Err(busy()));
                     return;
@@ -200,6 +203,7 @@ impl SwarmTask {
                     Some(cid),
                     started,
                     self.config.retrieve_timeout,
+                    span,
                 );
             }
             Command::Bootstrap { reply } => {
@@ -215,6 +219,7 @@ impl SwarmTask {
                         None,
                         started,
                         self.config.provide_timeout,
+                        tracing::Span::current(),
                     ),
                     Err(kad::NoKnownPeers()) => {
                         let _ = reply.send(Err(DhtError::NoKnownPeers));
@@ -263,7 +268,7 @@ impl SwarmTask {
                 result,
                 stats,
                 step,
-            })) => self.on_query_progressed(id, result, &stats, step.last),
+            })) => self.on_query_progressed(id, result, &stats, step),
             // Inbound connections do not reveal where a peer listens; identify does. Only peers
             // that serve our DHT protocol belong in the routing table.
             SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(identify::Event::Received {
@@ -286,7 +291,14 @@ impl SwarmTask {
         }
     }
 
-    fn on_query_progressed(&mut self, id: QueryId, result: QueryResult, stats: &QueryStats, last: bool) {
+    fn on_query_progressed(
+        &mut self,
+        id: QueryId,
+        result: QueryResult,
+        stats: &QueryStats,
+        step: kad::ProgressStep,
+    ) {
+        let last = step.last;
         if self.silenced.contains(&id) {
             // Each finished bootstrap step continues with the next bucket under the same id.
             if last {
@@ -295,6 +307,9 @@ impl SwarmTask {
                 query.finish();
             }
             return;
+        }
+        if let Some(span) = self.pending.span(&id) {
+            record_step(span, &result, stats, step.count.get(), last);
         }
         match result {
             QueryResult::StartProviding(result) => {
@@ -455,4 +470,31 @@ fn record_metrics(metrics: &libp2p::metrics::Metrics, event: &SwarmEvent<DhtBeha
         _ => {}
     }
     metrics.record(event);
+}
+
+/// Records one step of a DHT query on its operation's span (a span event in the trace): what the
+/// step returned and the query's request counts so far. Debug level: traces export it, the
+/// default log does not print it.
+fn record_step(span: &tracing::Span, result: &QueryResult, stats: &QueryStats, step: usize, last: bool) {
+    let (requests, successes, failures) = (stats.num_requests(), stats.num_successes(), stats.num_failures());
+    span.in_scope(|| match result {
+        QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+            let providers: Vec<String> = providers.iter().map(ToString::to_string).collect();
+            tracing::debug!(step, last, requests, successes, failures, providers = ?providers, "dht step: providers found");
+        }
+        QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { closest_peers })) => {
+            let closest: Vec<String> = closest_peers.iter().map(ToString::to_string).collect();
+            tracing::debug!(step, last, requests, successes, failures, closest_peers = ?closest, "dht step: lookup finished");
+        }
+        QueryResult::StartProviding(Ok(_)) => {
+            tracing::debug!(step, last, requests, successes, failures, "dht step: provider record stored at the closest peers");
+        }
+        QueryResult::StartProviding(Err(e)) | QueryResult::RepublishProvider(Err(e)) => {
+            tracing::debug!(step, last, requests, successes, failures, error = %e, "dht step: providing failed");
+        }
+        QueryResult::GetProviders(Err(e)) => {
+            tracing::debug!(step, last, requests, successes, failures, error = %e, "dht step: lookup failed");
+        }
+        _ => tracing::debug!(step, last, requests, successes, failures, "dht step"),
+    });
 }

@@ -1,0 +1,226 @@
+//! Traces end to end: `parsec server dht` and `parsec scheduler` processes export OTLP/HTTP to
+//! a receiver in this test, which decodes the requests with the official OTLP protobuf types
+//! and checks one round's span tree across processes.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use common::{
+    process::{start_fleet, wait_until, SchedulerProcess},
+    stored::measurements,
+};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
+};
+use parsec::db::throwaway::TempPostgres;
+use prost::Message as _;
+
+/// A span as received.
+#[derive(Clone, Debug)]
+struct ReceivedSpan {
+    service: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    events: Vec<String>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes OTLP/HTTP protobuf exports into `spans`.
+fn decode(body: &[u8], spans: &Mutex<Vec<ReceivedSpan>>) -> Result<(), prost::DecodeError> {
+    let request = ExportTraceServiceRequest::decode(body)?;
+    let mut received = spans.lock().unwrap();
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|a| a.key == "service.name")
+            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                AnyValue::StringValue(name) => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                received.push(ReceivedSpan {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    events: span.events.into_iter().map(|e| e.name).collect(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An OTLP/HTTP receiver on a free loopback port (`POST /v1/traces`), in its own thread.
+fn start_receiver() -> (String, Arc<Mutex<Vec<ReceivedSpan>>>) {
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let shared = spans.clone();
+    std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            let spans = web::Data::new(shared);
+            HttpServer::new(move || {
+                App::new().app_data(spans.clone()).route(
+                    "/v1/traces",
+                    web::post().to(
+                        |body: web::Bytes, spans: web::Data<Arc<Mutex<Vec<ReceivedSpan>>>>| async move {
+                            match decode(&body, &spans) {
+                                Ok(()) => HttpResponse::Ok()
+                                    .content_type("application/x-protobuf")
+                                    .body(Vec::new()),
+                                Err(e) => HttpResponse::BadRequest().body(e.to_string()),
+                            }
+                        },
+                    ),
+                )
+            })
+            .workers(1)
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        });
+    });
+    (endpoint, spans)
+}
+
+#[test]
+fn a_round_is_one_trace_across_scheduler_and_servers() {
+    let (endpoint, spans) = start_receiver();
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let url = pg.url();
+    let exporting = |service: &'static str| {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+            ("OTEL_SERVICE_NAME", service.to_owned()),
+            // Export within 200 ms rather than the default 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ]
+    };
+    let server_env = exporting("parsec-server");
+    let server_env: Vec<(&str, &str)> = server_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _servers = start_fleet(3, "default", &url, &server_env);
+    let live = || common::stored::nodes(&url).iter().filter(|n| n.live()).count();
+    assert!(
+        wait_until(Duration::from_secs(60), || live() == 3),
+        "servers never became ready"
+    );
+    let scheduler_env = exporting("parsec-scheduler");
+    let scheduler_env: Vec<(&str, &str)> = scheduler_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // One round now, the next in an hour.
+    let scheduler = SchedulerProcess::start(&url, &["--interval", "1h"], &scheduler_env);
+    assert!(
+        wait_until(Duration::from_secs(30), || measurements(&url).len() == 3),
+        "the round was not stored: {}",
+        scheduler.log()
+    );
+
+    // The complete tree: a root, its provide and two retrievals, each continued by a server.
+    let complete = |spans: &[ReceivedSpan]| -> Option<(ReceivedSpan, Vec<ReceivedSpan>, Vec<ReceivedSpan>)> {
+        let root = spans
+            .iter()
+            .find(|s| s.name == "round" && s.service == "parsec-scheduler")?
+            .clone();
+        let children: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == root.span_id)
+            .cloned()
+            .collect();
+        let continued: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| {
+                s.service == "parsec-server" && children.iter().any(|c| c.span_id == s.parent_span_id)
+            })
+            .cloned()
+            .collect();
+        (continued.len() == 3).then_some((root, children, continued))
+    };
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            found = complete(&spans.lock().unwrap());
+            found.is_some()
+        }),
+        "no complete round trace; received: {:#?}",
+        spans.lock().unwrap()
+    );
+    let (root, children, server_spans) = found.unwrap();
+    assert!(root.parent_span_id.is_empty(), "the round is the root: {root:?}");
+    let names: HashMap<&str, usize> = children.iter().fold(HashMap::new(), |mut count, s| {
+        *count.entry(s.name.as_str()).or_default() += 1;
+        count
+    });
+    assert_eq!(names.get("provide"), Some(&1), "{children:#?}");
+    assert_eq!(names.get("retrieval"), Some(&2), "{children:#?}");
+    for span in &server_spans {
+        assert_eq!(
+            span.trace_id, root.trace_id,
+            "the server continues the round's trace: {span:?}"
+        );
+        assert!(
+            span.events.iter().any(|e| e.starts_with("dht step")),
+            "the server span records the DHT query's steps: {span:?}"
+        );
+    }
+    let server_names: Vec<&str> = server_spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(server_names.iter().filter(|n| **n == "provide").count(), 1);
+    assert_eq!(server_names.iter().filter(|n| **n == "retrieve").count(), 2);
+    // Every row of the round leads to its trace.
+    for row in measurements(&url) {
+        assert_eq!(row.trace_id.as_deref(), Some(root.trace_id.as_str()), "{row:?}");
+    }
+}
+
+/// An exporter whose collector is not there logs export errors; the server serves and stops as
+/// usual.
+#[test]
+fn a_missing_collector_never_stalls_a_server() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("lone.sqlite").display());
+    let endpoint = format!("http://{closed}");
+    let server = common::process::ServerProcess::start_with_env(
+        &["--database-url", &database],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    for _ in 0..3 {
+        let status = actix::System::new().block_on(async {
+            common::client()
+                .post(format!("{}/provide", server.http))
+                .send_json(&serde_json::json!({"Content": "aGVsbG8="}))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+        assert_eq!(status, 200);
+    }
+    let started = std::time::Instant::now();
+    assert!(server.terminate().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "flushing to nowhere held the exit"
+    );
+}
