@@ -13,14 +13,7 @@ use serde_json::Value;
 const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/compose");
 
 fn tool(name: &str, package: &str) -> Command {
-    let found = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is missing: apt-get install -y {package} (.ci/run does)"
-    );
-    Command::new(name)
+    Command::new(common::process::installed(name, package))
 }
 
 fn compose_config() -> String {

@@ -22,9 +22,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(targets: &[String]) -> Self {
-        let binary = which("prometheus").unwrap_or_else(|| {
-            panic!("the prometheus server binary is missing: apt-get install -y prometheus (.ci/run does)")
-        });
+        let binary = common::process::installed("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: parsec\n    \
@@ -58,10 +56,10 @@ impl Prometheus {
         }
     }
 
-    /// The value of an instant query that returns one series (`None`: no series, or no answer).
-    fn value(&self, query: &str) -> Option<f64> {
+    /// The JSON answer of an instant query (`None`: no answer).
+    fn query(&self, query: &str) -> Option<Value> {
         let url = format!("{}/api/v1/query", self.url);
-        let body: Value = actix::System::new().block_on(async {
+        actix::System::new().block_on(async {
             let mut response = common::client()
                 .get(&url)
                 .query(&[("query", query)])
@@ -70,7 +68,12 @@ impl Prometheus {
                 .await
                 .ok()?;
             response.json().await.ok()
-        })?;
+        })
+    }
+
+    /// The value of an instant query that returns one series (`None`: no series, or no answer).
+    fn value(&self, query: &str) -> Option<f64> {
+        let body = self.query(query)?;
         let result = body["data"]["result"].as_array()?;
         if result.len() != 1 {
             return None;
@@ -80,17 +83,7 @@ impl Prometheus {
 
     /// How many series an instant query returns (`None`: an error or no answer).
     fn series(&self, query: &str) -> Option<usize> {
-        let url = format!("{}/api/v1/query", self.url);
-        let body: Value = actix::System::new().block_on(async {
-            let mut response = common::client()
-                .get(&url)
-                .query(&[("query", query)])
-                .ok()?
-                .send()
-                .await
-                .ok()?;
-            response.json().await.ok()
-        })?;
+        let body = self.query(query)?;
         (body["status"] == "success").then(|| body["data"]["result"].as_array().map_or(0, Vec::len))
     }
 
@@ -110,14 +103,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(binary: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| std::path::Path::new(dir).join(binary))
-        .find(|path| path.is_file())
 }
 
 /// Three servers and a scheduler (with `scheduler_args`) on a throwaway Postgres, every one

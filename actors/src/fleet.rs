@@ -186,8 +186,6 @@ pub struct RoundSummary {
     pub not_ready: Vec<(NodeId, String)>,
     /// Members that were ready.
     pub ready_nodes: usize,
-    /// Rows sent to the recorder.
-    pub rows: usize,
 }
 
 /// Run one round; answers when every request of it has finished, or when it is abandoned
@@ -419,8 +417,7 @@ impl Round {
                 source,
                 ready_nodes: members.len() - not_ready.len(),
             })?;
-        let mut rows = self
-            .record(round, provider, Operation::Provide, 0, started_at, &provide)
+        self.record(round, provider, Operation::Provide, 0, started_at, &provide)
             .await;
 
         if !self.config.settle.is_zero() {
@@ -433,8 +430,7 @@ impl Round {
             .map(|&i| self.retrieve_probes(round, &members[i], &cid));
         let mut retrievals = Vec::new();
         let mut failures = Vec::new();
-        for (results, recorded) in join_all(lookups).await {
-            rows += recorded;
+        for results in join_all(lookups).await {
             for (node, result) in results {
                 match result {
                     Ok(report) => retrievals.push((node, report)),
@@ -454,7 +450,6 @@ impl Round {
             failures,
             ready_nodes: members.len() - not_ready.len(),
             not_ready,
-            rows,
         })
     }
 
@@ -466,9 +461,8 @@ impl Round {
         round: RoundId,
         member: &FleetMember,
         cid: &ContentId,
-    ) -> (Vec<(NodeId, Result<OperationReport, NodeError>)>, usize) {
+    ) -> Vec<(NodeId, Result<OperationReport, NodeError>)> {
         let mut results = Vec::new();
-        let mut rows = 0;
         for probe in 0..self.config.probes {
             let started_at = chrono::Utc::now();
             let span = tracing::info_span!("retrieval", node = %member.id, server = %member.name, probe);
@@ -487,8 +481,7 @@ impl Round {
                 .and_then(|report| validated(report, cid));
             let give_up = matches!(result, Err(NodeError::Unavailable(_) | NodeError::Timeout(_)));
             if let Ok(report) = &result {
-                rows += self
-                    .record(round, member, Operation::Retrieval, probe, started_at, report)
+                self.record(round, member, Operation::Retrieval, probe, started_at, report)
                     .await;
             }
             results.push((member.id, result));
@@ -496,10 +489,10 @@ impl Round {
                 break;
             }
         }
-        (results, rows)
+        results
     }
 
-    /// Sends the report's rows to the recorder; returns how many it took.
+    /// Sends the report's rows to the recorder.
     async fn record(
         &self,
         round: RoundId,
@@ -508,8 +501,7 @@ impl Round {
         probe: u32,
         started_at: chrono::DateTime<chrono::Utc>,
         report: &OperationReport,
-    ) -> usize {
-        let mut recorded = 0;
+    ) {
         for step in &report.measurements {
             let row = Measurement {
                 id: uuid::Uuid::new_v4(),
@@ -526,14 +518,10 @@ impl Round {
                 routing_table_size: report.routing_table_size,
                 trace_id: report.trace_id.clone(),
             };
-            match self.recorder.send(RecordMeasurement(row)).await {
-                Ok(()) => recorded += 1,
-                Err(e) => {
-                    tracing::error!(node = %member.id, error = %e, "measurement recorder is gone; row lost")
-                }
+            if let Err(e) = self.recorder.send(RecordMeasurement(row)).await {
+                tracing::error!(node = %member.id, error = %e, "measurement recorder is gone; row lost");
             }
         }
-        recorded
     }
 }
 

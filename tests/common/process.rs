@@ -242,6 +242,17 @@ pub fn summary_figure(summary: &str, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
 }
 
+/// The path of a system tool the tests need; panics naming the Debian package to install.
+pub fn installed(name: &str, package: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} is missing: apt-get install -y {package} (.ci/run does)"))
+}
+
 fn signal(child: &Child, name: &str) {
     Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
