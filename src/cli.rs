@@ -4,11 +4,14 @@
 mod health;
 mod scheduler;
 pub(crate) mod server;
+mod simulate;
 mod testnet;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::db::DatabaseTarget;
 
 /// Measures how fast a Kademlia DHT publishes and finds provider records.
 #[derive(Debug, Parser)]
@@ -29,6 +32,9 @@ pub enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Run a local network of real libp2p peers and measure it through the HTTP API (offline).
     Testnet(testnet::TestnetArgs),
+    /// Run parsec rounds over a simulated Kademlia network of up to millions of nodes, in virtual
+    /// time (offline); rows go to the same tables as real measurements.
+    Simulate(simulate::SimulateArgs),
     /// Check a server's readiness: prints OK and exits 0 when GET /readiness answers 200.
     Health(health::HealthArgs),
 }
@@ -42,6 +48,7 @@ impl Command {
             Command::Scheduler(_) => "info",
             // kad warns once per peer that starts before the testnet wires it ("no known peers").
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
+            Command::Simulate(_) => "warn",
             Command::Health(_) => "warn",
         }
     }
@@ -52,6 +59,7 @@ impl Command {
             Command::Server(_) => "parsec-server",
             Command::Scheduler(_) => "parsec-scheduler",
             Command::Testnet(_) => "parsec-testnet",
+            Command::Simulate(_) => "parsec-simulate",
             Command::Health(_) => "parsec-health",
         }
     }
@@ -62,6 +70,7 @@ impl Command {
             Command::Server(args) => args.run(),
             Command::Scheduler(args) => args.run(),
             Command::Testnet(args) => args.run(),
+            Command::Simulate(args) => args.run(),
             Command::Health(args) => args.run(),
         }
     }
@@ -97,4 +106,45 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// The closing lines of an offline job: where its rows are stored, with a query to paste, or why
+/// some could not be stored (then false: the job fails).
+pub(crate) fn print_storage(
+    stored: Option<&(DatabaseTarget, parsec_actors::SchedulerId)>,
+    storage_error: Option<&str>,
+) -> bool {
+    if let Some((target, scheduler)) = stored {
+        println!("\nstored in {target} as scheduler {scheduler}; for example:");
+        println!("  {}", example_query(target, *scheduler));
+    }
+    if let Some(error) = storage_error {
+        eprintln!("error: measurements could not all be stored: {error}");
+        return false;
+    }
+    true
+}
+
+/// A query a user can paste to see this run's rows.
+fn example_query(target: &DatabaseTarget, scheduler: parsec_actors::SchedulerId) -> String {
+    let sql = format!(
+        "SELECT step, count(*), avg(duration) AS mean_s, sum((error IS NULL)::int) AS ok \
+         FROM retrievals_ecs WHERE scheduler_id = {scheduler} GROUP BY step"
+    );
+    match target {
+        DatabaseTarget::Sqlite { path } => {
+            format!("sqlite3 {} \"{}\"", path.display(), sql.replace("::int", ""))
+        }
+        DatabaseTarget::Postgres { url } => {
+            // Without the password: psql asks for it (or reads ~/.pgpass).
+            let url = url::Url::parse(url).map_or_else(
+                |_| "$DATABASE_URL".to_owned(),
+                |mut url| {
+                    let _ = url.set_password(None);
+                    url.to_string()
+                },
+            );
+            format!("psql \"{url}\" -c \"{sql}\"")
+        }
+    }
 }

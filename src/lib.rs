@@ -12,13 +12,17 @@
 //!   default, as the actors' registry and measurement sink.
 //! - [`host`] — what a server registers about itself (ECS metadata or the host, versions).
 //! - [`report`] — latency percentiles and resource figures of a run.
-//! - [`telemetry`] — logging.
+//! - [`sim`] — the large-scale Kademlia simulator (virtual time, millions of nodes).
+//! - [`telemetry`] — logging, metrics and traces.
 
 pub mod api;
 pub mod cli;
 pub mod db;
 pub mod host;
+mod progress;
+mod recording;
 pub mod report;
 pub mod scheduler;
+pub mod sim;
 pub mod telemetry;
 pub mod testnet;

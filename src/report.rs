@@ -114,6 +114,14 @@ pub fn top_errors(rows: &[Measurement], limit: usize) -> Vec<(Operation, String,
     out
 }
 
+/// `bytes` in MiB for a report line ("unknown" without a figure).
+pub fn mebibytes(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)),
+    )
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -19,12 +19,10 @@ use std::{
 
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
-use indicatif::{ProgressBar, ProgressStyle};
 use parsec_actors::{
     network::{self, LocalPeer, StartMode, TransportKind},
-    recorder, CopyingSink, DhtConfig, DhtMode, FleetMember, FleetSupervisor, GoOffline, HeartbeatActor,
-    Measurement, MeasurementRecorder, MemoryRegistry, MemorySink, NodeActor, NodeRecipients, Registry,
-    RoundConfig, RunRound, SchedulerId, SchedulerRegistration,
+    DhtConfig, DhtMode, FleetMember, FleetSupervisor, GoOffline, HeartbeatActor, Measurement, NodeActor,
+    NodeRecipients, RoundConfig, RunRound, SchedulerId,
 };
 use tokio::runtime::Handle;
 
@@ -33,15 +31,15 @@ use crate::{
         self,
         client::{ClientTimeouts, RemoteNode},
     },
-    db::{self, DatabaseTarget, Store},
-    host, report,
+    db::DatabaseTarget,
+    host,
+    progress::bar,
+    recording::JobStorage,
+    report,
 };
 
 /// How long servers may take to become ready before the run is abandoned.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long the closing flush may retry a failing database before giving up on the rows.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a testnet run does.
 #[derive(Clone, Debug)]
@@ -103,19 +101,6 @@ impl TestnetReport {
     }
 }
 
-fn bar(progress: bool, len: u64, message: &'static str) -> ProgressBar {
-    if !progress {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len).with_message(message);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>16} [{bar:40}] {pos}/{len} {elapsed_precise} {wide_msg:.dim}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 /// A server of the testnet: its HTTP API (the node actor keeps its DHT peer alive) and its
 /// registry row's heartbeat.
 struct Server {
@@ -130,19 +115,8 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     if config.servers < 2 {
         bail!("--servers must be at least 2: one provides, the others retrieve");
     }
-    // The database first: a run whose results cannot be stored should fail before it starts.
-    let store = match &config.database {
-        Some(target) => Some(
-            Store::open(target)
-                .await
-                .with_context(|| format!("opening the database {target}"))?,
-        ),
-        None => None,
-    };
-    let registry: Arc<dyn Registry> = match &store {
-        Some(store) => db::registry(store),
-        None => Arc::new(MemoryRegistry::default()),
-    };
+    let storage = JobStorage::open(config.database.as_ref()).await?;
+    let registry = storage.registry();
     if let StartMode::Bootstrap { .. } = config.start {
         if config.transport == TransportKind::Tcp && config.peers > 150 {
             tracing::warn!(
@@ -235,21 +209,8 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     let setup = started.elapsed();
     tracing::info!(setup = ?setup, "all servers ready");
 
-    let copy = MemorySink::default();
-    let scheduler = registry
-        .register_scheduler(SchedulerRegistration {
-            fleets: vec![config.round.fleet.clone()],
-            dependencies: host::dependencies(),
-        })
-        .await
-        .context("registering the scheduler")?;
-    let recorder = match &store {
-        Some(store) => {
-            MeasurementRecorder::new(CopyingSink::new(store.measurement_sink(scheduler), copy.clone()))
-        }
-        None => MeasurementRecorder::new(copy.clone()),
-    }
-    .start();
+    let recording = storage.start_recording(&config.round.fleet).await?;
+    let recorder = recording.recorder.clone();
     let supervisor =
         FleetSupervisor::new(members, recorder.clone().recipient(), config.round.clone()).start();
 
@@ -295,10 +256,7 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
         rounds_bar.inc(1);
     }
     rounds_bar.finish();
-    let storage_error = recorder::drain(&recorder, DRAIN_TIMEOUT)
-        .await
-        .err()
-        .map(|e| e.to_string());
+    let recorded = recording.finish().await;
 
     for server in &servers {
         if let Err(e) = server.heartbeat.send(GoOffline).await {
@@ -309,9 +267,9 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     drop(servers);
     drop(peers);
     Ok(TestnetReport {
-        rows: copy.rows(),
-        stored: config.database.clone().map(|target| (target, scheduler)),
-        storage_error,
+        rows: recorded.rows,
+        stored: recorded.stored,
+        storage_error: recorded.storage_error,
         rounds_run,
         round_errors,
         request_failures,

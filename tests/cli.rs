@@ -1,5 +1,5 @@
-//! The `parsec` binary as users run it: the testnet main job, `health`, and two `server dht`
-//! processes that join one DHT and serve each other's content over the HTTP API.
+//! The `parsec` binary as users run it: the testnet main job, the simulator, `health`, and two
+//! `server dht` processes that join one DHT and serve each other's content over the HTTP API.
 
 use std::{
     process::{Command, Stdio},
@@ -56,6 +56,115 @@ fn testnet_runs_rounds_and_prints_the_report() {
     assert_eq!(stored.nodes_with_heartbeat, 3, "servers heartbeat once ready");
     assert_eq!(stored.nodes_offline, 3, "servers are marked offline at the end");
     assert_eq!(stored.rounds, 3, "each round has its own round id");
+}
+
+/// `parsec simulate` into a fresh SQLite file; returns stdout and the stored retrieval durations.
+fn simulate(database: &std::path::Path, seed: &str) -> (String, Vec<(String, f64)>) {
+    let output = Command::new(PARSEC)
+        .args([
+            "simulate",
+            "--nodes",
+            "3000",
+            "--rounds",
+            "5",
+            "--servers",
+            "4",
+            "--no-progress",
+        ])
+        .args([
+            "--seed",
+            seed,
+            "--database-url",
+            &format!("sqlite://{}", database.display()),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        fleet: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        duration: f64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT n.fleet AS fleet, r.duration AS duration FROM retrievals_ecs r \
+         JOIN nodes_ecs n ON n.id = r.node_id ORDER BY r.id",
+    )
+    .load(&mut conn)
+    .unwrap();
+    (stdout, rows.into_iter().map(|r| (r.fleet, r.duration)).collect())
+}
+
+#[test]
+fn simulate_writes_rounds_to_the_same_tables_and_repeats_with_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.sqlite");
+    let (stdout, retrievals) = simulate(&first, "5");
+    for expected in [
+        "durations are virtual time",
+        "hops p50/p90/max",
+        "retrieval p50",
+        "network built in",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+    let stored = common::sqlite_counts(&first);
+    assert_eq!(stored.provides, 5);
+    assert_eq!(stored.retrievals, 15);
+    assert_eq!(stored.nodes, 4);
+    assert_eq!(
+        stored.nodes_offline, 4,
+        "simulated servers are marked offline at the end"
+    );
+    assert_eq!(stored.rounds, 5);
+    assert_eq!(retrievals.len(), 15);
+    assert!(
+        retrievals.iter().all(|(fleet, d)| fleet == "sim" && *d > 0.0),
+        "{retrievals:?}"
+    );
+
+    // Same seed, same virtual durations; another seed, others.
+    let (_, again) = simulate(&dir.path().join("again.sqlite"), "5");
+    assert_eq!(again, retrievals);
+    let (_, other) = simulate(&dir.path().join("other.sqlite"), "6");
+    assert_ne!(other, retrievals);
+}
+
+#[test]
+fn simulate_rejects_bad_parameters_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("bad.sqlite").display());
+    for (args, message) in [
+        (vec!["--servers", "1"], "--servers must be at least 2"),
+        (vec!["--error-rate", "1.5"], "--error-rate must be within 0 and 1"),
+        (vec!["--delay-range", "2s..1s"], "above the maximum"),
+        (vec!["--k", "0"], "--k, --alpha and --beta must be at least 1"),
+    ] {
+        let output = Command::new(PARSEC)
+            .args([
+                "simulate",
+                "--nodes",
+                "100",
+                "--no-progress",
+                "--database-url",
+                &database,
+            ])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }
 
 #[test]

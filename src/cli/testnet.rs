@@ -12,7 +12,7 @@ use parsec_actors::{
 };
 
 use crate::{
-    db::{DatabaseArgs, DatabaseTarget},
+    db::DatabaseArgs,
     report,
     testnet::{self, TestnetConfig},
 };
@@ -169,17 +169,9 @@ impl TestnetArgs {
             "setup {:.1}s, wall time {:.1}s, peak RSS {}",
             report.setup.as_secs_f64(),
             report.wall.as_secs_f64(),
-            report.peak_rss_bytes.map_or_else(
-                || "unknown".to_owned(),
-                |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0))
-            )
+            report::mebibytes(report.peak_rss_bytes)
         );
-        if let Some((target, scheduler)) = &report.stored {
-            println!("\nstored in {target} as scheduler {scheduler}; for example:");
-            println!("  {}", example_query(target, *scheduler));
-        }
-        if let Some(error) = &report.storage_error {
-            eprintln!("error: measurements could not all be stored: {error}");
+        if !super::print_storage(report.stored.as_ref(), report.storage_error.as_deref()) {
             return Ok(ExitCode::FAILURE);
         }
         if report.successful_retrievals() == 0 {
@@ -187,29 +179,5 @@ impl TestnetArgs {
             return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-/// A query a user can paste to see this run's rows.
-fn example_query(target: &DatabaseTarget, scheduler: parsec_actors::SchedulerId) -> String {
-    let sql = format!(
-        "SELECT step, count(*), avg(duration) AS mean_s, sum((error IS NULL)::int) AS ok \
-         FROM retrievals_ecs WHERE scheduler_id = {scheduler} GROUP BY step"
-    );
-    match target {
-        DatabaseTarget::Sqlite { path } => {
-            format!("sqlite3 {} \"{}\"", path.display(), sql.replace("::int", ""))
-        }
-        DatabaseTarget::Postgres { url } => {
-            // Without the password: psql asks for it (or reads ~/.pgpass).
-            let url = url::Url::parse(url).map_or_else(
-                |_| "$DATABASE_URL".to_owned(),
-                |mut url| {
-                    let _ = url.set_password(None);
-                    url.to_string()
-                },
-            );
-            format!("psql \"{url}\" -c \"{sql}\"")
-        }
     }
 }

@@ -1,0 +1,99 @@
+//! A large-scale Kademlia network simulator: up to millions of nodes in virtual time, measured by
+//! the same parsec rounds and written to the same tables as real peers.
+//!
+//! - [`key`] — 256-bit keys and the XOR metric.
+//! - [`lookup`] — the iterative lookup as a sans-IO state machine (k, alpha, steps to stop).
+//! - [`network`] — ids, regions, routing tables (built converged, in parallel) and records.
+//! - [`latency`] — message delays: a range or a region RTT matrix; error rate and timeouts.
+//! - [`churn`] — nodes leaving and joining as virtual time passes.
+//! - [`simulation`] — lookup, provide and retrieve as discrete-event loops in virtual time.
+//! - [`actors`] — simulated parsec servers, so a `FleetSupervisor` measures them like real ones.
+//!
+//! # Example
+//! ```
+//! use parsec::sim::{Key, SimConfig, Simulation};
+//!
+//! let mut sim = Simulation::build(&SimConfig { nodes: 2_000, ..SimConfig::default() }, |_| {}).unwrap();
+//! let content = Key::hash_of(b"some content");
+//! let provided = sim.provide(0, content);
+//! assert!(provided.error.is_none());
+//! let found = sim.retrieve(1, content);
+//! assert_eq!(found.error, None);
+//! println!("found in {:?} after {} hops, {} messages", found.duration, found.hops, found.messages);
+//! ```
+
+pub mod actors;
+pub mod churn;
+pub mod key;
+pub mod latency;
+pub mod lookup;
+pub mod network;
+pub mod run;
+pub mod simulation;
+
+pub use churn::{Churn, ChurnConfig, ChurnStep};
+pub use key::{Distance, Key};
+pub use latency::{DelayModel, LatencyModel, Regions};
+pub use lookup::{Lookup, LookupConfig, Next, Termination};
+pub use network::{Network, NetworkConfig, NodeIndex};
+pub use simulation::{KademliaConfig, OperationKind, Outcome, Simulation};
+
+/// Everything a simulation is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// k, alpha, beta, steps to stop.
+    pub kademlia: KademliaConfig,
+    /// Delays, errors and timeouts.
+    pub latency: LatencyModel,
+    /// Share of nodes that never answer.
+    pub unreachable: f64,
+    /// Seed of everything random.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    /// The calibrated IPFS-like network of 25,000 nodes (see `docs/simulator.md`).
+    fn default() -> Self {
+        Self {
+            nodes: 25_000,
+            kademlia: KademliaConfig::default(),
+            latency: LatencyModel::ipfs(),
+            unreachable: DEFAULT_UNREACHABLE,
+            seed: 1,
+        }
+    }
+}
+
+/// Share of unreachable DHT servers in the calibrated default.
+pub const DEFAULT_UNREACHABLE: f64 = 0.2;
+
+impl Simulation {
+    /// Builds the network of `config` and a simulation over it; `progress` gets the number of
+    /// routing tables built so far.
+    pub fn build(config: &SimConfig, progress: impl Fn(usize) + Sync) -> Result<Self, String> {
+        if !(0.0..=1.0).contains(&config.latency.error_rate) {
+            return Err("the error rate must be within 0..=1".to_owned());
+        }
+        if config.kademlia.lookup.alpha == 0 || config.kademlia.beta == 0 {
+            return Err("alpha and beta must be at least 1".to_owned());
+        }
+        let network = Network::build(
+            &NetworkConfig {
+                nodes: config.nodes,
+                k: config.kademlia.lookup.k,
+                seed: config.seed,
+                regions: config.latency.regions(),
+                unreachable: config.unreachable,
+            },
+            progress,
+        )?;
+        Ok(Self::new(
+            network,
+            config.latency.clone(),
+            config.kademlia,
+            config.seed,
+        ))
+    }
+}

@@ -1,0 +1,219 @@
+//! The simulator behind actor mailboxes: a [`SimulatorActor`] owns the [`Simulation`], and each
+//! simulated parsec server is a [`SimServer`] that handles the node messages (provide, retrieve,
+//! readiness), so a [`FleetSupervisor`](parsec_actors::FleetSupervisor) runs rounds over
+//! simulated servers exactly as over real ones. Durations in the reports are virtual.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use parsec_actors::{
+    CheckReadiness, ContentId, NodeError, Operation, OperationReport, ProvideContent, Readiness,
+    RetrieveContent, StepMeasurement,
+};
+
+use super::{
+    churn::{Churn, ChurnStep},
+    key::Key,
+    network::NodeIndex,
+    simulation::{OperationKind, Outcome, Simulation},
+};
+
+/// Owns the simulation; operations run one at a time, in mailbox order.
+#[derive(Debug)]
+pub struct SimulatorActor {
+    simulation: Simulation,
+    churn: Churn,
+    /// Nodes that never churn (the simulated servers).
+    servers: Vec<NodeIndex>,
+    /// Every operation's outcome, in order, until taken.
+    outcomes: Vec<(NodeIndex, Outcome)>,
+}
+
+impl SimulatorActor {
+    /// An actor around `simulation`; `servers` never leave through churn.
+    pub fn new(simulation: Simulation, churn: Churn, servers: Vec<NodeIndex>) -> Self {
+        Self {
+            simulation,
+            churn,
+            servers,
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+impl Actor for SimulatorActor {
+    type Context = Context<Self>;
+}
+
+/// Runs one operation from `node`.
+#[derive(Debug, Message)]
+#[rtype(result = "Outcome")]
+pub struct Operate {
+    /// The node that provides or retrieves.
+    pub node: NodeIndex,
+    /// Provide or retrieve.
+    pub kind: OperationKind,
+    /// The content's key.
+    pub content: Key,
+}
+
+/// Lets virtual time pass (churn).
+#[derive(Debug, Message)]
+#[rtype(result = "ChurnStep")]
+pub struct Advance(pub Duration);
+
+/// A node's routing table size.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct TableSize(pub NodeIndex);
+
+/// Takes the outcomes recorded so far (node, outcome), in the order the operations ran.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(NodeIndex, Outcome)>")]
+pub struct TakeOutcomes;
+
+impl Handler<Operate> for SimulatorActor {
+    type Result = MessageResult<Operate>;
+
+    fn handle(&mut self, msg: Operate, _: &mut Context<Self>) -> Self::Result {
+        let outcome = match msg.kind {
+            OperationKind::Provide => self.simulation.provide(msg.node, msg.content),
+            OperationKind::Retrieve => self.simulation.retrieve(msg.node, msg.content),
+            OperationKind::Lookup => {
+                let outcome = self.simulation.lookup(msg.node, msg.content);
+                self.simulation.forget_dead(msg.node, &outcome.dead);
+                outcome
+            }
+        };
+        self.outcomes.push((msg.node, outcome.clone()));
+        MessageResult(outcome)
+    }
+}
+
+impl Handler<Advance> for SimulatorActor {
+    type Result = MessageResult<Advance>;
+
+    fn handle(&mut self, msg: Advance, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.churn
+                .advance(self.simulation.network_mut(), msg.0, &self.servers),
+        )
+    }
+}
+
+impl Handler<TableSize> for SimulatorActor {
+    type Result = usize;
+
+    fn handle(&mut self, msg: TableSize, _: &mut Context<Self>) -> usize {
+        self.simulation.network().routing_table_size(msg.0)
+    }
+}
+
+impl Handler<TakeOutcomes> for SimulatorActor {
+    type Result = MessageResult<TakeOutcomes>;
+
+    fn handle(&mut self, _: TakeOutcomes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(std::mem::take(&mut self.outcomes))
+    }
+}
+
+/// One simulated parsec server: a node of the simulated network behind the node messages.
+#[derive(Debug)]
+pub struct SimServer {
+    node: NodeIndex,
+    simulator: Addr<SimulatorActor>,
+}
+
+impl SimServer {
+    /// The server of simulated node `node`.
+    pub fn new(node: NodeIndex, simulator: Addr<SimulatorActor>) -> Self {
+        Self { node, simulator }
+    }
+
+    /// The peer id a simulated server reports (no libp2p key behind it).
+    pub fn peer_id(node: NodeIndex) -> String {
+        format!("sim-{node}")
+    }
+}
+
+impl Actor for SimServer {
+    type Context = Context<Self>;
+}
+
+/// The key of a CID in the simulated key space: SHA-256 of the record key, as libp2p's DHT.
+pub fn content_key(cid: &ContentId) -> Key {
+    Key::hash_of(&cid.record_key().to_vec())
+}
+
+fn unavailable(e: MailboxError) -> NodeError {
+    NodeError::Unavailable(format!("simulator stopped: {e}"))
+}
+
+impl SimServer {
+    fn operate(
+        &self,
+        cid: ContentId,
+        operation: Operation,
+    ) -> ResponseFuture<Result<OperationReport, NodeError>> {
+        let simulator = self.simulator.clone();
+        let node = self.node;
+        let kind = match operation {
+            Operation::Provide => OperationKind::Provide,
+            Operation::Retrieval => OperationKind::Retrieve,
+        };
+        Box::pin(async move {
+            let outcome = simulator
+                .send(Operate {
+                    node,
+                    kind,
+                    content: content_key(&cid),
+                })
+                .await
+                .map_err(unavailable)?;
+            let routing_table_size = simulator.send(TableSize(node)).await.map_err(unavailable)?;
+            Ok(OperationReport {
+                cid: cid.to_string(),
+                measurements: vec![StepMeasurement {
+                    step: operation.step().to_owned(),
+                    duration: outcome.duration,
+                    error: outcome.error,
+                }],
+                routing_table_size: routing_table_size as u64,
+                trace_id: None,
+            })
+        })
+    }
+}
+
+impl Handler<ProvideContent> for SimServer {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
+        self.operate(ContentId::for_content(&msg.content), Operation::Provide)
+    }
+}
+
+impl Handler<RetrieveContent> for SimServer {
+    type Result = ResponseFuture<Result<OperationReport, NodeError>>;
+
+    fn handle(&mut self, msg: RetrieveContent, _: &mut Context<Self>) -> Self::Result {
+        self.operate(msg.cid, Operation::Retrieval)
+    }
+}
+
+impl Handler<CheckReadiness> for SimServer {
+    type Result = ResponseFuture<Result<Readiness, NodeError>>;
+
+    fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
+        let simulator = self.simulator.clone();
+        let node = self.node;
+        Box::pin(async move {
+            let size = simulator.send(TableSize(node)).await.map_err(unavailable)?;
+            Ok(Readiness {
+                ready: size > 0,
+                routing_table_size: size as u64,
+                peer_id: Some(SimServer::peer_id(node)),
+            })
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! The simulator through its public library API: lookups against brute force, provide and
+//! retrieve, errors, churn and determinism.
+
+use std::time::Duration;
+
+use parsec::sim::{
+    Churn, ChurnConfig, DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, OperationKind,
+    SimConfig, Simulation, Termination,
+};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A network without failures: the range model, nobody unreachable.
+fn perfect(nodes: usize, k: usize, alpha: usize, seed: u64) -> SimConfig {
+    SimConfig {
+        nodes,
+        kademlia: KademliaConfig {
+            lookup: LookupConfig {
+                k,
+                alpha,
+                steps_to_stop: 0,
+            },
+            beta: k,
+        },
+        latency: LatencyModel {
+            delay: DelayModel::Range {
+                min: Duration::from_millis(10),
+                max: Duration::from_millis(100),
+            },
+            ..LatencyModel::ipfs()
+        },
+        unreachable: 0.0,
+        seed,
+    }
+}
+
+fn build(config: &SimConfig) -> Simulation {
+    Simulation::build(config, |_| {}).expect("valid configuration")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// With no errors and no churn, a lookup finds exactly the true k closest nodes.
+    #[test]
+    fn lookups_find_the_true_k_closest(
+        nodes in 30usize..3000,
+        k in 4usize..25,
+        alpha in 1usize..5,
+        seed in any::<u64>(),
+    ) {
+        let sim = build(&perfect(nodes, k, alpha, seed));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..8 {
+            let from = rng.gen_range(0..nodes as u32);
+            let target = Key::random(&mut rng);
+            let outcome = sim.lookup(from, target);
+            prop_assert_eq!(outcome.error, None);
+            let expected_end = if nodes > k { Termination::Converged } else { Termination::Exhausted };
+            prop_assert_eq!(outcome.termination, Some(expected_end));
+            let expected: Vec<u32> = sim
+                .network()
+                .true_closest(&target, k + 1)
+                .into_iter()
+                .filter(|&n| n != from)
+                .take(k)
+                .collect();
+            prop_assert_eq!(outcome.peers, expected);
+            prop_assert!(outcome.hops >= 1);
+        }
+    }
+}
+
+#[test]
+fn a_provided_record_is_retrieved_from_every_region() {
+    let mut sim = build(&SimConfig {
+        nodes: 5_000,
+        ..SimConfig::default()
+    });
+    let content = Key::hash_of(b"provide then retrieve");
+    // The provider must answer others' requests; node 0 may be drawn unreachable.
+    sim.network_mut().set_reachable(0, true);
+    let provided = sim.provide(0, content);
+    assert_eq!(provided.error, None, "{provided:?}");
+    assert_eq!(provided.kind, OperationKind::Provide);
+    assert!(
+        provided.peers.len() >= 10,
+        "stored at {} peers",
+        provided.peers.len()
+    );
+    assert!(provided.messages > 20);
+    assert!(provided.duration > Duration::ZERO);
+    let mut found = 0;
+    for from in 1..=50 {
+        let outcome = sim.retrieve(from, content);
+        if outcome.error.is_none() {
+            found += 1;
+            assert!(sim.network().holds_record(outcome.peers[0], &content));
+            assert!(outcome.hops >= 1 || outcome.peers[0] == from);
+        }
+    }
+    assert_eq!(found, 50);
+    let unknown = sim.retrieve(7, Key::hash_of(b"never provided"));
+    assert!(unknown.error.unwrap().contains("no provider record"));
+}
+
+#[test]
+fn with_every_request_failing_nothing_is_found_and_errors_are_reported() {
+    let mut config = perfect(2_000, 20, 3, 4);
+    config.latency.error_rate = 1.0;
+    let mut sim = build(&config);
+    let content = Key::hash_of(b"unreachable");
+    let provided = sim.provide(0, content);
+    assert!(
+        provided.error.as_deref().unwrap().contains("no peer answered"),
+        "{provided:?}"
+    );
+    assert_eq!(provided.failures, provided.messages);
+    let retrieved = sim.retrieve(1, content);
+    assert!(retrieved.error.as_deref().unwrap().contains("no provider record"));
+    assert!(retrieved.failures > 0);
+    assert!(retrieved.peers.is_empty());
+    // Each failure costs its timeout: the failed lookup took at least one failure delay.
+    assert!(retrieved.duration >= config.latency.failure_delay.0);
+}
+
+#[test]
+fn lookups_mostly_succeed_under_moderate_churn_and_dead_peers_are_forgotten() {
+    let mut sim = build(&perfect(5_000, 20, 3, 8));
+    let mut churn = Churn::new(ChurnConfig {
+        leave_per_hour: 0.2,
+        join_per_hour: 0.1,
+    })
+    .unwrap();
+    let keep = [0, 1, 2, 3];
+    let mut left = 0;
+    let mut joined = 0;
+    let mut found = 0;
+    let mut failures = 0;
+    for round in 0..20u32 {
+        let step = churn.advance(sim.network_mut(), Duration::from_secs(300), &keep);
+        left += step.left.len();
+        joined += step.joined.len();
+        let content = Key::hash_of(&round.to_be_bytes());
+        assert_eq!(sim.provide(0, content).error, None);
+        for from in 1..4 {
+            let outcome = sim.retrieve(from, content);
+            failures += outcome.failures;
+            found += usize::from(outcome.error.is_none());
+        }
+    }
+    // 20 × 5 virtual minutes at 20 %/h: about a third of the network left.
+    assert!(left > 1_000 && joined > 500, "left {left}, joined {joined}");
+    assert_eq!(sim.network().alive_count(), 5_000 - left + joined);
+    assert!(found >= 57, "found {found} of 60");
+    assert!(failures > 0, "dead peers in routing tables cost failed requests");
+    // The retrievers dropped the dead peers they met.
+    for from in 1..4 {
+        let dead_left = sim
+            .network()
+            .routing_table(from)
+            .filter(|&p| !sim.network().is_alive(p))
+            .count();
+        assert!(dead_left < sim.network().routing_table_size(from));
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_results() {
+    let run = |seed: u64| {
+        let mut sim = build(&SimConfig {
+            nodes: 3_000,
+            seed,
+            ..SimConfig::default()
+        });
+        let mut results = Vec::new();
+        for round in 0..5u32 {
+            let content = Key::hash_of(&round.to_be_bytes());
+            results.push(sim.provide(round, content));
+            for from in 10..15 {
+                results.push(sim.retrieve(from, content));
+            }
+        }
+        results
+    };
+    let first = run(11);
+    assert_eq!(first, run(11));
+    assert_ne!(first, run(12));
+}
+
+#[test]
+fn bad_configurations_are_errors_not_panics() {
+    let mut config = perfect(100, 20, 3, 1);
+    config.nodes = 1;
+    assert!(Simulation::build(&config, |_| {})
+        .unwrap_err()
+        .contains("between 2"));
+    let mut config = perfect(100, 20, 3, 1);
+    config.kademlia.lookup.k = 0;
+    assert!(Simulation::build(&config, |_| {}).unwrap_err().contains("k must"));
+    let mut config = perfect(100, 20, 3, 1);
+    config.latency.error_rate = 2.0;
+    assert!(Simulation::build(&config, |_| {})
+        .unwrap_err()
+        .contains("error rate"));
+    assert!(Churn::new(ChurnConfig {
+        leave_per_hour: -1.0,
+        join_per_hour: 0.0
+    })
+    .is_err());
+}
