@@ -61,10 +61,9 @@ impl Churn {
                 None => break,
             }
         }
-        while self.join_carry >= 1.0 && network.len() < (super::network::NodeIndex::MAX - 1) as usize {
-            self.join_carry -= 1.0;
-            step.joined.push(network.join());
-        }
+        let joining = self.join_carry.floor();
+        self.join_carry -= joining;
+        step.joined = network.join_many(joining as usize);
         step
     }
 }
