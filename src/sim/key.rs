@@ -64,39 +64,6 @@ impl Key {
     pub fn common_prefix_len(&self, other: &Key) -> u32 {
         self.distance(other).leading_zeros()
     }
-
-    /// The smallest and largest keys that share this key's first `len` bits (`len` ≤ 256).
-    pub fn prefix_range(&self, len: u32) -> (Key, Key) {
-        let (mut low, mut high) = (*self, *self);
-        for bit in len.min(256)..256 {
-            low.set(bit, false);
-            high.set(bit, true);
-        }
-        (low, high)
-    }
-
-    /// The smallest and largest keys that share this key's first `len` bits, then differ from it
-    /// at bit `len` (`len` < 256): the key range of k-bucket `len` of a node with this id.
-    pub fn bucket_range(&self, len: u32) -> (Key, Key) {
-        debug_assert!(len < 256);
-        let mut sibling = *self;
-        sibling.flip(len);
-        sibling.prefix_range(len + 1)
-    }
-
-    fn flip(&mut self, index: u32) {
-        self.0[(index / 64) as usize] ^= 1 << (63 - index % 64);
-    }
-
-    fn set(&mut self, index: u32, value: bool) {
-        let mask = 1 << (63 - index % 64);
-        let word = &mut self.0[(index / 64) as usize];
-        if value {
-            *word |= mask;
-        } else {
-            *word &= !mask;
-        }
-    }
 }
 
 impl std::fmt::Display for Key {
@@ -143,19 +110,21 @@ mod tests {
     }
 
     #[test]
-    fn bucket_range_holds_exactly_the_keys_of_that_bucket() {
+    fn the_common_prefix_ends_at_the_first_differing_bit() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let me = Key::random(&mut rng);
-        for len in [0, 1, 63, 64, 65, 200, 255] {
-            let (low, high) = me.bucket_range(len);
-            assert_eq!(me.common_prefix_len(&low), len);
-            assert_eq!(me.common_prefix_len(&high), len);
-            assert!(low <= high);
-            for _ in 0..100 {
-                let other = Key::random(&mut rng);
-                let inside = low <= other && other <= high;
-                assert_eq!(inside, me.common_prefix_len(&other) == len, "len {len}");
-            }
+        for index in 0..256u32 {
+            // `me` with bit `index` flipped (bits count from the first byte's top bit).
+            let mut bytes = me.to_bytes();
+            bytes[index as usize / 8] ^= 0x80 >> (index % 8);
+            let other = Key::from_bytes(bytes);
+            assert_ne!(me.bit(index), other.bit(index));
+            assert_eq!(me.common_prefix_len(&other), index);
+        }
+        for _ in 0..1000 {
+            let other = Key::random(&mut rng);
+            let first_difference = (0..256).find(|&i| me.bit(i) != other.bit(i)).unwrap_or(256);
+            assert_eq!(me.common_prefix_len(&other), first_difference);
         }
         assert_eq!(me.common_prefix_len(&me), 256);
     }

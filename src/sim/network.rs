@@ -130,17 +130,16 @@ impl Network {
             region_model: config.regions.clone(),
         };
         for (position, table) in tables.into_iter().enumerate() {
-            let node = network.sorted[position] as usize;
-            network.table_start[node] = network.slots.len();
-            network.buckets[node] = (table.len() / network.k) as u8;
-            network.slots.extend(table);
+            let node = network.sorted[position];
+            network.store_table(node, table);
         }
         Ok(network)
     }
 
-    fn push_table(&mut self, table: Vec<NodeIndex>) {
-        self.table_start.push(self.slots.len());
-        self.buckets.push((table.len() / self.k) as u8);
+    /// Appends `node`'s table to the slots and points `node`'s entries (which must exist) at it.
+    fn store_table(&mut self, node: NodeIndex, table: Vec<NodeIndex>) {
+        self.table_start[node as usize] = self.slots.len();
+        self.buckets[node as usize] = (table.len() / self.k) as u8;
         self.slots.extend(table);
     }
 
@@ -379,8 +378,10 @@ impl Network {
                 table
             })
             .collect();
-        for table in tables {
-            self.push_table(table);
+        self.table_start.resize(self.keys.len(), 0);
+        self.buckets.resize(self.keys.len(), 0);
+        for (node, table) in (first..).zip(tables) {
+            self.store_table(node, table);
         }
         self.alive += count;
         let joined: Vec<NodeIndex> = (first..first + count as NodeIndex).collect();
