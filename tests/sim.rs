@@ -46,30 +46,47 @@ proptest! {
     #[test]
     fn lookups_find_the_true_k_closest(
         nodes in 30usize..3000,
-        k in 4usize..25,
+        k in 1usize..25,
         alpha in 1usize..5,
         seed in any::<u64>(),
     ) {
-        let sim = build(&perfect(nodes, k, alpha, seed));
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for _ in 0..8 {
-            let from = rng.gen_range(0..nodes as u32);
-            let target = Key::random(&mut rng);
-            let outcome = sim.lookup(from, target);
-            prop_assert_eq!(outcome.error, None);
-            let expected_end = if nodes > k { Termination::Converged } else { Termination::Exhausted };
-            prop_assert_eq!(outcome.termination, Some(expected_end));
-            let expected: Vec<u32> = sim
-                .network()
-                .true_closest(&target, k + 1)
-                .into_iter()
-                .filter(|&n| n != from)
-                .take(k)
-                .collect();
-            prop_assert_eq!(outcome.peers, expected);
-            prop_assert!(outcome.hops >= 1);
-        }
+        lookups_are_exact(nodes, k, alpha, seed)?;
     }
+}
+
+/// Eight lookups from random nodes for random keys return the true `k` closest.
+fn lookups_are_exact(nodes: usize, k: usize, alpha: usize, seed: u64) -> Result<(), TestCaseError> {
+    let sim = build(&perfect(nodes, k, alpha, seed));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for _ in 0..8 {
+        let from = rng.gen_range(0..nodes as u32);
+        let target = Key::random(&mut rng);
+        let outcome = sim.lookup(from, target);
+        prop_assert_eq!(outcome.error, None);
+        let expected_end = if nodes > k {
+            Termination::Converged
+        } else {
+            Termination::Exhausted
+        };
+        prop_assert_eq!(outcome.termination, Some(expected_end));
+        let expected: Vec<u32> = sim
+            .network()
+            .true_closest(&target, k + 1)
+            .into_iter()
+            .filter(|&n| n != from)
+            .take(k)
+            .collect();
+        prop_assert_eq!(outcome.peers, expected);
+        prop_assert!(outcome.hops >= 1);
+    }
+    Ok(())
+}
+
+/// Found by the property test: with alpha = k, answers from farther peers used to end a lookup
+/// while closer peers were still in flight, two hops in, far from the target.
+#[test]
+fn a_lookup_waits_for_closer_peers_in_flight() {
+    lookups_are_exact(1848, 4, 4, 264_523_082_969_102_132).unwrap();
 }
 
 #[test]

@@ -121,12 +121,15 @@ impl<P: Copy + Eq> Lookup<P> {
         for index in 0..self.candidates.len() {
             match self.candidates[index].state {
                 PeerState::Failed => continue,
-                PeerState::Succeeded => {
+                // The `k` closest must all have answered: a closer peer still in flight may
+                // bring closer ones (libp2p's rule), so answers behind it no longer count.
+                PeerState::Succeeded if !waiting => {
                     succeeded += 1;
                     if succeeded >= self.config.k {
                         return self.end(Termination::Converged);
                     }
                 }
+                PeerState::Succeeded => {}
                 PeerState::Waiting => waiting = true,
                 PeerState::NotContacted => {
                     if self.in_flight >= self.config.alpha {
@@ -301,6 +304,25 @@ mod tests {
         assert_eq!(lookup.poll(), Next::Finished);
         assert_eq!(lookup.closest_answered().collect::<Vec<_>>(), vec![(1, 3)]);
         assert_eq!(lookup.queries(), 3);
+    }
+
+    #[test]
+    fn a_closer_peer_in_flight_holds_the_end() {
+        let mut lookup = Lookup::new(key(0), config(2, 2), [(5u32, key(5)), (6, key(6))]);
+        assert_eq!(lookup.poll(), Next::Query(5));
+        assert_eq!(lookup.poll(), Next::Query(6));
+        lookup.on_answer(5, [(1, key(1))]);
+        assert_eq!(lookup.poll(), Next::Query(1));
+        // 5 and 6 answered, but 1 is closer than both and has not.
+        lookup.on_answer(6, []);
+        assert_eq!(lookup.poll(), Next::Wait);
+        lookup.on_answer(1, []);
+        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.termination(), Some(Termination::Converged));
+        assert_eq!(
+            lookup.closest_answered().collect::<Vec<_>>(),
+            vec![(1, 2), (5, 1)]
+        );
     }
 
     #[test]
