@@ -70,10 +70,10 @@ pub struct SimulateArgs {
     #[arg(long, env = "PARSEC_SIM_FAILURE_DELAY", default_value = "100ms..1s", value_parser = parse_range)]
     failure_delay: (Duration, Duration),
     /// Share of failures that are silent and wait for the timeout instead (0..=1).
-    #[arg(long, env = "PARSEC_SIM_TIMEOUT_SHARE", default_value_t = 0.12)]
+    #[arg(long, env = "PARSEC_SIM_TIMEOUT_SHARE", default_value_t = 0.105)]
     timeout_share: f64,
-    /// How long a silent failure takes, e.g. 2s..40s.
-    #[arg(long, env = "PARSEC_SIM_TIMEOUT", default_value = "2s..40s", value_parser = parse_range)]
+    /// How long a silent failure takes, e.g. 2s..34s.
+    #[arg(long, env = "PARSEC_SIM_TIMEOUT", default_value = "2s..34s", value_parser = parse_range)]
     timeout: (Duration, Duration),
     /// Share of live nodes that leave per virtual hour.
     #[arg(long, env = "PARSEC_SIM_LEAVE_RATE", default_value_t = 0.0)]

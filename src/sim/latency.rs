@@ -140,8 +140,8 @@ impl LatencyModel {
             connect_round_trips: 0.0,
             error_rate: 0.0,
             failure_delay: (Duration::from_millis(100), Duration::from_secs(1)),
-            timeout_share: 0.12,
-            timeout: (Duration::from_secs(2), Duration::from_secs(40)),
+            timeout_share: 0.105,
+            timeout: (Duration::from_secs(2), Duration::from_secs(34)),
         }
     }
 
