@@ -157,6 +157,9 @@ pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<Testn
     network::wire(&local, config.start, config.dht.k.get())
         .await
         .context("wiring the network")?;
+    network::join(&server_peers, READY_TIMEOUT)
+        .await
+        .context("servers joining the network")?;
     wiring.finish();
 
     // The scheduler sees the servers only through their HTTP APIs.

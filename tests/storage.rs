@@ -27,6 +27,9 @@ use parsec_actors::{
     Registry,
 };
 
+/// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`.
+const POSTGRES_MIGRATIONS: usize = 3;
+
 fn cluster() -> TempPostgres {
     TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
 }
@@ -39,10 +42,10 @@ async fn connect(url: &str) -> AsyncPgConnection {
 async fn migrations_run_up_down_and_up_again() {
     let pg = cluster();
     let up = run_migrations(&pg.url(), Direction::Up).await.unwrap();
-    assert_eq!(up.len(), 2, "{up:?}");
+    assert_eq!(up.len(), POSTGRES_MIGRATIONS, "{up:?}");
     assert_eq!(run_migrations(&pg.url(), Direction::Up).await.unwrap().len(), 0);
     let down = run_migrations(&pg.url(), Direction::Down).await.unwrap();
-    assert_eq!(down.len(), 2, "{down:?}");
+    assert_eq!(down.len(), POSTGRES_MIGRATIONS, "{down:?}");
     let tables: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
         "SELECT count(*) FROM information_schema.tables WHERE table_name LIKE '%_ecs'",
     )
@@ -50,7 +53,10 @@ async fn migrations_run_up_down_and_up_again() {
     .await
     .unwrap();
     assert_eq!(tables, 0, "down left tables behind");
-    assert_eq!(run_migrations(&pg.url(), Direction::Up).await.unwrap().len(), 2);
+    assert_eq!(
+        run_migrations(&pg.url(), Direction::Up).await.unwrap().len(),
+        POSTGRES_MIGRATIONS
+    );
     assert_eq!(common::postgres_counts(&pg.url()).await.nodes, 0);
 }
 
@@ -67,7 +73,7 @@ async fn processes_starting_at_once_migrate_once() {
             .get_result(&mut connect(&url).await)
             .await
             .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, POSTGRES_MIGRATIONS as i64);
 }
 
 /// A database that parsec's own Go migrations created, holding parsec rows, is adopted: the

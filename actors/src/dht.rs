@@ -8,6 +8,7 @@
 mod behaviour;
 mod latency;
 mod pending;
+pub mod presets;
 mod swarm;
 pub mod topology;
 mod transport;
@@ -52,6 +53,8 @@ pub struct DhtOutcome {
     pub counts: QueryCounts,
     /// For a retrieval: the first provider found.
     pub provider: Option<PeerId>,
+    /// For a provide: peers the record was sent to, all of which answered the provide's lookup.
+    pub record_peers: Option<u32>,
 }
 
 /// A cloneable handle to a running DHT peer. The peer stops when the last handle is dropped.
@@ -121,7 +124,36 @@ impl DhtHandle {
         self.request(|reply| Command::Bootstrap { reply }).await
     }
 
-    /// Peers in the routing table.
+    /// Joins the network: bootstrap lookups, retried with backoff (1 s, doubling up to
+    /// `max_backoff`) until the routing table holds a peer we reached ourselves; answers that
+    /// number. A peer whose bootstrap peers are all unreachable keeps trying for as long as it
+    /// runs (a server that starts before its peers joins once they are up).
+    pub async fn join(&self, max_backoff: Duration) -> Result<usize, DhtError> {
+        let mut backoff = Duration::from_secs(1).min(max_backoff);
+        for attempt in 1u64.. {
+            let reached = self.routing_table_size().await?;
+            if reached > 0 {
+                return Ok(reached);
+            }
+            if attempt > 1 {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+            match self.bootstrap().await {
+                Err(e @ (DhtError::Stopped | DhtError::Cancelled)) => return Err(e),
+                Err(e) => tracing::warn!(attempt, error = %e, "bootstrap failed"),
+                Ok(outcome) if outcome.routing_table_size == 0 => {
+                    tracing::warn!(attempt, retry_in = ?backoff, "bootstrap reached no peer");
+                }
+                Ok(_) => {}
+            }
+        }
+        unreachable!("attempts are counted in u64")
+    }
+
+    /// Peers in the routing table that we reached ourselves (connected, and they answered
+    /// identify listing our DHT protocol): what readiness and the reports count. Entries kad was
+    /// merely told about (bootstrap addresses, converged tables) count once reached.
     pub async fn routing_table_size(&self) -> Result<usize, DhtError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::RoutingTableSize { reply }).await?;

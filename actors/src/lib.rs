@@ -54,7 +54,7 @@ pub use heartbeat::{GoOffline, HeartbeatActor};
 pub use libp2p::{identity, multiaddr, Multiaddr, PeerId};
 pub use model::{
     random_content, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport, Readiness,
-    RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND,
+    RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};

@@ -149,18 +149,21 @@ pub struct OperationReport {
     pub cid: String,
     /// One entry per step (one for DHT servers).
     pub measurements: Vec<StepMeasurement>,
-    /// Routing-table size right after the operation.
+    /// Routing-table size right after the operation: peers we reached ourselves.
     pub routing_table_size: u64,
     /// The trace the request belonged to (32 hex digits), when the caller traced it.
     pub trace_id: Option<String>,
+    /// For a provide: how many peers the provider record was sent to (`None`: not known, e.g.
+    /// from a parsec server, which does not say).
+    pub record_peers: Option<u32>,
 }
 
 /// Whether a node can take provide/retrieve requests now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Readiness {
-    /// Ready means the routing table is non-empty.
+    /// Ready means the routing table holds a peer we reached ourselves.
     pub ready: bool,
-    /// Peers in the routing table.
+    /// Peers in the routing table that we reached ourselves.
     pub routing_table_size: u64,
     /// The node's libp2p peer id, when it says (parsec's servers do not).
     pub peer_id: Option<String>,
@@ -195,6 +198,8 @@ pub struct Measurement {
     pub routing_table_size: u64,
     /// The OpenTelemetry trace of the round (32 hex digits), when tracing is on.
     pub trace_id: Option<String>,
+    /// For a provide: peers the record was sent to, when the node says.
+    pub record_peers: Option<u32>,
 }
 
 /// The error text parsec records when a DHT operation hits its deadline (the OpenAPI example).
@@ -202,6 +207,13 @@ pub const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
 
 /// The error text of a lookup that ended without any provider record (the OpenAPI contract).
 pub const NOT_FOUND: &str = "not found";
+
+/// The error text of a lookup in which no peer answered: nothing was measured about the network.
+pub const NO_PEER_REACHED: &str = "reached no peer";
+
+/// The error text of a provide whose record reached no peer (a provide that stored nothing is
+/// not a success).
+pub const STORED_AT_NO_PEER: &str = "provider record stored at no peer";
 
 #[cfg(test)]
 mod tests {

@@ -193,6 +193,30 @@ pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), 
     }
 }
 
+/// How long a measuring node of a local network waits between attempts to join it.
+const LOCAL_JOIN_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Has each of `nodes` (the measuring ones) join the wired network with a real bootstrap lookup,
+/// so that its routing table holds peers it reached itself, which is what readiness counts.
+/// Background peers of a converged network are never asked for readiness and stay quiet.
+pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError> {
+    stream::iter(nodes)
+        .map(|node| async move {
+            tokio::time::timeout(timeout, node.join(LOCAL_JOIN_BACKOFF))
+                .await
+                .map_err(|_| {
+                    DhtError::Setup(format!(
+                        "peer {} reached no other peer within {timeout:?}",
+                        node.peer_id()
+                    ))
+                })?
+                .map(drop)
+        })
+        .buffer_unordered(SPAWN_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
 /// Waits until every peer's routing table is non-empty, or `timeout` passes; returns how many
 /// peers are still empty.
 pub async fn wait_until_joined(peers: &[DhtHandle], timeout: Duration) -> Result<usize, DhtError> {

@@ -36,7 +36,7 @@ pub struct RetrieveContent {
     pub span: tracing::Span,
 }
 
-/// Whether the node can serve requests (its routing table is non-empty).
+/// Whether the node can serve requests (its routing table holds a peer it reached).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Readiness, NodeError>")]
 pub struct CheckReadiness;
@@ -110,6 +110,7 @@ fn report(cid: &ContentId, operation: Operation, outcome: DhtOutcome) -> Operati
         }],
         routing_table_size: outcome.routing_table_size as u64,
         trace_id: None,
+        record_peers: outcome.record_peers,
     }
 }
 
@@ -139,7 +140,7 @@ impl Handler<ProvideContent> for NodeActor {
         Box::pin(async move {
             let span = given_or(
                 msg.span,
-                || tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref()),
+                || tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref(), record_peers = tracing::field::Empty),
             );
             let outcome = dht?
                 .send(dht::Provide {
@@ -148,8 +149,9 @@ impl Handler<ProvideContent> for NodeActor {
                 })
                 .await
                 .map_err(mailbox)??;
+            span.record("record_peers", outcome.record_peers);
             let _entered = span.enter();
-            tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), requests = outcome.counts.requests, "provided");
+            tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), requests = outcome.counts.requests, record_peers = outcome.record_peers, "provided");
             Ok(report(&cid, Operation::Provide, outcome))
         })
     }

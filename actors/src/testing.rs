@@ -62,6 +62,7 @@ pub async fn spawn_fleet(
         .chain(LocalPeer::all_in(DhtMode::Client, &node_peers))
         .collect();
     network::wire(&local, StartMode::Converged, template.k.get()).await?;
+    network::join(&node_peers, Duration::from_secs(30)).await?;
 
     let nodes: Vec<Addr<NodeActor>> = node_peers
         .iter()
@@ -103,6 +104,7 @@ pub fn sample_measurement(operation: crate::Operation, duration: Duration) -> cr
         error: None,
         routing_table_size: 20,
         trace_id: None,
+        record_peers: None,
     }
 }
 

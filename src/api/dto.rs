@@ -59,6 +59,10 @@ pub struct OperationResponse {
     /// Routing-table size after the operation.
     #[serde(rename = "RoutingTableSize")]
     pub routing_table_size: u64,
+    /// Ours, beyond parsec's contract (its scheduler ignores unknown fields): for a provide, how
+    /// many peers the provider record was sent to.
+    #[serde(rename = "RecordPeers", default, skip_serializing_if = "Option::is_none")]
+    pub record_peers: Option<u32>,
 }
 
 /// One step's measurement on the wire.
@@ -89,6 +93,7 @@ impl From<OperationReport> for OperationResponse {
                 })
                 .collect(),
             routing_table_size: report.routing_table_size,
+            record_peers: report.record_peers,
         }
     }
 }
@@ -118,6 +123,7 @@ impl OperationResponse {
             measurements,
             routing_table_size: self.routing_table_size,
             trace_id: None,
+            record_peers: self.record_peers,
         })
     }
 }
@@ -165,12 +171,29 @@ mod tests {
             }],
             routing_table_size: 202,
             trace_id: None,
+            record_peers: None,
         };
         let json = serde_json::to_value(OperationResponse::from(report)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"CID":"QmX","Measurements":[{"Step":"provide","Duration":1_500_000_000i64,"Error":""}],"RoutingTableSize":202})
         );
+    }
+
+    #[test]
+    fn record_peers_is_an_extra_field_that_parsec_responses_lack() {
+        let report = OperationReport {
+            cid: "QmX".into(),
+            measurements: vec![],
+            routing_table_size: 3,
+            trace_id: None,
+            record_peers: Some(3),
+        };
+        let json = serde_json::to_value(OperationResponse::from(report)).unwrap();
+        assert_eq!(json["RecordPeers"], 3);
+        let parsec: OperationResponse =
+            serde_json::from_str(r#"{"CID":"QmX","Measurements":[],"RoutingTableSize":1}"#).unwrap();
+        assert_eq!(parsec.record_peers, None);
     }
 
     #[test]

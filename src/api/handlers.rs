@@ -12,7 +12,7 @@ use super::{
     auth::Authorized,
     dto::{OperationResponse, ProvideRequest, ReadinessResponse},
     error::ApiError,
-    MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
+    BODY_READ_TIMEOUT, MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
 };
 
 /// `POST /provide`.
@@ -21,16 +21,28 @@ pub(crate) async fn provide(
     node: web::Data<NodeRecipients>,
     metrics: web::Data<Option<ServerMetrics>>,
     request: HttpRequest,
-    body: web::Json<ProvideRequest>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Only JSON: a web page can send a plain-text or form POST here without the browser asking.
+    require_json(&request, true)?;
+    let body = read_bounded(body).await?;
+    let body: ProvideRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid JSON body: {e}; expected {{\"Content\": \"<base64>\"}}"
+        ))
+    })?;
     let content = body
-        .into_inner()
         .content
         .decode()
         .map_err(|e| ApiError::BadRequest(format!("Content is not valid standard base64: {e}")))?;
     let scheduler = scheduler_id(&request);
     let cid = ContentId::for_content(&content);
-    let span = tracing::info_span!("provide", %cid, scheduler = scheduler.as_deref());
+    let span = tracing::info_span!(
+        "provide",
+        %cid,
+        scheduler = scheduler.as_deref(),
+        record_peers = tracing::field::Empty
+    );
     continue_trace(&span, request.headers());
     let report = node
         .provide
@@ -54,7 +66,8 @@ pub(crate) async fn retrieve(
     cid: web::Path<String>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    drain_bounded(body).await?;
+    require_json(&request, false)?;
+    read_bounded(body).await?;
     let cid: ContentId = cid.parse().map_err(|e| ApiError::BadRequest(format!("{e}")))?;
     let scheduler = scheduler_id(&request);
     let span = tracing::info_span!("retrieve", %cid, scheduler = scheduler.as_deref());
@@ -132,18 +145,45 @@ pub(crate) fn scheduler_id(request: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Reads and discards a body, failing once it exceeds the limit.
-async fn drain_bounded(mut body: web::Payload) -> Result<(), ApiError> {
-    let mut total = 0usize;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge,
-            other => ApiError::BadRequest(format!("could not read the request body: {other}")),
-        })?;
-        total += chunk.len();
-        if total > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
+/// Answers 415 unless the request says its body is JSON (`application/json` or `…+json`). With
+/// `required` false, a request that names no content type passes (the retrieval body is ignored).
+fn require_json(request: &HttpRequest, required: bool) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return if required {
+            Err(ApiError::UnsupportedMediaType("none".to_owned()))
+        } else {
+            Ok(())
+        };
+    };
+    let text = value.to_str().unwrap_or_default();
+    let is_json = text
+        .parse::<actix_web::mime::Mime>()
+        .is_ok_and(|m| m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(text.chars().take(100).collect()))
     }
-    Ok(())
+}
+
+/// Reads a body up to the size limit, within [`BODY_READ_TIMEOUT`]: a client that sends headers
+/// and then trickles its body does not hold a connection (and a worker's attention) for ever.
+async fn read_bounded(mut body: web::Payload) -> Result<bytes::Bytes, ApiError> {
+    let read = async {
+        let mut buffer = bytes::BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge,
+                other => ApiError::BadRequest(format!("could not read the request body: {other}")),
+            })?;
+            if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(buffer.freeze())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)?
 }

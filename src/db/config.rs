@@ -105,13 +105,17 @@ fn parse_url(url: &str) -> Result<DatabaseTarget, DbError> {
 
 fn check_ssl_mode(mode: &str) -> Result<(), DbError> {
     match mode {
-        "disable" | "allow" | "prefer" => Ok(()),
+        "disable" | "prefer" => Ok(()),
+        // tokio-postgres has no `allow` and would refuse it only once connecting.
+        "allow" => Err(DbError::Config(
+            "sslmode=allow is not supported by the Postgres driver; use sslmode=disable or prefer".to_owned(),
+        )),
         "require" | "verify-ca" | "verify-full" => Err(DbError::Config(format!(
             "sslmode={mode} needs TLS, which parsec-rs does not support yet; use sslmode=disable or prefer \
              (on a private network or through a TLS proxy)"
         ))),
         other => Err(DbError::Config(format!(
-            "unknown sslmode {other:?}; expected disable, allow or prefer"
+            "unknown sslmode {other:?}; expected disable or prefer"
         ))),
     }
 }

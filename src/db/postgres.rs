@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 
 use super::{
-    rows::{DiscoveredRow, MeasurementRow, NodeRow, SchedulerRow},
+    rows::{DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, SchedulerRow},
     schema::{nodes_ecs, schedulers_ecs},
     DbError,
 };
@@ -78,10 +78,14 @@ impl PgStore {
         let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
             for chunk in provides.chunks(ROWS_PER_INSERT) {
-                unnest_insert("provides_ecs", chunk).execute(conn).await?;
+                unnest_insert(MeasurementTable::Provides, chunk)
+                    .execute(conn)
+                    .await?;
             }
             for chunk in retrievals.chunks(ROWS_PER_INSERT) {
-                unnest_insert("retrievals_ecs", chunk).execute(conn).await?;
+                unnest_insert(MeasurementTable::Retrievals, chunk)
+                    .execute(conn)
+                    .await?;
             }
             Ok(())
         })
@@ -153,35 +157,47 @@ impl PgStore {
     }
 }
 
-/// One INSERT of `rows` into `table` (`provides_ecs` or `retrievals_ecs`, which share these
-/// columns) as one array per column unnested server-side: 13 parameters whatever the row count,
-/// and one prepared statement per table. Multi-row VALUES made Postgres parse and plan 53,000
-/// parameters per batch; this doubles what the recorder sustains.
+/// One INSERT of `rows` into `provides_ecs` or `retrievals_ecs`, which share these columns
+/// (provides add `record_peers`), as one array per column unnested server-side: 13 or 14
+/// parameters whatever the row count, and one prepared statement per table. Multi-row VALUES made
+/// Postgres parse and plan 53,000 parameters per batch; this doubles what the recorder sustains.
 fn unnest_insert<'a>(
-    table: &'static str,
+    table: MeasurementTable,
     rows: &'a [MeasurementRow],
 ) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + RunQueryDsl<AsyncPgConnection> + Send + 'a {
     use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz, Uuid};
-    diesel::sql_query(format!(
-        "INSERT INTO {table} (measurement_id, scheduler_id, node_id, rt_size, duration, cid, error, \
-         created_at, step, round_id, started_at, probe, trace_id) \
+    let (name, extra_column, extra_array) = match table {
+        MeasurementTable::Provides => ("provides_ecs", ", record_peers", ", $14::int4[]"),
+        MeasurementTable::Retrievals => ("retrievals_ecs", "", ""),
+    };
+    let query = diesel::sql_query(format!(
+        "INSERT INTO {name} (measurement_id, scheduler_id, node_id, rt_size, duration, cid, error, \
+         created_at, step, round_id, started_at, probe, trace_id{extra_column}) \
          SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int4[], $5::float8[], $6::text[], \
-         $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::timestamptz[], $12::int4[], $13::text[]) \
+         $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::timestamptz[], $12::int4[], \
+         $13::text[]{extra_array}) \
          ON CONFLICT DO NOTHING"
     ))
+    .into_boxed::<diesel::pg::Pg>()
     .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.measurement_id).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.scheduler_id).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.node_id).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.rt_size).collect::<Vec<_>>())
     .bind::<Array<Double>, _>(rows.iter().map(|r| r.duration).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.cid.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.cid.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(rows.iter().map(|r| r.step.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.step.clone()).collect::<Vec<_>>())
     .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.round_id).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.probe).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.trace_id.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.trace_id.clone()).collect::<Vec<_>>());
+    match table {
+        MeasurementTable::Provides => {
+            query.bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|r| r.record_peers).collect::<Vec<_>>())
+        }
+        MeasurementTable::Retrievals => query,
+    }
 }
 
 /// The node columns that hold a point in time and change after registration.

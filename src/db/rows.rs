@@ -38,6 +38,8 @@ pub(crate) struct MeasurementRow {
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) probe: i32,
     pub(crate) trace_id: Option<String>,
+    /// Provides only: peers the record was sent to, when the server said.
+    pub(crate) record_peers: Option<i32>,
 }
 
 impl MeasurementRow {
@@ -64,6 +66,9 @@ impl MeasurementRow {
             started_at: measurement.started_at,
             probe: i32::try_from(measurement.probe).unwrap_or(i32::MAX),
             trace_id: measurement.trace_id.clone(),
+            record_peers: measurement
+                .record_peers
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         })
     }
 

@@ -59,6 +59,7 @@ diesel::table! {
         probe -> Nullable<Int4>,
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Uuid>,
+        record_peers -> Nullable<Int4>,
     }
 }
 

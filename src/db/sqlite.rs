@@ -110,7 +110,10 @@ impl SqliteStore {
                 // a multi-row INSERT would hit its bind-parameter limit.
                 for row in &provides {
                     diesel::insert_into(provides_ecs::table)
-                        .values(measurement_values!(provides_ecs, row, text, utc))
+                        .values((
+                            measurement_values!(provides_ecs, row, text, utc),
+                            provides_ecs::record_peers.eq(row.record_peers),
+                        ))
                         .on_conflict_do_nothing()
                         .execute(conn)?;
                 }
@@ -218,6 +221,6 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(applied, 1);
+        assert_eq!(applied, 2);
     }
 }

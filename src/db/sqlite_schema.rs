@@ -35,6 +35,7 @@ diesel::table! {
         probe -> Nullable<Integer>,
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Text>,
+        record_peers -> Nullable<Integer>,
     }
 }
 

@@ -180,6 +180,8 @@ impl SimServer {
                 }],
                 routing_table_size: routing_table_size as u64,
                 trace_id: None,
+                record_peers: (kind == OperationKind::Provide)
+                    .then(|| u32::try_from(outcome.peers.len()).unwrap_or(u32::MAX)),
             })
         })
     }

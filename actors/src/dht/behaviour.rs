@@ -78,9 +78,4 @@ impl DhtBehaviour {
             limits,
         })
     }
-
-    /// Peers in the routing table.
-    pub(crate) fn routing_table_size(&mut self) -> usize {
-        self.kad.kbuckets().map(|bucket| bucket.num_entries()).sum()
-    }
 }

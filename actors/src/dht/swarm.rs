@@ -26,7 +26,13 @@ use super::{
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
 };
-use crate::{ContentId, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND};
+use crate::{
+    ContentId, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER,
+};
+
+/// Confirmed peers remembered at most; past it, those no longer in the routing table are
+/// forgotten (weeks on a public network meet far more peers than a table holds).
+const MAX_CONFIRMED_PEERS: usize = 20_000;
 
 /// Requests from the handle to the swarm task.
 #[derive(Debug)]
@@ -68,6 +74,12 @@ pub(crate) struct SwarmTask {
     pending: PendingQueries,
     /// Bootstrap queries started only to cancel kad's automatic bootstrap (see `quiet_bootstrap`).
     silenced: HashSet<QueryId>,
+    /// Peers we connected to and that answered identify listing our DHT protocol. Only they
+    /// count in the routing-table size we report (readiness, rows): kad also keeps entries it
+    /// was merely told about (bootstrap addresses, converged tables), reachable or not.
+    confirmed: HashSet<PeerId>,
+    /// Bootstrap entries without a peer id (`/dnsaddr/…`), dialled at every bootstrap.
+    dial_only: Vec<Multiaddr>,
     config: DhtConfig,
     kad_protocol: StreamProtocol,
 }
@@ -91,7 +103,7 @@ impl SwarmTask {
             let requested = same_port_as_tcp(requested, &listen_addrs);
             let id = swarm
                 .listen_on(requested.clone())
-                .map_err(|e| DhtError::Setup(format!("listen on {requested}: {e}")))?;
+                .map_err(|e| DhtError::Setup(format!("listen on {requested}: {}", error_chain(&e))))?;
             let address = first_listen_addr(&mut swarm, id, &requested).await?;
             if config.announce_listen_addrs {
                 swarm.add_external_address(address.clone());
@@ -101,15 +113,25 @@ impl SwarmTask {
         for address in &config.external_addrs {
             swarm.add_external_address(address.clone());
         }
+        let mut dial_only = Vec::new();
         for address in &config.bootstrap {
-            let Some(Protocol::P2p(peer)) = address.iter().last() else {
-                return Err(DhtError::Setup(format!(
-                    "bootstrap address {address} lacks the /p2p/<peer id> suffix"
-                )));
-            };
-            let mut transport_addr = address.clone();
-            transport_addr.pop();
-            swarm.behaviour_mut().kad.add_address(&peer, transport_addr);
+            match address.iter().last() {
+                Some(Protocol::P2p(peer)) => {
+                    let mut transport_addr = address.clone();
+                    transport_addr.pop();
+                    swarm.behaviour_mut().kad.add_address(&peer, transport_addr);
+                }
+                // A `/dnsaddr` name without a peer id stands for the peers its TXT records list:
+                // dialled as it is, and whoever answers joins the table through identify.
+                _ if matches!(address.iter().next(), Some(Protocol::Dnsaddr(_))) => {
+                    dial_only.push(address.clone());
+                }
+                _ => {
+                    return Err(DhtError::Setup(format!(
+                        "bootstrap address {address} lacks the /p2p/<peer id> suffix"
+                    )));
+                }
+            }
         }
 
         let kad_protocol = StreamProtocol::try_from_owned(config.protocol.clone())
@@ -119,6 +141,8 @@ impl SwarmTask {
             commands,
             pending: PendingQueries::default(),
             silenced: HashSet::new(),
+            confirmed: HashSet::new(),
+            dial_only,
             config,
             kad_protocol,
         };
@@ -211,6 +235,11 @@ impl SwarmTask {
                     let _ = reply.send(Err(busy()));
                     return;
                 }
+                for address in self.dial_only.clone() {
+                    if let Err(e) = self.swarm.dial(address.clone()) {
+                        tracing::info!(%address, error = %e, "could not dial a bootstrap address");
+                    }
+                }
                 let started = Instant::now();
                 match self.swarm.behaviour_mut().kad.bootstrap() {
                     Ok(id) => self.pending.insert(
@@ -227,7 +256,7 @@ impl SwarmTask {
                 }
             }
             Command::RoutingTableSize { reply } => {
-                let _ = reply.send(self.swarm.behaviour_mut().routing_table_size());
+                let _ = reply.send(self.routing_table_size());
             }
             Command::AddPeers { peers } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
@@ -280,12 +309,18 @@ impl SwarmTask {
                 for address in info.listen_addrs {
                     kad.add_address(&peer_id, address);
                 }
+                self.confirm(peer_id);
             }
             SwarmEvent::NewListenAddr { address, .. } if self.config.announce_listen_addrs => {
                 self.swarm.add_external_address(address);
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::trace!(?peer_id, %error, "dial failed");
+                // Bootstrap peers are few and decide whether we join at all: say why they failed.
+                if peer_id.is_some_and(|p| self.is_bootstrap_peer(&p)) {
+                    tracing::info!(?peer_id, %error, "could not reach a bootstrap peer");
+                } else {
+                    tracing::trace!(?peer_id, %error, "dial failed");
+                }
             }
             _ => {}
         }
@@ -314,44 +349,54 @@ impl SwarmTask {
         match result {
             QueryResult::StartProviding(result) => {
                 if let Some(query) = self.pending.remove(&id) {
-                    let error = result.err().map(|e| e.to_string());
-                    self.answer(query, stats, error, None);
+                    let (error, peers) = match result {
+                        Err(e) => (Some(e.to_string()), None),
+                        Ok(_) => {
+                            let peers = provider_record_peers(stats, self.config.k.get());
+                            ((peers == 0).then(|| STORED_AT_NO_PEER.to_owned()), Some(peers))
+                        }
+                    };
+                    self.answer(query, stats, error, Outcome::Provided { record_peers: peers });
                 }
             }
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                // kad answers from the local store first; a record we hold ourselves says nothing
+                // about the network, so only another peer's record ends the lookup.
                 let local = *self.swarm.local_peer_id();
-                let Some(provider) = first_provider(&providers, local) else {
-                    return;
-                };
-                if let Some(query) = self.pending.remove(&id) {
-                    if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                        running.finish();
-                    }
-                    // The next lookup must not be answered over a warm connection.
-                    if provider != local {
+                if let Some(provider) = providers.iter().copied().find(|p| *p != local) {
+                    if let Some(query) = self.pending.remove(&id) {
+                        if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            running.finish();
+                        }
+                        // The next lookup must not be answered over a warm connection.
                         let _ = self.swarm.disconnect_peer_id(provider);
+                        self.answer(query, stats, None, Outcome::Found(provider));
                     }
-                    self.answer(query, stats, None, Some(provider));
                 }
             }
             QueryResult::GetProviders(Err(kad::GetProvidersError::Timeout { .. })) => {
                 if let Some(query) = self.pending.remove(&id) {
-                    self.answer(query, stats, Some(DEADLINE_EXCEEDED.to_owned()), None);
+                    self.answer(query, stats, Some(DEADLINE_EXCEEDED.to_owned()), Outcome::Nothing);
                 }
             }
             QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. })) => {}
             QueryResult::Bootstrap(result) if last => {
                 if let Some(query) = self.pending.remove(&id) {
                     let error = result.err().map(|e| e.to_string());
-                    self.answer(query, stats, error, None);
+                    self.answer(query, stats, error, Outcome::Nothing);
                 }
             }
             _ => {}
         }
-        // A lookup that ends without a provider record found nothing.
+        // A lookup that ends without a provider record found nothing, or reached nobody to ask.
         if last {
             if let Some(query) = self.pending.remove(&id) {
-                self.answer(query, stats, Some(NOT_FOUND.to_owned()), None);
+                let error = if stats.num_successes() == 0 {
+                    NO_PEER_REACHED
+                } else {
+                    NOT_FOUND
+                };
+                self.answer(query, stats, Some(error.to_owned()), Outcome::Nothing);
             }
         }
     }
@@ -366,29 +411,100 @@ impl SwarmTask {
             None => QueryStats::empty(),
         };
         tracing::debug!(?id, cid = ?query.cid.as_ref().map(ToString::to_string), "DHT operation hit its deadline");
-        self.answer(query, &stats, Some(DEADLINE_EXCEEDED.to_owned()), None);
+        self.answer(
+            query,
+            &stats,
+            Some(DEADLINE_EXCEEDED.to_owned()),
+            Outcome::Nothing,
+        );
     }
 
     /// Replies to the waiter of a finished query with its measurement.
-    fn answer(
-        &mut self,
-        query: PendingQuery,
-        stats: &QueryStats,
-        error: Option<String>,
-        provider: Option<PeerId>,
-    ) {
+    fn answer(&mut self, query: PendingQuery, stats: &QueryStats, error: Option<String>, outcome: Outcome) {
+        let (provider, record_peers) = match outcome {
+            Outcome::Found(provider) => (Some(provider), None),
+            Outcome::Provided { record_peers } => (None, record_peers),
+            Outcome::Nothing => (None, None),
+        };
         let outcome = DhtOutcome {
             duration: query.started.elapsed(),
             error,
-            routing_table_size: self.swarm.behaviour_mut().routing_table_size(),
+            routing_table_size: self.routing_table_size(),
             counts: QueryCounts {
                 requests: stats.num_requests(),
                 successes: stats.num_successes(),
                 failures: stats.num_failures(),
             },
             provider,
+            record_peers,
         };
         query.waiter.answer(Ok(outcome));
+    }
+
+    /// Routing-table entries we reached ourselves (see `confirmed`).
+    fn routing_table_size(&mut self) -> usize {
+        let confirmed = &self.confirmed;
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|bucket| {
+                bucket
+                    .iter()
+                    .filter(|entry| confirmed.contains(entry.node.key.preimage()))
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Remembers that `peer` answered us, forgetting peers that left the table when the set is
+    /// full.
+    fn confirm(&mut self, peer: PeerId) {
+        if self.confirmed.insert(peer) && self.confirmed.len() > MAX_CONFIRMED_PEERS {
+            let in_table: HashSet<PeerId> = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .kbuckets()
+                .flat_map(|bucket| bucket.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
+                .collect();
+            self.confirmed.retain(|p| in_table.contains(p));
+        }
+    }
+
+    fn is_bootstrap_peer(&self, peer: &PeerId) -> bool {
+        self.config
+            .bootstrap
+            .iter()
+            .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == *peer))
+    }
+}
+
+/// What a finished query produced besides its timing.
+enum Outcome {
+    /// A retrieval found this provider.
+    Found(PeerId),
+    /// A provide sent its record to this many peers (`None`: unknown, the query failed).
+    Provided {
+        record_peers: Option<u32>,
+    },
+    Nothing,
+}
+
+/// How many peers a finished provide sent its record to, from kad's merged query statistics.
+///
+/// ADD_PROVIDER has no answer in the protocol, and kad 0.49 reports no per-peer outcome: it runs
+/// a closest-peers lookup in which `g` peers answer, then sends the record to the `n = min(k, g)`
+/// closest of those that answered and counts each send as a success. The merged successes are
+/// `s = g + n`, so `n = s / 2` while `g <= k`, and `n = k` beyond. Every peer counted answered
+/// this very lookup; a lookup nobody answered stores the record nowhere (`n = 0`).
+fn provider_record_peers(stats: &QueryStats, k: usize) -> u32 {
+    let successes = stats.num_successes();
+    let k = u32::try_from(k).unwrap_or(u32::MAX);
+    if successes >= k.saturating_mul(2) {
+        k
+    } else {
+        successes / 2
     }
 }
 
@@ -396,16 +512,6 @@ fn busy() -> DhtError {
     DhtError::Busy {
         limit: super::pending::MAX_PENDING_QUERIES,
     }
-}
-
-/// A provider other than ourselves if there is one: a node that retrieves content it
-/// provides itself measures nothing about the network.
-fn first_provider(providers: &HashSet<PeerId>, local: PeerId) -> Option<PeerId> {
-    providers
-        .iter()
-        .copied()
-        .find(|p| *p != local)
-        .or_else(|| providers.iter().copied().next())
 }
 
 /// QUIC on port 0 should share the port TCP was given, so a server is reachable on one port.
@@ -453,10 +559,32 @@ async fn first_listen_addr(
                 )));
             }
             SwarmEvent::ListenerError { listener_id, error } if listener_id == id => {
-                return Err(DhtError::Setup(format!("listener {requested}: {error}")));
+                return Err(DhtError::Setup(format!(
+                    "listen on {requested}: {}",
+                    error_chain(&error)
+                )));
             }
             _ => {}
         }
+    }
+}
+
+/// An error with its causes (`a: b: c`). Transport errors often print nothing themselves and
+/// keep the reason (`Address already in use`) in a source, or only in their debug form.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        format!("{error:?}")
+    } else {
+        parts.join(": ")
     }
 }
 

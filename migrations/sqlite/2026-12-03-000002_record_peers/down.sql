@@ -1,0 +1,1 @@
+ALTER TABLE provides_ecs DROP COLUMN record_peers;
