@@ -2,6 +2,7 @@
 //! environment variable parsec uses for it.
 
 mod health;
+mod networks;
 mod scheduler;
 pub(crate) mod server;
 mod simulate;
@@ -37,6 +38,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Check a server's readiness: prints OK and exits 0 when GET /readiness answers 200.
     Health(health::HealthArgs),
+    /// List the public networks a server can join by name (`--project`, `--network`).
+    Networks(networks::NetworksArgs),
 }
 
 impl Command {
@@ -44,12 +47,14 @@ impl Command {
     /// testnet keeps the terminal for its progress bars and report.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
-            Command::Server(_) => "info,libp2p=warn",
+            // actix-http logs every malformed request from a client at ERROR, which trips alerts
+            // for what is not our failure; the API answers those clients 4xx itself.
+            Command::Server(_) => "info,libp2p=warn,actix_http::h1=off",
             Command::Scheduler(_) => "info",
             // kad warns once per peer that starts before the testnet wires it ("no known peers").
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
             Command::Simulate(_) => "warn",
-            Command::Health(_) => "warn",
+            Command::Health(_) | Command::Networks(_) => "warn",
         }
     }
 
@@ -61,6 +66,7 @@ impl Command {
             Command::Testnet(_) => "parsec-testnet",
             Command::Simulate(_) => "parsec-simulate",
             Command::Health(_) => "parsec-health",
+            Command::Networks(_) => "parsec-networks",
         }
     }
 
@@ -72,6 +78,7 @@ impl Command {
             Command::Testnet(args) => args.run(),
             Command::Simulate(args) => args.run(),
             Command::Health(args) => args.run(),
+            Command::Networks(args) => args.run(),
         }
     }
 }

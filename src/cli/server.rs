@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
+    dht::presets::{self, DEFAULT_NETWORK, DEFAULT_PROJECT},
     identity::Keypair,
     multiaddr::Protocol,
     network::dht_runtime,
@@ -25,6 +26,9 @@ use crate::{
     host,
     telemetry::metrics::{self, ServerMetrics, TelemetryArgs},
 };
+
+/// The longest wait between two attempts to join the network (bootstrap peers unreachable).
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Arguments of `parsec server`.
 #[derive(Debug, Args)]
@@ -62,12 +66,20 @@ struct DhtServerArgs {
     /// Lookup concurrency (alpha).
     #[arg(long, env = "PARSEC_SERVER_DHT_ALPHA", default_value_t = NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"))]
     alpha: NonZeroUsize,
-    /// Peers to join through, comma-separated multiaddrs ending in /p2p/<peer id>.
-    #[arg(long, env = "PARSEC_SERVER_DHT_BOOTSTRAP", value_delimiter = ',')]
-    bootstrap: Vec<Multiaddr>,
-    /// Kademlia protocol name.
-    #[arg(long, env = "PARSEC_SERVER_DHT_PROTOCOL", default_value = IPFS_KAD_PROTOCOL)]
-    protocol: String,
+    /// The project of the network to join, as parsec names them (`parsec networks` lists them).
+    #[arg(long, env = "PARSEC_SERVER_DHT_PROJECT", default_value = DEFAULT_PROJECT)]
+    project: String,
+    /// The network to join within the project: its preset gives the bootstrap peers and the
+    /// protocol id. `local` joins nothing by itself (the first server of a private network).
+    #[arg(long, env = "PARSEC_SERVER_DHT_NETWORK", default_value = DEFAULT_NETWORK)]
+    network: String,
+    /// Peers to join through instead of the preset's: comma-separated multiaddrs ending in
+    /// /p2p/<peer id> (or /dnsaddr names).
+    #[arg(long, env = "PARSEC_SERVER_DHT_BOOTSTRAP", value_parser = parse_multiaddr_list)]
+    bootstrap: Vec<MultiaddrList>,
+    /// Kademlia protocol id instead of the preset's.
+    #[arg(long, env = "PARSEC_SERVER_DHT_PROTOCOL")]
+    protocol: Option<String>,
     /// Deadline of a retrieval.
     #[arg(long, env = "PARSEC_SERVER_RETRIEVE_TIMEOUT", default_value = "60s", value_parser = super::parse_duration)]
     retrieve_timeout: Duration,
@@ -76,8 +88,8 @@ struct DhtServerArgs {
     #[arg(long, env = "PARSEC_SERVER_IDENTITY_KEY", hide_env_values = true, value_parser = parse_identity_key)]
     identity_key: Option<Keypair>,
     /// Addresses to announce in provider records (comma-separated); default: the listen addresses.
-    #[arg(long, env = "PARSEC_SERVER_ANNOUNCE", value_delimiter = ',')]
-    announce: Vec<Multiaddr>,
+    #[arg(long, env = "PARSEC_SERVER_ANNOUNCE", value_parser = parse_multiaddr_list)]
+    announce: Vec<MultiaddrList>,
     /// HTTP worker threads.
     #[arg(long, env = "PARSEC_SERVER_HTTP_WORKERS", default_value_t = 2)]
     http_workers: usize,
@@ -116,6 +128,35 @@ fn parse_identity_key(text: &str) -> Result<Keypair, String> {
     Keypair::ed25519_from_bytes(bytes).map_err(|e| format!("not an Ed25519 secret key: {e}"))
 }
 
+/// The `--network` that names no preset: a private network that the server does not join by
+/// itself (other servers join it).
+pub(crate) const LOCAL_NETWORK: &str = "local";
+
+/// Multiaddrs given as one comma-separated value.
+#[derive(Clone, Debug)]
+pub(crate) struct MultiaddrList(Vec<Multiaddr>);
+
+/// Parses a comma-separated list of multiaddrs; empty items (a trailing comma, `a,,b`) are
+/// skipped rather than read as an empty address.
+pub(crate) fn parse_multiaddr_list(text: &str) -> Result<MultiaddrList, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<Multiaddr>().map_err(|e| {
+                format!(
+                    "{item:?} is not a multiaddr ({e}); expected e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW…"
+                )
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(MultiaddrList)
+}
+
+fn flatten(lists: &[MultiaddrList]) -> Vec<Multiaddr> {
+    lists.iter().flat_map(|list| list.0.iter().cloned()).collect()
+}
+
 /// Parses `--api-token`.
 pub(crate) fn parse_token(text: &str) -> Result<ApiToken, String> {
     ApiToken::new(text)
@@ -138,7 +179,29 @@ impl DhtServerArgs {
         result.map(|()| ExitCode::SUCCESS)
     }
 
-    fn dht_config(&self) -> DhtConfig {
+    /// The bootstrap peers and protocol id: the preset's, unless given.
+    fn network(&self) -> anyhow::Result<(Vec<Multiaddr>, String)> {
+        let (preset_bootstrap, preset_protocol) = if self.network == LOCAL_NETWORK {
+            (Vec::new(), IPFS_KAD_PROTOCOL.to_owned())
+        } else {
+            let preset = presets::find(&self.project, &self.network).map_err(anyhow::Error::msg)?;
+            let bootstrap = preset
+                .bootstrap
+                .iter()
+                .map(|a| a.parse().with_context(|| format!("preset address {a}")))
+                .collect::<anyhow::Result<_>>()?;
+            (bootstrap, preset.protocol.to_owned())
+        };
+        let bootstrap = if self.bootstrap.is_empty() {
+            preset_bootstrap
+        } else {
+            flatten(&self.bootstrap)
+        };
+        Ok((bootstrap, self.protocol.clone().unwrap_or(preset_protocol)))
+    }
+
+    fn dht_config(&self) -> anyhow::Result<DhtConfig> {
+        let (bootstrap, protocol) = self.network()?;
         let ip = match self.peer_host {
             IpAddr::V4(ip) => Protocol::Ip4(ip),
             IpAddr::V6(ip) => Protocol::Ip6(ip),
@@ -150,7 +213,7 @@ impl DhtServerArgs {
             .with(ip)
             .with(Protocol::Udp(self.peer_port))
             .with(Protocol::QuicV1);
-        let uses_dns = self.bootstrap.iter().any(|a| {
+        let uses_dns = bootstrap.iter().any(|a| {
             a.iter().any(|p| {
                 matches!(
                     p,
@@ -164,8 +227,8 @@ impl DhtServerArgs {
         }
         config
             .set_listen(vec![tcp, quic])
-            .set_bootstrap(self.bootstrap.clone())
-            .set_protocol(self.protocol.clone())
+            .set_bootstrap(bootstrap)
+            .set_protocol(protocol)
             .set_alpha(self.alpha)
             .set_mode(if self.server_mode {
                 DhtMode::Server
@@ -174,13 +237,15 @@ impl DhtServerArgs {
             })
             .set_retrieve_timeout(self.retrieve_timeout)
             .set_announce_listen_addrs(self.announce.is_empty())
-            .set_external_addrs(self.announce.clone())
+            .set_external_addrs(flatten(&self.announce))
             .set_resolve_dns(uses_dns);
-        config
+        Ok(config)
     }
 
     async fn serve(self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
-        // The database first: a server that cannot register is invisible to schedulers.
+        // Configuration errors first (an unknown network), then the database: a server that
+        // cannot register is invisible to schedulers.
+        let mut dht_config = self.dht_config()?;
         let target = self.database.target()?;
         let store = Store::open(&target)
             .await
@@ -190,7 +255,14 @@ impl DhtServerArgs {
         // One registry for parsec's, libp2p's and the process's metrics.
         let mut registry = metrics::registry();
         let metrics = ServerMetrics::register(&mut registry);
-        let mut dht_config = self.dht_config();
+        let joins = !dht_config.bootstrap.is_empty();
+        tracing::info!(
+            project = %self.project,
+            network = %self.network,
+            protocol = %dht_config.protocol,
+            bootstrap_peers = dht_config.bootstrap.len(),
+            "network"
+        );
         dht_config.set_metrics(Some(Libp2pMetrics::register(&mut registry)));
         let peer = DhtHandle::spawn(dht_config, &runtime)
             .await
@@ -199,16 +271,17 @@ impl DhtServerArgs {
         for address in peer.dialable_addrs() {
             tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
         }
-        if !self.bootstrap.is_empty() {
+        if joins {
             let joining = peer.clone();
             actix::spawn(async move {
-                match joining.bootstrap().await {
-                    Ok(outcome) => tracing::info!(
-                        routing_table_size = outcome.routing_table_size,
-                        took = ?outcome.duration,
-                        "bootstrap finished"
+                let started = std::time::Instant::now();
+                match joining.join(MAX_JOIN_BACKOFF).await {
+                    Ok(reached) => tracing::info!(
+                        routing_table_size = reached,
+                        took = ?started.elapsed(),
+                        "joined the network"
                     ),
-                    Err(e) => tracing::warn!(error = %e, "bootstrap failed"),
+                    Err(e) => tracing::warn!(error = %e, "stopped before joining the network"),
                 }
             });
         }
@@ -265,16 +338,21 @@ impl DhtServerArgs {
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: letting in-flight requests finish");
         let graceful = http.stop(true);
         tokio::pin!(graceful);
-        if tokio::time::timeout(self.shutdown_grace, &mut graceful)
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight requests did not finish in time: cancelling them");
-            // Cancelled operations answer 503, which schedulers do not store as measurements.
-            let _ = peer.shutdown().await;
-            graceful.await;
+        tokio::select! {
+            finished = tokio::time::timeout(self.shutdown_grace, &mut graceful) => {
+                if finished.is_err() {
+                    tracing::warn!("in-flight requests did not finish in time: cancelling them");
+                    // Cancelled operations answer 503, which schedulers do not store.
+                    let _ = peer.shutdown().await;
+                    graceful.await;
+                }
+                let _ = serving.await;
+            }
+            () = super::shutdown_signal() => {
+                tracing::warn!("second signal: cancelling in-flight requests and exiting now");
+                let _ = peer.shutdown().await;
+            }
         }
-        let _ = serving.await;
         Ok(())
     }
 }

@@ -39,7 +39,15 @@ impl ServerProcess {
                 "--server-port",
                 "0",
             ])
-            .args(["--peer-host", "127.0.0.1", "--peer-port", "0", "--server-mode"])
+            .args([
+                "--peer-host",
+                "127.0.0.1",
+                "--peer-port",
+                "0",
+                "--server-mode",
+                "--network",
+                "local",
+            ])
             .args(TELEMETRY_ON_ANY_PORT)
             .args(extra)
             .env("RUST_LOG", "info")
