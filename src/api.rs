@@ -21,6 +21,16 @@ use crate::telemetry::metrics::ServerMetrics;
 /// Largest request body accepted; content blobs are 1 KiB.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How long a client may take to send its request body once the headers arrived.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a client may take to send its request headers.
+const HEAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Open connections per HTTP worker; beyond it, new ones wait in the accept queue. A fleet's
+/// schedulers need a few; the cap keeps slow or idle clients from taking every descriptor.
+const MAX_CONNECTIONS_PER_WORKER: usize = 256;
+
 /// Header naming the scheduler that sends a request (labels metrics).
 pub const SCHEDULER_ID_HEADER: &str = "x-scheduler-id";
 
@@ -37,16 +47,10 @@ pub struct ApiOptions {
 /// Registers the API routes for `node`.
 pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
-        let json = web::JsonConfig::default()
-            .limit(MAX_BODY_BYTES)
-            // parsec's Go scheduler sends JSON; other clients may omit the content type.
-            .content_type_required(false)
-            .error_handler(|error, _| ApiError::from(error).into());
         config
             .app_data(web::Data::new(node))
             .app_data(web::Data::new(auth::RequiredToken(options.token)))
             .app_data(web::Data::new(options.metrics))
-            .app_data(json)
             .service(
                 web::resource("/provide")
                     .route(web::post().to(handlers::provide))
@@ -97,6 +101,8 @@ pub fn serve(
             .configure(configure(node.clone(), options.clone()))
     })
     .workers(workers.max(1))
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .client_request_timeout(HEAD_READ_TIMEOUT)
     .disable_signals()
     .listen(listener)?
     .run())

@@ -169,7 +169,7 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
         1.0,
     );
     prometheus.expect(
-        r#"sum(parsec_http_requests_total{method="POST",path="/retrieve/{cid}"})"#,
+        r#"sum(parsec_http_requests_total{method="POST",path="/retrieve"})"#,
         2.0,
     );
     // Every duration is under the 180 s bucket and above zero.

@@ -3,7 +3,7 @@
 use actix_web::{error::JsonPayloadError, http::StatusCode, HttpResponse, ResponseError};
 use parsec_actors::{DhtError, NodeError};
 
-use super::{dto::ErrorResponse, MAX_BODY_BYTES};
+use super::{dto::ErrorResponse, BODY_READ_TIMEOUT, MAX_BODY_BYTES};
 
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,12 @@ pub enum ApiError {
     /// The server requires a bearer token and the request has none or another one.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The body is not declared as JSON.
+    #[error("content type {0} is not accepted: send Content-Type: application/json")]
+    UnsupportedMediaType(String),
+    /// The client did not send its body in time.
+    #[error("the request body did not arrive within {BODY_READ_TIMEOUT:?}")]
+    RequestTimeout,
 }
 
 impl ResponseError for ApiError {
@@ -49,6 +55,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 

@@ -32,14 +32,40 @@ struct DurationLabels {
     scheduler: String,
 }
 
-/// Labels of `parsec_http_requests_total`.
+/// Labels of `parsec_http_requests_total`. Every value comes from a fixed set or a bounded one:
+/// requests from the open internet must not grow `/metrics` without bound.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    /// The route (`/provide`, `/retrieve/{cid}`, `/readiness`), `other` for unknown paths:
-    /// never the raw path, whose CIDs would make a series each.
-    path: String,
+    /// `GET`, `POST`, or `other`.
+    method: &'static str,
+    /// The route as parsec labels it (`/provide`, `/retrieve`, `/readiness`), `other` for
+    /// unknown paths: never the raw path, whose CIDs would make a series each.
+    path: &'static str,
     scheduler: String,
+}
+
+/// Distinct `x-scheduler-id` values that get a series of their own; later ones share `other`.
+/// A fleet has a handful of schedulers.
+const MAX_SCHEDULER_LABELS: usize = 32;
+
+/// The scheduler label values seen so far, bounded.
+#[derive(Clone, Debug, Default)]
+struct SchedulerLabels(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl SchedulerLabels {
+    /// `scheduler` as a label value: itself while the set has room or already holds it.
+    fn label(&self, scheduler: Option<&str>) -> String {
+        let Some(scheduler) = scheduler.filter(|s| !s.is_empty()) else {
+            return String::new();
+        };
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(scheduler) || seen.len() < MAX_SCHEDULER_LABELS && seen.insert(scheduler.to_owned())
+        {
+            scheduler.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 type DurationFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
@@ -53,6 +79,7 @@ fn duration_histogram() -> Histogram {
 pub struct ServerMetrics {
     durations: DurationFamily,
     requests: Family<RequestLabels, Counter>,
+    schedulers: SchedulerLabels,
 }
 
 impl ServerMetrics {
@@ -61,6 +88,7 @@ impl ServerMetrics {
         let metrics = Self {
             durations: Family::new_with_constructor(duration_histogram),
             requests: Family::default(),
+            schedulers: SchedulerLabels::default(),
         };
         registry.register(
             "parsec_durations",
@@ -86,19 +114,36 @@ impl ServerMetrics {
                 .get_or_create(&DurationLabels {
                     r#type: kind,
                     success: if step.error.is_none() { "true" } else { "false" },
-                    scheduler: scheduler.unwrap_or_default().to_owned(),
+                    scheduler: self.schedulers.label(scheduler),
                 })
                 .observe(step.duration.as_secs_f64());
         }
     }
 
     /// Counts one served request.
+    /// Counts one served request. Requests to unknown routes carry no scheduler label.
     pub fn count_request(&self, method: &str, route: Option<&str>, scheduler: Option<&str>) {
+        let path = match route {
+            Some("/provide") => "/provide",
+            Some("/retrieve/{cid}") => "/retrieve",
+            Some("/readiness") => "/readiness",
+            _ => "other",
+        };
+        let method = match method {
+            "GET" => "GET",
+            "POST" => "POST",
+            _ => "other",
+        };
+        let scheduler = if path == "other" {
+            String::new()
+        } else {
+            self.schedulers.label(scheduler)
+        };
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                path: route.unwrap_or("other").to_owned(),
-                scheduler: scheduler.unwrap_or_default().to_owned(),
+                method,
+                path,
+                scheduler,
             })
             .inc();
     }
