@@ -92,25 +92,58 @@ fn the_dashboard_uses_the_provisioned_datasource() {
     }
 }
 
+/// `(service, identity key, bootstrap addresses)` of each server in the compose file.
+fn servers(compose: &str) -> Vec<(String, String, Vec<String>)> {
+    compose
+        .split("\n  server-")
+        .skip(1)
+        .map(|block| {
+            let name = format!("server-{}", block.split(':').next().unwrap());
+            let value = |key: &str| {
+                block
+                    .split(key)
+                    .nth(1)
+                    .and_then(|rest| rest.lines().next())
+                    .map(|v| v.trim().trim_matches('"').to_owned())
+                    .unwrap_or_else(|| panic!("{name} has no {key}"))
+            };
+            let bootstrap = value("PARSEC_SERVER_DHT_BOOTSTRAP: ")
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            let key = value("PARSEC_SERVER_IDENTITY_KEY: ");
+            (name, key, bootstrap)
+        })
+        .collect()
+}
+
+/// Every server bootstraps from all the others, named by the peer id their identity key gives
+/// (checked by starting a real server with each key), so any of them can start first.
 #[test]
-fn the_bootstrap_address_names_server_one_by_its_identity_key() {
+fn every_server_bootstraps_from_the_others_by_their_identity_keys() {
     let compose = std::fs::read_to_string(Path::new(COMPOSE).join("docker-compose.yml")).unwrap();
-    let key = compose
-        .split("PARSEC_SERVER_IDENTITY_KEY: \"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap();
-    let announced = compose
-        .split("/dns4/server-1/tcp/4001/p2p/")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap();
+    let servers = servers(&compose);
+    assert_eq!(servers.len(), 3, "{servers:?}");
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("identity.sqlite").display());
-    let server = ServerProcess::start(&["--identity-key", key, "--database-url", &database]);
-    assert!(
-        server.tcp_multiaddr.ends_with(&format!("/p2p/{announced}")),
-        "{} is not {announced}",
-        server.tcp_multiaddr
-    );
+    let peer_ids: Vec<String> = servers
+        .iter()
+        .map(|(_, key, _)| {
+            let server = ServerProcess::start(&["--identity-key", key, "--database-url", &database]);
+            server.tcp_multiaddr.rsplit("/p2p/").next().unwrap().to_owned()
+        })
+        .collect();
+    for (i, (name, _, bootstrap)) in servers.iter().enumerate() {
+        let mut expected: Vec<String> = servers
+            .iter()
+            .zip(&peer_ids)
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, ((other, _, _), peer))| format!("/dns4/{other}/tcp/4001/p2p/{peer}"))
+            .collect();
+        let mut actual = bootstrap.clone();
+        expected.sort();
+        actual.sort();
+        assert_eq!(actual, expected, "{name}");
+    }
 }
