@@ -165,6 +165,12 @@ impl DhtHandle {
         self.send(Command::AddPeers { peers }).await
     }
 
+    /// Closes every connection; the routing table keeps what it holds. A local network calls it
+    /// after joining, so the first measured lookups are not answered over the join's connections.
+    pub async fn disconnect_all(&self) -> Result<(), DhtError> {
+        self.send(Command::DisconnectAll).await
+    }
+
     /// Stops the peer: operations in flight answer [`DhtError::Cancelled`] (never a measurement),
     /// later requests [`DhtError::Stopped`].
     pub async fn shutdown(&self) -> Result<(), DhtError> {

@@ -197,7 +197,8 @@ pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), 
 const LOCAL_JOIN_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Has each of `nodes` (the measuring ones) join the wired network with a real bootstrap lookup,
-/// so that its routing table holds peers it reached itself, which is what readiness counts.
+/// so that its routing table holds peers it reached itself, which is what readiness counts, then
+/// closes the join's connections: rounds start cold, as they did before nodes had to join.
 /// Background peers of a converged network are never asked for readiness and stay quiet.
 pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError> {
     stream::iter(nodes)
@@ -209,8 +210,8 @@ pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError
                         "peer {} reached no other peer within {timeout:?}",
                         node.peer_id()
                     ))
-                })?
-                .map(drop)
+                })??;
+            node.disconnect_all().await
         })
         .buffer_unordered(SPAWN_CONCURRENCY)
         .try_collect::<()>()

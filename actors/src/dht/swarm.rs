@@ -56,6 +56,8 @@ pub(crate) enum Command {
     AddPeers {
         peers: Vec<Contact>,
     },
+    /// Close every connection (the routing table and what we reached stay).
+    DisconnectAll,
     /// Answer every operation in flight as cancelled, then stop.
     Shutdown,
 }
@@ -264,6 +266,12 @@ impl SwarmTask {
                     kad.add_address(&peer, address);
                 }
                 self.quiet_bootstrap();
+            }
+            Command::DisconnectAll => {
+                let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in connected {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
             }
             // Handled by `run`, which stops the loop.
             Command::Shutdown => self.cancel_pending(),
