@@ -210,9 +210,16 @@ impl RegisteredFake {
                 let id = store.register_node(registration).await.unwrap();
                 store.heartbeat(id, chrono::Utc::now()).await.unwrap();
                 registered_tx.send(()).unwrap();
+                // A beat a minute, as servers do by default: each beat clears an older offline
+                // mark (a node that proves itself alive comes back), so a faster fake would undo
+                // the scheduler's marks between the test's looks at them.
+                let mut last_beat = std::time::Instant::now();
                 while !stopping.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let _ = store.heartbeat(id, chrono::Utc::now()).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if last_beat.elapsed() >= Duration::from_secs(60) {
+                        let _ = store.heartbeat(id, chrono::Utc::now()).await;
+                        last_beat = std::time::Instant::now();
+                    }
                 }
             });
         });

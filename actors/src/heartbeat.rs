@@ -2,7 +2,9 @@
 //!
 //! It registers the node at start, waits until the node is ready (parsec schedulers only pick
 //! nodes with a heartbeat, so a node must not look alive before it can serve), then refreshes
-//! `last_heartbeat` every interval. [`GoOffline`] sets `offline_since` and stops it.
+//! `last_heartbeat` every interval while the node stays ready. A heartbeat also clears a
+//! scheduler's older offline mark, so a node that failed one check comes back.
+//! [`GoOffline`] sets `offline_since` and stops it for good.
 
 use std::{sync::Arc, time::Duration};
 
@@ -75,22 +77,27 @@ impl HeartbeatActor {
         Ok((actor, node))
     }
 
-    /// Checks readiness until the node is ready, then beats every interval.
+    /// Checks readiness, and beats when ready: every interval while ready, every second until
+    /// then. A node that stops being ready (its peers gone) stops heartbeating, so schedulers stop
+    /// picking it; it beats again, and comes back, once it is ready again.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.offline {
             return;
         }
-        if self.ready {
-            ctx.notify(Beat);
-            ctx.run_later(self.interval, Self::tick);
-            return;
-        }
         let readiness = self.readiness.send(CheckReadiness);
         ctx.spawn(readiness.into_actor(self).map(|answer, act, ctx| {
-            act.ready = matches!(answer, Ok(Ok(r)) if r.ready);
-            if act.ready {
-                tracing::info!(node = %act.node, "node ready: heartbeating");
-                act.tick(ctx);
+            let ready = matches!(answer, Ok(Ok(r)) if r.ready);
+            if ready != act.ready {
+                if ready {
+                    tracing::info!(node = %act.node, "node ready: heartbeating");
+                } else {
+                    tracing::warn!(node = %act.node, "node no longer ready: heartbeats paused");
+                }
+                act.ready = ready;
+            }
+            if ready {
+                ctx.notify(Beat);
+                ctx.run_later(act.interval, Self::tick);
             } else {
                 ctx.run_later(READINESS_POLL.min(act.interval), Self::tick);
             }

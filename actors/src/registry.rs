@@ -93,8 +93,10 @@ pub trait Registry: Send + Sync + 'static {
     /// Inserts a node and returns its id.
     fn register_node(&self, node: NodeRegistration) -> BoxFuture<'static, Result<NodeId, RegistryError>>;
 
-    /// Sets the node's `last_heartbeat` to `at`, and nothing else: a node the scheduler marked
-    /// offline stays offline.
+    /// Sets the node's `last_heartbeat` to `at`, and clears an `offline_since` older than `at`: a
+    /// node that a scheduler marked offline after a failed check comes back once its own
+    /// heartbeat (sent only while it is ready) proves it alive. A node's own shutdown marks it
+    /// offline after its last heartbeat started, so that mark stays.
     fn heartbeat(&self, node: NodeId, at: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>>;
 
     /// Sets the node's `offline_since` to `since` (graceful shutdown).
@@ -116,6 +118,46 @@ pub trait Registry: Send + Sync + 'static {
         &self,
         query: NodeQuery,
     ) -> BoxFuture<'static, Result<Vec<DiscoveredNode>, RegistryError>>;
+}
+
+/// A registry that reads through to another and writes nothing: a dry run discovers the real
+/// fleet but registers no scheduler and marks no node offline.
+#[derive(Clone)]
+pub struct ReadOnlyRegistry(pub Arc<dyn Registry>);
+
+impl std::fmt::Debug for ReadOnlyRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadOnlyRegistry")
+    }
+}
+
+impl Registry for ReadOnlyRegistry {
+    fn register_node(&self, _: NodeRegistration) -> BoxFuture<'static, Result<NodeId, RegistryError>> {
+        Box::pin(futures::future::ready(Ok(NodeId(0))))
+    }
+
+    fn heartbeat(&self, _: NodeId, _: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>> {
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    fn mark_offline(&self, node: NodeId, _: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>> {
+        tracing::info!(%node, "dry run: not marking the node offline");
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    fn register_scheduler(
+        &self,
+        _: SchedulerRegistration,
+    ) -> BoxFuture<'static, Result<SchedulerId, RegistryError>> {
+        Box::pin(futures::future::ready(Ok(SchedulerId(0))))
+    }
+
+    fn discover_nodes(
+        &self,
+        query: NodeQuery,
+    ) -> BoxFuture<'static, Result<Vec<DiscoveredNode>, RegistryError>> {
+        self.0.discover_nodes(query)
+    }
 }
 
 /// A node as [`MemoryRegistry`] holds it.
@@ -192,7 +234,12 @@ impl Registry for MemoryRegistry {
     }
 
     fn heartbeat(&self, node: NodeId, at: DateTime<Utc>) -> BoxFuture<'static, Result<(), RegistryError>> {
-        self.update_node(node, |n| n.last_heartbeat = Some(at))
+        self.update_node(node, |n| {
+            n.last_heartbeat = Some(at);
+            if n.offline_since.is_some_and(|since| since < at) {
+                n.offline_since = None;
+            }
+        })
     }
 
     fn mark_offline(

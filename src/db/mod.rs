@@ -30,6 +30,18 @@ macro_rules! measurement_values {
     }};
 }
 
+/// `offline_since` after a heartbeat at `$at`: cleared when it is older (a scheduler's mark the
+/// heartbeat disproves), kept otherwise (the node's own shutdown, which comes after its beats).
+macro_rules! offline_unless_older_than {
+    ($sql_type:ident, $at:expr) => {
+        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::$sql_type>>(
+            "CASE WHEN offline_since < ",
+        )
+        .bind::<diesel::sql_types::$sql_type, _>($at)
+        .sql(" THEN NULL ELSE offline_since END")
+    };
+}
+
 /// The values of a `nodes_ecs` row, with the backend's conversions for JSON, addresses and
 /// timestamps.
 macro_rules! node_values {

@@ -115,7 +115,10 @@ impl PgStore {
         Ok(match column {
             NodeTime::LastHeartbeat => {
                 target
-                    .set(nodes_ecs::last_heartbeat.eq(at))
+                    .set((
+                        nodes_ecs::last_heartbeat.eq(at),
+                        nodes_ecs::offline_since.eq(offline_unless_older_than!(Timestamptz, at)),
+                    ))
                     .execute(&mut conn)
                     .await?
             }

@@ -158,7 +158,12 @@ impl SqliteStore {
         self.with_connection(move |conn| {
             let target = diesel::update(nodes_ecs::table.find(id));
             Ok(match column {
-                NodeTime::LastHeartbeat => target.set(nodes_ecs::last_heartbeat.eq(utc(at))).execute(conn)?,
+                NodeTime::LastHeartbeat => target
+                    .set((
+                        nodes_ecs::last_heartbeat.eq(utc(at)),
+                        nodes_ecs::offline_since.eq(offline_unless_older_than!(Timestamp, utc(at))),
+                    ))
+                    .execute(conn)?,
                 NodeTime::OfflineSince => target.set(nodes_ecs::offline_since.eq(utc(at))).execute(conn)?,
             })
         })
