@@ -64,18 +64,33 @@ pub struct Resources {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct EcsContainerMetadata {
+    #[serde(default)]
     limits: EcsLimits,
     #[serde(default)]
     networks: Vec<EcsNetwork>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Limits as ECS reports them; a container whose task sets them only at task level reports
+/// zero or nothing.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct EcsLimits {
-    #[serde(rename = "CPU")]
+    #[serde(rename = "CPU", default)]
     cpu: f64,
+    #[serde(default)]
     memory: f64,
 }
+
+/// Part of the ECS task metadata (`${ECS_CONTAINER_METADATA_URI_V4}/task`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EcsTaskMetadata {
+    #[serde(default)]
+    limits: EcsLimits,
+}
+
+/// CPU units per vCPU: container limits are in units, task limits in vCPUs.
+const CPU_UNITS_PER_VCPU: f64 = 1024.0;
 
 #[derive(Debug, Deserialize)]
 struct EcsNetwork {
@@ -86,10 +101,21 @@ struct EcsNetwork {
 }
 
 /// Reads the resources from ECS container metadata JSON: the limits, and the first IPv4 address
-/// of the first `awsvpc` network (parsec's heuristic).
-pub fn resources_from_ecs_metadata(json: &str) -> Result<Resources, String> {
-    let metadata: EcsContainerMetadata =
+/// of the first `awsvpc` network (parsec's heuristic). Where the container reports no limits
+/// (they are set for the task only), the task metadata's are used, its vCPUs as CPU units.
+pub fn resources_from_ecs_metadata(json: &str, task_json: Option<&str>) -> Result<Resources, String> {
+    let mut metadata: EcsContainerMetadata =
         serde_json::from_str(json).map_err(|e| format!("invalid ECS container metadata: {e}"))?;
+    if let Some(task_json) = task_json {
+        let task: EcsTaskMetadata =
+            serde_json::from_str(task_json).map_err(|e| format!("invalid ECS task metadata: {e}"))?;
+        if metadata.limits.cpu <= 0.0 {
+            metadata.limits.cpu = task.limits.cpu * CPU_UNITS_PER_VCPU;
+        }
+        if metadata.limits.memory <= 0.0 {
+            metadata.limits.memory = task.limits.memory;
+        }
+    }
     let ip = metadata
         .networks
         .iter()
@@ -107,11 +133,16 @@ pub fn resources_from_ecs_metadata(json: &str) -> Result<Resources, String> {
 /// from the host. `listen` is the HTTP API's address: used as is unless it is unspecified.
 pub async fn detect_resources(listen: IpAddr) -> Result<Resources, String> {
     if let Ok(json) = std::env::var(ECS_METADATA_VAR) {
-        return resources_from_ecs_metadata(&json);
+        return resources_from_ecs_metadata(&json, None);
     }
     if let Ok(uri) = std::env::var(ECS_METADATA_URI_VAR) {
         let json = fetch_ecs_metadata(&uri).await?;
-        return resources_from_ecs_metadata(&json);
+        let container = resources_from_ecs_metadata(&json, None)?;
+        if container.cpu > 0 && container.memory_mb > 0 {
+            return Ok(container);
+        }
+        let task = fetch_ecs_metadata(&format!("{}/task", uri.trim_end_matches('/'))).await?;
+        return resources_from_ecs_metadata(&json, Some(&task));
     }
     Ok(Resources {
         cpu: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
@@ -275,7 +306,7 @@ mod tests {
 
     #[test]
     fn ecs_metadata_gives_limits_and_the_awsvpc_address() {
-        let resources = resources_from_ecs_metadata(ECS_EXAMPLE).unwrap();
+        let resources = resources_from_ecs_metadata(ECS_EXAMPLE, None).unwrap();
         assert_eq!(
             resources,
             Resources {
@@ -286,11 +317,27 @@ mod tests {
         );
     }
 
+    /// A task that sets CPU and memory only at task level (as the ECS sketch in the docs did):
+    /// the container reports no limits, the task metadata does, in vCPUs.
+    #[test]
+    fn task_level_limits_fill_in_for_missing_container_limits() {
+        let container = r#"{"Limits": {"CPU": 0}, "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.2.7"]}]}"#;
+        let task = r#"{"Cluster": "parsec", "Limits": {"CPU": 0.5, "Memory": 2048}}"#;
+        let resources = resources_from_ecs_metadata(container, Some(task)).unwrap();
+        assert_eq!((resources.cpu, resources.memory_mb), (512, 2048));
+        let without_task = resources_from_ecs_metadata(container, None).unwrap();
+        assert_eq!(without_task.memory_mb, 0);
+    }
+
     #[test]
     fn ecs_metadata_without_awsvpc_is_an_error() {
         let json = r#"{"Limits": {"CPU": 2, "Memory": 512}, "Networks": []}"#;
-        assert!(resources_from_ecs_metadata(json).unwrap_err().contains("awsvpc"));
-        assert!(resources_from_ecs_metadata("{").unwrap_err().contains("invalid"));
+        assert!(resources_from_ecs_metadata(json, None)
+            .unwrap_err()
+            .contains("awsvpc"));
+        assert!(resources_from_ecs_metadata("{", None)
+            .unwrap_err()
+            .contains("invalid"));
     }
 
     #[test]
