@@ -26,7 +26,7 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: parsec\n    \
-             static_configs:\n      - targets: [{}]\n",
+             static_configs:\n      - targets: [{}]\n        labels:\n          fleet: default\n",
             targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
@@ -176,8 +176,8 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
     prometheus.expect(r#"sum(parsec_durations_bucket{le="180.0"})"#, 3.0);
     assert!(prometheus.value("sum(parsec_durations_sum)").unwrap() > 0.0);
     // The scheduler: what it asked for, and how many servers were ready.
-    prometheus.expect("parsec_issued_provides_total", 1.0);
-    prometheus.expect("parsec_issued_retrievals_total", 2.0);
+    prometheus.expect(r#"parsec_issued_provides_total{success="true"}"#, 1.0);
+    prometheus.expect(r#"parsec_issued_retrievals_total{success="true"}"#, 2.0);
     prometheus.expect("parsec_active_nodes", 3.0);
     // libp2p's own metrics from every server: connections made, kad queries finished.
     prometheus.expect(

@@ -149,12 +149,27 @@ impl ServerMetrics {
     }
 }
 
+/// The `success` label of the issued-operation counters, as parsec has it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SuccessLabel {
+    /// `true` when the server answered a measurement without an error.
+    success: &'static str,
+}
+
+impl SuccessLabel {
+    fn of(success: bool) -> Self {
+        Self {
+            success: if success { "true" } else { "false" },
+        }
+    }
+}
+
 /// What a scheduler counts: ready nodes, and the operations it asked for.
 #[derive(Clone, Debug, Default)]
 pub struct SchedulerMetrics {
     active_nodes: Gauge,
-    issued_provides: Counter,
-    issued_retrievals: Counter,
+    issued_provides: Family<SuccessLabel, Counter>,
+    issued_retrievals: Family<SuccessLabel, Counter>,
 }
 
 impl SchedulerMetrics {
@@ -184,13 +199,21 @@ impl SchedulerMetrics {
         match outcome {
             Ok(summary) => {
                 self.active_nodes.set(summary.ready_nodes as i64);
-                self.issued_provides.inc();
+                self.issued_provides
+                    .get_or_create(&SuccessLabel::of(measured_without_error(&summary.provide)))
+                    .inc();
+                for (_, report) in &summary.retrievals {
+                    self.issued_retrievals
+                        .get_or_create(&SuccessLabel::of(measured_without_error(report)))
+                        .inc();
+                }
                 self.issued_retrievals
-                    .inc_by((summary.retrievals.len() + summary.failures.len()) as u64);
+                    .get_or_create(&SuccessLabel::of(false))
+                    .inc_by(summary.failures.len() as u64);
             }
             Err(RoundError::ProvideFailed { ready_nodes, .. }) => {
                 self.active_nodes.set(*ready_nodes as i64);
-                self.issued_provides.inc();
+                self.issued_provides.get_or_create(&SuccessLabel::of(false)).inc();
             }
             Err(RoundError::NoReadyNode { .. }) => {
                 self.active_nodes.set(0);
@@ -198,6 +221,10 @@ impl SchedulerMetrics {
             Err(_) => {}
         }
     }
+}
+
+fn measured_without_error(report: &OperationReport) -> bool {
+    report.measurements.iter().all(|m| m.error.is_none())
 }
 
 /// A registry with the process metrics in it.
@@ -235,10 +262,10 @@ async fn metrics(registry: web::Data<Arc<Registry>>) -> HttpResponse {
 #[derive(Debug, Clone, clap::Args)]
 pub struct TelemetryArgs {
     /// Address of the Prometheus `/metrics` endpoint.
-    #[arg(long, env = "PARSEC_TELEMETRY_HOST", default_value = "0.0.0.0")]
+    #[arg(long, global = true, env = "PARSEC_TELEMETRY_HOST", default_value = "0.0.0.0")]
     pub telemetry_host: std::net::IpAddr,
     /// Port of the `/metrics` endpoint (0: any free port, logged at start).
-    #[arg(long, env = "PARSEC_TELEMETRY_PORT", default_value_t = 9464)]
+    #[arg(long, global = true, env = "PARSEC_TELEMETRY_PORT", default_value_t = 9464)]
     pub telemetry_port: u16,
 }
 
