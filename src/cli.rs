@@ -10,17 +10,62 @@ mod testnet;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::db::DatabaseTarget;
+use crate::{
+    db::{DatabaseArgs, DatabaseTarget},
+    telemetry::metrics::TelemetryArgs,
+};
 
 /// Measures how fast a Kademlia DHT publishes and finds provider records.
 #[derive(Debug, Parser)]
 #[command(name = "parsec", version, about)]
 pub struct Cli {
+    /// Flags every command takes, before or after its name (as parsec has them).
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// parsec's global flags: the database, the metrics endpoint, logging and dry runs.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    /// Debug logging (parsec's flag; `--log-level` overrides it, `RUST_LOG` both).
+    #[arg(long, global = true, env = "PARSEC_DEBUG")]
+    debug: bool,
+    /// Log verbosity from 0 (panics only) to 6 (trace), as parsec's logrus levels.
+    #[arg(long, global = true, env = "PARSEC_LOG_LEVEL", value_parser = clap::value_parser!(u8).range(0..=6))]
+    log_level: Option<u8>,
+    /// The scheduler runs rounds but stores nothing (no scheduler row, no measurements, no
+    /// offline marks); a server registers nowhere. parsec's flag.
+    #[arg(long, global = true, env = "PARSEC_SCHEDULE_DRY_RUN")]
+    dry_run: bool,
+}
+
+impl GlobalArgs {
+    /// The log filter when `RUST_LOG` is unset: `--log-level`, else `--debug`, else the
+    /// command's own default.
+    pub fn log_filter(&self, command: &Command) -> String {
+        let level = match self.log_level {
+            Some(0 | 1) => Some("off"),
+            Some(2) => Some("error"),
+            Some(3) => Some("warn"),
+            Some(4) => Some("info"),
+            Some(5) => Some("debug"),
+            Some(_) => Some("trace"),
+            None => self.debug.then_some("debug"),
+        };
+        match level {
+            Some(level) => format!("{level},actix_http::h1=off"),
+            None => command.default_log_filter().to_owned(),
+        }
+    }
 }
 
 /// The subcommands.
@@ -70,13 +115,22 @@ impl Command {
         }
     }
 
-    /// Runs the command; the exit code says whether it did its job.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    /// Runs the command with the global flags; the exit code says whether it did its job.
+    pub fn run(self, global: GlobalArgs) -> anyhow::Result<ExitCode> {
+        let GlobalArgs {
+            database,
+            telemetry,
+            dry_run,
+            ..
+        } = global;
+        if dry_run && !matches!(self, Command::Server(_) | Command::Scheduler(_)) {
+            anyhow::bail!("--dry-run applies to `parsec scheduler` and `parsec server`");
+        }
         match self {
-            Command::Server(args) => args.run(),
-            Command::Scheduler(args) => args.run(),
-            Command::Testnet(args) => args.run(),
-            Command::Simulate(args) => args.run(),
+            Command::Server(args) => args.run(database, telemetry, dry_run),
+            Command::Scheduler(args) => args.run(database, telemetry, dry_run),
+            Command::Testnet(args) => args.run(&database),
+            Command::Simulate(args) => args.run(&database),
             Command::Health(args) => args.run(),
             Command::Networks(args) => args.run(),
         }

@@ -6,8 +6,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = parsec::cli::Cli::parse();
-    let telemetry = parsec::telemetry::init(cli.command.default_log_filter(), cli.command.service_name());
-    let code = match cli.command.run() {
+    let filter = cli.global.log_filter(&cli.command);
+    let telemetry = parsec::telemetry::init(&filter, cli.command.service_name());
+    let code = match cli.command.run(cli.global) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

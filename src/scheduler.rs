@@ -22,8 +22,9 @@ use std::{
 use actix::prelude::*;
 use anyhow::bail;
 use parsec_actors::{
-    recorder, Discovery, FleetSupervisor, GetStats, MeasurementRecorder, Membership, NodeConnector,
-    NodeRecipients, RecorderStats, RoundConfig, RoundError, RunRound, SchedulerId, SchedulerRegistration,
+    recorder, DiscardingSink, Discovery, FleetSupervisor, GetStats, MeasurementRecorder, Membership,
+    NodeConnector, NodeRecipients, ReadOnlyRegistry, RecorderStats, Registry, RoundConfig, RoundError,
+    RunRound, SchedulerId, SchedulerRegistration,
 };
 use tokio::sync::watch;
 
@@ -73,6 +74,8 @@ pub struct SchedulerConfig {
     pub database: DatabaseTarget,
     /// Where rounds are counted (`None`: not counted).
     pub metrics: Option<SchedulerMetrics>,
+    /// Run rounds but store nothing: no scheduler row, measurements discarded, no offline marks.
+    pub dry_run: bool,
 }
 
 impl SchedulerConfig {
@@ -182,26 +185,33 @@ pub async fn run(config: SchedulerConfig, mut shutdown: Shutdown) -> anyhow::Res
     else {
         return Ok(report);
     };
-    let registration = SchedulerRegistration {
-        fleets: config.fleets.clone(),
-        dependencies: host::dependencies(),
+    let (recorder, registry) = if config.dry_run {
+        tracing::info!(fleets = ?config.fleets, database = %target, "dry run: measuring, storing nothing");
+        let recorder = MeasurementRecorder::new(DiscardingSink::default()).start();
+        let registry: Arc<dyn Registry> = Arc::new(ReadOnlyRegistry(db::registry(&store)));
+        (recorder, registry)
+    } else {
+        let registration = SchedulerRegistration {
+            fleets: config.fleets.clone(),
+            dependencies: host::dependencies(),
+        };
+        let Some(scheduler) = retry("registering the scheduler", &mut shutdown, || {
+            let store = store.clone();
+            let registration = registration.clone();
+            async move { store.insert_scheduler(registration).await }
+        })
+        .await?
+        else {
+            return Ok(report);
+        };
+        report.scheduler = Some(scheduler);
+        tracing::info!(%scheduler, fleets = ?config.fleets, database = %target, "scheduler registered");
+        let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler)).start();
+        (recorder, db::registry(&store))
     };
-    let Some(scheduler) = retry("registering the scheduler", &mut shutdown, || {
-        let store = store.clone();
-        let registration = registration.clone();
-        async move { store.insert_scheduler(registration).await }
-    })
-    .await?
-    else {
-        return Ok(report);
-    };
-    report.scheduler = Some(scheduler);
-    tracing::info!(%scheduler, fleets = ?config.fleets, database = %target, "scheduler registered");
-
-    let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler)).start();
     let supervisor = FleetSupervisor::with_membership(
         Membership::discovered(Discovery {
-            registry: db::registry(&store),
+            registry,
             fleets: config.all_fleets(),
             max_heartbeat_age: config.max_heartbeat_age,
             connect: connector(config.timeouts, config.token.clone()),

@@ -397,3 +397,133 @@ fn networks_lists_the_presets_with_their_protocols() {
         "{stderr}"
     );
 }
+
+/// A scheduler marks a node offline after one failed readiness check; the node keeps running and
+/// heartbeating, so its next heartbeat brings it back. A node that shut down stays offline.
+#[test]
+fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_offline() {
+    use parsec::db::{self, DatabaseTarget, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("recover.sqlite");
+    let url = format!("sqlite://{}", database.display());
+    let storage = ["--database-url", &url, "--heartbeat-interval", "100ms"];
+    let first = ServerProcess::start(&storage);
+    let second = ServerProcess::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
+    let beating = || common::sqlite_counts(&database).nodes_with_heartbeat == 2;
+    assert!(
+        common::process::wait_until(Duration::from_secs(30), beating),
+        "servers never heartbeated"
+    );
+
+    // What the scheduler does after a failed check: the same registry call, from this process.
+    actix::System::new().block_on(async {
+        let store = Store::open(&DatabaseTarget::Sqlite {
+            path: database.clone(),
+        })
+        .await
+        .unwrap();
+        let registry = db::registry(&store);
+        for node in [1, 2] {
+            registry
+                .mark_offline(parsec_actors::NodeId(node), chrono::Utc::now())
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(common::sqlite_counts(&database).nodes_offline, 2);
+    let back = || common::sqlite_counts(&database).nodes_offline == 0;
+    assert!(
+        common::process::wait_until(Duration::from_secs(5), back),
+        "ready nodes stayed offline after heartbeating"
+    );
+
+    assert!(second.terminate().success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        common::sqlite_counts(&database).nodes_offline,
+        1,
+        "the node that shut down came back, or the running one was marked"
+    );
+    drop(first);
+}
+
+/// parsec's own command lines, as its Go binary takes them: global flags before the command,
+/// its `--db-*` names, `server --fleet … dht …`, `--log-level`, `--debug`, `--startup-delay` and
+/// `--dry-run`, against a real PostgreSQL.
+#[test]
+fn parsecs_command_lines_work_unchanged() {
+    let pg = parsec::db::throwaway::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = url::Url::parse(&pg.url()).unwrap();
+    let port = url.port().unwrap_or(5432).to_string();
+    #[rustfmt::skip]
+    let db = [
+        "--db-host", url.host_str().unwrap(), "--db-port", &port,
+        "--db-name", url.path().trim_start_matches('/'), "--db-user", url.username(),
+        "--db-password", url.password().unwrap_or(""), "--db-sslmode", "disable",
+    ];
+    let counts = |url: &str| actix::System::new().block_on(common::postgres_counts(url));
+    // The database exists already, as parsec's deployments have it.
+    actix::System::new().block_on(async {
+        let target = parsec::db::DatabaseTarget::Postgres { url: pg.url() };
+        parsec::db::Store::open(&target).await.unwrap();
+    });
+
+    // `parsec --db-host X server --fleet f dht --server-mode`, with parsec's startup delay.
+    let started = Instant::now();
+    let mut server = Command::new(PARSEC)
+        .args(db)
+        .args(["--log-level", "4", "--telemetry-port", "0"])
+        .args(["server", "--fleet", "parsec-cli", "--startup-delay", "1s"])
+        .args([
+            "--server-host",
+            "127.0.0.1",
+            "--server-port",
+            "0",
+            "--peer-port",
+            "0",
+        ])
+        .args(["dht", "--server-mode", "--network", "local"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let registered = common::process::wait_until(Duration::from_secs(30), || counts(&pg.url()).nodes == 1);
+    let waited = started.elapsed();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(registered, "the server never registered");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "registered after {waited:?}, before its startup delay"
+    );
+
+    // `parsec --debug --dry-run … scheduler`: it runs, and stores nothing, not even itself.
+    let scheduler = Command::new(PARSEC)
+        .args(["--debug", "--dry-run"])
+        .args(db)
+        .args([
+            "--telemetry-port",
+            "0",
+            "scheduler",
+            "--fleets",
+            "parsec-cli",
+            "--rounds",
+            "1",
+            "--interval",
+            "0s",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&scheduler.stdout);
+    assert!(
+        scheduler.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&scheduler.stderr)
+    );
+    assert!(stdout.contains("(dry run)"), "{stdout}");
+    let stored = counts(&pg.url());
+    assert_eq!(
+        (stored.schedulers, stored.nodes_offline),
+        (0, 0),
+        "a dry run wrote: {stored:?}"
+    );
+}

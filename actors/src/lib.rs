@@ -59,7 +59,7 @@ pub use model::{
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};
 pub use registry::{
-    DiscoveredNode, MemoryRegistry, NodeQuery, NodeRegistration, Registry, RegistryError, SchedulerId,
-    SchedulerRegistration,
+    DiscoveredNode, MemoryRegistry, NodeQuery, NodeRegistration, ReadOnlyRegistry, Registry, RegistryError,
+    SchedulerId, SchedulerRegistration,
 };
-pub use sink::{CopyingSink, MeasurementSink, MemorySink};
+pub use sink::{CopyingSink, DiscardingSink, MeasurementSink, MemorySink};

@@ -14,6 +14,27 @@ pub trait MeasurementSink: Send + Sync + 'static {
 }
 
 /// Keeps measurements in memory; clones share the same rows.
+/// Counts what it is given and keeps nothing: a dry run's sink, whatever its length.
+#[derive(Clone, Debug, Default)]
+pub struct DiscardingSink {
+    discarded: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl DiscardingSink {
+    /// Rows written (and dropped) so far.
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl MeasurementSink for DiscardingSink {
+    fn write(&self, batch: Vec<Measurement>) -> BoxFuture<'static, Result<(), SinkError>> {
+        self.discarded
+            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(futures::future::ready(Ok(())))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MemorySink {
     rows: Arc<Mutex<Vec<Measurement>>>,

@@ -63,10 +63,6 @@ pub struct SchedulerArgs {
     /// (its unfinished operations are not recorded). ECS kills after 30 s by default.
     #[arg(long, env = "PARSEC_SCHEDULER_SHUTDOWN_GRACE", default_value = "25s", value_parser = super::parse_duration)]
     shutdown_grace: Duration,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
 }
 
 /// Empty list → `None` (every fleet).
@@ -75,7 +71,7 @@ fn fleets_or_all(fleets: &[String]) -> Option<Vec<String>> {
 }
 
 impl SchedulerArgs {
-    fn config(&self) -> anyhow::Result<SchedulerConfig> {
+    fn config(&self, database: &DatabaseArgs, dry_run: bool) -> anyhow::Result<SchedulerConfig> {
         let named = |list: &[String]| list.iter().all(|f| !f.trim().is_empty());
         if self.fleets.is_empty() || !named(&self.fleets) {
             bail!("--fleets needs at least one fleet name, e.g. --fleets default,optprov");
@@ -110,14 +106,19 @@ impl SchedulerArgs {
             token: self.api_token.clone(),
             rounds: self.rounds,
             shutdown_grace: self.shutdown_grace,
-            database: self.database.target()?,
+            database: database.target()?,
             metrics: None,
+            dry_run,
         })
     }
 
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let mut config = self.config()?;
-        let telemetry = self.telemetry.clone();
+    pub(crate) fn run(
+        self,
+        database: DatabaseArgs,
+        telemetry: TelemetryArgs,
+        dry_run: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let mut config = self.config(&database, dry_run)?;
         let report = System::new().block_on(async move {
             let mut registry = metrics::registry();
             config.metrics = Some(SchedulerMetrics::register(&mut registry));
@@ -125,9 +126,10 @@ impl SchedulerArgs {
             let shutdown = scheduler::shutdown_on(super::shutdown_signal());
             scheduler::run(config, shutdown).await
         })?;
-        let scheduler = report
-            .scheduler
-            .map_or_else(|| "unregistered".to_owned(), |id| id.to_string());
+        let scheduler = report.scheduler.map_or_else(
+            || if dry_run { "(dry run)" } else { "unregistered" }.to_owned(),
+            |id| id.to_string(),
+        );
         println!(
             "parsec scheduler {scheduler}: {} rounds run, {} failed, {} rows recorded, {} stored, {} dropped, \
              {} failed writes, {:.1}s",

@@ -4,6 +4,7 @@ use std::{
     net::{IpAddr, TcpListener},
     num::NonZeroUsize,
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,8 +17,8 @@ use parsec_actors::{
     identity::Keypair,
     multiaddr::Protocol,
     network::dht_runtime,
-    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Libp2pMetrics, Multiaddr, NodeActor,
-    NodeRecipients,
+    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Libp2pMetrics, MemoryRegistry, Multiaddr,
+    NodeActor, NodeRecipients, Registry,
 };
 
 use crate::{
@@ -33,8 +34,59 @@ const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 /// Arguments of `parsec server`.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    #[command(flatten)]
+    common: ServerCommon,
     #[command(subcommand)]
     kind: ServerKind,
+}
+
+/// What every kind of server takes, as parsec has them on `server`: before or after the kind
+/// (`parsec server --fleet f dht` or `parsec server dht --fleet f`).
+#[derive(Clone, Debug, Args)]
+struct ServerCommon {
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        global = true,
+        env = "PARSEC_SERVER_SERVER_HOST",
+        default_value = "0.0.0.0"
+    )]
+    server_host: IpAddr,
+    /// Port of the HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "PARSEC_SERVER_SERVER_PORT",
+        default_value_t = 7070
+    )]
+    server_port: u16,
+    /// Address the libp2p peer listens on.
+    #[arg(
+        long,
+        global = true,
+        env = "PARSEC_SERVER_PEER_HOST",
+        default_value = "0.0.0.0"
+    )]
+    peer_host: IpAddr,
+    /// Port of the libp2p peer (TCP and QUIC-v1 share it; 0 picks a free one).
+    #[arg(long, global = true, env = "PARSEC_SERVER_PEER_PORT", default_value_t = 4001)]
+    peer_port: u16,
+    /// Fleet this server belongs to.
+    #[arg(long, global = true, env = "PARSEC_SERVER_FLEET", default_value = "default")]
+    fleet: String,
+    /// Wait this long before starting (parsec's flag: lets a fleet's peers come up first).
+    #[arg(long, global = true, env = "PARSEC_SERVER_STARTUP_DELAY", default_value = "0s", value_parser = super::parse_duration)]
+    startup_delay: Duration,
+}
+
+/// A DHT server's whole configuration: its own flags, the server's and the global ones.
+#[derive(Debug)]
+struct DhtServer {
+    dht: DhtServerArgs,
+    common: ServerCommon,
+    database: DatabaseArgs,
+    telemetry: TelemetryArgs,
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,21 +97,6 @@ enum ServerKind {
 
 #[derive(Debug, Args)]
 struct DhtServerArgs {
-    /// Address the HTTP API listens on.
-    #[arg(long, env = "PARSEC_SERVER_SERVER_HOST", default_value = "0.0.0.0")]
-    server_host: IpAddr,
-    /// Port of the HTTP API.
-    #[arg(long, env = "PARSEC_SERVER_SERVER_PORT", default_value_t = 7070)]
-    server_port: u16,
-    /// Address the libp2p peer listens on.
-    #[arg(long, env = "PARSEC_SERVER_PEER_HOST", default_value = "0.0.0.0")]
-    peer_host: IpAddr,
-    /// Port of the libp2p peer (TCP and QUIC-v1 share it; 0 picks a free one).
-    #[arg(long, env = "PARSEC_SERVER_PEER_PORT", default_value_t = 4001)]
-    peer_port: u16,
-    /// Fleet this server belongs to.
-    #[arg(long, env = "PARSEC_SERVER_FLEET", default_value = "default")]
-    fleet: String,
     /// Serve DHT requests (DHT server mode) instead of only issuing them.
     #[arg(long, env = "PARSEC_SERVER_DHT_SERVER_MODE")]
     server_mode: bool,
@@ -107,10 +144,6 @@ struct DhtServerArgs {
     /// 401 (readiness stays open). Prefer the environment variable: flags show up in `ps`.
     #[arg(long, env = "PARSEC_API_TOKEN", hide_env_values = true, value_parser = parse_token)]
     api_token: Option<ApiToken>,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    telemetry: TelemetryArgs,
 }
 
 /// Parses `--identity-key`: 32 bytes as 64 hex digits.
@@ -163,16 +196,28 @@ pub(crate) fn parse_token(text: &str) -> Result<ApiToken, String> {
 }
 
 impl ServerArgs {
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
+    pub(crate) fn run(
+        self,
+        database: DatabaseArgs,
+        telemetry: TelemetryArgs,
+        dry_run: bool,
+    ) -> anyhow::Result<ExitCode> {
         match self.kind {
-            ServerKind::Dht(args) => args.run(),
+            ServerKind::Dht(dht) => DhtServer {
+                dht,
+                common: self.common,
+                database,
+                telemetry,
+                dry_run,
+            }
+            .run(),
         }
     }
 }
 
-impl DhtServerArgs {
+impl DhtServer {
     fn run(self) -> anyhow::Result<ExitCode> {
-        let runtime = dht_runtime(self.dht_threads).context("starting the DHT runtime")?;
+        let runtime = dht_runtime(self.dht.dht_threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
         let result = System::new().block_on(self.serve(handle));
         runtime.shutdown_timeout(Duration::from_secs(5));
@@ -181,10 +226,10 @@ impl DhtServerArgs {
 
     /// The bootstrap peers and protocol id: the preset's, unless given.
     fn network(&self) -> anyhow::Result<(Vec<Multiaddr>, String)> {
-        let (preset_bootstrap, preset_protocol) = if self.network == LOCAL_NETWORK {
+        let (preset_bootstrap, preset_protocol) = if self.dht.network == LOCAL_NETWORK {
             (Vec::new(), IPFS_KAD_PROTOCOL.to_owned())
         } else {
-            let preset = presets::find(&self.project, &self.network).map_err(anyhow::Error::msg)?;
+            let preset = presets::find(&self.dht.project, &self.dht.network).map_err(anyhow::Error::msg)?;
             let bootstrap = preset
                 .bootstrap
                 .iter()
@@ -192,26 +237,26 @@ impl DhtServerArgs {
                 .collect::<anyhow::Result<_>>()?;
             (bootstrap, preset.protocol.to_owned())
         };
-        let bootstrap = if self.bootstrap.is_empty() {
+        let bootstrap = if self.dht.bootstrap.is_empty() {
             preset_bootstrap
         } else {
-            flatten(&self.bootstrap)
+            flatten(&self.dht.bootstrap)
         };
-        Ok((bootstrap, self.protocol.clone().unwrap_or(preset_protocol)))
+        Ok((bootstrap, self.dht.protocol.clone().unwrap_or(preset_protocol)))
     }
 
     fn dht_config(&self) -> anyhow::Result<DhtConfig> {
         let (bootstrap, protocol) = self.network()?;
-        let ip = match self.peer_host {
+        let ip = match self.common.peer_host {
             IpAddr::V4(ip) => Protocol::Ip4(ip),
             IpAddr::V6(ip) => Protocol::Ip6(ip),
         };
         let tcp = Multiaddr::empty()
             .with(ip.clone())
-            .with(Protocol::Tcp(self.peer_port));
+            .with(Protocol::Tcp(self.common.peer_port));
         let quic = Multiaddr::empty()
             .with(ip)
-            .with(Protocol::Udp(self.peer_port))
+            .with(Protocol::Udp(self.common.peer_port))
             .with(Protocol::QuicV1);
         let uses_dns = bootstrap.iter().any(|a| {
             a.iter().any(|p| {
@@ -222,22 +267,22 @@ impl DhtServerArgs {
             })
         });
         let mut config = DhtConfig::default();
-        if let Some(keypair) = &self.identity_key {
+        if let Some(keypair) = &self.dht.identity_key {
             config.set_keypair(keypair.clone());
         }
         config
             .set_listen(vec![tcp, quic])
             .set_bootstrap(bootstrap)
             .set_protocol(protocol)
-            .set_alpha(self.alpha)
-            .set_mode(if self.server_mode {
+            .set_alpha(self.dht.alpha)
+            .set_mode(if self.dht.server_mode {
                 DhtMode::Server
             } else {
                 DhtMode::Client
             })
-            .set_retrieve_timeout(self.retrieve_timeout)
-            .set_announce_listen_addrs(self.announce.is_empty())
-            .set_external_addrs(flatten(&self.announce))
+            .set_retrieve_timeout(self.dht.retrieve_timeout)
+            .set_announce_listen_addrs(self.dht.announce.is_empty())
+            .set_external_addrs(flatten(&self.dht.announce))
             .set_resolve_dns(uses_dns);
         Ok(config)
     }
@@ -246,19 +291,32 @@ impl DhtServerArgs {
         // Configuration errors first (an unknown network), then the database: a server that
         // cannot register is invisible to schedulers.
         let mut dht_config = self.dht_config()?;
-        let target = self.database.target()?;
-        let store = Store::open(&target)
-            .await
-            .with_context(|| format!("opening the database {target}"))?;
-        tracing::info!(database = %target, "database ready");
+        let registry_of_nodes = if self.dry_run {
+            tracing::info!("dry run: registering nowhere");
+            Arc::new(MemoryRegistry::default()) as Arc<dyn Registry>
+        } else {
+            let target = self.database.target()?;
+            let store = Store::open(&target)
+                .await
+                .with_context(|| format!("opening the database {target}"))?;
+            tracing::info!(database = %target, "database ready");
+            db::registry(&store)
+        };
+        if !self.common.startup_delay.is_zero() {
+            tracing::info!(delay = ?self.common.startup_delay, "waiting before starting (--startup-delay)");
+            tokio::select! {
+                () = tokio::time::sleep(self.common.startup_delay) => {}
+                () = super::shutdown_signal() => return Ok(()),
+            }
+        }
 
         // One registry for parsec's, libp2p's and the process's metrics.
         let mut registry = metrics::registry();
         let metrics = ServerMetrics::register(&mut registry);
         let joins = !dht_config.bootstrap.is_empty();
         tracing::info!(
-            project = %self.project,
-            network = %self.network,
+            project = %self.dht.project,
+            network = %self.dht.network,
             protocol = %dht_config.protocol,
             bootstrap_peers = dht_config.bootstrap.len(),
             "network"
@@ -267,7 +325,7 @@ impl DhtServerArgs {
         let peer = DhtHandle::spawn(dht_config, &runtime)
             .await
             .context("starting the libp2p peer")?;
-        tracing::info!(peer_id = %peer.peer_id(), fleet = %self.fleet, "libp2p peer started");
+        tracing::info!(peer_id = %peer.peer_id(), fleet = %self.common.fleet, "libp2p peer started");
         for address in peer.dialable_addrs() {
             tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
         }
@@ -289,42 +347,43 @@ impl DhtServerArgs {
         self.telemetry.start(registry);
 
         let node = NodeActor::new(peer.clone()).start();
-        let listener = TcpListener::bind((self.server_host, self.server_port)).with_context(|| {
-            format!(
-                "binding the HTTP API to {}:{}",
-                self.server_host, self.server_port
-            )
-        })?;
+        let listener =
+            TcpListener::bind((self.common.server_host, self.common.server_port)).with_context(|| {
+                format!(
+                    "binding the HTTP API to {}:{}",
+                    self.common.server_host, self.common.server_port
+                )
+            })?;
         let api_address = listener.local_addr()?;
         tracing::info!(address = %api_address, "HTTP API listening");
         let server = api::serve(
             listener,
             NodeRecipients::of(&node),
             ApiOptions {
-                token: self.api_token.clone(),
+                token: self.dht.api_token.clone(),
                 metrics: Some(metrics),
             },
-            self.http_workers,
+            self.dht.http_workers,
         )?;
         let http = server.handle();
         let serving = actix::spawn(server);
 
-        let resources = host::detect_resources(self.server_host)
+        let resources = host::detect_resources(self.common.server_host)
             .await
             .map_err(anyhow::Error::msg)
             .context("reading this machine's resources")?;
         let registration = host::registration(
             resources,
             peer.peer_id().to_string(),
-            self.fleet.clone(),
+            self.common.fleet.clone(),
             api_address.port(),
             host::peer_port(peer.listen_addrs()),
         );
         let (heartbeat, node_id) = HeartbeatActor::register(
-            db::registry(&store),
+            registry_of_nodes,
             registration,
             node.clone().recipient(),
-            self.heartbeat_interval,
+            self.dht.heartbeat_interval,
         )
         .await
         .context("registering the node in nodes_ecs")?;
@@ -335,11 +394,11 @@ impl DhtServerArgs {
         if let Err(e) = heartbeat.send(GoOffline).await {
             tracing::warn!(error = %e, "heartbeat actor gone before marking the node offline");
         }
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down: letting in-flight requests finish");
+        tracing::info!(grace = ?self.dht.shutdown_grace, "shutting down: letting in-flight requests finish");
         let graceful = http.stop(true);
         tokio::pin!(graceful);
         tokio::select! {
-            finished = tokio::time::timeout(self.shutdown_grace, &mut graceful) => {
+            finished = tokio::time::timeout(self.dht.shutdown_grace, &mut graceful) => {
                 if finished.is_err() {
                     tracing::warn!("in-flight requests did not finish in time: cancelling them");
                     // Cancelled operations answer 503, which schedulers do not store.

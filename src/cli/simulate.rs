@@ -87,8 +87,6 @@ pub struct SimulateArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
-    #[command(flatten)]
-    database: DatabaseArgs,
 }
 
 /// Parses `MIN..MAX` durations, e.g. `50ms..500ms`.
@@ -114,7 +112,7 @@ fn share(name: &str, value: f64) -> anyhow::Result<f64> {
 }
 
 impl SimulateArgs {
-    fn config(&self) -> anyhow::Result<SimRunConfig> {
+    fn config(&self, database: &DatabaseArgs) -> anyhow::Result<SimRunConfig> {
         if self.k == 0 || self.alpha == 0 || self.beta == 0 {
             anyhow::bail!("--k, --alpha and --beta must be at least 1");
         }
@@ -160,13 +158,13 @@ impl SimulateArgs {
                 join_per_hour: self.join_rate,
             },
             round,
-            database: Some(self.database.target()?),
+            database: Some(database.target()?),
             progress: !self.no_progress,
         })
     }
 
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.config()?;
+    pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+        let config = self.config(database)?;
         let report = System::new().block_on(run::run(config.clone()))?;
         println!(
             "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers, {} rounds run, seed {}",
@@ -315,8 +313,11 @@ mod tests {
         struct Wrapper {
             #[command(flatten)]
             args: SimulateArgs,
+            #[command(flatten)]
+            database: DatabaseArgs,
         }
-        let config = Wrapper::parse_from(["parsec"]).args.config().unwrap();
+        let wrapper = Wrapper::parse_from(["parsec"]);
+        let config = wrapper.args.config(&wrapper.database).unwrap();
         assert_eq!(config.sim, SimConfig::default());
     }
 }

@@ -89,12 +89,10 @@ pub struct TestnetArgs {
     /// How often servers refresh their heartbeat row.
     #[arg(long, env = "PARSEC_TESTNET_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
     heartbeat_interval: Duration,
-    #[command(flatten)]
-    database: DatabaseArgs,
 }
 
 impl TestnetArgs {
-    fn config(&self) -> anyhow::Result<TestnetConfig> {
+    fn config(&self, database: &DatabaseArgs) -> anyhow::Result<TestnetConfig> {
         let mut dht = DhtConfig::default();
         dht.set_alpha(self.alpha)
             .set_protocol(self.protocol.clone())
@@ -127,13 +125,13 @@ impl TestnetArgs {
             server_mode: self.server_mode,
             round,
             progress: !self.no_progress,
-            database: Some(self.database.target()?),
+            database: Some(database.target()?),
             heartbeat_interval: self.heartbeat_interval,
         })
     }
 
-    pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.config()?;
+    pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+        let config = self.config(database)?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
         let result = System::new().block_on(testnet::run(config.clone(), handle));

@@ -7,27 +7,48 @@ use clap::Args;
 use super::{DatabaseTarget, DbError};
 
 /// Where to store data. Postgres when `--database-url`/`DATABASE_URL` or
-/// `PARSEC_DATABASE_HOST` is set; otherwise the embedded SQLite file.
+/// `PARSEC_DATABASE_HOST` is set; otherwise the embedded SQLite file. Global flags, as in
+/// parsec: they go before or after the command, and parsec's `--db-*` names work too.
 #[derive(Clone, Debug, Args)]
 pub struct DatabaseArgs {
     /// Database URL: postgres://user:password@host:port/name, or sqlite://path/to/file.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
     /// Postgres host (parsec's variable); setting it selects Postgres.
-    #[arg(long, env = "PARSEC_DATABASE_HOST")]
+    #[arg(long, global = true, alias = "db-host", env = "PARSEC_DATABASE_HOST")]
     database_host: Option<String>,
     /// Postgres port.
-    #[arg(long, env = "PARSEC_DATABASE_PORT", default_value_t = 5432)]
+    #[arg(
+        long,
+        global = true,
+        alias = "db-port",
+        env = "PARSEC_DATABASE_PORT",
+        default_value_t = 5432
+    )]
     database_port: u16,
     /// Postgres database name.
-    #[arg(long, env = "PARSEC_DATABASE_NAME", default_value = "parsec")]
+    #[arg(
+        long,
+        global = true,
+        alias = "db-name",
+        env = "PARSEC_DATABASE_NAME",
+        default_value = "parsec"
+    )]
     database_name: String,
     /// Postgres user.
-    #[arg(long, env = "PARSEC_DATABASE_USER", default_value = "parsec")]
+    #[arg(
+        long,
+        global = true,
+        alias = "db-user",
+        env = "PARSEC_DATABASE_USER",
+        default_value = "parsec"
+    )]
     database_user: String,
     /// Postgres password.
     #[arg(
         long,
+        global = true,
+        alias = "db-password",
         env = "PARSEC_DATABASE_PASSWORD",
         default_value = "",
         hide_env_values = true,
@@ -35,10 +56,21 @@ pub struct DatabaseArgs {
     )]
     database_password: String,
     /// Postgres SSL mode: disable or prefer (TLS connections are not supported yet).
-    #[arg(long, env = "PARSEC_DATABASE_SSL_MODE", default_value = "disable")]
+    #[arg(
+        long,
+        global = true,
+        alias = "db-sslmode",
+        env = "PARSEC_DATABASE_SSL_MODE",
+        default_value = "disable"
+    )]
     database_ssl_mode: String,
     /// The embedded SQLite file used when no Postgres is configured.
-    #[arg(long, env = "PARSEC_SQLITE_PATH", default_value = "parsec.sqlite")]
+    #[arg(
+        long,
+        global = true,
+        env = "PARSEC_SQLITE_PATH",
+        default_value = "parsec.sqlite"
+    )]
     sqlite_path: PathBuf,
 }
 
