@@ -522,3 +522,110 @@ async fn discovery_on_sqlite() {
     .unwrap();
     discovery_filters(&store).await;
 }
+
+/// A certificate authority and a server certificate for `db.internal` (not for 127.0.0.1, where
+/// the test cluster listens), made with openssl in `dir`; returns the paths of the CA, the
+/// server's chain and its key.
+fn make_certificates(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String, String) {
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ca = format!("{name}-ca");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        &format!("/CN={name} test CA"),
+        "-keyout",
+        &format!("{ca}.key"),
+        "-out",
+        &format!("{ca}.crt"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=db.internal",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:db.internal\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        &format!("{ca}.crt"),
+        "-CAkey",
+        &format!("{ca}.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    (
+        dir.join(format!("{ca}.crt")),
+        std::fs::read_to_string(dir.join("server.crt")).unwrap(),
+        std::fs::read_to_string(dir.join("server.key")).unwrap(),
+    )
+}
+
+/// TLS to Postgres, as RDS enforces it: a cluster that refuses plain connections, with a
+/// certificate made here. `require` encrypts, `verify-ca` checks the chain, `verify-full` the
+/// name too (the certificate names db.internal, the test connects to 127.0.0.1), and a chain
+/// from another CA is refused.
+#[actix::test]
+async fn tls_connections_as_sslmode_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, chain, key) = make_certificates(dir.path(), "trusted");
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let (other_ca, _, _) = make_certificates(&other_dir, "other");
+    let pg = TempPostgres::start_tls_only(&chain, &key).unwrap_or_else(|e| panic!("{e}"));
+    let url = |query: &str| format!("{}?{query}", pg.url());
+    let open = |url: String| async move { Store::open(&DatabaseTarget::Postgres { url }).await };
+
+    let plain = open(url("sslmode=disable")).await;
+    assert!(plain.is_err(), "the cluster accepted a plain connection");
+
+    let store = open(url("sslmode=require")).await.unwrap();
+    store.register_node(sample_registration()).await.unwrap();
+
+    let ca = ca.to_str().unwrap();
+    open(url(&format!("sslmode=verify-ca&sslrootcert={ca}")))
+        .await
+        .unwrap();
+    let wrong_name = open(url(&format!("sslmode=verify-full&sslrootcert={ca}"))).await;
+    let error = wrong_name
+        .expect_err("verify-full accepted a certificate for another name")
+        .to_string();
+    assert!(error.contains("certificate"), "{error}");
+    let other = open(url(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        other_ca.display()
+    )))
+    .await;
+    assert!(other.is_err(), "verify-ca accepted a chain from an untrusted CA");
+}

@@ -55,7 +55,8 @@ pub struct DatabaseArgs {
         hide_default_value = true
     )]
     database_password: String,
-    /// Postgres SSL mode: disable or prefer (TLS connections are not supported yet).
+    /// Postgres SSL mode, as libpq's: disable, prefer (plain text here), require (encrypted),
+    /// verify-ca (and the certificate checked), verify-full (and the host name too).
     #[arg(
         long,
         global = true,
@@ -64,6 +65,10 @@ pub struct DatabaseArgs {
         default_value = "disable"
     )]
     database_ssl_mode: String,
+    /// Root certificates (PEM) that verify-ca and verify-full check the server against, e.g. the
+    /// RDS bundle; default: the Mozilla roots.
+    #[arg(long, global = true, env = "PARSEC_DATABASE_SSL_ROOT_CERT")]
+    database_ssl_root_cert: Option<PathBuf>,
     /// The embedded SQLite file used when no Postgres is configured.
     #[arg(
         long,
@@ -102,6 +107,10 @@ impl DatabaseArgs {
         url.set_path(&self.database_name);
         url.query_pairs_mut()
             .append_pair("sslmode", &self.database_ssl_mode);
+        if let Some(root_cert) = &self.database_ssl_root_cert {
+            url.query_pairs_mut()
+                .append_pair("sslrootcert", &root_cert.to_string_lossy());
+        }
         Ok(DatabaseTarget::Postgres { url: url.into() })
     }
 }
@@ -136,20 +145,9 @@ fn parse_url(url: &str) -> Result<DatabaseTarget, DbError> {
 }
 
 fn check_ssl_mode(mode: &str) -> Result<(), DbError> {
-    match mode {
-        "disable" | "prefer" => Ok(()),
-        // tokio-postgres has no `allow` and would refuse it only once connecting.
-        "allow" => Err(DbError::Config(
-            "sslmode=allow is not supported by the Postgres driver; use sslmode=disable or prefer".to_owned(),
-        )),
-        "require" | "verify-ca" | "verify-full" => Err(DbError::Config(format!(
-            "sslmode={mode} needs TLS, which parsec-rs does not support yet; use sslmode=disable or prefer \
-             (on a private network or through a TLS proxy)"
-        ))),
-        other => Err(DbError::Config(format!(
-            "unknown sslmode {other:?}; expected disable or prefer"
-        ))),
-    }
+    super::tls::SslMode::parse(mode)
+        .map(drop)
+        .map_err(DbError::Config)
 }
 
 #[cfg(test)]
@@ -212,10 +210,11 @@ mod tests {
     fn bad_urls_and_tls_modes_are_explained() {
         let error = target(&["--database-url", "mysql://x"]).unwrap_err().to_string();
         assert!(error.contains("use postgres:// or sqlite://"), "{error}");
-        let error = target(&["--database-url", "postgres://h/db?sslmode=require"])
+        let error = target(&["--database-url", "postgres://h/db?sslmode=allow"])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("does not support yet"), "{error}");
+        assert!(error.contains("not supported"), "{error}");
+        assert!(target(&["--database-url", "postgres://h/db?sslmode=verify-full"]).is_ok());
         assert!(target(&["--database-url", "sqlite://"]).is_err());
         assert_eq!(
             target(&["--database-url", "sqlite:///tmp/x.sqlite"]).unwrap(),

@@ -87,6 +87,7 @@ pub mod sqlite;
 #[rustfmt::skip]
 pub mod sqlite_schema;
 pub mod throwaway;
+mod tls;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::{prelude::*, sql_types::BigInt};
 use diesel_async::{
-    pooled_connection::{bb8::Pool, AsyncDieselConnectionManager},
+    pooled_connection::{bb8::Pool, AsyncDieselConnectionManager, ManagerConfig},
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -15,7 +15,7 @@ use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 use super::{
     rows::{DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, SchedulerRow},
     schema::{nodes_ecs, schedulers_ecs},
-    DbError,
+    tls, DbError,
 };
 
 /// The Postgres migrations, compiled in.
@@ -51,7 +51,9 @@ impl PgStore {
     /// Migrates the database at `url` and opens a pool on it.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         run_migrations(url, Direction::Up).await?;
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let mut setup = ManagerConfig::default();
+        setup.custom_setup = Box::new(|url| Box::pin(tls::establish(url)));
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, setup);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
             .connection_timeout(CONNECTION_TIMEOUT)
@@ -233,7 +235,7 @@ pub async fn run_migrations(url: &str, direction: Direction) -> Result<Vec<Strin
             .build()
             .map_err(|e| DbError::Migrate(e.to_string()))?;
         let task = runtime.spawn(async move {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
+            let mut conn = tls::establish(&url).await?;
             diesel::sql_query("SELECT pg_advisory_lock($1)")
                 .bind::<BigInt, _>(MIGRATION_LOCK)
                 .execute(&mut conn)

@@ -41,7 +41,34 @@ impl TempPostgres {
         Self::start_with(&[])
     }
 
+    /// Starts a test cluster that accepts only TLS connections, with this certificate chain and
+    /// key (PEM): `hostssl` is trusted, `hostnossl` rejected.
+    pub fn start_tls_only(certificate_pem: &str, key_pem: &str) -> Result<Self, ThrowawayError> {
+        let mut cluster = Self::create(FAST)?;
+        let certificate = cluster.write_private("server.crt", certificate_pem)?;
+        let key = cluster.write_private("server.key", key_pem)?;
+        let hba = cluster.write_private(
+            "pg_hba_tls.conf",
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )?;
+        cluster.settings.extend([
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={certificate}"),
+            format!("ssl_key_file={key}"),
+            format!("hba_file={hba}"),
+        ]);
+        cluster.initialise()?;
+        Ok(cluster)
+    }
+
     fn start_with(settings: &[&str]) -> Result<Self, ThrowawayError> {
+        let cluster = Self::create(settings)?;
+        cluster.initialise()?;
+        Ok(cluster)
+    }
+
+    /// A cluster directory, not yet initialised.
+    fn create(settings: &[&str]) -> Result<Self, ThrowawayError> {
         let bin = find_bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("parsec-pg-")
@@ -51,13 +78,32 @@ impl TempPostgres {
         if as_postgres_user {
             run(Command::new("chown").arg("postgres:").arg(dir.path()), "chown")?;
         }
-        let cluster = Self {
+        Ok(Self {
             dir,
             bin,
             port: free_port()?,
             settings: settings.iter().map(|s| (*s).to_owned()).collect(),
             as_postgres_user,
-        };
+        })
+    }
+
+    /// Writes `contents` to `name` in the cluster's directory, readable by the server alone
+    /// (Postgres refuses a key file others can read); returns its path.
+    fn write_private(&self, name: &str, contents: &str) -> Result<String, ThrowawayError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).map_err(|e| ThrowawayError(format!("writing {name}: {e}")))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| ThrowawayError(format!("chmod {name}: {e}")))?;
+        if self.as_postgres_user {
+            run(Command::new("chown").arg("postgres:").arg(&path), "chown")?;
+        }
+        Ok(path.to_string_lossy().into_owned())
+    }
+
+    /// Runs initdb and starts the server.
+    fn initialise(&self) -> Result<(), ThrowawayError> {
+        let cluster = self;
         cluster.run_tool(
             "initdb",
             &[
@@ -71,8 +117,7 @@ impl TempPostgres {
                 "--no-sync",
             ],
         )?;
-        cluster.resume()?;
-        Ok(cluster)
+        cluster.resume()
     }
 
     /// The URL of the cluster's `postgres` database.
