@@ -71,6 +71,9 @@ pub struct DhtConfig {
     pub resolve_dns: bool,
     /// Where the swarm's events are counted (libp2p's own metrics); `None`: not counted.
     pub metrics: Option<Libp2pMetrics>,
+    /// Refuse new connections while the process's resident memory is above this (`None`: no
+    /// limit). A server sets it below its container's memory limit.
+    pub max_memory_bytes: Option<u64>,
 }
 
 /// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
@@ -110,6 +113,7 @@ impl Default for DhtConfig {
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
             resolve_dns: false,
             metrics: None,
+            max_memory_bytes: None,
         }
     }
 }
@@ -196,6 +200,12 @@ impl DhtConfig {
     /// Sets the periodic bootstrap interval.
     pub fn set_periodic_bootstrap(&mut self, interval: Option<Duration>) -> &mut Self {
         self.periodic_bootstrap = interval;
+        self
+    }
+
+    /// Refuses new connections above `bytes` of resident memory.
+    pub fn set_max_memory_bytes(&mut self, bytes: Option<u64>) -> &mut Self {
+        self.max_memory_bytes = bytes;
         self
     }
 

@@ -322,6 +322,15 @@ impl DhtServer {
             "network"
         );
         dht_config.set_metrics(Some(Libp2pMetrics::register(&mut registry)));
+        let resources = host::detect_resources(self.common.server_host)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("reading this machine's resources")?;
+        // New connections stop at 90% of the memory this server may use (the ECS limit, or
+        // the host's), before the kernel or ECS kills it.
+        if resources.memory_mb > 0 {
+            dht_config.set_max_memory_bytes(Some(resources.memory_mb as u64 * 1024 * 1024 / 10 * 9));
+        }
         let peer = DhtHandle::spawn(dht_config, &runtime)
             .await
             .context("starting the libp2p peer")?;
@@ -368,10 +377,6 @@ impl DhtServer {
         let http = server.handle();
         let serving = actix::spawn(server);
 
-        let resources = host::detect_resources(self.common.server_host)
-            .await
-            .map_err(anyhow::Error::msg)
-            .context("reading this machine's resources")?;
         let registration = host::registration(
             resources,
             peer.peer_id().to_string(),

@@ -6,8 +6,8 @@ use libp2p::{
     connection_limits, identify,
     identity::Keypair,
     kad::{self, store::MemoryStore, store::MemoryStoreConfig},
-    ping,
-    swarm::NetworkBehaviour,
+    memory_connection_limits, ping,
+    swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
 
@@ -24,6 +24,14 @@ const MAX_STORED_RECORDS: usize = 100_000;
 /// Connections to one peer; more than one only happens when both sides dial at once.
 const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 
+/// Connections at once, in all. A lookup touches a few dozen peers and idle connections close
+/// after 10 s; a server on the public network that accepts everyone would otherwise grow with
+/// every peer that dials it.
+const MAX_ESTABLISHED: u32 = 2048;
+
+/// Handshakes in flight, each way.
+const MAX_PENDING: u32 = 256;
+
 /// Kademlia plus what peers expect beside it: identify (addresses, protocols) and ping (js-libp2p
 /// kad-dht pings a peer before admitting it to its routing table).
 #[derive(NetworkBehaviour)]
@@ -32,6 +40,8 @@ pub(crate) struct DhtBehaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process uses more memory than configured.
+    memory: Toggle<memory_connection_limits::Behaviour>,
 }
 
 impl DhtBehaviour {
@@ -69,13 +79,20 @@ impl DhtBehaviour {
         );
         let limits = connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
-                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                .with_max_established(Some(MAX_ESTABLISHED))
+                .with_max_pending_incoming(Some(MAX_PENDING))
+                .with_max_pending_outgoing(Some(MAX_PENDING)),
         );
+        let memory = config
+            .max_memory_bytes
+            .map(|bytes| memory_connection_limits::Behaviour::with_max_bytes(bytes as usize));
         Ok(Self {
             kad,
             identify,
             ping: ping::Behaviour::default(),
             limits,
+            memory: memory.into(),
         })
     }
 }
