@@ -147,3 +147,71 @@ fn every_server_bootstraps_from_the_others_by_their_identity_keys() {
         assert_eq!(actual, expected, "{name}");
     }
 }
+
+/// The ECS task definition that docs/operations.md sketches, checked as RegisterTaskDefinition
+/// would take it: against the ECS API's own schema (botocore's service model, from PyPI), and
+/// against the rules that schema cannot say.
+#[test]
+fn the_ecs_task_definition_in_the_docs_is_one_ecs_accepts() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let section = docs.split("## Running fleets on ECS").nth(1).unwrap();
+    let json = section
+        .split("```json")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    let task: Value = serde_json::from_str(json).unwrap();
+
+    const VALIDATE: &str = "import json, sys\n\
+        import botocore.session\n\
+        from botocore.validate import ParamValidator\n\
+        shape = botocore.session.get_session().get_service_model('ecs')\\\n\
+            .operation_model('RegisterTaskDefinition').input_shape\n\
+        report = ParamValidator().validate(json.load(sys.stdin), shape)\n\
+        print(report.generate_report())\n\
+        sys.exit(1 if report.has_errors() else 0)\n";
+    let mut python = Command::new("python3")
+        .args(["-c", VALIDATE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut python.stdin.take().unwrap(), json.as_bytes()).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "RegisterTaskDefinition would refuse the sketch (is botocore installed? .ci/run installs it):\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // What the schema cannot say.
+    assert_eq!(
+        task["networkMode"], "awsvpc",
+        "the server registers its awsvpc address"
+    );
+    let container = &task["containerDefinitions"][0];
+    if container["secrets"].is_array() {
+        assert!(
+            task["executionRoleArn"].is_string(),
+            "secrets need an executionRoleArn"
+        );
+    }
+    assert!(task["requiresCompatibilities"].is_array());
+    assert!(container["logConfiguration"].is_object());
+    let stop_timeout = container["stopTimeout"].as_u64().unwrap();
+    assert!(stop_timeout <= 120, "ECS caps stopTimeout at 120 s");
+    let grace = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PARSEC_SERVER_SHUTDOWN_GRACE")
+        .and_then(|e| e["value"].as_str())
+        .expect("the sketch sets the shutdown grace");
+    let grace = humantime::parse_duration(grace).unwrap().as_secs();
+    assert!(
+        grace < stop_timeout,
+        "a grace of {grace} s outlives the {stop_timeout} s stopTimeout"
+    );
+}
