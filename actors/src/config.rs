@@ -69,6 +69,9 @@ pub struct DhtConfig {
     pub periodic_bootstrap: Option<Duration>,
     /// Resolve `/dns*` addresses (needs a resolver configuration on the host).
     pub resolve_dns: bool,
+    /// The DNS server that resolves `/dns*` and `/dnsaddr` addresses (`None`: the host's, from
+    /// /etc/resolv.conf).
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Where the swarm's events are counted (libp2p's own metrics); `None`: not counted.
     pub metrics: Option<Libp2pMetrics>,
     /// Refuse new connections while the process's resident memory is above this (`None`: no
@@ -112,6 +115,7 @@ impl Default for DhtConfig {
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
             resolve_dns: false,
+            dns_server: None,
             metrics: None,
             max_memory_bytes: None,
         }
@@ -206,6 +210,12 @@ impl DhtConfig {
     /// Refuses new connections above `bytes` of resident memory.
     pub fn set_max_memory_bytes(&mut self, bytes: Option<u64>) -> &mut Self {
         self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Resolves `/dns*` and `/dnsaddr` with the DNS server at `server` instead of the host's.
+    pub fn set_dns_server(&mut self, server: Option<std::net::SocketAddr>) -> &mut Self {
+        self.dns_server = server;
         self
     }
 

@@ -114,6 +114,10 @@ struct DhtServerArgs {
     /// /p2p/<peer id> (or /dnsaddr names).
     #[arg(long, env = "PARSEC_SERVER_DHT_BOOTSTRAP", value_parser = parse_multiaddr_list)]
     bootstrap: Vec<MultiaddrList>,
+    /// The DNS server (`host:port`) that resolves `/dns*` and `/dnsaddr` bootstrap addresses;
+    /// default: the host's.
+    #[arg(long, env = "PARSEC_SERVER_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Kademlia protocol id instead of the preset's.
     #[arg(long, env = "PARSEC_SERVER_DHT_PROTOCOL")]
     protocol: Option<String>,
@@ -283,7 +287,8 @@ impl DhtServer {
             .set_retrieve_timeout(self.dht.retrieve_timeout)
             .set_announce_listen_addrs(self.dht.announce.is_empty())
             .set_external_addrs(flatten(&self.dht.announce))
-            .set_resolve_dns(uses_dns);
+            .set_resolve_dns(uses_dns)
+            .set_dns_server(self.dht.dns_server);
         Ok(config)
     }
 

@@ -94,7 +94,7 @@ impl SwarmTask {
     ) -> Result<(Self, Started), DhtError> {
         let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
         let peer_id = keypair.public().to_peer_id();
-        let transport = transport::build(&keypair, config.latency, config.resolve_dns)?;
+        let transport = transport::build(&keypair, config.latency, config.resolve_dns, config.dns_server)?;
         let behaviour = DhtBehaviour::new(&keypair, &config)?;
         let swarm_config =
             swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout);

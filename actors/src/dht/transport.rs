@@ -2,9 +2,10 @@
 //! emulated latency. The listen address decides which one a connection uses, so one stack
 //! serves `parsec server dht` (TCP + QUIC on one port) and every testnet mode.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use futures::{future::Either, FutureExt};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig};
 use libp2p::{
     core::{
         muxing::StreamMuxerBox,
@@ -26,6 +27,7 @@ pub(crate) fn build(
     keypair: &Keypair,
     latency: Option<Duration>,
     resolve_dns: bool,
+    dns_server: Option<SocketAddr>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, DhtError> {
     let rtt = latency.unwrap_or_default();
     let one_way = rtt / 2;
@@ -52,11 +54,24 @@ pub(crate) fn build(
         Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
     });
 
-    if resolve_dns {
-        let dns = libp2p::dns::tokio::Transport::system(combined)
-            .map_err(|e| DhtError::Setup(format!("DNS resolver configuration: {e}")))?;
-        Ok(dns.boxed())
-    } else {
-        Ok(combined.boxed())
+    match (resolve_dns, dns_server) {
+        (_, Some(server)) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = server.port();
+            let name_server = NameServerConfig::new(server.ip(), true, vec![udp]);
+            let resolver = libp2p::dns::ResolverConfig::from_name_servers(vec![name_server]);
+            let dns = libp2p::dns::tokio::Transport::custom(
+                combined,
+                resolver,
+                libp2p::dns::ResolverOpts::default(),
+            );
+            Ok(dns.boxed())
+        }
+        (true, None) => {
+            let dns = libp2p::dns::tokio::Transport::system(combined)
+                .map_err(|e| DhtError::Setup(format!("DNS resolver configuration: {e}")))?;
+            Ok(dns.boxed())
+        }
+        (false, None) => Ok(combined.boxed()),
     }
 }
