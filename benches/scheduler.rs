@@ -5,6 +5,8 @@
 //! Run: `cargo bench --bench scheduler` (options: `-- --servers 7 --rounds 300`).
 //! Needs the PostgreSQL server binaries (`apt-get install -y postgresql`).
 
+#[path = "common/args.rs"]
+mod args;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/common/process.rs"]
 mod process;
@@ -12,22 +14,11 @@ mod process;
 #[path = "../tests/common/stored.rs"]
 mod stored;
 
+use args::option;
 use std::time::{Duration, Instant};
 
 use parsec::db::throwaway::TempPostgres;
 use process::{start_fleet, summary_figure, wait_until, SchedulerProcess};
-
-fn option(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.windows(2)
-        .find(|pair| pair[0] == name)
-        .map(|pair| {
-            pair[1]
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} needs a number"))
-        })
-        .unwrap_or(default)
-}
 
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {

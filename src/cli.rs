@@ -33,9 +33,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     #[command(flatten)]
-    database: DatabaseArgs,
+    pub(crate) database: DatabaseArgs,
     #[command(flatten)]
-    telemetry: TelemetryArgs,
+    pub(crate) telemetry: TelemetryArgs,
     /// Debug logging (parsec's flag; `--log-level` overrides it, `RUST_LOG` both).
     #[arg(long, global = true, env = "PARSEC_DEBUG")]
     debug: bool,
@@ -45,7 +45,7 @@ pub struct GlobalArgs {
     /// The scheduler runs rounds but stores nothing (no scheduler row, no measurements, no
     /// offline marks); a server registers nowhere. parsec's flag.
     #[arg(long, global = true, env = "PARSEC_SCHEDULE_DRY_RUN")]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 impl GlobalArgs {
@@ -117,20 +117,14 @@ impl Command {
 
     /// Runs the command with the global flags; the exit code says whether it did its job.
     pub fn run(self, global: GlobalArgs) -> anyhow::Result<ExitCode> {
-        let GlobalArgs {
-            database,
-            telemetry,
-            dry_run,
-            ..
-        } = global;
-        if dry_run && !matches!(self, Command::Server(_) | Command::Scheduler(_)) {
+        if global.dry_run && !matches!(self, Command::Server(_) | Command::Scheduler(_)) {
             anyhow::bail!("--dry-run applies to `parsec scheduler` and `parsec server`");
         }
         match self {
-            Command::Server(args) => args.run(database, telemetry, dry_run),
-            Command::Scheduler(args) => args.run(database, telemetry, dry_run),
-            Command::Testnet(args) => args.run(&database),
-            Command::Simulate(args) => args.run(&database),
+            Command::Server(args) => args.run(global),
+            Command::Scheduler(args) => args.run(global),
+            Command::Testnet(args) => args.run(&global.database),
+            Command::Simulate(args) => args.run(&global.database),
             Command::Health(args) => args.run(),
             Command::Networks(args) => args.run(),
         }

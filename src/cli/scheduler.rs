@@ -11,7 +11,7 @@ use crate::{
     api::{client::ClientTimeouts, ApiToken},
     db::DatabaseArgs,
     scheduler::{self, SchedulerConfig},
-    telemetry::metrics::{self, SchedulerMetrics, TelemetryArgs},
+    telemetry::metrics::{self, SchedulerMetrics},
 };
 
 /// Arguments of `parsec scheduler`.
@@ -112,13 +112,10 @@ impl SchedulerArgs {
         })
     }
 
-    pub(crate) fn run(
-        self,
-        database: DatabaseArgs,
-        telemetry: TelemetryArgs,
-        dry_run: bool,
-    ) -> anyhow::Result<ExitCode> {
-        let mut config = self.config(&database, dry_run)?;
+    pub(crate) fn run(self, global: super::GlobalArgs) -> anyhow::Result<ExitCode> {
+        let dry_run = global.dry_run;
+        let mut config = self.config(&global.database, dry_run)?;
+        let telemetry = global.telemetry;
         let report = System::new().block_on(async move {
             let mut registry = metrics::registry();
             config.metrics = Some(SchedulerMetrics::register(&mut registry));

@@ -200,19 +200,14 @@ pub(crate) fn parse_token(text: &str) -> Result<ApiToken, String> {
 }
 
 impl ServerArgs {
-    pub(crate) fn run(
-        self,
-        database: DatabaseArgs,
-        telemetry: TelemetryArgs,
-        dry_run: bool,
-    ) -> anyhow::Result<ExitCode> {
+    pub(crate) fn run(self, global: super::GlobalArgs) -> anyhow::Result<ExitCode> {
         match self.kind {
             ServerKind::Dht(dht) => DhtServer {
                 dht,
                 common: self.common,
-                database,
-                telemetry,
-                dry_run,
+                database: global.database,
+                telemetry: global.telemetry,
+                dry_run: global.dry_run,
             }
             .run(),
         }
