@@ -60,6 +60,10 @@ pub struct DhtConfig {
     pub announce_listen_addrs: bool,
     /// Addresses announced as external, in addition to (or instead of) the listen addresses.
     pub external_addrs: Vec<Multiaddr>,
+    /// Find our public addresses: the addresses peers observe (identify) become external once a
+    /// peer dialled them back (AutoNAT v2). For servers on the open network, where listen
+    /// addresses are often private.
+    pub confirm_external_addrs: bool,
     /// Emulated round-trip time added to every connection (`None`: none).
     pub latency: Option<Duration>,
     /// Close connections idle for this long.
@@ -82,12 +86,25 @@ pub struct DhtConfig {
 /// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
 /// in a Prometheus registry and shared by the swarms that record into it.
 #[derive(Clone)]
-pub struct Libp2pMetrics(pub(crate) std::sync::Arc<libp2p::metrics::Metrics>);
+pub struct Libp2pMetrics {
+    pub(crate) libp2p: std::sync::Arc<libp2p::metrics::Metrics>,
+    /// Confirmed external addresses (AutoNAT v2): 0 means nobody could dial us back.
+    pub(crate) external_addresses: prometheus_client::metrics::gauge::Gauge,
+}
 
 impl Libp2pMetrics {
-    /// Registers libp2p's metrics (prefix `libp2p_`) in `registry`.
+    /// Registers libp2p's metrics (prefix `libp2p_`) and our reachability gauge in `registry`.
     pub fn register(registry: &mut libp2p::metrics::Registry) -> Self {
-        Self(std::sync::Arc::new(libp2p::metrics::Metrics::new(registry)))
+        let external_addresses = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "parsec_external_addresses",
+            "Addresses of this peer that another peer dialled back (AutoNAT v2); 0: not reachable",
+            external_addresses.clone(),
+        );
+        Self {
+            libp2p: std::sync::Arc::new(libp2p::metrics::Metrics::new(registry)),
+            external_addresses,
+        }
     }
 }
 
@@ -111,6 +128,7 @@ impl Default for DhtConfig {
             bootstrap: Vec::new(),
             announce_listen_addrs: false,
             external_addrs: Vec::new(),
+            confirm_external_addrs: false,
             latency: None,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
@@ -186,6 +204,12 @@ impl DhtConfig {
     /// Sets the addresses announced as external.
     pub fn set_external_addrs(&mut self, addrs: Vec<Multiaddr>) -> &mut Self {
         self.external_addrs = addrs;
+        self
+    }
+
+    /// Confirms observed addresses with AutoNAT v2 and announces them.
+    pub fn set_confirm_external_addrs(&mut self, confirm: bool) -> &mut Self {
+        self.confirm_external_addrs = confirm;
         self
     }
 

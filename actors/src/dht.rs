@@ -165,6 +165,14 @@ impl DhtHandle {
         self.send(Command::AddPeers { peers }).await
     }
 
+    /// The addresses this peer announces as its own (in provider records): the configured ones,
+    /// or those AutoNAT confirmed.
+    pub async fn external_addresses(&self) -> Result<Vec<Multiaddr>, DhtError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ExternalAddresses { reply }).await?;
+        answer.await.map_err(|_| DhtError::Stopped)
+    }
+
     /// Closes every connection; the routing table keeps what it holds. A local network calls it
     /// after joining, so the first measured lookups are not answered over the join's connections.
     pub async fn disconnect_all(&self) -> Result<(), DhtError> {

@@ -147,3 +147,59 @@ fn an_unreachable_bootstrap_peer_is_not_a_peer() {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// A server that does not announce where it listens finds its public address: peers observe it
+/// (identify), and once one of them dials it back (AutoNAT v2) it becomes the address provider
+/// records carry.
+#[test]
+fn observed_addresses_become_external_once_a_peer_dials_them_back() {
+    let runtime = dht_runtime(2).unwrap();
+    runtime.block_on(async {
+        let handle = runtime.handle();
+        let quic = |mode: DhtMode, bootstrap: Vec<Multiaddr>| {
+            let mut config = DhtConfig::default();
+            config
+                .set_mode(mode)
+                .set_listen(vec![TransportKind::Quic.listen_addr()])
+                .set_periodic_bootstrap(None)
+                .set_bootstrap(bootstrap);
+            config
+        };
+        let mut helpers = Vec::new();
+        for _ in 0..3 {
+            let mut config = quic(
+                DhtMode::Server,
+                helpers
+                    .iter()
+                    .map(|h: &DhtHandle| h.dialable_addrs()[0].clone())
+                    .collect(),
+            );
+            config.set_announce_listen_addrs(true);
+            let helper = DhtHandle::spawn(config, handle).await.unwrap();
+            if !helpers.is_empty() {
+                helper.join(Duration::from_millis(200)).await.unwrap();
+            }
+            helpers.push(helper);
+        }
+        let mut config = quic(DhtMode::Server, vec![helpers[0].dialable_addrs()[0].clone()]);
+        config.set_confirm_external_addrs(true);
+        let node = DhtHandle::spawn(config, handle).await.unwrap();
+        assert!(
+            node.external_addresses().await.unwrap().is_empty(),
+            "announced before anyone confirmed"
+        );
+        node.join(Duration::from_millis(200)).await.unwrap();
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        let confirmed = loop {
+            let addresses = node.external_addresses().await.unwrap();
+            if !addresses.is_empty() || tokio::time::Instant::now() > deadline {
+                break addresses;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let listening = node.listen_addrs()[0].clone();
+        assert_eq!(confirmed, vec![listening], "no address was dialled back");
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}

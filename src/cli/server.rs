@@ -246,6 +246,8 @@ impl DhtServer {
 
     fn dht_config(&self) -> anyhow::Result<DhtConfig> {
         let (bootstrap, protocol) = self.network()?;
+        let local = self.dht.network == LOCAL_NETWORK;
+        let announce = flatten(&self.dht.announce);
         let ip = match self.common.peer_host {
             IpAddr::V4(ip) => Protocol::Ip4(ip),
             IpAddr::V6(ip) => Protocol::Ip6(ip),
@@ -280,8 +282,11 @@ impl DhtServer {
                 DhtMode::Client
             })
             .set_retrieve_timeout(self.dht.retrieve_timeout)
-            .set_announce_listen_addrs(self.dht.announce.is_empty())
-            .set_external_addrs(flatten(&self.dht.announce))
+            // A private network announces where it listens; on a public one, listen addresses
+            // are often private, so only addresses a peer dialled back are announced.
+            .set_announce_listen_addrs(announce.is_empty() && local)
+            .set_confirm_external_addrs(announce.is_empty() && !local)
+            .set_external_addrs(announce)
             .set_resolve_dns(uses_dns)
             .set_dns_server(self.dht.dns_server);
         Ok(config)

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
-    connection_limits, identify,
+    autonat, connection_limits, identify,
     identity::Keypair,
     kad::{self, store::MemoryStore, store::MemoryStoreConfig},
     memory_connection_limits, ping,
@@ -42,6 +42,11 @@ pub(crate) struct DhtBehaviour {
     limits: connection_limits::Behaviour,
     /// Refuses new connections while the process uses more memory than configured.
     memory: Toggle<memory_connection_limits::Behaviour>,
+    /// Asks peers to dial our candidate addresses back (AutoNAT v2); a success confirms the
+    /// address as external, which is what provider records carry.
+    pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
+    /// Dials back the candidates of peers that ask (DHT servers help the network this way).
+    autonat_server: Toggle<autonat::v2::server::Behaviour>,
 }
 
 impl DhtBehaviour {
@@ -87,12 +92,18 @@ impl DhtBehaviour {
         let memory = config
             .max_memory_bytes
             .map(|bytes| memory_connection_limits::Behaviour::with_max_bytes(bytes as usize));
+        let serves = config.mode == DhtMode::Server;
         Ok(Self {
             kad,
             identify,
             ping: ping::Behaviour::default(),
             limits,
             memory: memory.into(),
+            autonat_client: config
+                .confirm_external_addrs
+                .then(autonat::v2::client::Behaviour::default)
+                .into(),
+            autonat_server: serves.then(autonat::v2::server::Behaviour::default).into(),
         })
     }
 }

@@ -58,6 +58,9 @@ pub(crate) enum Command {
     },
     /// Close every connection (the routing table and what we reached stay).
     DisconnectAll,
+    ExternalAddresses {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
     /// Answer every operation in flight as cancelled, then stop.
     Shutdown,
 }
@@ -267,6 +270,9 @@ impl SwarmTask {
                 }
                 self.quiet_bootstrap();
             }
+            Command::ExternalAddresses { reply } => {
+                let _ = reply.send(self.swarm.external_addresses().cloned().collect());
+            }
             Command::DisconnectAll => {
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
@@ -297,7 +303,7 @@ impl SwarmTask {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<DhtBehaviourEvent>) {
         if let Some(metrics) = &self.config.metrics {
-            record_metrics(&metrics.0, &event);
+            record_metrics(&metrics.libp2p, &event);
         }
         match event {
             SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
@@ -321,6 +327,19 @@ impl SwarmTask {
             }
             SwarmEvent::NewListenAddr { address, .. } if self.config.announce_listen_addrs => {
                 self.swarm.add_external_address(address);
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                let count = self.swarm.external_addresses().count();
+                tracing::info!(%address, external_addresses = count, "reachable: a peer dialled this address back");
+                self.set_reachability_metric(count);
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                let count = self.swarm.external_addresses().count();
+                tracing::warn!(%address, external_addresses = count, "no longer confirmed as reachable");
+                self.set_reachability_metric(count);
+            }
+            SwarmEvent::Behaviour(DhtBehaviourEvent::AutonatClient(event)) => {
+                tracing::debug!(tested = %event.tested_addr, server = %event.server, ok = event.result.is_ok(), "AutoNAT probe");
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 // Bootstrap peers are few and decide whether we join at all: say why they failed.
@@ -477,6 +496,14 @@ impl SwarmTask {
                 .flat_map(|bucket| bucket.iter().map(|e| *e.node.key.preimage()).collect::<Vec<_>>())
                 .collect();
             self.confirmed.retain(|p| in_table.contains(p));
+        }
+    }
+
+    fn set_reachability_metric(&self, count: usize) {
+        if let Some(metrics) = &self.config.metrics {
+            metrics
+                .external_addresses
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 
