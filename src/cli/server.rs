@@ -287,7 +287,9 @@ impl DhtServer {
             .set_announce_listen_addrs(announce.is_empty() && local)
             .set_confirm_external_addrs(announce.is_empty() && !local)
             .set_external_addrs(announce)
-            .set_resolve_dns(uses_dns)
+            // Public networks hand out /dns and /dnsaddr addresses in lookups, not only in
+            // bootstrap lists.
+            .set_resolve_dns(uses_dns || !local)
             .set_dns_server(self.dht.dns_server);
         Ok(config)
     }
@@ -397,7 +399,7 @@ impl DhtServer {
         )
         .await
         .context("registering the node in nodes_ecs")?;
-        tracing::info!(node_id = %node_id, "registered; first heartbeat once the routing table is non-empty");
+        tracing::info!(node_id = %node_id, "registered; first heartbeat once a peer answered");
 
         super::shutdown_signal().await;
         // Offline first, so schedulers stop picking this node while it drains.
