@@ -1,0 +1,276 @@
+//! Weeks of uptime, compressed: one `parsec server dht` process inside a local network of
+//! in-process libp2p peers (QUIC, converged) with churn, for a fixed number of rounds. Each round
+//! the server provides (a peer looks the record up), a peer provides (the server looks it up),
+//! and peers leave and join. The server's resident memory, open file descriptors and open
+//! libp2p connections are printed at the start, every tenth of the run and at the end: memory
+//! must level off, not grow with the rounds.
+//!
+//! Run: `cargo bench --bench soak` (options: `-- --peers 500 --rounds 400 --churn 5`).
+
+#[path = "common/args.rs"]
+mod args;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/common/process.rs"]
+mod process;
+
+use args::option;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use parsec_actors::{
+    network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    random_content, ContentId, DhtConfig, DhtHandle, DhtMode,
+};
+use process::{wait_until, ServerProcess};
+use rand::{seq::SliceRandom, Rng};
+use serde_json::{json, Value};
+
+/// What the server process holds at one moment.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    rss_mib: f64,
+    fds: usize,
+    connections: f64,
+}
+
+fn sample(pid: u32, metrics: &str) -> Sample {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    Sample {
+        rss_mib: rss_kib / 1024.0,
+        fds,
+        connections: open_connections(metrics),
+    }
+}
+
+/// Established minus closed connections, from libp2p's counters on the server's `/metrics`.
+fn open_connections(metrics: &str) -> f64 {
+    let body = std::process::Command::new("curl")
+        .args(["-s", &format!("http://{metrics}/metrics")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let sum = |prefix: &str| -> f64 {
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    sum("libp2p_swarm_connections_established_total") - sum("libp2p_swarm_connections_duration_seconds_count")
+}
+
+/// Tallies of one kind of operation.
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    total: usize,
+    seconds: Vec<f64>,
+}
+
+impl Tally {
+    fn add(&mut self, ok: bool, seconds: f64) {
+        self.total += 1;
+        if ok {
+            self.ok += 1;
+            self.seconds.push(seconds);
+        }
+    }
+
+    fn summary(&mut self) -> String {
+        self.seconds.sort_by(f64::total_cmp);
+        let p50 = self
+            .seconds
+            .get(self.seconds.len() / 2)
+            .copied()
+            .unwrap_or(f64::NAN);
+        format!("{}/{} ok, p50 {:.3}s", self.ok, self.total, p50)
+    }
+}
+
+async fn spawn_joining(
+    config: &DhtConfig,
+    seeds: Vec<parsec_actors::Multiaddr>,
+    runtime: &tokio::runtime::Handle,
+) -> Option<DhtHandle> {
+    let mut config = config.clone();
+    config.set_bootstrap(seeds);
+    let peer = DhtHandle::spawn(config, runtime).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(10), peer.join(Duration::from_millis(500)))
+        .await
+        .ok()?
+        .ok()?;
+    Some(peer)
+}
+
+fn main() {
+    let peer_count = option("--peers", 500);
+    let rounds = option("--rounds", 400);
+    let churn = option("--churn", 5);
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    actix::System::new().block_on(async move {
+        let mut template = DhtConfig::default();
+        template.set_mode(DhtMode::Server).set_periodic_bootstrap(None);
+        let config = network::local_peer_config(&template, TransportKind::Quic);
+        let started = Instant::now();
+        let mut peers = network::spawn_peers(peer_count, &config, &handle, |_| {})
+            .await
+            .unwrap();
+        let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
+        network::wire(&local, StartMode::Converged, 20).await.unwrap();
+        println!("{peer_count} peers up in {:.1}s", started.elapsed().as_secs_f64());
+
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("soak.sqlite").display());
+        let seeds: Vec<String> = peers
+            .iter()
+            .take(3)
+            .map(|p| p.dialable_addrs()[0].to_string())
+            .collect();
+        let server = ServerProcess::start(&[
+            "--database-url",
+            &database,
+            "--bootstrap",
+            &seeds.join(","),
+            "--heartbeat-interval",
+            "5s",
+        ]);
+        assert!(
+            wait_until(Duration::from_secs(60), || server.health()),
+            "the server never became ready"
+        );
+        let pid = server.child.id();
+        let client = awc::Client::builder().timeout(Duration::from_secs(120)).finish();
+        let mut rng = rand::thread_rng();
+
+        println!(
+            "\n{:>6} {:>9} {:>5} {:>6}  operations so far",
+            "round", "RSS MiB", "fds", "conns"
+        );
+        let mut samples = vec![(0, sample(pid, &server.metrics))];
+        let first = samples[0].1;
+        println!(
+            "{:>6} {:>9.1} {:>5} {:>6.0}",
+            0, first.rss_mib, first.fds, first.connections
+        );
+        let (mut server_provides, mut peer_lookups, mut server_lookups) =
+            (Tally::default(), Tally::default(), Tally::default());
+        let (mut left, mut joined) = (0usize, 0usize);
+        for round in 1..=rounds {
+            // The server provides; a peer looks the record up.
+            let content = random_content(&mut rng);
+            let cid = ContentId::for_content(&content);
+            let body = json!({"Content": base64::engine::general_purpose::STANDARD.encode(&content)});
+            let provided: Option<Value> = match client
+                .post(format!("{}/provide", server.http))
+                .send_json(&body)
+                .await
+            {
+                Ok(mut response) => response.json().await.ok(),
+                Err(_) => None,
+            };
+            let provide_ok = provided
+                .as_ref()
+                .is_some_and(|v| v["Measurements"][0]["Error"] == "");
+            let provide_s = provided
+                .as_ref()
+                .and_then(|v| v["Measurements"][0]["Duration"].as_f64())
+                .unwrap_or(0.0)
+                / 1e9;
+            server_provides.add(provide_ok, provide_s);
+            let looker = peers.choose(&mut rng).unwrap().clone();
+            let found = looker.retrieve(cid).await;
+            peer_lookups.add(
+                found.as_ref().is_ok_and(|o| o.error.is_none()),
+                found.as_ref().map_or(0.0, |o| o.duration.as_secs_f64()),
+            );
+
+            // A peer provides; the server looks the record up.
+            let cid = ContentId::for_content(&random_content(&mut rng));
+            let provider = peers.choose(&mut rng).unwrap().clone();
+            let _ = provider.provide(cid.clone()).await;
+            let retrieved: Option<Value> = match client
+                .post(format!("{}/retrieve/{cid}", server.http))
+                .send_json(&json!({}))
+                .await
+            {
+                Ok(mut response) => response.json().await.ok(),
+                Err(_) => None,
+            };
+            server_lookups.add(
+                retrieved
+                    .as_ref()
+                    .is_some_and(|v| v["Measurements"][0]["Error"] == ""),
+                retrieved
+                    .as_ref()
+                    .and_then(|v| v["Measurements"][0]["Duration"].as_f64())
+                    .unwrap_or(0.0)
+                    / 1e9,
+            );
+
+            // Churn: some peers leave for good, as many new ones join through live peers.
+            for _ in 0..churn.min(peers.len().saturating_sub(10)) {
+                let leaving = peers.swap_remove(rng.gen_range(0..peers.len()));
+                let _ = leaving.shutdown().await;
+                left += 1;
+            }
+            let joining: Vec<_> = (0..churn)
+                .map(|_| {
+                    let seeds: Vec<_> = peers
+                        .choose_multiple(&mut rng, 3)
+                        .map(|p| p.dialable_addrs()[0].clone())
+                        .collect();
+                    spawn_joining(&config, seeds, &handle)
+                })
+                .collect();
+            for peer in futures::future::join_all(joining).await.into_iter().flatten() {
+                peers.push(peer);
+                joined += 1;
+            }
+
+            if round % (rounds / 10).max(1) == 0 || round == rounds {
+                let now = sample(pid, &server.metrics);
+                samples.push((round, now));
+                println!(
+                    "{round:>6} {:>9.1} {:>5} {:>6.0}  provide {}; peer lookup {}; server lookup {}",
+                    now.rss_mib,
+                    now.fds,
+                    now.connections,
+                    server_provides.summary(),
+                    peer_lookups.summary(),
+                    server_lookups.summary()
+                );
+            }
+        }
+
+        let middle = samples[samples.len() / 2].1;
+        let end = samples.last().unwrap().1;
+        let peak = samples.iter().map(|(_, s)| s.rss_mib).fold(0.0, f64::max);
+        println!(
+            "\n{rounds} rounds, {left} peers left and {joined} joined, {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        println!(
+            "server RSS: start {:.1} MiB, middle {:.1} MiB, end {:.1} MiB, peak {:.1} MiB; \
+             second half {:+.1}% (end/middle {:.3})",
+            first.rss_mib,
+            middle.rss_mib,
+            end.rss_mib,
+            peak,
+            (end.rss_mib / middle.rss_mib - 1.0) * 100.0,
+            end.rss_mib / middle.rss_mib
+        );
+        println!(
+            "server fds: start {}, middle {}, end {}; open connections: start {:.0}, middle {:.0}, end {:.0}",
+            first.fds, middle.fds, end.fds, first.connections, middle.connections, end.connections
+        );
+        drop(server);
+        drop(peers);
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+}
