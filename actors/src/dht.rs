@@ -29,6 +29,9 @@ use crate::{ContentId, DhtConfig, DhtError};
 /// Commands queued per peer before senders wait: backpressure instead of unbounded memory.
 const COMMAND_QUEUE_CAPACITY: usize = 64;
 
+/// How often a join in progress checks whether a peer has answered.
+const JOIN_POLL: Duration = Duration::from_millis(100);
+
 /// Request counters of a finished query (from kad's `QueryStats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryCounts {
@@ -139,7 +142,22 @@ impl DhtHandle {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(max_backoff);
             }
-            match self.bootstrap().await {
+            // Joined as soon as a peer answered: the bootstrap goes on refreshing buckets (which
+            // waits on every dead peer it meets) without holding the join up.
+            let bootstrap = self.bootstrap();
+            tokio::pin!(bootstrap);
+            let result = loop {
+                tokio::select! {
+                    result = &mut bootstrap => break result,
+                    () = tokio::time::sleep(JOIN_POLL) => {
+                        let reached = self.routing_table_size().await?;
+                        if reached > 0 {
+                            return Ok(reached);
+                        }
+                    }
+                }
+            };
+            match result {
                 Err(e @ (DhtError::Stopped | DhtError::Cancelled)) => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "bootstrap failed"),
                 Ok(outcome) if outcome.routing_table_size == 0 => {
