@@ -203,6 +203,10 @@ const LOCAL_JOIN_BACKOFF: Duration = Duration::from_millis(500);
 pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError> {
     stream::iter(nodes)
         .map(|node| async move {
+            // A whole bootstrap first (quick here: a local network has no dead peers), so no
+            // lookup of the set-up runs on into the measured rounds; then make sure it reached
+            // someone, retrying as servers do.
+            let _ = tokio::time::timeout(timeout, node.bootstrap()).await;
             tokio::time::timeout(timeout, node.join(LOCAL_JOIN_BACKOFF))
                 .await
                 .map_err(|_| {
