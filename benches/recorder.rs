@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use diesel::sql_types::{Double, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use parsec::db::{throwaway::TempPostgres, DatabaseTarget, Store};
+use parsec::{
+    db::{DatabaseTarget, Store},
+    testing::TempPostgres,
+};
 use parsec_actors::{
     recorder::drain,
     testing::{register_sample, sample_measurement},

@@ -7,26 +7,18 @@
 
 #[path = "common/args.rs"]
 mod args;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../tests/common/process.rs"]
-mod process;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../tests/common/stored.rs"]
-mod stored;
 
 use args::option;
 use std::time::{Duration, Instant};
 
-use parsec::db::throwaway::TempPostgres;
-use process::{start_fleet, summary_figure, wait_until, SchedulerProcess};
+use parsec::testing::{
+    process::{start_fleet, summary_figure, wait_until, SchedulerProcess},
+    stored, TempPostgres,
+};
 
-/// Nearest-rank percentile of sorted values.
+/// Nearest-rank percentile of sorted values (NaN without values).
 fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+    parsec::report::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
 fn main() {

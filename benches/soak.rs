@@ -9,19 +9,16 @@
 
 #[path = "common/args.rs"]
 mod args;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../tests/common/process.rs"]
-mod process;
 
 use args::option;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use parsec::testing::process::{wait_until, ServerProcess};
 use parsec_actors::{
-    network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
     random_content, ContentId, DhtConfig, DhtHandle, DhtMode,
 };
-use process::{wait_until, ServerProcess};
 use rand::{seq::SliceRandom, Rng};
 use serde_json::{json, Value};
 
@@ -116,13 +113,15 @@ fn main() {
     actix::System::new().block_on(async move {
         let mut template = DhtConfig::default();
         template.set_mode(DhtMode::Server).set_periodic_bootstrap(None);
-        let config = network::local_peer_config(&template, TransportKind::Quic);
+        let config = local_network::local_peer_config(&template, TransportKind::Quic);
         let started = Instant::now();
-        let mut peers = network::spawn_peers(peer_count, &config, &handle, |_| {})
+        let mut peers = local_network::spawn_peers(peer_count, &config, &handle, |_| {})
             .await
             .unwrap();
         let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
-        network::wire(&local, StartMode::Converged, 20).await.unwrap();
+        local_network::wire(&local, StartMode::Converged, 20)
+            .await
+            .unwrap();
         println!("{peer_count} peers up in {:.1}s", started.elapsed().as_secs_f64());
 
         let dir = tempfile::tempdir().unwrap();

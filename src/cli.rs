@@ -1,6 +1,7 @@
 //! The command line: one subcommand per file. Every flag can also be set through the
 //! environment variable parsec uses for it.
 
+pub mod global;
 mod health;
 mod networks;
 mod scheduler;
@@ -12,10 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    db::{DatabaseArgs, DatabaseTarget},
-    telemetry::metrics::TelemetryArgs,
-};
+use self::global::{DatabaseArgs, TelemetryArgs};
 
 /// Measures how fast a Kademlia DHT publishes and finds provider records.
 #[derive(Debug, Parser)]
@@ -131,6 +129,11 @@ impl Command {
     }
 }
 
+/// What an offline job prints at the first Ctrl-C.
+pub(crate) const INTERRUPT_HINT: &str =
+    "interrupted: stopping after the round in flight and storing what was measured (Ctrl-C again to abandon \
+     the round, a third time to exit at once)";
+
 /// Parses durations such as `100ms`, `1m`, `3min`.
 pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 100ms, 30s, 2m)"))
@@ -139,67 +142,4 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
 /// Threads for the swarms' runtime: every core the machine has.
 pub(crate) fn default_dht_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// Resolves on SIGINT or SIGTERM (what ECS and compose send).
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-}
-
-/// The closing lines of an offline job: where its rows are stored, with a query to paste, or why
-/// some could not be stored (then false: the job fails).
-pub(crate) fn print_storage(
-    stored: Option<&(DatabaseTarget, parsec_actors::SchedulerId)>,
-    storage_error: Option<&str>,
-) -> bool {
-    if let Some((target, scheduler)) = stored {
-        println!("\nstored in {target} as scheduler {scheduler}; for example:");
-        println!("  {}", example_query(target, *scheduler));
-    }
-    if let Some(error) = storage_error {
-        eprintln!("error: measurements could not all be stored: {error}");
-        return false;
-    }
-    true
-}
-
-/// A query a user can paste to see this run's rows.
-fn example_query(target: &DatabaseTarget, scheduler: parsec_actors::SchedulerId) -> String {
-    let sql = format!(
-        "SELECT step, count(*), avg(duration) AS mean_s, sum((error IS NULL)::int) AS ok \
-         FROM retrievals_ecs WHERE scheduler_id = {scheduler} GROUP BY step"
-    );
-    match target {
-        DatabaseTarget::Sqlite { path } => {
-            format!("sqlite3 {} \"{}\"", path.display(), sql.replace("::int", ""))
-        }
-        DatabaseTarget::Postgres { url } => {
-            // Without the password: psql asks for it (or reads ~/.pgpass).
-            let url = url::Url::parse(url).map_or_else(
-                |_| "$DATABASE_URL".to_owned(),
-                |mut url| {
-                    let _ = url.set_password(None);
-                    url.to_string()
-                },
-            );
-            format!("psql \"{url}\" -c \"{sql}\"")
-        }
-    }
 }

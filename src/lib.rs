@@ -4,25 +4,34 @@
 //! crate adds what a deployment needs around them.
 //!
 //! # Layout
-//! - [`cli`] — one clap subcommand per file (`server dht`, `testnet`, `health`).
+//! - [`cli`] — one clap subcommand per file: `server dht`, `scheduler`, `testnet`, `simulate`,
+//!   `health`, `networks`. They parse arguments and call the modules below.
+//! - [`server`] — one parsec server assembled: node, HTTP API, registration, heartbeat.
+//! - [`job`] — the round runner the three jobs share (storage, rounds, shutdown, drain, report):
+//!   - [`scheduler`] — fleets discovered in the database, measured over HTTP, for weeks;
+//!   - [`testnet`] — the main job, a local network of real libp2p peers driven through the API;
+//!   - [`sim`] — the large-scale Kademlia simulator (virtual time, millions of nodes).
 //! - [`api`] — the parsec HTTP API, a thin actix-web adapter over node mailboxes, and the HTTP
 //!   client that drives remote servers as fleet members.
-//! - [`testnet`] — the main job, a local network of real libp2p peers driven through the API.
 //! - [`db`] — storage: parsec's Postgres tables (diesel-async + bb8) or the embedded SQLite
 //!   default, as the actors' registry and measurement sink.
 //! - [`host`] — what a server registers about itself (ECS metadata or the host, versions).
-//! - [`report`] — latency percentiles and resource figures of a run.
-//! - [`sim`] — the large-scale Kademlia simulator (virtual time, millions of nodes).
+//! - [`report`] — latency percentiles and tables of a run, and the printer of its report.
 //! - [`telemetry`] — logging, metrics and traces.
+//! - `testing` (feature `test-utils`) — a throwaway PostgreSQL and process helpers for tests and
+//!   benchmarks.
 
 pub mod api;
 pub mod cli;
 pub mod db;
 pub mod host;
+pub mod job;
 mod progress;
-mod recording;
 pub mod report;
 pub mod scheduler;
+pub mod server;
 pub mod sim;
 pub mod telemetry;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 pub mod testnet;

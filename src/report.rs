@@ -1,9 +1,16 @@
-//! Summaries of a run: per-operation success rate and latency percentiles, and the process's
-//! resource use.
+//! Summaries of a run: per-operation success rate and latency percentiles, per-region and
+//! simulator tables, the process's resource use, and the one printer every job's report goes
+//! through ([`print_run`]).
 
-use std::{fmt::Write, time::Duration};
+use std::{collections::HashMap, fmt::Write, time::Duration};
 
-use parsec_actors::{Measurement, Operation};
+use parsec_actors::{Measurement, NodeId, Operation, SchedulerId};
+
+use crate::{
+    db::DatabaseTarget,
+    job::RunReport,
+    sim::{NodeIndex, OperationKind, Outcome},
+};
 
 /// Latency figures of one operation.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,8 +42,8 @@ impl OperationStats {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+/// Nearest-rank percentile of sorted values (`None` without values).
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
@@ -128,6 +135,144 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Hops and messages per simulated operation (p50 / p90 / max).
+pub fn effort_table(outcomes: &[(NodeIndex, Outcome)]) -> String {
+    let mut out = format!(
+        "{:<10} {:>6} {:>16} {:>20} {:>16}\n",
+        "operation", "count", "hops p50/p90/max", "messages p50/p90/max", "failed requests"
+    );
+    for kind in [OperationKind::Provide, OperationKind::Retrieve] {
+        let of_kind: Vec<&Outcome> = outcomes
+            .iter()
+            .map(|(_, o)| o)
+            .filter(|o| o.kind == kind)
+            .collect();
+        let mut hops: Vec<u32> = of_kind.iter().map(|o| o.hops).collect();
+        let mut messages: Vec<u32> = of_kind.iter().map(|o| o.messages).collect();
+        hops.sort_unstable();
+        messages.sort_unstable();
+        let failures: u64 = of_kind.iter().map(|o| u64::from(o.failures)).sum();
+        let triple = |v: &[u32]| {
+            let at = |p| percentile(v, p).unwrap_or(0);
+            format!("{}/{}/{}", at(50.0), at(90.0), v.last().copied().unwrap_or(0))
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>6} {:>16} {:>20} {:>16}",
+            format!("{kind:?}").to_lowercase(),
+            of_kind.len(),
+            triple(&hops),
+            triple(&messages),
+            failures
+        );
+    }
+    out
+}
+
+/// Median retrieval and provide time per region of the measuring node.
+pub fn region_table(rows: &[Measurement], region_of: &HashMap<NodeId, String>) -> String {
+    let mut out = format!(
+        "{:<8} {:>14} {:>14} {:>12}\n",
+        "region", "retrieval p50", "provide p50", "found"
+    );
+    let mut regions: Vec<&str> = region_of.values().map(String::as_str).collect();
+    regions.sort_unstable();
+    regions.dedup();
+    for region in regions {
+        let of_region: Vec<Measurement> = rows
+            .iter()
+            .filter(|r| region_of.get(&r.node).map(String::as_str) == Some(region))
+            .cloned()
+            .collect();
+        let stats = summarize(&of_region);
+        let of = |op: Operation| stats.iter().find(|s| s.operation == op);
+        let _ = writeln!(
+            out,
+            "{:<8} {:>14} {:>14} {:>12}",
+            region,
+            seconds(of(Operation::Retrieval).and_then(|s| s.p50)),
+            seconds(of(Operation::Provide).and_then(|s| s.p50)),
+            of(Operation::Retrieval)
+                .map_or_else(|| "-".to_owned(), |s| format!("{}/{}", s.successes, s.count)),
+        );
+    }
+    out
+}
+
+/// Prints a run's report: the latency table and the job's own `sections` (when rows were kept),
+/// the most frequent errors, failed requests and rounds, the job's `notes`, time and memory, and
+/// where the rows are stored. Returns false when some rows could not be stored.
+pub fn print_run(report: &RunReport, sections: &[String], notes: &[String]) -> bool {
+    if !report.rows.is_empty() {
+        print!("{}", render_table(&summarize(&report.rows)));
+        for section in sections {
+            println!();
+            print!("{section}");
+        }
+        println!();
+    }
+    for (operation, error, count) in top_errors(&report.rows, 5) {
+        println!("{count:>6} × {operation} error: {error}");
+    }
+    if report.request_failures > 0 {
+        println!(
+            "{:>6} requests got no answer from their server (not recorded)",
+            report.request_failures
+        );
+    }
+    for (error, count) in &report.round_errors {
+        println!("round failed ({count}×): {error}");
+    }
+    for note in notes {
+        println!("{note}");
+    }
+    println!(
+        "setup {:.1}s, wall time {:.1}s, peak RSS {}",
+        report.setup.as_secs_f64(),
+        report.wall.as_secs_f64(),
+        mebibytes(report.peak_rss_bytes)
+    );
+    print_storage(report.stored.as_ref(), report.storage_error.as_deref())
+}
+
+/// Where a run's rows are stored, with a query to paste, or why some could not be stored (then
+/// false).
+fn print_storage(stored: Option<&(DatabaseTarget, SchedulerId)>, storage_error: Option<&str>) -> bool {
+    if let Some((target, scheduler)) = stored {
+        println!("\nstored in {target} as scheduler {scheduler}; for example:");
+        println!("  {}", example_query(target, *scheduler));
+    }
+    if let Some(error) = storage_error {
+        eprintln!("error: measurements could not all be stored: {error}");
+        return false;
+    }
+    true
+}
+
+/// A query a user can paste to see a run's rows.
+fn example_query(target: &DatabaseTarget, scheduler: SchedulerId) -> String {
+    let sql = format!(
+        "SELECT step, count(*), avg(duration) AS mean_s, sum((error IS NULL)::int) AS ok \
+         FROM retrievals_ecs WHERE scheduler_id = {scheduler} GROUP BY step"
+    );
+    match target {
+        DatabaseTarget::Sqlite { path } => {
+            format!("sqlite3 {} \"{}\"", path.display(), sql.replace("::int", ""))
+        }
+        DatabaseTarget::Postgres { url } => {
+            // Without the password: psql asks for it (or reads ~/.pgpass).
+            let url = url::Url::parse(url).map_or_else(
+                |_| "$DATABASE_URL".to_owned(),
+                |mut url| {
+                    let _ = url.set_password(None);
+                    url.to_string()
+                },
+            );
+            format!("psql \"{url}\" -c \"{sql}\"")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! `parsec scheduler`: the long-running service that measures fleets of parsec servers.
 //!
-//! It registers in `schedulers_ecs`, then runs one round per interval through a
-//! [`FleetSupervisor`] whose members are discovered in `nodes_ecs` before every round and
-//! reached over their HTTP API only. Nothing a server or the database does ends the process:
-//! every request has a timeout, failed rounds back off, database errors are retried, and the
-//! recorder holds rows through outages. On shutdown the round in flight gets a grace period,
-//! then it is abandoned (nothing more of it is recorded) and held rows are flushed.
+//! Its set-up is a [`Membership`] discovered in `nodes_ecs` before every round, whose members are
+//! reached over their HTTP API only; the [round runner](crate::job) does the rest. Nothing a
+//! server or the database does ends the process: every request has a timeout, failed rounds back
+//! off, database errors are retried, and the recorder holds rows through outages. On shutdown
+//! the round in flight gets a grace period, then it is abandoned and held rows are flushed.
 //!
 //! ```text
 //! interval timer ──RunRound──▶ FleetSupervisor ──discover──▶ Registry (nodes_ecs)
@@ -14,38 +13,20 @@
 //!                          MeasurementRecorder ──▶ provides_ecs / retrievals_ecs
 //! ```
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use anyhow::bail;
-use parsec_actors::{
-    recorder, DiscardingSink, Discovery, FleetSupervisor, GetStats, MeasurementRecorder, Membership,
-    NodeConnector, NodeRecipients, ReadOnlyRegistry, RecorderStats, Registry, RoundConfig, RoundError,
-    RunRound, SchedulerId, SchedulerRegistration,
-};
-use tokio::sync::watch;
+use parsec_actors::{Discovery, Membership, NodeConnector, NodeRecipients, RoundConfig};
 
 use crate::{
     api::{
         client::{ClientTimeouts, RemoteNode},
         ApiToken,
     },
-    db::{self, DatabaseTarget, DbError, Store},
-    host,
+    db::DatabaseTarget,
+    job::{self, Fleet, Job, Pacing, RunOptions, RunReport, SetUp, Shutdown, StorageOptions},
     telemetry::metrics::SchedulerMetrics,
 };
-
-/// How long the closing flush may retry a failing database before giving up on the rows.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// First pause after a failed round or database call; doubles per failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-
-/// Longest pause between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What a scheduler does.
 #[derive(Clone, Debug)]
@@ -89,231 +70,66 @@ impl SchedulerConfig {
         }
         fleets
     }
-}
 
-/// What a scheduler run did, printed when it ends.
-#[derive(Debug)]
-pub struct SchedulerReport {
-    /// The scheduler's `schedulers_ecs` id (`None` if it stopped before registering).
-    pub scheduler: Option<SchedulerId>,
-    /// Rounds that ran to the end.
-    pub rounds_run: u64,
-    /// Rounds that could not run or were abandoned.
-    pub rounds_failed: u64,
-    /// The recorder's counters at the end.
-    pub recorder: RecorderStats,
-    /// Why some rows could not be stored at the end.
-    pub storage_error: Option<String>,
-    /// How long the scheduler ran.
-    pub wall: Duration,
-}
-
-/// A shutdown request: flips to `true` once.
-pub type Shutdown = watch::Receiver<bool>;
-
-/// Doubling pauses between retries, capped.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Self { next: FIRST_BACKOFF }
-    }
-
-    fn reset(&mut self) {
-        self.next = FIRST_BACKOFF;
-    }
-
-    /// The pause to take now; the next one is twice as long.
-    fn step(&mut self) -> Duration {
-        let pause = self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-        pause
-    }
-}
-
-/// Sleeps for `pause`; returns `false` if shutdown was requested meanwhile.
-async fn pause_unless_shutdown(pause: Duration, shutdown: &mut Shutdown) -> bool {
-    let slept = tokio::select! {
-        _ = tokio::time::sleep(pause) => true,
-        _ = shutdown.wait_for(|stop| *stop) => false,
-    };
-    slept && !*shutdown.borrow()
-}
-
-/// Retries `call` with backoff until it succeeds, fails for good, or shutdown is requested.
-async fn retry<T, F, Fut>(what: &str, shutdown: &mut Shutdown, mut call: F) -> anyhow::Result<Option<T>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DbError>>,
-{
-    let mut backoff = Backoff::new();
-    loop {
-        match call().await {
-            Ok(value) => return Ok(Some(value)),
-            Err(DbError::Config(e)) => bail!("{what}: {e}"),
-            Err(e) => {
-                let pause = backoff.step();
-                tracing::warn!(error = %e, retry_in = ?pause, "{what} failed; retrying");
-                if !pause_unless_shutdown(pause, shutdown).await {
-                    return Ok(None);
-                }
-            }
+    fn run_options(&self) -> RunOptions {
+        RunOptions {
+            storage: StorageOptions {
+                target: Some(self.database.clone()),
+                dry_run: self.dry_run,
+                keep_rows: false,
+                // parsec exits on any database error; a scheduler meant to run for weeks waits.
+                wait_for_database: true,
+            },
+            pacing: Pacing {
+                rounds: self.rounds,
+                interval: self.interval,
+                backoff_after_failure: true,
+                shutdown_grace: Some(self.shutdown_grace),
+            },
+            metrics: self.metrics.clone(),
+            progress: false,
         }
     }
+}
+
+/// The scheduler as a job: its fleet is whatever the registry lists.
+#[derive(Debug)]
+struct SchedulerJob<'a> {
+    config: &'a SchedulerConfig,
+}
+
+impl Job for SchedulerJob<'_> {
+    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+        let config = self.config;
+        let mut round = config.round.clone();
+        round
+            .set_fleet(config.fleets.join(","))
+            .set_provide_fleets(config.provide_fleets.clone())
+            .set_retrieve_fleets(config.retrieve_fleets.clone());
+        Ok(Fleet {
+            membership: Membership::discovered(Discovery {
+                registry: setup.registry.clone(),
+                fleets: config.all_fleets(),
+                max_heartbeat_age: config.max_heartbeat_age,
+                connect: connector(config.timeouts, config.token.clone()),
+            }),
+            round,
+            fleets: config.fleets.clone(),
+        })
+    }
+
+    async fn tear_down(&mut self) {}
 }
 
 /// Runs the scheduler inside the current actix `System` until `shutdown` or the round limit.
-pub async fn run(config: SchedulerConfig, mut shutdown: Shutdown) -> anyhow::Result<SchedulerReport> {
-    let started = Instant::now();
-    let mut report = SchedulerReport {
-        scheduler: None,
-        rounds_run: 0,
-        rounds_failed: 0,
-        recorder: RecorderStats::default(),
-        storage_error: None,
-        wall: Duration::ZERO,
-    };
-    // parsec exits on any database error; a scheduler meant to run for weeks waits instead.
-    let target = config.database.clone();
-    let Some(store) = retry(&format!("opening the database {target}"), &mut shutdown, || {
-        Store::open(&target)
-    })
-    .await?
-    else {
-        return Ok(report);
-    };
-    let (recorder, registry) = if config.dry_run {
-        tracing::info!(fleets = ?config.fleets, database = %target, "dry run: measuring, storing nothing");
-        let recorder = MeasurementRecorder::new(DiscardingSink::default()).start();
-        let registry: Arc<dyn Registry> = Arc::new(ReadOnlyRegistry(db::registry(&store)));
-        (recorder, registry)
-    } else {
-        let registration = SchedulerRegistration {
-            fleets: config.fleets.clone(),
-            dependencies: host::dependencies(),
-        };
-        let Some(scheduler) = retry("registering the scheduler", &mut shutdown, || {
-            let store = store.clone();
-            let registration = registration.clone();
-            async move { store.insert_scheduler(registration).await }
-        })
-        .await?
-        else {
-            return Ok(report);
-        };
-        report.scheduler = Some(scheduler);
-        tracing::info!(%scheduler, fleets = ?config.fleets, database = %target, "scheduler registered");
-        let recorder = MeasurementRecorder::new(store.measurement_sink(scheduler)).start();
-        (recorder, db::registry(&store))
-    };
-    let supervisor = FleetSupervisor::with_membership(
-        Membership::discovered(Discovery {
-            registry,
-            fleets: config.all_fleets(),
-            max_heartbeat_age: config.max_heartbeat_age,
-            connect: connector(config.timeouts, config.token.clone()),
-        }),
-        recorder.clone().recipient(),
-        round_config(&config),
+pub async fn run(config: SchedulerConfig, shutdown: Shutdown) -> anyhow::Result<RunReport> {
+    tracing::info!(fleets = ?config.fleets, database = %config.database, dry_run = config.dry_run, "scheduler starting");
+    job::run(
+        &mut SchedulerJob { config: &config },
+        config.run_options(),
+        shutdown,
     )
-    .start();
-
-    let mut backoff = Backoff::new();
-    while config
-        .rounds
-        .is_none_or(|limit| report.rounds_run + report.rounds_failed < limit)
-    {
-        if *shutdown.borrow() {
-            break;
-        }
-        let round_started = Instant::now();
-        let outcome = run_round(&supervisor, &mut shutdown, config.shutdown_grace).await;
-        if let Some(metrics) = &config.metrics {
-            metrics.record_round(&outcome);
-        }
-        let mut pause = config.interval.saturating_sub(round_started.elapsed());
-        match outcome {
-            Ok(summary) => {
-                backoff.reset();
-                report.rounds_run += 1;
-                let found = summary
-                    .retrievals
-                    .iter()
-                    .filter(|(_, r)| r.measurements.iter().all(|m| m.error.is_none()))
-                    .count();
-                tracing::info!(
-                    round = %summary.round,
-                    cid = %summary.cid,
-                    provider = %summary.provider,
-                    provide_s = summary.provide.measurements.first().map_or(0.0, |m| m.duration.as_secs_f64()),
-                    found = %format!("{found}/{}", summary.retrievals.len()),
-                    failed_requests = summary.failures.len(),
-                    not_ready = summary.not_ready.len(),
-                    took = ?round_started.elapsed(),
-                    "round done"
-                );
-            }
-            Err(RoundError::Abandoned) => {
-                report.rounds_failed += 1;
-                tracing::warn!("round abandoned at shutdown; its unfinished operations are not recorded");
-                break;
-            }
-            Err(e) => {
-                report.rounds_failed += 1;
-                // With a zero interval a fleet with no ready node must not be hammered.
-                let wait = backoff.step();
-                tracing::warn!(error = %e, retry_in = ?wait.max(pause), "round failed");
-                pause = pause.max(wait);
-            }
-        }
-        if !pause.is_zero() && !pause_unless_shutdown(pause, &mut shutdown).await {
-            break;
-        }
-    }
-
-    if let Err(e) = recorder::drain(&recorder, DRAIN_TIMEOUT).await {
-        tracing::error!(error = %e, "measurements could not all be stored");
-        report.storage_error = Some(e.to_string());
-    }
-    report.recorder = recorder.send(GetStats).await.unwrap_or_default();
-    report.wall = started.elapsed();
-    Ok(report)
-}
-
-/// One round; on shutdown it may finish within `grace`, then it is abandoned.
-async fn run_round(
-    supervisor: &Addr<FleetSupervisor>,
-    shutdown: &mut Shutdown,
-    grace: Duration,
-) -> Result<parsec_actors::RoundSummary, RoundError> {
-    let (message, abort) = RunRound::abortable();
-    let round = supervisor.send(message);
-    tokio::pin!(round);
-    let mailbox = |e: MailboxError| RoundError::Discovery(format!("fleet supervisor unavailable: {e}"));
-    tokio::select! {
-        result = &mut round => return result.map_err(mailbox)?,
-        _ = shutdown.wait_for(|stop| *stop) => {}
-    }
-    tracing::info!(?grace, "shutting down: letting the round in flight finish");
-    match tokio::time::timeout(grace, &mut round).await {
-        Ok(result) => result.map_err(mailbox)?,
-        Err(_) => {
-            abort.abort();
-            round.await.map_err(mailbox)?
-        }
-    }
-}
-
-fn round_config(config: &SchedulerConfig) -> RoundConfig {
-    let mut round = config.round.clone();
-    round
-        .set_fleet(config.fleets.join(","))
-        .set_provide_fleets(config.provide_fleets.clone())
-        .set_retrieve_fleets(config.retrieve_fleets.clone());
-    round
+    .await
 }
 
 /// Reaches discovered servers over their HTTP API, one client actor per node.
@@ -325,16 +141,4 @@ fn connector(timeouts: ClientTimeouts, token: Option<ApiToken>) -> NodeConnector
         );
         NodeRecipients::of(&RemoteNode::new(url, timeouts).with_token(token.clone()).start())
     })
-}
-
-/// A shutdown flag set by `signal` (for the CLI: SIGINT/SIGTERM).
-pub fn shutdown_on(signal: impl std::future::Future<Output = ()> + 'static) -> Shutdown {
-    let (set, shutdown) = watch::channel(false);
-    actix::spawn(async move {
-        signal.await;
-        let _ = set.send(true);
-        // Keep the sender alive so receivers never see a closed channel as a signal.
-        std::future::pending::<()>().await;
-    });
-    shutdown
 }

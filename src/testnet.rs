@@ -1,45 +1,45 @@
 //! `parsec testnet`, the main job: a local network of real libp2p peers in one process, a fleet
-//! of servers each with its real HTTP API on loopback, and a scheduler that drives them through
-//! that API, round after round, as parsec does against the public DHT.
+//! of [servers](crate::server) each with its real HTTP API on loopback, and a scheduler that
+//! drives them through that API, round after round, as parsec does against the public DHT.
 //!
 //! ```text
-//!  scheduler (FleetSupervisor) ──HTTP──▶ S servers (API → NodeActor → DhtActor → swarm)
+//!  round runner (FleetSupervisor) ──HTTP──▶ S servers (API → NodeActor → DhtHandle → swarm)
 //!                                              ╲                      ╱
 //!                                               N background DHT server peers
 //! ```
 
+mod capacity;
+
 use std::{
     net::TcpListener,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use parsec_actors::{
-    network::{self, LocalPeer, StartMode, TransportKind},
-    DhtConfig, DhtMode, FleetMember, FleetSupervisor, GoOffline, HeartbeatActor, Measurement, NodeActor,
-    NodeRecipients, RoundConfig, RunRound, SchedulerId,
+    local_network::{self, LocalPeer, StartMode, TransportKind},
+    CheckReadiness, DhtConfig, DhtHandle, DhtMode, FleetMember, Membership, NodeRecipients, RoundConfig,
 };
 use tokio::runtime::Handle;
 
 use crate::{
     api::{
-        self,
         client::{ClientTimeouts, RemoteNode},
+        ApiOptions,
     },
     db::DatabaseTarget,
     host,
+    job::{self, Fleet, Job, RunOptions, RunReport, SetUp, Shutdown},
     progress::bar,
-    recording::JobStorage,
-    report,
+    server::{Server, ServerHandle, ServerOptions},
 };
 
 /// How long servers may take to become ready before the run is abandoned.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a server's requests in flight may finish at the end of the run.
+const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What a testnet run does.
 #[derive(Clone, Debug)]
@@ -68,238 +68,146 @@ pub struct TestnetConfig {
     pub heartbeat_interval: Duration,
 }
 
-/// What a testnet run measured.
-#[derive(Debug)]
-pub struct TestnetReport {
-    /// Every measurement recorded.
-    pub rows: Vec<Measurement>,
-    /// Rounds that ran.
-    pub rounds_run: usize,
-    /// Rounds that could not run, with the reason.
-    pub round_errors: Vec<String>,
-    /// Requests that got no report (node errors).
-    pub request_failures: usize,
-    /// From start until every server was ready.
-    pub setup: Duration,
-    /// The whole run.
-    pub wall: Duration,
-    /// Peak resident memory of the process.
-    pub peak_rss_bytes: Option<u64>,
-    /// Where the rows are stored and under which scheduler id.
-    pub stored: Option<(DatabaseTarget, SchedulerId)>,
-    /// Why some rows could not be stored (the database stayed unreachable at the end).
-    pub storage_error: Option<String>,
-}
-
-impl TestnetReport {
-    /// Retrievals that found a provider.
-    pub fn successful_retrievals(&self) -> usize {
-        self.rows
-            .iter()
-            .filter(|r| r.operation == parsec_actors::Operation::Retrieval && r.error.is_none())
-            .count()
+impl TestnetConfig {
+    /// Rejects a run that cannot measure anything or cannot fit on this machine, before
+    /// anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.servers < 2 {
+            bail!("--servers must be at least 2: one provides, the others retrieve");
+        }
+        if self.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        if self.peers == 0 && !self.server_mode {
+            bail!(
+                "with --peers 0 nobody serves the DHT: the servers are DHT clients, so no record can be \
+                 stored. Add --server-mode, or give background peers with --peers"
+            );
+        }
+        capacity::check(self)
     }
 }
 
-/// A server of the testnet: its HTTP API (the node actor keeps its DHT peer alive) and its
-/// registry row's heartbeat.
-struct Server {
-    http: actix_web::dev::ServerHandle,
-    heartbeat: Addr<HeartbeatActor>,
-    member: FleetMember,
+/// The testnet as a job: what its set-up started, so the tear-down can stop it.
+struct TestnetJob<'a> {
+    config: &'a TestnetConfig,
+    runtime: Handle,
+    shutdown: Shutdown,
+    peers: Vec<DhtHandle>,
+    servers: Vec<ServerHandle>,
+}
+
+impl std::fmt::Debug for TestnetJob<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestnetJob")
+            .field("peers", &self.peers.len())
+            .field("servers", &self.servers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs a testnet inside the current actix `System`; swarms run on `runtime`.
-pub async fn run(config: TestnetConfig, runtime: Handle) -> anyhow::Result<TestnetReport> {
-    let started = Instant::now();
-    if config.servers < 2 {
-        bail!("--servers must be at least 2: one provides, the others retrieve");
-    }
-    let storage = JobStorage::open(config.database.as_ref()).await?;
-    let registry = storage.registry();
-    if let StartMode::Bootstrap { .. } = config.start {
-        if config.transport == TransportKind::Tcp && config.peers > 150 {
-            tracing::warn!(
-                "TCP peers that bootstrap by lookups connect to nearly every other peer; beyond ~150 \
-                 this process runs out of file descriptors. Use --transport quic or --start converged."
-            );
-        }
-    }
-
-    let mut peer_template = config.dht.clone();
-    peer_template.set_mode(DhtMode::Server);
-    let peer_config = network::local_peer_config(&peer_template, config.transport);
-    let mut server_config = peer_config.clone();
-    server_config.set_mode(if config.server_mode {
-        DhtMode::Server
-    } else {
-        DhtMode::Client
-    });
-
-    let total = (config.peers + config.servers) as u64;
-    let starting = bar(config.progress, total, "starting peers");
-    let peers = network::spawn_peers(config.peers, &peer_config, &runtime, |n| {
-        starting.set_position(n as u64)
-    })
-    .await
-    .context("starting DHT peers")?;
-    let server_peers = network::spawn_peers(config.servers, &server_config, &runtime, |n| {
-        starting.set_position((config.peers + n) as u64)
-    })
-    .await
-    .context("starting server peers")?;
-    starting.finish();
-
-    let wiring = bar(config.progress, 1, "wiring network");
-    let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers)
-        .chain(LocalPeer::all_in(server_config.mode, &server_peers))
-        .collect();
-    network::wire(&local, config.start, config.dht.k.get())
-        .await
-        .context("wiring the network")?;
-    network::join(&server_peers, READY_TIMEOUT)
-        .await
-        .context("servers joining the network")?;
-    wiring.finish();
-
-    // The scheduler sees the servers only through their HTTP APIs.
-    let timeouts = ClientTimeouts {
-        retrieve: config.dht.retrieve_timeout + Duration::from_secs(10),
-        provide: config.dht.provide_timeout + Duration::from_secs(10),
-        ..ClientTimeouts::default()
+pub async fn run(config: TestnetConfig, runtime: Handle, shutdown: Shutdown) -> anyhow::Result<RunReport> {
+    config.check()?;
+    let options = RunOptions::offline(config.database.clone(), config.rounds as u64, config.progress);
+    let mut testnet = TestnetJob {
+        config: &config,
+        runtime,
+        shutdown: shutdown.clone(),
+        peers: Vec::new(),
+        servers: Vec::new(),
     };
-    let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let mut servers = Vec::new();
-    for peer in server_peers {
-        let node = NodeActor::new(peer.clone()).start();
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding a server's HTTP port")?;
-        let api_address = listener.local_addr()?;
-        let base_url = format!("http://{api_address}");
-        let http = api::serve(listener, NodeRecipients::of(&node), api::ApiOptions::default(), 1)?;
-        let handle = http.handle();
-        actix::spawn(async move {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-        // Each server registers and heartbeats as a standalone parsec server does.
-        let registration = host::registration(
-            resources.clone(),
-            peer.peer_id().to_string(),
-            config.round.fleet.clone(),
-            api_address.port(),
-            host::peer_port(peer.listen_addrs()),
-        );
-        let (heartbeat, node_id) = HeartbeatActor::register(
-            registry.clone(),
-            registration,
-            node.recipient(),
-            config.heartbeat_interval,
-        )
-        .await
-        .context("registering a server")?;
-        let remote = RemoteNode::new(base_url.clone(), timeouts).start();
-        servers.push(Server {
-            member: FleetMember::new(node_id, base_url, NodeRecipients::of(&remote)),
-            http: handle,
-            heartbeat,
-        });
-    }
-    let members: Vec<FleetMember> = servers.iter().map(|s| s.member.clone()).collect();
-    wait_until_ready(&members).await?;
-    let setup = started.elapsed();
-    tracing::info!(setup = ?setup, "all servers ready");
-
-    let recording = storage.start_recording(&config.round.fleet).await?;
-    let recorder = recording.recorder.clone();
-    let supervisor =
-        FleetSupervisor::new(members, recorder.clone().recipient(), config.round.clone()).start();
-
-    let rounds_bar = bar(config.progress, config.rounds as u64, "rounds");
-    let mut round_errors = Vec::new();
-    let mut request_failures = 0;
-    let mut rounds_run = 0;
-    let interrupted = interrupt_flag();
-    for _ in 0..config.rounds {
-        if interrupted.load(Ordering::SeqCst) {
-            tracing::warn!(
-                rounds_run,
-                "interrupted: storing what was measured, then stopping"
-            );
-            break;
-        }
-        match supervisor.send(RunRound::new()).await? {
-            Ok(summary) => {
-                rounds_run += 1;
-                request_failures += summary.failures.len();
-                let found = summary
-                    .retrievals
-                    .iter()
-                    .filter(|(_, r)| r.measurements.iter().all(|m| m.error.is_none()))
-                    .count();
-                let provide = summary
-                    .provide
-                    .measurements
-                    .first()
-                    .map(|m| m.duration)
-                    .unwrap_or_default();
-                rounds_bar.set_message(format!(
-                    "last: provide {:.3}s, found {found}/{}",
-                    provide.as_secs_f64(),
-                    summary.retrievals.len()
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "round failed");
-                round_errors.push(e.to_string());
-            }
-        }
-        rounds_bar.inc(1);
-    }
-    rounds_bar.finish();
-    let recorded = recording.finish().await;
-
-    for server in &servers {
-        if let Err(e) = server.heartbeat.send(GoOffline).await {
-            tracing::warn!(server = %server.member.name, error = %e, "could not mark the server offline");
-        }
-        server.http.stop(true).await;
-    }
-    drop(servers);
-    drop(peers);
-    Ok(TestnetReport {
-        rows: recorded.rows,
-        stored: recorded.stored,
-        storage_error: recorded.storage_error,
-        rounds_run,
-        round_errors,
-        request_failures,
-        setup,
-        wall: started.elapsed(),
-        peak_rss_bytes: report::peak_rss_bytes(),
-    })
+    job::run(&mut testnet, options, shutdown).await
 }
 
-/// Set by the first Ctrl-C: the round in flight finishes and its rows are stored before the run
-/// ends. A second Ctrl-C exits at once.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    actix::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
+impl Job for TestnetJob<'_> {
+    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+        let config = self.config;
+        let mut peer_template = config.dht.clone();
+        peer_template.set_mode(DhtMode::Server);
+        let peer_config = local_network::local_peer_config(&peer_template, config.transport);
+        let mut server_config = peer_config.clone();
+        server_config.set_mode(if config.server_mode {
+            DhtMode::Server
+        } else {
+            DhtMode::Client
+        });
+
+        let total = (config.peers + config.servers) as u64;
+        let starting = bar(setup.progress, total, "starting peers");
+        self.peers = local_network::spawn_peers(config.peers, &peer_config, &self.runtime, |n| {
+            starting.set_position(n as u64)
+        })
+        .await
+        .context("starting DHT peers")?;
+        let server_peers = local_network::spawn_peers(config.servers, &server_config, &self.runtime, |n| {
+            starting.set_position((config.peers + n) as u64)
+        })
+        .await
+        .context("starting server peers")?;
+        starting.finish();
+
+        let wiring = bar(setup.progress, 1, "wiring network");
+        let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &self.peers)
+            .chain(LocalPeer::all_in(server_config.mode, &server_peers))
+            .collect();
+        local_network::wire(&local, config.start, config.dht.k.get())
+            .await
+            .context("wiring the network")?;
+        local_network::join(&server_peers, READY_TIMEOUT)
+            .await
+            .context("servers joining the network")?;
+        wiring.finish();
+
+        // Each server registers and heartbeats as a standalone parsec server does.
+        let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for peer in server_peers {
+            let server = Server::start(
+                peer,
+                ServerOptions {
+                    api_listener: TcpListener::bind("127.0.0.1:0").context("binding a server's HTTP port")?,
+                    api: ApiOptions::default(),
+                    http_workers: 1,
+                    fleet: config.round.fleet.clone(),
+                    registry: setup.registry.clone(),
+                    resources: resources.clone(),
+                    heartbeat_interval: config.heartbeat_interval,
+                },
+            )
+            .await?;
+            self.servers.push(server);
         }
-        eprintln!(
-            "\ninterrupted: finishing the current round and storing its rows (Ctrl-C again to quit now)"
-        );
-        set.store(true, Ordering::SeqCst);
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
+
+        // The scheduler sees the servers only through their HTTP APIs.
+        let timeouts = ClientTimeouts {
+            retrieve: config.dht.retrieve_timeout + Duration::from_secs(10),
+            provide: config.dht.provide_timeout + Duration::from_secs(10),
+            ..ClientTimeouts::default()
+        };
+        let members: Vec<FleetMember> = self
+            .servers
+            .iter()
+            .map(|server| {
+                let remote = RemoteNode::new(server.base_url(), timeouts).start();
+                FleetMember::new(server.node_id(), server.base_url(), NodeRecipients::of(&remote))
+            })
+            .collect();
+        wait_until_ready(&members).await?;
+        Ok(Fleet {
+            membership: Membership::Fixed(members),
+            round: config.round.clone(),
+            fleets: vec![config.round.fleet.clone()],
+        })
+    }
+
+    async fn tear_down(&mut self) {
+        for server in self.servers.drain(..) {
+            server.stop(SERVER_STOP_GRACE, &mut self.shutdown).await;
         }
-    });
-    flag
+        self.peers.clear();
+    }
 }
 
 /// Waits for every server's `/readiness` to answer 200.
@@ -308,7 +216,7 @@ async fn wait_until_ready(members: &[FleetMember]) -> anyhow::Result<()> {
     for member in members {
         loop {
             let ready = matches!(
-                member.node.readiness.send(parsec_actors::CheckReadiness).await,
+                member.node.readiness.send(CheckReadiness).await,
                 Ok(Ok(r)) if r.ready
             );
             if ready {

@@ -5,10 +5,10 @@ mod common;
 
 use actix::System;
 use base64::Engine;
-use parsec_actors::{network::dht_runtime, random_content, ContentId};
+use parsec_actors::{local_network::dht_runtime, random_content, ContentId};
 use serde_json::{json, Value};
 
-use common::{client, http_fleet, lone_node};
+use common::{client, http_fleet, lone_server};
 
 /// Runs `test` inside an actix System with a DHT runtime beside it.
 fn with_system<F, Fut>(test: F)
@@ -32,7 +32,7 @@ async fn post_json(url: &str, body: Value) -> (u16, Value) {
 #[test]
 fn provide_on_one_server_is_found_by_another() {
     with_system(|runtime| async move {
-        let (_fleet, urls) = http_fleet(20, 3, &runtime).await;
+        let (_fleet, urls, _servers) = http_fleet(20, 3, &runtime).await;
         let content = random_content(&mut rand::thread_rng());
         let expected_cid = ContentId::for_content(&content).to_string();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&content);
@@ -80,7 +80,7 @@ fn provide_on_one_server_is_found_by_another() {
 #[test]
 fn provide_accepts_content_as_a_byte_array() {
     with_system(|runtime| async move {
-        let (_fleet, urls) = http_fleet(10, 2, &runtime).await;
+        let (_fleet, urls, _servers) = http_fleet(10, 2, &runtime).await;
         let (status, body) =
             post_json(&format!("{}/provide", urls[0]), json!({ "Content": [1, 2, 3] })).await;
         assert_eq!(status, 200, "{body}");
@@ -91,7 +91,7 @@ fn provide_accepts_content_as_a_byte_array() {
 #[test]
 fn unknown_content_is_not_found() {
     with_system(|runtime| async move {
-        let (_fleet, urls) = http_fleet(15, 2, &runtime).await;
+        let (_fleet, urls, _servers) = http_fleet(15, 2, &runtime).await;
         let cid = ContentId::for_content(&random_content(&mut rand::thread_rng()));
         let (status, body) = post_json(&format!("{}/retrieve/{cid}", urls[0]), json!({})).await;
         assert_eq!(status, 200);
@@ -103,8 +103,9 @@ fn unknown_content_is_not_found() {
 #[test]
 fn readiness_follows_the_routing_table() {
     with_system(|runtime| async move {
-        let (_fleet, urls) = http_fleet(5, 1, &runtime).await;
-        let (lone_peer, _node, lone_url) = lone_node(&runtime).await;
+        let (_fleet, urls, _servers) = http_fleet(5, 1, &runtime).await;
+        let (lone_peer, lone) = lone_server(&runtime, None).await;
+        let lone_url = lone.base_url();
 
         let response = client()
             .get(format!("{lone_url}/readiness"))
@@ -162,7 +163,8 @@ fn readiness_follows_the_routing_table() {
 #[test]
 fn bad_input_gets_a_status_and_a_json_error() {
     with_system(|runtime| async move {
-        let (_peer, _node, url) = lone_node(&runtime).await;
+        let (_peer, lone) = lone_server(&runtime, None).await;
+        let url = lone.base_url();
         let raw = |method: &str, path: &str, body: Vec<u8>| {
             let request = client()
                 .request(method.parse().unwrap(), format!("{url}{path}"))
@@ -226,9 +228,9 @@ fn bad_input_gets_a_status_and_a_json_error() {
 #[test]
 fn a_token_guards_provide_and_retrieve_but_not_readiness() {
     with_system(|runtime| async move {
-        let (_peer, node, _) = lone_node(&runtime).await;
         let token = parsec::api::ApiToken::new("s3cret").unwrap();
-        let url = common::serve_node_with_token(&node, Some(token));
+        let (_peer, lone) = lone_server(&runtime, Some(token)).await;
+        let url = lone.base_url();
         let cid = ContentId::for_content(b"guarded").to_string();
         let provide = json!({ "Content": "aGVsbG8=" });
         for authorization in [None, Some("Bearer wrong"), Some("s3cret")] {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-use common::process::ServerProcess;
+use parsec::testing::process::ServerProcess;
 
 const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 
@@ -411,7 +411,7 @@ fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_
     let second = ServerProcess::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
     let beating = || common::sqlite_counts(&database).nodes_with_heartbeat == 2;
     assert!(
-        common::process::wait_until(Duration::from_secs(30), beating),
+        parsec::testing::process::wait_until(Duration::from_secs(30), beating),
         "servers never heartbeated"
     );
 
@@ -433,7 +433,7 @@ fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_
     assert_eq!(common::sqlite_counts(&database).nodes_offline, 2);
     let back = || common::sqlite_counts(&database).nodes_offline == 0;
     assert!(
-        common::process::wait_until(Duration::from_secs(5), back),
+        parsec::testing::process::wait_until(Duration::from_secs(5), back),
         "ready nodes stayed offline after heartbeating"
     );
 
@@ -452,7 +452,7 @@ fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_
 /// `--dry-run`, against a real PostgreSQL.
 #[test]
 fn parsecs_command_lines_work_unchanged() {
-    let pg = parsec::db::throwaway::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let pg = parsec::testing::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
     let url = url::Url::parse(&pg.url()).unwrap();
     let port = url.port().unwrap_or(5432).to_string();
     #[rustfmt::skip]
@@ -486,7 +486,8 @@ fn parsecs_command_lines_work_unchanged() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let registered = common::process::wait_until(Duration::from_secs(30), || counts(&pg.url()).nodes == 1);
+    let registered =
+        parsec::testing::process::wait_until(Duration::from_secs(30), || counts(&pg.url()).nodes == 1);
     let waited = started.elapsed();
     let _ = server.kill();
     let _ = server.wait();

@@ -7,13 +7,13 @@ mod common;
 
 use std::{path::Path, process::Command};
 
-use common::process::ServerProcess;
+use parsec::testing::process::ServerProcess;
 use serde_json::Value;
 
 const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/compose");
 
 fn tool(name: &str, package: &str) -> Command {
-    Command::new(common::process::installed(name, package))
+    Command::new(parsec::testing::process::installed(name, package))
 }
 
 fn compose_config() -> String {

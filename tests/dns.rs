@@ -10,7 +10,7 @@ use std::{
 };
 
 use parsec_actors::{
-    network::{dht_runtime, TransportKind},
+    local_network::{dht_runtime, TransportKind},
     DhtConfig, DhtHandle, DhtMode, Multiaddr,
 };
 
@@ -27,7 +27,7 @@ impl DnsServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut command = Command::new(common::process::installed("dnsmasq", "dnsmasq-base"));
+        let mut command = Command::new(parsec::testing::process::installed("dnsmasq", "dnsmasq-base"));
         command.args([
             "--keep-in-foreground",
             "--no-resolv",
@@ -54,7 +54,7 @@ impl DnsServer {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         // Ready once it answers on its port (it binds before serving).
         assert!(
-            common::process::wait_until(Duration::from_secs(10), || Self::answers(address)),
+            parsec::testing::process::wait_until(Duration::from_secs(10), || Self::answers(address)),
             "dnsmasq did not start"
         );
         Self { child, address }

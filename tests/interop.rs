@@ -11,7 +11,7 @@ use std::{
 };
 
 use parsec_actors::{
-    network::{dht_runtime, TransportKind},
+    local_network::{dht_runtime, TransportKind},
     ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr,
 };
 

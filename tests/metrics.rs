@@ -9,8 +9,8 @@ use std::{
     time::Duration,
 };
 
-use common::process::{start_fleet, wait_until, SchedulerProcess};
-use parsec::db::throwaway::TempPostgres;
+use parsec::testing::process::{start_fleet, wait_until, SchedulerProcess};
+use parsec::testing::TempPostgres;
 use serde_json::Value;
 
 /// A Prometheus server scraping `targets` every 500 ms, deleted on drop.
@@ -22,7 +22,7 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(targets: &[String]) -> Self {
-        let binary = common::process::installed("prometheus", "prometheus");
+        let binary = parsec::testing::process::installed("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: parsec\n    \
@@ -111,7 +111,7 @@ struct ScrapedFleet {
     url: String,
     targets: Vec<String>,
     scheduler: SchedulerProcess,
-    _servers: Vec<common::process::ServerProcess>,
+    _servers: Vec<parsec::testing::process::ServerProcess>,
     _pg: TempPostgres,
 }
 
@@ -119,7 +119,12 @@ fn scraped_fleet(scheduler_args: &[&str]) -> ScrapedFleet {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
     let url = pg.url();
     let servers = start_fleet(3, "default", &url, &[]);
-    let live = || common::stored::nodes(&url).iter().filter(|n| n.live()).count();
+    let live = || {
+        parsec::testing::stored::nodes(&url)
+            .iter()
+            .filter(|n| n.live())
+            .count()
+    };
     assert!(
         wait_until(Duration::from_secs(60), || live() == 3),
         "servers never became ready"
@@ -145,8 +150,10 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
     let fleet = scraped_fleet(&["--interval", "1h"]);
     let (url, scheduler) = (&fleet.url, &fleet.scheduler);
     assert!(
-        wait_until(Duration::from_secs(30), || common::stored::measurements(url)
-            .len()
+        wait_until(Duration::from_secs(30), || parsec::testing::stored::measurements(
+            url
+        )
+        .len()
             == 3),
         "the round was not stored: {}",
         scheduler.log()

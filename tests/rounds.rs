@@ -7,19 +7,20 @@ use std::time::Duration;
 use actix::prelude::*;
 use parsec::api::client::{ClientTimeouts, RemoteNode};
 use parsec_actors::{
-    network::dht_runtime, FleetMember, FleetSupervisor, Flush, MeasurementRecorder, MemorySink, NodeId,
+    local_network::dht_runtime, FleetMember, FleetSupervisor, Flush, MeasurementRecorder, MemorySink, NodeId,
     NodeRecipients, Operation, RoundConfig, RunRound,
 };
 
-use common::{http_fleet, lone_node};
+use common::{http_fleet, lone_server};
 
 #[test]
 fn rounds_skip_a_node_that_is_not_ready() {
     let runtime = dht_runtime(2).unwrap();
     let handle = runtime.handle().clone();
     System::new().block_on(async move {
-        let (_fleet, mut urls) = http_fleet(20, 3, &handle).await;
-        let (_peer, _node, lone_url) = lone_node(&handle).await;
+        let (_fleet, mut urls, _servers) = http_fleet(20, 3, &handle).await;
+        let (_peer, lone) = lone_server(&handle, None).await;
+        let lone_url = lone.base_url();
         // The unready node sits in the middle of the list, where parsec's indexing breaks.
         urls.insert(1, lone_url);
         let members: Vec<FleetMember> = urls
@@ -80,7 +81,8 @@ fn a_fleet_with_no_ready_node_reports_it() {
     let runtime = dht_runtime(1).unwrap();
     let handle = runtime.handle().clone();
     System::new().block_on(async move {
-        let (_peer, _node, url) = lone_node(&handle).await;
+        let (_peer, lone) = lone_server(&handle, None).await;
+        let url = lone.base_url();
         let remote = RemoteNode::new(url.clone(), ClientTimeouts::default()).start();
         let members = vec![FleetMember::new(NodeId(1), url, NodeRecipients::of(&remote))];
         let recorder = MeasurementRecorder::new(MemorySink::default()).start();

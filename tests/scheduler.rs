@@ -15,11 +15,11 @@ use std::{
     time::Duration,
 };
 
-use common::{
+use parsec::testing::TempPostgres;
+use parsec::testing::{
     process::{start_fleet, start_joining, summary_figure, wait_until, SchedulerProcess},
     stored::{measurements, node_on_port, nodes, port_of, StoredMeasurement},
 };
-use parsec::db::throwaway::TempPostgres;
 
 fn cluster() -> TempPostgres {
     TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))

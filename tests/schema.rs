@@ -6,7 +6,10 @@
 
 use std::process::Command;
 
-use parsec::db::{sqlite::SqliteStore, throwaway::TempPostgres, DatabaseTarget, Store};
+use parsec::{
+    db::{sqlite::SqliteStore, DatabaseTarget, Store},
+    testing::TempPostgres,
+};
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -14,11 +14,13 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use diesel::{prelude::*, sql_types::Integer};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use parsec::db::{
-    postgres::{run_migrations, Direction, PgStore},
-    schema::nodes_ecs,
-    throwaway::TempPostgres,
-    DatabaseTarget, Store,
+use parsec::{
+    db::{
+        postgres::{run_migrations, Direction, PgStore},
+        schema::nodes_ecs,
+        DatabaseTarget, Store,
+    },
+    testing::TempPostgres,
 };
 use parsec_actors::{
     recorder::{drain, GetStats},

@@ -12,14 +12,14 @@ use std::{
 };
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::{
-    process::{start_fleet, wait_until, SchedulerProcess},
-    stored::measurements,
-};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
 };
-use parsec::db::throwaway::TempPostgres;
+use parsec::testing::TempPostgres;
+use parsec::testing::{
+    process::{start_fleet, wait_until, SchedulerProcess},
+    stored::measurements,
+};
 use prost::Message as _;
 
 /// A span as received.
@@ -119,7 +119,12 @@ fn a_round_is_one_trace_across_scheduler_and_servers() {
     let server_env = exporting("parsec-server");
     let server_env: Vec<(&str, &str)> = server_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _servers = start_fleet(3, "default", &url, &server_env);
-    let live = || common::stored::nodes(&url).iter().filter(|n| n.live()).count();
+    let live = || {
+        parsec::testing::stored::nodes(&url)
+            .iter()
+            .filter(|n| n.live())
+            .count()
+    };
     assert!(
         wait_until(Duration::from_secs(60), || live() == 3),
         "servers never became ready"
@@ -198,7 +203,7 @@ fn a_missing_collector_never_stalls_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("lone.sqlite").display());
     let endpoint = format!("http://{closed}");
-    let server = common::process::ServerProcess::start_with_env(
+    let server = parsec::testing::process::ServerProcess::start_with_env(
         &["--database-url", &database],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),

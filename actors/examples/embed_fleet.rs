@@ -18,7 +18,7 @@ use std::{process::ExitCode, time::Duration};
 
 use actix::prelude::*;
 use parsec_actors::{
-    network::{dht_runtime, TransportKind},
+    local_network::{dht_runtime, TransportKind},
     testing::spawn_fleet,
     FleetSupervisor, Flush, MeasurementRecorder, MemorySink, RoundConfig, RunRound,
 };

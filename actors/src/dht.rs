@@ -1,30 +1,28 @@
-//! `DhtActor`: one DHT peer as an actor. Its swarm runs as a task on a multi-thread tokio
-//! runtime (an actix `System` has one thread, and a thousand swarms need more); the actor and
-//! every [`DhtHandle`] talk to it over a bounded channel.
+//! One DHT peer: its swarm runs as a task on a multi-thread tokio runtime (an actix `System` has
+//! one thread, and a thousand swarms need more); every [`DhtHandle`] talks to it over a bounded
+//! channel. The peer is not an actor of its own: it holds no state an actor would guard (the
+//! swarm task owns it), so the [`NodeActor`](crate::NodeActor) calls the handle directly.
 //!
-//! Messages: [`Provide`] and [`Retrieve`] answer with a [`DhtOutcome`] once the operation
-//! finished; [`RoutingTableSize`], [`Bootstrap`].
+//! [`DhtHandle::provide`] and [`DhtHandle::retrieve`] answer with a [`DhtOutcome`] once the
+//! operation finished.
 
 mod behaviour;
-mod latency;
 mod pending;
 pub mod presets;
 mod swarm;
 pub mod topology;
 mod transport;
+mod wan_delay;
 
 use std::time::Duration;
 
-use actix::prelude::*;
+use self::swarm::{Command, Query, SwarmTask};
+use crate::{backoff::Backoff, ContentId, DhtConfig, DhtError};
 use libp2p::{Multiaddr, PeerId};
 use tokio::{
     runtime::Handle,
     sync::{mpsc, oneshot},
 };
-use tracing::Instrument;
-
-use self::swarm::{Command, SwarmTask};
-use crate::{ContentId, DhtConfig, DhtError};
 
 /// Commands queued per peer before senders wait: backpressure instead of unbounded memory.
 const COMMAND_QUEUE_CAPACITY: usize = 64;
@@ -112,19 +110,17 @@ impl DhtHandle {
 
     /// Publishes a provider record for `cid`; answers when the publication finished.
     pub async fn provide(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
-        let span = tracing::Span::current();
-        self.request(|reply| Command::Provide { cid, reply, span }).await
+        self.query(Query::Provide(cid)).await
     }
 
     /// Looks up providers of `cid`; answers at the first provider found.
     pub async fn retrieve(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
-        let span = tracing::Span::current();
-        self.request(|reply| Command::Retrieve { cid, reply, span }).await
+        self.query(Query::Retrieve(cid)).await
     }
 
     /// Runs a bootstrap lookup through the known peers; answers when it finished.
     pub async fn bootstrap(&self) -> Result<DhtOutcome, DhtError> {
-        self.request(|reply| Command::Bootstrap { reply }).await
+        self.query(Query::Bootstrap).await
     }
 
     /// Joins the network: bootstrap lookups, retried with backoff (1 s, doubling up to
@@ -132,15 +128,14 @@ impl DhtHandle {
     /// number. A peer whose bootstrap peers are all unreachable keeps trying for as long as it
     /// runs (a server that starts before its peers joins once they are up).
     pub async fn join(&self, max_backoff: Duration) -> Result<usize, DhtError> {
-        let mut backoff = Duration::from_secs(1).min(max_backoff);
+        let mut backoff = Backoff::new(Duration::from_secs(1), max_backoff);
         for attempt in 1u64.. {
             let reached = self.routing_table_size().await?;
             if reached > 0 {
                 return Ok(reached);
             }
             if attempt > 1 {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max_backoff);
+                tokio::time::sleep(backoff.step()).await;
             }
             // Joined as soon as a peer answered: the bootstrap goes on refreshing buckets (which
             // waits on every dead peer it meets) without holding the join up.
@@ -161,7 +156,7 @@ impl DhtHandle {
                 Err(e @ (DhtError::Stopped | DhtError::Cancelled)) => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "bootstrap failed"),
                 Ok(outcome) if outcome.routing_table_size == 0 => {
-                    tracing::warn!(attempt, retry_in = ?backoff, "bootstrap reached no peer");
+                    tracing::warn!(attempt, "bootstrap reached no peer; retrying with backoff");
                 }
                 Ok(_) => {}
             }
@@ -173,9 +168,7 @@ impl DhtHandle {
     /// identify listing our DHT protocol): what readiness and the reports count. Entries kad was
     /// merely told about (bootstrap addresses, converged tables) count once reached.
     pub async fn routing_table_size(&self) -> Result<usize, DhtError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::RoutingTableSize { reply }).await?;
-        answer.await.map_err(|_| DhtError::Stopped)
+        self.ask(|reply| Command::RoutingTableSize { reply }).await
     }
 
     /// Adds peers to the routing table directly (testnet fast start).
@@ -186,9 +179,7 @@ impl DhtHandle {
     /// The addresses this peer announces as its own (in provider records): the configured ones,
     /// or those AutoNAT confirmed.
     pub async fn external_addresses(&self) -> Result<Vec<Multiaddr>, DhtError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::ExternalAddresses { reply }).await?;
-        answer.await.map_err(|_| DhtError::Stopped)
+        self.ask(|reply| Command::ExternalAddresses { reply }).await
     }
 
     /// Closes every connection; the routing table keeps what it holds. A local network calls it
@@ -203,101 +194,20 @@ impl DhtHandle {
         self.send(Command::Shutdown).await
     }
 
-    async fn request(
-        &self,
-        command: impl FnOnce(oneshot::Sender<Result<DhtOutcome, DhtError>>) -> Command,
-    ) -> Result<DhtOutcome, DhtError> {
+    /// Starts a kad query; its steps are recorded on the caller's span.
+    async fn query(&self, query: Query) -> Result<DhtOutcome, DhtError> {
+        let span = tracing::Span::current();
+        self.ask(|reply| Command::Query { query, reply, span }).await?
+    }
+
+    /// Sends a command that carries a reply channel and waits for the answer.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, DhtError> {
         let (reply, answer) = oneshot::channel();
         self.send(command(reply)).await?;
-        answer.await.map_err(|_| DhtError::Stopped)?
+        answer.await.map_err(|_| DhtError::Stopped)
     }
 
     async fn send(&self, command: Command) -> Result<(), DhtError> {
         self.commands.send(command).await.map_err(|_| DhtError::Stopped)
-    }
-}
-
-/// One DHT peer as an actor; see the module docs.
-#[derive(Debug)]
-pub struct DhtActor {
-    handle: DhtHandle,
-}
-
-impl DhtActor {
-    /// Wraps a running peer.
-    pub fn new(handle: DhtHandle) -> Self {
-        Self { handle }
-    }
-}
-
-impl Actor for DhtActor {
-    type Context = Context<Self>;
-}
-
-/// Publish the provider record of `cid`; answers when the publication finished.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<DhtOutcome, DhtError>")]
-pub struct Provide {
-    /// The content to announce.
-    pub cid: ContentId,
-    /// The operation's span: the DHT query's steps are recorded on it.
-    pub span: tracing::Span,
-}
-
-/// Look up providers of `cid`; answers at the first provider record found.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<DhtOutcome, DhtError>")]
-pub struct Retrieve {
-    /// The content to look up.
-    pub cid: ContentId,
-    /// The operation's span: the DHT query's steps are recorded on it.
-    pub span: tracing::Span,
-}
-
-/// How many peers the routing table holds.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<usize, DhtError>")]
-pub struct RoutingTableSize;
-
-/// Join the network through the known (bootstrap) peers; answers when the lookup finished.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<DhtOutcome, DhtError>")]
-pub struct Bootstrap;
-
-// The handlers are interleaved (`ResponseFuture`): many lookups run at once on one peer.
-
-impl Handler<Provide> for DhtActor {
-    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
-
-    fn handle(&mut self, msg: Provide, _: &mut Context<Self>) -> Self::Result {
-        let handle = self.handle.clone();
-        Box::pin(async move { handle.provide(msg.cid).instrument(msg.span).await })
-    }
-}
-
-impl Handler<Retrieve> for DhtActor {
-    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
-
-    fn handle(&mut self, msg: Retrieve, _: &mut Context<Self>) -> Self::Result {
-        let handle = self.handle.clone();
-        Box::pin(async move { handle.retrieve(msg.cid).instrument(msg.span).await })
-    }
-}
-
-impl Handler<RoutingTableSize> for DhtActor {
-    type Result = ResponseFuture<Result<usize, DhtError>>;
-
-    fn handle(&mut self, _: RoutingTableSize, _: &mut Context<Self>) -> Self::Result {
-        let handle = self.handle.clone();
-        Box::pin(async move { handle.routing_table_size().await })
-    }
-}
-
-impl Handler<Bootstrap> for DhtActor {
-    type Result = ResponseFuture<Result<DhtOutcome, DhtError>>;
-
-    fn handle(&mut self, _: Bootstrap, _: &mut Context<Self>) -> Self::Result {
-        let handle = self.handle.clone();
-        Box::pin(async move { handle.bootstrap().await })
     }
 }

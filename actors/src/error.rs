@@ -57,6 +57,9 @@ pub enum NodeError {
     /// The node answered something that is not a valid parsec response.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
+    /// The request could not be encoded, so it was never sent.
+    #[error("the request could not be encoded: {0}")]
+    InvalidRequest(String),
     /// The node's DHT peer could not run the operation.
     #[error(transparent)]
     Dht(#[from] DhtError),
@@ -79,6 +82,9 @@ pub enum RoundError {
     /// The members could not be discovered (and none were found recently enough to reuse).
     #[error("discovering the fleet's nodes failed: {0}")]
     Discovery(String),
+    /// The fleet supervisor's mailbox is closed: the actor that runs rounds has stopped.
+    #[error("the fleet supervisor has stopped: {0}")]
+    SupervisorStopped(String),
     /// The round was abandoned (shutdown); what it had not recorded yet is not recorded.
     #[error("the round was abandoned")]
     Abandoned,

@@ -7,34 +7,35 @@
 //! # Layout
 //!
 //! ```text
-//! FleetSupervisor ──RunRound──▶ (one round at a time)
+//! FleetSupervisor ──RunRound──▶ (one round at a time, fleet/round.rs)
 //!   │  CheckReadiness / ProvideContent / RetrieveContent   (as Recipients: local or remote)
 //!   ▼
-//! NodeActor ──Provide / Retrieve / RoutingTableSize──▶ DhtActor ──bounded channel──▶ swarm task
-//!   │                                                               (multi-thread tokio runtime)
+//! NodeActor ──DhtHandle (bounded channel)──▶ swarm task   (multi-thread tokio runtime)
 //! FleetSupervisor ──RecordMeasurement──▶ MeasurementRecorder ──batches──▶ MeasurementSink
 //! HeartbeatActor ──CheckReadiness──▶ NodeActor;  HeartbeatActor ──heartbeat──▶ Registry
 //! ```
 //!
+//! - [`backoff`] — the doubling retry pauses every retry loop shares.
 //! - [`model`] — content ids, node ids, reports and measurement rows.
 //! - [`config`] — [`DhtConfig`], one DHT peer's settings (parsec defaults).
-//! - [`dht`] — [`DhtActor`] and [`DhtHandle`]; the swarm, its transports, latency emulation,
-//!   the pending-query table and the converged routing-table builder.
+//! - [`dht`] — [`DhtHandle`], one DHT peer: the swarm task, its transports, WAN-delay emulation,
+//!   the pending-query table, the network presets and the converged routing-table builder.
 //! - [`node`] — [`NodeActor`], one parsec server.
-//! - [`fleet`] — [`FleetSupervisor`] and its sans-IO [`RoundPlanner`].
+//! - [`fleet`] — [`FleetSupervisor`], its sans-IO [`RoundPlanner`] and the round itself.
 //! - [`recorder`] / [`sink`] — [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
 //! - [`registry`] / [`heartbeat`] — the [`Registry`] trait (servers and schedulers) and the
 //!   [`HeartbeatActor`] that keeps a server's row alive.
-//! - [`network`] — spawning and wiring an in-process network of peers.
+//! - [`local_network`] — spawning and wiring an in-process network of peers.
 //! - `testing` (feature `test-utils`): helpers for harnesses.
 
+pub mod backoff;
 pub mod config;
 pub mod dht;
 mod error;
 pub mod fleet;
 pub mod heartbeat;
+pub mod local_network;
 pub mod model;
-pub mod network;
 pub mod node;
 pub mod recorder;
 pub mod registry;
@@ -43,10 +44,10 @@ pub mod sink;
 pub mod testing;
 
 pub use config::{DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL};
-pub use dht::{DhtActor, DhtHandle, DhtOutcome, QueryCounts};
+pub use dht::{DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
-    Discovery, FleetMember, FleetSupervisor, ListNodes, Membership, NodeConnector, RoundConfig, RoundPlanner,
+    Discovery, FleetMember, FleetSupervisor, Membership, NodeConnector, RoundConfig, RoundPlanner,
     RoundSummary, RunRound,
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};

@@ -1,15 +1,16 @@
-//! `NodeActor`: one parsec server. It starts its [`DhtActor`], answers readiness, and turns
-//! provide/retrieve requests into DHT operations and parsec reports.
+//! `NodeActor`: one parsec server. It answers readiness and turns provide/retrieve requests into
+//! operations of its DHT peer ([`DhtHandle`]) and parsec reports.
 //!
 //! The same three messages are handled by remote nodes (the HTTP client in the `parsec`
 //! crate), so a [`FleetSupervisor`](crate::FleetSupervisor) drives either without knowing which.
 
 use actix::prelude::*;
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::{
-    dht::{self, DhtActor, DhtHandle, DhtOutcome},
-    ContentId, DhtError, NodeError, Operation, OperationReport, Readiness, StepMeasurement,
+    dht::{DhtHandle, DhtOutcome},
+    ContentId, NodeError, Operation, OperationReport, Readiness, StepMeasurement,
 };
 
 /// Publish a provider record for `content` (its CIDv0 is computed by the node).
@@ -73,20 +74,13 @@ impl NodeRecipients {
 /// One parsec server; see the module docs.
 #[derive(Debug)]
 pub struct NodeActor {
-    handle: DhtHandle,
-    dht: Option<Addr<DhtActor>>,
+    dht: DhtHandle,
 }
 
 impl NodeActor {
-    /// A node around a running DHT peer; the peer's actor starts with the node.
-    pub fn new(handle: DhtHandle) -> Self {
-        Self { handle, dht: None }
-    }
-
-    fn dht(&self) -> Result<Addr<DhtActor>, NodeError> {
-        self.dht
-            .clone()
-            .ok_or_else(|| NodeError::Unavailable("node not started".to_owned()))
+    /// A node around a running DHT peer.
+    pub fn new(dht: DhtHandle) -> Self {
+        Self { dht }
     }
 }
 
@@ -94,8 +88,7 @@ impl Actor for NodeActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        self.dht = Some(DhtActor::new(self.handle.clone()).start());
-        tracing::debug!(peer = %self.handle.peer_id(), "node started");
+        tracing::debug!(peer = %self.dht.peer_id(), "node started");
     }
 }
 
@@ -123,32 +116,20 @@ fn given_or(span: tracing::Span, make: impl FnOnce() -> tracing::Span) -> tracin
     }
 }
 
-fn mailbox(e: MailboxError) -> NodeError {
-    NodeError::Dht(match e {
-        MailboxError::Closed | MailboxError::Timeout => DhtError::Stopped,
-    })
-}
-
 // Interleaved handlers: a node serves many lookups at once.
 
 impl Handler<ProvideContent> for NodeActor {
     type Result = ResponseFuture<Result<OperationReport, NodeError>>;
 
     fn handle(&mut self, msg: ProvideContent, _: &mut Context<Self>) -> Self::Result {
-        let dht = self.dht();
+        let dht = self.dht.clone();
         let cid = ContentId::for_content(&msg.content);
         Box::pin(async move {
             let span = given_or(
                 msg.span,
                 || tracing::info_span!("provide", %cid, scheduler = msg.scheduler.as_deref(), record_peers = tracing::field::Empty),
             );
-            let outcome = dht?
-                .send(dht::Provide {
-                    cid: cid.clone(),
-                    span: span.clone(),
-                })
-                .await
-                .map_err(mailbox)??;
+            let outcome = dht.provide(cid.clone()).instrument(span.clone()).await?;
             span.record("record_peers", outcome.record_peers);
             let _entered = span.enter();
             tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), requests = outcome.counts.requests, record_peers = outcome.record_peers, "provided");
@@ -161,20 +142,14 @@ impl Handler<RetrieveContent> for NodeActor {
     type Result = ResponseFuture<Result<OperationReport, NodeError>>;
 
     fn handle(&mut self, msg: RetrieveContent, _: &mut Context<Self>) -> Self::Result {
-        let dht = self.dht();
+        let dht = self.dht.clone();
         Box::pin(async move {
             let cid = msg.cid;
             let span = given_or(
                 msg.span,
                 || tracing::info_span!("retrieve", %cid, scheduler = msg.scheduler.as_deref()),
             );
-            let outcome = dht?
-                .send(dht::Retrieve {
-                    cid: cid.clone(),
-                    span: span.clone(),
-                })
-                .await
-                .map_err(mailbox)??;
+            let outcome = dht.retrieve(cid.clone()).instrument(span.clone()).await?;
             let _entered = span.enter();
             tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), provider = ?outcome.provider, requests = outcome.counts.requests, "retrieved");
             Ok(report(&cid, Operation::Retrieval, outcome))
@@ -186,10 +161,10 @@ impl Handler<CheckReadiness> for NodeActor {
     type Result = ResponseFuture<Result<Readiness, NodeError>>;
 
     fn handle(&mut self, _: CheckReadiness, _: &mut Context<Self>) -> Self::Result {
-        let dht = self.dht();
-        let peer_id = self.handle.peer_id().to_string();
+        let dht = self.dht.clone();
         Box::pin(async move {
-            let size = dht?.send(dht::RoutingTableSize).await.map_err(mailbox)??;
+            let size = dht.routing_table_size().await?;
+            let peer_id = dht.peer_id().to_string();
             Ok(Readiness {
                 ready: size > 0,
                 routing_table_size: size as u64,

@@ -15,7 +15,7 @@ use std::{
 
 use actix::prelude::*;
 
-use crate::{Measurement, MeasurementSink, SinkError};
+use crate::{backoff::Backoff, Measurement, MeasurementSink, SinkError};
 
 /// Rows that trigger a write.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
@@ -30,10 +30,10 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 pub const MAX_WRITE_ROWS: usize = 4096;
 
 /// First retry delay after a failed write; it doubles per failure up to [`MAX_BACKOFF`].
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+pub const INITIAL_BACKOFF: Duration = crate::backoff::DEFAULT_FIRST;
 
 /// Longest delay between retries.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub const MAX_BACKOFF: Duration = crate::backoff::DEFAULT_MAX;
 
 /// Store one measurement.
 #[derive(Debug, Message)]
@@ -74,8 +74,10 @@ pub struct MeasurementRecorder {
     capacity: usize,
     /// A `Flush` is in the mailbox: do not queue another.
     flush_queued: bool,
-    /// After a failure: the current delay and when the next automatic attempt may start.
-    backoff: Option<(Duration, Instant)>,
+    /// Pauses between failed writes.
+    backoff: Backoff,
+    /// After a failure: when the next automatic attempt may start.
+    retry_at: Option<Instant>,
     stats: RecorderStats,
 }
 
@@ -105,7 +107,8 @@ impl MeasurementRecorder {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             capacity: DEFAULT_CAPACITY,
             flush_queued: false,
-            backoff: None,
+            backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
+            retry_at: None,
             stats: RecorderStats::default(),
         }
     }
@@ -129,9 +132,7 @@ impl MeasurementRecorder {
     }
 
     fn queue_flush(&mut self, ctx: &mut Context<Self>) {
-        let backing_off = self
-            .backoff
-            .is_some_and(|(_, retry_at)| Instant::now() < retry_at);
+        let backing_off = self.retry_at.is_some_and(|retry_at| Instant::now() < retry_at);
         if !self.flush_queued && !backing_off && !self.held.is_empty() {
             self.flush_queued = true;
             ctx.notify(Flush);
@@ -140,7 +141,8 @@ impl MeasurementRecorder {
 
     fn written(&mut self, count: usize) {
         self.stats.written += count as u64;
-        if self.backoff.take().is_some() {
+        if self.retry_at.take().is_some() {
+            self.backoff.reset();
             tracing::info!(
                 written = count,
                 held = self.held.len(),
@@ -157,11 +159,8 @@ impl MeasurementRecorder {
             self.held.push_front(row);
         }
         self.enforce_capacity();
-        let delay = match self.backoff {
-            None => INITIAL_BACKOFF,
-            Some((delay, _)) => (delay * 2).min(MAX_BACKOFF),
-        };
-        self.backoff = Some((delay, Instant::now() + delay));
+        let delay = self.backoff.step();
+        self.retry_at = Some(Instant::now() + delay);
         tracing::warn!(
             held = self.held.len(),
             retry_in = ?delay,

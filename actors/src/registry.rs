@@ -89,7 +89,7 @@ pub struct DiscoveredNode {
 pub struct RegistryError(pub String);
 
 /// Stores servers and schedulers. Every call is one statement; callers decide how to retry.
-pub trait Registry: Send + Sync + 'static {
+pub trait Registry: std::fmt::Debug + Send + Sync + 'static {
     /// Inserts a node and returns its id.
     fn register_node(&self, node: NodeRegistration) -> BoxFuture<'static, Result<NodeId, RegistryError>>;
 
@@ -122,14 +122,8 @@ pub trait Registry: Send + Sync + 'static {
 
 /// A registry that reads through to another and writes nothing: a dry run discovers the real
 /// fleet but registers no scheduler and marks no node offline.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ReadOnlyRegistry(pub Arc<dyn Registry>);
-
-impl std::fmt::Debug for ReadOnlyRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ReadOnlyRegistry")
-    }
-}
 
 impl Registry for ReadOnlyRegistry {
     fn register_node(&self, _: NodeRegistration) -> BoxFuture<'static, Result<NodeId, RegistryError>> {

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tokio::runtime::Handle;
 
 use crate::{
-    network::{self, LocalPeer, StartMode, TransportKind},
+    local_network::{self, LocalPeer, StartMode, TransportKind},
     DhtConfig, DhtError, DhtHandle, DhtMode, FleetMember, NodeActor, NodeId, NodeRecipients,
 };
 
@@ -52,17 +52,17 @@ pub async fn spawn_fleet(
 ) -> Result<LocalFleet, DhtError> {
     let mut template = DhtConfig::default();
     template.set_periodic_bootstrap(None).set_mode(DhtMode::Server);
-    let peer_config = network::local_peer_config(&template, transport);
-    let background = network::spawn_peers(peers, &peer_config, runtime, |_| {}).await?;
+    let peer_config = local_network::local_peer_config(&template, transport);
+    let background = local_network::spawn_peers(peers, &peer_config, runtime, |_| {}).await?;
     let mut node_config = peer_config.clone();
     node_config.set_mode(DhtMode::Client);
-    let node_peers = network::spawn_peers(nodes, &node_config, runtime, |_| {}).await?;
+    let node_peers = local_network::spawn_peers(nodes, &node_config, runtime, |_| {}).await?;
 
     let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
         .chain(LocalPeer::all_in(DhtMode::Client, &node_peers))
         .collect();
-    network::wire(&local, StartMode::Converged, template.k.get()).await?;
-    network::join(&node_peers, Duration::from_secs(30)).await?;
+    local_network::wire(&local, StartMode::Converged, template.k.get()).await?;
+    local_network::join(&node_peers, Duration::from_secs(30)).await?;
 
     let nodes: Vec<Addr<NodeActor>> = node_peers
         .iter()

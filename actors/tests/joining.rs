@@ -5,8 +5,8 @@ use std::{process::Command, time::Duration};
 
 use parsec_actors::{
     identity::Keypair,
+    local_network::{dht_runtime, TransportKind},
     multiaddr::Protocol,
-    network::{dht_runtime, TransportKind},
     ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr, PeerId, NO_PEER_REACHED, STORED_AT_NO_PEER,
 };
 use tokio::runtime::Handle;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use parsec_actors::{
-    network::{dht_runtime, TransportKind},
+    local_network::{dht_runtime, TransportKind},
     testing::spawn_fleet,
     FleetSupervisor, Flush, MeasurementRecorder, MemorySink, Operation, RoundConfig, RunRound,
 };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use parsec_actors::{
-    network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
     ContentId, DhtConfig, DhtError, DhtMode,
 };
 
@@ -18,12 +18,14 @@ fn shutdown_cancels_operations_in_flight() {
             .set_mode(DhtMode::Server)
             .set_periodic_bootstrap(None)
             .set_latency(Some(Duration::from_secs(2)));
-        let config = network::local_peer_config(&template, TransportKind::Memory);
-        let peers = network::spawn_peers(4, &config, runtime.handle(), |_| {})
+        let config = local_network::local_peer_config(&template, TransportKind::Memory);
+        let peers = local_network::spawn_peers(4, &config, runtime.handle(), |_| {})
             .await
             .unwrap();
         let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
-        network::wire(&local, StartMode::Converged, 20).await.unwrap();
+        local_network::wire(&local, StartMode::Converged, 20)
+            .await
+            .unwrap();
 
         let peer = peers[0].clone();
         let lookup = tokio::spawn(async move {

@@ -159,7 +159,7 @@ impl Handler<ProvideContent> for RemoteNode {
         let body = match serde_json::to_value(&body) {
             Ok(body) => body,
             Err(e) => {
-                return Box::pin(futures::future::ready(Err(NodeError::InvalidResponse(
+                return Box::pin(futures::future::ready(Err(NodeError::InvalidRequest(
                     e.to_string(),
                 ))))
             }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// The node cannot take the request now (busy, stopping).
     #[error("{0}")]
     Unavailable(String),
+    /// The node failed the request: the status says whose failure it was.
+    #[error(transparent)]
+    Node(NodeError),
     /// The server requires a bearer token and the request has none or another one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -54,6 +57,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Node(error) => node_status(error),
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -88,9 +92,47 @@ impl From<JsonPayloadError> for ApiError {
 
 impl From<NodeError> for ApiError {
     fn from(error: NodeError) -> Self {
-        match error {
-            NodeError::Dht(DhtError::Store { .. }) => ApiError::Unavailable(error.to_string()),
-            other => ApiError::Unavailable(other.to_string()),
+        ApiError::Node(error)
+    }
+}
+
+/// The status of a request the node could not serve. 503 means "not now, try again" (busy,
+/// shutting down, not joined); 500 is this server's own fault; 502 and 504 are failures of a node
+/// further on (a remote node behind the client). None of them is a measurement.
+fn node_status(error: &NodeError) -> StatusCode {
+    match error {
+        NodeError::Dht(
+            DhtError::Busy { .. } | DhtError::Stopped | DhtError::Cancelled | DhtError::NoKnownPeers,
+        ) => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Dht(DhtError::Store { .. } | DhtError::Setup(_)) | NodeError::InvalidRequest(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
+        NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        NodeError::Unavailable(_) | NodeError::Rejected { .. } | NodeError::InvalidResponse(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn node_failures_name_whose_failure_it_was() {
+        let status = |error: NodeError| ApiError::from(error).status_code().as_u16();
+        assert_eq!(status(DhtError::Busy { limit: 1 }.into()), 503);
+        assert_eq!(status(DhtError::Cancelled.into()), 503);
+        assert_eq!(status(DhtError::NoKnownPeers.into()), 503);
+        let refused = DhtError::Store {
+            cid: "Qm".into(),
+            reason: "full".into(),
+        };
+        assert_eq!(status(refused.into()), 500);
+        assert_eq!(status(NodeError::Timeout(Duration::from_secs(1))), 504);
+        assert_eq!(status(NodeError::Unavailable("refused".into())), 502);
+        assert_eq!(status(NodeError::InvalidResponse("not JSON".into())), 502);
     }
 }

@@ -9,7 +9,9 @@ use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, RoundConfig};
 
 use crate::{
     api::{client::ClientTimeouts, ApiToken},
-    db::DatabaseArgs,
+    cli::global::DatabaseArgs,
+    job::Shutdown,
+    report,
     scheduler::{self, SchedulerConfig},
     telemetry::metrics::{self, SchedulerMetrics},
 };
@@ -119,8 +121,8 @@ impl SchedulerArgs {
         let report = System::new().block_on(async move {
             let mut registry = metrics::registry();
             config.metrics = Some(SchedulerMetrics::register(&mut registry));
-            telemetry.start(registry);
-            let shutdown = scheduler::shutdown_on(super::shutdown_signal());
+            telemetry.endpoint().start(registry);
+            let shutdown = Shutdown::on_signals("");
             scheduler::run(config, shutdown).await
         })?;
         let scheduler = report.scheduler.map_or_else(
@@ -138,8 +140,7 @@ impl SchedulerArgs {
             report.recorder.failed_writes,
             report.wall.as_secs_f64()
         );
-        if let Some(error) = &report.storage_error {
-            eprintln!("error: measurements could not all be stored: {error}");
+        if !report::print_run(&report, &[], &[]) {
             return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)

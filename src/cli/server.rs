@@ -15,17 +15,19 @@ use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     dht::presets::{self, DEFAULT_NETWORK, DEFAULT_PROJECT},
     identity::Keypair,
+    local_network::dht_runtime,
     multiaddr::Protocol,
-    network::dht_runtime,
-    DhtConfig, DhtHandle, DhtMode, GoOffline, HeartbeatActor, Libp2pMetrics, MemoryRegistry, Multiaddr,
-    NodeActor, NodeRecipients, Registry,
+    DhtConfig, DhtHandle, DhtMode, Libp2pMetrics, MemoryRegistry, Multiaddr, Registry,
 };
 
+use super::global::{DatabaseArgs, TelemetryArgs};
 use crate::{
-    api::{self, ApiOptions, ApiToken},
-    db::{self, DatabaseArgs, Store},
+    api::{ApiOptions, ApiToken},
+    db::{self, Store},
     host,
-    telemetry::metrics::{self, ServerMetrics, TelemetryArgs},
+    job::{Shutdown, Stage},
+    server::{Server, ServerOptions},
+    telemetry::metrics::{self, ServerMetrics},
 };
 
 /// The longest wait between two attempts to join the network (bootstrap peers unreachable).
@@ -298,29 +300,19 @@ impl DhtServer {
         // Configuration errors first (an unknown network), then the database: a server that
         // cannot register is invisible to schedulers.
         let mut dht_config = self.dht_config()?;
-        let registry_of_nodes = if self.dry_run {
-            tracing::info!("dry run: registering nowhere");
-            Arc::new(MemoryRegistry::default()) as Arc<dyn Registry>
-        } else {
-            let target = self.database.target()?;
-            let store = Store::open(&target)
-                .await
-                .with_context(|| format!("opening the database {target}"))?;
-            tracing::info!(database = %target, "database ready");
-            db::registry(&store)
-        };
+        let registry_of_nodes = self.registry().await?;
+        let mut shutdown = Shutdown::on_signals("");
         if !self.common.startup_delay.is_zero() {
             tracing::info!(delay = ?self.common.startup_delay, "waiting before starting (--startup-delay)");
             tokio::select! {
                 () = tokio::time::sleep(self.common.startup_delay) => {}
-                () = super::shutdown_signal() => return Ok(()),
+                () = shutdown.reached(Stage::Finish) => return Ok(()),
             }
         }
 
         // One registry for parsec's, libp2p's and the process's metrics.
         let mut registry = metrics::registry();
         let metrics = ServerMetrics::register(&mut registry);
-        let joins = !dht_config.bootstrap.is_empty();
         tracing::info!(
             project = %self.dht.project,
             network = %self.dht.network,
@@ -338,6 +330,7 @@ impl DhtServer {
         if resources.memory_mb > 0 {
             dht_config.set_max_memory_bytes(Some(resources.memory_mb as u64 * 1024 * 1024 / 10 * 9));
         }
+        let joins = !dht_config.bootstrap.is_empty();
         let peer = DhtHandle::spawn(dht_config, &runtime)
             .await
             .context("starting the libp2p peer")?;
@@ -346,84 +339,66 @@ impl DhtServer {
             tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
         }
         if joins {
-            let joining = peer.clone();
-            actix::spawn(async move {
-                let started = std::time::Instant::now();
-                match joining.join(MAX_JOIN_BACKOFF).await {
-                    Ok(reached) => tracing::info!(
-                        routing_table_size = reached,
-                        took = ?started.elapsed(),
-                        "joined the network"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "stopped before joining the network"),
-                }
-            });
+            actix::spawn(join(peer.clone()));
         }
+        self.telemetry.endpoint().start(registry);
 
-        self.telemetry.start(registry);
-
-        let node = NodeActor::new(peer.clone()).start();
-        let listener =
-            TcpListener::bind((self.common.server_host, self.common.server_port)).with_context(|| {
+        let api_listener = TcpListener::bind((self.common.server_host, self.common.server_port))
+            .with_context(|| {
                 format!(
                     "binding the HTTP API to {}:{}",
                     self.common.server_host, self.common.server_port
                 )
             })?;
-        let api_address = listener.local_addr()?;
-        tracing::info!(address = %api_address, "HTTP API listening");
-        let server = api::serve(
-            listener,
-            NodeRecipients::of(&node),
-            ApiOptions {
-                token: self.dht.api_token.clone(),
-                metrics: Some(metrics),
+        let server = Server::start(
+            peer,
+            ServerOptions {
+                api_listener,
+                api: ApiOptions {
+                    token: self.dht.api_token.clone(),
+                    metrics: Some(metrics),
+                },
+                http_workers: self.dht.http_workers,
+                fleet: self.common.fleet.clone(),
+                registry: registry_of_nodes,
+                resources,
+                heartbeat_interval: self.dht.heartbeat_interval,
             },
-            self.dht.http_workers,
-        )?;
-        let http = server.handle();
-        let serving = actix::spawn(server);
-
-        let registration = host::registration(
-            resources,
-            peer.peer_id().to_string(),
-            self.common.fleet.clone(),
-            api_address.port(),
-            host::peer_port(peer.listen_addrs()),
-        );
-        let (heartbeat, node_id) = HeartbeatActor::register(
-            registry_of_nodes,
-            registration,
-            node.clone().recipient(),
-            self.dht.heartbeat_interval,
         )
-        .await
-        .context("registering the node in nodes_ecs")?;
-        tracing::info!(node_id = %node_id, "registered; first heartbeat once a peer answered");
+        .await?;
+        tracing::info!(node_id = %server.node_id(), "registered; first heartbeat once a peer answered");
+        tracing::info!(address = %server.api_address(), "HTTP API listening");
 
-        super::shutdown_signal().await;
-        // Offline first, so schedulers stop picking this node while it drains.
-        if let Err(e) = heartbeat.send(GoOffline).await {
-            tracing::warn!(error = %e, "heartbeat actor gone before marking the node offline");
-        }
+        shutdown.reached(Stage::Finish).await;
         tracing::info!(grace = ?self.dht.shutdown_grace, "shutting down: letting in-flight requests finish");
-        let graceful = http.stop(true);
-        tokio::pin!(graceful);
-        tokio::select! {
-            finished = tokio::time::timeout(self.dht.shutdown_grace, &mut graceful) => {
-                if finished.is_err() {
-                    tracing::warn!("in-flight requests did not finish in time: cancelling them");
-                    // Cancelled operations answer 503, which schedulers do not store.
-                    let _ = peer.shutdown().await;
-                    graceful.await;
-                }
-                let _ = serving.await;
-            }
-            () = super::shutdown_signal() => {
-                tracing::warn!("second signal: cancelling in-flight requests and exiting now");
-                let _ = peer.shutdown().await;
-            }
-        }
+        server.stop(self.dht.shutdown_grace, &mut shutdown).await;
         Ok(())
+    }
+
+    /// Where the server registers: the database, or nowhere in a dry run.
+    async fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
+        if self.dry_run {
+            tracing::info!("dry run: registering nowhere");
+            return Ok(Arc::new(MemoryRegistry::default()));
+        }
+        let target = self.database.target()?;
+        let store = Store::open(&target)
+            .await
+            .with_context(|| format!("opening the database {target}"))?;
+        tracing::info!(database = %target, "database ready");
+        Ok(db::registry(&store))
+    }
+}
+
+/// Joins the network in the background: the API answers (not ready) meanwhile.
+async fn join(peer: DhtHandle) {
+    let started = std::time::Instant::now();
+    match peer.join(MAX_JOIN_BACKOFF).await {
+        Ok(reached) => tracing::info!(
+            routing_table_size = reached,
+            took = ?started.elapsed(),
+            "joined the network"
+        ),
+        Err(e) => tracing::warn!(error = %e, "stopped before joining the network"),
     }
 }

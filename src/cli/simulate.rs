@@ -4,15 +4,15 @@ use std::{collections::HashMap, process::ExitCode, time::Duration};
 
 use actix::System;
 use clap::Args;
-use parsec_actors::{NodeId, Operation, RoundConfig};
+use parsec_actors::{NodeId, RoundConfig};
 
 use crate::{
-    db::DatabaseArgs,
+    cli::global::DatabaseArgs,
+    job::Shutdown,
     report,
     sim::{
-        run::{self, SimRunConfig, SimRunReport},
-        ChurnConfig, DelayModel, KademliaConfig, LatencyModel, LookupConfig, OperationKind, SimConfig,
-        DEFAULT_UNREACHABLE,
+        run::{self, SimRunConfig},
+        ChurnConfig, DelayModel, KademliaConfig, LatencyModel, LookupConfig, SimConfig, DEFAULT_UNREACHABLE,
     },
 };
 
@@ -165,7 +165,11 @@ impl SimulateArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
-        let report = System::new().block_on(run::run(config.clone()))?;
+        config.check()?;
+        let report = System::new().block_on(async {
+            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
+            run::run(config.clone(), shutdown).await
+        })?;
         println!(
             "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers, {} rounds run, seed {}",
             config.sim.nodes,
@@ -174,122 +178,32 @@ impl SimulateArgs {
             self.beta,
             self.steps_to_stop,
             config.servers,
-            report.rounds_run,
+            report.run.rounds_run,
             self.seed,
         );
         println!("durations are virtual time\n");
-        print!("{}", report::render_table(&report::summarize(&report.rows)));
-        println!();
-        print!("{}", effort_table(&report));
-        println!();
-        print!("{}", region_table(&report));
-        println!();
-        for (operation, error, count) in report::top_errors(&report.rows, 5) {
-            println!("{count:>6} × {operation} error: {error}");
-        }
-        for error in &report.round_errors {
-            println!("round failed: {error}");
-        }
+        let region_of: HashMap<NodeId, String> = report
+            .servers
+            .iter()
+            .map(|(_, region, id)| (*id, region.clone()))
+            .collect();
+        let sections = [
+            report::effort_table(&report.outcomes),
+            report::region_table(&report.run.rows, &region_of),
+        ];
+        let mut notes = Vec::new();
         if report.churned != (0, 0) {
-            println!(
+            notes.push(format!(
                 "churn: {} nodes left, {} joined",
                 report.churned.0, report.churned.1
-            );
+            ));
         }
-        println!(
-            "network built in {:.2}s, wall time {:.1}s, peak RSS {}",
-            report.build.as_secs_f64(),
-            report.wall.as_secs_f64(),
-            report::mebibytes(report.peak_rss_bytes)
-        );
-        if !super::print_storage(report.stored.as_ref(), report.storage_error.as_deref()) {
+        notes.push(format!("network built in {:.2}s", report.build.as_secs_f64()));
+        if !report::print_run(&report.run, &sections, &notes) {
             return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Hops and messages per operation (p50 / p90 / max).
-fn effort_table(report: &SimRunReport) -> String {
-    let mut out = format!(
-        "{:<10} {:>6} {:>16} {:>20} {:>16}\n",
-        "operation", "count", "hops p50/p90/max", "messages p50/p90/max", "failed requests"
-    );
-    for kind in [OperationKind::Provide, OperationKind::Retrieve] {
-        let of_kind: Vec<_> = report.outcomes.iter().filter(|(_, o)| o.kind == kind).collect();
-        let mut hops: Vec<u32> = of_kind.iter().map(|(_, o)| o.hops).collect();
-        let mut messages: Vec<u32> = of_kind.iter().map(|(_, o)| o.messages).collect();
-        hops.sort_unstable();
-        messages.sort_unstable();
-        let failures: u64 = of_kind.iter().map(|(_, o)| u64::from(o.failures)).sum();
-        let triple = |v: &[u32]| {
-            format!(
-                "{}/{}/{}",
-                percentile(v, 50.0),
-                percentile(v, 90.0),
-                v.last().copied().unwrap_or(0)
-            )
-        };
-        out.push_str(&format!(
-            "{:<10} {:>6} {:>16} {:>20} {:>16}\n",
-            format!("{kind:?}").to_lowercase(),
-            of_kind.len(),
-            triple(&hops),
-            triple(&messages),
-            failures
-        ));
-    }
-    out
-}
-
-/// Median retrieval and provide time per region of the server.
-fn region_table(report: &SimRunReport) -> String {
-    let region_of: HashMap<NodeId, &str> = report
-        .servers
-        .iter()
-        .map(|(_, region, id)| (*id, region.as_str()))
-        .collect();
-    let mut out = format!(
-        "{:<8} {:>14} {:>14} {:>12}\n",
-        "region", "retrieval p50", "provide p50", "found"
-    );
-    let mut regions: Vec<&str> = report.servers.iter().map(|(_, r, _)| r.as_str()).collect();
-    regions.dedup();
-    regions.sort_unstable();
-    regions.dedup();
-    for region in regions {
-        let rows: Vec<_> = report
-            .rows
-            .iter()
-            .filter(|r| region_of.get(&r.node) == Some(&region))
-            .cloned()
-            .collect();
-        let stats = report::summarize(&rows);
-        let p50 = |op: Operation| {
-            stats
-                .iter()
-                .find(|s| s.operation == op)
-                .and_then(|s| s.p50)
-                .map_or_else(|| "-".to_owned(), |d| format!("{:.3}s", d.as_secs_f64()))
-        };
-        let retrievals = stats.iter().find(|s| s.operation == Operation::Retrieval);
-        out.push_str(&format!(
-            "{:<8} {:>14} {:>14} {:>12}\n",
-            region,
-            p50(Operation::Retrieval),
-            p50(Operation::Provide),
-            retrievals.map_or_else(|| "-".to_owned(), |s| format!("{}/{}", s.successes, s.count)),
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

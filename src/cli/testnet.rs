@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
-    network::{dht_runtime, StartMode, TransportKind},
+    local_network::{dht_runtime, StartMode, TransportKind},
     DhtConfig, RoundConfig,
 };
 
 use crate::{
-    db::DatabaseArgs,
+    cli::global::DatabaseArgs,
+    job::Shutdown,
     report,
     testnet::{self, TestnetConfig},
 };
@@ -132,9 +133,13 @@ impl TestnetArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
+        config.check()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
-        let result = System::new().block_on(testnet::run(config.clone(), handle));
+        let result = System::new().block_on(async {
+            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
+            testnet::run(config.clone(), handle, shutdown).await
+        });
         runtime.shutdown_timeout(Duration::from_secs(2));
         let report = result?;
 
@@ -149,27 +154,7 @@ impl TestnetArgs {
             report.rounds_run,
         );
         println!();
-        print!("{}", report::render_table(&report::summarize(&report.rows)));
-        println!();
-        for (operation, error, count) in report::top_errors(&report.rows, 5) {
-            println!("{count:>6} × {operation} error: {error}");
-        }
-        if report.request_failures > 0 {
-            println!(
-                "{:>6} requests got no answer from their server (not recorded)",
-                report.request_failures
-            );
-        }
-        for error in &report.round_errors {
-            println!("round failed: {error}");
-        }
-        println!(
-            "setup {:.1}s, wall time {:.1}s, peak RSS {}",
-            report.setup.as_secs_f64(),
-            report.wall.as_secs_f64(),
-            report::mebibytes(report.peak_rss_bytes)
-        );
-        if !super::print_storage(report.stored.as_ref(), report.storage_error.as_deref()) {
+        if !report::print_run(&report, &[], &[]) {
             return Ok(ExitCode::FAILURE);
         }
         if report.successful_retrievals() == 0 {

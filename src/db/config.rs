@@ -1,113 +1,59 @@
-//! Database settings from the command line and parsec's environment variables.
+//! Database settings: which store, and how to reach it.
 
 use std::path::PathBuf;
 
-use clap::Args;
-
 use super::{DatabaseTarget, DbError};
 
-/// Where to store data. Postgres when `--database-url`/`DATABASE_URL` or
-/// `PARSEC_DATABASE_HOST` is set; otherwise the embedded SQLite file. Global flags, as in
-/// parsec: they go before or after the command, and parsec's `--db-*` names work too.
-#[derive(Clone, Debug, Args)]
-pub struct DatabaseArgs {
-    /// Database URL: postgres://user:password@host:port/name, or sqlite://path/to/file.
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// Postgres host (parsec's variable); setting it selects Postgres.
-    #[arg(long, global = true, alias = "db-host", env = "PARSEC_DATABASE_HOST")]
-    database_host: Option<String>,
+/// Where to store data. Postgres when a URL or a Postgres host is set; otherwise the embedded
+/// SQLite file. The command line fills it from parsec's flags and variables (`cli::global`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// postgres://user:password@host:port/name, or sqlite://path/to/file.
+    pub url: Option<String>,
+    /// Postgres host; setting it selects Postgres.
+    pub host: Option<String>,
     /// Postgres port.
-    #[arg(
-        long,
-        global = true,
-        alias = "db-port",
-        env = "PARSEC_DATABASE_PORT",
-        default_value_t = 5432
-    )]
-    database_port: u16,
+    pub port: u16,
     /// Postgres database name.
-    #[arg(
-        long,
-        global = true,
-        alias = "db-name",
-        env = "PARSEC_DATABASE_NAME",
-        default_value = "parsec"
-    )]
-    database_name: String,
+    pub name: String,
     /// Postgres user.
-    #[arg(
-        long,
-        global = true,
-        alias = "db-user",
-        env = "PARSEC_DATABASE_USER",
-        default_value = "parsec"
-    )]
-    database_user: String,
-    /// Postgres password.
-    #[arg(
-        long,
-        global = true,
-        alias = "db-password",
-        env = "PARSEC_DATABASE_PASSWORD",
-        default_value = "",
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    database_password: String,
-    /// Postgres SSL mode, as libpq's: disable, prefer (plain text here), require (encrypted),
-    /// verify-ca (and the certificate checked), verify-full (and the host name too).
-    #[arg(
-        long,
-        global = true,
-        alias = "db-sslmode",
-        env = "PARSEC_DATABASE_SSL_MODE",
-        default_value = "disable"
-    )]
-    database_ssl_mode: String,
-    /// Root certificates (PEM) that verify-ca and verify-full check the server against, e.g. the
-    /// RDS bundle; default: the Mozilla roots.
-    #[arg(long, global = true, env = "PARSEC_DATABASE_SSL_ROOT_CERT")]
-    database_ssl_root_cert: Option<PathBuf>,
+    pub user: String,
+    /// Postgres password (empty: none).
+    pub password: String,
+    /// libpq's sslmode: disable, prefer, require, verify-ca, verify-full.
+    pub ssl_mode: String,
+    /// Root certificates (PEM) for verify-ca and verify-full; default: the Mozilla roots.
+    pub ssl_root_cert: Option<PathBuf>,
     /// The embedded SQLite file used when no Postgres is configured.
-    #[arg(
-        long,
-        global = true,
-        env = "PARSEC_SQLITE_PATH",
-        default_value = "parsec.sqlite"
-    )]
-    sqlite_path: PathBuf,
+    pub sqlite_path: PathBuf,
 }
 
-impl DatabaseArgs {
+impl DatabaseSettings {
     /// The database these settings select.
     pub fn target(&self) -> Result<DatabaseTarget, DbError> {
-        if let Some(url) = &self.database_url {
+        if let Some(url) = &self.url {
             return parse_url(url);
         }
-        let Some(host) = &self.database_host else {
+        let Some(host) = &self.host else {
             return Ok(DatabaseTarget::Sqlite {
                 path: self.sqlite_path.clone(),
             });
         };
-        check_ssl_mode(&self.database_ssl_mode)?;
+        check_ssl_mode(&self.ssl_mode)?;
         let mut url = url::Url::parse("postgres://localhost")
             .map_err(|e| DbError::Config(format!("building the URL: {e}")))?;
         let invalid = |what: &str| DbError::Config(format!("invalid {what} for a Postgres URL"));
         url.set_host(Some(host))
             .map_err(|_| invalid("PARSEC_DATABASE_HOST"))?;
-        url.set_port(Some(self.database_port))
-            .map_err(|()| invalid("port"))?;
-        url.set_username(&self.database_user)
-            .map_err(|()| invalid("user"))?;
-        if !self.database_password.is_empty() {
-            url.set_password(Some(&self.database_password))
+        url.set_port(Some(self.port)).map_err(|()| invalid("port"))?;
+        url.set_username(&self.user).map_err(|()| invalid("user"))?;
+        if !self.password.is_empty() {
+            url.set_password(Some(&self.password))
                 .map_err(|()| invalid("password"))?;
         }
-        url.set_path(&self.database_name);
-        url.query_pairs_mut()
-            .append_pair("sslmode", &self.database_ssl_mode);
-        if let Some(root_cert) = &self.database_ssl_root_cert {
+        url.set_path(&self.name);
+        url.query_pairs_mut().append_pair("sslmode", &self.ssl_mode);
+        if let Some(root_cert) = &self.ssl_root_cert {
             url.query_pairs_mut()
                 .append_pair("sslrootcert", &root_cert.to_string_lossy());
         }
@@ -148,79 +94,4 @@ fn check_ssl_mode(mode: &str) -> Result<(), DbError> {
     super::tls::SslMode::parse(mode)
         .map(drop)
         .map_err(DbError::Config)
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        database: DatabaseArgs,
-    }
-
-    fn target(args: &[&str]) -> Result<DatabaseTarget, DbError> {
-        let mut argv = vec!["parsec"];
-        argv.extend(args);
-        Cli::try_parse_from(argv).unwrap().database.target()
-    }
-
-    #[test]
-    fn defaults_to_the_embedded_file() {
-        // Environment variables would change the answer; the test process does not set them.
-        if std::env::var_os("DATABASE_URL").is_some() || std::env::var_os("PARSEC_DATABASE_HOST").is_some() {
-            return;
-        }
-        assert_eq!(
-            target(&[]).unwrap(),
-            DatabaseTarget::Sqlite {
-                path: "parsec.sqlite".into()
-            }
-        );
-    }
-
-    #[test]
-    fn parsec_variables_build_an_escaped_postgres_url() {
-        let target = target(&[
-            "--database-host",
-            "db.internal",
-            "--database-password",
-            "p@ss/word",
-            "--database-name",
-            "measurements",
-        ])
-        .unwrap();
-        let DatabaseTarget::Postgres { url } = &target else {
-            panic!("expected Postgres, got {target:?}");
-        };
-        assert_eq!(
-            url,
-            "postgres://parsec:p%40ss%2Fword@db.internal:5432/measurements?sslmode=disable"
-        );
-        assert_eq!(
-            target.to_string(),
-            "postgres://parsec:***@db.internal:5432/measurements?sslmode=disable"
-        );
-    }
-
-    #[test]
-    fn bad_urls_and_tls_modes_are_explained() {
-        let error = target(&["--database-url", "mysql://x"]).unwrap_err().to_string();
-        assert!(error.contains("use postgres:// or sqlite://"), "{error}");
-        let error = target(&["--database-url", "postgres://h/db?sslmode=allow"])
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("not supported"), "{error}");
-        assert!(target(&["--database-url", "postgres://h/db?sslmode=verify-full"]).is_ok());
-        assert!(target(&["--database-url", "sqlite://"]).is_err());
-        assert_eq!(
-            target(&["--database-url", "sqlite:///tmp/x.sqlite"]).unwrap(),
-            DatabaseTarget::Sqlite {
-                path: "/tmp/x.sqlite".into()
-            }
-        );
-    }
 }

@@ -86,7 +86,6 @@ pub mod schema;
 pub mod sqlite;
 #[rustfmt::skip]
 pub mod sqlite_schema;
-pub mod throwaway;
 mod tls;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -98,7 +97,7 @@ use parsec_actors::{
     RegistryError, SchedulerId, SchedulerRegistration, SinkError,
 };
 
-pub use self::config::DatabaseArgs;
+pub use self::config::DatabaseSettings;
 use self::{
     postgres::{NodeTime, PgStore},
     rows::{NodeRow, SchedulerRow},

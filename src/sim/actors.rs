@@ -18,7 +18,9 @@ use super::{
     simulation::{OperationKind, Outcome, Simulation},
 };
 
-/// Owns the simulation; operations run one at a time, in mailbox order.
+/// Owns the simulation; operations run one at a time, in mailbox order, on a thread of their
+/// own: churn over a million routing tables must not stall the actix thread that runs the
+/// rounds and the recorder.
 #[derive(Debug)]
 pub struct SimulatorActor {
     simulation: Simulation,
@@ -27,6 +29,8 @@ pub struct SimulatorActor {
     servers: Vec<NodeIndex>,
     /// Every operation's outcome, in order, until taken.
     outcomes: Vec<(NodeIndex, Outcome)>,
+    /// Nodes that left and joined through churn so far.
+    churned: (usize, usize),
 }
 
 impl SimulatorActor {
@@ -37,12 +41,26 @@ impl SimulatorActor {
             churn,
             servers,
             outcomes: Vec::new(),
+            churned: (0, 0),
         }
+    }
+
+    /// Starts the actor on its own thread.
+    pub fn start_on_thread(self) -> Addr<Self> {
+        // The arbiter's factory may be called again after a panic; the simulation cannot be
+        // rebuilt, so a second call finds nothing and stops that thread.
+        let once = std::sync::Mutex::new(Some(self));
+        SyncArbiter::start(1, move || {
+            once.lock()
+                .ok()
+                .and_then(|mut actor| actor.take())
+                .expect("the simulator thread is started once")
+        })
     }
 }
 
 impl Actor for SimulatorActor {
-    type Context = Context<Self>;
+    type Context = SyncContext<Self>;
 }
 
 /// Runs one operation from `node`.
@@ -62,6 +80,11 @@ pub struct Operate {
 #[rtype(result = "ChurnStep")]
 pub struct Advance(pub Duration);
 
+/// Nodes that left and joined through churn so far.
+#[derive(Debug, Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct Churned;
+
 /// A node's routing table size.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
@@ -75,7 +98,7 @@ pub struct TakeOutcomes;
 impl Handler<Operate> for SimulatorActor {
     type Result = MessageResult<Operate>;
 
-    fn handle(&mut self, msg: Operate, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Operate, _: &mut SyncContext<Self>) -> Self::Result {
         let outcome = match msg.kind {
             OperationKind::Provide => self.simulation.provide(msg.node, msg.content),
             OperationKind::Retrieve => self.simulation.retrieve(msg.node, msg.content),
@@ -93,18 +116,28 @@ impl Handler<Operate> for SimulatorActor {
 impl Handler<Advance> for SimulatorActor {
     type Result = MessageResult<Advance>;
 
-    fn handle(&mut self, msg: Advance, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.churn
-                .advance(self.simulation.network_mut(), msg.0, &self.servers),
-        )
+    fn handle(&mut self, msg: Advance, _: &mut SyncContext<Self>) -> Self::Result {
+        let step = self
+            .churn
+            .advance(self.simulation.network_mut(), msg.0, &self.servers);
+        self.churned.0 += step.left.len();
+        self.churned.1 += step.joined.len();
+        MessageResult(step)
+    }
+}
+
+impl Handler<Churned> for SimulatorActor {
+    type Result = MessageResult<Churned>;
+
+    fn handle(&mut self, _: Churned, _: &mut SyncContext<Self>) -> Self::Result {
+        MessageResult(self.churned)
     }
 }
 
 impl Handler<TableSize> for SimulatorActor {
     type Result = usize;
 
-    fn handle(&mut self, msg: TableSize, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, msg: TableSize, _: &mut SyncContext<Self>) -> usize {
         self.simulation.network().routing_table_size(msg.0)
     }
 }
@@ -112,7 +145,7 @@ impl Handler<TableSize> for SimulatorActor {
 impl Handler<TakeOutcomes> for SimulatorActor {
     type Result = MessageResult<TakeOutcomes>;
 
-    fn handle(&mut self, _: TakeOutcomes, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: TakeOutcomes, _: &mut SyncContext<Self>) -> Self::Result {
         MessageResult(std::mem::take(&mut self.outcomes))
     }
 }

@@ -1,23 +1,26 @@
-//! `parsec simulate`'s job: build a simulated network, register its simulated servers, and let a
-//! [`FleetSupervisor`] run parsec rounds over them, storing rows through the
-//! [`MeasurementRecorder`] exactly as the testnet and the scheduler do.
+//! `parsec simulate`'s job: build a simulated network and register its simulated servers; the
+//! [round runner](crate::job) then runs parsec rounds over them and stores the rows exactly as
+//! for the testnet and the scheduler. Between rounds, virtual time passes (churn).
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
-use parsec_actors::{
-    FleetMember, FleetSupervisor, Measurement, NodeId, NodeRecipients, RoundConfig, RunRound, SchedulerId,
-};
+use parsec_actors::{FleetMember, Membership, NodeId, NodeRecipients, Registry, RoundConfig};
 
 use super::{
-    actors::{Advance, SimServer, SimulatorActor, TakeOutcomes},
+    actors::{Advance, Churned, SimServer, SimulatorActor, TakeOutcomes},
     churn::{Churn, ChurnConfig},
     network::NodeIndex,
     simulation::Outcome,
     SimConfig, Simulation,
 };
-use crate::{db::DatabaseTarget, host, progress::bar, recording::JobStorage, report};
+use crate::{
+    db::DatabaseTarget,
+    host,
+    job::{self, Fleet, Job, RunOptions, RunReport, SetUp, Shutdown},
+    progress::bar,
+};
 
 /// What a simulation run does.
 #[derive(Clone, Debug)]
@@ -40,31 +43,20 @@ pub struct SimRunConfig {
     pub progress: bool,
 }
 
-/// What a simulation run measured.
+/// What a simulation run measured: the run's report (durations are virtual) and what only a
+/// simulation can tell.
 #[derive(Debug)]
 pub struct SimRunReport {
-    /// Every row recorded (durations are virtual).
-    pub rows: Vec<Measurement>,
+    /// Rounds, rows, storage, wall time.
+    pub run: RunReport,
     /// Hops, messages and failures of every operation, in the order they ran.
     pub outcomes: Vec<(NodeIndex, Outcome)>,
     /// The simulated servers: node index, region name, registered id.
     pub servers: Vec<(NodeIndex, String, NodeId)>,
-    /// Rounds that ran.
-    pub rounds_run: usize,
-    /// Rounds that could not run, with the reason.
-    pub round_errors: Vec<String>,
     /// Nodes that left and joined through churn.
     pub churned: (usize, usize),
     /// Wall time to build the network.
     pub build: Duration,
-    /// The whole run, wall time.
-    pub wall: Duration,
-    /// Peak resident memory of the process.
-    pub peak_rss_bytes: Option<u64>,
-    /// Where the rows are stored and under which scheduler id.
-    pub stored: Option<(DatabaseTarget, SchedulerId)>,
-    /// Why some rows could not be stored.
-    pub storage_error: Option<String>,
 }
 
 /// Picks `count` servers spread over the regions in turn (the first nodes of each region), and
@@ -90,113 +82,139 @@ fn pick_servers(simulation: &mut Simulation, count: usize) -> Vec<NodeIndex> {
     servers
 }
 
-/// Runs a simulation inside the current actix `System`.
-pub async fn run(config: SimRunConfig) -> anyhow::Result<SimRunReport> {
-    let started = Instant::now();
-    if config.servers < 2 {
-        bail!("--servers must be at least 2: one provides, the others retrieve");
-    }
-    if config.servers > config.sim.nodes {
-        bail!(
-            "--servers ({}) cannot exceed --nodes ({})",
-            config.servers,
-            config.sim.nodes
-        );
-    }
-    let churn = Churn::new(config.churn).map_err(anyhow::Error::msg)?;
-    let storage = JobStorage::open(config.database.as_ref()).await?;
-    let registry = storage.registry();
+/// The simulation as a job.
+#[derive(Debug)]
+struct SimJob<'a> {
+    config: &'a SimRunConfig,
+    simulator: Option<Addr<SimulatorActor>>,
+    registry: Option<std::sync::Arc<dyn Registry>>,
+    /// The simulated servers: node index, region name, registered id.
+    registered: Vec<(NodeIndex, String, NodeId)>,
+    build: Duration,
+}
 
-    let building = bar(config.progress, config.sim.nodes as u64, "building network");
-    let sim_config = config.sim.clone();
-    let building_bar = building.clone();
-    let mut simulation = tokio::task::spawn_blocking(move || {
-        Simulation::build(&sim_config, |done| building_bar.set_position(done as u64))
-    })
-    .await
-    .context("building the network")?
-    .map_err(anyhow::Error::msg)?;
-    building.finish();
-    let build = started.elapsed();
-
-    let servers = pick_servers(&mut simulation, config.servers);
-    let region_names = simulation.network().region_model().names.clone();
-    let server_regions: Vec<String> = servers
-        .iter()
-        .map(|&n| region_names[usize::from(simulation.network().region(n))].clone())
-        .collect();
-    let simulator = SimulatorActor::new(simulation, churn, servers.clone()).start();
-
-    let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let mut members = Vec::new();
-    let mut registered = Vec::new();
-    for (&node, region) in servers.iter().zip(&server_regions) {
-        let mut registration = host::registration(
-            resources.clone(),
-            SimServer::peer_id(node),
-            config.round.fleet.clone(),
-            0,
-            0,
-        );
-        registration.region = region.clone();
-        let id = registry
-            .register_node(registration)
-            .await
-            .context("registering a simulated server")?;
-        let server = SimServer::new(node, simulator.clone()).start();
-        members.push(FleetMember::new(
-            id,
-            format!("sim-{node}-{region}"),
-            NodeRecipients::of(&server),
-        ));
-        registered.push((node, region.clone(), id));
-    }
-
-    let recording = storage.start_recording(&config.round.fleet).await?;
-    let recorder = recording.recorder.clone();
-    let supervisor =
-        FleetSupervisor::new(members, recorder.clone().recipient(), config.round.clone()).start();
-
-    let rounds_bar = bar(config.progress, config.rounds as u64, "rounds");
-    let mut round_errors = Vec::new();
-    let mut rounds_run = 0;
-    let mut churned = (0, 0);
-    for round in 0..config.rounds {
-        if round > 0 {
-            let step = simulator.send(Advance(config.round_interval)).await?;
-            churned.0 += step.left.len();
-            churned.1 += step.joined.len();
+impl SimRunConfig {
+    /// Rejects a run that cannot measure anything, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.servers < 2 {
+            bail!("--servers must be at least 2: one provides, the others retrieve");
         }
-        match supervisor.send(RunRound::new()).await? {
-            Ok(_) => rounds_run += 1,
-            Err(e) => {
-                tracing::warn!(error = %e, "round failed");
-                round_errors.push(e.to_string());
+        if self.servers > self.sim.nodes {
+            bail!(
+                "--servers ({}) cannot exceed --nodes ({})",
+                self.servers,
+                self.sim.nodes
+            );
+        }
+        if self.rounds == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        Churn::new(self.churn).map_err(anyhow::Error::msg)?;
+        Ok(())
+    }
+}
+
+/// Runs a simulation inside the current actix `System`.
+pub async fn run(config: SimRunConfig, shutdown: Shutdown) -> anyhow::Result<SimRunReport> {
+    config.check()?;
+    let options = RunOptions::offline(config.database.clone(), config.rounds as u64, config.progress);
+    let mut simulation = SimJob {
+        config: &config,
+        simulator: None,
+        registry: None,
+        registered: Vec::new(),
+        build: Duration::ZERO,
+    };
+    let run = job::run(&mut simulation, options, shutdown).await?;
+    let (outcomes, churned) = match &simulation.simulator {
+        Some(simulator) => (
+            simulator.send(TakeOutcomes).await?,
+            simulator.send(Churned).await?,
+        ),
+        None => (Vec::new(), (0, 0)),
+    };
+    Ok(SimRunReport {
+        run,
+        outcomes,
+        servers: simulation.registered,
+        churned,
+        build: simulation.build,
+    })
+}
+
+impl Job for SimJob<'_> {
+    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+        let config = self.config;
+        let churn = Churn::new(config.churn).map_err(anyhow::Error::msg)?;
+        let started = Instant::now();
+        let building = bar(setup.progress, config.sim.nodes as u64, "building network");
+        let sim_config = config.sim.clone();
+        let building_bar = building.clone();
+        let mut simulation = tokio::task::spawn_blocking(move || {
+            Simulation::build(&sim_config, |done| building_bar.set_position(done as u64))
+        })
+        .await
+        .context("building the network")?
+        .map_err(anyhow::Error::msg)?;
+        building.finish();
+        self.build = started.elapsed();
+
+        let servers = pick_servers(&mut simulation, config.servers);
+        let region_names = simulation.network().region_model().names.clone();
+        let server_regions: Vec<String> = servers
+            .iter()
+            .map(|&n| region_names[usize::from(simulation.network().region(n))].clone())
+            .collect();
+        let simulator = SimulatorActor::new(simulation, churn, servers.clone()).start_on_thread();
+        self.simulator = Some(simulator.clone());
+
+        let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        self.registry = Some(setup.registry.clone());
+        let mut members = Vec::new();
+        for (&node, region) in servers.iter().zip(&server_regions) {
+            let mut registration = host::registration(
+                resources.clone(),
+                SimServer::peer_id(node),
+                config.round.fleet.clone(),
+                0,
+                0,
+            );
+            registration.region = region.clone();
+            let id = setup
+                .registry
+                .register_node(registration)
+                .await
+                .context("registering a simulated server")?;
+            self.registered.push((node, region.clone(), id));
+            let server = SimServer::new(node, simulator.clone()).start();
+            members.push(FleetMember::new(
+                id,
+                format!("sim-{node}-{region}"),
+                NodeRecipients::of(&server),
+            ));
+        }
+        Ok(Fleet {
+            membership: Membership::Fixed(members),
+            round: config.round.clone(),
+            fleets: vec![config.round.fleet.clone()],
+        })
+    }
+
+    async fn before_round(&mut self, index: u64) -> anyhow::Result<()> {
+        if let (Some(simulator), true) = (&self.simulator, index > 0) {
+            simulator.send(Advance(self.config.round_interval)).await?;
+        }
+        Ok(())
+    }
+
+    async fn tear_down(&mut self) {
+        let Some(registry) = &self.registry else { return };
+        for (_, _, id) in &self.registered {
+            if let Err(e) = registry.mark_offline(*id, chrono::Utc::now()).await {
+                tracing::warn!(node = %id, error = %e, "could not mark a simulated server offline");
             }
         }
-        rounds_bar.inc(1);
     }
-    rounds_bar.finish();
-    let recorded = recording.finish().await;
-    for (_, _, id) in &registered {
-        if let Err(e) = registry.mark_offline(*id, chrono::Utc::now()).await {
-            tracing::warn!(node = %id, error = %e, "could not mark a simulated server offline");
-        }
-    }
-    let outcomes = simulator.send(TakeOutcomes).await?;
-    Ok(SimRunReport {
-        rows: recorded.rows,
-        outcomes,
-        servers: registered,
-        rounds_run,
-        round_errors,
-        churned,
-        build,
-        wall: started.elapsed(),
-        peak_rss_bytes: report::peak_rss_bytes(),
-        stored: recorded.stored,
-        storage_error: recorded.storage_error,
-    })
 }

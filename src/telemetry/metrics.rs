@@ -258,22 +258,20 @@ async fn metrics(registry: web::Data<Arc<Registry>>) -> HttpResponse {
     }
 }
 
-/// Where `/metrics` is served (`PARSEC_TELEMETRY_HOST`/`PARSEC_TELEMETRY_PORT`, as parsec).
-#[derive(Debug, Clone, clap::Args)]
-pub struct TelemetryArgs {
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsEndpoint {
     /// Address of the Prometheus `/metrics` endpoint.
-    #[arg(long, global = true, env = "PARSEC_TELEMETRY_HOST", default_value = "0.0.0.0")]
-    pub telemetry_host: std::net::IpAddr,
+    pub host: std::net::IpAddr,
     /// Port of the `/metrics` endpoint (0: any free port, logged at start).
-    #[arg(long, global = true, env = "PARSEC_TELEMETRY_PORT", default_value_t = 9464)]
-    pub telemetry_port: u16,
+    pub port: u16,
 }
 
-impl TelemetryArgs {
+impl MetricsEndpoint {
     /// Starts the endpoint for `registry` on the current actix System. A port that cannot be
     /// bound is logged and skipped: measurements matter more than their metrics.
     pub fn start(&self, registry: Registry) {
-        let bound = TcpListener::bind((self.telemetry_host, self.telemetry_port))
+        let bound = TcpListener::bind((self.host, self.port))
             .and_then(|listener| Ok((listener.local_addr()?, serve(listener, registry)?)));
         match bound {
             Ok((address, server)) => {
@@ -285,8 +283,8 @@ impl TelemetryArgs {
                 });
             }
             Err(e) => tracing::error!(
-                host = %self.telemetry_host,
-                port = self.telemetry_port,
+                host = %self.host,
+                port = self.port,
                 error = %e,
                 "cannot serve metrics (set PARSEC_TELEMETRY_PORT to a free port, or 0); running without"
             ),

@@ -1,58 +1,73 @@
-//! Shared test set-up: a local libp2p network whose nodes serve the real HTTP API on loopback.
+//! Shared test set-up: a local libp2p network whose nodes serve the real HTTP API on loopback,
+//! each started as `parsec server dht` starts its server ([`Server::start`]).
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod process;
-pub mod stored;
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use std::{net::TcpListener, time::Duration};
-
-use actix::prelude::*;
-use parsec::api;
+use parsec::{
+    api::{ApiOptions, ApiToken},
+    host::Resources,
+    server::{Server, ServerHandle, ServerOptions},
+};
 use parsec_actors::{
-    network::TransportKind,
+    local_network::TransportKind,
     testing::{spawn_fleet, LocalFleet},
-    DhtConfig, DhtHandle, NodeActor, NodeRecipients,
+    DhtConfig, DhtHandle, MemoryRegistry,
 };
 
-/// A node's API served on an OS-chosen loopback port.
-pub fn serve_node(node: &Addr<NodeActor>) -> String {
-    serve_node_with_token(node, None)
+/// A server on `peer` with its API (requiring `token`, if any) on an OS-chosen loopback port,
+/// registered in memory.
+pub async fn start_server(peer: DhtHandle, token: Option<ApiToken>) -> ServerHandle {
+    Server::start(
+        peer,
+        ServerOptions {
+            api_listener: TcpListener::bind("127.0.0.1:0").unwrap(),
+            api: ApiOptions {
+                token,
+                ..ApiOptions::default()
+            },
+            http_workers: 1,
+            fleet: "test".to_owned(),
+            registry: Arc::new(MemoryRegistry::default()),
+            resources: Resources {
+                cpu: 1,
+                memory_mb: 0,
+                ip_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            },
+            heartbeat_interval: Duration::from_secs(60),
+        },
+    )
+    .await
+    .unwrap()
 }
 
-/// A node's API requiring `token`, served on an OS-chosen loopback port.
-pub fn serve_node_with_token(node: &Addr<NodeActor>, token: Option<api::ApiToken>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let options = api::ApiOptions {
-        token,
-        ..api::ApiOptions::default()
-    };
-    let server = api::serve(listener, NodeRecipients::of(node), options, 1).unwrap();
-    actix::spawn(server);
-    url
-}
-
-/// `peers` background DHT peers and `servers` nodes over TCP, each node with its HTTP API.
+/// `peers` background DHT peers and `servers` servers over TCP, each with its HTTP API; keep
+/// both alive while the URLs are used.
 pub async fn http_fleet(
     peers: usize,
     servers: usize,
     runtime: &tokio::runtime::Handle,
-) -> (LocalFleet, Vec<String>) {
+) -> (LocalFleet, Vec<String>, Vec<ServerHandle>) {
     let fleet = spawn_fleet(peers, servers, TransportKind::Tcp, runtime)
         .await
         .unwrap();
-    let urls = fleet.nodes.iter().map(serve_node).collect();
-    (fleet, urls)
+    let mut handles = Vec::new();
+    for peer in &fleet.node_peers {
+        handles.push(start_server(peer.clone(), None).await);
+    }
+    let urls = handles.iter().map(ServerHandle::base_url).collect();
+    (fleet, urls, handles)
 }
 
-/// A node on a DHT peer that knows nobody (never ready until given peers).
-pub async fn lone_node(runtime: &tokio::runtime::Handle) -> (DhtHandle, Addr<NodeActor>, String) {
-    let config = parsec_actors::network::local_peer_config(&DhtConfig::default(), TransportKind::Tcp);
+/// A server whose DHT peer knows nobody (never ready until given peers), requiring `token`.
+pub async fn lone_server(
+    runtime: &tokio::runtime::Handle,
+    token: Option<ApiToken>,
+) -> (DhtHandle, ServerHandle) {
+    let config = parsec_actors::local_network::local_peer_config(&DhtConfig::default(), TransportKind::Tcp);
     let peer = DhtHandle::spawn(config, runtime).await.unwrap();
-    let node = NodeActor::new(peer.clone()).start();
-    let url = serve_node(&node);
-    (peer, node, url)
+    (peer.clone(), start_server(peer, token).await)
 }
 
 /// An HTTP client with a generous timeout.

@@ -18,33 +18,27 @@ use crate::{ContentId, DhtError};
 /// room for many concurrent schedulers while bounding memory.
 pub(crate) const MAX_PENDING_QUERIES: usize = 1024;
 
-/// What a finished query answers.
-#[derive(Debug)]
-pub(crate) enum Waiter {
-    Provide(oneshot::Sender<Result<DhtOutcome, DhtError>>),
-    Retrieve(oneshot::Sender<Result<DhtOutcome, DhtError>>),
-    Bootstrap(oneshot::Sender<Result<DhtOutcome, DhtError>>),
-}
-
-impl Waiter {
-    /// Answers the operation's caller.
-    pub(crate) fn answer(self, result: Result<DhtOutcome, DhtError>) {
-        let (Waiter::Provide(reply) | Waiter::Retrieve(reply) | Waiter::Bootstrap(reply)) = self;
-        // The caller may have gone (HTTP client hung up); nothing to do then.
-        let _ = reply.send(result);
-    }
-}
+/// Where a finished query's answer goes.
+pub(crate) type Reply = oneshot::Sender<Result<DhtOutcome, DhtError>>;
 
 /// One operation in flight.
 #[derive(Debug)]
 pub(crate) struct PendingQuery {
-    pub(crate) waiter: Waiter,
+    reply: Reply,
     pub(crate) cid: Option<ContentId>,
     /// Monotonic start, the reference of the measured duration.
     pub(crate) started: Instant,
     /// The operation's span: what the query does step by step is recorded on it as events.
     pub(crate) span: tracing::Span,
     deadline_key: delay_queue::Key,
+}
+
+impl PendingQuery {
+    /// Answers the operation's caller.
+    pub(crate) fn answer(self, result: Result<DhtOutcome, DhtError>) {
+        // The caller may have gone (HTTP client hung up); nothing to do then.
+        let _ = self.reply.send(result);
+    }
 }
 
 /// Operations in flight, keyed by kad query id, with their deadlines.
@@ -64,7 +58,7 @@ impl PendingQueries {
     pub(crate) fn insert(
         &mut self,
         id: QueryId,
-        waiter: Waiter,
+        reply: Reply,
         cid: Option<ContentId>,
         started: Instant,
         timeout: Duration,
@@ -74,7 +68,7 @@ impl PendingQueries {
         self.queries.insert(
             id,
             PendingQuery {
-                waiter,
+                reply,
                 cid,
                 started,
                 span,

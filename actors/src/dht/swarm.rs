@@ -22,7 +22,7 @@ use tokio::{
 
 use super::{
     behaviour::{DhtBehaviour, DhtBehaviourEvent},
-    pending::{PendingQueries, PendingQuery, Waiter},
+    pending::{PendingQueries, PendingQuery},
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
 };
@@ -37,18 +37,11 @@ const MAX_CONFIRMED_PEERS: usize = 20_000;
 /// Requests from the handle to the swarm task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Provide {
-        cid: ContentId,
+    /// Start a kad query; the reply comes when it finished.
+    Query {
+        query: Query,
         reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
         span: tracing::Span,
-    },
-    Retrieve {
-        cid: ContentId,
-        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
-        span: tracing::Span,
-    },
-    Bootstrap {
-        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
     },
     RoutingTableSize {
         reply: oneshot::Sender<usize>,
@@ -63,6 +56,26 @@ pub(crate) enum Command {
     },
     /// Answer every operation in flight as cancelled, then stop.
     Shutdown,
+}
+
+/// The kad queries a caller can start.
+#[derive(Debug)]
+pub(crate) enum Query {
+    /// Publish the provider record of a CID.
+    Provide(ContentId),
+    /// Look up the first provider record of a CID.
+    Retrieve(ContentId),
+    /// Join through the known peers and refresh the buckets.
+    Bootstrap,
+}
+
+impl Query {
+    fn cid(&self) -> Option<ContentId> {
+        match self {
+            Query::Provide(cid) | Query::Retrieve(cid) => Some(cid.clone()),
+            Query::Bootstrap => None,
+        }
+    }
 }
 
 /// What a started peer reports back.
@@ -190,76 +203,13 @@ impl SwarmTask {
             );
         }
         for query in cancelled {
-            query.waiter.answer(Err(DhtError::Cancelled));
+            query.answer(Err(DhtError::Cancelled));
         }
     }
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Provide { cid, reply, span } => {
-                if !self.pending.has_room() {
-                    let _ = reply.send(Err(busy()));
-                    return;
-                }
-                let started = Instant::now();
-                match self.swarm.behaviour_mut().kad.start_providing(cid.record_key()) {
-                    Ok(id) => self.pending.insert(
-                        id,
-                        Waiter::Provide(reply),
-                        Some(cid),
-                        started,
-                        self.config.provide_timeout,
-                        span,
-                    ),
-                    Err(e) => {
-                        let _ = reply.send(Err(DhtError::Store {
-                            cid: cid.to_string(),
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
-            }
-            Command::Retrieve { cid, reply, span } => {
-                if !self.pending.has_room() {
-                    let _ = reply.send(Err(busy()));
-                    return;
-                }
-                let started = Instant::now();
-                let id = self.swarm.behaviour_mut().kad.get_providers(cid.record_key());
-                self.pending.insert(
-                    id,
-                    Waiter::Retrieve(reply),
-                    Some(cid),
-                    started,
-                    self.config.retrieve_timeout,
-                    span,
-                );
-            }
-            Command::Bootstrap { reply } => {
-                if !self.pending.has_room() {
-                    let _ = reply.send(Err(busy()));
-                    return;
-                }
-                for address in self.dial_only.clone() {
-                    if let Err(e) = self.swarm.dial(address.clone()) {
-                        tracing::info!(%address, error = %e, "could not dial a bootstrap address");
-                    }
-                }
-                let started = Instant::now();
-                match self.swarm.behaviour_mut().kad.bootstrap() {
-                    Ok(id) => self.pending.insert(
-                        id,
-                        Waiter::Bootstrap(reply),
-                        None,
-                        started,
-                        self.config.provide_timeout,
-                        tracing::Span::current(),
-                    ),
-                    Err(kad::NoKnownPeers()) => {
-                        let _ = reply.send(Err(DhtError::NoKnownPeers));
-                    }
-                }
-            }
+            Command::Query { query, reply, span } => self.start_query(query, reply, span),
             Command::RoutingTableSize { reply } => {
                 let _ = reply.send(self.routing_table_size());
             }
@@ -281,6 +231,58 @@ impl SwarmTask {
             }
             // Handled by `run`, which stops the loop.
             Command::Shutdown => self.cancel_pending(),
+        }
+    }
+
+    /// Starts `query` and tracks it until it finishes or its deadline passes.
+    fn start_query(
+        &mut self,
+        query: Query,
+        reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
+        span: tracing::Span,
+    ) {
+        if !self.pending.has_room() {
+            let _ = reply.send(Err(busy()));
+            return;
+        }
+        let started = Instant::now();
+        let timeout = match query {
+            Query::Retrieve(_) => self.config.retrieve_timeout,
+            Query::Provide(_) | Query::Bootstrap => self.config.provide_timeout,
+        };
+        let cid = query.cid();
+        match self.start_kad_query(query) {
+            Ok(id) => self.pending.insert(id, reply, cid, started, timeout, span),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn start_kad_query(&mut self, query: Query) -> Result<QueryId, DhtError> {
+        match query {
+            Query::Provide(cid) => self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .start_providing(cid.record_key())
+                .map_err(|e| DhtError::Store {
+                    cid: cid.to_string(),
+                    reason: e.to_string(),
+                }),
+            Query::Retrieve(cid) => Ok(self.swarm.behaviour_mut().kad.get_providers(cid.record_key())),
+            Query::Bootstrap => {
+                for address in self.dial_only.clone() {
+                    if let Err(e) = self.swarm.dial(address.clone()) {
+                        tracing::info!(%address, error = %e, "could not dial a bootstrap address");
+                    }
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .bootstrap()
+                    .map_err(|kad::NoKnownPeers()| DhtError::NoKnownPeers)
+            }
         }
     }
 
@@ -465,7 +467,7 @@ impl SwarmTask {
             provider,
             record_peers,
         };
-        query.waiter.answer(Ok(outcome));
+        query.answer(Ok(outcome));
     }
 
     /// Routing-table entries we reached ourselves (see `confirmed`).

@@ -16,7 +16,7 @@ use libp2p::{
     noise, quic, tcp, yamux, PeerId, Transport,
 };
 
-use super::latency::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS};
+use super::wan_delay::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS};
 use crate::DhtError;
 
 /// Upper bound on a connection's security and muxer negotiation.

@@ -10,7 +10,7 @@ use crate::NodeId;
 
 /// One member as the planner sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
+pub struct MemberStatus {
     /// The member's node id.
     pub id: NodeId,
     /// Whether it answered its readiness check.
@@ -21,7 +21,7 @@ pub struct Candidate {
     pub retrieves: bool,
 }
 
-impl Candidate {
+impl MemberStatus {
     /// A member of a fleet that both provides and retrieves.
     pub fn both(id: NodeId, ready: bool) -> Self {
         Self {
@@ -52,7 +52,7 @@ pub struct RoundPlanner {
 
 impl RoundPlanner {
     /// Plans a round over `candidates`. `None` when no member that may provide is ready.
-    pub fn plan(&mut self, candidates: &[Candidate]) -> Option<RoundPlan> {
+    pub fn plan(&mut self, candidates: &[MemberStatus]) -> Option<RoundPlan> {
         let last = self.last_provider;
         // Ids after the last provider's come first (smallest first), then the wrap-around.
         let (provider, chosen) = candidates
@@ -86,11 +86,11 @@ mod tests {
     use super::*;
 
     /// Members with ids 1.. whose readiness is `ready`.
-    fn members(ready: &[bool]) -> Vec<Candidate> {
+    fn members(ready: &[bool]) -> Vec<MemberStatus> {
         ready
             .iter()
             .enumerate()
-            .map(|(i, &r)| Candidate::both(NodeId(i as i64 + 1), r))
+            .map(|(i, &r)| MemberStatus::both(NodeId(i as i64 + 1), r))
             .collect()
     }
 
@@ -144,11 +144,12 @@ mod tests {
     #[test]
     fn rotation_follows_ids_when_members_come_and_go() {
         let mut planner = RoundPlanner::default();
-        let ids = |ids: &[i64]| -> Vec<Candidate> {
-            ids.iter().map(|&i| Candidate::both(NodeId(i), true)).collect()
+        let ids = |ids: &[i64]| -> Vec<MemberStatus> {
+            ids.iter().map(|&i| MemberStatus::both(NodeId(i), true)).collect()
         };
-        let provider =
-            |planner: &mut RoundPlanner, list: &[Candidate]| list[planner.plan(list).unwrap().provider].id.0;
+        let provider = |planner: &mut RoundPlanner, list: &[MemberStatus]| {
+            list[planner.plan(list).unwrap().provider].id.0
+        };
         assert_eq!(provider(&mut planner, &ids(&[3, 5, 9])), 3);
         // Node 5 left and node 4 joined: the next id after 3 is 4.
         assert_eq!(provider(&mut planner, &ids(&[3, 4, 9])), 4);
@@ -160,8 +161,8 @@ mod tests {
     #[test]
     fn cross_fleet_roles_keep_providers_and_retrievers_apart() {
         // Members 1, 2 provide only (fleet A); 3, 4 retrieve only (fleet B).
-        let list: Vec<Candidate> = (1..=4)
-            .map(|i| Candidate {
+        let list: Vec<MemberStatus> = (1..=4)
+            .map(|i| MemberStatus {
                 id: NodeId(i),
                 ready: true,
                 provides: i <= 2,

@@ -3,17 +3,37 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
+    path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     sync::{mpsc, Arc, Mutex},
     time::{Duration, Instant},
 };
 
-pub const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
+/// The `parsec` binary Cargo built beside the running test or benchmark (`target/<profile>/`,
+/// one folder above their `deps/`); `PARSEC_BIN` names another.
+pub fn parsec_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PARSEC_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("cannot locate this executable: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|dir| {
+            if dir.ends_with("deps") {
+                dir.parent()
+            } else {
+                Some(dir)
+            }
+        })
+        .unwrap_or_else(|| panic!("{} has no parent folder", exe.display()));
+    profile_dir.join(format!("parsec{}", std::env::consts::EXE_SUFFIX))
+}
 
 /// Many processes share this machine: each serves metrics on a port of its own, logged at start.
 const TELEMETRY_ON_ANY_PORT: [&str; 4] = ["--telemetry-host", "127.0.0.1", "--telemetry-port", "0"];
 
 /// A running `parsec server dht` with what it logged at start.
+#[derive(Debug)]
 pub struct ServerProcess {
     pub child: Child,
     pub http: String,
@@ -30,7 +50,7 @@ impl ServerProcess {
 
     /// As [`start`](Self::start), with environment variables.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(PARSEC)
+        let mut child = Command::new(parsec_binary())
             .args([
                 "server",
                 "dht",
@@ -92,7 +112,7 @@ impl ServerProcess {
 
     /// Whether `parsec health` says the server is ready.
     pub fn health(&self) -> bool {
-        Command::new(PARSEC)
+        Command::new(parsec_binary())
             .args(["health", &self.http])
             .output()
             .unwrap()
@@ -162,6 +182,7 @@ pub fn start_joining(
 }
 
 /// A `parsec scheduler` whose stdout and stderr are collected.
+#[derive(Debug)]
 pub struct SchedulerProcess {
     child: Child,
     log: Arc<Mutex<String>>,
@@ -171,7 +192,7 @@ pub struct SchedulerProcess {
 impl SchedulerProcess {
     /// `parsec scheduler` against `database_url` with `args`.
     pub fn start(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(PARSEC)
+        let mut child = Command::new(parsec_binary())
             .arg("scheduler")
             .args(["--database-url", database_url])
             .args(TELEMETRY_ON_ANY_PORT)

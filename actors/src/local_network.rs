@@ -221,21 +221,3 @@ pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError
         .try_collect::<()>()
         .await
 }
-
-/// Waits until every peer's routing table is non-empty, or `timeout` passes; returns how many
-/// peers are still empty.
-pub async fn wait_until_joined(peers: &[DhtHandle], timeout: Duration) -> Result<usize, DhtError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut empty = 0;
-        for peer in peers {
-            if peer.routing_table_size().await? == 0 {
-                empty += 1;
-            }
-        }
-        if empty == 0 || tokio::time::Instant::now() >= deadline {
-            return Ok(empty);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}

@@ -1,0 +1,359 @@
+//! The round runner every job shares: the scheduler against server processes, the testnet of
+//! real peers in this process and the simulator all set a fleet up, then hand it to [`run`],
+//! which owns what follows: storage, the rounds (interval, backoff, shutdown), the closing
+//! drain, the clean-up and the [`RunReport`]. A new job is set-up code only: a [`Job`].
+//!
+//! ```text
+//! open storage ─▶ Job::set_up ─▶ register as scheduler ─▶ rounds ─▶ drain ─▶ Job::tear_down
+//!                  (raced with        │        ▲ before_round (churn, …)
+//!                   shutdown)         ▼        │ interval / backoff / shutdown stages
+//!                               FleetSupervisor ──RecordMeasurement──▶ MeasurementRecorder
+//! ```
+
+pub mod shutdown;
+mod storage;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use parsec_actors::{
+    backoff::Backoff, FleetSupervisor, Measurement, Membership, RecorderStats, Registry, RoundConfig,
+    RoundError, RoundSummary, RunRound, SchedulerId,
+};
+
+use self::storage::{JobStorage, Recorded};
+pub use self::{
+    shutdown::{Shutdown, ShutdownTrigger, Stage},
+    storage::StorageOptions,
+};
+use crate::{db::DatabaseTarget, progress::bar, report, telemetry::metrics::SchedulerMetrics};
+
+/// Distinct round errors a report keeps (a scheduler may fail the same way for weeks).
+const MAX_DISTINCT_ROUND_ERRORS: usize = 16;
+
+/// What a job's set-up hands the runner: the members to measure and how rounds run.
+#[derive(Debug)]
+pub struct Fleet {
+    /// The members (fixed, or discovered before every round).
+    pub membership: Membership,
+    /// Probes, settle, readiness timeout, fleet label.
+    pub round: RoundConfig,
+    /// The fleets the job registers as measuring (`schedulers_ecs.fleets`).
+    pub fleets: Vec<String>,
+}
+
+/// What the runner gives a job's set-up.
+#[derive(Debug)]
+pub struct SetUp {
+    /// Where the job's servers register (the database, in memory, or read-only in a dry run).
+    pub registry: Arc<dyn Registry>,
+    /// Whether to draw progress bars.
+    pub progress: bool,
+}
+
+/// A job: how its fleet is set up, what happens between rounds, and how it is taken down.
+pub trait Job {
+    /// Starts what the job measures. Anything started is kept on `self` as it starts, so that
+    /// [`Job::tear_down`] stops it even when the set-up fails or is interrupted half-way.
+    fn set_up(&mut self, setup: &SetUp) -> impl Future<Output = anyhow::Result<Fleet>>;
+
+    /// Runs before round `index` (0-based); the simulator lets virtual time pass here.
+    fn before_round(&mut self, index: u64) -> impl Future<Output = anyhow::Result<()>> {
+        let _ = index;
+        async { Ok(()) }
+    }
+
+    /// Stops what the set-up started (servers offline, peers closed). Runs exactly once.
+    fn tear_down(&mut self) -> impl Future<Output = ()>;
+}
+
+/// How rounds follow each other.
+#[derive(Clone, Debug)]
+pub struct Pacing {
+    /// Rounds to run (`None`: until shutdown).
+    pub rounds: Option<u64>,
+    /// From one round's start to the next (a longer round is followed at once).
+    pub interval: Duration,
+    /// Pause after failed rounds, doubling (a fleet with no ready node is not hammered).
+    pub backoff_after_failure: bool,
+    /// After the first shutdown signal, how long the round in flight may take before it is
+    /// abandoned (`None`: until the second signal).
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// Everything [`run`] needs besides the job.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Where servers register and rows go.
+    pub storage: StorageOptions,
+    /// How rounds follow each other.
+    pub pacing: Pacing,
+    /// Where rounds are counted (`None`: not counted).
+    pub metrics: Option<SchedulerMetrics>,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// An offline job (testnet, simulation): `rounds` back to back into `target` (or memory),
+    /// failing at once if the database is unreachable, keeping the rows for the report, rounds
+    /// abandoned only at the second signal.
+    pub fn offline(target: Option<DatabaseTarget>, rounds: u64, progress: bool) -> Self {
+        Self {
+            storage: StorageOptions {
+                target,
+                dry_run: false,
+                keep_rows: true,
+                wait_for_database: false,
+            },
+            pacing: Pacing {
+                rounds: Some(rounds),
+                interval: Duration::ZERO,
+                backoff_after_failure: false,
+                shutdown_grace: None,
+            },
+            metrics: None,
+            progress,
+        }
+    }
+}
+
+/// What a run did, printed when it ends ([`report::print_run`]).
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// The run's `schedulers_ecs` id (`None`: a dry run, or stopped before registering).
+    pub scheduler: Option<SchedulerId>,
+    /// Rounds that ran to the end.
+    pub rounds_run: u64,
+    /// Rounds that could not run or were abandoned.
+    pub rounds_failed: u64,
+    /// Why rounds failed: distinct messages with their counts (bounded).
+    pub round_errors: BTreeMap<String, u64>,
+    /// Requests that got no report from their server (not recorded).
+    pub request_failures: u64,
+    /// Every row recorded, when [`StorageOptions::keep_rows`].
+    pub rows: Vec<Measurement>,
+    /// The recorder's counters at the end.
+    pub recorder: RecorderStats,
+    /// Where the rows are stored and under which scheduler id.
+    pub stored: Option<(DatabaseTarget, SchedulerId)>,
+    /// Why some rows could not be stored (the database stayed unreachable at the end).
+    pub storage_error: Option<String>,
+    /// Whether a shutdown ended the run before its last round.
+    pub interrupted: bool,
+    /// From the start until the fleet was set up.
+    pub setup: Duration,
+    /// The whole run.
+    pub wall: Duration,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl RunReport {
+    /// Retrievals that found a provider.
+    pub fn successful_retrievals(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.operation == parsec_actors::Operation::Retrieval && r.error.is_none())
+            .count()
+    }
+
+    fn count_round_error(&mut self, error: &RoundError) {
+        let message = error.to_string();
+        if self.round_errors.len() < MAX_DISTINCT_ROUND_ERRORS || self.round_errors.contains_key(&message) {
+            *self.round_errors.entry(message).or_default() += 1;
+        } else {
+            *self.round_errors.entry("(other errors)".to_owned()).or_default() += 1;
+        }
+    }
+
+    fn absorb(&mut self, recorded: Recorded) {
+        self.rows = recorded.rows;
+        self.recorder = recorded.stats;
+        self.scheduler = recorded.scheduler;
+        self.stored = recorded.stored;
+        self.storage_error = recorded.storage_error;
+    }
+}
+
+/// Runs `job` inside the current actix `System`: set-up, rounds until the round limit or
+/// shutdown, drain, tear-down. A set-up that fails or is interrupted is torn down before the
+/// error returns; nothing measured is lost to a shutdown.
+pub async fn run(
+    job: &mut impl Job,
+    options: RunOptions,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let mut report = RunReport::default();
+    let Some(storage) = JobStorage::open(options.storage.clone(), &mut shutdown).await? else {
+        report.interrupted = true;
+        return Ok(finished(report, started));
+    };
+    let setup = SetUp {
+        registry: storage.registry(),
+        progress: options.progress,
+    };
+    let set_up = tokio::select! {
+        fleet = job.set_up(&setup) => fleet,
+        () = shutdown.reached(Stage::Finish) => Err(anyhow::anyhow!("interrupted while setting up; nothing was measured")),
+    };
+    let fleet = match set_up {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            job.tear_down().await;
+            return Err(e);
+        }
+    };
+    report.setup = started.elapsed();
+    tracing::info!(setup = ?report.setup, "fleet set up");
+
+    let recording = match storage.start_recording(fleet.fleets.clone(), &mut shutdown).await {
+        Ok(Some(recording)) => recording,
+        Ok(None) => {
+            job.tear_down().await;
+            report.interrupted = true;
+            return Ok(finished(report, started));
+        }
+        Err(e) => {
+            job.tear_down().await;
+            return Err(e);
+        }
+    };
+    let supervisor = FleetSupervisor::with_membership(
+        fleet.membership,
+        recording.recorder.clone().recipient(),
+        fleet.round,
+    )
+    .start();
+    let ended_early = run_rounds(job, &supervisor, &options, &mut shutdown, &mut report).await;
+    report.interrupted = shutdown.requested();
+    report.absorb(recording.finish().await);
+    job.tear_down().await;
+    ended_early?;
+    Ok(finished(report, started))
+}
+
+fn finished(mut report: RunReport, started: Instant) -> RunReport {
+    report.wall = started.elapsed();
+    report.peak_rss_bytes = report::peak_rss_bytes();
+    report
+}
+
+/// The round loop. An error of the job's between-rounds hook ends it (after what was measured
+/// is kept).
+async fn run_rounds(
+    job: &mut impl Job,
+    supervisor: &Addr<FleetSupervisor>,
+    options: &RunOptions,
+    shutdown: &mut Shutdown,
+    report: &mut RunReport,
+) -> anyhow::Result<()> {
+    let pacing = &options.pacing;
+    let rounds_bar = bar(options.progress, pacing.rounds.unwrap_or(0), "rounds");
+    let mut backoff = Backoff::default();
+    for index in 0u64.. {
+        if pacing.rounds.is_some_and(|limit| index >= limit) || shutdown.requested() {
+            break;
+        }
+        job.before_round(index).await?;
+        let round_started = Instant::now();
+        let outcome = run_round(supervisor, shutdown, pacing.shutdown_grace).await;
+        if let Some(metrics) = &options.metrics {
+            metrics.record_round(&outcome);
+        }
+        rounds_bar.inc(1);
+        let mut pause = pacing.interval.saturating_sub(round_started.elapsed());
+        match outcome {
+            Ok(summary) => {
+                backoff.reset();
+                report.rounds_run += 1;
+                report.request_failures += summary.failures.len() as u64;
+                rounds_bar.set_message(describe(&summary));
+                tracing::info!(round = %summary.round, cid = %summary.cid, took = ?round_started.elapsed(), "{}", describe(&summary));
+            }
+            Err(RoundError::Abandoned) => {
+                report.rounds_failed += 1;
+                report.count_round_error(&RoundError::Abandoned);
+                tracing::warn!("round abandoned at shutdown; its unfinished operations are not recorded");
+                break;
+            }
+            Err(e) => {
+                report.rounds_failed += 1;
+                report.count_round_error(&e);
+                if pacing.backoff_after_failure {
+                    pause = pause.max(backoff.step());
+                }
+                tracing::warn!(error = %e, retry_in = ?pause, "round failed");
+            }
+        }
+        if !pause.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.reached(Stage::Finish) => break,
+            }
+        }
+    }
+    rounds_bar.finish();
+    Ok(())
+}
+
+/// One line about a finished round.
+fn describe(summary: &RoundSummary) -> String {
+    let found = summary
+        .retrievals
+        .iter()
+        .filter(|(_, r)| r.measurements.iter().all(|m| m.error.is_none()))
+        .count();
+    let provide = summary
+        .provide
+        .measurements
+        .first()
+        .map(|m| m.duration)
+        .unwrap_or_default();
+    format!(
+        "last: provide {:.3}s, found {found}/{}, {} failed requests, {} not ready",
+        provide.as_secs_f64(),
+        summary.retrievals.len(),
+        summary.failures.len(),
+        summary.not_ready.len()
+    )
+}
+
+/// One round. After the first shutdown signal it may finish within `grace` (or until the second
+/// signal); then it is abandoned.
+async fn run_round(
+    supervisor: &Addr<FleetSupervisor>,
+    shutdown: &mut Shutdown,
+    grace: Option<Duration>,
+) -> Result<RoundSummary, RoundError> {
+    let (message, abort) = RunRound::abortable();
+    let round = supervisor.send(message);
+    tokio::pin!(round);
+    let stopped = |e: MailboxError| RoundError::SupervisorStopped(e.to_string());
+    tokio::select! {
+        result = &mut round => return result.map_err(stopped)?,
+        () = shutdown.reached(Stage::Finish) => {}
+    }
+    tracing::info!(?grace, "shutting down: letting the round in flight finish");
+    let give_up = async {
+        match grace {
+            Some(grace) => tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = shutdown.reached(Stage::Abandon) => {}
+            },
+            None => shutdown.reached(Stage::Abandon).await,
+        }
+    };
+    tokio::select! {
+        result = &mut round => return result.map_err(stopped)?,
+        () = give_up => {}
+    }
+    abort.abort();
+    round.await.map_err(stopped)?
+}

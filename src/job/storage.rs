@@ -1,0 +1,222 @@
+//! Where a job puts what it measures: servers register in the database (or in memory), the job
+//! registers as a scheduler, and a [`MeasurementRecorder`] stores every row, keeping a copy for
+//! the job's report where asked. A dry run registers nowhere and discards the rows.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use actix::prelude::*;
+use anyhow::{bail, Context as _};
+use parsec_actors::{
+    backoff::Backoff, recorder, CopyingSink, DiscardingSink, GetStats, Measurement, MeasurementRecorder,
+    MemoryRegistry, MemorySink, ReadOnlyRegistry, RecorderStats, Registry, SchedulerId,
+    SchedulerRegistration,
+};
+
+use super::shutdown::{Shutdown, Stage};
+use crate::{
+    db::{self, DatabaseTarget, DbError, Store},
+    host,
+};
+
+/// How long the closing flush may retry a failing database before giving up on the rows.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a job's storage is opened.
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// The database (`None`: memory only, for embedding).
+    pub target: Option<DatabaseTarget>,
+    /// Register nowhere and discard the measurements.
+    pub dry_run: bool,
+    /// Keep a copy of every row for the report (offline jobs; a scheduler runs for weeks).
+    pub keep_rows: bool,
+    /// Retry an unreachable database until shutdown (a service), instead of failing at once (a
+    /// run that cannot store its results should fail before it starts).
+    pub wait_for_database: bool,
+}
+
+/// The opened storage of a job.
+pub(crate) struct JobStorage {
+    options: StorageOptions,
+    store: Option<Store>,
+    registry: Arc<dyn Registry>,
+}
+
+/// A started recorder and the copy of its rows.
+#[derive(Debug)]
+pub(crate) struct Recording {
+    /// The job's `schedulers_ecs` id (`None`: a dry run).
+    scheduler: Option<SchedulerId>,
+    /// Where rounds send their rows.
+    pub(crate) recorder: Addr<MeasurementRecorder>,
+    copy: Option<MemorySink>,
+    target: Option<DatabaseTarget>,
+}
+
+/// What a recording kept once drained.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    /// Every row recorded (when the job keeps them).
+    pub(crate) rows: Vec<Measurement>,
+    /// The recorder's counters at the end.
+    pub(crate) stats: RecorderStats,
+    /// The job's scheduler id.
+    pub(crate) scheduler: Option<SchedulerId>,
+    /// Where the rows are stored and under which scheduler id.
+    pub(crate) stored: Option<(DatabaseTarget, SchedulerId)>,
+    /// Why some rows could not be stored (the database stayed unreachable at the end).
+    pub(crate) storage_error: Option<String>,
+}
+
+impl std::fmt::Debug for JobStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStorage")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobStorage {
+    /// Opens (and migrates) the database, or keeps everything in memory without one; `None` when
+    /// shutdown came first.
+    pub(crate) async fn open(
+        options: StorageOptions,
+        shutdown: &mut Shutdown,
+    ) -> anyhow::Result<Option<Self>> {
+        let store = match &options.target {
+            Some(target) => {
+                let what = format!("opening the database {target}");
+                match retry(&what, options.wait_for_database, shutdown, || Store::open(target)).await? {
+                    Some(store) => Some(store),
+                    None => return Ok(None),
+                }
+            }
+            None => None,
+        };
+        let registry: Arc<dyn Registry> = match &store {
+            Some(store) if options.dry_run => Arc::new(ReadOnlyRegistry(db::registry(store))),
+            Some(store) => db::registry(store),
+            None => Arc::new(MemoryRegistry::default()),
+        };
+        Ok(Some(Self {
+            options,
+            store,
+            registry,
+        }))
+    }
+
+    /// Where servers register and are discovered.
+    pub(crate) fn registry(&self) -> Arc<dyn Registry> {
+        self.registry.clone()
+    }
+
+    /// Registers the job as the scheduler of `fleets` and starts its recorder; `None` when
+    /// shutdown came first.
+    pub(crate) async fn start_recording(
+        &self,
+        fleets: Vec<String>,
+        shutdown: &mut Shutdown,
+    ) -> anyhow::Result<Option<Recording>> {
+        let copy = self.options.keep_rows.then(MemorySink::default);
+        if self.options.dry_run {
+            tracing::info!(?fleets, "dry run: measuring, storing nothing");
+            let recorder = match &copy {
+                Some(copy) => MeasurementRecorder::new(copy.clone()),
+                None => MeasurementRecorder::new(DiscardingSink::default()),
+            };
+            return Ok(Some(Recording {
+                scheduler: None,
+                recorder: recorder.start(),
+                copy,
+                target: None,
+            }));
+        }
+        let registration = SchedulerRegistration {
+            fleets,
+            dependencies: host::dependencies(),
+        };
+        let registering = retry(
+            "registering the scheduler",
+            self.options.wait_for_database,
+            shutdown,
+            || {
+                let registry = self.registry.clone();
+                let registration = registration.clone();
+                async move {
+                    registry
+                        .register_scheduler(registration)
+                        .await
+                        .map_err(|e| DbError::Query(e.to_string()))
+                }
+            },
+        );
+        let Some(scheduler) = registering.await? else {
+            return Ok(None);
+        };
+        tracing::info!(%scheduler, fleets = ?registration.fleets, "scheduler registered");
+        let recorder = match (&self.store, &copy) {
+            (Some(store), Some(copy)) => {
+                MeasurementRecorder::new(CopyingSink::new(store.measurement_sink(scheduler), copy.clone()))
+            }
+            (Some(store), None) => MeasurementRecorder::new(store.measurement_sink(scheduler)),
+            (None, Some(copy)) => MeasurementRecorder::new(copy.clone()),
+            (None, None) => MeasurementRecorder::new(DiscardingSink::default()),
+        };
+        Ok(Some(Recording {
+            scheduler: Some(scheduler),
+            recorder: recorder.start(),
+            copy,
+            target: self.options.target.clone(),
+        }))
+    }
+}
+
+impl Recording {
+    /// Stores what is still buffered and returns what was recorded.
+    pub(crate) async fn finish(self) -> Recorded {
+        let storage_error = recorder::drain(&self.recorder, DRAIN_TIMEOUT)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        if let Some(error) = &storage_error {
+            tracing::error!(%error, "measurements could not all be stored");
+        }
+        Recorded {
+            rows: self.copy.map(|copy| copy.rows()).unwrap_or_default(),
+            stats: self.recorder.send(GetStats).await.unwrap_or_default(),
+            scheduler: self.scheduler,
+            stored: self.target.zip(self.scheduler),
+            storage_error,
+        }
+    }
+}
+
+/// Runs `call` once, or (`patient`) retries it with backoff until it succeeds, fails for good
+/// (a configuration error), or shutdown is requested (then `None`).
+async fn retry<T, F, Fut>(
+    what: &str,
+    patient: bool,
+    shutdown: &mut Shutdown,
+    mut call: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DbError>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match call().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(DbError::Config(e)) => bail!("{what}: {e}"),
+            Err(e) if !patient => return Err(e).context(what.to_owned()),
+            Err(e) => {
+                let pause = backoff.step();
+                tracing::warn!(error = %e, retry_in = ?pause, "{what} failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.reached(Stage::Finish) => return Ok(None),
+                }
+            }
+        }
+    }
+}
