@@ -157,14 +157,17 @@ mod tests {
     use super::*;
     use crate::{
         registry::MemoryRegistry,
-        testing::{sample_registration, wait_for, ReadinessStub},
+        testing::{sample_registration, ReadinessStub},
     };
 
     #[actix::test]
     async fn heartbeats_start_when_ready_and_stop_offline() {
+        // Paused time: every check and beat happens at an exact virtual instant.
+        tokio::time::pause();
+        let interval = Duration::from_millis(30);
         let registry = MemoryRegistry::default();
         let checks = Arc::new(AtomicU32::new(0));
-        // Not ready for the first two checks: no heartbeat may be written before the third.
+        // Not ready for the first two checks (t = 0 and 30 ms): ready from the third (60 ms).
         let node = ReadinessStub {
             checks: checks.clone(),
             unready_checks: 2,
@@ -174,37 +177,41 @@ mod tests {
             Arc::new(registry.clone()),
             sample_registration(),
             node.recipient(),
-            Duration::from_millis(30),
+            interval,
         )
         .await
         .unwrap();
         assert_eq!(registry.nodes()[0].registration, sample_registration());
-        assert_eq!(registry.nodes()[0].last_heartbeat, None);
 
         // The readiness poll runs at min(1 s, interval) = 30 ms.
-        let first_beat = wait_for(Duration::from_secs(5), || async {
-            registry.nodes()[0].last_heartbeat.is_some()
-        })
-        .await;
-        assert!(first_beat, "no heartbeat after the node became ready");
-        assert!(
-            checks.load(Ordering::SeqCst) >= 3,
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            registry.nodes()[0].last_heartbeat,
+            None,
             "beat before the node was ready"
         );
 
-        let first = registry.nodes()[0].last_heartbeat.unwrap();
-        let refreshed = wait_for(Duration::from_secs(5), || async {
-            registry.nodes()[0].last_heartbeat.unwrap() > first
-        })
-        .await;
-        assert!(refreshed, "heartbeat not refreshed");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(checks.load(Ordering::SeqCst), 3);
+        let first = registry.nodes()[0].last_heartbeat.expect("a beat once ready");
+
+        // Ready: one check and one beat per interval (at 90 and 120 ms).
+        std::thread::sleep(Duration::from_millis(2)); // the row's timestamp is wall-clock time
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(checks.load(Ordering::SeqCst), 5);
+        assert!(
+            registry.nodes()[0].last_heartbeat.unwrap() > first,
+            "heartbeat not refreshed"
+        );
 
         heartbeat.send(GoOffline).await.unwrap().unwrap();
         let node_row = &registry.nodes()[0];
         assert_eq!(node_row.id, id);
         assert!(node_row.offline_since.is_some());
         let last = node_row.last_heartbeat;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(interval * 10).await;
+        assert_eq!(checks.load(Ordering::SeqCst), 5, "checked after going offline");
         assert_eq!(
             registry.nodes()[0].last_heartbeat,
             last,

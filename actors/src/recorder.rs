@@ -8,12 +8,11 @@
 //! answers, every record sent before it has reached the sink or is still held for retry.
 //! At shutdown, [`drain`] retries until everything is written or a deadline passes.
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant},
-};
+use std::{collections::VecDeque, time::Duration};
 
 use actix::prelude::*;
+// The runtime's clock, so paused-time tests step through backoffs exactly.
+use tokio::time::Instant;
 
 use crate::{backoff::Backoff, Measurement, MeasurementSink, SinkError};
 
@@ -254,14 +253,16 @@ impl Handler<Flush> for MeasurementRecorder {
                 (written, Ok(()))
             }
             .into_actor(self)
-            .map(|(written, result), act, _| {
-                act.written(written);
-                match result {
-                    Ok(()) => Ok(written),
-                    Err((e, unwritten)) => {
-                        act.failed(&e, unwritten);
-                        Err(e)
-                    }
+            .map(|(written, result), act, _| match result {
+                Ok(()) => {
+                    act.written(written);
+                    Ok(written)
+                }
+                Err((e, unwritten)) => {
+                    // Chunks before the failing one were stored; the backoff still grows.
+                    act.stats.written += written as u64;
+                    act.failed(&e, unwritten);
+                    Err(e)
                 }
             }),
         ))
@@ -338,6 +339,7 @@ mod tests {
 
     #[actix::test]
     async fn an_outage_loses_nothing_and_duplicates_nothing() {
+        tokio::time::pause();
         let sink = FlakySink::default();
         sink.down.store(true, Ordering::SeqCst);
         let recorder = MeasurementRecorder::new(sink.clone())
@@ -348,11 +350,28 @@ mod tests {
             recorder.do_send(RecordMeasurement(row(probe)));
         }
         assert!(recorder.send(Flush).await.unwrap().is_err());
+        // Let the flushes the batches queued fail too (virtual time stands still meanwhile).
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let stats = recorder.send(GetStats).await.unwrap();
         assert_eq!((stats.held, stats.written, stats.dropped), (10_000, 0, 0));
 
         sink.down.store(false, Ordering::SeqCst);
-        // The recorder retries by itself, after its backoff.
+        // The recorder retries by itself once its backoff (doubled per failure so far) has
+        // passed, and not before.
+        let failures = stats.failed_writes;
+        let backoff = INITIAL_BACKOFF * 2u32.pow(u32::try_from(failures).unwrap() - 1);
+        tokio::time::sleep(backoff - Duration::from_millis(30)).await;
+        let stats = recorder.send(GetStats).await.unwrap();
+        assert_eq!(
+            (stats.written, stats.failed_writes),
+            (0, failures),
+            "retried within the backoff"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(
+            recorder.send(GetStats).await.unwrap().written > 0,
+            "no retry after the backoff"
+        );
         let recovered = crate::testing::wait_for(Duration::from_secs(10), || async {
             recorder.send(GetStats).await.unwrap().held == 0
         })
@@ -368,6 +387,7 @@ mod tests {
 
     #[actix::test]
     async fn a_full_buffer_drops_the_oldest_and_counts_them() {
+        tokio::time::pause();
         let sink = FlakySink::default();
         sink.down.store(true, Ordering::SeqCst);
         let recorder = MeasurementRecorder::new(sink.clone()).with_capacity(10).start();
@@ -385,6 +405,7 @@ mod tests {
 
     #[actix::test]
     async fn drain_gives_up_at_its_deadline_and_says_what_is_left() {
+        tokio::time::pause();
         let sink = FlakySink::default();
         sink.down.store(true, Ordering::SeqCst);
         let recorder = MeasurementRecorder::new(sink).start();
