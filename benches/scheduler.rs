@@ -21,6 +21,38 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     parsec::report::percentile(sorted, p).unwrap_or(f64::NAN)
 }
 
+/// Sustained pace: rounds/min in each fifth of the run and the gaps between round starts, from
+/// the provides' start times.
+fn print_sustained(rows: &[stored::StoredMeasurement]) {
+    let mut starts: Vec<_> = rows
+        .iter()
+        .filter(|r| r.operation == "provide")
+        .map(|r| r.started_at)
+        .collect();
+    starts.sort();
+    let fifth = (starts.len() / 5).max(2);
+    let segments: Vec<String> = starts
+        .chunks(fifth)
+        .filter(|chunk| chunk.len() >= 2)
+        .map(|chunk| {
+            let span = (chunk[chunk.len() - 1] - chunk[0]).as_seconds_f64();
+            format!("{:.0}", (chunk.len() - 1) as f64 / span * 60.0)
+        })
+        .collect();
+    println!("  rounds per minute, by fifth       {:>9}", segments.join(" → "));
+    let mut gaps: Vec<f64> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_seconds_f64())
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    println!(
+        "  gap between round starts p50/p99/max {:.4} / {:.4} / {:.4} s",
+        percentile(&gaps, 50.0),
+        percentile(&gaps, 99.0),
+        gaps.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
 fn main() {
     let servers = option("--servers", 7);
     let rounds = option("--rounds", 300);
@@ -80,34 +112,7 @@ fn main() {
         percentile(&retrieval_s, 50.0),
         percentile(&retrieval_s, 90.0)
     );
-    // Sustained: rounds/min in each fifth of the run, from the provides' start times.
-    let mut starts: Vec<_> = rows
-        .iter()
-        .filter(|r| r.operation == "provide")
-        .map(|r| r.started_at)
-        .collect();
-    starts.sort();
-    let fifth = (starts.len() / 5).max(2);
-    let segments: Vec<String> = starts
-        .chunks(fifth)
-        .filter(|chunk| chunk.len() >= 2)
-        .map(|chunk| {
-            let span = (chunk[chunk.len() - 1] - chunk[0]).as_seconds_f64();
-            format!("{:.0}", (chunk.len() - 1) as f64 / span * 60.0)
-        })
-        .collect();
-    println!("  rounds per minute, by fifth       {:>9}", segments.join(" → "));
-    let mut gaps: Vec<f64> = starts
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_seconds_f64())
-        .collect();
-    gaps.sort_by(f64::total_cmp);
-    println!(
-        "  gap between round starts p50/p99/max {:.4} / {:.4} / {:.4} s",
-        percentile(&gaps, 50.0),
-        percentile(&gaps, 99.0),
-        gaps.last().copied().unwrap_or(f64::NAN)
-    );
+    print_sustained(&rows);
     let slow = |sorted: &[f64]| sorted.iter().filter(|&&d| d > 1.0).count();
     println!(
         "  operations over 1 s: provides {} of {}, retrievals {} of {}",

@@ -104,6 +104,73 @@ async fn spawn_joining(
     Some(peer)
 }
 
+/// One request to the server's API: whether its measurement succeeded, and how long it took (s).
+async fn server_operation(client: &awc::Client, url: String, body: &Value) -> (bool, f64) {
+    let answer: Option<Value> = match client.post(url).send_json(body).await {
+        Ok(mut response) => response.json().await.ok(),
+        Err(_) => None,
+    };
+    let measurement = answer.as_ref().map(|v| &v["Measurements"][0]);
+    (
+        measurement.is_some_and(|m| m["Error"] == ""),
+        measurement.and_then(|m| m["Duration"].as_f64()).unwrap_or(0.0) / 1e9,
+    )
+}
+
+/// Churn: `count` peers leave for good and as many new ones join through live peers; returns
+/// how many left and joined.
+async fn churn_peers(
+    peers: &mut Vec<DhtHandle>,
+    count: usize,
+    config: &DhtConfig,
+    runtime: &tokio::runtime::Handle,
+    rng: &mut impl Rng,
+) -> (usize, usize) {
+    let mut left = 0;
+    for _ in 0..count.min(peers.len().saturating_sub(10)) {
+        let leaving = peers.swap_remove(rng.gen_range(0..peers.len()));
+        let _ = leaving.shutdown().await;
+        left += 1;
+    }
+    let joining: Vec<_> = (0..count)
+        .map(|_| {
+            let seeds: Vec<_> = peers
+                .choose_multiple(rng, 3)
+                .map(|p| p.dialable_addrs()[0].clone())
+                .collect();
+            spawn_joining(config, seeds, runtime)
+        })
+        .collect();
+    let mut joined = 0;
+    for peer in futures::future::join_all(joining).await.into_iter().flatten() {
+        peers.push(peer);
+        joined += 1;
+    }
+    (left, joined)
+}
+
+/// The server's memory, descriptors and connections at the start, the middle and the end.
+fn print_trend(samples: &[(usize, Sample)]) {
+    let first = samples[0].1;
+    let middle = samples[samples.len() / 2].1;
+    let end = samples[samples.len() - 1].1;
+    let peak = samples.iter().map(|(_, s)| s.rss_mib).fold(0.0, f64::max);
+    println!(
+        "server RSS: start {:.1} MiB, middle {:.1} MiB, end {:.1} MiB, peak {:.1} MiB; \
+         second half {:+.1}% (end/middle {:.3})",
+        first.rss_mib,
+        middle.rss_mib,
+        end.rss_mib,
+        peak,
+        (end.rss_mib / middle.rss_mib - 1.0) * 100.0,
+        end.rss_mib / middle.rss_mib
+    );
+    println!(
+        "server fds: start {}, middle {}, end {}; open connections: start {:.0}, middle {:.0}, end {:.0}",
+        first.fds, middle.fds, end.fds, first.connections, middle.connections, end.connections
+    );
+}
+
 fn main() {
     let peer_count = option("--peers", 500);
     let rounds = option("--rounds", 400);
@@ -165,22 +232,8 @@ fn main() {
             let content = random_content(&mut rng);
             let cid = ContentId::for_content(&content);
             let body = json!({"Content": base64::engine::general_purpose::STANDARD.encode(&content)});
-            let provided: Option<Value> = match client
-                .post(format!("{}/provide", server.http))
-                .send_json(&body)
-                .await
-            {
-                Ok(mut response) => response.json().await.ok(),
-                Err(_) => None,
-            };
-            let provide_ok = provided
-                .as_ref()
-                .is_some_and(|v| v["Measurements"][0]["Error"] == "");
-            let provide_s = provided
-                .as_ref()
-                .and_then(|v| v["Measurements"][0]["Duration"].as_f64())
-                .unwrap_or(0.0)
-                / 1e9;
+            let (provide_ok, provide_s) =
+                server_operation(&client, format!("{}/provide", server.http), &body).await;
             server_provides.add(provide_ok, provide_s);
             let looker = peers.choose(&mut rng).unwrap().clone();
             let found = looker.retrieve(cid).await;
@@ -193,44 +246,13 @@ fn main() {
             let cid = ContentId::for_content(&random_content(&mut rng));
             let provider = peers.choose(&mut rng).unwrap().clone();
             let _ = provider.provide(cid.clone()).await;
-            let retrieved: Option<Value> = match client
-                .post(format!("{}/retrieve/{cid}", server.http))
-                .send_json(&json!({}))
-                .await
-            {
-                Ok(mut response) => response.json().await.ok(),
-                Err(_) => None,
-            };
-            server_lookups.add(
-                retrieved
-                    .as_ref()
-                    .is_some_and(|v| v["Measurements"][0]["Error"] == ""),
-                retrieved
-                    .as_ref()
-                    .and_then(|v| v["Measurements"][0]["Duration"].as_f64())
-                    .unwrap_or(0.0)
-                    / 1e9,
-            );
+            let (found_ok, found_s) =
+                server_operation(&client, format!("{}/retrieve/{cid}", server.http), &json!({})).await;
+            server_lookups.add(found_ok, found_s);
 
-            // Churn: some peers leave for good, as many new ones join through live peers.
-            for _ in 0..churn.min(peers.len().saturating_sub(10)) {
-                let leaving = peers.swap_remove(rng.gen_range(0..peers.len()));
-                let _ = leaving.shutdown().await;
-                left += 1;
-            }
-            let joining: Vec<_> = (0..churn)
-                .map(|_| {
-                    let seeds: Vec<_> = peers
-                        .choose_multiple(&mut rng, 3)
-                        .map(|p| p.dialable_addrs()[0].clone())
-                        .collect();
-                    spawn_joining(&config, seeds, &handle)
-                })
-                .collect();
-            for peer in futures::future::join_all(joining).await.into_iter().flatten() {
-                peers.push(peer);
-                joined += 1;
-            }
+            let (gone, new) = churn_peers(&mut peers, churn, &config, &handle, &mut rng).await;
+            left += gone;
+            joined += new;
 
             if round % (rounds / 10).max(1) == 0 || round == rounds {
                 let now = sample(pid, &server.metrics);
@@ -247,27 +269,11 @@ fn main() {
             }
         }
 
-        let middle = samples[samples.len() / 2].1;
-        let end = samples.last().unwrap().1;
-        let peak = samples.iter().map(|(_, s)| s.rss_mib).fold(0.0, f64::max);
         println!(
             "\n{rounds} rounds, {left} peers left and {joined} joined, {:.0}s",
             started.elapsed().as_secs_f64()
         );
-        println!(
-            "server RSS: start {:.1} MiB, middle {:.1} MiB, end {:.1} MiB, peak {:.1} MiB; \
-             second half {:+.1}% (end/middle {:.3})",
-            first.rss_mib,
-            middle.rss_mib,
-            end.rss_mib,
-            peak,
-            (end.rss_mib / middle.rss_mib - 1.0) * 100.0,
-            end.rss_mib / middle.rss_mib
-        );
-        println!(
-            "server fds: start {}, middle {}, end {}; open connections: start {:.0}, middle {:.0}, end {:.0}",
-            first.fds, middle.fds, end.fds, first.connections, middle.connections, end.connections
-        );
+        print_trend(&samples);
         drop(server);
         drop(peers);
     });

@@ -168,13 +168,32 @@ fn simulate_rejects_bad_parameters_with_the_fix() {
 }
 
 #[test]
-fn testnet_rejects_a_fleet_too_small_to_measure() {
-    let output = Command::new(PARSEC)
-        .args(["testnet", "--servers", "1", "--no-progress"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--servers must be at least 2"));
+fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("never.sqlite");
+    for (args, message) in [
+        (vec!["--servers", "1"], "--servers must be at least 2"),
+        (vec!["--rounds", "0"], "--rounds must be at least 1"),
+        (vec!["--peers", "0"], "Add --server-mode"),
+        (vec!["--peers", "100000000"], "Lower --peers"),
+        (
+            vec!["--peers", "3000", "--transport", "tcp", "--start", "bootstrap"],
+            "open files",
+        ),
+    ] {
+        let output = Command::new(PARSEC)
+            .args(["testnet", "--no-progress", "--database-url"])
+            .arg(format!("sqlite://{}", database.display()))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Refused before the storage opened: nothing was started, so nothing is left online.
+    assert!(!database.exists(), "a refused run touched the database");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::{
 
 use parsec_actors::{
     local_network::{dht_runtime, TransportKind},
+    testing::retrieve_until_found,
     ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr,
 };
 
@@ -93,15 +94,9 @@ fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
         let provided = provider.provide(cid.clone()).await.unwrap();
         assert_eq!(provided.error, None);
         assert_eq!(provided.record_peers, Some(1), "the js peer took the record");
-        // ADD_PROVIDER has no answer: the js peer may store it just after the provide ended.
-        let mut found = retriever.retrieve(cid.clone()).await.unwrap();
-        for _ in 0..10 {
-            if found.error.is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            found = retriever.retrieve(cid.clone()).await.unwrap();
-        }
+        let found = retrieve_until_found(&retriever, &cid, 11, Duration::from_millis(200))
+            .await
+            .unwrap();
         assert_eq!(found.error, None, "the js peer did not hand out the record");
         assert_eq!(found.provider, Some(provider.peer_id()));
     });

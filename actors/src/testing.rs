@@ -8,7 +8,8 @@ use tokio::runtime::Handle;
 
 use crate::{
     local_network::{self, LocalPeer, StartMode, TransportKind},
-    DhtConfig, DhtError, DhtHandle, DhtMode, FleetMember, NodeActor, NodeId, NodeRecipients,
+    ContentId, DhtConfig, DhtError, DhtHandle, DhtMode, DhtOutcome, FleetMember, NodeActor, NodeId,
+    NodeRecipients,
 };
 
 /// Polls `predicate` every 50 ms until it holds or `timeout` passes; returns whether it held.
@@ -27,6 +28,26 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Looks `cid` up from `retriever` until a provider record is found, at most `attempts` times,
+/// `pause` apart: ADD_PROVIDER has no answer in the protocol, so kad ends a provide once the
+/// request is handed to the connection, and the storing peer may hold the record only just after.
+pub async fn retrieve_until_found(
+    retriever: &DhtHandle,
+    cid: &ContentId,
+    attempts: u32,
+    pause: Duration,
+) -> Result<DhtOutcome, DhtError> {
+    let mut found = retriever.retrieve(cid.clone()).await?;
+    for _ in 1..attempts.max(1) {
+        if found.error.is_none() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        found = retriever.retrieve(cid.clone()).await?;
+    }
+    Ok(found)
 }
 
 /// A local network with nodes on it, ready for rounds.

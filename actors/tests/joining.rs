@@ -7,6 +7,7 @@ use parsec_actors::{
     identity::Keypair,
     local_network::{dht_runtime, TransportKind},
     multiaddr::Protocol,
+    testing::retrieve_until_found,
     ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr, PeerId, NO_PEER_REACHED, STORED_AT_NO_PEER,
 };
 use tokio::runtime::Handle;
@@ -84,16 +85,9 @@ fn nodes_join_through_a_bootstrap_peer_with(keypair: Keypair) {
             Some(1),
             "the record went to the one DHT server"
         );
-        // kad counts a provide done once ADD_PROVIDER is handed to the connection, before the
-        // bootstrap peer has stored it: a lookup right after may still find nothing.
-        let mut found = retriever.retrieve(cid.clone()).await.unwrap();
-        for _ in 0..5 {
-            if found.error.is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            found = retriever.retrieve(cid.clone()).await.unwrap();
-        }
+        let found = retrieve_until_found(&retriever, &cid, 6, Duration::from_millis(100))
+            .await
+            .unwrap();
         assert_eq!(found.error, None);
         assert_eq!(found.provider, Some(provider.peer_id()));
         assert!(found.counts.successes >= 1);

@@ -7,9 +7,10 @@ use parsec_actors::local_network::{StartMode, TransportKind};
 
 use super::TestnetConfig;
 
-/// Resident memory per peer, measured: 100 peers and 7 servers over QUIC peak at 260 MiB
-/// (README); a margin of 2× for lookups in flight.
-pub(super) const BYTES_PER_PEER: u64 = 5 * 1024 * 1024;
+/// Resident memory per peer, an upper bound: measured peaks are 2.4 MiB a peer at 107 peers
+/// (260 MiB, README) and 1.8 MiB at 1,007 peers (1,816 MiB), both over QUIC with 3 rounds or more;
+/// the rest is headroom for lookups in flight.
+pub(super) const BYTES_PER_PEER: u64 = 4 * 1024 * 1024;
 
 /// Descriptors the process needs besides its peers (HTTP, database, logs, the runtime).
 const RESERVED_FILES: u64 = 256;
