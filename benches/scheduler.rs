@@ -12,7 +12,7 @@ use args::option;
 use std::time::{Duration, Instant};
 
 use parsec::testing::{
-    process::{start_fleet, summary_figure, wait_until, SchedulerProcess},
+    process::{start_fleet, summary_figure, SchedulerProcess},
     stored, TempPostgres,
 };
 
@@ -59,14 +59,7 @@ fn main() {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
     let url = pg.url();
     let _fleet = start_fleet(servers, "default", &url, &[]);
-    assert!(
-        wait_until(Duration::from_secs(120), || stored::nodes(&url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-            == servers),
-        "servers never all became ready"
-    );
+    stored::wait_for_live_nodes(&url, servers, Duration::from_secs(120));
 
     let started = Instant::now();
     let scheduler = SchedulerProcess::start(

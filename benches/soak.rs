@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use parsec::testing::process::{wait_until, ServerProcess};
 use parsec_actors::{
-    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, TransportKind},
     random_content, ContentId, DhtConfig, DhtHandle, DhtMode,
 };
 use rand::{seq::SliceRandom, Rng};
@@ -182,11 +182,7 @@ fn main() {
         template.set_mode(DhtMode::Server).set_periodic_bootstrap(None);
         let config = local_network::local_peer_config(&template, TransportKind::Quic);
         let started = Instant::now();
-        let mut peers = local_network::spawn_peers(peer_count, &config, &handle, |_| {})
-            .await
-            .unwrap();
-        let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
-        local_network::wire(&local, StartMode::Converged, 20)
+        let mut peers = local_network::spawn_converged(peer_count, &config, &handle)
             .await
             .unwrap();
         println!("{peer_count} peers up in {:.1}s", started.elapsed().as_secs_f64());

@@ -22,12 +22,7 @@ fn testnet_runs_rounds_and_prints_the_report() {
         .args(["--seed", "7"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = parsec::testing::process::expect_success(&output);
     let line = |op: &str| {
         stdout
             .lines()
@@ -79,12 +74,7 @@ fn simulate(database: &std::path::Path, seed: &str) -> (String, Vec<(String, f64
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = parsec::testing::process::expect_success(&output);
     use diesel::{Connection, RunQueryDsl};
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -217,9 +207,7 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("servers.sqlite");
     let url = format!("sqlite://{}", database.display());
-    let storage = ["--database-url", &url, "--heartbeat-interval", "100ms"];
-    let first = ServerProcess::start(&storage);
-    let second = ServerProcess::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
+    let [first, second] = common::two_servers(&url);
     assert!(
         first.tcp_multiaddr.contains("/p2p/12D3KooW"),
         "{}",
@@ -285,12 +273,7 @@ fn an_interrupted_testnet_stores_what_it_measured() {
         .status()
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = parsec::testing::process::expect_success(&output);
     let rounds: i64 = stdout
         .split(" rounds run")
         .next()
@@ -425,9 +408,7 @@ fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("recover.sqlite");
     let url = format!("sqlite://{}", database.display());
-    let storage = ["--database-url", &url, "--heartbeat-interval", "100ms"];
-    let first = ServerProcess::start(&storage);
-    let second = ServerProcess::start(&[&storage[..], &["--bootstrap", &first.tcp_multiaddr]].concat());
+    let [first, second] = common::two_servers(&url);
     let beating = || common::sqlite_counts(&database).nodes_with_heartbeat == 2;
     assert!(
         parsec::testing::process::wait_until(Duration::from_secs(30), beating),
@@ -533,12 +514,7 @@ fn parsecs_command_lines_work_unchanged() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&scheduler.stdout);
-    assert!(
-        scheduler.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&scheduler.stderr)
-    );
+    let stdout = parsec::testing::process::expect_success(&scheduler);
     assert!(stdout.contains("(dry run)"), "{stdout}");
     let stored = counts(&pg.url());
     assert_eq!(

@@ -21,11 +21,7 @@ fn compose_config() -> String {
         .args(["-f", &format!("{COMPOSE}/docker-compose.yml"), "config"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    parsec::testing::process::expect_success(&output);
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -56,11 +52,7 @@ fn promtool_accepts_the_prometheus_configuration() {
         .args(["check", "config", &format!("{COMPOSE}/prometheus/prometheus.yml")])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    parsec::testing::process::expect_success(&output);
 }
 
 #[test]

@@ -119,16 +119,7 @@ fn scraped_fleet(scheduler_args: &[&str]) -> ScrapedFleet {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
     let url = pg.url();
     let servers = start_fleet(3, "default", &url, &[]);
-    let live = || {
-        parsec::testing::stored::nodes(&url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(60), || live() == 3),
-        "servers never became ready"
-    );
+    parsec::testing::stored::wait_for_live_nodes(&url, 3, Duration::from_secs(60));
     let scheduler = SchedulerProcess::start(&url, scheduler_args, &[]);
     assert!(wait_until(Duration::from_secs(30), || scheduler
         .metrics()

@@ -27,15 +27,7 @@ fn cluster() -> TempPostgres {
 
 /// Waits until `count` nodes heartbeat (their servers are ready).
 fn wait_for_live_nodes(url: &str, count: usize) {
-    assert!(
-        wait_until(Duration::from_secs(60), || nodes(url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-            >= count),
-        "servers never all heartbeated: {:?}",
-        nodes(url)
-    );
+    parsec::testing::stored::wait_for_live_nodes(url, count, Duration::from_secs(60));
 }
 
 fn provides(rows: &[StoredMeasurement]) -> Vec<&StoredMeasurement> {

@@ -336,12 +336,7 @@ fn recorder_loses_nothing_through_a_database_outage() {
 fn testnet_writes_to_postgres() {
     let pg = cluster();
     let output = common::testnet_command(2, "memory", &pg.url()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = parsec::testing::process::expect_success(&output);
     assert!(
         stdout.contains("psql \"postgres://postgres@127.0.0.1"),
         "{stdout}"

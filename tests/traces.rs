@@ -119,16 +119,7 @@ fn a_round_is_one_trace_across_scheduler_and_servers() {
     let server_env = exporting("parsec-server");
     let server_env: Vec<(&str, &str)> = server_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _servers = start_fleet(3, "default", &url, &server_env);
-    let live = || {
-        parsec::testing::stored::nodes(&url)
-            .iter()
-            .filter(|n| n.live())
-            .count()
-    };
-    assert!(
-        wait_until(Duration::from_secs(60), || live() == 3),
-        "servers never became ready"
-    );
+    parsec::testing::stored::wait_for_live_nodes(&url, 3, Duration::from_secs(60));
     let scheduler_env = exporting("parsec-scheduler");
     let scheduler_env: Vec<(&str, &str)> = scheduler_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // One round now, the next in an hour.

@@ -92,6 +92,19 @@ pub fn local_peer_config(template: &DhtConfig, transport: TransportKind) -> DhtC
     config
 }
 
+/// Spawns `count` DHT server peers of `config` and wires them as a converged network: the
+/// ground of a test or benchmark that needs a network and nothing more.
+pub async fn spawn_converged(
+    count: usize,
+    config: &DhtConfig,
+    runtime: &Handle,
+) -> Result<Vec<DhtHandle>, DhtError> {
+    let peers = spawn_peers(count, config, runtime, |_| {}).await?;
+    let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
+    wire(&local, StartMode::Converged, config.k.get()).await?;
+    Ok(peers)
+}
+
 /// Starts `count` peers from `config`; `progress` is called with the number started so far.
 pub async fn spawn_peers(
     count: usize,

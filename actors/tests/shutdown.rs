@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use parsec_actors::{
-    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, TransportKind},
     ContentId, DhtConfig, DhtError, DhtMode,
 };
 
@@ -19,11 +19,7 @@ fn shutdown_cancels_operations_in_flight() {
             .set_periodic_bootstrap(None)
             .set_latency(Some(Duration::from_secs(2)));
         let config = local_network::local_peer_config(&template, TransportKind::Memory);
-        let peers = local_network::spawn_peers(4, &config, runtime.handle(), |_| {})
-            .await
-            .unwrap();
-        let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers).collect();
-        local_network::wire(&local, StartMode::Converged, 20)
+        let peers = local_network::spawn_converged(4, &config, runtime.handle())
             .await
             .unwrap();
 

@@ -51,6 +51,17 @@ impl StoredNode {
     }
 }
 
+/// Waits up to `timeout` until `count` nodes heartbeat (their servers are ready); panics with
+/// the rows otherwise.
+pub fn wait_for_live_nodes(url: &str, count: usize, timeout: std::time::Duration) {
+    let live = || nodes(url).iter().filter(|n| n.live()).count();
+    assert!(
+        super::process::wait_until(timeout, || live() >= count),
+        "servers never all heartbeated: {:?}",
+        nodes(url)
+    );
+}
+
 fn query<T: QueryableByName<diesel::pg::Pg> + Send + 'static>(url: &str, sql: &str) -> Vec<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -70,6 +70,14 @@ pub async fn lone_server(
     (peer.clone(), start_server(peer, token).await)
 }
 
+/// Two `parsec server dht` processes registering in `database_url`, the second joining through
+/// the first.
+pub fn two_servers(database_url: &str) -> [parsec::testing::process::ServerProcess; 2] {
+    parsec::testing::process::start_fleet(2, "default", database_url, &[])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("two servers asked for"))
+}
+
 /// An HTTP client with a generous timeout.
 pub fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(30)).finish()

@@ -100,19 +100,13 @@ impl Round {
         let started_at = chrono::Utc::now();
         // A child of the round's span; the HTTP client carries it to the server (traceparent).
         let span = tracing::info_span!("provide", node = %provider.id, server = %provider.name);
-        let provide = provider
-            .node
-            .provide
-            .send(ProvideContent {
-                content,
-                scheduler: Some(self.config.fleet.clone()),
-                span: span.clone(),
-            })
-            .instrument(span)
+        let request = ProvideContent {
+            content,
+            scheduler: Some(self.config.fleet.clone()),
+            span: span.clone(),
+        };
+        let provide = ask(&provider.node.provide, request, span, &cid)
             .await
-            .map_err(|e| NodeError::Unavailable(e.to_string()))
-            .and_then(|answer| answer)
-            .and_then(|report| validated(report, &cid))
             .map_err(|source| RoundError::ProvideFailed {
                 node: provider.id,
                 source,
@@ -167,19 +161,12 @@ impl Round {
         for probe in 0..self.config.probes {
             let started_at = chrono::Utc::now();
             let span = tracing::info_span!("retrieval", node = %member.id, server = %member.name, probe);
-            let result = member
-                .node
-                .retrieve
-                .send(RetrieveContent {
-                    cid: cid.clone(),
-                    scheduler: Some(self.config.fleet.clone()),
-                    span: span.clone(),
-                })
-                .instrument(span)
-                .await
-                .map_err(|e| NodeError::Unavailable(e.to_string()))
-                .and_then(|answer| answer)
-                .and_then(|report| validated(report, cid));
+            let request = RetrieveContent {
+                cid: cid.clone(),
+                scheduler: Some(self.config.fleet.clone()),
+                span: span.clone(),
+            };
+            let result = ask(&member.node.retrieve, request, span, cid).await;
             let give_up = matches!(result, Err(NodeError::Unavailable(_) | NodeError::Timeout(_)));
             if let Ok(report) = &result {
                 self.record(round, member, Operation::Retrieval, probe, started_at, report)
@@ -225,6 +212,24 @@ impl Round {
             }
         }
     }
+}
+
+/// Sends a node request on `span`; the answer counts only as a valid report about `cid`.
+async fn ask<M>(
+    node: &actix::Recipient<M>,
+    request: M,
+    span: tracing::Span,
+    cid: &ContentId,
+) -> Result<OperationReport, NodeError>
+where
+    M: actix::Message<Result = Result<OperationReport, NodeError>> + Send + 'static,
+{
+    node.send(request)
+        .instrument(span)
+        .await
+        .map_err(|e| NodeError::Unavailable(e.to_string()))
+        .and_then(|answer| answer)
+        .and_then(|report| validated(report, cid))
 }
 
 /// A report is a measurement only if it is about the content asked for and measured something.
