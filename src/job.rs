@@ -163,7 +163,7 @@ impl RunReport {
             .count()
     }
 
-    fn count_round_error(&mut self, error: &RoundError) {
+    fn count_round_error(&mut self, error: &dyn std::fmt::Display) {
         let message = error.to_string();
         if self.round_errors.len() < MAX_DISTINCT_ROUND_ERRORS || self.round_errors.contains_key(&message) {
             *self.round_errors.entry(message).or_default() += 1;
@@ -231,11 +231,10 @@ pub async fn run(
         fleet.round,
     )
     .start();
-    let ended_early = run_rounds(job, &supervisor, &options, &mut shutdown, &mut report).await;
+    run_rounds(job, &supervisor, &options, &mut shutdown, &mut report).await;
     report.interrupted = shutdown.requested();
     report.absorb(recording.finish().await);
     job.tear_down().await;
-    ended_early?;
     Ok(finished(report, started))
 }
 
@@ -245,15 +244,15 @@ fn finished(mut report: RunReport, started: Instant) -> RunReport {
     report
 }
 
-/// The round loop. An error of the job's between-rounds hook ends it (after what was measured
-/// is kept).
+/// The round loop. An error of the job's between-rounds hook ends it, counted as a failed
+/// round; what was measured is kept and reported.
 async fn run_rounds(
     job: &mut impl Job,
     supervisor: &Addr<FleetSupervisor>,
     options: &RunOptions,
     shutdown: &mut Shutdown,
     report: &mut RunReport,
-) -> anyhow::Result<()> {
+) {
     let pacing = &options.pacing;
     let rounds_bar = bar(options.progress, pacing.rounds.unwrap_or(0), "rounds");
     let mut backoff = Backoff::default();
@@ -261,7 +260,12 @@ async fn run_rounds(
         if pacing.rounds.is_some_and(|limit| index >= limit) || shutdown.requested() {
             break;
         }
-        job.before_round(index).await?;
+        if let Err(e) = job.before_round(index).await {
+            report.rounds_failed += 1;
+            report.count_round_error(&format!("before round {index}: {e:#}"));
+            tracing::error!(error = %e, "the job could not prepare the next round; stopping");
+            break;
+        }
         let round_started = Instant::now();
         let outcome = run_round(supervisor, shutdown, pacing.shutdown_grace).await;
         if let Some(metrics) = &options.metrics {
@@ -275,7 +279,17 @@ async fn run_rounds(
                 report.rounds_run += 1;
                 report.request_failures += summary.failures.len() as u64;
                 rounds_bar.set_message(describe(&summary));
-                tracing::info!(round = %summary.round, cid = %summary.cid, took = ?round_started.elapsed(), "{}", describe(&summary));
+                tracing::info!(
+                    round = %summary.round,
+                    cid = %summary.cid,
+                    provider = %summary.provider,
+                    provide_s = provide_duration(&summary).as_secs_f64(),
+                    found = %format!("{}/{}", found(&summary), summary.retrievals.len()),
+                    failed_requests = summary.failures.len(),
+                    not_ready = summary.not_ready.len(),
+                    took = ?round_started.elapsed(),
+                    "round done"
+                );
             }
             Err(RoundError::Abandoned) => {
                 report.rounds_failed += 1;
@@ -292,7 +306,9 @@ async fn run_rounds(
                 tracing::warn!(error = %e, retry_in = ?pause, "round failed");
             }
         }
-        if !pause.is_zero() {
+        // No pause after the last round: a run of `--rounds N` ends when its rounds are done.
+        let last = pacing.rounds.is_some_and(|limit| index + 1 >= limit);
+        if !pause.is_zero() && !last {
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = shutdown.reached(Stage::Finish) => break,
@@ -300,28 +316,34 @@ async fn run_rounds(
         }
     }
     rounds_bar.finish();
-    Ok(())
 }
 
-/// One line about a finished round.
-fn describe(summary: &RoundSummary) -> String {
-    let found = summary
+/// Retrievals of a round that found the record.
+fn found(summary: &RoundSummary) -> usize {
+    summary
         .retrievals
         .iter()
         .filter(|(_, r)| r.measurements.iter().all(|m| m.error.is_none()))
-        .count();
-    let provide = summary
+        .count()
+}
+
+/// How long a round's provide took, as its server measured it.
+fn provide_duration(summary: &RoundSummary) -> Duration {
+    summary
         .provide
         .measurements
         .first()
         .map(|m| m.duration)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The progress bar's line about the last round.
+fn describe(summary: &RoundSummary) -> String {
     format!(
-        "last: provide {:.3}s, found {found}/{}, {} failed requests, {} not ready",
-        provide.as_secs_f64(),
-        summary.retrievals.len(),
-        summary.failures.len(),
-        summary.not_ready.len()
+        "last: provide {:.3}s, found {}/{}",
+        provide_duration(summary).as_secs_f64(),
+        found(summary),
+        summary.retrievals.len()
     )
 }
 
@@ -356,4 +378,106 @@ async fn run_round(
     }
     abort.abort();
     round.await.map_err(stopped)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose fleet has no member: every round fails with "no ready node".
+    #[derive(Debug, Default)]
+    struct EmptyJob {
+        hang_in_set_up: bool,
+        fail_before_round: Option<u64>,
+        rounds_prepared: u64,
+        torn_down: u32,
+    }
+
+    impl Job for EmptyJob {
+        async fn set_up(&mut self, _: &SetUp) -> anyhow::Result<Fleet> {
+            if self.hang_in_set_up {
+                std::future::pending::<()>().await;
+            }
+            Ok(Fleet {
+                membership: Membership::Fixed(Vec::new()),
+                round: RoundConfig::default(),
+                fleets: vec!["test".to_owned()],
+            })
+        }
+
+        async fn before_round(&mut self, index: u64) -> anyhow::Result<()> {
+            if self.fail_before_round == Some(index) {
+                anyhow::bail!("the network is gone");
+            }
+            self.rounds_prepared += 1;
+            Ok(())
+        }
+
+        async fn tear_down(&mut self) {
+            self.torn_down += 1;
+        }
+    }
+
+    fn options(rounds: u64) -> RunOptions {
+        RunOptions::offline(None, rounds, false)
+    }
+
+    #[actix::test]
+    async fn every_round_runs_and_failures_are_counted_once_per_message() {
+        let mut job = EmptyJob::default();
+        let (_trigger, shutdown) = Shutdown::manual();
+        let report = run(&mut job, options(3), shutdown).await.unwrap();
+        assert_eq!((report.rounds_run, report.rounds_failed), (0, 3));
+        assert_eq!(report.round_errors.len(), 1, "{:?}", report.round_errors);
+        assert_eq!(report.round_errors.values().sum::<u64>(), 3);
+        assert_eq!((job.rounds_prepared, job.torn_down), (3, 1));
+        assert!(report.scheduler.is_some(), "registered in the memory registry");
+        assert!(!report.interrupted);
+    }
+
+    #[actix::test]
+    async fn a_shutdown_during_set_up_tears_down_what_started() {
+        let mut job = EmptyJob {
+            hang_in_set_up: true,
+            ..EmptyJob::default()
+        };
+        let (trigger, shutdown) = Shutdown::manual();
+        trigger.request(Stage::Finish);
+        let error = run(&mut job, options(3), shutdown).await.unwrap_err();
+        assert!(
+            error.to_string().contains("interrupted while setting up"),
+            "{error}"
+        );
+        assert_eq!(job.torn_down, 1);
+    }
+
+    #[actix::test]
+    async fn a_failing_between_rounds_hook_ends_the_run_with_what_was_measured() {
+        let mut job = EmptyJob {
+            fail_before_round: Some(2),
+            ..EmptyJob::default()
+        };
+        let (_trigger, shutdown) = Shutdown::manual();
+        let report = run(&mut job, options(5), shutdown).await.unwrap();
+        assert_eq!(report.rounds_failed, 3, "two empty rounds and the hook");
+        assert!(report
+            .round_errors
+            .keys()
+            .any(|e| e.contains("before round 2: the network is gone")));
+        assert_eq!(job.torn_down, 1);
+    }
+
+    #[actix::test]
+    async fn a_service_backs_off_after_failed_rounds() {
+        tokio::time::pause();
+        let mut job = EmptyJob::default();
+        let (_trigger, shutdown) = Shutdown::manual();
+        let mut options = options(4);
+        options.pacing.backoff_after_failure = true;
+        let started = tokio::time::Instant::now();
+        run(&mut job, options, shutdown).await.unwrap();
+        // Pauses of 0.5, 1 and 2 s between the four failed rounds (none after the last), in
+        // virtual time.
+        assert_eq!(started.elapsed().as_secs_f64().floor(), 3.0);
+    }
 }
