@@ -16,13 +16,21 @@ use std::{
 
 use actix::prelude::*;
 use anyhow::Context as _;
-use parsec_actors::{DhtHandle, GoOffline, HeartbeatActor, NodeActor, NodeId, NodeRecipients, Registry};
+use parsec_actors::{
+    DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics, MemoryRegistry, NodeActor, NodeId,
+    NodeRecipients, Registry,
+};
 
 use crate::{
-    api::{self, ApiOptions},
+    api::{self, ApiOptions, ApiToken},
+    db::{self, DatabaseTarget, Store},
     host::{self, Resources},
     job::{Shutdown, Stage},
+    telemetry::metrics::{self, MetricsEndpoint, ServerMetrics},
 };
+
+/// The longest wait between two attempts to join the network (bootstrap peers unreachable).
+const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Everything a server needs besides its DHT peer.
 #[derive(Debug)]
@@ -163,5 +171,140 @@ impl ServerHandle {
             }
         }
         let _ = self.peer.shutdown().await;
+    }
+}
+
+/// A standalone server, as `parsec server dht` runs one: its own DHT peer joining a network, its
+/// metrics endpoint, registered in a database, until SIGINT/SIGTERM.
+#[derive(Debug)]
+pub struct Standalone {
+    /// The DHT peer's settings (network, identity, listen and announced addresses, …).
+    pub dht: DhtConfig,
+    /// The network's name for the logs (`project/network`).
+    pub network: String,
+    /// Where the server registers (`None`: a dry run, registering nowhere).
+    pub database: Option<DatabaseTarget>,
+    /// Where the HTTP API listens.
+    pub api_address: SocketAddr,
+    /// The bearer token provide and retrieve require.
+    pub token: Option<ApiToken>,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+    /// The fleet the server registers in.
+    pub fleet: String,
+    /// How often `last_heartbeat` is refreshed.
+    pub heartbeat_interval: Duration,
+    /// After the first signal, how long requests in flight may finish.
+    pub shutdown_grace: Duration,
+    /// How long to wait before starting (a fleet's peers come up first).
+    pub startup_delay: Duration,
+    /// Where `/metrics` is served.
+    pub metrics: MetricsEndpoint,
+}
+
+impl Standalone {
+    /// Runs the server inside the current actix `System` until SIGINT/SIGTERM; its swarm runs on
+    /// `runtime`.
+    pub async fn run(mut self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+        // The database first: a server that cannot register is invisible to schedulers.
+        let registry = self.registry().await?;
+        let mut shutdown = Shutdown::on_signals("");
+        if !self.startup_delay.is_zero() {
+            tracing::info!(delay = ?self.startup_delay, "waiting before starting (--startup-delay)");
+            tokio::select! {
+                () = tokio::time::sleep(self.startup_delay) => {}
+                () = shutdown.reached(Stage::Finish) => return Ok(()),
+            }
+        }
+        // One registry for parsec's, libp2p's and the process's metrics.
+        let mut metrics_registry = metrics::registry();
+        let server_metrics = ServerMetrics::register(&mut metrics_registry);
+        self.dht
+            .set_metrics(Some(Libp2pMetrics::register(&mut metrics_registry)));
+        let resources = host::detect_resources(self.api_address.ip())
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("reading this machine's resources")?;
+        // New connections stop at 90% of the memory this server may use (the ECS limit, or the
+        // host's), before the kernel or ECS kills it.
+        if resources.memory_mb > 0 {
+            self.dht
+                .set_max_memory_bytes(Some(resources.memory_mb as u64 * 1024 * 1024 / 10 * 9));
+        }
+        let peer = self.spawn_peer(&runtime).await?;
+        self.metrics.start(metrics_registry);
+
+        let api_listener = TcpListener::bind(self.api_address)
+            .with_context(|| format!("binding the HTTP API to {}", self.api_address))?;
+        let server = Server::start(
+            peer,
+            ServerOptions {
+                api_listener,
+                api: ApiOptions {
+                    token: self.token.clone(),
+                    metrics: Some(server_metrics),
+                },
+                http_workers: self.http_workers,
+                fleet: self.fleet.clone(),
+                registry,
+                resources,
+                heartbeat_interval: self.heartbeat_interval,
+            },
+        )
+        .await?;
+        tracing::info!(node_id = %server.node_id(), "registered; first heartbeat once a peer answered");
+        tracing::info!(address = %server.api_address(), "HTTP API listening");
+
+        shutdown.reached(Stage::Finish).await;
+        tracing::info!(grace = ?self.shutdown_grace, "shutting down: letting in-flight requests finish");
+        server.stop(self.shutdown_grace, &mut shutdown).await;
+        Ok(())
+    }
+
+    /// Where the server registers: the database, or nowhere in a dry run.
+    async fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
+        let Some(target) = &self.database else {
+            tracing::info!("dry run: registering nowhere");
+            return Ok(Arc::new(MemoryRegistry::default()));
+        };
+        let store = Store::open(target)
+            .await
+            .with_context(|| format!("opening the database {target}"))?;
+        tracing::info!(database = %target, "database ready");
+        Ok(db::registry(&store))
+    }
+
+    /// Starts the DHT peer and, when it has bootstrap peers, joins in the background.
+    async fn spawn_peer(&self, runtime: &tokio::runtime::Handle) -> anyhow::Result<DhtHandle> {
+        tracing::info!(
+            network = %self.network,
+            protocol = %self.dht.protocol,
+            bootstrap_peers = self.dht.bootstrap.len(),
+            "network"
+        );
+        let peer = DhtHandle::spawn(self.dht.clone(), runtime)
+            .await
+            .context("starting the libp2p peer")?;
+        tracing::info!(peer_id = %peer.peer_id(), fleet = %self.fleet, "libp2p peer started");
+        for address in peer.dialable_addrs() {
+            tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
+        }
+        if !self.dht.bootstrap.is_empty() {
+            actix::spawn(join(peer.clone()));
+        }
+        Ok(peer)
+    }
+}
+
+/// Joins the network in the background: the API answers (not ready) meanwhile.
+async fn join(peer: DhtHandle) {
+    let started = std::time::Instant::now();
+    match peer.join(MAX_JOIN_BACKOFF).await {
+        Ok(reached) => tracing::info!(
+            routing_table_size = reached,
+            took = ?started.elapsed(),
+            "joined the network"
+        ),
+        Err(e) => tracing::warn!(error = %e, "stopped before joining the network"),
     }
 }

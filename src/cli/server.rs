@@ -1,10 +1,9 @@
 //! `parsec server dht`: a parsec server on a Kademlia DHT, with parsec's flags and env vars.
 
 use std::{
-    net::{IpAddr, TcpListener},
+    net::{IpAddr, SocketAddr},
     num::NonZeroUsize,
     process::ExitCode,
-    sync::Arc,
     time::Duration,
 };
 
@@ -17,21 +16,11 @@ use parsec_actors::{
     identity::Keypair,
     local_network::dht_runtime,
     multiaddr::Protocol,
-    DhtConfig, DhtHandle, DhtMode, Libp2pMetrics, MemoryRegistry, Multiaddr, Registry,
+    DhtConfig, DhtMode, Multiaddr,
 };
 
 use super::global::{DatabaseArgs, TelemetryArgs};
-use crate::{
-    api::{ApiOptions, ApiToken},
-    db::{self, Store},
-    host,
-    job::{Shutdown, Stage},
-    server::{Server, ServerOptions},
-    telemetry::metrics::{self, ServerMetrics},
-};
-
-/// The longest wait between two attempts to join the network (bootstrap peers unreachable).
-const MAX_JOIN_BACKOFF: Duration = Duration::from_secs(30);
+use crate::{api::ApiToken, server::Standalone};
 
 /// Arguments of `parsec server`.
 #[derive(Debug, Args)]
@@ -218,9 +207,11 @@ impl ServerArgs {
 
 impl DhtServer {
     fn run(self) -> anyhow::Result<ExitCode> {
+        // Configuration errors first (an unknown network), before anything starts.
+        let standalone = self.standalone()?;
         let runtime = dht_runtime(self.dht.dht_threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
-        let result = System::new().block_on(self.serve(handle));
+        let result = System::new().block_on(standalone.run(handle));
         runtime.shutdown_timeout(Duration::from_secs(5));
         result.map(|()| ExitCode::SUCCESS)
     }
@@ -296,109 +287,24 @@ impl DhtServer {
         Ok(config)
     }
 
-    async fn serve(self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
-        // Configuration errors first (an unknown network), then the database: a server that
-        // cannot register is invisible to schedulers.
-        let mut dht_config = self.dht_config()?;
-        let registry_of_nodes = self.registry().await?;
-        let mut shutdown = Shutdown::on_signals("");
-        if !self.common.startup_delay.is_zero() {
-            tracing::info!(delay = ?self.common.startup_delay, "waiting before starting (--startup-delay)");
-            tokio::select! {
-                () = tokio::time::sleep(self.common.startup_delay) => {}
-                () = shutdown.reached(Stage::Finish) => return Ok(()),
-            }
-        }
-
-        // One registry for parsec's, libp2p's and the process's metrics.
-        let mut registry = metrics::registry();
-        let metrics = ServerMetrics::register(&mut registry);
-        tracing::info!(
-            project = %self.dht.project,
-            network = %self.dht.network,
-            protocol = %dht_config.protocol,
-            bootstrap_peers = dht_config.bootstrap.len(),
-            "network"
-        );
-        dht_config.set_metrics(Some(Libp2pMetrics::register(&mut registry)));
-        let resources = host::detect_resources(self.common.server_host)
-            .await
-            .map_err(anyhow::Error::msg)
-            .context("reading this machine's resources")?;
-        // New connections stop at 90% of the memory this server may use (the ECS limit, or
-        // the host's), before the kernel or ECS kills it.
-        if resources.memory_mb > 0 {
-            dht_config.set_max_memory_bytes(Some(resources.memory_mb as u64 * 1024 * 1024 / 10 * 9));
-        }
-        let joins = !dht_config.bootstrap.is_empty();
-        let peer = DhtHandle::spawn(dht_config, &runtime)
-            .await
-            .context("starting the libp2p peer")?;
-        tracing::info!(peer_id = %peer.peer_id(), fleet = %self.common.fleet, "libp2p peer started");
-        for address in peer.dialable_addrs() {
-            tracing::info!(%address, "listening (paste into other servers' --bootstrap)");
-        }
-        if joins {
-            actix::spawn(join(peer.clone()));
-        }
-        self.telemetry.endpoint().start(registry);
-
-        let api_listener = TcpListener::bind((self.common.server_host, self.common.server_port))
-            .with_context(|| {
-                format!(
-                    "binding the HTTP API to {}:{}",
-                    self.common.server_host, self.common.server_port
-                )
-            })?;
-        let server = Server::start(
-            peer,
-            ServerOptions {
-                api_listener,
-                api: ApiOptions {
-                    token: self.dht.api_token.clone(),
-                    metrics: Some(metrics),
-                },
-                http_workers: self.dht.http_workers,
-                fleet: self.common.fleet.clone(),
-                registry: registry_of_nodes,
-                resources,
-                heartbeat_interval: self.dht.heartbeat_interval,
+    /// The standalone server these flags describe.
+    fn standalone(&self) -> anyhow::Result<Standalone> {
+        Ok(Standalone {
+            dht: self.dht_config()?,
+            network: format!("{}/{}", self.dht.project, self.dht.network),
+            database: if self.dry_run {
+                None
+            } else {
+                Some(self.database.target()?)
             },
-        )
-        .await?;
-        tracing::info!(node_id = %server.node_id(), "registered; first heartbeat once a peer answered");
-        tracing::info!(address = %server.api_address(), "HTTP API listening");
-
-        shutdown.reached(Stage::Finish).await;
-        tracing::info!(grace = ?self.dht.shutdown_grace, "shutting down: letting in-flight requests finish");
-        server.stop(self.dht.shutdown_grace, &mut shutdown).await;
-        Ok(())
-    }
-
-    /// Where the server registers: the database, or nowhere in a dry run.
-    async fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
-        if self.dry_run {
-            tracing::info!("dry run: registering nowhere");
-            return Ok(Arc::new(MemoryRegistry::default()));
-        }
-        let target = self.database.target()?;
-        let store = Store::open(&target)
-            .await
-            .with_context(|| format!("opening the database {target}"))?;
-        tracing::info!(database = %target, "database ready");
-        Ok(db::registry(&store))
-    }
-}
-
-/// Joins the network in the background: the API answers (not ready) meanwhile.
-async fn join(peer: DhtHandle) {
-    let started = std::time::Instant::now();
-    match peer.join(MAX_JOIN_BACKOFF).await {
-        Ok(reached) => tracing::info!(
-            routing_table_size = reached,
-            took = ?started.elapsed(),
-            "joined the network"
-        ),
-        Err(e) => tracing::warn!(error = %e, "stopped before joining the network"),
+            api_address: SocketAddr::new(self.common.server_host, self.common.server_port),
+            token: self.dht.api_token.clone(),
+            http_workers: self.dht.http_workers,
+            fleet: self.common.fleet.clone(),
+            heartbeat_interval: self.dht.heartbeat_interval,
+            shutdown_grace: self.dht.shutdown_grace,
+            startup_delay: self.common.startup_delay,
+            metrics: self.telemetry.endpoint(),
+        })
     }
 }
