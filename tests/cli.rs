@@ -187,6 +187,27 @@ fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
 }
 
 #[test]
+fn scheduler_rejects_settings_that_cannot_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("never.sqlite");
+    for (args, message) in [
+        (vec!["--rounds", "0"], "--rounds must be at least 1"),
+        (vec!["--fleets", " "], "--fleets needs at least one fleet name"),
+    ] {
+        let output = Command::new(PARSEC)
+            .args(["scheduler", "--database-url"])
+            .arg(format!("sqlite://{}", database.display()))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(!database.exists(), "a refused scheduler touched the database");
+}
+
+#[test]
 fn health_fails_when_nothing_listens() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

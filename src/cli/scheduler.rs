@@ -78,6 +78,9 @@ impl SchedulerArgs {
         if self.fleets.is_empty() || !named(&self.fleets) {
             bail!("--fleets needs at least one fleet name, e.g. --fleets default,optprov");
         }
+        if self.rounds == Some(0) {
+            bail!("--rounds must be at least 1 (leave it out to run until stopped)");
+        }
         if !named(&self.provide_fleets) || !named(&self.retrieve_fleets) {
             bail!("--provide-fleets and --retrieve-fleets take fleet names, e.g. --provide-fleets optprov");
         }
