@@ -171,6 +171,56 @@ fn print_trend(samples: &[(usize, Sample)]) {
     );
 }
 
+/// The server process under test, joining through three of `peers`, registering in `database`.
+fn start_server(peers: &[DhtHandle], database: &std::path::Path) -> ServerProcess {
+    let database = format!("sqlite://{}", database.display());
+    let seeds: Vec<String> = peers
+        .iter()
+        .take(3)
+        .map(|p| p.dialable_addrs()[0].to_string())
+        .collect();
+    let server = ServerProcess::start(&[
+        "--database-url",
+        &database,
+        "--bootstrap",
+        &seeds.join(","),
+        "--heartbeat-interval",
+        "5s",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(60), || server.health()),
+        "the server never became ready"
+    );
+    server
+}
+
+/// One round: the server provides and a peer looks the record up; a peer provides and the server
+/// looks it up. Returns (succeeded, seconds) of the server's provide, the peer's lookup and the
+/// server's lookup.
+async fn measure_both_ways(
+    client: &awc::Client,
+    server: &str,
+    peers: &[DhtHandle],
+    rng: &mut impl Rng,
+) -> [(bool, f64); 3] {
+    let content = random_content(rng);
+    let cid = ContentId::for_content(&content);
+    let body = json!({"Content": base64::engine::general_purpose::STANDARD.encode(&content)});
+    let server_provide = server_operation(client, format!("{server}/provide"), &body).await;
+    let looker = peers.choose(rng).unwrap().clone();
+    let found = looker.retrieve(cid).await;
+    let peer_lookup = (
+        found.as_ref().is_ok_and(|o| o.error.is_none()),
+        found.as_ref().map_or(0.0, |o| o.duration.as_secs_f64()),
+    );
+
+    let cid = ContentId::for_content(&random_content(rng));
+    let provider = peers.choose(rng).unwrap().clone();
+    let _ = provider.provide(cid.clone()).await;
+    let server_lookup = server_operation(client, format!("{server}/retrieve/{cid}"), &json!({})).await;
+    [server_provide, peer_lookup, server_lookup]
+}
+
 fn main() {
     let peer_count = option("--peers", 500);
     let rounds = option("--rounds", 400);
@@ -188,24 +238,7 @@ fn main() {
         println!("{peer_count} peers up in {:.1}s", started.elapsed().as_secs_f64());
 
         let dir = tempfile::tempdir().unwrap();
-        let database = format!("sqlite://{}", dir.path().join("soak.sqlite").display());
-        let seeds: Vec<String> = peers
-            .iter()
-            .take(3)
-            .map(|p| p.dialable_addrs()[0].to_string())
-            .collect();
-        let server = ServerProcess::start(&[
-            "--database-url",
-            &database,
-            "--bootstrap",
-            &seeds.join(","),
-            "--heartbeat-interval",
-            "5s",
-        ]);
-        assert!(
-            wait_until(Duration::from_secs(60), || server.health()),
-            "the server never became ready"
-        );
+        let server = start_server(&peers, &dir.path().join("soak.sqlite"));
         let pid = server.child.id();
         let client = awc::Client::builder().timeout(Duration::from_secs(120)).finish();
         let mut rng = rand::thread_rng();
@@ -224,27 +257,10 @@ fn main() {
             (Tally::default(), Tally::default(), Tally::default());
         let (mut left, mut joined) = (0usize, 0usize);
         for round in 1..=rounds {
-            // The server provides; a peer looks the record up.
-            let content = random_content(&mut rng);
-            let cid = ContentId::for_content(&content);
-            let body = json!({"Content": base64::engine::general_purpose::STANDARD.encode(&content)});
-            let (provide_ok, provide_s) =
-                server_operation(&client, format!("{}/provide", server.http), &body).await;
-            server_provides.add(provide_ok, provide_s);
-            let looker = peers.choose(&mut rng).unwrap().clone();
-            let found = looker.retrieve(cid).await;
-            peer_lookups.add(
-                found.as_ref().is_ok_and(|o| o.error.is_none()),
-                found.as_ref().map_or(0.0, |o| o.duration.as_secs_f64()),
-            );
-
-            // A peer provides; the server looks the record up.
-            let cid = ContentId::for_content(&random_content(&mut rng));
-            let provider = peers.choose(&mut rng).unwrap().clone();
-            let _ = provider.provide(cid.clone()).await;
-            let (found_ok, found_s) =
-                server_operation(&client, format!("{}/retrieve/{cid}", server.http), &json!({})).await;
-            server_lookups.add(found_ok, found_s);
+            let measured = measure_both_ways(&client, &server.http, &peers, &mut rng).await;
+            server_provides.add(measured[0].0, measured[0].1);
+            peer_lookups.add(measured[1].0, measured[1].1);
+            server_lookups.add(measured[2].0, measured[2].1);
 
             let (gone, new) = churn_peers(&mut peers, churn, &config, &handle, &mut rng).await;
             left += gone;

@@ -120,8 +120,10 @@ pub async fn run(config: TestnetConfig, runtime: Handle, shutdown: Shutdown) -> 
     job::run(&mut testnet, options, shutdown).await
 }
 
-impl Job for TestnetJob<'_> {
-    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+impl TestnetJob<'_> {
+    /// Starts the background peers (kept on `self`) and the servers' peers, wires them, and joins
+    /// the servers' peers; returns those.
+    async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<DhtHandle>> {
         let config = self.config;
         let mut peer_template = config.dht.clone();
         peer_template.set_mode(DhtMode::Server);
@@ -134,7 +136,7 @@ impl Job for TestnetJob<'_> {
         });
 
         let total = (config.peers + config.servers) as u64;
-        let starting = bar(setup.progress, total, "starting peers");
+        let starting = bar(progress, total, "starting peers");
         self.peers = local_network::spawn_peers(config.peers, &peer_config, &self.runtime, |n| {
             starting.set_position(n as u64)
         })
@@ -147,7 +149,7 @@ impl Job for TestnetJob<'_> {
         .context("starting server peers")?;
         starting.finish();
 
-        let wiring = bar(setup.progress, 1, "wiring network");
+        let wiring = bar(progress, 1, "wiring network");
         let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &self.peers)
             .chain(LocalPeer::all_in(server_config.mode, &server_peers))
             .collect();
@@ -158,12 +160,17 @@ impl Job for TestnetJob<'_> {
             .await
             .context("servers joining the network")?;
         wiring.finish();
+        Ok(server_peers)
+    }
 
+    /// Starts a [`Server`] on each of `peers` (kept on `self` as it starts).
+    async fn start_servers(&mut self, peers: Vec<DhtHandle>, setup: &SetUp) -> anyhow::Result<()> {
+        let config = self.config;
         // Each server registers and heartbeats as a standalone parsec server does.
         let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
             .await
             .map_err(anyhow::Error::msg)?;
-        for peer in server_peers {
+        for peer in peers {
             let server = Server::start(
                 peer,
                 ServerOptions {
@@ -179,7 +186,15 @@ impl Job for TestnetJob<'_> {
             .await?;
             self.servers.push(server);
         }
+        Ok(())
+    }
+}
 
+impl Job for TestnetJob<'_> {
+    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+        let config = self.config;
+        let server_peers = self.start_network(setup.progress).await?;
+        self.start_servers(server_peers, setup).await?;
         // The scheduler sees the servers only through their HTTP APIs.
         let timeouts = ClientTimeouts {
             retrieve: config.dht.retrieve_timeout + Duration::from_secs(10),
