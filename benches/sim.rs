@@ -4,16 +4,80 @@
 //! Run: `cargo bench --bench sim` (options: `-- --sizes 1000,10000,100000,1000000 --lookups 20000`).
 //! py-dht, the seed's Python simulator, initialises 10,000 nodes with k=20 in 28 s on 20 cores
 //! and ~200 s on one; the ratio against that is printed for the 10,000-node network.
+//!
+//! It then runs py-dht's own lookup workload, single-threaded, and prints ns and messages per
+//! lookup and the ratio against py-dht on the same work (the yardstick of issue 12's engine).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use parsec::sim::{Key, SimConfig, Simulation};
+use parsec::sim::{DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, SimConfig, Simulation};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// py-dht's published initialisation of 10,000 nodes, k=20, on 20 cores (seconds).
 const PY_DHT_10K_20_CORES: f64 = 28.0;
+
+/// py-dht's lookups per second on its workload below, single-threaded, measured on this kind of
+/// machine by the session that filed issue 12.
+const PY_DHT_LOOKUPS_PER_SECOND: f64 = 314.0;
+
+/// py-dht's workload: 5,000 nodes, k=20, alpha=3, beta=20, a lookup ends after 3 answers without
+/// a closer peer; no delays, no errors, every node reachable.
+fn py_dht_workload() -> SimConfig {
+    SimConfig {
+        nodes: 5_000,
+        kademlia: KademliaConfig {
+            lookup: LookupConfig {
+                k: 20,
+                alpha: 3,
+                steps_to_stop: 3,
+            },
+            beta: 20,
+        },
+        latency: LatencyModel {
+            delay: DelayModel::Range {
+                min: Duration::ZERO,
+                max: Duration::ZERO,
+            },
+            connect_round_trips: 0.0,
+            error_rate: 0.0,
+            ..LatencyModel::ipfs()
+        },
+        unreachable: 0.0,
+        seed: 1,
+    }
+}
+
+/// Runs `lookups` lookups of py-dht's workload on one thread; prints ns and messages per lookup.
+fn print_py_dht_workload(lookups: usize) {
+    let sim = Simulation::build(&py_dht_workload(), |_| {}).expect("valid configuration");
+    let mut rng = ChaCha8Rng::seed_from_u64(5_000);
+    let queries: Vec<(u32, Key)> = (0..lookups)
+        .map(|_| {
+            use rand::Rng;
+            (rng.gen_range(0..5_000), Key::random(&mut rng))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut messages = 0u64;
+    for &(from, target) in &queries {
+        messages += u64::from(std::hint::black_box(sim.lookup(from, target)).messages);
+    }
+    let elapsed = started.elapsed();
+    let per_second = lookups as f64 / elapsed.as_secs_f64();
+    println!(
+        "\npy-dht's workload (5,000 nodes, k=20, alpha=3, beta=20, 3 steps to stop, no delays, no \
+         errors), 1 thread, {lookups} lookups:"
+    );
+    println!(
+        "  {:.0} ns per lookup, {:.1} messages per lookup, {per_second:.0} lookups/s: {:.0}× py-dht \
+         ({PY_DHT_LOOKUPS_PER_SECOND:.0}/s)",
+        elapsed.as_nanos() as f64 / lookups as f64,
+        messages as f64 / lookups as f64,
+        per_second / PY_DHT_LOOKUPS_PER_SECOND
+    );
+}
 
 struct Options {
     sizes: Vec<usize>,
@@ -122,4 +186,5 @@ fn main() {
         drop(sim);
     }
     println!("(lookups use the calibrated defaults: k=20, alpha=3, beta=20, 20% unreachable nodes; {threads} threads)");
+    print_py_dht_workload(options.lookups);
 }
