@@ -128,53 +128,17 @@ fn simulate_writes_rounds_to_the_same_tables_and_repeats_with_the_seed() {
     assert_ne!(other, retrievals);
 }
 
-#[test]
-fn simulate_rejects_bad_parameters_with_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}", dir.path().join("bad.sqlite").display());
-    for (args, message) in [
-        (vec!["--servers", "1"], "--servers must be at least 2"),
-        (vec!["--error-rate", "1.5"], "--error-rate must be within 0 and 1"),
-        (vec!["--delay-range", "2s..1s"], "above the maximum"),
-        (vec!["--k", "0"], "--k, --alpha and --beta must be at least 1"),
-    ] {
-        let output = Command::new(PARSEC)
-            .args([
-                "simulate",
-                "--nodes",
-                "100",
-                "--no-progress",
-                "--database-url",
-                &database,
-            ])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
-}
-
-#[test]
-fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
+/// Runs `parsec <command>` with each case's flags on a fresh SQLite path: each must fail with
+/// its message and no panic, before the storage opens (the file is never created).
+fn assert_refused(command: &[&str], cases: &[(Vec<&str>, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("never.sqlite");
-    for (args, message) in [
-        (vec!["--servers", "1"], "--servers must be at least 2"),
-        (vec!["--rounds", "0"], "--rounds must be at least 1"),
-        (vec!["--peers", "0"], "Add --server-mode"),
-        (vec!["--peers", "100000000"], "Lower --peers"),
-        (
-            vec!["--peers", "3000", "--transport", "tcp", "--start", "bootstrap"],
-            "open files",
-        ),
-    ] {
+    for (args, message) in cases {
         let output = Command::new(PARSEC)
-            .args(["testnet", "--no-progress", "--database-url"])
+            .args(command)
+            .arg("--database-url")
             .arg(format!("sqlite://{}", database.display()))
-            .args(&args)
+            .args(args)
             .output()
             .unwrap();
         assert!(!output.status.success(), "{args:?}");
@@ -183,28 +147,48 @@ fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     // Refused before the storage opened: nothing was started, so nothing is left online.
-    assert!(!database.exists(), "a refused run touched the database");
+    assert!(!database.exists(), "a refused {command:?} touched the database");
+}
+
+#[test]
+fn simulate_rejects_bad_parameters_with_the_fix() {
+    assert_refused(
+        &["simulate", "--nodes", "100", "--no-progress"],
+        &[
+            (vec!["--servers", "1"], "--servers must be at least 2"),
+            (vec!["--error-rate", "1.5"], "--error-rate must be within 0 and 1"),
+            (vec!["--delay-range", "2s..1s"], "above the maximum"),
+            (vec!["--k", "0"], "--k, --alpha and --beta must be at least 1"),
+        ],
+    );
+}
+
+#[test]
+fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
+    assert_refused(
+        &["testnet", "--no-progress"],
+        &[
+            (vec!["--servers", "1"], "--servers must be at least 2"),
+            (vec!["--rounds", "0"], "--rounds must be at least 1"),
+            (vec!["--peers", "0"], "Add --server-mode"),
+            (vec!["--peers", "100000000"], "Lower --peers"),
+            (
+                vec!["--peers", "3000", "--transport", "tcp", "--start", "bootstrap"],
+                "open files",
+            ),
+        ],
+    );
 }
 
 #[test]
 fn scheduler_rejects_settings_that_cannot_run_before_it_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("never.sqlite");
-    for (args, message) in [
-        (vec!["--rounds", "0"], "--rounds must be at least 1"),
-        (vec!["--fleets", " "], "--fleets needs at least one fleet name"),
-    ] {
-        let output = Command::new(PARSEC)
-            .args(["scheduler", "--database-url"])
-            .arg(format!("sqlite://{}", database.display()))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(!output.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(message), "{args:?}: {stderr}");
-    }
-    assert!(!database.exists(), "a refused scheduler touched the database");
+    assert_refused(
+        &["scheduler"],
+        &[
+            (vec!["--rounds", "0"], "--rounds must be at least 1"),
+            (vec!["--fleets", " "], "--fleets needs at least one fleet name"),
+        ],
+    );
 }
 
 #[test]
