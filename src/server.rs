@@ -59,7 +59,6 @@ pub struct Server;
 #[derive(Debug)]
 pub struct ServerHandle {
     peer: DhtHandle,
-    node: Addr<NodeActor>,
     node_id: NodeId,
     api_address: SocketAddr,
     http: actix_web::dev::ServerHandle,
@@ -111,7 +110,6 @@ impl Server {
         });
         Ok(ServerHandle {
             peer,
-            node,
             node_id,
             api_address,
             http,
@@ -137,16 +135,6 @@ impl ServerHandle {
         format!("http://{}", self.api_address)
     }
 
-    /// The server's DHT peer.
-    pub fn peer(&self) -> &DhtHandle {
-        &self.peer
-    }
-
-    /// The server's node, in process.
-    pub fn node(&self) -> &Addr<NodeActor> {
-        &self.node
-    }
-
     /// Stops the server: marks it offline first (schedulers stop picking it), then lets requests
     /// in flight finish within `grace`. Past the grace, or once `shutdown` reaches
     /// [`Stage::Abandon`], they are cancelled (answered 503: schedulers do not store them).
@@ -167,9 +155,9 @@ impl ServerHandle {
             }
             () = shutdown.reached(Stage::Abandon) => {
                 tracing::warn!("second signal: cancelling in-flight requests now");
-                let _ = self.peer.shutdown().await;
             }
         }
+        // The peer stops with its server; operations still in flight answer 503.
         let _ = self.peer.shutdown().await;
     }
 }

@@ -45,11 +45,6 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = self.first;
     }
-
-    /// Whether no failure has been counted since the start or the last reset.
-    pub fn is_reset(&self) -> bool {
-        self.next == self.first
-    }
 }
 
 #[cfg(test)]
@@ -62,7 +57,6 @@ mod tests {
         let pauses: Vec<u64> = (0..5).map(|_| backoff.step().as_secs()).collect();
         assert_eq!(pauses, [1, 2, 4, 5, 5]);
         backoff.reset();
-        assert!(backoff.is_reset());
         assert_eq!(backoff.step(), Duration::from_secs(1));
         assert_eq!(
             Backoff::new(Duration::from_secs(9), Duration::from_secs(2))

@@ -45,19 +45,6 @@ impl TransportKind {
     }
 }
 
-impl std::str::FromStr for TransportKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tcp" => Ok(Self::Tcp),
-            "quic" => Ok(Self::Quic),
-            "memory" => Ok(Self::Memory),
-            other => Err(format!("unknown transport {other:?}: use tcp, quic or memory")),
-        }
-    }
-}
-
 /// How peers find each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartMode {

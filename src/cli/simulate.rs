@@ -165,7 +165,6 @@ impl SimulateArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
-        config.check()?;
         let report = System::new().block_on(async {
             let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
             run::run(config.clone(), shutdown).await

@@ -133,7 +133,6 @@ impl TestnetArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
-        config.check()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
         let result = System::new().block_on(async {

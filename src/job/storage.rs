@@ -8,7 +8,7 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use parsec_actors::{
     backoff::Backoff, recorder, CopyingSink, DiscardingSink, GetStats, Measurement, MeasurementRecorder,
-    MemoryRegistry, MemorySink, ReadOnlyRegistry, RecorderStats, Registry, SchedulerId,
+    MeasurementSink, MemoryRegistry, MemorySink, ReadOnlyRegistry, RecorderStats, Registry, SchedulerId,
     SchedulerRegistration,
 };
 
@@ -117,20 +117,41 @@ impl JobStorage {
         fleets: Vec<String>,
         shutdown: &mut Shutdown,
     ) -> anyhow::Result<Option<Recording>> {
-        let copy = self.options.keep_rows.then(MemorySink::default);
-        if self.options.dry_run {
+        let scheduler = if self.options.dry_run {
             tracing::info!(?fleets, "dry run: measuring, storing nothing");
-            let recorder = match &copy {
-                Some(copy) => MeasurementRecorder::new(copy.clone()),
-                None => MeasurementRecorder::new(DiscardingSink::default()),
+            None
+        } else {
+            let Some(scheduler) = self.register(fleets, shutdown).await? else {
+                return Ok(None);
             };
-            return Ok(Some(Recording {
-                scheduler: None,
-                recorder: recorder.start(),
-                copy,
-                target: None,
-            }));
-        }
+            Some(scheduler)
+        };
+        let copy = self.options.keep_rows.then(MemorySink::default);
+        let stored = self
+            .store
+            .as_ref()
+            .zip(scheduler)
+            .map(|(store, id)| store.measurement_sink(id));
+        let sink: Arc<dyn MeasurementSink> = match (stored, copy.clone()) {
+            (Some(stored), Some(copy)) => Arc::new(CopyingSink::new(stored, copy)),
+            (Some(stored), None) => Arc::new(stored),
+            (None, Some(copy)) => Arc::new(copy),
+            (None, None) => Arc::new(DiscardingSink::default()),
+        };
+        Ok(Some(Recording {
+            scheduler,
+            recorder: MeasurementRecorder::with_shared_sink(sink).start(),
+            copy,
+            target: self.options.target.clone(),
+        }))
+    }
+
+    /// Registers the run in `schedulers_ecs`; `None` when shutdown came first.
+    async fn register(
+        &self,
+        fleets: Vec<String>,
+        shutdown: &mut Shutdown,
+    ) -> anyhow::Result<Option<SchedulerId>> {
         let registration = SchedulerRegistration {
             fleets,
             dependencies: host::dependencies(),
@@ -150,24 +171,11 @@ impl JobStorage {
                 }
             },
         );
-        let Some(scheduler) = registering.await? else {
-            return Ok(None);
-        };
-        tracing::info!(%scheduler, fleets = ?registration.fleets, "scheduler registered");
-        let recorder = match (&self.store, &copy) {
-            (Some(store), Some(copy)) => {
-                MeasurementRecorder::new(CopyingSink::new(store.measurement_sink(scheduler), copy.clone()))
-            }
-            (Some(store), None) => MeasurementRecorder::new(store.measurement_sink(scheduler)),
-            (None, Some(copy)) => MeasurementRecorder::new(copy.clone()),
-            (None, None) => MeasurementRecorder::new(DiscardingSink::default()),
-        };
-        Ok(Some(Recording {
-            scheduler: Some(scheduler),
-            recorder: recorder.start(),
-            copy,
-            target: self.options.target.clone(),
-        }))
+        let scheduler = registering.await?;
+        if let Some(scheduler) = scheduler {
+            tracing::info!(%scheduler, fleets = ?registration.fleets, "scheduler registered");
+        }
+        Ok(scheduler)
     }
 }
 
