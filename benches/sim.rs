@@ -32,6 +32,7 @@ fn py_dht_workload() -> SimConfig {
                 k: 20,
                 alpha: 3,
                 steps_to_stop: 3,
+                peer_timeout: None,
             },
             beta: 20,
         },

@@ -171,29 +171,37 @@ pub fn effort_table(outcomes: &[(NodeIndex, Outcome)]) -> String {
     out
 }
 
-/// Median retrieval and provide time per region of the measuring node.
+/// Retrieval and provide latencies per region of the measuring server.
 pub fn region_table(rows: &[Measurement], region_of: &HashMap<NodeId, String>) -> String {
+    group_table("region", rows, region_of)
+}
+
+/// Retrieval and provide p50/p90 per group of measuring servers (a region, a fleet), and how
+/// many retrievals found a record.
+pub fn group_table(label: &str, rows: &[Measurement], group_of: &HashMap<NodeId, String>) -> String {
     let mut out = format!(
-        "{:<8} {:>14} {:>14} {:>12}\n",
-        "region", "retrieval p50", "provide p50", "found"
+        "{label:<8} {:>14} {:>14} {:>12} {:>12} {:>12}\n",
+        "retrieval p50", "retrieval p90", "provide p50", "provide p90", "found"
     );
-    let mut regions: Vec<&str> = region_of.values().map(String::as_str).collect();
-    regions.sort_unstable();
-    regions.dedup();
-    for region in regions {
-        let of_region: Vec<Measurement> = rows
+    let mut groups: Vec<&str> = group_of.values().map(String::as_str).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for group in groups {
+        let of_group: Vec<Measurement> = rows
             .iter()
-            .filter(|r| region_of.get(&r.node).map(String::as_str) == Some(region))
+            .filter(|r| group_of.get(&r.node).map(String::as_str) == Some(group))
             .cloned()
             .collect();
-        let stats = summarize(&of_region);
+        let stats = summarize(&of_group);
         let of = |op: Operation| stats.iter().find(|s| s.operation == op);
         let _ = writeln!(
             out,
-            "{:<8} {:>14} {:>14} {:>12}",
-            region,
+            "{:<8} {:>14} {:>14} {:>12} {:>12} {:>12}",
+            group,
             seconds(of(Operation::Retrieval).and_then(|s| s.p50)),
+            seconds(of(Operation::Retrieval).and_then(|s| s.p90)),
             seconds(of(Operation::Provide).and_then(|s| s.p50)),
+            seconds(of(Operation::Provide).and_then(|s| s.p90)),
             of(Operation::Retrieval)
                 .map_or_else(|| "-".to_owned(), |s| format!("{}/{}", s.successes, s.count)),
         );

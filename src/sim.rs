@@ -1,8 +1,8 @@
 //! A large-scale Kademlia network simulator: up to millions of nodes in virtual time, measured by
 //! the same parsec rounds and written to the same tables as real peers.
 //!
-//! - [`key`] — 256-bit keys and the XOR metric.
-//! - [`lookup`] — the iterative lookup as a sans-IO state machine (k, alpha, steps to stop).
+//! - keys, the lookup state machine and converged tables come from the Kademlia engine,
+//!   [`parsec_kad`], which the libp2p peers drive as well.
 //! - [`network`] — ids, regions, routing tables (built converged, in parallel) and records.
 //! - [`latency`] — message delays: a range or a region RTT matrix; error rate and timeouts.
 //! - [`churn`] — nodes leaving and joining as virtual time passes.
@@ -24,18 +24,15 @@
 
 pub mod actors;
 pub mod churn;
-pub mod key;
 pub mod latency;
-pub mod lookup;
 pub mod network;
 pub mod run;
 pub mod simulation;
 
 pub use churn::{Churn, ChurnConfig, ChurnStep};
-pub use key::{Distance, Key};
 pub use latency::{DelayModel, LatencyModel, Regions};
-pub use lookup::{Lookup, LookupConfig, Next, Termination};
 pub use network::{Network, NetworkConfig, NodeIndex};
+pub use parsec_kad::{Distance, Key, Lookup, LookupConfig, Next, Strategy, Termination};
 pub use simulation::{KademliaConfig, OperationKind, Outcome, Simulation};
 
 /// Everything a simulation is built from.

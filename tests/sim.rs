@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use parsec::sim::{
     Churn, ChurnConfig, DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, OperationKind,
-    SimConfig, Simulation, Termination,
+    SimConfig, Simulation, Strategy, Termination,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -20,6 +20,7 @@ fn perfect(nodes: usize, k: usize, alpha: usize, seed: u64) -> SimConfig {
                 k,
                 alpha,
                 steps_to_stop: 0,
+                peer_timeout: None,
             },
             beta: k,
         },
@@ -226,4 +227,110 @@ fn bad_configurations_are_errors_not_panics() {
         join_per_hour: 0.0
     })
     .is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// An accelerated client stores at exactly the true k closest nodes (itself aside), and finds
+    /// the record again from another accelerated client in one hop.
+    #[test]
+    fn a_fullrt_provide_stores_at_exactly_the_true_k_closest(
+        nodes in 30usize..3000,
+        k in 1usize..25,
+        seed in any::<u64>(),
+    ) {
+        let mut sim = build(&perfect(nodes, k, 3, seed));
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let from = rng.gen_range(0..nodes as u32);
+        let other = (from + 1) % nodes as u32;
+        sim.set_strategy(from, Strategy::FullRoutingTable);
+        sim.set_strategy(other, Strategy::FullRoutingTable);
+        let content = Key::random(&mut rng);
+        let provided = sim.provide(from, content);
+        prop_assert_eq!(provided.error, None);
+        let mut stored = provided.peers.clone();
+        stored.sort_unstable_by_key(|&p| sim.network().key(p).distance(&content));
+        let expected: Vec<u32> = sim
+            .network()
+            .true_closest(&content, k + 1)
+            .into_iter()
+            .filter(|&n| n != from)
+            .take(k)
+            .collect();
+        prop_assert_eq!(stored, expected);
+        prop_assert_eq!(provided.termination, None, "no lookup");
+        let found = sim.retrieve(other, content);
+        prop_assert_eq!(found.error, None);
+        prop_assert!(found.hops <= 1);
+    }
+}
+
+#[test]
+fn every_strategy_provides_and_the_others_retrieve_and_faster_strategies_are_faster() {
+    // The calibrated network (20 % unreachable, timeouts), where the strategies differ.
+    let mut sim = build(&SimConfig {
+        nodes: 10_000,
+        seed: 3,
+        ..SimConfig::default()
+    });
+    let providers = [
+        (0, Strategy::Classic),
+        (1, Strategy::Optimistic),
+        (2, Strategy::FullRoutingTable),
+    ];
+    for (node, strategy) in providers {
+        sim.network_mut().set_reachable(node, true);
+        sim.set_strategy(node, strategy);
+        assert_eq!(sim.strategy(node), strategy);
+    }
+    // The optimistic node estimates the size from its warm-up lookups (8,000 reachable servers
+    // answer, 10,000 are in the tables): within the estimator's ±20 % of either.
+    let estimate = sim.network_view(1).expect("an estimate after the warm-up");
+    assert!((6_400.0..=12_000.0).contains(&estimate), "estimate {estimate:.0}");
+    // The accelerated client's table is its crawl: the reachable nodes.
+    let crawled = sim.routing_table_size(2);
+    assert!((7_500..=8_500).contains(&crawled), "crawled {crawled}");
+
+    let mut durations: Vec<Vec<Duration>> = vec![Vec::new(); 3];
+    for round in 0..30u32 {
+        for (index, (node, strategy)) in providers.into_iter().enumerate() {
+            let content = Key::hash_of(&[round.to_be_bytes(), (index as u32).to_be_bytes()].concat());
+            let provided = sim.provide(node, content);
+            assert_eq!(provided.error, None, "{strategy}: {provided:?}");
+            assert!(
+                provided.peers.len() >= 5,
+                "{strategy} stored at {}",
+                provided.peers.len()
+            );
+            if strategy == Strategy::FullRoutingTable {
+                // Every provide, not just the first: no lookup, one store at each of the k closest.
+                assert_eq!(
+                    (provided.termination, provided.messages),
+                    (None, 20),
+                    "round {round}"
+                );
+            }
+            durations[index].push(provided.duration);
+            // Every other strategy finds it.
+            for (other, _) in providers.into_iter().filter(|&(n, _)| n != node) {
+                let found = sim.retrieve(other, content);
+                assert_eq!(found.error, None, "{strategy} provided, node {other} retrieved");
+            }
+        }
+    }
+    let median = |d: &mut Vec<Duration>| {
+        d.sort_unstable();
+        d[d.len() / 2]
+    };
+    let (classic, optimistic, full) = (
+        median(&mut durations[0]),
+        median(&mut durations[1]),
+        median(&mut durations[2]),
+    );
+    assert!(
+        optimistic < classic,
+        "optprov {optimistic:?} vs classic {classic:?}"
+    );
+    assert!(full < classic, "fullrt {full:?} vs classic {classic:?}");
 }

@@ -11,8 +11,9 @@ use crate::{
     job::Shutdown,
     report,
     sim::{
-        run::{self, SimRunConfig},
-        ChurnConfig, DelayModel, KademliaConfig, LatencyModel, LookupConfig, SimConfig, DEFAULT_UNREACHABLE,
+        run::{self, SimFleet, SimRunConfig},
+        ChurnConfig, DelayModel, KademliaConfig, LatencyModel, LookupConfig, SimConfig, Strategy,
+        DEFAULT_UNREACHABLE,
     },
 };
 
@@ -81,12 +82,36 @@ pub struct SimulateArgs {
     /// New nodes per virtual hour, as a share of live nodes.
     #[arg(long, env = "PARSEC_SIM_JOIN_RATE", default_value_t = 0.0)]
     join_rate: f64,
-    /// Fleet name of the simulated servers' rows.
+    /// Fleet name of the simulated servers' rows (without --fleets).
     #[arg(long, env = "PARSEC_SIM_FLEET", default_value = "sim")]
     fleet: String,
+    /// How the servers provide and retrieve (without --fleets): classic (lookup, then store at
+    /// the k closest), optprov (optimistic provide) or fullrt (a crawled full routing table).
+    #[arg(long, env = "PARSEC_SIM_STRATEGY", default_value = "classic")]
+    strategy: Strategy,
+    /// Several fleets side by side, each named after its strategy (e.g. classic,optprov,fullrt;
+    /// `default` is the classic strategy under parsec's default fleet name). --servers servers
+    /// each; every round, one server provides and the servers of every fleet retrieve.
+    #[arg(long, env = "PARSEC_SIM_FLEETS", value_delimiter = ',', value_parser = parse_fleet)]
+    fleets: Vec<SimFleet>,
+    /// After this long without an answer a lookup's query no longer holds one of the alpha slots
+    /// (unset: a query holds its slot until it answers or fails).
+    #[arg(long, env = "PARSEC_SIM_PEER_TIMEOUT", value_parser = super::parse_duration)]
+    peer_timeout: Option<Duration>,
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
+}
+
+/// Parses a fleet of `--fleets`: a strategy's name, or `default` (the classic strategy).
+fn parse_fleet(text: &str) -> Result<SimFleet, String> {
+    match text.trim() {
+        "default" => Ok(SimFleet {
+            name: "default".to_owned(),
+            strategy: Strategy::Classic,
+        }),
+        name => name.parse().map(SimFleet::of),
+    }
 }
 
 /// Parses `MIN..MAX` durations, e.g. `50ms..500ms`.
@@ -130,9 +155,18 @@ impl SimulateArgs {
         latency.failure_delay = self.failure_delay;
         latency.timeout_share = share("timeout-share", self.timeout_share)?;
         latency.timeout = self.timeout;
+        let fleets = if self.fleets.is_empty() {
+            vec![SimFleet {
+                name: self.fleet.clone(),
+                strategy: self.strategy,
+            }]
+        } else {
+            self.fleets.clone()
+        };
+        let label: Vec<&str> = fleets.iter().map(|f| f.name.as_str()).collect();
         let mut round = RoundConfig::default();
         round
-            .set_fleet(self.fleet.clone())
+            .set_fleet(label.join(","))
             .set_probes(self.probes)
             .set_seed(Some(self.seed));
         Ok(SimRunConfig {
@@ -143,6 +177,7 @@ impl SimulateArgs {
                         k: self.k,
                         alpha: self.alpha,
                         steps_to_stop: self.steps_to_stop,
+                        peer_timeout: self.peer_timeout,
                     },
                     beta: self.beta,
                 },
@@ -151,6 +186,7 @@ impl SimulateArgs {
                 seed: self.seed,
             },
             servers: self.servers,
+            fleets,
             rounds: self.rounds,
             round_interval: self.round_interval,
             churn: ChurnConfig {
@@ -170,13 +206,19 @@ impl SimulateArgs {
             run::run(config.clone(), shutdown).await
         })?;
         println!(
-            "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers, {} rounds run, seed {}",
+            "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers in {}, {} rounds run, seed {}",
             config.sim.nodes,
             self.k,
             self.alpha,
             self.beta,
             self.steps_to_stop,
-            config.servers,
+            config.servers * config.fleets.len(),
+            config
+                .fleets
+                .iter()
+                .map(|f| format!("{} ({})", f.name, f.strategy))
+                .collect::<Vec<_>>()
+                .join(", "),
             report.run.rounds_run,
             self.seed,
         );
@@ -190,6 +232,13 @@ impl SimulateArgs {
             report::effort_table(&report.outcomes),
             report::region_table(&report.run.rows, &region_of),
         ];
+        let sections = if config.fleets.len() > 1 {
+            let mut all = sections.to_vec();
+            all.push(report::group_table("fleet", &report.run.rows, &report.fleet_of));
+            all
+        } else {
+            sections.to_vec()
+        };
         let mut notes = Vec::new();
         if report.churned != (0, 0) {
             notes.push(format!(

@@ -10,10 +10,10 @@ use parsec_actors::{
     CheckReadiness, ContentId, NodeError, Operation, OperationReport, ProvideContent, Readiness,
     RetrieveContent, StepMeasurement,
 };
+use parsec_kad::Key;
 
 use super::{
     churn::{Churn, ChurnStep},
-    key::Key,
     network::NodeIndex,
     simulation::{OperationKind, Outcome, Simulation},
 };
@@ -31,7 +31,12 @@ pub struct SimulatorActor {
     outcomes: Vec<(NodeIndex, Outcome)>,
     /// Nodes that left and joined through churn so far.
     churned: (usize, usize),
+    /// Virtual time since the accelerated clients last crawled.
+    since_crawl: Duration,
 }
+
+/// How often an accelerated client crawls the network (go-libp2p-kad-dht's fullrt: hourly).
+pub const CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 impl SimulatorActor {
     /// An actor around `simulation`; `servers` never leave through churn.
@@ -42,6 +47,7 @@ impl SimulatorActor {
             servers,
             outcomes: Vec::new(),
             churned: (0, 0),
+            since_crawl: Duration::ZERO,
         }
     }
 
@@ -122,6 +128,12 @@ impl Handler<Advance> for SimulatorActor {
             .advance(self.simulation.network_mut(), msg.0, &self.servers);
         self.churned.0 += step.left.len();
         self.churned.1 += step.joined.len();
+        self.simulation.advance_clock(msg.0);
+        self.since_crawl += msg.0;
+        if self.since_crawl >= CRAWL_INTERVAL {
+            self.since_crawl = Duration::ZERO;
+            self.simulation.recrawl();
+        }
         MessageResult(step)
     }
 }
@@ -138,7 +150,7 @@ impl Handler<TableSize> for SimulatorActor {
     type Result = usize;
 
     fn handle(&mut self, msg: TableSize, _: &mut SyncContext<Self>) -> usize {
-        self.simulation.network().routing_table_size(msg.0)
+        self.simulation.routing_table_size(msg.0)
     }
 }
 

@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{key::Key, latency::Regions};
+use parsec_kad::{table::converged_table, Distance, Key};
+
+use super::latency::Regions;
 
 /// Index of a node in the network.
 pub type NodeIndex = u32;
@@ -103,7 +105,7 @@ impl Network {
             .par_iter()
             .with_min_len(256)
             .map(|&node| {
-                let table = converged_table(&sorted_keys, &sorted, &keys[node as usize], config.k);
+                let table = converged_table(&sorted_keys, &sorted, &keys[node as usize], config.k, EMPTY);
                 let done = built.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if done % 4096 == 0 {
                     progress(done);
@@ -212,6 +214,18 @@ impl Network {
         self.table(node).iter().copied().filter(|&p| p != EMPTY)
     }
 
+    /// Peers in bucket `bucket` of a node's routing table.
+    pub fn bucket_level(&self, node: NodeIndex, bucket: u32) -> usize {
+        if bucket >= u32::from(self.buckets[node as usize]) {
+            return 0;
+        }
+        let start = self.table_start[node as usize] + bucket as usize * self.k;
+        self.slots[start..start + self.k]
+            .iter()
+            .filter(|&&p| p != EMPTY)
+            .count()
+    }
+
     /// Size of a node's routing table.
     pub fn routing_table_size(&self, node: NodeIndex) -> usize {
         self.routing_table(node).count()
@@ -231,7 +245,7 @@ impl Network {
         }
         let buckets = u32::from(self.buckets[node as usize]);
         let shared = self.key(node).common_prefix_len(target);
-        let mut found: Vec<(super::key::Distance, NodeIndex)> = Vec::with_capacity(2 * self.k);
+        let mut found: Vec<(Distance, NodeIndex)> = Vec::with_capacity(2 * self.k);
         let take = |first: u32, last: u32, found: &mut Vec<_>| {
             let start = self.table_start[node as usize];
             let slots = &self.slots[start + first as usize * self.k..start + last as usize * self.k];
@@ -369,7 +383,7 @@ impl Network {
         let tables: Vec<Vec<NodeIndex>> = (first..first + count as NodeIndex)
             .into_par_iter()
             .map(|node| {
-                let mut table = converged_table(sorted_keys, sorted, &self.keys[node as usize], k);
+                let mut table = converged_table(sorted_keys, sorted, &self.keys[node as usize], k, EMPTY);
                 for slot in &mut table {
                     if *slot != EMPTY && !flags[*slot as usize].alive {
                         *slot = EMPTY;
@@ -423,86 +437,6 @@ impl Network {
     }
 }
 
-/// A converged routing table of the node with id `me`: for each bucket up to the deepest
-/// non-empty one, the `k` peers of the bucket's range closest to `me`, padded with `EMPTY`.
-///
-/// Walking down `me`'s path in the implicit trie of sorted ids, the nodes sharing the first `b`
-/// bits with `me` are one slice; bit `b` splits it into `me`'s half (the next slice) and the other
-/// half, which is exactly bucket `b`. One binary search per bucket, each in a shrinking slice.
-fn converged_table(sorted_keys: &[Key], sorted: &[NodeIndex], me: &Key, k: usize) -> Vec<NodeIndex> {
-    let mut table = Vec::with_capacity(k * 24);
-    let (mut start, mut end) = (0, sorted_keys.len());
-    for bucket in 0..256u32 {
-        let split = start + sorted_keys[start..end].partition_point(|key| !key.bit(bucket));
-        let (own, other) = if me.bit(bucket) {
-            ((split, end), (start, split))
-        } else {
-            ((start, split), (split, end))
-        };
-        let before = table.len();
-        closest_in_range(
-            sorted_keys,
-            sorted,
-            other.0,
-            other.1,
-            me,
-            bucket + 1,
-            k,
-            &mut table,
-        );
-        table.resize(before + k, EMPTY);
-        (start, end) = own;
-        // When `me` is alone in its own half, every deeper bucket is empty.
-        let me_included = sorted_keys[start..end].binary_search(me).is_ok();
-        if end - start == usize::from(me_included) || bucket == 255 {
-            break;
-        }
-    }
-    table
-}
-
-/// Appends the up to `need` ids of `sorted_keys[start..end]` closest to `target`. All keys of
-/// the range share their first `depth` bits, so the range splits at bit `depth` into two
-/// sub-ranges; the one agreeing with `target` at that bit is closer.
-#[allow(clippy::too_many_arguments)]
-fn closest_in_range(
-    sorted_keys: &[Key],
-    sorted: &[NodeIndex],
-    start: usize,
-    end: usize,
-    target: &Key,
-    depth: u32,
-    need: usize,
-    out: &mut Vec<NodeIndex>,
-) {
-    if need == 0 || start >= end {
-        return;
-    }
-    if end - start <= need || depth >= 256 {
-        out.extend(sorted[start..end].iter().take(need));
-        return;
-    }
-    let split = start + sorted_keys[start..end].partition_point(|key| !key.bit(depth));
-    let (near, far) = if target.bit(depth) {
-        ((split, end), (start, split))
-    } else {
-        ((start, split), (split, end))
-    };
-    let before = out.len();
-    closest_in_range(sorted_keys, sorted, near.0, near.1, target, depth + 1, need, out);
-    let taken = out.len() - before;
-    closest_in_range(
-        sorted_keys,
-        sorted,
-        far.0,
-        far.1,
-        target,
-        depth + 1,
-        need - taken,
-        out,
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,34 +453,6 @@ mod tests {
             |_| {},
         )
         .unwrap()
-    }
-
-    #[test]
-    fn buckets_hold_the_closest_peers_of_their_range() {
-        let net = network(3000, 8, 5);
-        for node in [0, 17, 2999] {
-            let me = net.key(node);
-            let mut by_bucket: HashMap<u32, Vec<NodeIndex>> = HashMap::new();
-            for peer in 0..net.len() as NodeIndex {
-                if peer != node {
-                    by_bucket
-                        .entry(me.common_prefix_len(&net.key(peer)))
-                        .or_default()
-                        .push(peer);
-                }
-            }
-            for (bucket, mut peers) in by_bucket {
-                peers.sort_by_key(|&p| net.key(p).distance(&me));
-                peers.truncate(8);
-                peers.sort_unstable();
-                let mut table: Vec<NodeIndex> = net
-                    .routing_table(node)
-                    .filter(|&p| me.common_prefix_len(&net.key(p)) == bucket)
-                    .collect();
-                table.sort_unstable();
-                assert_eq!(table, peers, "node {node} bucket {bucket}");
-            }
-        }
     }
 
     #[test]

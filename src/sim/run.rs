@@ -2,7 +2,10 @@
 //! [round runner](crate::job) then runs parsec rounds over them and stores the rows exactly as
 //! for the testnet and the scheduler. Between rounds, virtual time passes (churn).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
@@ -13,7 +16,7 @@ use super::{
     churn::{Churn, ChurnConfig},
     network::NodeIndex,
     simulation::Outcome,
-    SimConfig, Simulation,
+    SimConfig, Simulation, Strategy,
 };
 use crate::{
     db::DatabaseTarget,
@@ -27,8 +30,11 @@ use crate::{
 pub struct SimRunConfig {
     /// The simulated network.
     pub sim: SimConfig,
-    /// Simulated parsec servers (one provides per round, the others retrieve).
+    /// Simulated parsec servers per fleet (one provides per round, the others retrieve).
     pub servers: usize,
+    /// The fleets: a name and the strategy its servers provide and retrieve with. Rounds span
+    /// all of them: one server provides, the servers of every fleet retrieve.
+    pub fleets: Vec<SimFleet>,
     /// Rounds to run.
     pub rounds: usize,
     /// Virtual time between rounds (churn happens in it).
@@ -43,6 +49,25 @@ pub struct SimRunConfig {
     pub progress: bool,
 }
 
+/// A fleet of simulated servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimFleet {
+    /// The fleet's name in the database.
+    pub name: String,
+    /// How its servers provide and retrieve.
+    pub strategy: Strategy,
+}
+
+impl SimFleet {
+    /// A fleet named after its strategy.
+    pub fn of(strategy: Strategy) -> Self {
+        Self {
+            name: strategy.name().to_owned(),
+            strategy,
+        }
+    }
+}
+
 /// What a simulation run measured: the run's report (durations are virtual) and what only a
 /// simulation can tell.
 #[derive(Debug)]
@@ -53,6 +78,8 @@ pub struct SimRunReport {
     pub outcomes: Vec<(NodeIndex, Outcome)>,
     /// The simulated servers: node index, region name, registered id.
     pub servers: Vec<(NodeIndex, String, NodeId)>,
+    /// Each server's fleet.
+    pub fleet_of: HashMap<NodeId, String>,
     /// Nodes that left and joined through churn.
     pub churned: (usize, usize),
     /// Wall time to build the network.
@@ -90,6 +117,7 @@ struct SimJob<'a> {
     registry: Option<std::sync::Arc<dyn Registry>>,
     /// The simulated servers: node index, region name, registered id.
     registered: Vec<(NodeIndex, String, NodeId)>,
+    fleet_of: HashMap<NodeId, String>,
     build: Duration,
 }
 
@@ -99,12 +127,23 @@ impl SimRunConfig {
         if self.servers < 2 {
             bail!("--servers must be at least 2: one provides, the others retrieve");
         }
-        if self.servers > self.sim.nodes {
+        if self.fleets.is_empty() {
+            bail!("at least one fleet must be simulated");
+        }
+        let total = self.servers * self.fleets.len();
+        if total > self.sim.nodes {
             bail!(
-                "--servers ({}) cannot exceed --nodes ({})",
+                "{} servers ({} per fleet × {} fleets) cannot exceed --nodes ({})",
+                total,
                 self.servers,
+                self.fleets.len(),
                 self.sim.nodes
             );
+        }
+        let mut names: Vec<&str> = self.fleets.iter().map(|f| f.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            bail!("each fleet must have its own name");
         }
         if self.rounds == 0 {
             bail!("--rounds must be at least 1");
@@ -123,6 +162,7 @@ pub async fn run(config: SimRunConfig, shutdown: Shutdown) -> anyhow::Result<Sim
         simulator: None,
         registry: None,
         registered: Vec::new(),
+        fleet_of: HashMap::new(),
         build: Duration::ZERO,
     };
     let run = job::run(&mut simulation, options, shutdown).await?;
@@ -137,6 +177,7 @@ pub async fn run(config: SimRunConfig, shutdown: Shutdown) -> anyhow::Result<Sim
         run,
         outcomes,
         servers: simulation.registered,
+        fleet_of: simulation.fleet_of,
         churned,
         build: simulation.build,
     })
@@ -159,7 +200,27 @@ impl Job for SimJob<'_> {
         building.finish();
         self.build = started.elapsed();
 
-        let servers = pick_servers(&mut simulation, config.servers);
+        let servers = pick_servers(&mut simulation, config.servers * config.fleets.len());
+        // Blocks of `servers` in a row belong to one fleet: each block spans the regions.
+        let fleet_of_server: Vec<&SimFleet> = (0..servers.len())
+            .map(|i| &config.fleets[(i / config.servers.max(1)).min(config.fleets.len() - 1)])
+            .collect();
+        let preparing = bar(setup.progress, servers.len() as u64, "preparing strategies");
+        let strategies: Vec<(NodeIndex, Strategy)> = servers
+            .iter()
+            .zip(&fleet_of_server)
+            .map(|(&node, fleet)| (node, fleet.strategy))
+            .collect();
+        let simulation = tokio::task::spawn_blocking(move || {
+            for (node, strategy) in strategies {
+                simulation.set_strategy(node, strategy);
+                preparing.inc(1);
+            }
+            preparing.finish();
+            simulation
+        })
+        .await
+        .context("preparing the strategies")?;
         let region_names = simulation.network().region_model().names.clone();
         let server_regions: Vec<String> = servers
             .iter()
@@ -173,11 +234,11 @@ impl Job for SimJob<'_> {
             .map_err(anyhow::Error::msg)?;
         self.registry = Some(setup.registry.clone());
         let mut members = Vec::new();
-        for (&node, region) in servers.iter().zip(&server_regions) {
+        for ((&node, region), fleet) in servers.iter().zip(&server_regions).zip(&fleet_of_server) {
             let mut registration = host::registration(
                 resources.clone(),
                 SimServer::peer_id(node),
-                config.round.fleet.clone(),
+                fleet.name.clone(),
                 0,
                 0,
             );
@@ -188,17 +249,21 @@ impl Job for SimJob<'_> {
                 .await
                 .context("registering a simulated server")?;
             self.registered.push((node, region.clone(), id));
+            self.fleet_of.insert(id, fleet.name.clone());
             let server = SimServer::new(node, simulator.clone()).start();
-            members.push(FleetMember::new(
-                id,
-                format!("sim-{node}-{region}"),
-                NodeRecipients::of(&server),
-            ));
+            members.push(
+                FleetMember::new(
+                    id,
+                    format!("sim-{node}-{region}-{}", fleet.name),
+                    NodeRecipients::of(&server),
+                )
+                .in_fleet(fleet.name.clone()),
+            );
         }
         Ok(Fleet {
             membership: Membership::Fixed(members),
             round: config.round.clone(),
-            fleets: vec![config.round.fleet.clone()],
+            fleets: config.fleets.iter().map(|f| f.name.clone()).collect(),
         })
     }
 

@@ -7,18 +7,20 @@
 
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap},
     hash::{Hash, Hasher},
     time::Duration,
 };
 
+use parsec_kad::{
+    Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, PeerState, StoreProgress,
+    Strategy, Termination,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    key::Key,
     latency::LatencyModel,
-    lookup::{Lookup, LookupConfig, Next, Termination},
     network::{Network, NodeIndex},
 };
 
@@ -56,7 +58,7 @@ pub enum OperationKind {
 pub struct Outcome {
     /// Which operation.
     pub kind: OperationKind,
-    /// Virtual time from start to result.
+    /// Virtual time from start to result (for a provide: until it returned to the caller).
     pub duration: Duration,
     /// Hops to the peer that gave the result (the provider record's holder, or the closest peer).
     pub hops: u32,
@@ -71,8 +73,91 @@ pub struct Outcome {
     pub peers: Vec<NodeIndex>,
     /// Peers found dead on the way (the caller drops them from the node's routing table).
     pub dead: Vec<NodeIndex>,
-    /// Why the lookup phase ended.
+    /// Why the lookup phase ended (`None` without a lookup: the full routing table's provide).
     pub termination: Option<Termination>,
+    /// Stores still unanswered when the provide returned (they finish in the background).
+    pub background: usize,
+}
+
+impl Outcome {
+    fn new(kind: OperationKind) -> Self {
+        Self {
+            kind,
+            duration: Duration::ZERO,
+            hops: 0,
+            messages: 0,
+            failures: 0,
+            error: None,
+            peers: Vec::new(),
+            dead: Vec::new(),
+            termination: None,
+            background: 0,
+        }
+    }
+}
+
+/// What a node that does not use the classic strategy keeps.
+#[derive(Clone, Debug)]
+enum NodeState {
+    /// Optimistic provide: the network size estimate from its converged lookups.
+    Optimistic(NetworkSizeEstimator),
+    /// The accelerated client: the peers its last crawl reached, sorted by key.
+    FullRoutingTable(Crawl),
+}
+
+/// The result of a crawl: every peer that answered, sorted by key.
+#[derive(Clone, Debug, Default)]
+struct Crawl {
+    keys: Vec<Key>,
+    nodes: Vec<NodeIndex>,
+}
+
+/// An optimistic provide's stores, beside its lookup.
+#[derive(Debug)]
+struct OptimisticStores {
+    provide: OptimisticProvide<NodeIndex>,
+    progress: StoreProgress,
+    sent: Vec<NodeIndex>,
+    stored: Vec<NodeIndex>,
+}
+
+/// Something that happens at a point of virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    /// The query to `peer` answers, or fails.
+    Query { peer: NodeIndex, answered: bool },
+    /// The store at `peer` is acknowledged, or fails.
+    Store { peer: NodeIndex, stored: bool },
+}
+
+/// The event queue of one operation, in virtual time.
+#[derive(Debug, Default)]
+struct Events {
+    now: Duration,
+    sequence: u64,
+    queue: BinaryHeap<Reverse<(Duration, u64, Event)>>,
+}
+
+impl Events {
+    /// `event` happens `delay` from now.
+    fn push(&mut self, delay: Duration, event: Event) {
+        self.sequence += 1;
+        self.queue.push(Reverse((self.now + delay, self.sequence, event)));
+    }
+
+    /// The next event, unless `deadline` comes first (then time moves to the deadline).
+    fn pop_before(&mut self, deadline: Option<Duration>) -> Option<(Duration, Event)> {
+        let next_at = self.queue.peek().map(|Reverse((at, _, _))| *at);
+        if let Some(deadline) = deadline {
+            if next_at.is_none_or(|at| deadline < at) {
+                self.now = self.now.max(deadline);
+                return None;
+            }
+        }
+        let Reverse((at, _, event)) = self.queue.pop()?;
+        self.now = at;
+        Some((at, event))
+    }
 }
 
 /// A network with its latency model and protocol parameters.
@@ -82,10 +167,15 @@ pub struct Simulation {
     latency: LatencyModel,
     kademlia: KademliaConfig,
     seed: u64,
+    /// Nodes with another strategy than classic (the simulated servers of those fleets).
+    strategies: HashMap<NodeIndex, NodeState>,
+    /// Virtual time passed between operations (churn), for the estimator's sample ages.
+    clock: Duration,
 }
 
-/// A message arrival: at `at`, the query to `peer` answers (or fails).
-type Arrival = Reverse<(Duration, u64, NodeIndex, bool)>;
+/// Random keys a node looks up when it starts estimating the network size (a routing-table
+/// refresh's worth; go needs 5 converged lookups for its first estimate).
+pub const ESTIMATOR_WARM_UP_LOOKUPS: usize = 16;
 
 impl Simulation {
     /// A simulation over `network`.
@@ -95,6 +185,8 @@ impl Simulation {
             latency,
             kademlia,
             seed,
+            strategies: HashMap::new(),
+            clock: Duration::ZERO,
         }
     }
 
@@ -118,6 +210,107 @@ impl Simulation {
         &self.latency
     }
 
+    /// Virtual time passes between operations.
+    pub fn advance_clock(&mut self, by: Duration) {
+        self.clock += by;
+    }
+
+    /// Makes `node` provide and retrieve with `strategy`. An optimistic node warms its network
+    /// size estimator up with lookups of random keys; an accelerated client crawls.
+    pub fn set_strategy(&mut self, node: NodeIndex, strategy: Strategy) {
+        match strategy {
+            Strategy::Classic => {
+                self.strategies.remove(&node);
+            }
+            Strategy::Optimistic => {
+                let mut estimator = NetworkSizeEstimator::new(self.kademlia.lookup.k);
+                let mut rng = self.rng_for(OperationKind::Lookup, node, &Key::default());
+                for _ in 0..ESTIMATOR_WARM_UP_LOOKUPS {
+                    let target = Key::random(&mut rng);
+                    let outcome = self.lookup(node, target);
+                    self.track(&mut estimator, node, &target, &outcome);
+                }
+                self.strategies.insert(node, NodeState::Optimistic(estimator));
+            }
+            Strategy::FullRoutingTable => {
+                let crawl = self.crawl();
+                self.strategies.insert(node, NodeState::FullRoutingTable(crawl));
+            }
+        }
+    }
+
+    /// The strategy `node` uses.
+    pub fn strategy(&self, node: NodeIndex) -> Strategy {
+        match self.strategies.get(&node) {
+            None => Strategy::Classic,
+            Some(NodeState::Optimistic(_)) => Strategy::Optimistic,
+            Some(NodeState::FullRoutingTable(_)) => Strategy::FullRoutingTable,
+        }
+    }
+
+    /// The network size `node` estimates (optimistic nodes), or the peers of its last crawl
+    /// (accelerated clients).
+    pub fn network_view(&mut self, node: NodeIndex) -> Option<f64> {
+        let clock = self.clock;
+        match self.strategies.get_mut(&node)? {
+            NodeState::Optimistic(estimator) => estimator.estimate(clock).ok(),
+            NodeState::FullRoutingTable(crawl) => Some(crawl.nodes.len() as f64),
+        }
+    }
+
+    /// Accelerated clients crawl again (the network changed).
+    pub fn recrawl(&mut self) {
+        let nodes: Vec<NodeIndex> = self
+            .strategies
+            .iter()
+            .filter(|(_, state)| matches!(state, NodeState::FullRoutingTable(_)))
+            .map(|(&node, _)| node)
+            .collect();
+        if nodes.is_empty() {
+            return;
+        }
+        let crawl = self.crawl();
+        for node in nodes {
+            self.strategies
+                .insert(node, NodeState::FullRoutingTable(crawl.clone()));
+        }
+    }
+
+    /// The routing table size `node` reports: its crawled peers for an accelerated client.
+    pub fn routing_table_size(&self, node: NodeIndex) -> usize {
+        match self.strategies.get(&node) {
+            Some(NodeState::FullRoutingTable(crawl)) => crawl.nodes.len(),
+            _ => self.network.routing_table_size(node),
+        }
+    }
+
+    /// A crawl reaches every peer that answers (the simulated crawl is a snapshot; its duration
+    /// is not modelled).
+    fn crawl(&self) -> Crawl {
+        let mut reached: Vec<(Key, NodeIndex)> = (0..self.network.len() as NodeIndex)
+            .filter(|&n| self.network.answers(n))
+            .map(|n| (self.network.key(n), n))
+            .collect();
+        reached.sort_unstable();
+        Crawl {
+            keys: reached.iter().map(|(k, _)| *k).collect(),
+            nodes: reached.iter().map(|(_, n)| *n).collect(),
+        }
+    }
+
+    /// Feeds a converged lookup to an estimator.
+    fn track(&self, estimator: &mut NetworkSizeEstimator, from: NodeIndex, target: &Key, outcome: &Outcome) {
+        if outcome.termination != Some(Termination::Converged) {
+            return;
+        }
+        let closest: Vec<Key> = outcome.peers.iter().map(|&p| self.network.key(p)).collect();
+        let bucket = self.network.key(from).common_prefix_len(target);
+        let level = self.network.bucket_level(from, bucket);
+        let weight = estimator.weight(level);
+        // Fewer than k peers (a tiny network) cannot be a sample: nothing to track.
+        let _ = estimator.track(self.clock, target, &closest, weight);
+    }
+
     fn rng_for(&self, kind: OperationKind, from: NodeIndex, key: &Key) -> ChaCha8Rng {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (self.seed, kind, from, key).hash(&mut hasher);
@@ -128,39 +321,77 @@ impl Simulation {
     /// lookups can run in parallel); apply [`Outcome::dead`] with [`Simulation::forget_dead`].
     pub fn lookup(&self, from: NodeIndex, target: Key) -> Outcome {
         let mut rng = self.rng_for(OperationKind::Lookup, from, &target);
-        self.run(OperationKind::Lookup, from, target, &mut rng)
+        self.run(OperationKind::Lookup, from, target, &mut rng, None)
     }
 
-    /// Looks up `content`'s closest peers from `from` and stores a provider record at those that
-    /// answered; the duration ends when the last store is acknowledged.
+    /// Stores a provider record of `content` from `from`, with `from`'s strategy: a lookup of the
+    /// closest peers then a store at those that answered (classic), stores decided during the
+    /// lookup (optimistic), or stores at the closest peers of the crawl (accelerated).
     pub fn provide(&mut self, from: NodeIndex, content: Key) -> Outcome {
         let mut rng = self.rng_for(OperationKind::Provide, from, &content);
-        let mut outcome = self.run(OperationKind::Provide, from, content, &mut rng);
+        let clock = self.clock;
+        let estimate = match self.strategies.get_mut(&from) {
+            Some(NodeState::Optimistic(estimator)) => Some(estimator.estimate(clock)),
+            _ => None,
+        };
+        let mut outcome = match (self.strategies.get(&from), estimate) {
+            (Some(NodeState::FullRoutingTable(crawl)), _) => {
+                self.provide_direct(from, content, crawl, &mut rng)
+            }
+            (_, Some(Ok(size))) => {
+                let k = self.kademlia.lookup.k;
+                let mut stores = OptimisticStores {
+                    provide: OptimisticProvide::new(size, k),
+                    progress: StoreProgress::new(Strategy::Optimistic.store_rule(k)),
+                    sent: Vec::new(),
+                    stored: Vec::new(),
+                };
+                let mut outcome =
+                    self.run(OperationKind::Provide, from, content, &mut rng, Some(&mut stores));
+                if outcome.error.is_none() && outcome.peers.is_empty() {
+                    outcome.error = Some("no peer stored the provider record".to_owned());
+                }
+                outcome
+            }
+            // Classic, or optimistic without an estimate yet (go falls back the same way).
+            _ => self.provide_classic(from, content, &mut rng),
+        };
+        for &peer in &outcome.peers {
+            self.network.store_record(peer, content);
+        }
         self.forget_dead(from, &outcome.dead);
+        if let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&from) {
+            let mut estimator = estimator.clone();
+            self.track(&mut estimator, from, &content, &outcome);
+            self.strategies.insert(from, NodeState::Optimistic(estimator));
+        }
+        if outcome.error.is_some() {
+            outcome.peers.clear();
+        }
+        outcome
+    }
+
+    /// Lookup, then one store at each of the closest peers that answered; the provide returns
+    /// when the last store answers.
+    fn provide_classic(&self, from: NodeIndex, content: Key, rng: &mut ChaCha8Rng) -> Outcome {
+        let mut outcome = self.run(OperationKind::Provide, from, content, rng, None);
         if outcome.error.is_some() {
             return outcome;
         }
         // Connections to the closest peers are open: each store costs one round trip.
-        let mut last_ack = Duration::ZERO;
+        let mut last_answer = Duration::ZERO;
         let mut stored = Vec::new();
         for &peer in &outcome.peers {
             outcome.messages += 1;
-            let fails = !self.network.answers(peer) || rng.gen_bool(self.latency.error_rate);
-            if peer != from && fails {
+            let (ok, delay) = self.store_once(from, peer, rng);
+            last_answer = last_answer.max(delay);
+            if ok {
+                stored.push(peer);
+            } else {
                 outcome.failures += 1;
-                last_ack = last_ack.max(self.latency.failure(&mut rng));
-                continue;
             }
-            if peer != from {
-                let rtt =
-                    self.latency
-                        .round_trip(self.network.region(from), self.network.region(peer), &mut rng);
-                last_ack = last_ack.max(rtt);
-            }
-            self.network.store_record(peer, content);
-            stored.push(peer);
         }
-        outcome.duration += last_ack;
+        outcome.duration += last_answer;
         if stored.is_empty() {
             outcome.error = Some("no peer stored the provider record".to_owned());
         }
@@ -168,11 +399,119 @@ impl Simulation {
         outcome
     }
 
-    /// Looks up the first provider record of `content` from `from`.
+    /// The accelerated client: stores at the `k` closest peers of its crawl, without a lookup,
+    /// over new connections; returns by the full routing table's rule.
+    fn provide_direct(&self, from: NodeIndex, content: Key, crawl: &Crawl, rng: &mut ChaCha8Rng) -> Outcome {
+        let mut outcome = Outcome::new(OperationKind::Provide);
+        let targets = self.closest_crawled(crawl, from, &content);
+        let mut answers: Vec<(Duration, NodeIndex, bool)> = targets
+            .iter()
+            .map(|&peer| {
+                let (ok, delay) = self.store_once(from, peer, rng);
+                (self.with_connect(ok, delay), peer, ok)
+            })
+            .collect();
+        answers.sort_unstable();
+        let mut progress = StoreProgress::new(Strategy::FullRoutingTable.store_rule(answers.len()));
+        progress.sent(answers.len());
+        outcome.messages = answers.len() as u32;
+        outcome.hops = 1;
+        let mut returned = None;
+        for &(at, peer, ok) in &answers {
+            if let Some(deadline) = progress.deadline().filter(|&d| d <= at) {
+                returned.get_or_insert(deadline);
+            }
+            progress.on_answer(at, ok);
+            if ok {
+                outcome.peers.push(peer);
+            } else {
+                outcome.failures += 1;
+            }
+            if returned.is_none() && progress.is_done(at, true) {
+                returned = Some(at);
+            }
+        }
+        outcome.duration = returned.unwrap_or(Duration::ZERO);
+        outcome.background = answers.iter().filter(|(at, _, _)| *at > outcome.duration).count();
+        if outcome.peers.is_empty() {
+            outcome.error = Some(format!(
+                "no peer stored the provider record ({} stores failed)",
+                outcome.failures
+            ));
+        }
+        outcome
+    }
+
+    /// A request's delay over a new connection (the connection's round trips come first).
+    fn with_connect(&self, answered: bool, delay: Duration) -> Duration {
+        if answered {
+            delay.mul_f64(1.0 + self.latency.connect_round_trips)
+        } else {
+            delay
+        }
+    }
+
+    /// The `k` closest crawled peers of `key` (the node itself excluded).
+    fn closest_crawled(&self, crawl: &Crawl, from: NodeIndex, key: &Key) -> Vec<NodeIndex> {
+        let k = self.kademlia.lookup.k;
+        let mut closest = Vec::with_capacity(k + 1);
+        parsec_kad::table::closest_sorted(&crawl.keys, &crawl.nodes, key, k + 1, &mut closest);
+        closest.retain(|&p| p != from);
+        closest.truncate(k);
+        closest
+    }
+
+    /// Looks up the first provider record of `content` from `from`. The accelerated client asks
+    /// the `k` closest peers of its crawl at once, and takes the first record.
     pub fn retrieve(&mut self, from: NodeIndex, content: Key) -> Outcome {
         let mut rng = self.rng_for(OperationKind::Retrieve, from, &content);
-        let outcome = self.run(OperationKind::Retrieve, from, content, &mut rng);
+        let outcome = match self.strategies.get(&from) {
+            Some(NodeState::FullRoutingTable(crawl)) => self.retrieve_direct(from, content, crawl, &mut rng),
+            _ => self.run(OperationKind::Retrieve, from, content, &mut rng, None),
+        };
         self.forget_dead(from, &outcome.dead);
+        outcome
+    }
+
+    fn retrieve_direct(&self, from: NodeIndex, content: Key, crawl: &Crawl, rng: &mut ChaCha8Rng) -> Outcome {
+        let mut outcome = Outcome::new(OperationKind::Retrieve);
+        if self.network.holds_record(from, &content) {
+            outcome.peers.push(from);
+            return outcome;
+        }
+        let net = &self.network;
+        let targets = self.closest_crawled(crawl, from, &content);
+        outcome.messages = targets.len() as u32;
+        let mut first: Option<(Duration, NodeIndex)> = None;
+        let mut last = Duration::ZERO;
+        for &peer in &targets {
+            let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
+            let delay = if answers {
+                let rtt = self.latency.round_trip(net.region(from), net.region(peer), rng);
+                self.with_connect(true, rtt)
+            } else {
+                outcome.failures += 1;
+                self.latency.failure(rng)
+            };
+            last = last.max(delay);
+            if answers && net.holds_record(peer, &content) && first.is_none_or(|(at, _)| delay < at) {
+                first = Some((delay, peer));
+            }
+        }
+        match first {
+            Some((at, peer)) => {
+                outcome.duration = at;
+                outcome.hops = 1;
+                outcome.peers.push(peer);
+            }
+            None => {
+                outcome.duration = last;
+                outcome.error = Some(format!(
+                    "no provider record found ({} of {} queries failed)",
+                    outcome.failures, outcome.messages
+                ));
+            }
+        }
         outcome
     }
 
@@ -183,20 +522,18 @@ impl Simulation {
         }
     }
 
-    /// The discrete-event loop of one operation's lookup phase.
-    fn run(&self, kind: OperationKind, from: NodeIndex, target: Key, rng: &mut ChaCha8Rng) -> Outcome {
+    /// The discrete-event loop of one operation's lookup phase; an optimistic provide rides along
+    /// (its stores go out as its hook decides, and the loop runs until its return rule is met).
+    fn run(
+        &self,
+        kind: OperationKind,
+        from: NodeIndex,
+        target: Key,
+        rng: &mut ChaCha8Rng,
+        mut optimistic: Option<&mut OptimisticStores>,
+    ) -> Outcome {
         let net = &self.network;
-        let mut outcome = Outcome {
-            kind,
-            duration: Duration::ZERO,
-            hops: 0,
-            messages: 0,
-            failures: 0,
-            error: None,
-            peers: Vec::new(),
-            dead: Vec::new(),
-            termination: None,
-        };
+        let mut outcome = Outcome::new(kind);
         if kind == OperationKind::Retrieve && net.holds_record(from, &target) {
             outcome.peers.push(from);
             return outcome;
@@ -208,13 +545,17 @@ impl Simulation {
             self.kademlia.lookup,
             scratch.iter().map(|&p| (p, net.key(p))),
         );
-        let mut arrivals: BinaryHeap<Arrival> = BinaryHeap::new();
-        let mut now = Duration::ZERO;
-        let mut sequence = 0u64;
+        let mut events = Events::default();
         let from_region = net.region(from);
+        let mut lookup_over = false;
         loop {
-            while let Next::Query(peer) = lookup.poll() {
-                sequence += 1;
+            let now = events.now;
+            loop {
+                let next = match optimistic.as_deref_mut() {
+                    Some(stores) => lookup.poll_with(now, |l| stores.provide.check(l)),
+                    None => lookup.poll(now),
+                };
+                let Next::Query(peer) = next else { break };
                 let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
                 let delay = if answers {
                     let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
@@ -222,34 +563,66 @@ impl Simulation {
                 } else {
                     self.latency.failure(rng)
                 };
-                arrivals.push(Reverse((now + delay, sequence, peer, answers)));
+                events.push(
+                    delay,
+                    Event::Query {
+                        peer,
+                        answered: answers,
+                    },
+                );
             }
-            let Some(Reverse((at, _, peer, answered))) = arrivals.pop() else {
+            if let Some(stores) = optimistic.as_deref_mut() {
+                if !lookup_over && lookup.termination().is_some() {
+                    lookup_over = true;
+                    outcome.termination = lookup.termination();
+                    stores.provide.finish_lookup(lookup.closest_known());
+                }
+                self.send_stores(from, stores, &lookup, &mut events, rng);
+                if lookup_over && stores.progress.is_done(now, true) {
+                    break;
+                }
+            }
+            let wake = lookup.next_deadline().filter(|_| !lookup_over);
+            let Some((at, event)) = events.pop_before(wake) else {
+                if wake.is_some() {
+                    continue; // a query timed out: poll again at its deadline
+                }
                 break; // finished, or nothing in flight
             };
-            now = at;
-            if !answered {
-                outcome.failures += 1;
-                if !net.is_alive(peer) {
-                    outcome.dead.push(peer);
+            match event {
+                Event::Query {
+                    peer,
+                    answered: false,
+                } => {
+                    outcome.failures += 1;
+                    if !net.is_alive(peer) {
+                        outcome.dead.push(peer);
+                    }
+                    lookup.on_failure(peer);
                 }
-                lookup.on_failure(peer);
-                continue;
+                Event::Query { peer, answered: true } => {
+                    if kind == OperationKind::Retrieve && net.holds_record(peer, &target) {
+                        outcome.hops = lookup.hop_of(peer).unwrap_or(0);
+                        outcome.peers.push(peer);
+                        lookup.stop();
+                        break;
+                    }
+                    net.closest_in_table(peer, &target, self.kademlia.beta, &mut scratch);
+                    // A node never queries itself, as libp2p drops its own id from answers.
+                    let closer = scratch.iter().filter(|&&p| p != from).map(|&p| (p, net.key(p)));
+                    lookup.on_answer(peer, closer);
+                }
+                Event::Store { peer, stored } => {
+                    if let Some(stores) = optimistic.as_deref_mut() {
+                        stores.provide.on_stored(peer, stored);
+                        stores.progress.on_answer(at, stored);
+                    }
+                }
             }
-            if kind == OperationKind::Retrieve && net.holds_record(peer, &target) {
-                outcome.hops = lookup.hop_of(peer).unwrap_or(0);
-                outcome.peers.push(peer);
-                lookup.stop();
-                break;
-            }
-            net.closest_in_table(peer, &target, self.kademlia.beta, &mut scratch);
-            // A node never queries itself, as libp2p drops its own id from answers.
-            let closer = scratch.iter().filter(|&&p| p != from).map(|&p| (p, net.key(p)));
-            lookup.on_answer(peer, closer);
         }
-        outcome.duration = now;
+        outcome.duration = events.now;
         outcome.messages = lookup.queries();
-        outcome.termination = lookup.termination();
+        outcome.termination = outcome.termination.or(lookup.termination());
         match kind {
             OperationKind::Retrieve => {
                 if outcome.peers.is_empty() {
@@ -260,7 +633,7 @@ impl Simulation {
                 }
             }
             OperationKind::Lookup | OperationKind::Provide => {
-                // The answered peers, topped up with known peers when steps-to-stop ended early.
+                // The answered peers, topped up with known peers when the lookup ended early.
                 let answered: Vec<(NodeIndex, u32)> = lookup.closest_answered().collect();
                 outcome.hops = answered.first().map_or(0, |(_, hop)| *hop);
                 if answered.is_empty() {
@@ -268,13 +641,66 @@ impl Simulation {
                         "no peer answered ({} of {} queries failed)",
                         outcome.failures, outcome.messages
                     ));
-                } else if lookup.termination() == Some(Termination::NoProgress) {
+                } else if matches!(
+                    lookup.termination(),
+                    Some(Termination::NoProgress | Termination::Satisfied)
+                ) {
                     outcome.peers = lookup.closest_known().collect();
                 } else {
                     outcome.peers = answered.into_iter().map(|(p, _)| p).collect();
                 }
             }
         }
+        if let Some(stores) = optimistic {
+            // Background stores still land: what the record holders are once they all answered.
+            outcome.messages += stores.sent.len() as u32;
+            outcome.failures += stores.progress.failed() as u32;
+            outcome.peers = stores.stored.clone();
+            outcome.background = stores.sent.len() - stores.progress.succeeded() - stores.progress.failed();
+        }
         outcome
+    }
+
+    /// Sends the stores an optimistic provide scheduled.
+    fn send_stores(
+        &self,
+        from: NodeIndex,
+        stores: &mut OptimisticStores,
+        lookup: &Lookup<NodeIndex>,
+        events: &mut Events,
+        rng: &mut ChaCha8Rng,
+    ) {
+        for peer in stores.provide.take_scheduled() {
+            let (stored, delay) = self.store_once(from, peer, rng);
+            // A peer the lookup has not heard from needs a connection first.
+            let connected = lookup.state_of(peer) == Some(PeerState::Succeeded);
+            let delay = if connected {
+                delay
+            } else {
+                self.with_connect(stored, delay)
+            };
+            stores.sent.push(peer);
+            if stored {
+                stores.stored.push(peer);
+            }
+            stores.progress.sent(1);
+            events.push(delay, Event::Store { peer, stored });
+        }
+    }
+
+    /// One ADD_PROVIDER from `from` to `peer` over an open connection: whether it succeeds, and
+    /// when it answers.
+    fn store_once(&self, from: NodeIndex, peer: NodeIndex, rng: &mut ChaCha8Rng) -> (bool, Duration) {
+        if peer == from {
+            return (true, Duration::ZERO);
+        }
+        let net = &self.network;
+        if !net.answers(peer) || rng.gen_bool(self.latency.error_rate) {
+            return (false, self.latency.failure(rng));
+        }
+        (
+            true,
+            self.latency.round_trip(net.region(from), net.region(peer), rng),
+        )
     }
 }

@@ -3,65 +3,69 @@
 //! Each peer gets, for every bucket (distance range 2^i..2^(i+1)), the `k` peers closest to it
 //! in that range, which is what a Kademlia routing table holds once the network has converged
 //! (py-dht's trick). Knowing every peer up front, this replaces thousands of bootstrap lookups
-//! that would connect nearly every peer to every other.
+//! that would connect nearly every peer to every other. The tables come from the engine's
+//! sorted-key construction ([`parsec_kad::table`]), as the simulator's do.
 
-use libp2p::{kad::KBucketKey, Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId};
+use parsec_kad::{table::converged_peers, Key};
 
 /// A peer and an address it listens on.
 pub type Contact = (PeerId, Multiaddr);
 
+/// A peer's key in libp2p's key space (what `kbucket::Key<PeerId>` holds): SHA-256 of its id.
+pub fn peer_key(peer: &PeerId) -> Key {
+    Key::hash_of(&peer.to_bytes())
+}
+
 /// For each contact (same order as `contacts`), the contacts its routing table should hold.
-///
-/// Runs in O(n² log n); fine for the few thousand peers an in-process testnet can hold (the
-/// simulator uses its own sorted-key construction for millions).
 pub fn converged_routing_tables(contacts: &[Contact], k: usize) -> Vec<Vec<Contact>> {
-    let keyed = keyed(contacts);
-    keyed.iter().map(|(own, _)| table_of(own, &keyed, k)).collect()
+    let (sorted_keys, order) = sorted(contacts);
+    contacts
+        .iter()
+        .map(|(peer, _)| table_of(&peer_key(peer), &sorted_keys, &order, contacts, k))
+        .collect()
 }
 
 /// The routing table a peer `own` (which need not be among `candidates`, e.g. a DHT client) holds
 /// once the network of `candidates` has converged.
 pub fn converged_routing_table(own: PeerId, candidates: &[Contact], k: usize) -> Vec<Contact> {
-    table_of(&KBucketKey::from(own), &keyed(candidates), k)
+    let (sorted_keys, order) = sorted(candidates);
+    table_of(&peer_key(&own), &sorted_keys, &order, candidates, k)
 }
 
-fn keyed(contacts: &[Contact]) -> Vec<(KBucketKey<PeerId>, &Contact)> {
-    contacts.iter().map(|c| (KBucketKey::from(c.0), c)).collect()
-}
-
-/// Up to `k` closest candidates in each bucket of `own`.
-fn table_of(
-    own: &KBucketKey<PeerId>,
-    candidates: &[(KBucketKey<PeerId>, &Contact)],
-    k: usize,
-) -> Vec<Contact> {
-    let mut others: Vec<_> = candidates
+/// The contacts' keys sorted, and for each sorted position the contact's index.
+fn sorted(contacts: &[Contact]) -> (Vec<Key>, Vec<usize>) {
+    let mut keyed: Vec<(Key, usize)> = contacts
         .iter()
-        .filter_map(|(key, contact)| {
-            let distance = own.distance(key);
-            distance.ilog2().map(|bucket| (bucket, distance, *contact))
-        })
+        .enumerate()
+        .map(|(i, (peer, _))| (peer_key(peer), i))
         .collect();
-    others.sort_unstable_by_key(|&(bucket, distance, _)| (bucket, distance));
-    let mut table = Vec::new();
-    let mut bucket = None;
-    let mut taken_in_bucket = 0;
-    for (b, _, contact) in others {
-        if bucket != Some(b) {
-            bucket = Some(b);
-            taken_in_bucket = 0;
-        }
-        if taken_in_bucket < k {
-            taken_in_bucket += 1;
-            table.push(contact.clone());
-        }
-    }
-    table
+    keyed.sort_unstable();
+    keyed.into_iter().unzip()
+}
+
+fn table_of(own: &Key, sorted_keys: &[Key], order: &[usize], contacts: &[Contact], k: usize) -> Vec<Contact> {
+    converged_peers(sorted_keys, own, k)
+        .into_iter()
+        .map(|position| contacts[order[position]].clone())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use libp2p::kad::KBucketKey;
+
     use super::*;
+
+    #[test]
+    fn our_peer_keys_are_libp2p_kbucket_keys() {
+        for _ in 0..20 {
+            let peer = PeerId::random();
+            let ours = peer_key(&peer).to_bytes();
+            let theirs = KBucketKey::from(peer);
+            assert_eq!(ours.as_slice(), theirs.hashed_bytes());
+        }
+    }
 
     fn contacts(n: usize) -> Vec<Contact> {
         (0..n)

@@ -1,15 +1,24 @@
 //! The iterative Kademlia lookup as a sans-IO state machine.
 //!
 //! The lookup never sends, sleeps or draws random numbers: its driver asks it which peer to query
-//! next ([`Lookup::poll`]), delivers answers and failures, and owns the clock. The simulator
-//! drives it over virtual time; a libp2p driver can feed it real answers (the peer handle `P` is
+//! next ([`Lookup::poll`]), delivers answers and failures, and owns the clock: time is an input
+//! (`now`, any monotonic [`Duration`] since an epoch of the driver's choosing). The simulator
+//! drives it over virtual time; the libp2p driver feeds it real answers (the peer handle `P` is
 //! any copyable id).
 //!
 //! Termination follows libp2p's `ClosestPeersIter`: the lookup ends when the `k` closest peers it
 //! knows have all answered. With `steps_to_stop > 0` it also ends, as py-dht's lookup does, after
-//! that many answers in a row brought no new peer into the `k` closest.
+//! that many answers in a row brought no new peer into the `k` closest. A termination hook
+//! ([`Lookup::poll_with`]) may end it earlier: optimistic provide stops once the closest peers are
+//! close enough for the network's estimated size.
+//!
+//! A peer that has not answered within the per-peer timeout becomes *unresponsive*: it frees its
+//! slot of the `alpha` in flight and no longer holds the end of the lookup, but a late answer
+//! still counts (its peers are added, it can be among the closest).
 
-use super::key::{Distance, Key};
+use std::time::Duration;
+
+use crate::key::{Distance, Key};
 
 /// Parameters of one lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +29,9 @@ pub struct LookupConfig {
     pub alpha: usize,
     /// Answers in a row without progress that end the lookup (0: only the classic rule).
     pub steps_to_stop: usize,
+    /// After this long without an answer a peer is unresponsive (`None`: a query waits for its
+    /// answer or failure).
+    pub peer_timeout: Option<Duration>,
 }
 
 impl Default for LookupConfig {
@@ -28,6 +40,7 @@ impl Default for LookupConfig {
             k: 20,
             alpha: 3,
             steps_to_stop: 0,
+            peer_timeout: None,
         }
     }
 }
@@ -37,14 +50,14 @@ impl Default for LookupConfig {
 pub enum Next<P> {
     /// Send a query to this peer.
     Query(P),
-    /// Wait for an answer or failure of a query in flight.
+    /// Wait for an answer, a failure, or the next deadline ([`Lookup::next_deadline`]).
     Wait,
     /// The lookup is over.
     Finished,
 }
 
 /// Why a lookup ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Termination {
     /// The `k` closest known peers all answered.
     Converged,
@@ -54,14 +67,30 @@ pub enum Termination {
     Exhausted,
     /// The driver ended it (e.g. a provider record was found).
     Stopped,
+    /// The termination hook ended it (e.g. optimistic provide's set threshold).
+    Satisfied,
 }
 
+/// Where a candidate peer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PeerState {
+pub enum PeerState {
+    /// Heard of, not asked yet.
     NotContacted,
+    /// Asked; the answer is pending.
     Waiting,
+    /// Asked, and silent past the per-peer timeout: its slot is free, a late answer still counts.
+    Unresponsive,
+    /// Answered.
     Succeeded,
+    /// Failed (unreachable, an error).
     Failed,
+}
+
+impl PeerState {
+    /// Whether the peer may still be among the closest: not failed and not silent.
+    pub fn is_live(self) -> bool {
+        !matches!(self, Self::Failed | Self::Unresponsive)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +100,8 @@ struct Candidate<P> {
     state: PeerState,
     /// Answers on the path from the lookup's own routing table to this peer (seeds are hop 1).
     hop: u32,
+    /// When the query was sent (meaningful once contacted).
+    sent: Duration,
 }
 
 /// One iterative lookup of `target`.
@@ -82,6 +113,8 @@ pub struct Lookup<P> {
     candidates: Vec<Candidate<P>>,
     in_flight: usize,
     answers_without_progress: usize,
+    /// An answer arrived since the hook last looked.
+    unseen_answer: bool,
     queries: u32,
     termination: Option<Termination>,
 }
@@ -96,9 +129,10 @@ impl<P: Copy + Eq> Lookup<P> {
                 alpha: config.alpha.max(1),
                 ..config
             },
-            candidates: Vec::new(),
+            candidates: Vec::with_capacity(8 * config.k.max(1)),
             in_flight: 0,
             answers_without_progress: 0,
+            unseen_answer: false,
             queries: 0,
             termination: None,
         };
@@ -111,16 +145,31 @@ impl<P: Copy + Eq> Lookup<P> {
         self.target
     }
 
-    /// The next step: a peer to query (marked as in flight), waiting, or the end.
-    pub fn poll(&mut self) -> Next<P> {
+    /// The parameters.
+    pub fn config(&self) -> &LookupConfig {
+        &self.config
+    }
+
+    /// The next step at time `now`: a peer to query (marked as in flight), waiting, or the end.
+    pub fn poll(&mut self, now: Duration) -> Next<P> {
+        self.poll_with(now, |_| false)
+    }
+
+    /// [`Lookup::poll`] with a termination hook, asked after new answers: returning true ends the
+    /// lookup ([`Termination::Satisfied`]).
+    pub fn poll_with(&mut self, now: Duration, mut hook: impl FnMut(&Self) -> bool) -> Next<P> {
         if self.termination.is_some() {
             return Next::Finished;
+        }
+        self.expire(now);
+        if std::mem::take(&mut self.unseen_answer) && hook(self) {
+            return self.end(Termination::Satisfied);
         }
         let mut succeeded = 0;
         let mut waiting = false;
         for index in 0..self.candidates.len() {
             match self.candidates[index].state {
-                PeerState::Failed => continue,
+                PeerState::Failed | PeerState::Unresponsive => continue,
                 // The `k` closest must all have answered: a closer peer still in flight may
                 // bring closer ones (libp2p's rule), so answers behind it no longer count.
                 PeerState::Succeeded if !waiting => {
@@ -137,6 +186,7 @@ impl<P: Copy + Eq> Lookup<P> {
                     }
                     let candidate = &mut self.candidates[index];
                     candidate.state = PeerState::Waiting;
+                    candidate.sent = now;
                     self.in_flight += 1;
                     self.queries += 1;
                     return Next::Query(candidate.peer);
@@ -150,11 +200,23 @@ impl<P: Copy + Eq> Lookup<P> {
         }
     }
 
-    /// `peer` answered with the peers it knows closest to the target.
+    /// When the next query in flight times out, if any does (a driver's wake-up time).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let timeout = self.config.peer_timeout?;
+        self.candidates
+            .iter()
+            .filter(|c| c.state == PeerState::Waiting)
+            .map(|c| c.sent + timeout)
+            .min()
+    }
+
+    /// `peer` answered with the peers it knows closest to the target. A late answer (after the
+    /// timeout made the peer unresponsive) counts as well.
     pub fn on_answer(&mut self, peer: P, closer: impl IntoIterator<Item = (P, Key)>) {
         let Some(hop) = self.settle(peer, PeerState::Succeeded) else {
             return;
         };
+        self.unseen_answer = true;
         let progressed = self.insert_all(closer, hop + 1);
         if progressed {
             self.answers_without_progress = 0;
@@ -166,7 +228,7 @@ impl<P: Copy + Eq> Lookup<P> {
         }
     }
 
-    /// The query to `peer` failed (unreachable, timed out, or an error).
+    /// The query to `peer` failed (unreachable, or an error).
     pub fn on_failure(&mut self, peer: P) {
         self.settle(peer, PeerState::Failed);
     }
@@ -186,7 +248,7 @@ impl<P: Copy + Eq> Lookup<P> {
         self.queries
     }
 
-    /// Queries started that have not answered or failed.
+    /// Queries started that have not answered, failed or timed out.
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -210,6 +272,21 @@ impl<P: Copy + Eq> Lookup<P> {
             .map(|c| c.peer)
     }
 
+    /// The `count` closest candidates that may still be among the closest (not failed, not
+    /// unresponsive), closest first, with their distance to the target and state.
+    pub fn closest_live(&self, count: usize) -> impl Iterator<Item = (P, Distance, PeerState)> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| c.state.is_live())
+            .take(count)
+            .map(|c| (c.peer, c.distance, c.state))
+    }
+
+    /// Where `peer` stands, if it is a candidate.
+    pub fn state_of(&self, peer: P) -> Option<PeerState> {
+        self.candidates.iter().find(|c| c.peer == peer).map(|c| c.state)
+    }
+
     /// Hops to `peer` (1 for peers of the local routing table), if it is a candidate.
     pub fn hop_of(&self, peer: P) -> Option<u32> {
         self.candidates.iter().find(|c| c.peer == peer).map(|c| c.hop)
@@ -220,14 +297,32 @@ impl<P: Copy + Eq> Lookup<P> {
         Next::Finished
     }
 
-    /// Records the outcome of a query in flight; returns the peer's hop count.
+    /// Queries in flight past the per-peer timeout become unresponsive and free their slot.
+    fn expire(&mut self, now: Duration) {
+        let Some(timeout) = self.config.peer_timeout else {
+            return;
+        };
+        if self.in_flight == 0 {
+            return;
+        }
+        for candidate in &mut self.candidates {
+            if candidate.state == PeerState::Waiting && candidate.sent + timeout <= now {
+                candidate.state = PeerState::Unresponsive;
+                self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// Records the outcome of a query (in flight, or unresponsive); returns the peer's hop count.
     fn settle(&mut self, peer: P, state: PeerState) -> Option<u32> {
         let candidate = self
             .candidates
             .iter_mut()
-            .find(|c| c.peer == peer && c.state == PeerState::Waiting)?;
+            .find(|c| c.peer == peer && matches!(c.state, PeerState::Waiting | PeerState::Unresponsive))?;
+        if candidate.state == PeerState::Waiting {
+            self.in_flight -= 1;
+        }
         candidate.state = state;
-        self.in_flight -= 1;
         Some(candidate.hop)
     }
 
@@ -247,6 +342,7 @@ impl<P: Copy + Eq> Lookup<P> {
                     distance,
                     state: PeerState::NotContacted,
                     hop,
+                    sent: Duration::ZERO,
                 },
             );
             progressed |= position < self.config.k;
@@ -270,21 +366,22 @@ mod tests {
             k,
             alpha,
             steps_to_stop: 0,
+            peer_timeout: None,
         }
     }
 
     #[test]
     fn queries_closest_first_and_at_most_alpha_at_once() {
         let mut lookup = Lookup::new(key(0), config(2, 2), [(3u32, key(3)), (1, key(1)), (2, key(2))]);
-        assert_eq!(lookup.poll(), Next::Query(1));
-        assert_eq!(lookup.poll(), Next::Query(2));
-        assert_eq!(lookup.poll(), Next::Wait);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(2));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Wait);
         lookup.on_answer(1, []);
         lookup.on_failure(2);
-        assert_eq!(lookup.poll(), Next::Query(3));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(3));
         lookup.on_answer(3, []);
         // 1 and 3 answered: the two closest that did not fail.
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.termination(), Some(Termination::Converged));
         assert_eq!(
             lookup.closest_answered().collect::<Vec<_>>(),
@@ -295,13 +392,13 @@ mod tests {
     #[test]
     fn answers_bring_closer_peers_with_hop_counts() {
         let mut lookup = Lookup::new(key(0), config(1, 1), [(9u32, key(9))]);
-        assert_eq!(lookup.poll(), Next::Query(9));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(9));
         lookup.on_answer(9, [(4, key(4)), (9, key(9))]);
-        assert_eq!(lookup.poll(), Next::Query(4));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(4));
         lookup.on_answer(4, [(1, key(1))]);
-        assert_eq!(lookup.poll(), Next::Query(1));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
         lookup.on_answer(1, []);
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.closest_answered().collect::<Vec<_>>(), vec![(1, 3)]);
         assert_eq!(lookup.queries(), 3);
     }
@@ -309,15 +406,15 @@ mod tests {
     #[test]
     fn a_closer_peer_in_flight_holds_the_end() {
         let mut lookup = Lookup::new(key(0), config(2, 2), [(5u32, key(5)), (6, key(6))]);
-        assert_eq!(lookup.poll(), Next::Query(5));
-        assert_eq!(lookup.poll(), Next::Query(6));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(5));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(6));
         lookup.on_answer(5, [(1, key(1))]);
-        assert_eq!(lookup.poll(), Next::Query(1));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
         // 5 and 6 answered, but 1 is closer than both and has not.
         lookup.on_answer(6, []);
-        assert_eq!(lookup.poll(), Next::Wait);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Wait);
         lookup.on_answer(1, []);
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.termination(), Some(Termination::Converged));
         assert_eq!(
             lookup.closest_answered().collect::<Vec<_>>(),
@@ -328,9 +425,9 @@ mod tests {
     #[test]
     fn ends_when_nothing_is_left() {
         let mut lookup = Lookup::new(key(0), config(5, 3), [(1u32, key(1))]);
-        assert_eq!(lookup.poll(), Next::Query(1));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
         lookup.on_failure(1);
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.termination(), Some(Termination::Exhausted));
         assert_eq!(lookup.closest_answered().count(), 0);
     }
@@ -344,14 +441,15 @@ mod tests {
                 k: 10,
                 alpha: 1,
                 steps_to_stop: 2,
+                peer_timeout: None,
             },
             seeds,
         );
         for expected in [1, 2] {
-            assert_eq!(lookup.poll(), Next::Query(expected));
+            assert_eq!(lookup.poll(Duration::ZERO), Next::Query(expected));
             lookup.on_answer(expected, []);
         }
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.termination(), Some(Termination::NoProgress));
     }
 
@@ -359,10 +457,63 @@ mod tests {
     fn late_or_unknown_answers_are_ignored() {
         let mut lookup = Lookup::new(key(0), config(1, 1), [(1u32, key(1))]);
         lookup.on_answer(7, [(2, key(2))]);
-        assert_eq!(lookup.poll(), Next::Query(1));
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
         lookup.stop();
         lookup.on_answer(1, []);
-        assert_eq!(lookup.poll(), Next::Finished);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
         assert_eq!(lookup.termination(), Some(Termination::Stopped));
+    }
+
+    #[test]
+    fn a_silent_peer_frees_its_slot_and_a_late_answer_still_counts() {
+        let second = Duration::from_secs(1);
+        let config = LookupConfig {
+            peer_timeout: Some(second),
+            ..config(2, 1)
+        };
+        let mut lookup = Lookup::new(key(0), config, [(1u32, key(1)), (2, key(2)), (3, key(3))]);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
+        assert_eq!(lookup.next_deadline(), Some(second));
+        assert_eq!(lookup.poll(second / 2), Next::Wait);
+        // Peer 1 is silent past the timeout: alpha = 1, so its slot goes to the next peer.
+        assert_eq!(lookup.poll(second), Next::Query(2));
+        assert_eq!(lookup.in_flight(), 1);
+        lookup.on_answer(2, []);
+        assert_eq!(lookup.poll(second), Next::Query(3));
+        lookup.on_answer(3, []);
+        // 2 and 3 answered; unresponsive 1 does not hold the end.
+        assert_eq!(lookup.poll(second), Next::Finished);
+        assert_eq!(
+            lookup.closest_answered().map(|(p, _)| p).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+
+        // The same, but 1 answers late, with a closer peer, before the end.
+        let mut lookup = Lookup::new(key(0), config, [(1u32, key(1)), (2, key(2)), (3, key(3))]);
+        assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
+        assert_eq!(lookup.poll(second), Next::Query(2));
+        lookup.on_answer(1, [(9, key(0b1000_0000))]);
+        assert_eq!(lookup.in_flight(), 1, "a late answer does not free a slot twice");
+        lookup.on_answer(2, []);
+        assert_eq!(lookup.poll(second), Next::Finished);
+        assert_eq!(
+            lookup.closest_answered().map(|(p, _)| p).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+    }
+
+    #[test]
+    fn the_hook_ends_a_lookup_after_an_answer() {
+        let mut lookup = Lookup::new(key(0), config(3, 1), [(1u32, key(1)), (2, key(2)), (3, key(3))]);
+        let mut asked = 0;
+        let mut hook = |l: &Lookup<u32>| {
+            asked += 1;
+            l.closest_answered().count() >= 1
+        };
+        assert_eq!(lookup.poll_with(Duration::ZERO, &mut hook), Next::Query(1));
+        lookup.on_answer(1, []);
+        assert_eq!(lookup.poll_with(Duration::ZERO, &mut hook), Next::Finished);
+        assert_eq!(lookup.termination(), Some(Termination::Satisfied));
+        assert_eq!(asked, 1, "asked once per new answer");
     }
 }

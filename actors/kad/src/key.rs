@@ -77,6 +77,11 @@ impl std::fmt::Display for Key {
 }
 
 impl Distance {
+    /// The four 64-bit words, most significant first.
+    pub fn words(&self) -> [u64; 4] {
+        self.0
+    }
+
     /// Leading zero bits: the common prefix length of the two keys.
     #[inline]
     pub fn leading_zeros(&self) -> u32 {

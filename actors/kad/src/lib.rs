@@ -1,0 +1,22 @@
+//! parsec's Kademlia engine: no I/O, no async, no clock of its own.
+//!
+//! - [`key`]: 256-bit keys and the XOR metric.
+//! - [`lookup`]: the iterative lookup as a state machine driven with `poll(now)`, with a per-peer
+//!   timeout and a termination hook.
+//! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
+//! - [`estimator`]: the network size estimate of optimistic provide.
+//! - [`strategy`]: classic, optimistic and full-routing-table provides.
+//!
+//! Two drivers share it: the simulator (`parsec::sim`, virtual time, up to millions of nodes) and
+//! the libp2p peers of `parsec-actors` (real time, over `/ipfs/kad/1.0.0`).
+
+pub mod estimator;
+pub mod key;
+pub mod lookup;
+pub mod strategy;
+pub mod table;
+
+pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
+pub use key::{Distance, Key};
+pub use lookup::{Lookup, LookupConfig, Next, PeerState, Termination};
+pub use strategy::{OptimisticProvide, OptimisticThresholds, StoreProgress, StoreRule, Strategy};
