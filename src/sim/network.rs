@@ -239,15 +239,31 @@ impl Network {
     /// buckets `c - 1`, `c - 2`, … 0. Reading stops once a group fills `count`, so an answer
     /// usually computes about `k` distances instead of the whole table's.
     pub fn closest_in_table(&self, node: NodeIndex, target: &Key, count: usize, out: &mut Vec<NodeIndex>) {
+        let mut found = Vec::with_capacity(2 * self.k);
+        self.closest_unordered(node, target, count, &mut found);
+        found.sort_unstable();
         out.clear();
+        out.extend(found.into_iter().map(|(_, p)| p));
+    }
+
+    /// [`Network::closest_in_table`] in no particular order, with each peer's distance to
+    /// `target`, in `found` (cleared first): a lookup sorts what it inserts anyway, and the sort
+    /// was a fifth of a simulated lookup's time.
+    pub fn closest_unordered(
+        &self,
+        node: NodeIndex,
+        target: &Key,
+        count: usize,
+        found: &mut Vec<(Distance, NodeIndex)>,
+    ) {
+        found.clear();
         if count == 0 {
             return;
         }
         let buckets = u32::from(self.buckets[node as usize]);
         let shared = self.key(node).common_prefix_len(target);
-        let mut found: Vec<(Distance, NodeIndex)> = Vec::with_capacity(2 * self.k);
+        let start = self.table_start[node as usize];
         let take = |first: u32, last: u32, found: &mut Vec<_>| {
-            let start = self.table_start[node as usize];
             let slots = &self.slots[start + first as usize * self.k..start + last as usize * self.k];
             found.extend(
                 slots
@@ -257,22 +273,20 @@ impl Network {
             );
         };
         if shared < buckets {
-            take(shared, shared + 1, &mut found);
+            take(shared, shared + 1, found);
             if found.len() < count {
-                take(shared + 1, buckets, &mut found);
+                take(shared + 1, buckets, found);
             }
         }
         let mut bucket = shared.min(buckets);
         while found.len() < count && bucket > 0 {
             bucket -= 1;
-            take(bucket, bucket + 1, &mut found);
+            take(bucket, bucket + 1, found);
         }
         if found.len() > count {
             found.select_nth_unstable(count - 1);
             found.truncate(count);
         }
-        found.sort_unstable();
-        out.extend(found.into_iter().map(|(_, p)| p));
     }
 
     /// The `count` peers of `node`'s routing table closest to `target` by scanning all of it (the

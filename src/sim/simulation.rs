@@ -545,6 +545,7 @@ impl Simulation {
             self.kademlia.lookup,
             scratch.iter().map(|&p| (p, net.key(p))),
         );
+        let mut answer = Vec::with_capacity(2 * self.kademlia.beta);
         let mut events = Events::default();
         let from_region = net.region(from);
         let mut lookup_over = false;
@@ -607,9 +608,12 @@ impl Simulation {
                         lookup.stop();
                         break;
                     }
-                    net.closest_in_table(peer, &target, self.kademlia.beta, &mut scratch);
+                    net.closest_unordered(peer, &target, self.kademlia.beta, &mut answer);
                     // A node never queries itself, as libp2p drops its own id from answers.
-                    let closer = scratch.iter().filter(|&&p| p != from).map(|&p| (p, net.key(p)));
+                    let closer = answer
+                        .iter()
+                        .filter(|(_, p)| *p != from)
+                        .map(|&(_, p)| (p, net.key(p)));
                     lookup.on_answer(peer, closer);
                 }
                 Event::Store { peer, stored } => {
