@@ -334,3 +334,22 @@ fn every_strategy_provides_and_the_others_retrieve_and_faster_strategies_are_fas
     );
     assert!(full < classic, "fullrt {full:?} vs classic {classic:?}");
 }
+
+#[test]
+fn an_optimistic_node_keeps_its_estimate_as_virtual_time_passes() {
+    let mut sim = build(&SimConfig {
+        nodes: 5_000,
+        seed: 9,
+        ..SimConfig::default()
+    });
+    sim.network_mut().set_reachable(0, true);
+    sim.set_strategy(0, Strategy::Optimistic);
+    // Five virtual hours: the warm-up's samples expired long ago, the refreshes replaced them.
+    for _ in 0..30 {
+        sim.advance_clock(Duration::from_secs(600));
+    }
+    let estimate = sim.network_view(0).expect("refreshes keep an estimate");
+    assert!((3_000.0..=6_000.0).contains(&estimate), "estimate {estimate:.0}");
+    let provided = sim.provide(0, Key::hash_of(b"late"));
+    assert_eq!(provided.termination, Some(Termination::Satisfied), "{provided:?}");
+}

@@ -31,12 +31,7 @@ pub struct SimulatorActor {
     outcomes: Vec<(NodeIndex, Outcome)>,
     /// Nodes that left and joined through churn so far.
     churned: (usize, usize),
-    /// Virtual time since the accelerated clients last crawled.
-    since_crawl: Duration,
 }
-
-/// How often an accelerated client crawls the network (go-libp2p-kad-dht's fullrt: hourly).
-pub const CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 impl SimulatorActor {
     /// An actor around `simulation`; `servers` never leave through churn.
@@ -47,7 +42,6 @@ impl SimulatorActor {
             servers,
             outcomes: Vec::new(),
             churned: (0, 0),
-            since_crawl: Duration::ZERO,
         }
     }
 
@@ -129,11 +123,6 @@ impl Handler<Advance> for SimulatorActor {
         self.churned.0 += step.left.len();
         self.churned.1 += step.joined.len();
         self.simulation.advance_clock(msg.0);
-        self.since_crawl += msg.0;
-        if self.since_crawl >= CRAWL_INTERVAL {
-            self.since_crawl = Duration::ZERO;
-            self.simulation.recrawl();
-        }
         MessageResult(step)
     }
 }

@@ -171,7 +171,17 @@ pub struct Simulation {
     strategies: HashMap<NodeIndex, NodeState>,
     /// Virtual time passed between operations (churn), for the estimator's sample ages.
     clock: Duration,
+    /// When optimistic nodes last refreshed their routing tables, and accelerated clients last
+    /// crawled.
+    refreshed_at: Duration,
+    crawled_at: Duration,
 }
+
+/// How often a node refreshes its routing table with lookups, which feed its network size
+/// estimator (go-libp2p-kad-dht: every 10 minutes).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// How often an accelerated client crawls the network (go-libp2p-kad-dht's fullrt: hourly).
+pub const CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// Random keys a node looks up when it starts estimating the network size (a routing-table
 /// refresh's worth; go needs 5 converged lookups for its first estimate).
@@ -187,6 +197,8 @@ impl Simulation {
             seed,
             strategies: HashMap::new(),
             clock: Duration::ZERO,
+            refreshed_at: Duration::ZERO,
+            crawled_at: Duration::ZERO,
         }
     }
 
@@ -210,9 +222,53 @@ impl Simulation {
         &self.latency
     }
 
-    /// Virtual time passes between operations.
+    /// Virtual time passes between operations: optimistic nodes refresh their tables (and so
+    /// their size estimates) every [`REFRESH_INTERVAL`], accelerated clients crawl every
+    /// [`CRAWL_INTERVAL`]. Without refreshes, samples older than two hours expire and an
+    /// optimistic node falls back to the classic provide, as go's does without an estimate.
     pub fn advance_clock(&mut self, by: Duration) {
         self.clock += by;
+        if self.clock >= self.refreshed_at + REFRESH_INTERVAL {
+            self.refreshed_at = self.clock;
+            self.refresh_estimates();
+        }
+        if self.clock >= self.crawled_at + CRAWL_INTERVAL {
+            self.crawled_at = self.clock;
+            self.recrawl();
+        }
+    }
+
+    /// Optimistic nodes look up random keys, as a routing-table refresh does, and track them.
+    fn refresh_estimates(&mut self) {
+        let nodes: Vec<NodeIndex> = self
+            .strategies
+            .iter()
+            .filter(|(_, state)| matches!(state, NodeState::Optimistic(_)))
+            .map(|(&node, _)| node)
+            .collect();
+        for node in nodes {
+            let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&node) else {
+                continue;
+            };
+            let mut estimator = estimator.clone();
+            self.warm_up(node, &mut estimator);
+            self.strategies.insert(node, NodeState::Optimistic(estimator));
+        }
+    }
+
+    /// [`ESTIMATOR_WARM_UP_LOOKUPS`] lookups of random keys from `node`, tracked.
+    fn warm_up(&mut self, node: NodeIndex, estimator: &mut NetworkSizeEstimator) {
+        let mut rng = self.rng_for(
+            OperationKind::Lookup,
+            node,
+            &Key::hash_of(&self.clock.as_nanos().to_be_bytes()),
+        );
+        for _ in 0..ESTIMATOR_WARM_UP_LOOKUPS {
+            let target = Key::random(&mut rng);
+            let outcome = self.lookup(node, target);
+            self.forget_dead(node, &outcome.dead);
+            self.track(estimator, node, &target, &outcome);
+        }
     }
 
     /// Makes `node` provide and retrieve with `strategy`. An optimistic node warms its network
@@ -224,12 +280,7 @@ impl Simulation {
             }
             Strategy::Optimistic => {
                 let mut estimator = NetworkSizeEstimator::new(self.kademlia.lookup.k);
-                let mut rng = self.rng_for(OperationKind::Lookup, node, &Key::default());
-                for _ in 0..ESTIMATOR_WARM_UP_LOOKUPS {
-                    let target = Key::random(&mut rng);
-                    let outcome = self.lookup(node, target);
-                    self.track(&mut estimator, node, &target, &outcome);
-                }
+                self.warm_up(node, &mut estimator);
                 self.strategies.insert(node, NodeState::Optimistic(estimator));
             }
             Strategy::FullRoutingTable => {
@@ -259,7 +310,7 @@ impl Simulation {
     }
 
     /// Accelerated clients crawl again (the network changed).
-    pub fn recrawl(&mut self) {
+    fn recrawl(&mut self) {
         let nodes: Vec<NodeIndex> = self
             .strategies
             .iter()
