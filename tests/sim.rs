@@ -353,3 +353,30 @@ fn an_optimistic_node_keeps_its_estimate_as_virtual_time_passes() {
     let provided = sim.provide(0, Key::hash_of(b"late"));
     assert_eq!(provided.termination, Some(Termination::Satisfied), "{provided:?}");
 }
+
+#[test]
+fn a_per_peer_timeout_frees_slots_held_by_silent_peers() {
+    let run = |peer_timeout: Option<Duration>| {
+        let mut config = SimConfig {
+            nodes: 5_000,
+            seed: 21,
+            ..SimConfig::default()
+        };
+        config.kademlia.lookup.peer_timeout = peer_timeout;
+        let mut sim = build(&config);
+        sim.network_mut().set_reachable(0, true);
+        let mut total = Duration::ZERO;
+        for round in 0..40u32 {
+            let content = Key::hash_of(&round.to_be_bytes());
+            assert_eq!(sim.provide(0, content).error, None);
+            let found = sim.retrieve(1, content);
+            assert_eq!(found.error, None, "round {round}");
+            total += found.duration;
+        }
+        total
+    };
+    let waiting = run(None);
+    let with_timeout = run(Some(Duration::from_secs(1)));
+    // Retrievals no longer wait out 2–34 s timeouts with all alpha slots held.
+    assert!(with_timeout < waiting, "{with_timeout:?} vs {waiting:?}");
+}

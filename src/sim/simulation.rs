@@ -634,7 +634,8 @@ impl Simulation {
                     break;
                 }
             }
-            let wake = lookup.next_deadline().filter(|_| !lookup_over);
+            // Timeouts matter while the lookup runs; after it, only the queued events do.
+            let wake = lookup.next_deadline().filter(|_| lookup.termination().is_none());
             let Some((at, event)) = events.pop_before(wake) else {
                 if wake.is_some() {
                     continue; // a query timed out: poll again at its deadline
