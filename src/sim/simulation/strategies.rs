@@ -1,0 +1,266 @@
+//! Per-node strategies in the simulator: optimistic nodes keep a network size estimate fed by
+//! their refresh lookups; accelerated clients provide and retrieve from a crawl, without a lookup.
+
+use std::time::Duration;
+
+use parsec_kad::{Key, NetworkSizeEstimator, StoreProgress, Strategy, Termination};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{OperationKind, Outcome, Simulation, ESTIMATOR_WARM_UP_LOOKUPS};
+use crate::sim::network::NodeIndex;
+
+/// What a node that does not use the classic strategy keeps.
+#[derive(Clone, Debug)]
+pub(super) enum NodeState {
+    /// Optimistic provide: the network size estimate from its converged lookups.
+    Optimistic(NetworkSizeEstimator),
+    /// The accelerated client: the peers its last crawl reached, sorted by key.
+    FullRoutingTable(Crawl),
+}
+
+/// The result of a crawl: every peer that answered, sorted by key.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Crawl {
+    keys: Vec<Key>,
+    nodes: Vec<NodeIndex>,
+}
+
+impl Simulation {
+    /// Optimistic nodes look up random keys, as a routing-table refresh does, and track them.
+    pub(super) fn refresh_estimates(&mut self) {
+        let nodes: Vec<NodeIndex> = self
+            .strategies
+            .iter()
+            .filter(|(_, state)| matches!(state, NodeState::Optimistic(_)))
+            .map(|(&node, _)| node)
+            .collect();
+        for node in nodes {
+            let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&node) else {
+                continue;
+            };
+            let mut estimator = estimator.clone();
+            self.warm_up(node, &mut estimator);
+            self.strategies.insert(node, NodeState::Optimistic(estimator));
+        }
+    }
+
+    /// [`ESTIMATOR_WARM_UP_LOOKUPS`] lookups of random keys from `node`, tracked.
+    fn warm_up(&mut self, node: NodeIndex, estimator: &mut NetworkSizeEstimator) {
+        let mut rng = self.rng_for(
+            OperationKind::Lookup,
+            node,
+            &Key::hash_of(&self.clock.as_nanos().to_be_bytes()),
+        );
+        for _ in 0..ESTIMATOR_WARM_UP_LOOKUPS {
+            let target = Key::random(&mut rng);
+            let outcome = self.lookup(node, target);
+            self.forget_dead(node, &outcome.dead);
+            self.track(estimator, node, &target, &outcome);
+        }
+    }
+
+    /// Makes `node` provide and retrieve with `strategy`. An optimistic node warms its network
+    /// size estimator up with lookups of random keys; an accelerated client crawls.
+    pub fn set_strategy(&mut self, node: NodeIndex, strategy: Strategy) {
+        match strategy {
+            Strategy::Classic => {
+                self.strategies.remove(&node);
+            }
+            Strategy::Optimistic => {
+                let mut estimator = NetworkSizeEstimator::new(self.kademlia.lookup.k);
+                self.warm_up(node, &mut estimator);
+                self.strategies.insert(node, NodeState::Optimistic(estimator));
+            }
+            Strategy::FullRoutingTable => {
+                let crawl = self.crawl();
+                self.strategies.insert(node, NodeState::FullRoutingTable(crawl));
+            }
+        }
+    }
+
+    /// The strategy `node` uses.
+    pub fn strategy(&self, node: NodeIndex) -> Strategy {
+        match self.strategies.get(&node) {
+            None => Strategy::Classic,
+            Some(NodeState::Optimistic(_)) => Strategy::Optimistic,
+            Some(NodeState::FullRoutingTable(_)) => Strategy::FullRoutingTable,
+        }
+    }
+
+    /// The network size `node` estimates (optimistic nodes), or the peers of its last crawl
+    /// (accelerated clients).
+    pub fn network_view(&mut self, node: NodeIndex) -> Option<f64> {
+        let clock = self.clock;
+        match self.strategies.get_mut(&node)? {
+            NodeState::Optimistic(estimator) => estimator.estimate(clock).ok(),
+            NodeState::FullRoutingTable(crawl) => Some(crawl.nodes.len() as f64),
+        }
+    }
+
+    /// Accelerated clients crawl again (the network changed).
+    pub(super) fn recrawl(&mut self) {
+        let nodes: Vec<NodeIndex> = self
+            .strategies
+            .iter()
+            .filter(|(_, state)| matches!(state, NodeState::FullRoutingTable(_)))
+            .map(|(&node, _)| node)
+            .collect();
+        if nodes.is_empty() {
+            return;
+        }
+        let crawl = self.crawl();
+        for node in nodes {
+            self.strategies
+                .insert(node, NodeState::FullRoutingTable(crawl.clone()));
+        }
+    }
+
+    /// The routing table size `node` reports: its crawled peers for an accelerated client.
+    pub fn routing_table_size(&self, node: NodeIndex) -> usize {
+        match self.strategies.get(&node) {
+            Some(NodeState::FullRoutingTable(crawl)) => crawl.nodes.len(),
+            _ => self.network.routing_table_size(node),
+        }
+    }
+
+    /// A crawl reaches every peer that answers (the simulated crawl is a snapshot; its duration
+    /// is not modelled).
+    fn crawl(&self) -> Crawl {
+        let mut reached: Vec<(Key, NodeIndex)> = (0..self.network.len() as NodeIndex)
+            .filter(|&n| self.network.answers(n))
+            .map(|n| (self.network.key(n), n))
+            .collect();
+        reached.sort_unstable();
+        Crawl {
+            keys: reached.iter().map(|(k, _)| *k).collect(),
+            nodes: reached.iter().map(|(_, n)| *n).collect(),
+        }
+    }
+
+    /// Feeds a converged lookup to an estimator.
+    pub(super) fn track(
+        &self,
+        estimator: &mut NetworkSizeEstimator,
+        from: NodeIndex,
+        target: &Key,
+        outcome: &Outcome,
+    ) {
+        if outcome.termination != Some(Termination::Converged) {
+            return;
+        }
+        let closest: Vec<Key> = outcome.peers.iter().map(|&p| self.network.key(p)).collect();
+        let bucket = self.network.key(from).common_prefix_len(target);
+        let level = self.network.bucket_level(from, bucket);
+        let weight = estimator.weight(level);
+        // Fewer than k peers (a tiny network) cannot be a sample: nothing to track.
+        let _ = estimator.track(self.clock, target, &closest, weight);
+    }
+
+    /// The accelerated client: stores at the `k` closest peers of its crawl, without a lookup,
+    /// over new connections; returns by the full routing table's rule.
+    pub(super) fn provide_direct(
+        &self,
+        from: NodeIndex,
+        content: Key,
+        crawl: &Crawl,
+        rng: &mut ChaCha8Rng,
+    ) -> Outcome {
+        let mut outcome = Outcome::new(OperationKind::Provide);
+        let targets = self.closest_crawled(crawl, from, &content);
+        let mut answers: Vec<(Duration, NodeIndex, bool)> = targets
+            .iter()
+            .map(|&peer| {
+                let (ok, delay) = self.store_once(from, peer, rng);
+                (self.with_connect(ok, delay), peer, ok)
+            })
+            .collect();
+        answers.sort_unstable();
+        let mut progress = StoreProgress::new(Strategy::FullRoutingTable.store_rule(answers.len()));
+        progress.sent(answers.len());
+        outcome.messages = answers.len() as u32;
+        outcome.hops = 1;
+        let mut returned = None;
+        for &(at, peer, ok) in &answers {
+            if let Some(deadline) = progress.deadline().filter(|&d| d <= at) {
+                returned.get_or_insert(deadline);
+            }
+            progress.on_answer(at, ok);
+            if ok {
+                outcome.peers.push(peer);
+            } else {
+                outcome.failures += 1;
+            }
+            if returned.is_none() && progress.is_done(at, true) {
+                returned = Some(at);
+            }
+        }
+        outcome.duration = returned.unwrap_or(Duration::ZERO);
+        outcome.background = answers.iter().filter(|(at, _, _)| *at > outcome.duration).count();
+        if outcome.peers.is_empty() {
+            outcome.error = Some(format!(
+                "no peer stored the provider record ({} stores failed)",
+                outcome.failures
+            ));
+        }
+        outcome
+    }
+
+    /// The `k` closest crawled peers of `key` (the node itself excluded).
+    fn closest_crawled(&self, crawl: &Crawl, from: NodeIndex, key: &Key) -> Vec<NodeIndex> {
+        let k = self.kademlia.lookup.k;
+        let mut closest = Vec::with_capacity(k + 1);
+        parsec_kad::table::closest_sorted(&crawl.keys, &crawl.nodes, key, k + 1, &mut closest);
+        closest.retain(|&p| p != from);
+        closest.truncate(k);
+        closest
+    }
+
+    pub(super) fn retrieve_direct(
+        &self,
+        from: NodeIndex,
+        content: Key,
+        crawl: &Crawl,
+        rng: &mut ChaCha8Rng,
+    ) -> Outcome {
+        let mut outcome = Outcome::new(OperationKind::Retrieve);
+        if self.network.holds_record(from, &content) {
+            outcome.peers.push(from);
+            return outcome;
+        }
+        let net = &self.network;
+        let targets = self.closest_crawled(crawl, from, &content);
+        outcome.messages = targets.len() as u32;
+        let mut first: Option<(Duration, NodeIndex)> = None;
+        let mut last = Duration::ZERO;
+        for &peer in &targets {
+            let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
+            let delay = if answers {
+                let rtt = self.latency.round_trip(net.region(from), net.region(peer), rng);
+                self.with_connect(true, rtt)
+            } else {
+                outcome.failures += 1;
+                self.latency.failure(rng)
+            };
+            last = last.max(delay);
+            if answers && net.holds_record(peer, &content) && first.is_none_or(|(at, _)| delay < at) {
+                first = Some((delay, peer));
+            }
+        }
+        match first {
+            Some((at, peer)) => {
+                outcome.duration = at;
+                outcome.hops = 1;
+                outcome.peers.push(peer);
+            }
+            None => {
+                outcome.duration = last;
+                outcome.error = Some(format!(
+                    "no provider record found ({} of {} queries failed)",
+                    outcome.failures, outcome.messages
+                ));
+            }
+        }
+        outcome
+    }
+}
