@@ -159,7 +159,91 @@ fn simulate_rejects_bad_parameters_with_the_fix() {
             (vec!["--error-rate", "1.5"], "--error-rate must be within 0 and 1"),
             (vec!["--delay-range", "2s..1s"], "above the maximum"),
             (vec!["--k", "0"], "--k, --alpha and --beta must be at least 1"),
+            (
+                vec!["--fleets", "optprov,optprov"],
+                "each fleet must have its own name",
+            ),
+            (vec!["--fleets", "fast"], "expected classic, optprov or fullrt"),
+            (
+                vec!["--fleets", "default,fullrt", "--servers", "60"],
+                "cannot exceed --nodes",
+            ),
         ],
+    );
+}
+
+#[test]
+fn simulated_fleets_store_their_rows_under_their_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("fleets.sqlite");
+    let output = Command::new(PARSEC)
+        .args([
+            "simulate",
+            "--nodes",
+            "3000",
+            "--rounds",
+            "6",
+            "--servers",
+            "2",
+            "--no-progress",
+        ])
+        .args(["--fleets", "default,optprov,fullrt"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(
+        stdout.contains("default (classic), optprov (optprov), fullrt (fullrt)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fleet     retrieval p50"),
+        "the per-fleet table:\n{stdout}"
+    );
+
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct PerFleet {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        fleet: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        nodes: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        retrievals: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        provides: i64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let per_fleet: Vec<PerFleet> = diesel::sql_query(
+        "SELECT n.fleet AS fleet, count(DISTINCT n.id) AS nodes, \
+         (SELECT count(*) FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
+          WHERE m.fleet = n.fleet AND r.error IS NULL) AS retrievals, \
+         (SELECT count(*) FROM provides_ecs p JOIN nodes_ecs m ON m.id = p.node_id \
+          WHERE m.fleet = n.fleet AND p.error IS NULL) AS provides \
+         FROM nodes_ecs n GROUP BY n.fleet ORDER BY n.fleet",
+    )
+    .load(&mut conn)
+    .unwrap();
+    // Two servers per fleet; each round one server provides and the five others, of every
+    // fleet, retrieve: 6 rounds × 5 retrievals, with every fleet among the retrievers.
+    assert_eq!(
+        per_fleet.iter().map(|f| f.fleet.as_str()).collect::<Vec<_>>(),
+        ["default", "fullrt", "optprov"]
+    );
+    assert!(
+        per_fleet.iter().all(|f| f.nodes == 2 && f.retrievals >= 6),
+        "{per_fleet:?}"
+    );
+    assert_eq!(
+        per_fleet.iter().map(|f| f.retrievals).sum::<i64>(),
+        30,
+        "{per_fleet:?}"
+    );
+    assert_eq!(
+        per_fleet.iter().map(|f| f.provides).sum::<i64>(),
+        6,
+        "{per_fleet:?}"
     );
 }
 
