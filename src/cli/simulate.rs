@@ -228,17 +228,13 @@ impl SimulateArgs {
             .iter()
             .map(|(_, region, id)| (*id, region.clone()))
             .collect();
-        let sections = [
+        let mut sections = vec![
             report::effort_table(&report.outcomes),
             report::region_table(&report.run.rows, &region_of),
         ];
-        let sections = if config.fleets.len() > 1 {
-            let mut all = sections.to_vec();
-            all.push(report::group_table("fleet", &report.run.rows, &report.fleet_of));
-            all
-        } else {
-            sections.to_vec()
-        };
+        if config.fleets.len() > 1 {
+            sections.push(report::group_table("fleet", &report.run.rows, &report.fleet_of));
+        }
         let mut notes = Vec::new();
         if report.churned != (0, 0) {
             notes.push(format!(

@@ -145,11 +145,6 @@ impl<P: Copy + Eq> Lookup<P> {
         self.target
     }
 
-    /// The parameters.
-    pub fn config(&self) -> &LookupConfig {
-        &self.config
-    }
-
     /// The next step at time `now`: a peer to query (marked as in flight), waiting, or the end.
     pub fn poll(&mut self, now: Duration) -> Next<P> {
         self.poll_with(now, |_| false)

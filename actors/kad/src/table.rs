@@ -24,12 +24,7 @@ pub fn converged_table<T: Copy>(sorted_keys: &[Key], ids: &[T], me: &Key, k: usi
     }
     let (mut start, mut end) = (0, sorted_keys.len());
     for bucket in 0..256u32 {
-        let split = start + sorted_keys[start..end].partition_point(|key| !key.bit(bucket));
-        let (own, other) = if me.bit(bucket) {
-            ((split, end), (start, split))
-        } else {
-            ((start, split), (split, end))
-        };
+        let (own, other) = halves(sorted_keys, (start, end), bucket, me);
         let before = table.len();
         closest_in_range(sorted_keys, ids, other, me, bucket + 1, k, false, &mut table);
         table.resize(before + k, empty);
@@ -68,6 +63,22 @@ pub fn closest_sorted<T: Copy>(sorted_keys: &[Key], ids: &[T], target: &Key, cou
     );
 }
 
+/// Splits `sorted_keys[start..end]`, whose keys share their first `bit` bits, at bit `bit`: the
+/// half agreeing with `key` there (closer to it), then the other half.
+fn halves(
+    sorted_keys: &[Key],
+    (start, end): (usize, usize),
+    bit: u32,
+    key: &Key,
+) -> ((usize, usize), (usize, usize)) {
+    let split = start + sorted_keys[start..end].partition_point(|k| !k.bit(bit));
+    if key.bit(bit) {
+        ((split, end), (start, split))
+    } else {
+        ((start, split), (split, end))
+    }
+}
+
 /// Appends the up to `need` ids of `sorted_keys[start..end]` closest to `target` (closest first
 /// if `ordered`: a bucket's members need no order, a lookup's answer does). All keys of the range share their first `depth` bits, so the range splits at bit `depth` into
 /// two sub-ranges; the one agreeing with `target` at that bit is closer.
@@ -93,12 +104,7 @@ fn closest_in_range<T: Copy>(
         out.extend(&ids[start..end]);
         return;
     }
-    let split = start + sorted_keys[start..end].partition_point(|key| !key.bit(depth));
-    let (near, far) = if target.bit(depth) {
-        ((split, end), (start, split))
-    } else {
-        ((start, split), (split, end))
-    };
+    let (near, far) = halves(sorted_keys, (start, end), depth, target);
     let before = out.len();
     closest_in_range(sorted_keys, ids, near, target, depth + 1, need, ordered, out);
     let taken = out.len() - before;

@@ -29,13 +29,7 @@ pub(super) struct Crawl {
 impl Simulation {
     /// Optimistic nodes look up random keys, as a routing-table refresh does, and track them.
     pub(super) fn refresh_estimates(&mut self) {
-        let nodes: Vec<NodeIndex> = self
-            .strategies
-            .iter()
-            .filter(|(_, state)| matches!(state, NodeState::Optimistic(_)))
-            .map(|(&node, _)| node)
-            .collect();
-        for node in nodes {
+        for node in self.nodes_where(|state| matches!(state, NodeState::Optimistic(_))) {
             let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&node) else {
                 continue;
             };
@@ -98,14 +92,18 @@ impl Simulation {
         }
     }
 
+    /// The nodes whose strategy state matches.
+    fn nodes_where(&self, matches: impl Fn(&NodeState) -> bool) -> Vec<NodeIndex> {
+        self.strategies
+            .iter()
+            .filter(|(_, state)| matches(state))
+            .map(|(&node, _)| node)
+            .collect()
+    }
+
     /// Accelerated clients crawl again (the network changed).
     pub(super) fn recrawl(&mut self) {
-        let nodes: Vec<NodeIndex> = self
-            .strategies
-            .iter()
-            .filter(|(_, state)| matches!(state, NodeState::FullRoutingTable(_)))
-            .map(|(&node, _)| node)
-            .collect();
+        let nodes = self.nodes_where(|state| matches!(state, NodeState::FullRoutingTable(_)));
         if nodes.is_empty() {
             return;
         }
