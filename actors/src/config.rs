@@ -23,6 +23,9 @@ pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// while still letting one round reuse the connections of its own lookups.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the accelerated client crawls the whole network (go-libp2p-kad-dht's fullrt: 1 h).
+pub const DEFAULT_CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
 /// Whether the peer answers DHT requests from others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DhtMode {
@@ -31,6 +34,54 @@ pub enum DhtMode {
     Client,
     /// Serves requests and stores records for others.
     Server,
+}
+
+/// Which client publishes and looks up records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DhtClient {
+    /// rust-libp2p's kad (`default`): the stock implementation, our baseline.
+    #[default]
+    Libp2p,
+    /// parsec-kad's engine over our `/ipfs/kad/1.0.0` requests, with this strategy (`classic`,
+    /// `optprov`, `fullrt`).
+    Engine(parsec_kad::Strategy),
+}
+
+impl DhtClient {
+    /// Every client, in the order reports list them.
+    pub const ALL: [DhtClient; 4] = [
+        Self::Libp2p,
+        Self::Engine(parsec_kad::Strategy::Classic),
+        Self::Engine(parsec_kad::Strategy::Optimistic),
+        Self::Engine(parsec_kad::Strategy::FullRoutingTable),
+    ];
+
+    /// The name fleets and flags use: `default`, `classic`, `optprov`, `fullrt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Libp2p => "default",
+            Self::Engine(strategy) => strategy.name(),
+        }
+    }
+}
+
+impl std::fmt::Display for DhtClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DhtClient {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|client| client.name() == s)
+            .ok_or_else(|| {
+                format!("unknown DHT strategy {s:?}: expected default, classic, optprov or fullrt")
+            })
+    }
 }
 
 /// Configuration of one DHT peer.
@@ -81,6 +132,11 @@ pub struct DhtConfig {
     /// Refuse new connections while the process's resident memory is above this (`None`: no
     /// limit). A server sets it below its container's memory limit.
     pub max_memory_bytes: Option<u64>,
+    /// Who publishes and looks up: rust-libp2p's kad or our engine (inbound requests and the
+    /// routing table are kad's either way).
+    pub client: DhtClient,
+    /// How often the accelerated client (`fullrt`) crawls the network again.
+    pub crawl_interval: Duration,
 }
 
 /// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
@@ -136,6 +192,8 @@ impl Default for DhtConfig {
             dns_server: None,
             metrics: None,
             max_memory_bytes: None,
+            client: DhtClient::Libp2p,
+            crawl_interval: DEFAULT_CRAWL_INTERVAL,
         }
     }
 }
@@ -228,6 +286,18 @@ impl DhtConfig {
     /// Sets the periodic bootstrap interval.
     pub fn set_periodic_bootstrap(&mut self, interval: Option<Duration>) -> &mut Self {
         self.periodic_bootstrap = interval;
+        self
+    }
+
+    /// Sets who publishes and looks up: rust-libp2p's kad or our engine with a strategy.
+    pub fn set_client(&mut self, client: DhtClient) -> &mut Self {
+        self.client = client;
+        self
+    }
+
+    /// Sets how often the accelerated client crawls the network again.
+    pub fn set_crawl_interval(&mut self, interval: Duration) -> &mut Self {
+        self.crawl_interval = interval;
         self
     }
 

@@ -7,6 +7,7 @@
 //! operation finished.
 
 mod behaviour;
+mod engine;
 mod pending;
 pub mod presets;
 mod swarm;
@@ -169,6 +170,12 @@ impl DhtHandle {
     /// merely told about (bootstrap addresses, converged tables) count once reached.
     pub async fn routing_table_size(&self) -> Result<usize, DhtError> {
         self.ask(|reply| Command::RoutingTableSize { reply }).await
+    }
+
+    /// Optimistic provide's estimate of the network's size (`None`: another client, or too few
+    /// converged lookups yet; optprov provides classically until it has one).
+    pub async fn network_size_estimate(&self) -> Result<Option<f64>, DhtError> {
+        self.ask(|reply| Command::NetworkSizeEstimate { reply }).await
     }
 
     /// Adds peers to the routing table directly (testnet fast start).

@@ -43,7 +43,7 @@ pub mod sink;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 
-pub use config::{DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL};
+pub use config::{DhtClient, DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL};
 pub use dht::{DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{

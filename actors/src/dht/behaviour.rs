@@ -11,7 +11,8 @@ use libp2p::{
     StreamProtocol,
 };
 
-use crate::{DhtConfig, DhtError, DhtMode};
+use super::engine::{self, Wire};
+use crate::{DhtClient, DhtConfig, DhtError, DhtMode};
 
 /// The identify protocol every libp2p implementation speaks.
 const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -37,6 +38,8 @@ const MAX_PENDING: u32 = 256;
 #[derive(NetworkBehaviour)]
 pub(crate) struct DhtBehaviour {
     pub(crate) kad: kad::Behaviour<MemoryStore>,
+    /// Our engine's outbound kad requests (only when the client is ours).
+    pub(crate) wire: Toggle<Wire>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     limits: connection_limits::Behaviour,
@@ -55,7 +58,7 @@ impl DhtBehaviour {
         let protocol = StreamProtocol::try_from_owned(config.protocol.clone())
             .map_err(|e| DhtError::Setup(format!("protocol {:?}: {e}", config.protocol)))?;
 
-        let mut kad_config = kad::Config::new(protocol);
+        let mut kad_config = kad::Config::new(protocol.clone());
         kad_config
             .set_parallelism(config.alpha)
             .set_replication_factor(config.k)
@@ -93,8 +96,10 @@ impl DhtBehaviour {
             .max_memory_bytes
             .map(|bytes| memory_connection_limits::Behaviour::with_max_bytes(bytes as usize));
         let serves = config.mode == DhtMode::Server;
+        let engine_driven = config.client != DhtClient::Libp2p;
         Ok(Self {
             kad,
+            wire: engine_driven.then(|| engine::wire_behaviour(protocol)).into(),
             identify,
             ping: ping::Behaviour::default(),
             limits,

@@ -8,6 +8,8 @@ use std::{
 };
 
 use libp2p::kad::QueryId;
+
+use super::engine::OperationId;
 use tokio::{sync::oneshot, time::Instant};
 use tokio_util::time::{delay_queue, DelayQueue};
 
@@ -17,6 +19,13 @@ use crate::{ContentId, DhtError};
 /// Operations in flight per peer. A server gets one request per round per probe; this leaves
 /// room for many concurrent schedulers while bounding memory.
 pub(crate) const MAX_PENDING_QUERIES: usize = 1024;
+
+/// An operation in flight: a kad query (rust-libp2p's client) or one of our engine's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum OperationKey {
+    Kad(QueryId),
+    Engine(OperationId),
+}
 
 /// Where a finished query's answer goes.
 pub(crate) type Reply = oneshot::Sender<Result<DhtOutcome, DhtError>>;
@@ -41,11 +50,11 @@ impl PendingQuery {
     }
 }
 
-/// Operations in flight, keyed by kad query id, with their deadlines.
+/// Operations in flight, keyed by operation, with their deadlines.
 #[derive(Debug, Default)]
 pub(crate) struct PendingQueries {
-    queries: HashMap<QueryId, PendingQuery>,
-    deadlines: DelayQueue<QueryId>,
+    queries: HashMap<OperationKey, PendingQuery>,
+    deadlines: DelayQueue<OperationKey>,
 }
 
 impl PendingQueries {
@@ -57,7 +66,7 @@ impl PendingQueries {
     /// Tracks `id` until it finishes or `timeout` passes.
     pub(crate) fn insert(
         &mut self,
-        id: QueryId,
+        id: OperationKey,
         reply: Reply,
         cid: Option<ContentId>,
         started: Instant,
@@ -78,12 +87,12 @@ impl PendingQueries {
     }
 
     /// The span of query `id`, if it is tracked.
-    pub(crate) fn span(&self, id: &QueryId) -> Option<&tracing::Span> {
+    pub(crate) fn span(&self, id: &OperationKey) -> Option<&tracing::Span> {
         self.queries.get(id).map(|query| &query.span)
     }
 
     /// Stops tracking `id` and returns it, if it was tracked.
-    pub(crate) fn remove(&mut self, id: &QueryId) -> Option<PendingQuery> {
+    pub(crate) fn remove(&mut self, id: &OperationKey) -> Option<PendingQuery> {
         let query = self.queries.remove(id)?;
         self.deadlines.remove(&query.deadline_key);
         Some(query)
@@ -96,7 +105,10 @@ impl PendingQueries {
     }
 
     /// The next query whose deadline passed. `Ready(None)` when nothing is pending.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Option<(QueryId, PendingQuery)>> {
+    pub(crate) fn poll_expired(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(OperationKey, PendingQuery)>> {
         match self.deadlines.poll_expired(cx) {
             Poll::Ready(Some(expired)) => {
                 let id = expired.into_inner();

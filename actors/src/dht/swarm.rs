@@ -4,7 +4,7 @@
 //! kad query whose id is kept in [`PendingQueries`] with the reply channel, the monotonic start
 //! and a deadline. Query events and deadlines answer the reply with a [`DhtOutcome`].
 
-use std::{collections::HashSet, future::poll_fn};
+use std::{collections::HashSet, future::poll_fn, task::Poll};
 
 use futures::StreamExt;
 use libp2p::{
@@ -22,12 +22,14 @@ use tokio::{
 
 use super::{
     behaviour::{DhtBehaviour, DhtBehaviourEvent},
-    pending::{PendingQueries, PendingQuery},
+    engine::{Engine, Finished, Net},
+    pending::{OperationKey, PendingQueries, PendingQuery},
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
 };
 use crate::{
-    ContentId, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER,
+    ContentId, DhtClient, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED,
+    STORED_AT_NO_PEER,
 };
 
 /// Confirmed peers remembered at most; past it, those no longer in the routing table are
@@ -45,6 +47,9 @@ pub(crate) enum Command {
     },
     RoutingTableSize {
         reply: oneshot::Sender<usize>,
+    },
+    NetworkSizeEstimate {
+        reply: oneshot::Sender<Option<f64>>,
     },
     AddPeers {
         peers: Vec<Contact>,
@@ -100,6 +105,8 @@ pub(crate) struct SwarmTask {
     dial_only: Vec<Multiaddr>,
     config: DhtConfig,
     kad_protocol: StreamProtocol,
+    /// Our engine, when it (not kad) publishes and looks up.
+    engine: Option<Engine>,
 }
 
 impl SwarmTask {
@@ -154,7 +161,12 @@ impl SwarmTask {
 
         let kad_protocol = StreamProtocol::try_from_owned(config.protocol.clone())
             .map_err(|e| DhtError::Setup(e.to_string()))?;
+        let engine = match config.client {
+            DhtClient::Engine(strategy) => Some(Engine::new(strategy, &config, peer_id)),
+            DhtClient::Libp2p => None,
+        };
         let task = Self {
+            engine,
             swarm,
             commands,
             pending: PendingQueries::default(),
@@ -189,6 +201,9 @@ impl SwarmTask {
                 Some((id, query)) = poll_fn(|cx| self.pending.poll_expired(cx)) => {
                     self.on_deadline(id, query);
                 }
+                () = poll_fn(|cx| self.engine.as_mut().map_or(Poll::Pending, |e| e.poll_wake(cx))) => {
+                    self.on_engine_wake();
+                }
             }
         }
         tracing::debug!(peer = %self.swarm.local_peer_id(), "DHT peer stopped");
@@ -212,6 +227,9 @@ impl SwarmTask {
             Command::Query { query, reply, span } => self.start_query(query, reply, span),
             Command::RoutingTableSize { reply } => {
                 let _ = reply.send(self.routing_table_size());
+            }
+            Command::NetworkSizeEstimate { reply } => {
+                let _ = reply.send(self.engine.as_mut().and_then(Engine::network_size_estimate));
             }
             Command::AddPeers { peers } => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
@@ -251,11 +269,77 @@ impl SwarmTask {
             Query::Provide(_) | Query::Bootstrap => self.config.provide_timeout,
         };
         let cid = query.cid();
+        if let Some(id) = self.start_engine_operation(&query) {
+            self.pending
+                .insert(OperationKey::Engine(id), reply, cid, started, timeout, span);
+            self.answer_engine_operations();
+            return;
+        }
         match self.start_kad_query(query) {
-            Ok(id) => self.pending.insert(id, reply, cid, started, timeout, span),
+            Ok(id) => self
+                .pending
+                .insert(OperationKey::Kad(id), reply, cid, started, timeout, span),
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
+        }
+    }
+
+    /// Starts a provide or retrieval on our engine, if the peer runs it and it has room.
+    fn start_engine_operation(&mut self, query: &Query) -> Option<super::engine::OperationId> {
+        let engine = self.engine.as_mut().filter(|e| e.has_room())?;
+        let own_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let mut net = engine_net(self.swarm.behaviour_mut());
+        match query {
+            Query::Provide(cid) => Some(engine.provide(&mut net, cid.record_key().to_vec(), own_addrs)),
+            Query::Retrieve(cid) => Some(engine.retrieve(&mut net, cid.record_key().to_vec())),
+            Query::Bootstrap => None,
+        }
+    }
+
+    fn on_engine_wake(&mut self) {
+        if let Some(engine) = &mut self.engine {
+            engine.on_wake(&mut engine_net(self.swarm.behaviour_mut()));
+        }
+        self.answer_engine_operations();
+    }
+
+    /// Answers the callers of the engine's finished operations.
+    fn answer_engine_operations(&mut self) {
+        let Some(engine) = &mut self.engine else {
+            return;
+        };
+        for finished in engine.take_finished() {
+            let Some(query) = self.pending.remove(&OperationKey::Engine(finished.id)) else {
+                continue;
+            };
+            let Finished {
+                error,
+                counts,
+                provider,
+                record_peers,
+                ..
+            } = finished;
+            query.span.in_scope(|| {
+                tracing::debug!(
+                    requests = counts.requests,
+                    successes = counts.successes,
+                    failures = counts.failures,
+                    provider = ?provider.map(|p| p.to_string()),
+                    record_peers,
+                    error,
+                    "dht step: engine operation finished"
+                );
+            });
+            let outcome = match provider {
+                Some(provider) => {
+                    // The next lookup must not be answered over a warm connection.
+                    let _ = self.swarm.disconnect_peer_id(provider);
+                    Outcome::Found(provider)
+                }
+                None => Outcome::Provided { record_peers },
+            };
+            self.answer(query, counts, error, outcome);
         }
     }
 
@@ -314,6 +398,12 @@ impl SwarmTask {
                 stats,
                 step,
             })) => self.on_query_progressed(id, result, &stats, step),
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Wire(event)) => {
+                if let Some(engine) = &mut self.engine {
+                    engine.on_wire_event(&mut engine_net(self.swarm.behaviour_mut()), event);
+                }
+                self.answer_engine_operations();
+            }
             // Inbound connections do not reveal where a peer listens; identify does. Only peers
             // that serve our DHT protocol belong in the routing table.
             SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(identify::Event::Received {
@@ -372,12 +462,13 @@ impl SwarmTask {
             }
             return;
         }
-        if let Some(span) = self.pending.span(&id) {
+        let key = OperationKey::Kad(id);
+        if let Some(span) = self.pending.span(&key) {
             record_step(span, &result, stats, step.count.get(), last);
         }
         match result {
             QueryResult::StartProviding(result) => {
-                if let Some(query) = self.pending.remove(&id) {
+                if let Some(query) = self.pending.remove(&key) {
                     let (error, peers) = match result {
                         Err(e) => (Some(e.to_string()), None),
                         Ok(_) => {
@@ -385,7 +476,12 @@ impl SwarmTask {
                             ((peers == 0).then(|| STORED_AT_NO_PEER.to_owned()), Some(peers))
                         }
                     };
-                    self.answer(query, stats, error, Outcome::Provided { record_peers: peers });
+                    self.answer(
+                        query,
+                        counts(stats),
+                        error,
+                        Outcome::Provided { record_peers: peers },
+                    );
                 }
             }
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
@@ -393,63 +489,71 @@ impl SwarmTask {
                 // about the network, so only another peer's record ends the lookup.
                 let local = *self.swarm.local_peer_id();
                 if let Some(provider) = providers.iter().copied().find(|p| *p != local) {
-                    if let Some(query) = self.pending.remove(&id) {
+                    if let Some(query) = self.pending.remove(&key) {
                         if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                             running.finish();
                         }
                         // The next lookup must not be answered over a warm connection.
                         let _ = self.swarm.disconnect_peer_id(provider);
-                        self.answer(query, stats, None, Outcome::Found(provider));
+                        self.answer(query, counts(stats), None, Outcome::Found(provider));
                     }
                 }
             }
             QueryResult::GetProviders(Err(kad::GetProvidersError::Timeout { .. })) => {
-                if let Some(query) = self.pending.remove(&id) {
-                    self.answer(query, stats, Some(DEADLINE_EXCEEDED.to_owned()), Outcome::Nothing);
+                if let Some(query) = self.pending.remove(&key) {
+                    self.answer(
+                        query,
+                        counts(stats),
+                        Some(DEADLINE_EXCEEDED.to_owned()),
+                        Outcome::Nothing,
+                    );
                 }
             }
             QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. })) => {}
             QueryResult::Bootstrap(result) if last => {
-                if let Some(query) = self.pending.remove(&id) {
+                if let Some(query) = self.pending.remove(&key) {
                     let error = result.err().map(|e| e.to_string());
-                    self.answer(query, stats, error, Outcome::Nothing);
+                    self.answer(query, counts(stats), error, Outcome::Nothing);
                 }
             }
             _ => {}
         }
         // A lookup that ends without a provider record found nothing, or reached nobody to ask.
         if last {
-            if let Some(query) = self.pending.remove(&id) {
+            if let Some(query) = self.pending.remove(&key) {
                 let error = if stats.num_successes() == 0 {
                     NO_PEER_REACHED
                 } else {
                     NOT_FOUND
                 };
-                self.answer(query, stats, Some(error.to_owned()), Outcome::Nothing);
+                self.answer(query, counts(stats), Some(error.to_owned()), Outcome::Nothing);
             }
         }
     }
 
-    fn on_deadline(&mut self, id: QueryId, query: PendingQuery) {
-        let stats = match self.swarm.behaviour_mut().kad.query_mut(&id) {
-            Some(mut running) => {
-                let stats = *running.stats();
-                running.finish();
-                stats
-            }
-            None => QueryStats::empty(),
+    fn on_deadline(&mut self, id: OperationKey, query: PendingQuery) {
+        let counts = match id {
+            OperationKey::Kad(id) => match self.swarm.behaviour_mut().kad.query_mut(&id) {
+                Some(mut running) => {
+                    let stats = *running.stats();
+                    running.finish();
+                    counts(&stats)
+                }
+                None => QueryCounts::default(),
+            },
+            OperationKey::Engine(id) => self.engine.as_mut().map(|e| e.cancel(id)).unwrap_or_default(),
         };
         tracing::debug!(?id, cid = ?query.cid.as_ref().map(ToString::to_string), "DHT operation hit its deadline");
         self.answer(
             query,
-            &stats,
+            counts,
             Some(DEADLINE_EXCEEDED.to_owned()),
             Outcome::Nothing,
         );
     }
 
     /// Replies to the waiter of a finished query with its measurement.
-    fn answer(&mut self, query: PendingQuery, stats: &QueryStats, error: Option<String>, outcome: Outcome) {
+    fn answer(&mut self, query: PendingQuery, counts: QueryCounts, error: Option<String>, outcome: Outcome) {
         let (provider, record_peers) = match outcome {
             Outcome::Found(provider) => (Some(provider), None),
             Outcome::Provided { record_peers } => (None, record_peers),
@@ -459,19 +563,19 @@ impl SwarmTask {
             duration: query.started.elapsed(),
             error,
             routing_table_size: self.routing_table_size(),
-            counts: QueryCounts {
-                requests: stats.num_requests(),
-                successes: stats.num_successes(),
-                failures: stats.num_failures(),
-            },
+            counts,
             provider,
             record_peers,
         };
         query.answer(Ok(outcome));
     }
 
-    /// Routing-table entries we reached ourselves (see `confirmed`).
+    /// Routing-table entries we reached ourselves (see `confirmed`); for the accelerated client
+    /// the peers of its last complete crawl.
     fn routing_table_size(&mut self) -> usize {
+        if let Some(size) = self.engine.as_ref().and_then(Engine::routing_table_size) {
+            return size;
+        }
         let confirmed = &self.confirmed;
         self.swarm
             .behaviour_mut()
@@ -514,6 +618,26 @@ impl SwarmTask {
             .bootstrap
             .iter()
             .any(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == *peer))
+    }
+}
+
+/// The engine's view of the swarm's behaviours.
+fn engine_net(behaviour: &mut DhtBehaviour) -> Net<'_> {
+    Net {
+        kad: &mut behaviour.kad,
+        wire: behaviour
+            .wire
+            .as_mut()
+            .expect("the wire behaviour is enabled whenever the engine is"),
+    }
+}
+
+/// kad's query statistics as our counts.
+fn counts(stats: &QueryStats) -> QueryCounts {
+    QueryCounts {
+        requests: stats.num_requests(),
+        successes: stats.num_successes(),
+        failures: stats.num_failures(),
     }
 }
 

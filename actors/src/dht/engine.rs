@@ -1,0 +1,770 @@
+//! Our Kademlia engine on real peers: parsec-kad's lookup and strategies, driven over the
+//! `/ipfs/kad/1.0.0` requests of [`wire`].
+//!
+//! The swarm task owns an [`Engine`] when the peer's client is one of ours (`classic`, `optprov`,
+//! `fullrt`). It starts operations, hands the engine the answers of its requests and wakes it at
+//! the deadlines it asks for; the engine sends through the request-response behaviour and queues
+//! the operations that finished. rust-libp2p's kad still answers inbound requests and keeps the
+//! routing table, which seeds our lookups (docs/architecture.md).
+//!
+//! - `classic`: a FIND_NODE lookup, then ADD_PROVIDER to the `k` closest that answered; returns
+//!   when every store answered.
+//! - `optprov`: the same lookup with optimistic provide's hook: stores go out during the lookup to
+//!   peers that are among the `k` closest with certainty 0.9; returns after 75 % of the stores
+//!   answered, the rest finish in the background. Falls back to `classic` until the network size
+//!   estimate has data; converged lookups (its own refresh lookups included) feed it.
+//! - `fullrt`: no lookup. ADD_PROVIDER or GET_PROVIDERS go to the `k` closest peers of the last
+//!   complete crawl at once ([`crawl`]).
+//!
+//! Retrievals run a GET_PROVIDERS lookup and end at the first provider record from another peer.
+
+pub(crate) mod crawl;
+pub(crate) mod wire;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use libp2p::{
+    kad::{self, store::MemoryStore},
+    request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport},
+    Multiaddr, PeerId, StreamProtocol,
+};
+use parsec_kad::{
+    Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, StoreProgress, Strategy,
+    Termination,
+};
+use rand::{rngs::StdRng, RngCore, SeedableRng};
+use tokio::time::{Instant, Sleep};
+
+use self::{
+    crawl::{peer_key, Crawl, CrawlTable},
+    wire::{KadCodec, Message},
+};
+use super::QueryCounts;
+use crate::{DhtConfig, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER};
+
+/// The request-response behaviour our requests go through (outbound only).
+pub(crate) type Wire = request_response::Behaviour<KadCodec>;
+
+/// A peer silent this long no longer holds a lookup up (rust-libp2p's `ClosestPeersIter` uses
+/// the same 10 s); its answer still counts if it comes later.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request not answered this long fails (dial and answer together).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Streams of ours open at once on one connection.
+const MAX_STREAMS_PER_CONNECTION: usize = 64;
+
+/// FIND_NODE requests a crawl keeps in flight (go's crawler: 200 workers; ours run in one task).
+const CRAWL_PARALLELISM: usize = 64;
+
+/// Operations of ours at once, background stores and refresh lookups included (the pending
+/// table bounds what callers start).
+const MAX_OPERATIONS: usize = 2048;
+
+/// Peers with addresses one operation remembers (a lookup hears of a few hundred).
+const MAX_ADDRESSED_PEERS: usize = 4096;
+
+/// Lookups of random keys run at once to (re)fill optimistic provide's estimate, in batches until
+/// it has enough samples (5 a rank, one a converged lookup) and then every refresh.
+const ESTIMATE_LOOKUPS: usize = 4;
+/// Pause between batches while the estimate lacks samples (a network smaller than k + 1 never
+/// converges one).
+const ESTIMATE_RETRY: Duration = Duration::from_secs(2);
+/// How often optimistic provide refreshes its estimate with new lookups (samples live 2 h).
+const ESTIMATE_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// How often the engine checks whether a crawl or estimate refresh is due, and retries one that
+/// could not start (no peer known yet).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The request-response behaviour for `protocol`, sending only: kad answers inbound requests.
+pub(crate) fn wire_behaviour(protocol: StreamProtocol) -> Wire {
+    request_response::Behaviour::with_codec(
+        KadCodec,
+        [(protocol, ProtocolSupport::Outbound)],
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
+    )
+}
+
+/// One operation of the engine, named in the swarm task's pending table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct OperationId(u64);
+
+/// An operation whose caller can be answered.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) id: OperationId,
+    pub(crate) error: Option<String>,
+    pub(crate) counts: QueryCounts,
+    /// A retrieval's provider.
+    pub(crate) provider: Option<PeerId>,
+    /// A provide's acknowledged stores.
+    pub(crate) record_peers: Option<u32>,
+}
+
+/// What the swarm task lends the engine to send with: its kad (routing table) and our wire.
+pub(crate) struct Net<'a> {
+    pub(crate) kad: &'a mut kad::Behaviour<MemoryStore>,
+    pub(crate) wire: &'a mut Wire,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Provide,
+    Retrieve,
+    /// A lookup of a random key that only feeds the size estimate.
+    Sample,
+}
+
+/// Why a request was sent.
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    /// A lookup's FIND_NODE or GET_PROVIDERS.
+    Query(OperationId),
+    /// A GET_PROVIDERS sent straight to one of the closest peers (fullrt).
+    Direct(OperationId),
+    Store(OperationId),
+    Crawl {
+        cpl: u32,
+    },
+}
+
+struct Operation {
+    kind: Kind,
+    key: Vec<u8>,
+    lookup: Option<Lookup<PeerId>>,
+    lookup_ended: bool,
+    optimistic: Option<OptimisticProvide<PeerId>>,
+    stores: StoreProgress,
+    stores_sent: usize,
+    direct_pending: usize,
+    /// Our announced addresses, for the provider record.
+    own_addrs: Vec<Multiaddr>,
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    counts: QueryCounts,
+    provider: Option<PeerId>,
+    answered: bool,
+}
+
+impl Operation {
+    fn new(kind: Kind, key: Vec<u8>, strategy: Strategy, k: usize) -> Self {
+        Self {
+            kind,
+            key,
+            lookup: None,
+            lookup_ended: false,
+            optimistic: None,
+            stores: StoreProgress::new(strategy.store_rule(k)),
+            stores_sent: 0,
+            direct_pending: 0,
+            own_addrs: Vec::new(),
+            addresses: HashMap::new(),
+            counts: QueryCounts::default(),
+            provider: None,
+            answered: false,
+        }
+    }
+
+    fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if addrs.is_empty()
+            || (self.addresses.len() >= MAX_ADDRESSED_PEERS && !self.addresses.contains_key(&peer))
+        {
+            return;
+        }
+        self.addresses.entry(peer).or_insert(addrs);
+    }
+
+    /// Whether nothing of it is left in flight once answered.
+    fn is_over(&self) -> bool {
+        let lookup_idle = self
+            .lookup
+            .as_ref()
+            .is_none_or(|l| l.in_flight() == 0 || self.lookup_ended);
+        let stores_idle = self.stores.succeeded() + self.stores.failed() >= self.stores_sent;
+        self.answered && lookup_idle && stores_idle && self.direct_pending == 0
+    }
+}
+
+/// A running crawl and the last complete one.
+#[derive(Default)]
+struct Crawler {
+    running: Option<(Crawl, Instant)>,
+    table: Option<CrawlTable>,
+    next: Option<Instant>,
+}
+
+/// The engine of one peer.
+pub(crate) struct Engine {
+    strategy: Strategy,
+    lookup: LookupConfig,
+    local: PeerId,
+    epoch: Instant,
+    next_id: u64,
+    operations: HashMap<OperationId, Operation>,
+    requests: HashMap<OutboundRequestId, (Purpose, PeerId)>,
+    estimator: NetworkSizeEstimator,
+    next_estimate_refresh: Instant,
+    crawler: Crawler,
+    crawl_interval: Duration,
+    rng: StdRng,
+    finished: Vec<Finished>,
+    wake: Pin<Box<Sleep>>,
+}
+
+impl Engine {
+    pub(crate) fn new(strategy: Strategy, config: &DhtConfig, local: PeerId) -> Self {
+        let now = Instant::now();
+        Self {
+            strategy,
+            lookup: LookupConfig {
+                k: config.k.get(),
+                alpha: config.alpha.get(),
+                steps_to_stop: 0,
+                peer_timeout: Some(PEER_TIMEOUT),
+            },
+            local,
+            epoch: now,
+            next_id: 0,
+            operations: HashMap::new(),
+            requests: HashMap::new(),
+            estimator: NetworkSizeEstimator::new(config.k.get()),
+            next_estimate_refresh: now,
+            crawler: Crawler {
+                next: Some(now),
+                ..Crawler::default()
+            },
+            crawl_interval: config.crawl_interval,
+            rng: StdRng::from_entropy(),
+            finished: Vec::new(),
+            wake: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    /// The strategy's view of the routing-table size: for `fullrt` the peers of the last complete
+    /// crawl (0 until the first finished, which keeps the peer unready), otherwise `None` (kad's).
+    pub(crate) fn routing_table_size(&self) -> Option<usize> {
+        (self.strategy == Strategy::FullRoutingTable)
+            .then(|| self.crawler.table.as_ref().map_or(0, CrawlTable::len))
+    }
+
+    /// Optimistic provide's network size estimate, when it has one.
+    pub(crate) fn network_size_estimate(&mut self) -> Option<f64> {
+        let now = self.now();
+        (self.strategy == Strategy::Optimistic)
+            .then(|| self.estimator.estimate(now).ok())
+            .flatten()
+    }
+
+    /// Whether another operation may start.
+    pub(crate) fn has_room(&self) -> bool {
+        self.operations.len() < MAX_OPERATIONS
+    }
+
+    /// Starts publishing a provider record of `key` (a CID's multihash) announcing `own_addrs`.
+    pub(crate) fn provide(
+        &mut self,
+        net: &mut Net<'_>,
+        key: Vec<u8>,
+        own_addrs: Vec<Multiaddr>,
+    ) -> OperationId {
+        let id = self.allocate();
+        let k = self.lookup.k;
+        let mut operation = Operation::new(Kind::Provide, key, self.strategy, k);
+        operation.own_addrs = own_addrs;
+        let now = self.now();
+        match self.strategy {
+            Strategy::FullRoutingTable => {
+                let target = Key::hash_of(&operation.key);
+                for (peer, addrs) in self.closest_crawled(&target) {
+                    operation.remember(peer, addrs);
+                    let message =
+                        Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
+                    self.send(net, Purpose::Store(id), &mut operation, peer, message);
+                    operation.stores_sent += 1;
+                    operation.stores.sent(1);
+                }
+            }
+            strategy => {
+                let estimate = (strategy == Strategy::Optimistic)
+                    .then(|| self.estimator.estimate(now).ok())
+                    .flatten();
+                // Without an estimate optprov provides classically, as go does.
+                operation.optimistic = estimate.map(|size| OptimisticProvide::new(size, k));
+                if strategy == Strategy::Optimistic {
+                    tracing::debug!(estimate, "optprov: provide (classic while there is no estimate)");
+                }
+                if operation.optimistic.is_none() {
+                    operation.stores = StoreProgress::new(Strategy::Classic.store_rule(k));
+                }
+                operation.lookup = Some(self.start_lookup(net, &operation.key));
+            }
+        }
+        self.operations.insert(id, operation);
+        self.advance(net, id);
+        id
+    }
+
+    /// Starts looking up the first provider record of `key`.
+    pub(crate) fn retrieve(&mut self, net: &mut Net<'_>, key: Vec<u8>) -> OperationId {
+        let id = self.allocate();
+        let mut operation = Operation::new(Kind::Retrieve, key, self.strategy, self.lookup.k);
+        if self.strategy == Strategy::FullRoutingTable {
+            let target = Key::hash_of(&operation.key);
+            for (peer, addrs) in self.closest_crawled(&target) {
+                operation.remember(peer, addrs);
+                let message = Message::get_providers(operation.key.clone());
+                self.send(net, Purpose::Direct(id), &mut operation, peer, message);
+                operation.direct_pending += 1;
+            }
+        } else {
+            operation.lookup = Some(self.start_lookup(net, &operation.key));
+        }
+        self.operations.insert(id, operation);
+        self.advance(net, id);
+        id
+    }
+
+    /// Ends an operation its caller gave up on (deadline): its counts so far. Requests in flight
+    /// are ignored when they answer.
+    pub(crate) fn cancel(&mut self, id: OperationId) -> QueryCounts {
+        self.operations
+            .remove(&id)
+            .map(|op| op.counts)
+            .unwrap_or_default()
+    }
+
+    /// Operations that finished since the last call.
+    pub(crate) fn take_finished(&mut self) -> Vec<Finished> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// An answer, or the failure, of one of our requests.
+    pub(crate) fn on_wire_event(
+        &mut self,
+        net: &mut Net<'_>,
+        event: request_response::Event<Message, Option<Message>>,
+    ) {
+        let (request_id, answer) = match event {
+            request_response::Event::Message {
+                message: request_response::Message::Response { request_id, response },
+                ..
+            } => (request_id, Ok(response)),
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => (request_id, Err(error)),
+            _ => return,
+        };
+        let Some((purpose, peer)) = self.requests.remove(&request_id) else {
+            return;
+        };
+        match purpose {
+            Purpose::Crawl { cpl } => self.on_crawl_answer(net, peer, cpl, answer),
+            Purpose::Query(id) | Purpose::Direct(id) | Purpose::Store(id) => {
+                self.on_answer(id, purpose, peer, answer);
+                self.advance(net, id);
+            }
+        }
+        self.rearm();
+    }
+
+    /// Waits for the next deadline of an operation, a crawl or a refresh.
+    pub(crate) fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.wake.as_mut().poll(cx)
+    }
+
+    /// A deadline passed: time out silent peers, end quiet provides, start due maintenance.
+    pub(crate) fn on_wake(&mut self, net: &mut Net<'_>) {
+        let ids: Vec<OperationId> = self.operations.keys().copied().collect();
+        for id in ids {
+            self.advance(net, id);
+        }
+        self.maintain(net);
+        self.rearm();
+    }
+
+    fn allocate(&mut self) -> OperationId {
+        self.next_id += 1;
+        OperationId(self.next_id)
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// A lookup of `key` seeded with the `k` peers of kad's routing table closest to it.
+    fn start_lookup(&self, net: &mut Net<'_>, key: &[u8]) -> Lookup<PeerId> {
+        let target = kad::KBucketKey::new(key.to_vec());
+        let seeds: Vec<(PeerId, Key)> = net
+            .kad
+            .get_closest_local_peers(&target)
+            .take(self.lookup.k)
+            .map(|entry| (*entry.preimage(), Key::from_bytes(hashed(&entry))))
+            .collect();
+        Lookup::new(Key::hash_of(key), self.lookup, seeds)
+    }
+
+    fn closest_crawled(&self, target: &Key) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        self.crawler
+            .table
+            .as_ref()
+            .map(|table| table.closest(target, self.lookup.k))
+            .unwrap_or_default()
+    }
+
+    fn send(
+        &mut self,
+        net: &mut Net<'_>,
+        purpose: Purpose,
+        operation: &mut Operation,
+        peer: PeerId,
+        message: Message,
+    ) {
+        let addrs = operation.addresses.get(&peer).cloned().unwrap_or_default();
+        let request = net.wire.send_request_with_addresses(&peer, message, addrs);
+        self.requests.insert(request, (purpose, peer));
+        operation.counts.requests += 1;
+    }
+
+    fn on_answer(
+        &mut self,
+        id: OperationId,
+        purpose: Purpose,
+        peer: PeerId,
+        answer: Result<Option<Message>, OutboundFailure>,
+    ) {
+        let now = self.now();
+        let local = self.local;
+        let Some(operation) = self.operations.get_mut(&id) else {
+            return;
+        };
+        let message = match (&purpose, answer) {
+            // ADD_PROVIDER has no answer: the peer closing the stream acknowledges it.
+            (Purpose::Store(_), Ok(_)) => None,
+            (_, Ok(Some(message))) => Some(message),
+            (_, Ok(None) | Err(_)) => {
+                operation.counts.failures += 1;
+                match purpose {
+                    Purpose::Query(_) => {
+                        if let Some(lookup) = &mut operation.lookup {
+                            lookup.on_failure(peer);
+                        }
+                    }
+                    Purpose::Direct(_) => operation.direct_pending -= 1,
+                    Purpose::Store(_) => {
+                        operation.stores.on_answer(now, false);
+                        if let Some(optimistic) = &mut operation.optimistic {
+                            optimistic.on_stored(peer, false);
+                        }
+                    }
+                    Purpose::Crawl { .. } => {}
+                }
+                return;
+            }
+        };
+        operation.counts.successes += 1;
+        if let Purpose::Store(_) = purpose {
+            operation.stores.on_answer(now, true);
+            if let Some(optimistic) = &mut operation.optimistic {
+                optimistic.on_stored(peer, true);
+            }
+            return;
+        }
+        let Some(message) = message else { return };
+        if operation.kind == Kind::Retrieve && operation.provider.is_none() {
+            // A record of our own says nothing about the network.
+            operation.provider = message.providers().map(|(p, _)| p).find(|p| *p != local);
+        }
+        if let Purpose::Direct(_) = purpose {
+            operation.direct_pending -= 1;
+            return;
+        }
+        let closer: Vec<(PeerId, Key)> = message
+            .closer()
+            .filter(|(p, _)| *p != local)
+            .map(|(p, addrs)| {
+                operation.remember(p, addrs);
+                (p, peer_key(&p))
+            })
+            .collect();
+        if let Some(lookup) = &mut operation.lookup {
+            lookup.on_answer(peer, closer);
+            if operation.provider.is_some() {
+                lookup.stop();
+            }
+        }
+    }
+
+    /// Sends what operation `id` can send now, and finishes it if it is done.
+    fn advance(&mut self, net: &mut Net<'_>, id: OperationId) {
+        let now = self.now();
+        let Some(mut operation) = self.operations.remove(&id) else {
+            return;
+        };
+        self.drive_lookup(net, id, &mut operation, now);
+        if let Some(optimistic) = &mut operation.optimistic {
+            for peer in optimistic.take_scheduled() {
+                let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
+                self.send(net, Purpose::Store(id), &mut operation, peer, message);
+                operation.stores_sent += 1;
+                operation.stores.sent(1);
+            }
+        }
+        if !operation.answered {
+            if let Some(finished) = self.finish(id, &operation, now) {
+                operation.answered = true;
+                if operation.kind != Kind::Sample {
+                    self.finished.push(finished);
+                }
+            }
+        }
+        if !operation.is_over() {
+            self.operations.insert(id, operation);
+        }
+    }
+
+    fn drive_lookup(&mut self, net: &mut Net<'_>, id: OperationId, operation: &mut Operation, now: Duration) {
+        let Some(mut lookup) = operation.lookup.take() else {
+            return;
+        };
+        loop {
+            let next = match &mut operation.optimistic {
+                Some(optimistic) => lookup.poll_with(now, |l| optimistic.check(l)),
+                None => lookup.poll(now),
+            };
+            let Next::Query(peer) = next else { break };
+            let message = match operation.kind {
+                Kind::Retrieve => Message::get_providers(operation.key.clone()),
+                Kind::Provide | Kind::Sample => Message::find_node(operation.key.clone()),
+            };
+            self.send(net, Purpose::Query(id), operation, peer, message);
+        }
+        if !operation.lookup_ended && lookup.termination().is_some() {
+            operation.lookup_ended = true;
+            self.on_lookup_end(net, id, operation, &lookup, now);
+        }
+        operation.lookup = Some(lookup);
+    }
+
+    fn on_lookup_end(
+        &mut self,
+        net: &mut Net<'_>,
+        id: OperationId,
+        operation: &mut Operation,
+        lookup: &Lookup<PeerId>,
+        now: Duration,
+    ) {
+        if lookup.termination() == Some(Termination::Converged) {
+            self.track(net, &operation.key, lookup, now);
+        }
+        if operation.kind != Kind::Provide {
+            return;
+        }
+        let peers: Vec<PeerId> = match &mut operation.optimistic {
+            Some(optimistic) => {
+                optimistic.finish_lookup(lookup.closest_known());
+                return; // `advance` sends what it scheduled
+            }
+            None => lookup.closest_answered().map(|(p, _)| p).collect(),
+        };
+        for peer in peers {
+            let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
+            self.send(net, Purpose::Store(id), operation, peer, message);
+            operation.stores_sent += 1;
+            operation.stores.sent(1);
+        }
+    }
+
+    /// The answer of operation `id`, once its caller can have it.
+    fn finish(&self, id: OperationId, operation: &Operation, now: Duration) -> Option<Finished> {
+        let lookup_done = operation.lookup.is_none() || operation.lookup_ended;
+        let reached_nobody = operation.counts.successes == 0;
+        let error = match operation.kind {
+            Kind::Provide | Kind::Sample => {
+                if !lookup_done || !operation.stores.is_done(now, true) {
+                    return None;
+                }
+                match operation.stores.succeeded() {
+                    0 if reached_nobody => Some(NO_PEER_REACHED),
+                    0 => Some(STORED_AT_NO_PEER),
+                    _ => None,
+                }
+            }
+            Kind::Retrieve => {
+                if operation.provider.is_some() {
+                    None
+                } else if !lookup_done || operation.direct_pending > 0 {
+                    return None;
+                } else if reached_nobody {
+                    Some(NO_PEER_REACHED)
+                } else {
+                    Some(NOT_FOUND)
+                }
+            }
+        };
+        let error = match (error, &self.crawler.table) {
+            (Some(_), None) if self.strategy == Strategy::FullRoutingTable => {
+                Some("the full routing table is not ready: the first crawl has not finished")
+            }
+            (error, _) => error,
+        };
+        Some(Finished {
+            id,
+            error: error.map(str::to_owned),
+            counts: operation.counts,
+            provider: operation.provider,
+            record_peers: (operation.kind == Kind::Provide).then(|| operation.stores.succeeded() as u32),
+        })
+    }
+
+    /// Feeds optimistic provide's estimate with a converged lookup's `k` closest.
+    fn track(&mut self, net: &mut Net<'_>, key: &[u8], lookup: &Lookup<PeerId>, now: Duration) {
+        if self.strategy != Strategy::Optimistic {
+            return;
+        }
+        let closest: Vec<Key> = lookup.closest_answered().map(|(p, _)| peer_key(&p)).collect();
+        let level = net
+            .kad
+            .kbucket(key.to_vec())
+            .map_or(0, |bucket| bucket.num_entries());
+        let weight = self.estimator.weight(level);
+        // Fewer than k answered: not a sample of the k closest.
+        let _ = self.estimator.track(now, &Key::hash_of(key), &closest, weight);
+    }
+
+    /// Starts the crawl or the estimate refresh that is due.
+    fn maintain(&mut self, net: &mut Net<'_>) {
+        let now = Instant::now();
+        match self.strategy {
+            Strategy::FullRoutingTable => self.maintain_crawl(net, now),
+            Strategy::Optimistic => self.maintain_estimate(net, now),
+            Strategy::Classic => {}
+        }
+    }
+
+    fn maintain_estimate(&mut self, net: &mut Net<'_>, now: Instant) {
+        let running = self.operations.values().any(|op| op.kind == Kind::Sample);
+        if running || now < self.next_estimate_refresh {
+            return;
+        }
+        let missing = self.estimator.estimate(self.now()).is_err();
+        self.next_estimate_refresh = now + if missing { ESTIMATE_RETRY } else { ESTIMATE_REFRESH };
+        for _ in 0..ESTIMATE_LOOKUPS {
+            let mut key = vec![0u8; 32];
+            self.rng.fill_bytes(&mut key);
+            let id = self.allocate();
+            let mut operation = Operation::new(Kind::Sample, key, Strategy::Classic, self.lookup.k);
+            let lookup = self.start_lookup(net, &operation.key);
+            operation.lookup = Some(lookup);
+            self.operations.insert(id, operation);
+            self.advance(net, id);
+        }
+    }
+
+    fn maintain_crawl(&mut self, net: &mut Net<'_>, now: Instant) {
+        if self.crawler.running.is_none() && self.crawler.next.is_some_and(|next| now >= next) {
+            let seeds: Vec<(PeerId, Vec<Multiaddr>)> = net
+                .kad
+                .kbuckets()
+                .flat_map(|bucket| {
+                    bucket
+                        .iter()
+                        .map(|entry| {
+                            (
+                                *entry.node.key.preimage(),
+                                entry.node.value.iter().cloned().collect(),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if seeds.is_empty() {
+                return; // nobody to ask yet: retried at the next maintenance
+            }
+            tracing::info!(seeds = seeds.len(), "fullrt: crawl started");
+            self.crawler.running = Some((Crawl::new(self.lookup.k, self.local, seeds), now));
+            self.crawler.next = None;
+        }
+        self.send_crawl_requests(net);
+    }
+
+    fn send_crawl_requests(&mut self, net: &mut Net<'_>) {
+        let Some((crawl, started)) = &mut self.crawler.running else {
+            return;
+        };
+        while let Some(request) = crawl.next_request(CRAWL_PARALLELISM, &mut self.rng) {
+            let id = net.wire.send_request_with_addresses(
+                &request.peer,
+                Message::find_node(request.key),
+                request.addrs,
+            );
+            self.requests
+                .insert(id, (Purpose::Crawl { cpl: request.cpl }, request.peer));
+        }
+        if crawl.is_done() {
+            let took = started.elapsed();
+            let (crawl, _) = self.crawler.running.take().expect("running");
+            let found = crawl.found();
+            let table = crawl.into_table();
+            tracing::info!(
+                peers = table.len(),
+                found,
+                requests = table.requests,
+                failures = table.failures,
+                seconds = took.as_secs_f64(),
+                "fullrt: crawl finished"
+            );
+            self.crawler.table = Some(table);
+            self.crawler.next = Some(Instant::now() + self.crawl_interval);
+        }
+    }
+
+    fn on_crawl_answer(
+        &mut self,
+        net: &mut Net<'_>,
+        peer: PeerId,
+        cpl: u32,
+        answer: Result<Option<Message>, OutboundFailure>,
+    ) {
+        if let Some((crawl, _)) = &mut self.crawler.running {
+            match answer {
+                Ok(Some(message)) => crawl.on_answer(peer, cpl, message.closer()),
+                Ok(None) | Err(_) => crawl.on_failure(peer),
+            }
+        }
+        self.send_crawl_requests(net);
+    }
+
+    /// Sets the wake-up to the earliest deadline: a silent peer, a quiet provide, maintenance.
+    fn rearm(&mut self) {
+        let mut next = self.now() + MAINTENANCE_INTERVAL;
+        for operation in self.operations.values() {
+            if let Some(lookup) = operation.lookup.as_ref().filter(|_| !operation.lookup_ended) {
+                if let Some(deadline) = lookup.next_deadline() {
+                    next = next.min(deadline);
+                }
+            }
+            if let Some(deadline) = operation.stores.deadline().filter(|_| !operation.answered) {
+                next = next.min(deadline);
+            }
+        }
+        let at = self.epoch + next;
+        if self.wake.deadline() != at {
+            self.wake.as_mut().reset(at);
+        }
+    }
+}
+
+fn hashed(entry: &kad::KBucketKey<PeerId>) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(entry.hashed_bytes());
+    bytes
+}

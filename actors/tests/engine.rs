@@ -1,0 +1,138 @@
+//! Our Kademlia engine on real libp2p peers: nodes running `classic`, `optprov` and `fullrt`
+//! publish into a network of stock rust-libp2p kad peers over our `/ipfs/kad/1.0.0` requests,
+//! find what the others (rust-libp2p's client included) published, and report an isolated
+//! node's operations as errors.
+
+use std::time::Duration;
+
+use parsec_actors::{
+    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    testing::retrieve_until_found,
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, NO_PEER_REACHED,
+};
+use tokio::runtime::Handle;
+
+const BACKGROUND_PEERS: usize = 60;
+const K: usize = 20;
+
+fn config(client: DhtClient) -> DhtConfig {
+    let mut config = DhtConfig::default();
+    config
+        .set_mode(DhtMode::Server)
+        .set_client(client)
+        .set_periodic_bootstrap(None)
+        .set_provide_timeout(Duration::from_secs(30))
+        .set_retrieve_timeout(Duration::from_secs(30));
+    local_network::local_peer_config(&config, TransportKind::Memory)
+}
+
+/// Background kad peers and one node per client, wired as a converged network; the nodes joined.
+async fn network(clients: &[DhtClient], runtime: &Handle) -> (Vec<DhtHandle>, Vec<DhtHandle>) {
+    let background =
+        local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), runtime, |_| {})
+            .await
+            .unwrap();
+    let mut nodes = Vec::new();
+    for client in clients {
+        nodes.push(DhtHandle::spawn(config(*client), runtime).await.unwrap());
+    }
+    let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
+        .chain(LocalPeer::all_in(DhtMode::Server, &nodes))
+        .collect();
+    local_network::wire(&everyone, StartMode::Converged, K)
+        .await
+        .unwrap();
+    // fullrt's join waits for its first complete crawl.
+    local_network::join(&nodes, Duration::from_secs(60))
+        .await
+        .unwrap();
+    (background, nodes)
+}
+
+#[test]
+fn every_strategy_provides_and_finds_records_among_rust_libp2p_peers() {
+    let runtime = dht_runtime(2).unwrap();
+    runtime.block_on(async {
+        let clients = DhtClient::ALL;
+        let (background, nodes) = network(&clients, runtime.handle()).await;
+
+        let fullrt = &nodes[3];
+        let crawled = fullrt.routing_table_size().await.unwrap();
+        assert!(
+            crawled >= BACKGROUND_PEERS,
+            "fullrt's crawl found {crawled} peers of {}",
+            BACKGROUND_PEERS + clients.len() - 1
+        );
+        // optprov provides optimistically once its refresh lookups gave the estimate samples.
+        let optprov = &nodes[2];
+        let mut estimate = None;
+        for _ in 0..100 {
+            estimate = optprov.network_size_estimate().await.unwrap();
+            if estimate.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let size = estimate.expect("optprov estimated the network size within 10 s");
+        let others = (BACKGROUND_PEERS + clients.len() - 1) as f64;
+        assert!(
+            (size / others - 1.0).abs() < 0.3,
+            "estimated {size:.1} for {others} peers"
+        );
+        assert_eq!(
+            nodes[1].network_size_estimate().await.unwrap(),
+            None,
+            "classic keeps none"
+        );
+
+        for (index, (provider, client)) in nodes.iter().zip(clients).enumerate() {
+            let cid = ContentId::for_content(format!("provided by {client}").as_bytes());
+            let provided = provider.provide(cid.clone()).await.unwrap();
+            assert_eq!(provided.error, None, "{client} provide");
+            let stored = provided.record_peers.unwrap_or(0);
+            assert!(stored >= 15, "{client} stored at {stored} peers");
+            assert!(provided.counts.successes > 0 && provided.counts.requests >= provided.counts.successes);
+
+            // Every other node finds it, and so does a plain kad peer.
+            let retrievers = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(_, n)| n)
+                .chain(background.first());
+            for retriever in retrievers {
+                let found = retrieve_until_found(retriever, &cid, 3, Duration::from_millis(200))
+                    .await
+                    .unwrap();
+                assert_eq!(found.error, None, "a record of {client}");
+                assert_eq!(found.provider, Some(provider.peer_id()), "a record of {client}");
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn an_isolated_engine_node_reports_errors_and_fullrt_stays_unready() {
+    let runtime = dht_runtime(2).unwrap();
+    runtime.block_on(async {
+        for client in &DhtClient::ALL[1..] {
+            let node = DhtHandle::spawn(config(*client), runtime.handle()).await.unwrap();
+            let cid = ContentId::for_content(b"nobody to tell");
+            let provided = node.provide(cid.clone()).await.unwrap();
+            let retrieved = node.retrieve(cid).await.unwrap();
+            assert_eq!(node.routing_table_size().await.unwrap(), 0, "{client}");
+            if *client == DhtClient::ALL[3] {
+                let not_ready = Some("the full routing table is not ready: the first crawl has not finished");
+                assert_eq!(provided.error.as_deref(), not_ready);
+                assert_eq!(retrieved.error.as_deref(), not_ready);
+            } else {
+                assert_eq!(provided.error.as_deref(), Some(NO_PEER_REACHED), "{client}");
+                assert_eq!(retrieved.error.as_deref(), Some(NO_PEER_REACHED), "{client}");
+            }
+            assert_eq!(provided.record_peers, Some(0));
+            assert_eq!(provided.counts.requests, 0);
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
