@@ -560,3 +560,78 @@ fn schedulers_of_two_fleets_side_by_side_and_cross_fleet_rounds() {
         }
     }
 }
+
+/// One server process per DHT client (`--strategy default|classic`, parsec's `--optprov` and
+/// `--fullrt` as env vars), in one network; a scheduler measures the four fleets in rounds where
+/// each provides in turn and the other three retrieve. fullrt is ready only after its crawl.
+#[test]
+fn server_processes_of_every_strategy_measure_each_other() {
+    let pg = cluster();
+    let url = pg.url();
+    let server_mode = ("PARSEC_SERVER_DHT_SERVER_MODE", "true");
+    let first = start_fleet(1, "default", &url, &[server_mode]);
+    let join = Some(first[0].tcp_multiaddr.as_str());
+    let _classic = start_joining(
+        1,
+        "classic",
+        &url,
+        &[server_mode, ("PARSEC_SERVER_DHT_STRATEGY", "classic")],
+        join,
+    );
+    let _optprov = start_joining(
+        1,
+        "optprov",
+        &url,
+        &[server_mode, ("PARSEC_SERVER_DHT_OPTPROV", "true")],
+        join,
+    );
+    let _fullrt = start_joining(
+        1,
+        "fullrt",
+        &url,
+        &[server_mode, ("PARSEC_SERVER_DHT_FULLRT", "true")],
+        join,
+    );
+    wait_for_live_nodes(&url, 4);
+
+    let mut scheduler = SchedulerProcess::start(
+        &url,
+        &[
+            "--fleets",
+            "default,classic,optprov,fullrt",
+            "--interval",
+            "0",
+            "--rounds",
+            "4",
+        ],
+        &[],
+    );
+    wait_until(Duration::from_secs(120), || !scheduler.running());
+    let log = scheduler.log();
+    let (status, summary) = scheduler.wait(Duration::from_secs(1));
+    assert!(status.success(), "{summary}");
+    assert_nothing_lost(&summary);
+    let fleet_of = |id: i32| nodes(&url).into_iter().find(|n| n.id == id).unwrap().fleet;
+    let rows = measurements(&url);
+    let provides = provides(&rows);
+    let providing: BTreeSet<String> = provides.iter().map(|r| fleet_of(r.node_id)).collect();
+    assert_eq!(
+        providing.len(),
+        4,
+        "every fleet provided once: {providing:?}\n{log}"
+    );
+    for provide in provides {
+        assert_eq!(provide.error, None, "{provide:?}");
+        let retrievals = retrievals_of(&rows, provide);
+        assert_eq!(retrievals.len(), 3, "{retrievals:?}\n{log}");
+        for retrieval in retrievals {
+            assert_eq!(
+                retrieval.error,
+                None,
+                "{} found {}'s record: {retrieval:?}",
+                fleet_of(retrieval.node_id),
+                fleet_of(provide.node_id)
+            );
+        }
+    }
+}

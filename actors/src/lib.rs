@@ -58,6 +58,7 @@ pub use model::{
     RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
+pub use parsec_kad::Strategy;
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};
 pub use registry::{
     DiscoveredNode, MemoryRegistry, NodeQuery, NodeRegistration, ReadOnlyRegistry, Registry, RegistryError,

@@ -16,7 +16,7 @@ use parsec_actors::{
     identity::Keypair,
     local_network::dht_runtime,
     multiaddr::Protocol,
-    DhtConfig, DhtMode, Multiaddr,
+    DhtClient, DhtConfig, DhtMode, Multiaddr, Strategy,
 };
 
 use super::global::{DatabaseArgs, TelemetryArgs};
@@ -91,6 +91,20 @@ struct DhtServerArgs {
     /// Serve DHT requests (DHT server mode) instead of only issuing them.
     #[arg(long, env = "PARSEC_SERVER_DHT_SERVER_MODE")]
     server_mode: bool,
+    /// Who publishes and looks up: `default` (rust-libp2p's kad, the baseline) or our engine:
+    /// `classic` (lookup, then store at the k closest), `optprov` (optimistic provide) or
+    /// `fullrt` (the accelerated client: crawls the network, then asks the k closest directly).
+    #[arg(long, env = "PARSEC_SERVER_DHT_STRATEGY", default_value = "default", conflicts_with_all = ["optprov", "fullrt"])]
+    strategy: DhtClient,
+    /// parsec's flag for `--strategy optprov`.
+    #[arg(long, env = "PARSEC_SERVER_DHT_OPTPROV", conflicts_with = "fullrt")]
+    optprov: bool,
+    /// parsec's flag for `--strategy fullrt`.
+    #[arg(long, env = "PARSEC_SERVER_DHT_FULLRT")]
+    fullrt: bool,
+    /// How often `fullrt` crawls the network again (readiness waits for the first crawl).
+    #[arg(long, env = "PARSEC_SERVER_DHT_CRAWL_INTERVAL", default_value = "1h", value_parser = super::parse_duration)]
+    crawl_interval: Duration,
     /// Lookup concurrency (alpha).
     #[arg(long, env = "PARSEC_SERVER_DHT_ALPHA", default_value_t = NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"))]
     alpha: NonZeroUsize,
@@ -269,6 +283,8 @@ impl DhtServer {
             .set_bootstrap(bootstrap)
             .set_protocol(protocol)
             .set_alpha(self.dht.alpha)
+            .set_client(self.client())
+            .set_crawl_interval(self.dht.crawl_interval)
             .set_mode(if self.dht.server_mode {
                 DhtMode::Server
             } else {
@@ -285,6 +301,17 @@ impl DhtServer {
             .set_resolve_dns(uses_dns || !local)
             .set_dns_server(self.dht.dns_server);
         Ok(config)
+    }
+
+    /// The client `--strategy`, `--optprov` or `--fullrt` chose.
+    fn client(&self) -> DhtClient {
+        if self.dht.fullrt {
+            DhtClient::Engine(Strategy::FullRoutingTable)
+        } else if self.dht.optprov {
+            DhtClient::Engine(Strategy::Optimistic)
+        } else {
+            self.dht.strategy
+        }
     }
 
     /// The standalone server these flags describe.

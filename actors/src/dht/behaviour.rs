@@ -37,14 +37,17 @@ const MAX_PENDING: u32 = 256;
 /// kad-dht pings a peer before admitting it to its routing table).
 #[derive(NetworkBehaviour)]
 pub(crate) struct DhtBehaviour {
+    // The behaviours that deny connections come first: the derive offers a new connection to the
+    // fields in order, and request-response records it before a later field's denial, leaving a
+    // phantom connection that later trips its bookkeeping (rust-libp2p PR #6601).
+    limits: connection_limits::Behaviour,
+    /// Refuses new connections while the process uses more memory than configured.
+    memory: Toggle<memory_connection_limits::Behaviour>,
     pub(crate) kad: kad::Behaviour<MemoryStore>,
     /// Our engine's outbound kad requests (only when the client is ours).
     pub(crate) wire: Toggle<Wire>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
-    limits: connection_limits::Behaviour,
-    /// Refuses new connections while the process uses more memory than configured.
-    memory: Toggle<memory_connection_limits::Behaviour>,
     /// Asks peers to dial our candidate addresses back (AutoNAT v2); a success confirms the
     /// address as external, which is what provider records carry.
     pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
