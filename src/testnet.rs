@@ -11,6 +11,7 @@
 mod capacity;
 
 use std::{
+    collections::HashMap,
     net::TcpListener,
     time::{Duration, Instant},
 };
@@ -19,7 +20,8 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use parsec_actors::{
     local_network::{self, LocalPeer, StartMode, TransportKind},
-    CheckReadiness, DhtConfig, DhtHandle, DhtMode, FleetMember, Membership, NodeRecipients, RoundConfig,
+    CheckReadiness, DhtClient, DhtConfig, DhtHandle, DhtMode, FleetMember, Membership, NodeId,
+    NodeRecipients, RoundConfig,
 };
 use tokio::runtime::Handle;
 
@@ -46,8 +48,11 @@ const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct TestnetConfig {
     /// Background DHT server peers.
     pub peers: usize,
-    /// Servers with an HTTP API, driven by the scheduler.
+    /// Servers with an HTTP API per fleet, driven by the scheduler.
     pub servers: usize,
+    /// The fleets: a name and the DHT client its servers run. Rounds span all of them: one
+    /// server provides, the servers of every fleet retrieve.
+    pub fleets: Vec<TestnetFleet>,
     /// Rounds to run.
     pub rounds: usize,
     /// Transport between peers.
@@ -68,11 +73,51 @@ pub struct TestnetConfig {
     pub heartbeat_interval: Duration,
 }
 
+/// A fleet of testnet servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestnetFleet {
+    /// The fleet's name in the database.
+    pub name: String,
+    /// Who publishes and looks up on its servers.
+    pub client: DhtClient,
+}
+
+impl TestnetFleet {
+    /// A fleet named after its client (`default`, `classic`, `optprov`, `fullrt`).
+    pub fn of(client: DhtClient) -> Self {
+        Self {
+            name: client.name().to_owned(),
+            client,
+        }
+    }
+}
+
+/// What a testnet run measured, and the fleet of each server.
+#[derive(Debug)]
+pub struct TestnetReport {
+    pub run: RunReport,
+    pub fleet_of: HashMap<NodeId, String>,
+}
+
 impl TestnetConfig {
+    /// Servers in all fleets.
+    pub fn total_servers(&self) -> usize {
+        self.servers * self.fleets.len()
+    }
+
     /// Rejects a run that cannot measure anything or cannot fit on this machine, before
     /// anything starts.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.servers < 2 {
+        if self.fleets.is_empty() {
+            bail!("at least one fleet must run");
+        }
+        let mut names: Vec<&str> = self.fleets.iter().map(|f| f.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != self.fleets.len() {
+            bail!("each fleet must have its own name (a strategy appears twice in --fleets)");
+        }
+        if self.total_servers() < 2 {
             bail!("--servers must be at least 2: one provides, the others retrieve");
         }
         if self.rounds == 0 {
@@ -95,6 +140,8 @@ struct TestnetJob<'a> {
     shutdown: Shutdown,
     peers: Vec<DhtHandle>,
     servers: Vec<ServerHandle>,
+    /// Each server's node id and fleet, in the order of `servers` (kept after the tear-down).
+    server_fleets: Vec<(NodeId, String)>,
 }
 
 impl std::fmt::Debug for TestnetJob<'_> {
@@ -107,7 +154,11 @@ impl std::fmt::Debug for TestnetJob<'_> {
 }
 
 /// Runs a testnet inside the current actix `System`; swarms run on `runtime`.
-pub async fn run(config: TestnetConfig, runtime: Handle, shutdown: Shutdown) -> anyhow::Result<RunReport> {
+pub async fn run(
+    config: TestnetConfig,
+    runtime: Handle,
+    shutdown: Shutdown,
+) -> anyhow::Result<TestnetReport> {
     config.check()?;
     let options = RunOptions::offline(config.database.clone(), config.rounds as u64, config.progress);
     let mut testnet = TestnetJob {
@@ -116,14 +167,17 @@ pub async fn run(config: TestnetConfig, runtime: Handle, shutdown: Shutdown) -> 
         shutdown: shutdown.clone(),
         peers: Vec::new(),
         servers: Vec::new(),
+        server_fleets: Vec::new(),
     };
-    job::run(&mut testnet, options, shutdown).await
+    let run = job::run(&mut testnet, options, shutdown).await?;
+    let fleet_of = testnet.server_fleets.into_iter().collect();
+    Ok(TestnetReport { run, fleet_of })
 }
 
 impl TestnetJob<'_> {
-    /// Starts the background peers (kept on `self`) and the servers' peers, wires them, and joins
-    /// the servers' peers; returns those.
-    async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<DhtHandle>> {
+    /// Starts the background peers (kept on `self`) and the servers' peers of every fleet, wires
+    /// them, and joins the servers' peers; returns those with their fleets.
+    async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<(DhtHandle, String)>> {
         let config = self.config;
         let mut peer_template = config.dht.clone();
         peer_template.set_mode(DhtMode::Server);
@@ -135,18 +189,27 @@ impl TestnetJob<'_> {
             DhtMode::Client
         });
 
-        let total = (config.peers + config.servers) as u64;
+        let total = (config.peers + config.total_servers()) as u64;
         let starting = bar(progress, total, "starting peers");
         self.peers = local_network::spawn_peers(config.peers, &peer_config, &self.runtime, |n| {
             starting.set_position(n as u64)
         })
         .await
         .context("starting DHT peers")?;
-        let server_peers = local_network::spawn_peers(config.servers, &server_config, &self.runtime, |n| {
-            starting.set_position((config.peers + n) as u64)
-        })
-        .await
-        .context("starting server peers")?;
+        let mut server_peers = Vec::with_capacity(config.total_servers());
+        let mut fleets = Vec::with_capacity(config.total_servers());
+        for fleet in &config.fleets {
+            let mut fleet_config = server_config.clone();
+            fleet_config.set_client(fleet.client);
+            let started = (config.peers + server_peers.len()) as u64;
+            let peers = local_network::spawn_peers(config.servers, &fleet_config, &self.runtime, |n| {
+                starting.set_position(started + n as u64)
+            })
+            .await
+            .with_context(|| format!("starting the servers' peers of fleet {}", fleet.name))?;
+            fleets.extend(std::iter::repeat_n(fleet.name.clone(), peers.len()));
+            server_peers.extend(peers);
+        }
         starting.finish();
 
         let wiring = bar(progress, 1, "wiring network");
@@ -160,30 +223,31 @@ impl TestnetJob<'_> {
             .await
             .context("servers joining the network")?;
         wiring.finish();
-        Ok(server_peers)
+        Ok(server_peers.into_iter().zip(fleets).collect())
     }
 
     /// Starts a [`Server`] on each of `peers` (kept on `self` as it starts).
-    async fn start_servers(&mut self, peers: Vec<DhtHandle>, setup: &SetUp) -> anyhow::Result<()> {
+    async fn start_servers(&mut self, peers: Vec<(DhtHandle, String)>, setup: &SetUp) -> anyhow::Result<()> {
         let config = self.config;
         // Each server registers and heartbeats as a standalone parsec server does.
         let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
             .await
             .map_err(anyhow::Error::msg)?;
-        for peer in peers {
+        for (peer, fleet) in peers {
             let server = Server::start(
                 peer,
                 ServerOptions {
                     api_listener: TcpListener::bind("127.0.0.1:0").context("binding a server's HTTP port")?,
                     api: ApiOptions::default(),
                     http_workers: 1,
-                    fleet: config.round.fleet.clone(),
+                    fleet: fleet.clone(),
                     registry: setup.registry.clone(),
                     resources: resources.clone(),
                     heartbeat_interval: config.heartbeat_interval,
                 },
             )
             .await?;
+            self.server_fleets.push((server.node_id(), fleet));
             self.servers.push(server);
         }
         Ok(())
@@ -204,16 +268,18 @@ impl Job for TestnetJob<'_> {
         let members: Vec<FleetMember> = self
             .servers
             .iter()
-            .map(|server| {
+            .zip(&self.server_fleets)
+            .map(|(server, (_, fleet))| {
                 let remote = RemoteNode::new(server.base_url(), timeouts).start();
                 FleetMember::new(server.node_id(), server.base_url(), NodeRecipients::of(&remote))
+                    .in_fleet(fleet)
             })
             .collect();
         wait_until_ready(&members).await?;
         Ok(Fleet {
             membership: Membership::Fixed(members),
             round: config.round.clone(),
-            fleets: vec![config.round.fleet.clone()],
+            fleets: config.fleets.iter().map(|f| f.name.clone()).collect(),
         })
     }
 

@@ -202,29 +202,7 @@ fn simulated_fleets_store_their_rows_under_their_own_names() {
         "the per-fleet table:\n{stdout}"
     );
 
-    use diesel::{Connection, RunQueryDsl};
-    #[derive(diesel::QueryableByName, Debug, PartialEq)]
-    struct PerFleet {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        fleet: String,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        nodes: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        retrievals: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        provides: i64,
-    }
-    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
-    let per_fleet: Vec<PerFleet> = diesel::sql_query(
-        "SELECT n.fleet AS fleet, count(DISTINCT n.id) AS nodes, \
-         (SELECT count(*) FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
-          WHERE m.fleet = n.fleet AND r.error IS NULL) AS retrievals, \
-         (SELECT count(*) FROM provides_ecs p JOIN nodes_ecs m ON m.id = p.node_id \
-          WHERE m.fleet = n.fleet AND p.error IS NULL) AS provides \
-         FROM nodes_ecs n GROUP BY n.fleet ORDER BY n.fleet",
-    )
-    .load(&mut conn)
-    .unwrap();
+    let per_fleet = per_fleet(&database);
     // Two servers per fleet; each round one server provides and the five others, of every
     // fleet, retrieve: 6 rounds × 5 retrievals, with every fleet among the retrievers.
     assert_eq!(
@@ -247,6 +225,86 @@ fn simulated_fleets_store_their_rows_under_their_own_names() {
     );
 }
 
+/// Per fleet of an SQLite database: its servers, and their successful retrievals and provides.
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct PerFleet {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    fleet: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    nodes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    retrievals: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    provides: i64,
+}
+
+fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT n.fleet AS fleet, count(DISTINCT n.id) AS nodes, \
+         (SELECT count(*) FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
+          WHERE m.fleet = n.fleet AND r.error IS NULL) AS retrievals, \
+         (SELECT count(*) FROM provides_ecs p JOIN nodes_ecs m ON m.id = p.node_id \
+          WHERE m.fleet = n.fleet AND p.error IS NULL) AS provides \
+         FROM nodes_ecs n GROUP BY n.fleet ORDER BY n.fleet",
+    )
+    .load(&mut conn)
+    .unwrap()
+}
+
+/// `parsec testnet --fleets`: real peers of every strategy side by side, each server's rows
+/// stored under its own fleet, every fleet providing and retrieving what the others provide.
+#[test]
+fn testnet_fleets_of_every_strategy_store_their_rows_under_their_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("testnet-fleets.sqlite");
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--peers",
+            "40",
+            "--servers",
+            "2",
+            "--rounds",
+            "8",
+            "--transport",
+            "memory",
+        ])
+        .args([
+            "--fleets",
+            "default,classic,optprov,fullrt",
+            "--no-progress",
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(
+        stdout.contains("8 servers (default, classic, optprov, fullrt)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fleet     retrieval p50"),
+        "the per-fleet table:\n{stdout}"
+    );
+    let per_fleet = per_fleet(&database);
+    assert_eq!(
+        per_fleet.iter().map(|f| f.fleet.as_str()).collect::<Vec<_>>(),
+        ["classic", "default", "fullrt", "optprov"]
+    );
+    // 8 rounds, the provider rotating over the 8 servers: each provides once and the seven
+    // others, of every fleet, find its record.
+    for fleet in &per_fleet {
+        assert_eq!(
+            (fleet.nodes, fleet.provides, fleet.retrievals),
+            (2, 2, 14),
+            "{per_fleet:?}"
+        );
+    }
+}
+
 #[test]
 fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
     assert_refused(
@@ -254,6 +312,14 @@ fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
         &[
             (vec!["--servers", "1"], "--servers must be at least 2"),
             (vec!["--rounds", "0"], "--rounds must be at least 1"),
+            (
+                vec!["--fleets", "optprov,optprov"],
+                "each fleet must have its own name",
+            ),
+            (
+                vec!["--fleets", "optprov,nope"],
+                "expected default, classic, optprov or fullrt",
+            ),
             (vec!["--peers", "0"], "Add --server-mode"),
             (vec!["--peers", "100000000"], "Lower --peers"),
             (

@@ -8,14 +8,14 @@ use clap::{Args, ValueEnum};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     local_network::{dht_runtime, StartMode, TransportKind},
-    DhtConfig, RoundConfig,
+    DhtClient, DhtConfig, RoundConfig,
 };
 
 use crate::{
     cli::global::DatabaseArgs,
     job::Shutdown,
     report,
-    testnet::{self, TestnetConfig},
+    testnet::{self, TestnetConfig, TestnetFleet, TestnetReport},
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -42,9 +42,23 @@ pub struct TestnetArgs {
     /// Background DHT server peers.
     #[arg(long, env = "PARSEC_TESTNET_PEERS", default_value_t = 100)]
     peers: usize,
-    /// Servers with an HTTP API that the scheduler drives (one provides, the others retrieve).
+    /// Servers with an HTTP API that the scheduler drives (one provides, the others retrieve);
+    /// with --fleets, this many in each fleet.
     #[arg(long, env = "PARSEC_TESTNET_SERVERS", default_value_t = 7)]
     servers: usize,
+    /// Who publishes and looks up on the servers: `default` (rust-libp2p's kad) or our engine's
+    /// `classic`, `optprov` or `fullrt` (see `parsec server dht --help`).
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_STRATEGY",
+        default_value = "default",
+        conflicts_with = "fleets"
+    )]
+    strategy: DhtClient,
+    /// Several fleets side by side, each named after its strategy (e.g. default,optprov,fullrt),
+    /// --servers servers each; every round one server provides and those of every fleet retrieve.
+    #[arg(long, env = "PARSEC_TESTNET_FLEETS", value_delimiter = ',')]
+    fleets: Vec<DhtClient>,
     /// Rounds to run.
     #[arg(long, env = "PARSEC_TESTNET_ROUNDS", default_value_t = 10)]
     rounds: usize,
@@ -107,9 +121,19 @@ impl TestnetArgs {
             .set_probes(self.probes)
             .set_settle(self.settle)
             .set_seed(self.seed);
+        let fleets = if self.fleets.is_empty() {
+            // One fleet keeps the testnet's own fleet name, whatever its strategy.
+            vec![TestnetFleet {
+                name: round.fleet.clone(),
+                client: self.strategy,
+            }]
+        } else {
+            self.fleets.iter().copied().map(TestnetFleet::of).collect()
+        };
         Ok(TestnetConfig {
             peers: self.peers,
             servers: self.servers,
+            fleets,
             rounds: self.rounds,
             transport: match self.transport {
                 Transport::Tcp => TransportKind::Tcp,
@@ -140,12 +164,17 @@ impl TestnetArgs {
             testnet::run(config.clone(), handle, shutdown).await
         });
         runtime.shutdown_timeout(Duration::from_secs(2));
-        let report = result?;
+        let TestnetReport {
+            run: report,
+            fleet_of,
+        } = result?;
 
+        let fleets: Vec<&str> = config.fleets.iter().map(|f| f.name.as_str()).collect();
         println!(
-            "\nparsec testnet: {} peers + {} servers over {:?} ({:?} start), latency {}, {} rounds run",
+            "\nparsec testnet: {} peers + {} servers ({}) over {:?} ({:?} start), latency {}, {} rounds run",
             config.peers,
-            config.servers,
+            config.total_servers(),
+            fleets.join(", "),
             self.transport,
             self.start,
             self.latency
@@ -153,7 +182,11 @@ impl TestnetArgs {
             report.rounds_run,
         );
         println!();
-        if !report::print_run(&report, &[], &[]) {
+        let mut sections = Vec::new();
+        if config.fleets.len() > 1 {
+            sections.push(report::group_table("fleet", &report.rows, &fleet_of));
+        }
+        if !report::print_run(&report, &sections, &[]) {
             return Ok(ExitCode::FAILURE);
         }
         if report.successful_retrievals() == 0 {

@@ -32,7 +32,7 @@ pub(super) fn files_needed(peers: u64, transport: TransportKind, start: StartMod
 /// Checks `config` against this machine's available memory and open-files limit (raising the
 /// soft limit to the hard one first).
 pub(super) fn check(config: &TestnetConfig) -> anyhow::Result<()> {
-    let peers = (config.peers + config.servers) as u64;
+    let peers = (config.peers + config.total_servers()) as u64;
     let k = config.dht.k.get() as u64;
     if let Some(available) = available_memory_bytes() {
         let fit = available / BYTES_PER_PEER;
