@@ -585,7 +585,7 @@ fn server_processes_of_every_strategy_measure_each_other() {
         &[server_mode, ("PARSEC_SERVER_DHT_OPTPROV", "true")],
         join,
     );
-    let _fullrt = start_joining(
+    let fullrt = start_joining(
         1,
         "fullrt",
         &url,
@@ -634,4 +634,21 @@ fn server_processes_of_every_strategy_measure_each_other() {
             );
         }
     }
+    // fullrt reports its crawl: the three other servers, in some time.
+    let metrics = scrape(&fullrt[0].metrics);
+    assert!(metrics.contains("parsec_fullrt_crawl_peers 3\n"), "{metrics}");
+    let seconds = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("parsec_fullrt_crawl_seconds "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(seconds.is_some_and(|s| s > 0.0), "{metrics}");
+}
+
+/// The Prometheus text a process serves at `address`.
+fn scrape(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }

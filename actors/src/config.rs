@@ -146,6 +146,12 @@ pub struct Libp2pMetrics {
     pub(crate) libp2p: std::sync::Arc<libp2p::metrics::Metrics>,
     /// Confirmed external addresses (AutoNAT v2): 0 means nobody could dial us back.
     pub(crate) external_addresses: prometheus_client::metrics::gauge::Gauge,
+    /// fullrt: peers of the last complete crawl, and how long it took.
+    pub(crate) crawl_peers: prometheus_client::metrics::gauge::Gauge,
+    pub(crate) crawl_seconds: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// optprov: the network size estimate (0 while there is none).
+    pub(crate) network_size_estimate:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Libp2pMetrics {
@@ -157,9 +163,30 @@ impl Libp2pMetrics {
             "Addresses of this peer that another peer dialled back (AutoNAT v2); 0: not reachable",
             external_addresses.clone(),
         );
+        let crawl_peers = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "parsec_fullrt_crawl_peers",
+            "Peers that answered the last complete crawl of the accelerated client (fullrt)",
+            crawl_peers.clone(),
+        );
+        let crawl_seconds = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "parsec_fullrt_crawl_seconds",
+            "How long the last complete crawl of the accelerated client (fullrt) took",
+            crawl_seconds.clone(),
+        );
+        let network_size_estimate = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "parsec_network_size_estimate",
+            "Optimistic provide's estimate of the network's size (0: none yet)",
+            network_size_estimate.clone(),
+        );
         Self {
             libp2p: std::sync::Arc::new(libp2p::metrics::Metrics::new(registry)),
             external_addresses,
+            crawl_peers,
+            crawl_seconds,
+            network_size_estimate,
         }
     }
 }

@@ -46,7 +46,7 @@ use self::{
     wire::{KadCodec, Message},
 };
 use super::QueryCounts;
-use crate::{DhtConfig, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER};
+use crate::{DhtConfig, Libp2pMetrics, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER};
 
 /// The request-response behaviour our requests go through (outbound only).
 pub(crate) type Wire = request_response::Behaviour<KadCodec>;
@@ -218,6 +218,7 @@ pub(crate) struct Engine {
     rng: StdRng,
     finished: Vec<Finished>,
     wake: Pin<Box<Sleep>>,
+    metrics: Option<Libp2pMetrics>,
 }
 
 impl Engine {
@@ -246,6 +247,7 @@ impl Engine {
             rng: StdRng::from_entropy(),
             finished: Vec::new(),
             wake: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            metrics: config.metrics.clone(),
         }
     }
 
@@ -655,7 +657,11 @@ impl Engine {
         if running || now < self.next_estimate_refresh {
             return;
         }
-        let missing = self.estimator.estimate(self.now()).is_err();
+        let estimate = self.estimator.estimate(self.now()).ok();
+        if let Some(metrics) = &self.metrics {
+            metrics.network_size_estimate.set(estimate.unwrap_or(0.0));
+        }
+        let missing = estimate.is_none();
         self.next_estimate_refresh = now + if missing { ESTIMATE_RETRY } else { ESTIMATE_REFRESH };
         for _ in 0..ESTIMATE_LOOKUPS {
             let mut key = vec![0u8; 32];
@@ -722,6 +728,12 @@ impl Engine {
                 seconds = took.as_secs_f64(),
                 "fullrt: crawl finished"
             );
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .crawl_peers
+                    .set(i64::try_from(table.len()).unwrap_or(i64::MAX));
+                metrics.crawl_seconds.set(took.as_secs_f64());
+            }
             self.crawler.table = Some(table);
             self.crawler.next = Some(Instant::now() + self.crawl_interval);
         }
