@@ -156,8 +156,12 @@ impl DhtHandle {
             match result {
                 Err(e @ (DhtError::Stopped | DhtError::Cancelled)) => return Err(e),
                 Err(e) => tracing::warn!(attempt, error = %e, "bootstrap failed"),
-                Ok(outcome) if outcome.routing_table_size == 0 => {
+                Ok(outcome) if outcome.routing_table_size == 0 && outcome.counts.successes == 0 => {
                     tracing::warn!(attempt, "bootstrap reached no peer; retrying with backoff");
+                }
+                // Peers answered, yet nothing counts as reached: fullrt counts its first crawl.
+                Ok(outcome) if outcome.routing_table_size == 0 => {
+                    tracing::debug!(attempt, "bootstrap reached peers; not ready yet");
                 }
                 Ok(_) => {}
             }
