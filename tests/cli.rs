@@ -174,35 +174,21 @@ fn simulate_rejects_bad_parameters_with_the_fix() {
 
 #[test]
 fn simulated_fleets_store_their_rows_under_their_own_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("fleets.sqlite");
-    let output = Command::new(PARSEC)
-        .args([
-            "simulate",
-            "--nodes",
-            "3000",
-            "--rounds",
-            "6",
-            "--servers",
-            "2",
-            "--no-progress",
-        ])
-        .args(["--fleets", "default,optprov,fullrt"])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", database.display()))
-        .output()
-        .unwrap();
-    let stdout = parsec::testing::process::expect_success(&output);
+    let (stdout, per_fleet) = run_fleets(&[
+        "simulate",
+        "--nodes",
+        "3000",
+        "--rounds",
+        "6",
+        "--servers",
+        "2",
+        "--fleets",
+        "default,optprov,fullrt",
+    ]);
     assert!(
         stdout.contains("default (classic), optprov (optprov), fullrt (fullrt)"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("fleet     retrieval p50"),
-        "the per-fleet table:\n{stdout}"
-    );
-
-    let per_fleet = per_fleet(&database);
     // Two servers per fleet; each round one server provides and the five others, of every
     // fleet, retrieve: 6 rounds × 5 retrievals, with every fleet among the retrievers.
     assert_eq!(
@@ -238,6 +224,25 @@ struct PerFleet {
     provides: i64,
 }
 
+/// Runs `parsec <args>` on a fresh SQLite database; its output, which must hold the per-fleet
+/// table, and what the database holds per fleet.
+fn run_fleets(args: &[&str]) -> (String, Vec<PerFleet>) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("fleets.sqlite");
+    let output = Command::new(PARSEC)
+        .args(args)
+        .args(["--no-progress", "--database-url"])
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(
+        stdout.contains("fleet     retrieval p50"),
+        "the per-fleet table:\n{stdout}"
+    );
+    (stdout, per_fleet(&database))
+}
+
 fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
     use diesel::{Connection, RunQueryDsl};
     let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
@@ -257,39 +262,23 @@ fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
 /// stored under its own fleet, every fleet providing and retrieving what the others provide.
 #[test]
 fn testnet_fleets_of_every_strategy_store_their_rows_under_their_own_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("testnet-fleets.sqlite");
-    let output = Command::new(PARSEC)
-        .args([
-            "testnet",
-            "--peers",
-            "40",
-            "--servers",
-            "2",
-            "--rounds",
-            "8",
-            "--transport",
-            "memory",
-        ])
-        .args([
-            "--fleets",
-            "default,classic,optprov,fullrt",
-            "--no-progress",
-            "--database-url",
-        ])
-        .arg(format!("sqlite://{}", database.display()))
-        .output()
-        .unwrap();
-    let stdout = parsec::testing::process::expect_success(&output);
+    let (stdout, per_fleet) = run_fleets(&[
+        "testnet",
+        "--peers",
+        "40",
+        "--servers",
+        "2",
+        "--rounds",
+        "8",
+        "--transport",
+        "memory",
+        "--fleets",
+        "default,classic,optprov,fullrt",
+    ]);
     assert!(
         stdout.contains("8 servers (default, classic, optprov, fullrt)"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("fleet     retrieval p50"),
-        "the per-fleet table:\n{stdout}"
-    );
-    let per_fleet = per_fleet(&database);
     assert_eq!(
         per_fleet.iter().map(|f| f.fleet.as_str()).collect::<Vec<_>>(),
         ["classic", "default", "fullrt", "optprov"]
