@@ -259,7 +259,8 @@ impl SwarmTask {
         reply: oneshot::Sender<Result<DhtOutcome, DhtError>>,
         span: tracing::Span,
     ) {
-        if !self.pending.has_room() {
+        // An engine peer never falls back to kad's client: that would measure another client.
+        if !self.pending.has_room() || self.engine.as_ref().is_some_and(|e| !e.has_room()) {
             let _ = reply.send(Err(busy()));
             return;
         }
@@ -287,7 +288,7 @@ impl SwarmTask {
 
     /// Starts a provide or retrieval on our engine, if the peer runs it and it has room.
     fn start_engine_operation(&mut self, query: &Query) -> Option<super::engine::OperationId> {
-        let engine = self.engine.as_mut().filter(|e| e.has_room())?;
+        let engine = self.engine.as_mut()?;
         let own_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         let mut net = engine_net(self.swarm.behaviour_mut());
         match query {
