@@ -1,8 +1,12 @@
-//! Another implementation as the bootstrap peer: a js-libp2p kad-dht node (npm, `tests/js`)
-//! with an RSA identity, as the IPFS Amino bootstrappers have. Our nodes join through it, count
-//! it in their routing tables, and provide and find a record through it.
+//! Other implementations as the bootstrap peer. A js-libp2p kad-dht node (npm, `tests/js`) with
+//! an RSA identity, as the IPFS Amino bootstrappers have: our nodes join through it, count it in
+//! their routing tables, and provide and find a record through it.
 //!
-//! `.ci/run` installs the npm packages (`npm ci --prefix tests/js`).
+//! Our engine (classic, optprov, fullrt) and the js-libp2p and py-libp2p (PyPI, `tests/py`)
+//! clients find each other's records.
+//!
+//! `.ci/run` installs the npm packages (`npm ci --prefix tests/js`) and py-libp2p in a virtualenv
+//! (`tests/py/.venv`).
 
 use std::{
     io::{BufRead, BufReader, Lines, Write},
@@ -18,44 +22,63 @@ use parsec_actors::{
 };
 
 const JS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js");
+const PY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py");
 
-/// The js peer, killed on drop.
-struct JsPeer {
+/// A kad-dht peer of another implementation in a child process, killed on drop. It prints
+/// `listening <multiaddr>` and `key <type>`, then answers `provide <cid>` and `find <cid>` lines.
+struct OtherPeer {
     child: Child,
     address: Multiaddr,
+    key: String,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
-impl JsPeer {
-    fn start() -> Self {
+impl OtherPeer {
+    /// The js-libp2p peer (`tests/js/kad-peer.mjs`), with an RSA identity.
+    fn js() -> Self {
         assert!(
             std::path::Path::new(JS_DIR).join("node_modules").is_dir(),
             "js-libp2p is not installed: run `npm ci --prefix tests/js` (.ci/run does)"
         );
-        let mut child = Command::new("node")
-            .arg("kad-peer.mjs")
-            .current_dir(JS_DIR)
+        let peer = Self::start(Command::new("node").arg("kad-peer.mjs").current_dir(JS_DIR));
+        assert_eq!(peer.key, "RSA");
+        peer
+    }
+
+    /// The py-libp2p peer (`tests/py/kad_peer.py`), in the virtualenv `.ci/run` makes.
+    fn py() -> Self {
+        let python = std::path::Path::new(PY_DIR).join(".venv/bin/python");
+        assert!(
+            python.is_file(),
+            "py-libp2p is not installed: run `python3 -m venv tests/py/.venv && \
+             tests/py/.venv/bin/pip install -r tests/py/requirements.txt` (.ci/run does)"
+        );
+        Self::start(Command::new(python).arg("kad_peer.py").current_dir(PY_DIR))
+    }
+
+    fn start(command: &mut Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("node is installed");
+            .expect("the interpreter is installed");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut address, mut key) = (None, None);
         while address.is_none() || key.is_none() {
-            let line = lines.next().expect("the js peer printed its address").unwrap();
+            let line = lines.next().expect("the peer printed its address").unwrap();
             if let Some(text) = line.strip_prefix("listening ") {
                 address = Some(text.parse().unwrap());
             } else if let Some(text) = line.strip_prefix("key ") {
                 key = Some(text.to_owned());
             }
         }
-        assert_eq!(key.as_deref(), Some("RSA"));
         Self {
             stdin: child.stdin.take().unwrap(),
             child,
             address: address.unwrap(),
+            key: key.unwrap(),
             lines,
         }
     }
@@ -67,12 +90,12 @@ impl JsPeer {
         }
     }
 
-    /// Has the js peer publish a provider record of `cid` (its own kad-dht client).
+    /// Has the peer publish a provider record of `cid` with its own client.
     fn provide(&mut self, cid: &ContentId) -> Result<(), String> {
         self.ask("provide", cid, "provided").map(drop)
     }
 
-    /// Has the js peer look up the first provider of `cid`.
+    /// Has the peer look up the first provider of `cid` with its own client.
     fn find(&mut self, cid: &ContentId) -> Result<PeerId, String> {
         let answer = self.ask("find", cid, "found")?;
         answer.trim().parse().map_err(|e| format!("{answer:?}: {e}"))
@@ -90,11 +113,11 @@ impl JsPeer {
                 return Err(line);
             }
         }
-        Err("the js peer exited".to_owned())
+        Err("the peer exited".to_owned())
     }
 }
 
-impl Drop for JsPeer {
+impl Drop for OtherPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -103,7 +126,7 @@ impl Drop for JsPeer {
 
 #[test]
 fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
-    let js = JsPeer::start();
+    let js = OtherPeer::js();
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         let spawn = |bootstrap: Multiaddr| {
@@ -142,12 +165,20 @@ fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
 
-/// Our engine against js-libp2p's kad-dht, both ways: nodes running `classic`, `optprov` and
-/// `fullrt` join through a js peer; each finds what the others stored, and so does the js peer's
-/// own client; then the js peer publishes and every one of them finds its record.
 #[test]
 fn our_engine_and_js_libp2p_find_each_others_records() {
-    let mut js = JsPeer::start();
+    engine_and_other_find_each_others_records(OtherPeer::js());
+}
+
+#[test]
+fn our_engine_and_py_libp2p_find_each_others_records() {
+    engine_and_other_find_each_others_records(OtherPeer::py());
+}
+
+/// Our engine against another implementation's kad-dht, both ways: nodes running `classic`,
+/// `optprov` and `fullrt` join through its peer; each finds what the others stored, and so does the
+/// other peer's own client; then the other peer publishes and every one of them finds its record.
+fn engine_and_other_find_each_others_records(mut other: OtherPeer) {
     let runtime = dht_runtime(2).unwrap();
     let strategies = [
         Strategy::Classic,
@@ -164,14 +195,14 @@ fn our_engine_and_js_libp2p_find_each_others_records() {
                 .set_listen(vec![TransportKind::Tcp.listen_addr()])
                 .set_announce_listen_addrs(true)
                 .set_periodic_bootstrap(None)
-                .set_bootstrap(vec![js.address.clone()])
+                .set_bootstrap(vec![other.address.clone()])
                 .set_provide_timeout(Duration::from_secs(20))
                 .set_retrieve_timeout(Duration::from_secs(20));
             let node = DhtHandle::spawn(config, runtime.handle()).await.unwrap();
-            // fullrt joins once its crawl of the js peer's table finished.
+            // fullrt joins once its crawl of the other peer's table finished.
             tokio::time::timeout(Duration::from_secs(30), node.join(Duration::from_millis(500)))
                 .await
-                .expect("joined through the js peer in time")
+                .expect("joined through the other peer in time")
                 .unwrap();
             nodes.push(node);
         }
@@ -197,18 +228,18 @@ fn our_engine_and_js_libp2p_find_each_others_records() {
 
     for (index, provider) in nodes.iter().enumerate() {
         let cid = ContentId::for_content(format!("engine record {index}").as_bytes());
-        let found = js.find(&cid).expect("the js peer finds our record");
+        let found = other.find(&cid).expect("the other peer finds our record");
         assert_eq!(found, provider.peer_id(), "{:?}", strategies[index]);
     }
-    let cid = ContentId::for_content(b"published by js-libp2p");
-    js.provide(&cid).expect("the js peer published its record");
+    let cid = ContentId::for_content(b"published by the other implementation");
+    other.provide(&cid).expect("the other peer published its record");
     runtime.block_on(async {
         for (node, strategy) in nodes.iter().zip(strategies) {
             let found = retrieve_until_found(node, &cid, 5, Duration::from_millis(200))
                 .await
                 .unwrap();
-            assert_eq!(found.error, None, "{strategy:?} finds the js record");
-            assert_eq!(found.provider, Some(js.peer_id()), "{strategy:?}");
+            assert_eq!(found.error, None, "{strategy:?} finds the other peer's record");
+            assert_eq!(found.provider, Some(other.peer_id()), "{strategy:?}");
         }
     });
     drop(nodes);
