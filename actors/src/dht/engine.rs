@@ -312,6 +312,7 @@ impl Engine {
         }
         self.operations.insert(id, operation);
         self.advance(net, id);
+        self.rearm();
         id
     }
 
@@ -332,6 +333,7 @@ impl Engine {
         }
         self.operations.insert(id, operation);
         self.advance(net, id);
+        self.rearm();
         id
     }
 
