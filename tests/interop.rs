@@ -124,22 +124,31 @@ impl Drop for OtherPeer {
     }
 }
 
+/// A peer on loopback TCP in `mode` with `client`, joining through `bootstrap`.
+fn joining(bootstrap: Multiaddr, mode: DhtMode, client: DhtClient) -> DhtConfig {
+    let mut config = DhtConfig::default();
+    config
+        .set_mode(mode)
+        .set_client(client)
+        .set_listen(vec![TransportKind::Tcp.listen_addr()])
+        .set_announce_listen_addrs(true)
+        .set_periodic_bootstrap(None)
+        .set_bootstrap(vec![bootstrap])
+        .set_provide_timeout(Duration::from_secs(20))
+        .set_retrieve_timeout(Duration::from_secs(20));
+    config
+}
+
 #[test]
 fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
     let js = OtherPeer::js();
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         let spawn = |bootstrap: Multiaddr| {
-            let mut config = DhtConfig::default();
-            config
-                .set_mode(DhtMode::Client)
-                .set_listen(vec![TransportKind::Tcp.listen_addr()])
-                .set_announce_listen_addrs(true)
-                .set_periodic_bootstrap(None)
-                .set_bootstrap(vec![bootstrap])
-                .set_provide_timeout(Duration::from_secs(20))
-                .set_retrieve_timeout(Duration::from_secs(20));
-            DhtHandle::spawn(config, runtime.handle())
+            DhtHandle::spawn(
+                joining(bootstrap, DhtMode::Client, DhtClient::Libp2p),
+                runtime.handle(),
+            )
         };
         let provider = spawn(js.address.clone()).await.unwrap();
         let retriever = spawn(js.address.clone()).await.unwrap();
@@ -188,16 +197,11 @@ fn engine_and_other_find_each_others_records(mut other: OtherPeer) {
     let nodes: Vec<DhtHandle> = runtime.block_on(async {
         let mut nodes = Vec::new();
         for strategy in strategies {
-            let mut config = DhtConfig::default();
-            config
-                .set_mode(DhtMode::Server)
-                .set_client(DhtClient::Engine(strategy))
-                .set_listen(vec![TransportKind::Tcp.listen_addr()])
-                .set_announce_listen_addrs(true)
-                .set_periodic_bootstrap(None)
-                .set_bootstrap(vec![other.address.clone()])
-                .set_provide_timeout(Duration::from_secs(20))
-                .set_retrieve_timeout(Duration::from_secs(20));
+            let config = joining(
+                other.address.clone(),
+                DhtMode::Server,
+                DhtClient::Engine(strategy),
+            );
             let node = DhtHandle::spawn(config, runtime.handle()).await.unwrap();
             // fullrt joins once its crawl of the other peer's table finished.
             tokio::time::timeout(Duration::from_secs(30), node.join(Duration::from_millis(500)))

@@ -525,7 +525,7 @@ impl Simulation {
             outcome.messages += stores.sent.len() as u32;
             outcome.failures += stores.progress.failed() as u32;
             outcome.peers = stores.stored.clone();
-            outcome.background = stores.sent.len() - stores.progress.succeeded() - stores.progress.failed();
+            outcome.background = stores.progress.in_flight();
         }
         outcome
     }

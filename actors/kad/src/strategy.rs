@@ -148,6 +148,11 @@ impl StoreProgress {
         self.failed
     }
 
+    /// Stores sent that have not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.sent - self.succeeded - self.failed
+    }
+
     /// Whether the provide returns at `now`; `all_sent`: no further store will be sent.
     pub fn is_done(&self, now: Duration, all_sent: bool) -> bool {
         let answered = self.succeeded + self.failed;

@@ -145,7 +145,6 @@ struct Operation {
     lookup_ended: bool,
     optimistic: Option<OptimisticProvide<PeerId>>,
     stores: StoreProgress,
-    stores_sent: usize,
     direct_pending: usize,
     /// Our announced addresses, for the provider record.
     own_addrs: Vec<Multiaddr>,
@@ -164,7 +163,6 @@ impl Operation {
             lookup_ended: false,
             optimistic: None,
             stores: StoreProgress::new(strategy.store_rule(k)),
-            stores_sent: 0,
             direct_pending: 0,
             own_addrs: Vec::new(),
             addresses: HashMap::new(),
@@ -183,13 +181,21 @@ impl Operation {
         self.addresses.entry(peer).or_insert(addrs);
     }
 
+    /// A retrieval's first provider record from another peer (one of our own says nothing
+    /// about the network).
+    fn note_providers(&mut self, message: &Message, local: PeerId) {
+        if self.kind == Kind::Retrieve && self.provider.is_none() {
+            self.provider = message.providers().map(|(p, _)| p).find(|p| *p != local);
+        }
+    }
+
     /// Whether nothing of it is left in flight once answered.
     fn is_over(&self) -> bool {
         let lookup_idle = self
             .lookup
             .as_ref()
             .is_none_or(|l| l.in_flight() == 0 || self.lookup_ended);
-        let stores_idle = self.stores.succeeded() + self.stores.failed() >= self.stores_sent;
+        let stores_idle = self.stores.in_flight() == 0;
         self.answered && lookup_idle && stores_idle && self.direct_pending == 0
     }
 }
@@ -288,11 +294,7 @@ impl Engine {
                 let target = Key::hash_of(&operation.key);
                 for (peer, addrs) in self.closest_crawled(&target) {
                     operation.remember(peer, addrs);
-                    let message =
-                        Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
-                    self.send(net, Purpose::Store(id), &mut operation, peer, message);
-                    operation.stores_sent += 1;
-                    operation.stores.sent(1);
+                    self.send_store(net, id, &mut operation, peer);
                 }
             }
             strategy => {
@@ -438,6 +440,13 @@ impl Engine {
         operation.counts.requests += 1;
     }
 
+    /// Sends operation `id`'s ADD_PROVIDER to `peer` and counts it among its stores.
+    fn send_store(&mut self, net: &mut Net<'_>, id: OperationId, operation: &mut Operation, peer: PeerId) {
+        let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
+        self.send(net, Purpose::Store(id), operation, peer, message);
+        operation.stores.sent(1);
+    }
+
     fn on_answer(
         &mut self,
         id: OperationId,
@@ -452,58 +461,52 @@ impl Engine {
         };
         let message = match (&purpose, answer) {
             // ADD_PROVIDER has no answer: the peer closing the stream acknowledges it.
-            (Purpose::Store(_), Ok(_)) => None,
-            (_, Ok(Some(message))) => Some(message),
-            (_, Ok(None) | Err(_)) => {
-                operation.counts.failures += 1;
-                match purpose {
-                    Purpose::Query(_) => {
-                        if let Some(lookup) = &mut operation.lookup {
-                            lookup.on_failure(peer);
-                        }
-                    }
-                    Purpose::Direct(_) => operation.direct_pending -= 1,
-                    Purpose::Store(_) => {
-                        operation.stores.on_answer(now, false);
-                        if let Some(optimistic) = &mut operation.optimistic {
-                            optimistic.on_stored(peer, false);
-                        }
-                    }
-                    Purpose::Crawl { .. } => {}
-                }
-                return;
-            }
+            (Purpose::Store(_), Ok(_)) => Ok(None),
+            (_, Ok(Some(message))) => Ok(Some(message)),
+            (_, Ok(None) | Err(_)) => Err(()),
         };
-        operation.counts.successes += 1;
-        if let Purpose::Store(_) = purpose {
-            operation.stores.on_answer(now, true);
-            if let Some(optimistic) = &mut operation.optimistic {
-                optimistic.on_stored(peer, true);
+        if message.is_ok() {
+            operation.counts.successes += 1;
+        } else {
+            operation.counts.failures += 1;
+        }
+        match (purpose, message) {
+            (Purpose::Store(_), answer) => {
+                operation.stores.on_answer(now, answer.is_ok());
+                if let Some(optimistic) = &mut operation.optimistic {
+                    optimistic.on_stored(peer, answer.is_ok());
+                }
             }
-            return;
-        }
-        let Some(message) = message else { return };
-        if operation.kind == Kind::Retrieve && operation.provider.is_none() {
-            // A record of our own says nothing about the network.
-            operation.provider = message.providers().map(|(p, _)| p).find(|p| *p != local);
-        }
-        if let Purpose::Direct(_) = purpose {
-            operation.direct_pending -= 1;
-            return;
-        }
-        let closer: Vec<(PeerId, Key)> = message
-            .closer()
-            .filter(|(p, _)| *p != local)
-            .map(|(p, addrs)| {
-                operation.remember(p, addrs);
-                (p, peer_key(&p))
-            })
-            .collect();
-        if let Some(lookup) = &mut operation.lookup {
-            lookup.on_answer(peer, closer);
-            if operation.provider.is_some() {
-                lookup.stop();
+            (Purpose::Direct(_), answer) => {
+                operation.direct_pending -= 1;
+                if let Ok(Some(message)) = answer {
+                    operation.note_providers(&message, local);
+                }
             }
+            (Purpose::Query(_), Ok(Some(message))) => {
+                operation.note_providers(&message, local);
+                let closer: Vec<(PeerId, Key)> = message
+                    .closer()
+                    .filter(|(p, _)| *p != local)
+                    .map(|(p, addrs)| {
+                        operation.remember(p, addrs);
+                        (p, peer_key(&p))
+                    })
+                    .collect();
+                if let Some(lookup) = &mut operation.lookup {
+                    lookup.on_answer(peer, closer);
+                    if operation.provider.is_some() {
+                        lookup.stop();
+                    }
+                }
+            }
+            (Purpose::Query(_), _) => {
+                if let Some(lookup) = &mut operation.lookup {
+                    lookup.on_failure(peer);
+                }
+            }
+            // Crawl answers go to the crawl (`on_crawl_answer`), never here.
+            (Purpose::Crawl { .. }, _) => {}
         }
     }
 
@@ -514,13 +517,12 @@ impl Engine {
             return;
         };
         self.drive_lookup(net, id, &mut operation, now);
-        if let Some(optimistic) = &mut operation.optimistic {
-            for peer in optimistic.take_scheduled() {
-                let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
-                self.send(net, Purpose::Store(id), &mut operation, peer, message);
-                operation.stores_sent += 1;
-                operation.stores.sent(1);
-            }
+        let scheduled = operation
+            .optimistic
+            .as_mut()
+            .map(OptimisticProvide::take_scheduled);
+        for peer in scheduled.unwrap_or_default() {
+            self.send_store(net, id, &mut operation, peer);
         }
         if !operation.answered {
             if let Some(finished) = self.finish(id, &operation, now) {
@@ -580,10 +582,7 @@ impl Engine {
             None => lookup.closest_answered().map(|(p, _)| p).collect(),
         };
         for peer in peers {
-            let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
-            self.send(net, Purpose::Store(id), operation, peer, message);
-            operation.stores_sent += 1;
-            operation.stores.sent(1);
+            self.send_store(net, id, operation, peer);
         }
     }
 
