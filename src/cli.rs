@@ -4,6 +4,7 @@
 pub mod global;
 mod health;
 mod networks;
+mod report;
 mod scheduler;
 pub(crate) mod server;
 mod simulate;
@@ -83,6 +84,9 @@ pub enum Command {
     Health(health::HealthArgs),
     /// List the public networks a server can join by name (`--project`, `--network`).
     Networks(networks::NetworksArgs),
+    /// Tables and charts of the stored measurements: per fleet and region, p50/p90/p99 of the
+    /// successful attempts, CDFs, days, timelines (text, md, html, csv or json).
+    Report(report::ReportArgs),
 }
 
 impl Command {
@@ -97,7 +101,7 @@ impl Command {
             // kad warns once per peer that starts before the testnet wires it ("no known peers").
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
             Command::Simulate(_) => "warn",
-            Command::Health(_) | Command::Networks(_) => "warn",
+            Command::Health(_) | Command::Networks(_) | Command::Report(_) => "warn",
         }
     }
 
@@ -110,6 +114,7 @@ impl Command {
             Command::Simulate(_) => "parsec-simulate",
             Command::Health(_) => "parsec-health",
             Command::Networks(_) => "parsec-networks",
+            Command::Report(_) => "parsec-report",
         }
     }
 
@@ -125,6 +130,7 @@ impl Command {
             Command::Simulate(args) => args.run(&global.database),
             Command::Health(args) => args.run(),
             Command::Networks(args) => args.run(),
+            Command::Report(args) => args.run(&global.database),
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Summaries of a run: per-operation success rate and latency percentiles, per-region and
 //! simulator tables, the process's resource use, and the one printer every job's report goes
 //! through ([`print_run`]).
+//!
+//! `parsec report` reads a whole store instead ([`data`]), and draws ([`charts`]) and writes
+//! ([`render`]) what it finds; [`write_run_report`] leaves the same report after a run.
+
+pub mod charts;
+pub mod data;
+pub mod render;
 
 use std::{collections::HashMap, fmt::Write, time::Duration};
 
@@ -281,6 +288,56 @@ fn example_query(target: &DatabaseTarget, scheduler: SchedulerId) -> String {
             format!("psql \"{url}\" -c \"{sql}\"")
         }
     }
+}
+
+/// Reads the rows `scheduler` stored in `target` and writes the report in every format into
+/// `dir` (`--report DIR` of `parsec testnet` and `parsec simulate`); `effort` adds the
+/// simulator's hops and messages.
+pub async fn write_run_report(
+    target: &DatabaseTarget,
+    scheduler: SchedulerId,
+    title: String,
+    effort: Vec<data::EffortHistogram>,
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let store = crate::db::Store::open(target).await?;
+    let request = data::ReportRequest {
+        filter: crate::db::report::ReportFilter {
+            scheduler: Some(i32::try_from(scheduler.0)?),
+            ..Default::default()
+        },
+        compare_previous: false,
+        title,
+    };
+    let mut report = data::build(
+        &store,
+        target.to_string(),
+        &request,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await?;
+    report.effort = effort;
+    render::write_all(&report, dir)
+}
+
+/// Operations of each kind per number of hops and of messages.
+pub fn effort_histograms(outcomes: &[(NodeIndex, Outcome)]) -> Vec<data::EffortHistogram> {
+    [OperationKind::Provide, OperationKind::Retrieve]
+        .into_iter()
+        .filter_map(|kind| {
+            let mut hops = std::collections::BTreeMap::<u32, u64>::new();
+            let mut messages = std::collections::BTreeMap::<u32, u64>::new();
+            for (_, outcome) in outcomes.iter().filter(|(_, o)| o.kind == kind) {
+                *hops.entry(outcome.hops).or_default() += 1;
+                *messages.entry(outcome.messages).or_default() += 1;
+            }
+            (!hops.is_empty()).then(|| data::EffortHistogram {
+                operation: format!("{kind:?}").to_lowercase(),
+                hops: hops.into_iter().collect(),
+                messages: messages.into_iter().collect(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

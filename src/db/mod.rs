@@ -80,6 +80,7 @@ macro_rules! discovery_query {
 
 mod config;
 pub mod postgres;
+pub mod report;
 mod rows;
 #[rustfmt::skip]
 pub mod schema;

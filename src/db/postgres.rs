@@ -63,7 +63,7 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    async fn connection(
+    pub(super) async fn connection(
         &self,
     ) -> Result<diesel_async::pooled_connection::bb8::PooledConnection<'_, AsyncPgConnection>, DbError> {
         self.pool.get().await.map_err(|e| DbError::Connect(e.to_string()))

@@ -84,7 +84,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` on the connection on the blocking pool.
-    async fn with_connection<T: Send + 'static>(
+    pub(super) async fn with_connection<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {

@@ -1,0 +1,195 @@
+//! What a report holds, read from a store: per operation the fleet × region table (and the
+//! previous window's, to compare), the days and the timeline, and the most frequent errors.
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use parsec_actors::Operation;
+use serde::Serialize;
+
+use crate::db::{
+    report::{ErrorCount, GroupStats, Grouping, ReportFilter},
+    DbError, Store,
+};
+
+/// The hour is the timeline's step when the rows span at most this many days.
+const DAYS_FOR_HOURLY_TIMELINE: usize = 2;
+
+/// What to report on.
+#[derive(Clone, Debug, Default)]
+pub struct ReportRequest {
+    /// The rows to read.
+    pub filter: ReportFilter,
+    /// Also read the window of equal length before `filter`'s (which then needs both ends).
+    pub compare_previous: bool,
+    /// The report's heading.
+    pub title: String,
+}
+
+/// A time window: from (inclusive), to (exclusive).
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
+
+impl ReportRequest {
+    /// The window of equal length before the filter's, when comparing.
+    pub fn previous_window(&self) -> Result<Option<Window>, DbError> {
+        if !self.compare_previous {
+            return Ok(None);
+        }
+        let (Some(since), Some(until)) = (self.filter.since, self.filter.until) else {
+            return Err(DbError::Config(
+                "--compare-previous needs a window: give --last (e.g. 7d) or both --since and --until".into(),
+            ));
+        };
+        Ok(Some((since - (until - since), since)))
+    }
+}
+
+/// A report, ready to render in any format.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Heading.
+    pub title: String,
+    /// When it was made.
+    pub generated_at: DateTime<Utc>,
+    /// The database read, without its password.
+    pub source: String,
+    /// What was read, in words (`fleet default, since …`).
+    pub selection: String,
+    /// The window compared against, when `--compare-previous` was asked.
+    pub previous_window: Option<Window>,
+    /// Retrievals first, then provides.
+    pub operations: Vec<OperationReport>,
+    /// Hops and messages of simulated operations (only `parsec simulate` knows them).
+    pub effort: Vec<EffortHistogram>,
+}
+
+/// One operation's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperationReport {
+    /// `retrieval` or `provide`.
+    pub operation: String,
+    /// Per fleet × region of the measuring server.
+    pub by_region: Vec<GroupStats>,
+    /// The same groups in the previous window (when compared).
+    pub previous_by_region: Option<Vec<GroupStats>>,
+    /// Per fleet × UTC day.
+    pub by_day: Vec<GroupStats>,
+    /// Per fleet × hour, or × day when the rows span more than two days.
+    pub timeline: Vec<GroupStats>,
+    /// The timeline's step.
+    pub timeline_step: Grouping,
+    /// The most frequent error texts.
+    pub errors: Vec<ErrorCount>,
+}
+
+impl OperationReport {
+    /// The operation, as parsec names its step.
+    pub fn title(&self) -> &'static str {
+        if self.operation == Operation::Provide.step() {
+            "provide (publishing the provider record)"
+        } else {
+            "retrieval (time to the first provider record)"
+        }
+    }
+}
+
+/// How many simulated operations of one kind took each number of hops or messages.
+#[derive(Clone, Debug, Serialize)]
+pub struct EffortHistogram {
+    /// `provide` or `retrieve`.
+    pub operation: String,
+    /// (hops, operations), ascending.
+    pub hops: Vec<(u32, u64)>,
+    /// (messages, operations), ascending.
+    pub messages: Vec<(u32, u64)>,
+}
+
+/// Reads the report `request` asks for from `store`. `progress` shows what is being read.
+pub async fn build(
+    store: &Store,
+    source: String,
+    request: &ReportRequest,
+    progress: &ProgressBar,
+) -> Result<Report, DbError> {
+    let filter = &request.filter;
+    let previous_window = request.previous_window()?;
+    let mut operations = Vec::new();
+    for operation in [Operation::Retrieval, Operation::Provide] {
+        let by_region = store
+            .group_stats(operation, Grouping::Region, filter, progress)
+            .await?;
+        let previous_by_region = match previous_window {
+            Some((since, until)) => {
+                let previous = ReportFilter {
+                    since: Some(since),
+                    until: Some(until),
+                    ..filter.clone()
+                };
+                Some(
+                    store
+                        .group_stats(operation, Grouping::Region, &previous, progress)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let by_day = store
+            .group_stats(operation, Grouping::Day, filter, progress)
+            .await?;
+        let mut days: Vec<&str> = by_day.iter().map(|g| g.key.as_str()).collect();
+        days.sort_unstable();
+        days.dedup();
+        let (timeline, timeline_step) = if days.len() <= DAYS_FOR_HOURLY_TIMELINE {
+            let hourly = store
+                .group_stats(operation, Grouping::Hour, filter, progress)
+                .await?;
+            (hourly, Grouping::Hour)
+        } else {
+            (by_day.clone(), Grouping::Day)
+        };
+        operations.push(OperationReport {
+            operation: operation.step().to_owned(),
+            by_region,
+            previous_by_region,
+            by_day,
+            timeline,
+            timeline_step,
+            errors: store.error_counts(operation, filter).await?,
+        });
+    }
+    Ok(Report {
+        title: request.title.clone(),
+        generated_at: Utc::now(),
+        source,
+        selection: describe(filter),
+        previous_window,
+        operations,
+        effort: Vec::new(),
+    })
+}
+
+/// `filter` in words, for the report's header.
+fn describe(filter: &ReportFilter) -> String {
+    let mut parts = Vec::new();
+    let list =
+        |name: &str, values: &[String]| (!values.is_empty()).then(|| format!("{name} {}", values.join(", ")));
+    parts.extend(list("fleet", &filter.fleets));
+    parts.extend(list("region", &filter.regions));
+    parts.extend(list("step", &filter.steps));
+    if let Some(scheduler) = filter.scheduler {
+        parts.push(format!("scheduler {scheduler}"));
+    }
+    if let Some(since) = filter.since {
+        parts.push(format!("since {}", since.format("%Y-%m-%d %H:%M UTC")));
+    }
+    if let Some(until) = filter.until {
+        parts.push(format!("until {}", until.format("%Y-%m-%d %H:%M UTC")));
+    }
+    if let Some(min) = filter.min_rt_size {
+        parts.push(format!("routing table ≥ {min} peers"));
+    }
+    if parts.is_empty() {
+        "all measurements".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}

@@ -1,0 +1,390 @@
+//! `parsec report` on both stores filled with known rows: its percentiles against the same SQL
+//! computed independently by Postgres, its filters, its charts (SVG parsed as XML, PNG decoded)
+//! and its HTML page as headless Chromium renders it.
+
+use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    sql_types::{BigInt, Double, Nullable, Text},
+    QueryableByName,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use indicatif::ProgressBar;
+use parsec::{
+    db::{
+        report::{GroupStats, ReportFilter},
+        DatabaseTarget, Store,
+    },
+    report::{
+        data::{build, Report, ReportRequest},
+        render::{write, Format},
+    },
+    testing::TempPostgres,
+};
+use parsec_actors::{
+    testing::{sample_measurement, sample_registration},
+    Measurement, MeasurementSink, NodeRegistration, Operation, Registry, SchedulerId, SchedulerRegistration,
+};
+
+const FLEETS: [&str; 2] = ["default", "optprov"];
+const REGIONS: [&str; 2] = ["eu-central-1", "us-east-1"];
+/// Rows per operation.
+const ROWS: u64 = 1_200;
+
+fn day0() -> DateTime<Utc> {
+    "2026-11-20T00:00:00Z".parse().unwrap()
+}
+
+/// Four servers (2 fleets × 2 regions) and 2 × [`ROWS`] measurements over four days: durations
+/// of a fixed, uneven spread, every 13th an error, every 5th from a routing table of 3 peers.
+async fn fill(store: &Store) -> SchedulerId {
+    let mut nodes = Vec::new();
+    for fleet in FLEETS {
+        for region in REGIONS {
+            let registration = NodeRegistration {
+                fleet: fleet.into(),
+                region: region.into(),
+                peer_id: format!("12D3KooW{fleet}{region}"),
+                ..sample_registration()
+            };
+            nodes.push(store.register_node(registration).await.unwrap());
+        }
+    }
+    let scheduler = store
+        .register_scheduler(SchedulerRegistration {
+            fleets: FLEETS.map(String::from).to_vec(),
+            dependencies: Default::default(),
+        })
+        .await
+        .unwrap();
+    let mut batch = Vec::new();
+    for operation in [Operation::Provide, Operation::Retrieval] {
+        for i in 0..ROWS {
+            let millis = (i * 7919) % 997 + 1 + if i % 17 == 0 { 20_000 } else { 0 };
+            batch.push(Measurement {
+                node: nodes[(i % 4) as usize],
+                started_at: day0() + chrono::Duration::hours((i / 4 % 4 * 24 + i % 23) as i64),
+                error: (i % 13 == 0).then(|| "no provider found".to_owned()),
+                routing_table_size: if i % 5 == 0 { 3 } else { 40 },
+                ..sample_measurement(operation, Duration::from_millis(millis))
+            });
+        }
+    }
+    store.measurement_sink(scheduler).write(batch).await.unwrap();
+    scheduler
+}
+
+#[derive(QueryableByName, Debug)]
+struct Independent {
+    #[diesel(sql_type = Text)]
+    fleet: String,
+    #[diesel(sql_type = Text)]
+    region: String,
+    #[diesel(sql_type = BigInt)]
+    attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    successes: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    p50: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p90: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    p99: Option<f64>,
+}
+
+/// Per fleet and region, what Postgres computes for `table` under `condition`.
+async fn independent(url: &str, table: &str, condition: &str) -> BTreeMap<(String, String), Independent> {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let rows: Vec<Independent> = diesel::sql_query(format!(
+        "SELECT n.fleet, n.region, count(*) AS attempts, count(*) FILTER (WHERE m.error IS NULL) AS successes, \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p50, \
+         percentile_cont(0.9) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p90, \
+         percentile_cont(0.99) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p99 \
+         FROM {table} m JOIN nodes_ecs n ON n.id = m.node_id WHERE {condition} GROUP BY 1, 2"
+    ))
+    .load(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|row| ((row.fleet.clone(), row.region.clone()), row))
+        .collect()
+}
+
+fn assert_matches(groups: &[GroupStats], expected: &BTreeMap<(String, String), Independent>, what: &str) {
+    assert_eq!(groups.len(), expected.len(), "{what}: groups");
+    for group in groups {
+        let sql = &expected[&(group.fleet.clone(), group.key.clone())];
+        let label = format!("{what} {}/{}", group.fleet, group.key);
+        assert_eq!(group.attempts as i64, sql.attempts, "{label}: attempts");
+        assert_eq!(group.successes as i64, sql.successes, "{label}: successes");
+        for (percent, value) in [(50, sql.p50), (90, sql.p90), (99, sql.p99)] {
+            let ours = group.percentile(percent).unwrap();
+            let theirs = value.unwrap();
+            assert!(
+                (ours - theirs).abs() < 1e-12,
+                "{label}: p{percent} {ours} != {theirs}"
+            );
+        }
+    }
+}
+
+async fn report(store: &Store, request: &ReportRequest) -> Report {
+    build(store, "test".into(), request, &ProgressBar::hidden())
+        .await
+        .unwrap()
+}
+
+fn operation<'a>(report: &'a Report, step: &str) -> &'a parsec::report::data::OperationReport {
+    report.operations.iter().find(|o| o.operation == step).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn percentiles_equal_postgres_percentile_cont_on_both_stores() {
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    let sqlite = Store::open(&DatabaseTarget::Sqlite {
+        path: dir.path().join("parsec.db"),
+    })
+    .await
+    .unwrap();
+    fill(&postgres).await;
+    fill(&sqlite).await;
+
+    let everything = ReportRequest::default();
+    let populated = ReportRequest {
+        filter: ReportFilter {
+            min_rt_size: Some(10),
+            fleets: vec!["optprov".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let window = ReportRequest {
+        filter: ReportFilter {
+            since: Some(day0() + chrono::Duration::days(2)),
+            until: Some(day0() + chrono::Duration::days(4)),
+            ..Default::default()
+        },
+        compare_previous: true,
+        ..Default::default()
+    };
+    let (since, until, previous) = (
+        "'2026-11-22T00:00:00Z'",
+        "'2026-11-24T00:00:00Z'",
+        "'2026-11-20T00:00:00Z'",
+    );
+    for (store, name) in [(&postgres, "postgres"), (&sqlite, "sqlite")] {
+        let all = report(store, &everything).await;
+        let rt = report(store, &populated).await;
+        let windowed = report(store, &window).await;
+        for (step, table) in [("retrieval", "retrievals_ecs"), ("provide", "provides_ecs")] {
+            let what = format!("{name} {step}");
+            assert_matches(
+                &operation(&all, step).by_region,
+                &independent(&pg.url(), table, "TRUE").await,
+                &format!("{what} all"),
+            );
+            assert_matches(
+                &operation(&rt, step).by_region,
+                &independent(&pg.url(), table, "m.rt_size >= 10 AND n.fleet = 'optprov'").await,
+                &format!("{what} --min-rt-size 10 --fleet optprov"),
+            );
+            let of_window = operation(&windowed, step);
+            assert_matches(
+                &of_window.by_region,
+                &independent(
+                    &pg.url(),
+                    table,
+                    &format!("m.created_at >= {since} AND m.created_at < {until}"),
+                )
+                .await,
+                &format!("{what} window"),
+            );
+            assert_matches(
+                of_window.previous_by_region.as_ref().unwrap(),
+                &independent(
+                    &pg.url(),
+                    table,
+                    &format!("m.created_at >= {previous} AND m.created_at < {since}"),
+                )
+                .await,
+                &format!("{what} previous window"),
+            );
+            // Four days, one box each; the timeline steps by day past two days.
+            let days: Vec<&str> = operation(&all, step)
+                .by_day
+                .iter()
+                .map(|g| g.key.as_str())
+                .collect();
+            assert_eq!(days.len(), 8, "{what}: 2 fleets × 4 days, got {days:?}");
+            assert!(days.contains(&"2026-11-23"), "{what}: {days:?}");
+            let attempts: u64 = operation(&all, step).by_day.iter().map(|g| g.attempts).sum();
+            assert_eq!(attempts, ROWS);
+            // The window holds two days: its timeline is hourly.
+            assert!(of_window
+                .timeline
+                .iter()
+                .all(|g| g.key.len() == "2026-11-22T05:00".len()));
+            assert_eq!(operation(&all, step).errors[0].error, "no provider found");
+        }
+    }
+}
+
+/// Fraction of pixels that are not white in an RGB(A) PNG, and its size.
+fn png_ink(path: &Path) -> ((u32, u32), f64) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let channels = info.color_type.samples();
+    let pixels = &pixels[..info.buffer_size()];
+    let inked = pixels
+        .chunks(channels)
+        .filter(|p| p.iter().take(3).any(|&c| c < 240))
+        .count();
+    (
+        (info.width, info.height),
+        inked as f64 / (pixels.len() / channels) as f64,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn charts_are_valid_svg_and_png_and_the_html_report_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseTarget::Sqlite {
+        path: dir.path().join("parsec.db"),
+    })
+    .await
+    .unwrap();
+    fill(&store).await;
+    let report = report(
+        &store,
+        &ReportRequest {
+            title: "report test".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = dir.path().join("md");
+    let written = write(&report, Format::Md, Some(&out), true).unwrap();
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let svgs: Vec<_> = written
+        .iter()
+        .filter(|p| p.extension().unwrap() == "svg")
+        .collect();
+    let pngs: Vec<_> = written
+        .iter()
+        .filter(|p| p.extension().unwrap() == "png")
+        .collect();
+    // Per operation a CDF, days and a timeline, and the success rate.
+    assert_eq!(svgs.len(), 7, "{written:?}");
+    assert_eq!(pngs.len(), svgs.len());
+    for svg in svgs {
+        let text = std::fs::read_to_string(svg).unwrap();
+        let document = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
+        assert_eq!(document.root_element().tag_name().name(), "svg");
+        let texts: Vec<&str> = document
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(
+            texts.iter().any(|t| t.contains("(s") || t.contains("(%)")),
+            "{}: no axis label with a unit in {texts:?}",
+            svg.display()
+        );
+        let name = svg.file_name().unwrap().to_str().unwrap();
+        assert!(
+            markdown.contains(&format!("charts/{name}")),
+            "report.md links {name}"
+        );
+    }
+    for png in pngs {
+        let (size, ink) = png_ink(png);
+        assert_eq!(size, (960, 540), "{}", png.display());
+        assert!(
+            ink > 0.02 && ink < 0.9,
+            "{}: {:.1}% of pixels drawn",
+            png.display(),
+            ink * 100.0
+        );
+    }
+
+    let html_dir = dir.path().join("html");
+    write(&report, Format::Html, Some(&html_dir), false).unwrap();
+    let page = html_dir.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("src=") && !html.contains("<link"),
+        "the page loads nothing from elsewhere"
+    );
+    assert_eq!(html.matches("<svg").count(), 7);
+    let screenshot = dir.path().join("screenshot.png");
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1800",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("chromium").display()
+        ))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run chromium (apt-get install chromium): {e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "the page wrote to the console: {console:?}");
+    let ((width, height), ink) = png_ink(&screenshot);
+    assert_eq!((width, height), (1200, 1800), "{log}");
+    assert!(ink > 0.02, "the screenshot is blank ({:.2}% drawn)", ink * 100.0);
+}
+
+#[test]
+fn the_command_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+            .arg("report")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let missing = format!("sqlite://{}", dir.path().join("none.db").display());
+    let (code, stderr) = run(&["--database-url", &missing]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("--database-url"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("none.db").exists(),
+        "reading must not create a store"
+    );
+
+    let (code, stderr) = run(&["--compare-previous", "--database-url", &missing]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--compare-previous needs a window"), "{stderr}");
+
+    let (code, stderr) = run(&["--since", "yesterday"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("neither RFC 3339"), "{stderr}");
+}
