@@ -290,34 +290,56 @@ fn example_query(target: &DatabaseTarget, scheduler: SchedulerId) -> String {
     }
 }
 
-/// Reads the rows `scheduler` stored in `target` and writes the report in every format into
-/// `dir` (`--report DIR` of `parsec testnet` and `parsec simulate`); `effort` adds the
-/// simulator's hops and messages.
-pub async fn write_run_report(
-    target: &DatabaseTarget,
-    scheduler: SchedulerId,
+/// After a run with `--report DIR` (`parsec testnet`, `parsec simulate`): reads the rows the run
+/// stored and writes the report in every format into `dir`, and says where; `effort` adds the
+/// simulator's hops and messages. Returns false (having said why) when it could not.
+pub fn write_run_report(
+    report: &RunReport,
     title: String,
     effort: Vec<data::EffortHistogram>,
     dir: &std::path::Path,
-) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let store = crate::db::Store::open(target).await?;
-    let request = data::ReportRequest {
-        filter: crate::db::report::ReportFilter {
-            scheduler: Some(i32::try_from(scheduler.0)?),
-            ..Default::default()
-        },
-        compare_previous: false,
-        title,
+) -> bool {
+    let Some((target, scheduler)) = &report.stored else {
+        eprintln!("error: no report: the run stored no rows to report on");
+        return false;
     };
-    let mut report = data::build(
-        &store,
-        target.to_string(),
-        &request,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .await?;
-    report.effort = effort;
-    render::write_all(&report, dir)
+    let written = (|| -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut report = runtime.block_on(async {
+            let store = crate::db::Store::open(target).await?;
+            let request = data::ReportRequest {
+                filter: crate::db::report::ReportFilter {
+                    scheduler: Some(i32::try_from(scheduler.0)?),
+                    ..Default::default()
+                },
+                compare_previous: false,
+                title,
+            };
+            let progress = indicatif::ProgressBar::hidden();
+            anyhow::Ok(data::build(&store, target.to_string(), &request, &progress).await?)
+        })?;
+        report.effort = effort;
+        render::write_all(&report, dir)
+    })();
+    match written {
+        Ok(files) => {
+            println!(
+                "report: {} ({} files)",
+                dir.join("report.html").display(),
+                files.len()
+            );
+            true
+        }
+        Err(error) => {
+            eprintln!(
+                "error: writing the report into {} failed: {error:#}",
+                dir.display()
+            );
+            false
+        }
+    }
 }
 
 /// Operations of each kind per number of hops and of messages.

@@ -18,8 +18,10 @@ const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
 fn testnet_runs_rounds_and_prints_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("testnet.sqlite");
+    let report = dir.path().join("report");
     let output = common::testnet_command(3, "tcp", &format!("sqlite://{}", database.display()))
-        .args(["--seed", "7"])
+        .args(["--seed", "7", "--report"])
+        .arg(&report)
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);
@@ -51,6 +53,36 @@ fn testnet_runs_rounds_and_prints_the_report() {
     assert_eq!(stored.nodes_with_heartbeat, 3, "servers heartbeat once ready");
     assert_eq!(stored.nodes_offline, 3, "servers are marked offline at the end");
     assert_eq!(stored.rounds, 3, "each round has its own round id");
+
+    // --report DIR leaves the run's report, read back from the store, in every format.
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
+    let attempts = |operation: &str| -> u64 {
+        json["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == operation)
+            .unwrap()["by_region"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["attempts"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((attempts("provide"), attempts("retrieval")), (3, 6), "{json}");
+    for file in [
+        "report.html",
+        "report.md",
+        "report.csv",
+        "charts/cdf-retrieval.svg",
+    ] {
+        assert!(report.join(file).exists(), "{file}: {stdout}");
+    }
+    assert!(
+        stdout.contains(&format!("report: {}", report.join("report.html").display())),
+        "{stdout}"
+    );
 }
 
 /// `parsec simulate` into a fresh SQLite file; returns stdout and the stored retrieval durations.

@@ -388,3 +388,42 @@ fn the_command_explains_bad_input() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("neither RFC 3339"), "{stderr}");
 }
+
+#[test]
+fn a_simulation_leaves_its_report_with_hops_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+        .args([
+            "simulate",
+            "--nodes",
+            "500",
+            "--rounds",
+            "6",
+            "--no-progress",
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", dir.path().join("sim.db").display()))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
+    let effort = json["effort"].as_array().unwrap();
+    assert_eq!(effort.len(), 2, "provide and retrieve: {json}");
+    let operations: u64 = effort[0]["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(operations, 6, "one provide per round: {json}");
+    let svg = std::fs::read_to_string(report.join("charts/effort.svg")).unwrap();
+    roxmltree::Document::parse(&svg).unwrap();
+    assert!(std::fs::read_to_string(report.join("report.md"))
+        .unwrap()
+        .contains("charts/effort.svg"));
+    assert!(stdout.contains("report: "), "{stdout}");
+}

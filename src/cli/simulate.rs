@@ -98,6 +98,10 @@ pub struct SimulateArgs {
     /// (unset: a query holds its slot until it answers or fails).
     #[arg(long, env = "PARSEC_SIM_PEER_TIMEOUT", value_parser = super::parse_duration)]
     peer_timeout: Option<Duration>,
+    /// At the end, write the run's report (html, md with SVG charts, csv, json; with hops and
+    /// messages) into this folder, as `parsec report --scheduler ID` would.
+    #[arg(long, env = "PARSEC_SIM_REPORT")]
+    report: Option<std::path::PathBuf>,
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -245,6 +249,13 @@ impl SimulateArgs {
         notes.push(format!("network built in {:.2}s", report.build.as_secs_f64()));
         if !report::print_run(&report.run, &sections, &notes) {
             return Ok(ExitCode::FAILURE);
+        }
+        if let Some(dir) = &self.report {
+            let title = format!("parsec simulate: {} nodes (virtual time)", config.sim.nodes);
+            let effort = report::effort_histograms(&report.outcomes);
+            if !report::write_run_report(&report.run, title, effort, dir) {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

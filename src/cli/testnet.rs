@@ -101,6 +101,10 @@ pub struct TestnetArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// At the end, write the run's report (html, md with SVG charts, csv, json) into this folder,
+    /// as `parsec report --scheduler ID` would.
+    #[arg(long, env = "PARSEC_TESTNET_REPORT")]
+    report: Option<std::path::PathBuf>,
     /// How often servers refresh their heartbeat row.
     #[arg(long, env = "PARSEC_TESTNET_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
     heartbeat_interval: Duration,
@@ -188,6 +192,12 @@ impl TestnetArgs {
         }
         if !report::print_run(&report, &sections, &[]) {
             return Ok(ExitCode::FAILURE);
+        }
+        if let Some(dir) = &self.report {
+            let title = format!("parsec testnet: {} peers, {}", config.peers, fleets.join(", "));
+            if !report::write_run_report(&report, title, Vec::new(), dir) {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         if report.successful_retrievals() == 0 {
             eprintln!("error: no retrieval found a provider record");

@@ -21,6 +21,9 @@ const LOG_SCALE_SPREAD: f64 = 20.0;
 
 const FONT: &str = "sans-serif";
 
+/// Bars per panel of the effort chart, about.
+const EFFORT_BARS: u32 = 30;
+
 /// One chart of a report.
 #[derive(Clone, Debug)]
 pub struct Chart {
@@ -572,16 +575,32 @@ fn draw_effort<DB: DrawingBackend>(
             .flat_map(|h| counts_of(h).iter().map(|c| c.0))
             .max()
             .unwrap_or(1);
-        let max_y = histograms
+        // At most ~30 bars: wide spreads (messages) are counted in bins.
+        let bin = (max_x / EFFORT_BARS + 1).max(1);
+        let binned: Vec<Vec<(u32, u64)>> = histograms
             .iter()
-            .flat_map(|h| counts_of(h).iter().map(|c| c.1))
-            .max()
-            .unwrap_or(1);
+            .map(|h| {
+                let mut bins = std::collections::BTreeMap::<u32, u64>::new();
+                for &(value, count) in counts_of(h) {
+                    *bins.entry(value / bin * bin).or_default() += count;
+                }
+                bins.into_iter().collect()
+            })
+            .collect();
+        let max_y = binned.iter().flatten().map(|c| c.1).max().unwrap_or(1);
+        let x_desc = if bin > 1 {
+            format!("{x_desc} (bins of {bin})")
+        } else {
+            x_desc.to_owned()
+        };
         let mut chart = ChartBuilder::on(area)
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..f64::from(max_x) + 0.5, 0.0..max_y as f64 * 1.05)?;
+            .build_cartesian_2d(
+                -0.5 * f64::from(bin)..f64::from(max_x + bin),
+                0.0..max_y as f64 * 1.05,
+            )?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -592,12 +611,12 @@ fn draw_effort<DB: DrawingBackend>(
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 15))
             .draw()?;
-        let width = 0.8 / histograms.len().max(1) as f64;
-        for (index, histogram) in histograms.iter().enumerate() {
+        let width = 0.8 * f64::from(bin) / histograms.len().max(1) as f64;
+        for (index, (histogram, counts)) in histograms.iter().zip(&binned).enumerate() {
             let fill = color(index).mix(0.75).filled();
             chart
-                .draw_series(counts_of(histogram).iter().map(|&(value, count)| {
-                    let left = f64::from(value) - 0.4 + width * index as f64;
+                .draw_series(counts.iter().map(|&(value, count)| {
+                    let left = f64::from(value) - 0.4 * f64::from(bin) + width * index as f64;
                     Rectangle::new([(left, 0.0), (left + width, count as f64)], fill)
                 }))?
                 .label(histogram.operation.clone())
