@@ -140,8 +140,10 @@ impl ReportArgs {
         progress.finish_and_clear();
         let report = report?;
         let written = render::write(&report, self.format, self.out.as_deref(), self.png)?;
-        for path in written.iter().take(1) {
-            eprintln!("wrote {} (and {} chart files)", path.display(), written.len() - 1);
+        match written.as_slice() {
+            [] => {}
+            [report] => eprintln!("wrote {}", report.display()),
+            [report, charts @ ..] => eprintln!("wrote {} and {} chart files", report.display(), charts.len()),
         }
         Ok(ExitCode::SUCCESS)
     }
