@@ -145,6 +145,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Runs `parsec report` on `url`; its wall time and peak RSS (bytes).
+// The child is reaped by wait4, which also gives its rusage (std's wait does not).
+#[allow(clippy::zombie_processes)]
 fn report(url: &str, out: &Path) -> (Duration, u64) {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_parsec"))

@@ -8,6 +8,7 @@
 
 mod behaviour;
 mod engine;
+pub mod load;
 mod pending;
 pub mod presets;
 mod swarm;
@@ -15,7 +16,7 @@ pub mod topology;
 mod transport;
 mod wan_delay;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use self::swarm::{Command, Query, SwarmTask};
 use crate::{backoff::Backoff, ContentId, DhtConfig, DhtError};
@@ -65,6 +66,7 @@ pub struct DhtHandle {
     commands: mpsc::Sender<Command>,
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
+    load: Arc<load::PeerLoad>,
 }
 
 impl DhtHandle {
@@ -72,23 +74,34 @@ impl DhtHandle {
     pub async fn spawn(config: DhtConfig, runtime: &Handle) -> Result<Self, DhtError> {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (started_tx, started_rx) = oneshot::channel();
-        runtime.spawn(async move {
-            match SwarmTask::start(config, commands_rx).await {
-                Ok((task, started)) => {
-                    let _ = started_tx.send(Ok(started));
-                    task.run().await;
+        let load = Arc::new(load::PeerLoad::default());
+        let task_load = load.clone();
+        runtime.spawn(load::CpuTimed::new(
+            async move {
+                match SwarmTask::start(config, commands_rx, task_load).await {
+                    Ok((task, started)) => {
+                        let _ = started_tx.send(Ok(started));
+                        task.run().await;
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
                 }
-                Err(e) => {
-                    let _ = started_tx.send(Err(e));
-                }
-            }
-        });
+            },
+            load.clone(),
+        ));
         let started = started_rx.await.map_err(|_| DhtError::Stopped)??;
         Ok(Self {
             commands: commands_tx,
             peer_id: started.peer_id,
             listen_addrs: started.listen_addrs,
+            load,
         })
+    }
+
+    /// What the peer has carried so far: connections, inbound requests, bytes, CPU time.
+    pub fn load(&self) -> load::LoadSnapshot {
+        self.load.snapshot()
     }
 
     /// The peer's id.
@@ -185,6 +198,12 @@ impl DhtHandle {
     /// Adds peers to the routing table directly (testnet fast start).
     pub async fn add_peers(&self, peers: Vec<topology::Contact>) -> Result<(), DhtError> {
         self.send(Command::AddPeers { peers }).await
+    }
+
+    /// Connects to `peer` (a local network's star topology dials its hub this way); returns once
+    /// connected, or why the dial failed.
+    pub async fn connect(&self, peer: topology::Contact) -> Result<(), DhtError> {
+        self.ask(|reply| Command::Connect { peer, reply }).await?
     }
 
     /// The addresses this peer announces as its own (in provider records): the configured ones,

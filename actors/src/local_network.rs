@@ -2,9 +2,9 @@
 //! ground a testnet or an embedding test harness stands on.
 //!
 //! Peers are spawned on a multi-thread tokio runtime ([`dht_runtime`]) and then wired in one of
-//! two ways ([`StartMode`]): routing tables filled as a converged network would hold them (fast,
-//! few connections), or every peer joining through a few bootstrap peers with real lookups
-//! (realistic, but each peer ends up connected to most others).
+//! three ways ([`StartMode`]): routing tables filled as a converged network would hold them (fast,
+//! few connections), every peer joining through a few bootstrap peers with real lookups
+//! (realistic, but each peer ends up connected to most others), or a star around one hub.
 
 use std::time::Duration;
 
@@ -56,6 +56,10 @@ pub enum StartMode {
         /// How many peers act as bootstrap peers.
         bootstrappers: usize,
     },
+    /// Every peer knows and dials only the first peer, the hub, and looks nobody up: the mesh
+    /// experiment's bootstrap node connected to all others. Lookups later find the rest through
+    /// the hub, which learnt every DHT server that dialled it.
+    Star,
 }
 
 /// A multi-thread runtime for DHT swarms, separate from any actix `System` (which runs on a
@@ -184,6 +188,23 @@ pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), 
                             tracing::warn!(peer = %p.handle.peer_id(), error = %e, "bootstrap failed");
                         }
                         Ok::<_, DhtError>(())
+                    }
+                })
+                .buffer_unordered(SPAWN_CONCURRENCY)
+                .try_collect::<()>()
+                .await
+        }
+        StartMode::Star => {
+            let Some(hub) = server_contacts.first().cloned() else {
+                return Ok(());
+            };
+            let spokes = servers.iter().skip(1).chain(clients.iter());
+            stream::iter(spokes)
+                .map(|p| {
+                    let hub = hub.clone();
+                    async move {
+                        p.handle.add_peers(vec![hub.clone()]).await?;
+                        p.handle.connect(hub).await
                     }
                 })
                 .buffer_unordered(SPAWN_CONCURRENCY)

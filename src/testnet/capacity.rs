@@ -18,13 +18,15 @@ const RESERVED_FILES: u64 = 256;
 /// Open files a run of `peers` needs. Memory: none. QUIC: one UDP socket per peer. TCP: a
 /// listener per peer and two descriptors per connection (both ends are in this process); a
 /// converged network connects each peer to about k others over a run, a bootstrapping one
-/// connects most peers to most others.
+/// connects most peers to most others, a star each to its hub and then as a converged one.
 pub(super) fn files_needed(peers: u64, transport: TransportKind, start: StartMode, k: u64) -> u64 {
     let per_peer = match (transport, start) {
         (TransportKind::Memory, _) => 0,
         (TransportKind::Quic, _) => 1,
         (TransportKind::Tcp, StartMode::Converged) => 1 + k,
         (TransportKind::Tcp, StartMode::Bootstrap { .. }) => peers,
+        // The connection to the hub (both ends here), then lookups reach about k others.
+        (TransportKind::Tcp, StartMode::Star) => 3 + k,
     };
     RESERVED_FILES + peers * per_peer
 }

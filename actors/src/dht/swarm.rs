@@ -4,7 +4,12 @@
 //! kad query whose id is kept in [`PendingQueries`] with the reply channel, the monotonic start
 //! and a deadline. Query events and deadlines answer the reply with a [`DhtOutcome`].
 
-use std::{collections::HashSet, future::poll_fn, task::Poll};
+use std::{
+    collections::{HashMap, HashSet},
+    future::poll_fn,
+    sync::Arc,
+    task::Poll,
+};
 
 use futures::StreamExt;
 use libp2p::{
@@ -12,7 +17,7 @@ use libp2p::{
     identity::Keypair,
     kad::{self, GetProvidersOk, QueryId, QueryResult, QueryStats},
     multiaddr::Protocol,
-    swarm::{self, SwarmEvent},
+    swarm::{self, dial_opts::DialOpts, SwarmEvent},
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use tokio::{
@@ -23,6 +28,7 @@ use tokio::{
 use super::{
     behaviour::{DhtBehaviour, DhtBehaviourEvent},
     engine::{Engine, Finished, Net},
+    load::{PeerLoad, TimedExecutor},
     pending::{OperationKey, PendingQueries, PendingQuery},
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
@@ -53,6 +59,11 @@ pub(crate) enum Command {
     },
     AddPeers {
         peers: Vec<Contact>,
+    },
+    /// Connect to a peer; the reply comes once connected, or when the dial failed.
+    Connect {
+        peer: Contact,
+        reply: oneshot::Sender<Result<(), DhtError>>,
     },
     /// Close every connection (the routing table and what we reached stay).
     DisconnectAll,
@@ -107,6 +118,10 @@ pub(crate) struct SwarmTask {
     kad_protocol: StreamProtocol,
     /// Our engine, when it (not kad) publishes and looks up.
     engine: Option<Engine>,
+    /// What this peer carries (connections and inbound requests are counted here).
+    load: Arc<PeerLoad>,
+    /// Callers of `Connect` waiting for their connection (one dial per peer at a time).
+    connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), DhtError>>>>,
 }
 
 impl SwarmTask {
@@ -114,13 +129,15 @@ impl SwarmTask {
     pub(crate) async fn start(
         config: DhtConfig,
         commands: mpsc::Receiver<Command>,
+        load: Arc<PeerLoad>,
     ) -> Result<(Self, Started), DhtError> {
         let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
         let peer_id = keypair.public().to_peer_id();
-        let transport = transport::build(&keypair, config.latency, config.resolve_dns, config.dns_server)?;
+        let transport = transport::build(&keypair, &config, load.clone())?;
         let behaviour = DhtBehaviour::new(&keypair, &config)?;
-        let swarm_config =
-            swarm::Config::with_tokio_executor().with_idle_connection_timeout(config.idle_connection_timeout);
+        // Connection tasks run on tokio, their CPU time counted into the peer's load.
+        let swarm_config = swarm::Config::with_executor(TimedExecutor(load.clone()))
+            .with_idle_connection_timeout(config.idle_connection_timeout);
         let mut swarm = Swarm::new(transport, behaviour, peer_id, swarm_config);
 
         let mut listen_addrs = Vec::new();
@@ -166,6 +183,8 @@ impl SwarmTask {
             DhtClient::Libp2p => None,
         };
         let task = Self {
+            load,
+            connecting: HashMap::new(),
             engine,
             swarm,
             commands,
@@ -240,6 +259,23 @@ impl SwarmTask {
             }
             Command::ExternalAddresses { reply } => {
                 let _ = reply.send(self.swarm.external_addresses().cloned().collect());
+            }
+            Command::Connect {
+                peer: (peer, address),
+                reply,
+            } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let waiting = self.connecting.entry(peer).or_default();
+                waiting.push(reply);
+                if waiting.len() == 1 {
+                    let dial = DialOpts::peer_id(peer).addresses(vec![address]).build();
+                    if let Err(e) = self.swarm.dial(dial) {
+                        self.connected(peer, Err(DhtError::Setup(format!("dialling {peer}: {e}"))));
+                    }
+                }
             }
             Command::DisconnectAll => {
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -399,6 +435,13 @@ impl SwarmTask {
                 stats,
                 step,
             })) => self.on_query_progressed(id, result, &stats, step),
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::InboundRequest { request })) => {
+                self.load.on_request(&request);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.load.on_connection(peer_id);
+                self.connected(peer_id, Ok(()));
+            }
             SwarmEvent::Behaviour(DhtBehaviourEvent::Wire(event)) => {
                 if let Some(engine) = &mut self.engine {
                     engine.on_wire_event(&mut engine_net(self.swarm.behaviour_mut()), event);
@@ -434,6 +477,19 @@ impl SwarmTask {
             SwarmEvent::Behaviour(DhtBehaviourEvent::AutonatClient(event)) => {
                 tracing::debug!(tested = %event.tested_addr, server = %event.server, ok = event.result.is_ok(), "AutoNAT probe");
             }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } if self.connecting.contains_key(&peer_id) => {
+                self.connected(
+                    peer_id,
+                    Err(DhtError::Setup(format!(
+                        "dialling {peer_id}: {}",
+                        error_chain(&error)
+                    ))),
+                );
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 // Bootstrap peers are few and decide whether we join at all: say why they failed.
                 if peer_id.is_some_and(|p| self.is_bootstrap_peer(&p)) {
@@ -443,6 +499,13 @@ impl SwarmTask {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Answers the callers waiting to connect to `peer`.
+    fn connected(&mut self, peer: PeerId, result: Result<(), DhtError>) {
+        for reply in self.connecting.remove(&peer).unwrap_or_default() {
+            let _ = reply.send(result.clone());
         }
     }
 

@@ -2,7 +2,7 @@
 //! emulated latency. The listen address decides which one a connection uses, so one stack
 //! serves `parsec server dht` (TCP + QUIC on one port) and every testnet mode.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::{future::Either, FutureExt};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig};
@@ -16,20 +16,23 @@ use libp2p::{
     noise, quic, tcp, yamux, PeerId, Transport,
 };
 
-use super::wan_delay::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS};
-use crate::DhtError;
+use super::{
+    load::{MeteredMuxer, PeerLoad},
+    wan_delay::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS},
+};
+use crate::{DhtConfig, DhtError};
 
 /// Upper bound on a connection's security and muxer negotiation.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Builds the transport; `latency` is the emulated round-trip time.
+/// Builds the transport of `config` (its emulated latency and DNS settings), counting bytes into
+/// `load`.
 pub(crate) fn build(
     keypair: &Keypair,
-    latency: Option<Duration>,
-    resolve_dns: bool,
-    dns_server: Option<SocketAddr>,
+    config: &DhtConfig,
+    load: Arc<PeerLoad>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, DhtError> {
-    let rtt = latency.unwrap_or_default();
+    let rtt = config.latency.unwrap_or_default();
     let one_way = rtt / 2;
     let noise = noise::Config::new(keypair).map_err(|e| DhtError::Setup(e.to_string()))?;
 
@@ -49,12 +52,14 @@ pub(crate) fn build(
                 .map(move |()| Ok::<_, quic::Error>((peer, DelayedMuxer::new(connection, one_way))))
         });
 
-    let combined = OrTransport::new(quic, streams).map(|either, _| match either {
-        Either::Left((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
-        Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
+    // Bytes are counted on the protocols' streams, so TCP and QUIC count alike (payload, without
+    // encryption and muxer framing).
+    let combined = OrTransport::new(quic, streams).map(move |either, _| match either {
+        Either::Left((peer, muxer)) => (peer, StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone()))),
+        Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone()))),
     });
 
-    match (resolve_dns, dns_server) {
+    match (config.resolve_dns, config.dns_server) {
         (_, Some(server)) => {
             let mut udp = ConnectionConfig::udp();
             udp.port = server.port();
