@@ -9,6 +9,7 @@
 //! ```
 
 mod capacity;
+pub mod load;
 
 use std::{
     collections::HashMap,
@@ -97,6 +98,8 @@ impl TestnetFleet {
 pub struct TestnetReport {
     pub run: RunReport,
     pub fleet_of: HashMap<NodeId, String>,
+    /// What the first background peer carried against the others, read before the tear-down.
+    pub bootstrap_load: Option<load::BootstrapLoad>,
 }
 
 impl TestnetConfig {
@@ -142,6 +145,8 @@ struct TestnetJob<'a> {
     servers: Vec<ServerHandle>,
     /// Each server's node id and fleet, in the order of `servers` (kept after the tear-down).
     server_fleets: Vec<(NodeId, String)>,
+    /// The background peers' load, read at the tear-down.
+    bootstrap_load: Option<load::BootstrapLoad>,
 }
 
 impl std::fmt::Debug for TestnetJob<'_> {
@@ -168,10 +173,15 @@ pub async fn run(
         peers: Vec::new(),
         servers: Vec::new(),
         server_fleets: Vec::new(),
+        bootstrap_load: None,
     };
     let run = job::run(&mut testnet, options, shutdown).await?;
     let fleet_of = testnet.server_fleets.into_iter().collect();
-    Ok(TestnetReport { run, fleet_of })
+    Ok(TestnetReport {
+        run,
+        fleet_of,
+        bootstrap_load: testnet.bootstrap_load,
+    })
 }
 
 impl TestnetJob<'_> {
@@ -284,6 +294,7 @@ impl Job for TestnetJob<'_> {
     }
 
     async fn tear_down(&mut self) {
+        self.bootstrap_load = load::BootstrapLoad::measure(&self.peers);
         for server in self.servers.drain(..) {
             server.stop(SERVER_STOP_GRACE, &mut self.shutdown).await;
         }

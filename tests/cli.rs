@@ -699,3 +699,51 @@ fn parsecs_command_lines_work_unchanged() {
         "a dry run wrote: {stored:?}"
     );
 }
+
+/// The bootstrap-load experiment: a star swept over two sizes; at each the hub carries every
+/// other peer's connection, and the comparison lands in a table, a CSV and a chart.
+#[test]
+fn a_star_sweep_compares_the_bootstrap_peer_with_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--topology",
+            "star",
+            "--sweep",
+            "20,40",
+            "--servers",
+            "2",
+            "--rounds",
+            "2",
+        ])
+        .args(["--transport", "memory", "--no-progress", "--database-url"])
+        .arg(format!("sqlite://{}", dir.path().join("star.sqlite").display()))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(stdout.contains("=== sweep 2/2: 40 peers ==="), "{stdout}");
+    let mut csv = ::csv::Reader::from_path(report.join("bootstrap-load.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    for peers in ["20", "40"] {
+        let connections = rows
+            .iter()
+            .find(|r| &r[0] == peers && &r[1] == "connections")
+            .unwrap_or_else(|| panic!("no connections row for {peers}: {rows:?}"));
+        let hub: f64 = connections[2].parse().unwrap();
+        let median: f64 = connections[3].parse().unwrap();
+        // Every other background peer and both servers dialled the hub.
+        let spokes = peers.parse::<f64>().unwrap() - 1.0 + 2.0;
+        assert!(
+            hub >= spokes && hub > median,
+            "{peers} peers: hub {hub}, others' median {median}"
+        );
+        assert!(report.join(format!("peers-{peers}/report.html")).exists());
+    }
+    let svg = std::fs::read_to_string(report.join("bootstrap-load.svg")).unwrap();
+    roxmltree::Document::parse(&svg).unwrap();
+    assert!(stdout.contains("bootstrap load (star start"), "{stdout}");
+}

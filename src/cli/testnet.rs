@@ -15,7 +15,7 @@ use crate::{
     cli::global::DatabaseArgs,
     job::Shutdown,
     report,
-    testnet::{self, TestnetConfig, TestnetFleet, TestnetReport},
+    testnet::{self, load, TestnetConfig, TestnetFleet, TestnetReport},
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -34,6 +34,8 @@ enum Start {
     Converged,
     /// Join through a few bootstrap peers with real lookups (slow; connects most peers to most).
     Bootstrap,
+    /// Every peer knows and dials only the first peer, the hub (the bootstrap-load experiment).
+    Star,
 }
 
 /// Arguments of `parsec testnet`.
@@ -65,9 +67,19 @@ pub struct TestnetArgs {
     /// Transport between peers.
     #[arg(long, env = "PARSEC_TESTNET_TRANSPORT", value_enum, default_value_t = Transport::Quic)]
     transport: Transport,
-    /// How peers find each other.
-    #[arg(long, env = "PARSEC_TESTNET_START", value_enum, default_value_t = Start::Converged)]
+    /// How peers find each other (`--topology star` for the bootstrap-load experiment). Every run
+    /// ends with what the first background peer carried against the others.
+    #[arg(long, alias = "topology", env = "PARSEC_TESTNET_START", value_enum, default_value_t = Start::Converged)]
     start: Start,
+    /// Run these network sizes (--peers) one after the other, e.g. 50,100,200,400,800, and compare
+    /// the bootstrap peer's load across them.
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_SWEEP",
+        value_delimiter = ',',
+        conflicts_with = "peers"
+    )]
+    sweep: Vec<usize>,
     /// Bootstrap peers with `--start bootstrap`.
     #[arg(long, env = "PARSEC_TESTNET_BOOTSTRAPPERS", default_value_t = 3)]
     bootstrappers: usize,
@@ -149,6 +161,7 @@ impl TestnetArgs {
                 Start::Bootstrap => StartMode::Bootstrap {
                     bootstrappers: self.bootstrappers,
                 },
+                Start::Star => StartMode::Star,
             },
             dht,
             server_mode: self.server_mode,
@@ -161,6 +174,72 @@ impl TestnetArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
+        let sizes = if self.sweep.is_empty() {
+            vec![config.peers]
+        } else {
+            self.sweep.clone()
+        };
+        // Every size is checked before the first starts.
+        for &peers in &sizes {
+            TestnetConfig {
+                peers,
+                ..config.clone()
+            }
+            .check()?;
+        }
+        let mut loads = Vec::new();
+        let mut failed = false;
+        for (index, &peers) in sizes.iter().enumerate() {
+            let config = TestnetConfig {
+                peers,
+                ..config.clone()
+            };
+            let report_dir = self.report.as_ref().map(|dir| {
+                if sizes.len() > 1 {
+                    dir.join(format!("peers-{peers}"))
+                } else {
+                    dir.clone()
+                }
+            });
+            if sizes.len() > 1 {
+                println!(
+                    "
+=== sweep {}/{}: {peers} peers ===",
+                    index + 1,
+                    sizes.len()
+                );
+            }
+            let (ok, load) = self.run_one(&config, report_dir.as_deref())?;
+            failed |= !ok;
+            loads.extend(load);
+        }
+        if !loads.is_empty() {
+            let start = format!("{:?}", self.start).to_lowercase();
+            println!(
+                "
+bootstrap load ({start} start; setup and rounds): the first background peer against the \
+                 other background peers"
+            );
+            print!("{}", load::table(&loads));
+            if let Some(dir) = &self.report {
+                load::write(&loads, &start, dir)?;
+                println!("chart: {}", dir.join("bootstrap-load.svg").display());
+            }
+        }
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    /// One testnet of `config`: prints its report, writes it into `report_dir` if given; whether
+    /// it measured, and the bootstrap peer's load.
+    fn run_one(
+        &self,
+        config: &TestnetConfig,
+        report_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<(bool, Option<load::BootstrapLoad>)> {
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         let handle = runtime.handle().clone();
         let result = System::new().block_on(async {
@@ -171,6 +250,7 @@ impl TestnetArgs {
         let TestnetReport {
             run: report,
             fleet_of,
+            bootstrap_load,
         } = result?;
 
         let fleets: Vec<&str> = config.fleets.iter().map(|f| f.name.as_str()).collect();
@@ -191,18 +271,18 @@ impl TestnetArgs {
             sections.push(report::group_table("fleet", &report.rows, &fleet_of));
         }
         if !report::print_run(&report, &sections, &[]) {
-            return Ok(ExitCode::FAILURE);
+            return Ok((false, bootstrap_load));
         }
-        if let Some(dir) = &self.report {
+        if let Some(dir) = report_dir {
             let title = format!("parsec testnet: {} peers, {}", config.peers, fleets.join(", "));
             if !report::write_run_report(&report, title, Vec::new(), dir) {
-                return Ok(ExitCode::FAILURE);
+                return Ok((false, bootstrap_load));
             }
         }
         if report.successful_retrievals() == 0 {
             eprintln!("error: no retrieval found a provider record");
-            return Ok(ExitCode::FAILURE);
+            return Ok((false, bootstrap_load));
         }
-        Ok(ExitCode::SUCCESS)
+        Ok((true, bootstrap_load))
     }
 }

@@ -13,8 +13,11 @@ use plotters::{
 use super::data::{EffortHistogram, OperationReport, Report};
 use crate::db::report::{GroupStats, Grouping};
 
-/// Size of every chart, in pixels.
+/// Size of a chart, in pixels.
 const SIZE: (u32, u32) = (960, 540);
+
+/// Size of a chart of four panels.
+const PANELS_SIZE: (u32, u32) = (1200, 800);
 
 /// A durations axis spans a log scale when its largest value is this many times its smallest.
 const LOG_SCALE_SPREAD: f64 = 20.0;
@@ -46,14 +49,32 @@ enum Plot {
     },
     /// A value per category (an hour or a day), a line per series; `dashed` series are drawn
     /// dashed.
-    Timeline {
-        categories: Vec<String>,
-        series: Vec<TimelineSeries>,
-        y_desc: String,
-        percent: bool,
-    },
+    Timeline(Lines),
+    /// Several [`Plot::Timeline`]s side by side, sharing their categories.
+    Panels(Vec<Lines>),
     /// Operations per number of hops (left) and of messages (right).
     Effort(Vec<EffortHistogram>),
+}
+
+/// Lines over categories (hours, days, network sizes).
+#[derive(Clone, Debug)]
+struct Lines {
+    /// The panel's own heading (a chart of one panel has the chart's caption).
+    title: Option<String>,
+    categories: Vec<String>,
+    x_desc: String,
+    series: Vec<TimelineSeries>,
+    y_desc: String,
+    scale: Scale,
+}
+
+/// How a lines plot's values read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scale {
+    /// 0–100 %.
+    Percent,
+    /// Values of a unit, on a log axis when they spread widely.
+    Of(Unit),
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +89,18 @@ struct TimelineSeries {
     color: usize,
     dashed: bool,
     values: Vec<Option<f64>>,
+}
+
+/// One panel of a [`Chart::comparison`]: its heading, what its values are, and its lines (a label
+/// and a value per category).
+#[derive(Clone, Debug)]
+pub struct ComparisonPanel {
+    /// Heading.
+    pub title: String,
+    /// What the values are (the y axis).
+    pub y_desc: String,
+    /// (label, value per category); the first line solid, the others dashed.
+    pub lines: Vec<(String, Vec<f64>)>,
 }
 
 /// Why a chart could not be drawn.
@@ -188,12 +221,14 @@ fn latency_timeline(operation: &OperationReport) -> Option<Chart> {
     (!operation.timeline.iter().all(|g| g.quantiles.is_empty())).then(|| Chart {
         name: format!("timeline-{}", operation.operation),
         title: format!("{} p50 and p90 per {step}", operation.operation),
-        plot: Plot::Timeline {
+        plot: Plot::Timeline(Lines {
+            title: None,
             categories,
+            x_desc: step.to_owned(),
             series,
-            y_desc: format!("{} duration (s)", operation.operation),
-            percent: false,
-        },
+            y_desc: format!("{} duration", operation.operation),
+            scale: Scale::Of(Unit::Seconds),
+        }),
     })
 }
 
@@ -217,12 +252,14 @@ fn success_timeline(operations: &[OperationReport]) -> Option<Chart> {
     (!categories.is_empty()).then(|| Chart {
         name: "success-rate".into(),
         title: format!("Success rate per {}", step_name(first.timeline_step)),
-        plot: Plot::Timeline {
+        plot: Plot::Timeline(Lines {
+            title: None,
             categories,
+            x_desc: step_name(first.timeline_step).to_owned(),
             series,
             y_desc: "successful attempts (%)".into(),
-            percent: true,
-        },
+            scale: Scale::Percent,
+        }),
     })
 }
 
@@ -234,11 +271,55 @@ fn step_name(step: Grouping) -> &'static str {
 }
 
 impl Chart {
+    fn size(&self) -> (u32, u32) {
+        match self.plot {
+            Plot::Panels(_) => PANELS_SIZE,
+            _ => SIZE,
+        }
+    }
+
+    /// Panels of lines over shared categories, e.g. one peer against the others' median and 90th
+    /// percentile per network size.
+    pub fn comparison(
+        name: &str,
+        title: &str,
+        x_desc: &str,
+        categories: Vec<String>,
+        panels: Vec<ComparisonPanel>,
+    ) -> Chart {
+        let panels = panels
+            .into_iter()
+            .map(|panel| Lines {
+                title: Some(panel.title),
+                categories: categories.clone(),
+                x_desc: x_desc.to_owned(),
+                series: panel
+                    .lines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, (label, values))| TimelineSeries {
+                        label,
+                        color: index,
+                        dashed: index > 0,
+                        values: values.into_iter().map(Some).collect(),
+                    })
+                    .collect(),
+                y_desc: panel.y_desc,
+                scale: Scale::Of(Unit::Count),
+            })
+            .collect();
+        Chart {
+            name: name.to_owned(),
+            title: title.to_owned(),
+            plot: Plot::Panels(panels),
+        }
+    }
+
     /// The chart as an SVG document.
     pub fn svg(&self) -> Result<String, ChartError> {
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
             self.draw(&root).map_err(|reason| self.error(reason))?;
             root.present().map_err(|e| self.error(e.to_string()))?;
         }
@@ -247,7 +328,7 @@ impl Chart {
 
     /// Writes the chart as a PNG file.
     pub fn write_png(&self, path: &Path) -> Result<(), ChartError> {
-        let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
         self.draw(&root).map_err(|reason| self.error(reason))?;
         root.present().map_err(|e| self.error(e.to_string()))
     }
@@ -269,12 +350,8 @@ impl Chart {
         let result = match &self.plot {
             Plot::Cdf(series) => draw_cdf(root, &self.title, series),
             Plot::Boxes { categories, series } => draw_boxes(root, &self.title, categories, series),
-            Plot::Timeline {
-                categories,
-                series,
-                y_desc,
-                percent,
-            } => draw_timeline(root, &self.title, categories, series, y_desc, *percent),
+            Plot::Timeline(lines) => draw_lines(root, &self.title, lines),
+            Plot::Panels(panels) => draw_panels(root, &self.title, panels),
             Plot::Effort(histograms) => draw_effort(root, &self.title, histograms),
         };
         result.map_err(|e| e.to_string())
@@ -286,49 +363,75 @@ type CountsOf = fn(&EffortHistogram) -> &[(u32, u64)];
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-/// A durations axis: log10 of seconds when the values spread widely, seconds otherwise.
-#[derive(Clone, Copy, Debug)]
-struct SecondsAxis {
-    log: bool,
+/// What an axis counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Seconds,
+    Count,
 }
 
-impl SecondsAxis {
-    fn over(values: impl Iterator<Item = f64>) -> (Self, std::ops::Range<f64>) {
+/// A value axis: log10 of the values when they spread widely, the values otherwise.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    log: bool,
+    unit: Unit,
+}
+
+impl Axis {
+    fn linear(unit: Unit) -> Self {
+        Axis { log: false, unit }
+    }
+
+    fn over(values: impl Iterator<Item = f64>, unit: Unit) -> (Self, std::ops::Range<f64>) {
         let (min, max) = values
             .filter(|v| v.is_finite())
             .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if min > max {
-            return (SecondsAxis { log: false }, 0.0..1.0);
+            return (Axis::linear(unit), 0.0..1.0);
         }
         let min_positive = min.max(1e-6);
         if max / min_positive > LOG_SCALE_SPREAD {
-            let axis = SecondsAxis { log: true };
+            let axis = Axis { log: true, unit };
             (axis, axis.at(min_positive) - 0.05..axis.at(max) + 0.05)
         } else {
             let pad = ((max - min) * 0.05).max(max * 0.05).max(1e-6);
-            (SecondsAxis { log: false }, (min - pad).max(0.0)..max + pad)
+            (Axis::linear(unit), (min - pad).max(0.0)..max + pad)
         }
     }
 
-    fn at(self, seconds: f64) -> f64 {
+    fn at(self, value: f64) -> f64 {
         if self.log {
-            seconds.max(1e-6).log10()
+            value.max(1e-6).log10()
         } else {
-            seconds
+            value
         }
     }
 
     fn label(self, at: f64) -> String {
-        let seconds = if self.log { 10f64.powf(at) } else { at };
-        format_seconds(seconds)
+        let value = if self.log { 10f64.powf(at) } else { at };
+        match self.unit {
+            Unit::Seconds => format_seconds(value),
+            Unit::Count => format_count(value),
+        }
     }
 
     fn description(self, what: &str) -> String {
-        if self.log {
-            format!("{what} (s, log scale)")
-        } else {
-            format!("{what} (s)")
+        match (self.unit, self.log) {
+            (Unit::Seconds, true) => format!("{what} (s, log scale)"),
+            (Unit::Seconds, false) => format!("{what} (s)"),
+            (Unit::Count, true) => format!("{what} (log scale)"),
+            (Unit::Count, false) => what.to_owned(),
         }
+    }
+}
+
+/// A count with a k/M suffix past a thousand.
+pub fn format_count(value: f64) -> String {
+    match value.abs() {
+        v if v >= 1e6 => format!("{:.1}M", value / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", value / 1e3),
+        v if v >= 10.0 || v == 0.0 => format!("{value:.0}"),
+        _ => format!("{value:.1}"),
     }
 }
 
@@ -381,7 +484,10 @@ fn draw_cdf<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     // The axis starts at the 1st percentile: a few near-zero outliers (a server that holds the
     // record itself) would otherwise stretch a log axis over decades of nothing.
-    let (axis, x_range) = SecondsAxis::over(series.iter().flat_map(|s| s.points.iter().skip(1).map(|p| p.0)));
+    let (axis, x_range) = Axis::over(
+        series.iter().flat_map(|s| s.points.iter().skip(1).map(|p| p.0)),
+        Unit::Seconds,
+    );
     let start = x_range.start;
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 20))
@@ -420,7 +526,7 @@ fn draw_boxes<DB: DrawingBackend>(
     let values = series
         .iter()
         .flat_map(|(_, boxes)| boxes.iter().flatten().flat_map(|b| b.iter().copied()));
-    let (axis, y_range) = SecondsAxis::over(values);
+    let (axis, y_range) = Axis::over(values, Unit::Seconds);
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 20))
         .margin(14)
@@ -473,30 +579,50 @@ fn category_label(categories: &[String], x: f64) -> String {
     categories.get(index as usize).cloned().unwrap_or_default()
 }
 
-fn draw_timeline<DB: DrawingBackend>(
+fn draw_panels<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-    categories: &[String],
-    series: &[TimelineSeries],
-    y_desc: &str,
-    percent: bool,
+    panels: &[Lines],
 ) -> DrawResult<DB> {
+    let titled = root.titled(title, (FONT, 20))?;
+    let columns = panels.len().clamp(1, 2);
+    let rows = panels.len().div_ceil(columns).max(1);
+    for (area, lines) in titled.split_evenly((rows, columns)).iter().zip(panels) {
+        draw_lines(area, lines.title.as_deref().unwrap_or_default(), lines)?;
+    }
+    Ok(())
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    lines: &Lines,
+) -> DrawResult<DB> {
+    let Lines {
+        categories,
+        x_desc,
+        series,
+        y_desc,
+        scale,
+        ..
+    } = lines;
+    let percent = *scale == Scale::Percent;
     let values = series.iter().flat_map(|s| s.values.iter().flatten().copied());
-    let (axis, y_range) = if percent {
-        (SecondsAxis { log: false }, 0.0..105.0)
-    } else {
-        SecondsAxis::over(values)
+    let (axis, y_range) = match scale {
+        Scale::Percent => (Axis::linear(Unit::Count), 0.0..105.0),
+        Scale::Of(unit) => Axis::over(values, *unit),
     };
+    let caption_size = if lines.title.is_some() { 16 } else { 20 };
     let mut chart = ChartBuilder::on(root)
-        .caption(title, (FONT, 20))
+        .caption(title, (FONT, caption_size))
         .margin(14)
         .x_label_area_size(46)
         .y_label_area_size(60)
         .build_cartesian_2d(-0.5..categories.len() as f64 - 0.5, y_range)?;
     let y_desc = if percent {
-        y_desc.to_owned()
+        y_desc.clone()
     } else {
-        axis.description(y_desc.trim_end_matches(" (s)"))
+        axis.description(y_desc)
     };
     chart
         .configure_mesh()
@@ -509,11 +635,7 @@ fn draw_timeline<DB: DrawingBackend>(
                 axis.label(*y)
             }
         })
-        .x_desc(if categories.first().is_some_and(|c| c.contains('T')) {
-            "hour (UTC)"
-        } else {
-            "day (UTC)"
-        })
+        .x_desc(x_desc.as_str())
         .y_desc(y_desc)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
@@ -548,14 +670,14 @@ fn draw_timeline<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (end, y)], style)
             });
     }
-    legend(
-        &mut chart,
-        if percent {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        },
-    )
+    // Latencies and success rates are read against the right end; a panel's lines (growing
+    // with the network) leave the upper left free.
+    let position = match (scale, lines.title.is_some()) {
+        (Scale::Percent, _) => SeriesLabelPosition::LowerRight,
+        (_, true) => SeriesLabelPosition::UpperLeft,
+        (_, false) => SeriesLabelPosition::UpperRight,
+    };
+    legend(&mut chart, position)
 }
 
 fn draw_effort<DB: DrawingBackend>(
