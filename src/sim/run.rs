@@ -86,15 +86,17 @@ pub struct SimRunReport {
     pub build: Duration,
 }
 
-/// Picks `count` servers spread over the regions in turn (the first nodes of each region), and
-/// makes them reachable: parsec's servers are public.
-fn pick_servers(simulation: &mut Simulation, count: usize) -> Vec<NodeIndex> {
+/// Picks `per_fleet` servers for each of `fleets` fleets, each fleet's spread over the regions in
+/// turn from the first region (the first nodes of each region not yet taken), so fleets compared
+/// side by side sit in the same regions; and makes them reachable: parsec's servers are public.
+fn pick_servers(simulation: &mut Simulation, fleets: usize, per_fleet: usize) -> Vec<NodeIndex> {
+    let count = fleets * per_fleet;
     let network = simulation.network();
     let regions = network.region_model().len();
     let mut servers = Vec::with_capacity(count);
     let mut next_of_region = vec![0 as NodeIndex; regions];
     for i in 0..count {
-        let wanted = (i % regions) as u8;
+        let wanted = ((i % per_fleet.max(1)) % regions) as u8;
         let start = next_of_region[usize::from(wanted)];
         let found = (start..network.len() as NodeIndex)
             .find(|&n| network.region(n) == wanted && !servers.contains(&n))
@@ -200,8 +202,8 @@ impl Job for SimJob<'_> {
         building.finish();
         self.build = started.elapsed();
 
-        let servers = pick_servers(&mut simulation, config.servers * config.fleets.len());
-        // Blocks of `servers` in a row belong to one fleet: each block spans the regions.
+        let servers = pick_servers(&mut simulation, config.fleets.len(), config.servers);
+        // Blocks of `servers` in a row belong to one fleet: each block spans the same regions.
         let fleet_of_server: Vec<&SimFleet> = (0..servers.len())
             .map(|i| &config.fleets[(i / config.servers.max(1)).min(config.fleets.len() - 1)])
             .collect();
