@@ -390,7 +390,10 @@ impl Axis {
             return (Axis::linear(unit), 0.0..1.0);
         }
         let min_positive = min.max(1e-6);
-        if max / min_positive > LOG_SCALE_SPREAD {
+        // A count of zero has no place on a log axis (it would sit on the floor as if it were
+        // the smallest tick), so counts that reach zero stay linear.
+        let zero_count = matches!(unit, Unit::Count) && min <= 0.0;
+        if !zero_count && max / min_positive > LOG_SCALE_SPREAD {
             let axis = Axis { log: true, unit };
             (axis, axis.at(min_positive) - 0.05..axis.at(max) + 0.05)
         } else {
@@ -431,7 +434,9 @@ pub fn format_count(value: f64) -> String {
         v if v >= 1e6 => format!("{:.1}M", value / 1e6),
         v if v >= 1e3 => format!("{:.1}k", value / 1e3),
         v if v >= 10.0 || v == 0.0 => format!("{value:.0}"),
-        _ => format!("{value:.1}"),
+        v if v >= 0.95 => format!("{value:.1}"),
+        v if v >= 0.095 => format!("{value:.2}"),
+        _ => format!("{value:.3}"),
     }
 }
 
