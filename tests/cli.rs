@@ -206,7 +206,7 @@ fn simulate_rejects_bad_parameters_with_the_fix() {
 
 #[test]
 fn simulated_fleets_store_their_rows_under_their_own_names() {
-    let (stdout, per_fleet) = run_fleets(&[
+    let (stdout, per_fleet, _) = run_fleets(&[
         "simulate",
         "--nodes",
         "3000",
@@ -257,8 +257,8 @@ struct PerFleet {
 }
 
 /// Runs `parsec <args>` on a fresh SQLite database; its output, which must hold the per-fleet
-/// table, and what the database holds per fleet.
-fn run_fleets(args: &[&str]) -> (String, Vec<PerFleet>) {
+/// table, what the database holds per fleet, and the failed retrievals.
+fn run_fleets(args: &[&str]) -> (String, Vec<PerFleet>, Vec<Miss>) {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("fleets.sqlite");
     let output = Command::new(PARSEC)
@@ -272,7 +272,7 @@ fn run_fleets(args: &[&str]) -> (String, Vec<PerFleet>) {
         stdout.contains("fleet     retrieval p50"),
         "the per-fleet table:\n{stdout}"
     );
-    (stdout, per_fleet(&database))
+    (stdout, per_fleet(&database), misses_by_fleet(&database))
 }
 
 fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
@@ -294,7 +294,7 @@ fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
 /// stored under its own fleet, every fleet providing and retrieving what the others provide.
 #[test]
 fn testnet_fleets_of_every_strategy_store_their_rows_under_their_own_names() {
-    let (stdout, per_fleet) = run_fleets(&[
+    let (stdout, per_fleet, misses) = run_fleets(&[
         "testnet",
         "--peers",
         "40",
@@ -316,14 +316,49 @@ fn testnet_fleets_of_every_strategy_store_their_rows_under_their_own_names() {
         ["classic", "default", "fullrt", "optprov"]
     );
     // 8 rounds, the provider rotating over the 8 servers: each provides once and the seven
-    // others, of every fleet, find its record.
+    // others, of every fleet, find its record. rust-libp2p's kad (the `default` fleet) counts
+    // an ADD_PROVIDER as stored once written, so on a loaded machine a retrieval can reach a
+    // closest peer before it has stored the record (method.md); such a miss is allowed right
+    // after a `default` provide only, and is counted against the retriever's fleet.
+    assert!(
+        misses
+            .iter()
+            .all(|m| m.provider_fleet == "default" && m.error == "not found"),
+        "misses after a provide that waits for the peers: {misses:?}"
+    );
     for fleet in &per_fleet {
+        let missed = misses.iter().filter(|m| m.fleet == fleet.fleet).count() as i64;
         assert_eq!(
-            (fleet.nodes, fleet.provides, fleet.retrievals),
+            (fleet.nodes, fleet.provides, fleet.retrievals + missed),
             (2, 2, 14),
-            "{per_fleet:?}"
+            "{per_fleet:?} {misses:?}"
         );
     }
+}
+
+/// A failed retrieval of a testnet run: the retriever's fleet, the round's provider's fleet and
+/// the error.
+#[derive(diesel::QueryableByName, Debug)]
+struct Miss {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    fleet: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    provider_fleet: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    error: String,
+}
+
+fn misses_by_fleet(database: &std::path::Path) -> Vec<Miss> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT m.fleet AS fleet, pn.fleet AS provider_fleet, r.error AS error \
+         FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
+         JOIN provides_ecs p ON p.round_id = r.round_id JOIN nodes_ecs pn ON pn.id = p.node_id \
+         WHERE r.error IS NOT NULL",
+    )
+    .load(&mut conn)
+    .unwrap()
 }
 
 #[test]
