@@ -137,6 +137,8 @@ pub struct DhtConfig {
     pub client: DhtClient,
     /// How often the accelerated client (`fullrt`) crawls the network again.
     pub crawl_interval: Duration,
+    /// Gossipsub's parameters (`None`: the peer does not speak pubsub).
+    pub pubsub: Option<crate::pubsub::PubsubConfig>,
 }
 
 /// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
@@ -221,11 +223,18 @@ impl Default for DhtConfig {
             max_memory_bytes: None,
             client: DhtClient::Libp2p,
             crawl_interval: DEFAULT_CRAWL_INTERVAL,
+            pubsub: None,
         }
     }
 }
 
 impl DhtConfig {
+    /// Speaks gossipsub with these parameters (`None`: not at all).
+    pub fn set_pubsub(&mut self, pubsub: Option<crate::pubsub::PubsubConfig>) -> &mut Self {
+        self.pubsub = pubsub;
+        self
+    }
+
     /// Counts the swarm's events in `metrics`.
     pub fn set_metrics(&mut self, metrics: Option<Libp2pMetrics>) -> &mut Self {
         self.metrics = metrics;

@@ -8,6 +8,7 @@
 
 mod behaviour;
 mod engine;
+mod gossip;
 pub mod load;
 mod pending;
 pub mod presets;
@@ -18,8 +19,12 @@ mod wan_delay;
 
 use std::{sync::Arc, time::Duration};
 
-use self::swarm::{Command, Query, SwarmTask};
-use crate::{backoff::Backoff, ContentId, DhtConfig, DhtError};
+use self::swarm::{Command, PubsubCommand, Query, SwarmTask};
+use crate::{
+    backoff::Backoff,
+    pubsub::{Delivery, MessageId, Published, TopicPeers},
+    ContentId, DhtConfig, DhtError,
+};
 use libp2p::{Multiaddr, PeerId};
 use tokio::{
     runtime::Handle,
@@ -216,6 +221,55 @@ impl DhtHandle {
     /// after joining, so the first measured lookups are not answered over the join's connections.
     pub async fn disconnect_all(&self) -> Result<(), DhtError> {
         self.send(Command::DisconnectAll).await
+    }
+
+    /// Subscribes to gossipsub `topic` (the peer must have been configured with pubsub).
+    pub async fn subscribe(&self, topic: &str) -> Result<(), DhtError> {
+        let topic = topic.to_owned();
+        self.ask(|reply| Command::Pubsub(PubsubCommand::Subscribe { topic, reply }))
+            .await?
+    }
+
+    /// Leaves gossipsub `topic`.
+    pub async fn unsubscribe(&self, topic: &str) -> Result<(), DhtError> {
+        let topic = topic.to_owned();
+        self.ask(|reply| Command::Pubsub(PubsubCommand::Unsubscribe { topic, reply }))
+            .await?
+    }
+
+    /// Publishes `payload` (made by [`MessageId::payload`]) on `topic`; answers when gossipsub has
+    /// queued it to the peers, with the instant just before.
+    pub async fn publish(&self, topic: &str, payload: bytes::Bytes) -> Result<Published, DhtError> {
+        let topic = topic.to_owned();
+        self.ask(|reply| {
+            Command::Pubsub(PubsubCommand::Publish {
+                topic,
+                payload,
+                reply,
+            })
+        })
+        .await?
+    }
+
+    /// Waits until message `id` has arrived (answers at once if it has); the caller bounds the
+    /// wait.
+    pub async fn await_delivery(&self, id: MessageId) -> Result<Delivery, DhtError> {
+        self.ask(|reply| Command::Pubsub(PubsubCommand::AwaitDelivery { id, reply }))
+            .await?
+    }
+
+    /// What this peer knows of message `id` now (`None`: it has not arrived), with the copies
+    /// counted so far.
+    pub async fn delivery(&self, id: MessageId) -> Result<Option<Delivery>, DhtError> {
+        self.ask(|reply| Command::Pubsub(PubsubCommand::Delivery { id, reply }))
+            .await
+    }
+
+    /// The connected peers subscribed to `topic`, and those in our mesh.
+    pub async fn topic_peers(&self, topic: &str) -> Result<TopicPeers, DhtError> {
+        let topic = topic.to_owned();
+        self.ask(|reply| Command::Pubsub(PubsubCommand::TopicPeers { topic, reply }))
+            .await
     }
 
     /// Stops the peer: operations in flight answer [`DhtError::Cancelled`] (never a measurement),

@@ -29,6 +29,9 @@ pub enum DhtError {
     /// Bootstrap needs at least one known peer.
     #[error("no known peers to bootstrap from")]
     NoKnownPeers,
+    /// The peer does not speak pubsub, or gossipsub refused to publish.
+    #[error("pubsub: {0}")]
+    Pubsub(String),
     /// The swarm could not be built or could not listen.
     #[error("failed to start the DHT peer: {0}")]
     Setup(String),

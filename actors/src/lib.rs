@@ -21,6 +21,7 @@
 //! - [`dht`] — [`DhtHandle`], one DHT peer: the swarm task, its transports, WAN-delay emulation,
 //!   the pending-query table, the network presets and the converged routing-table builder.
 //! - [`node`] — [`NodeActor`], one parsec server.
+//! - [`pubsub`] — gossipsub's settings, message ids and deliveries (the peer speaks it beside kad).
 //! - [`fleet`] — [`FleetSupervisor`], its sans-IO [`RoundPlanner`] and the round itself.
 //! - [`recorder`] / [`sink`] — [`MeasurementRecorder`] and the [`MeasurementSink`] trait.
 //! - [`registry`] / [`heartbeat`] — the [`Registry`] trait (servers and schedulers) and the
@@ -37,6 +38,7 @@ pub mod heartbeat;
 pub mod local_network;
 pub mod model;
 pub mod node;
+pub mod pubsub;
 pub mod recorder;
 pub mod registry;
 pub mod sink;

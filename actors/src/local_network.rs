@@ -137,15 +137,7 @@ impl LocalPeer {
 
 /// Connects `peers` into one network, as `mode` says; `k` is the bucket size.
 pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), DhtError> {
-    let contact = |p: &LocalPeer| -> Result<Contact, DhtError> {
-        let address = p
-            .handle
-            .listen_addrs()
-            .first()
-            .cloned()
-            .ok_or_else(|| DhtError::Setup(format!("peer {} listens nowhere", p.handle.peer_id())))?;
-        Ok((p.handle.peer_id(), address))
-    };
+    let contact = |p: &LocalPeer| contact_of(&p.handle);
     let servers: Vec<&LocalPeer> = peers.iter().filter(|p| p.mode == DhtMode::Server).collect();
     let clients: Vec<&LocalPeer> = peers.iter().filter(|p| p.mode == DhtMode::Client).collect();
     let server_contacts: Vec<Contact> = servers.iter().map(|p| contact(p)).collect::<Result<_, _>>()?;
@@ -241,4 +233,87 @@ pub async fn join(nodes: &[DhtHandle], timeout: Duration) -> Result<(), DhtError
         .buffer_unordered(SPAWN_CONCURRENCY)
         .try_collect::<()>()
         .await
+}
+
+/// Connects `peers` into a random graph for pubsub, as peers that met through discovery would
+/// be: each dials the next (a ring, so the graph is connected) and `degree - 1` others at random.
+pub async fn connect_randomly(
+    peers: &[DhtHandle],
+    degree: usize,
+    rng: &mut impl rand::Rng,
+) -> Result<(), DhtError> {
+    let count = peers.len();
+    if count < 2 {
+        return Ok(());
+    }
+    let mut dials = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let mut targets = vec![(i + 1) % count];
+        for _ in 1..degree.min(count - 1) {
+            let other = rng.gen_range(0..count);
+            if other != i && !targets.contains(&other) {
+                targets.push(other);
+            }
+        }
+        for target in targets {
+            let contact = contact_of(&peers[target])?;
+            dials.push((peer, contact));
+        }
+    }
+    stream::iter(dials)
+        .map(|(peer, contact)| peer.connect(contact))
+        .buffer_unordered(SPAWN_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// How often a forming mesh is checked.
+const MESH_POLL: Duration = Duration::from_millis(100);
+
+/// Subscribes every one of `peers` to `topic` and waits until each has at least `mesh_peers`
+/// mesh peers there (or all its subscribed neighbours, if it has fewer): a message published
+/// before would reach only the peers flooding happens to cover.
+pub async fn subscribe_and_form_mesh(
+    peers: &[DhtHandle],
+    topic: &str,
+    mesh_peers: usize,
+    timeout: Duration,
+) -> Result<(), DhtError> {
+    stream::iter(peers)
+        .map(|peer| peer.subscribe(topic))
+        .buffer_unordered(SPAWN_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+    let give_up = tokio::time::Instant::now() + timeout;
+    loop {
+        let views: Vec<crate::pubsub::TopicPeers> = stream::iter(peers)
+            .map(|peer| peer.topic_peers(topic))
+            .buffered(SPAWN_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let short = views
+            .iter()
+            .filter(|v| v.subscribed == 0 || v.mesh < mesh_peers.min(v.subscribed))
+            .count();
+        if short == 0 {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(DhtError::Setup(format!(
+                "the mesh of {topic:?} did not form within {timeout:?}: {short} of {} peers have fewer \
+                 than {mesh_peers} mesh peers",
+                peers.len()
+            )));
+        }
+        tokio::time::sleep(MESH_POLL).await;
+    }
+}
+
+fn contact_of(handle: &DhtHandle) -> Result<Contact, DhtError> {
+    let address = handle
+        .listen_addrs()
+        .first()
+        .cloned()
+        .ok_or_else(|| DhtError::Setup(format!("peer {} listens nowhere", handle.peer_id())))?;
+    Ok((handle.peer_id(), address))
 }

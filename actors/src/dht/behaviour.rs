@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
-    autonat, connection_limits, identify,
+    autonat, connection_limits, gossipsub, identify,
     identity::Keypair,
     kad::{self, store::MemoryStore, store::MemoryStoreConfig},
     memory_connection_limits, ping,
@@ -11,7 +11,10 @@ use libp2p::{
     StreamProtocol,
 };
 
-use super::engine::{self, Wire};
+use super::{
+    engine::{self, Wire},
+    gossip::{self, CopyCounter},
+};
 use crate::{DhtClient, DhtConfig, DhtError, DhtMode};
 
 /// The identify protocol every libp2p implementation speaks.
@@ -34,7 +37,7 @@ const MAX_ESTABLISHED: u32 = 2048;
 const MAX_PENDING: u32 = 256;
 
 /// Kademlia plus what peers expect beside it: identify (addresses, protocols) and ping (js-libp2p
-/// kad-dht pings a peer before admitting it to its routing table).
+/// kad-dht pings a peer before admitting it to its routing table), and gossipsub when asked.
 #[derive(NetworkBehaviour)]
 pub(crate) struct DhtBehaviour {
     // The behaviours that deny connections come first: the derive offers a new connection to the
@@ -53,10 +56,13 @@ pub(crate) struct DhtBehaviour {
     pub(crate) autonat_client: Toggle<autonat::v2::client::Behaviour>,
     /// Dials back the candidates of peers that ask (DHT servers help the network this way).
     autonat_server: Toggle<autonat::v2::server::Behaviour>,
+    /// Publish/subscribe, when the peer is configured for it.
+    pub(crate) gossipsub: Toggle<gossipsub::Behaviour>,
 }
 
 impl DhtBehaviour {
-    pub(crate) fn new(keypair: &Keypair, config: &DhtConfig) -> Result<Self, DhtError> {
+    /// The behaviour of a peer of `config`; `copies` counts the gossipsub messages it receives.
+    pub(crate) fn new(keypair: &Keypair, config: &DhtConfig, copies: CopyCounter) -> Result<Self, DhtError> {
         let peer_id = keypair.public().to_peer_id();
         let protocol = StreamProtocol::try_from_owned(config.protocol.clone())
             .map_err(|e| DhtError::Setup(format!("protocol {:?}: {e}", config.protocol)))?;
@@ -100,7 +106,12 @@ impl DhtBehaviour {
             .map(|bytes| memory_connection_limits::Behaviour::with_max_bytes(bytes as usize));
         let serves = config.mode == DhtMode::Server;
         let engine_driven = config.client != DhtClient::Libp2p;
+        let gossipsub = match &config.pubsub {
+            Some(pubsub) => Some(gossip::behaviour(keypair, pubsub, copies)?),
+            None => None,
+        };
         Ok(Self {
+            gossipsub: gossipsub.into(),
             kad,
             wire: engine_driven.then(|| engine::wire_behaviour(protocol)).into(),
             identify,

@@ -13,7 +13,7 @@ use std::{
 
 use futures::StreamExt;
 use libp2p::{
-    identify,
+    gossipsub, identify,
     identity::Keypair,
     kad::{self, GetProvidersOk, QueryId, QueryResult, QueryStats},
     multiaddr::Protocol,
@@ -28,12 +28,14 @@ use tokio::{
 use super::{
     behaviour::{DhtBehaviour, DhtBehaviourEvent},
     engine::{Engine, Finished, Net},
+    gossip::{self, Deliveries},
     load::{PeerLoad, TimedExecutor},
     pending::{OperationKey, PendingQueries, PendingQuery},
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
 };
 use crate::{
+    pubsub::{Delivery, MessageId, Published, TopicPeers},
     ContentId, DhtClient, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED,
     STORED_AT_NO_PEER,
 };
@@ -70,8 +72,43 @@ pub(crate) enum Command {
     ExternalAddresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    /// Publish/subscribe (a peer with gossipsub).
+    Pubsub(PubsubCommand),
     /// Answer every operation in flight as cancelled, then stop.
     Shutdown,
+}
+
+/// Gossipsub requests from the handle.
+#[derive(Debug)]
+pub(crate) enum PubsubCommand {
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<(), DhtError>>,
+    },
+    /// Publish `payload` (which starts with its message id) on `topic`.
+    Publish {
+        topic: String,
+        payload: bytes::Bytes,
+        reply: oneshot::Sender<Result<Published, DhtError>>,
+    },
+    /// Answer once message `id` has arrived (at once if it already has).
+    AwaitDelivery {
+        id: MessageId,
+        reply: oneshot::Sender<Result<Delivery, DhtError>>,
+    },
+    /// What we know of message `id` now.
+    Delivery {
+        id: MessageId,
+        reply: oneshot::Sender<Option<Delivery>>,
+    },
+    TopicPeers {
+        topic: String,
+        reply: oneshot::Sender<TopicPeers>,
+    },
 }
 
 /// The kad queries a caller can start.
@@ -122,6 +159,8 @@ pub(crate) struct SwarmTask {
     load: Arc<PeerLoad>,
     /// Callers of `Connect` waiting for their connection (one dial per peer at a time).
     connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), DhtError>>>>,
+    /// The gossipsub messages that arrived, for the callers that wait for them.
+    deliveries: Deliveries,
 }
 
 impl SwarmTask {
@@ -134,7 +173,8 @@ impl SwarmTask {
         let keypair = config.keypair.clone().unwrap_or_else(Keypair::generate_ed25519);
         let peer_id = keypair.public().to_peer_id();
         let transport = transport::build(&keypair, &config, load.clone())?;
-        let behaviour = DhtBehaviour::new(&keypair, &config)?;
+        let deliveries = Deliveries::default();
+        let behaviour = DhtBehaviour::new(&keypair, &config, deliveries.counter())?;
         // Connection tasks run on tokio, their CPU time counted into the peer's load.
         let swarm_config = swarm::Config::with_executor(TimedExecutor(load.clone()))
             .with_idle_connection_timeout(config.idle_connection_timeout);
@@ -184,6 +224,7 @@ impl SwarmTask {
         };
         let task = Self {
             load,
+            deliveries,
             connecting: HashMap::new(),
             engine,
             swarm,
@@ -283,8 +324,76 @@ impl SwarmTask {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
             }
+            Command::Pubsub(command) => self.on_pubsub_command(command),
             // Handled by `run`, which stops the loop.
             Command::Shutdown => self.cancel_pending(),
+        }
+    }
+
+    fn on_pubsub_command(&mut self, command: PubsubCommand) {
+        let Some(pubsub) = self.swarm.behaviour_mut().gossipsub.as_mut() else {
+            let refused = || DhtError::Pubsub("this peer does not speak gossipsub".to_owned());
+            match command {
+                PubsubCommand::Subscribe { reply, .. } | PubsubCommand::Unsubscribe { reply, .. } => {
+                    let _ = reply.send(Err(refused()));
+                }
+                PubsubCommand::Publish { reply, .. } => {
+                    let _ = reply.send(Err(refused()));
+                }
+                PubsubCommand::AwaitDelivery { reply, .. } => {
+                    let _ = reply.send(Err(refused()));
+                }
+                PubsubCommand::Delivery { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+                PubsubCommand::TopicPeers { reply, .. } => {
+                    let _ = reply.send(TopicPeers::default());
+                }
+            }
+            return;
+        };
+        match command {
+            PubsubCommand::Subscribe { topic, reply } => {
+                let result = pubsub.subscribe(&gossip::topic(&topic));
+                let _ = reply.send(result.map(|_| ()).map_err(|e| DhtError::Pubsub(e.to_string())));
+            }
+            PubsubCommand::Unsubscribe { topic, reply } => {
+                pubsub.unsubscribe(&gossip::topic(&topic));
+                let _ = reply.send(Ok(()));
+            }
+            PubsubCommand::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
+                let hash = gossip::topic(&topic).hash();
+                let topic_peers = pubsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .count();
+                let mesh_peers = pubsub.mesh_peers(&hash).count();
+                let sent_at = Instant::now();
+                let result = pubsub.publish(hash, payload).map(|_| Published {
+                    sent_at,
+                    topic_peers,
+                    mesh_peers,
+                });
+                let _ = reply.send(result.map_err(|e| DhtError::Pubsub(publish_error(&e))));
+            }
+            PubsubCommand::AwaitDelivery { id, reply } => self.deliveries.wait(id, reply),
+            PubsubCommand::Delivery { id, reply } => {
+                let _ = reply.send(self.deliveries.delivery(id));
+            }
+            PubsubCommand::TopicPeers { topic, reply } => {
+                let hash = gossip::topic(&topic).hash();
+                let _ = reply.send(TopicPeers {
+                    subscribed: pubsub
+                        .all_peers()
+                        .filter(|(_, topics)| topics.contains(&&hash))
+                        .count(),
+                    mesh: pubsub.mesh_peers(&hash).count(),
+                });
+            }
         }
     }
 
@@ -438,6 +547,11 @@ impl SwarmTask {
             SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::InboundRequest { request })) => {
                 self.load.on_request(&request);
             }
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message,
+                ..
+            })) => self.deliveries.on_message(&message, propagation_source),
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.load.on_connection(peer_id);
                 self.connected(peer_id, Ok(()));
@@ -730,6 +844,21 @@ fn provider_record_peers(stats: &QueryStats, k: usize) -> u32 {
         k
     } else {
         successes / 2
+    }
+}
+
+/// Why gossipsub refused a message, in words (`NoPeersSubscribedToTopic`: it reached nobody).
+fn publish_error(error: &gossipsub::PublishError) -> String {
+    match error {
+        gossipsub::PublishError::NoPeersSubscribedToTopic => {
+            "reached no peer: nobody we know is subscribed".to_owned()
+        }
+        gossipsub::PublishError::Duplicate => "this message was already published".to_owned(),
+        gossipsub::PublishError::MessageTooLarge => "the message is too large".to_owned(),
+        gossipsub::PublishError::AllQueuesFull(peers) => {
+            format!("the send queues of all {peers} peers are full")
+        }
+        other => other.to_string(),
     }
 }
 

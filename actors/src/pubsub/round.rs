@@ -1,0 +1,190 @@
+//! One pubsub round among peers of this process: a publisher sends messages on a topic, and every
+//! receiver reports when each first arrived and how many copies it got. Publisher and receivers
+//! share this process's monotonic clock, so a latency is a difference of two instants.
+
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use libp2p::PeerId;
+use rand::RngCore;
+use tokio::time::Instant;
+
+use super::{MessageId, Published};
+use crate::{DhtError, DhtHandle};
+
+/// Receivers asked at once.
+const RECEIVER_CONCURRENCY: usize = 256;
+
+/// What a round publishes and how long it waits.
+#[derive(Clone, Debug)]
+pub struct PublishPlan {
+    /// The topic.
+    pub topic: String,
+    /// Messages published, one after the other.
+    pub messages: usize,
+    /// Size of each message (its 16-byte id included).
+    pub message_bytes: usize,
+    /// How long after the first publish a message may still arrive; later is lost.
+    pub deadline: Duration,
+    /// How long after the last delivery copies are still counted (duplicates trail the first).
+    pub linger: Duration,
+}
+
+/// What one receiver got of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The receiver.
+    pub peer: PeerId,
+    /// From the publisher's send to the first copy here (`None`: not by the deadline).
+    pub latency: Option<Duration>,
+    /// Copies received (0 when it never arrived).
+    pub copies: u32,
+    /// The peer that forwarded the first copy (the publisher itself: one hop).
+    pub from: Option<PeerId>,
+}
+
+/// One published message and its receipts.
+#[derive(Clone, Debug)]
+pub struct MessageReport {
+    /// The message.
+    pub id: MessageId,
+    /// What publishing did, or why gossipsub refused it (then nobody was waited for).
+    pub published: Result<Published, String>,
+    /// One per receiver, in the receivers' order.
+    pub receipts: Vec<Receipt>,
+}
+
+/// What a round measured.
+#[derive(Clone, Debug)]
+pub struct PublishReport {
+    /// Per message, in publishing order.
+    pub messages: Vec<MessageReport>,
+    /// From the first send to the last first delivery (the whole deadline if something was lost).
+    pub duration: Duration,
+}
+
+impl PublishReport {
+    /// Receipts of published messages: (delivered, expected).
+    pub fn delivered(&self) -> (usize, usize) {
+        let receipts = self
+            .messages
+            .iter()
+            .filter(|m| m.published.is_ok())
+            .flat_map(|m| &m.receipts);
+        receipts.fold((0, 0), |(delivered, expected), r| {
+            (delivered + usize::from(r.latency.is_some()), expected + 1)
+        })
+    }
+}
+
+/// Publishes `plan.messages` messages from `publisher` and collects what each of `receivers`
+/// (subscribed to the topic) got.
+pub async fn publish_and_collect(
+    publisher: &DhtHandle,
+    receivers: &[DhtHandle],
+    plan: &PublishPlan,
+    rng: &mut impl RngCore,
+) -> Result<PublishReport, DhtError> {
+    let mut sent = Vec::with_capacity(plan.messages);
+    for _ in 0..plan.messages {
+        let id = MessageId::new();
+        let payload = id.payload(plan.message_bytes, rng);
+        let published = match publisher.publish(&plan.topic, payload).await {
+            Ok(published) => Ok(published),
+            Err(DhtError::Pubsub(reason)) => Err(reason),
+            Err(e) => return Err(e),
+        };
+        sent.push((id, published));
+    }
+    let first_sent = sent
+        .iter()
+        .find_map(|(_, p)| p.as_ref().ok().map(|p| p.sent_at))
+        .unwrap_or_else(Instant::now);
+    let deadline = first_sent + plan.deadline;
+    let awaited: Vec<MessageId> = sent
+        .iter()
+        .filter(|(_, p)| p.is_ok())
+        .map(|(id, _)| *id)
+        .collect();
+
+    // First arrivals, each receiver waiting for the messages in order until the deadline.
+    let arrivals: Vec<Vec<Option<Instant>>> = stream::iter(receivers)
+        .map(|receiver| {
+            let awaited = &awaited;
+            async move {
+                let mut arrived = Vec::with_capacity(awaited.len());
+                for id in awaited {
+                    let delivery = tokio::time::timeout_at(deadline, receiver.await_delivery(*id)).await;
+                    arrived.push(match delivery {
+                        Ok(Ok(delivery)) => Some(delivery.received_at),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => None,
+                    });
+                }
+                Ok(arrived)
+            }
+        })
+        .buffered(RECEIVER_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let last_arrival = arrivals.iter().flatten().flatten().max().copied();
+    let complete = arrivals.iter().flatten().all(Option::is_some);
+    tokio::time::sleep(plan.linger).await;
+
+    // Copies, counted once the duplicates had time to come.
+    let receipts: Vec<Vec<Option<super::Delivery>>> = stream::iter(receivers)
+        .map(|receiver| {
+            let awaited = &awaited;
+            async move {
+                let mut deliveries = Vec::with_capacity(awaited.len());
+                for id in awaited {
+                    deliveries.push(receiver.delivery(*id).await?);
+                }
+                Ok::<_, DhtError>(deliveries)
+            }
+        })
+        .buffered(RECEIVER_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+
+    let mut messages = Vec::with_capacity(sent.len());
+    let mut column = 0;
+    for (id, published) in sent {
+        let receipts = match &published {
+            Ok(p) => {
+                let receipts = receivers
+                    .iter()
+                    .zip(&receipts)
+                    .zip(&arrivals)
+                    .map(|((receiver, deliveries), arrived)| {
+                        let delivery = deliveries[column];
+                        Receipt {
+                            peer: receiver.peer_id(),
+                            // Arrived by the deadline; a copy counted later is still a loss.
+                            latency: arrived[column].map(|at| at.saturating_duration_since(p.sent_at)),
+                            copies: delivery.map_or(0, |d| d.copies),
+                            from: delivery.map(|d| d.from),
+                        }
+                    })
+                    .collect();
+                column += 1;
+                receipts
+            }
+            Err(_) => Vec::new(),
+        };
+        messages.push(MessageReport {
+            id,
+            published,
+            receipts,
+        });
+    }
+    let duration = match last_arrival {
+        Some(last) if complete => last.saturating_duration_since(first_sent),
+        _ => plan.deadline,
+    };
+    Ok(PublishReport { messages, duration })
+}
