@@ -4,6 +4,7 @@
 pub mod global;
 mod health;
 mod networks;
+mod pubsub;
 mod report;
 mod scheduler;
 pub(crate) mod server;

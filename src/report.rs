@@ -144,6 +144,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Resets the peak resident memory to the current one (Linux ≥ 4.0, `clear_refs` 5), so that
+/// the next [`peak_rss_bytes`] is the peak of what ran since. Where it is refused the peak stays
+/// the process's.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Hops and messages per simulated operation (p50 / p90 / max).
 pub fn effort_table(outcomes: &[(NodeIndex, Outcome)]) -> String {
     let mut out = format!(

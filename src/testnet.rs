@@ -10,6 +10,7 @@
 
 mod capacity;
 pub mod load;
+pub mod pubsub;
 
 use std::{
     collections::HashMap,

@@ -782,3 +782,91 @@ fn a_star_sweep_compares_the_bootstrap_peer_with_the_others() {
     roxmltree::Document::parse(&svg).unwrap();
     assert!(stdout.contains("bootstrap load (star start"), "{stdout}");
 }
+
+/// `parsec testnet --protocol gossipsub`: the pubsub benchmark's sweep on real peers, every
+/// subscribed peer receiving every message, the table per point and the seed's two charts.
+#[test]
+fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("pubsub");
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--protocol",
+            "gossipsub",
+            "--sweep-hosts",
+            "6,12",
+            "--messages",
+            "3,6",
+        ])
+        .args([
+            "--iterations",
+            "2",
+            "--topics",
+            "2",
+            "--transport",
+            "memory",
+            "--heartbeat",
+            "200ms",
+        ])
+        .args(["--seed", "3", "--no-progress", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|cells| cells.len() >= 10 && cells[0].parse::<usize>().is_ok())
+        .collect();
+    let points: Vec<(&str, &str)> = rows.iter().map(|cells| (cells[0], cells[1])).collect();
+    assert_eq!(
+        points,
+        [("6", "3"), ("6", "6"), ("12", "3"), ("12", "6")],
+        "{stdout}"
+    );
+    for cells in &rows {
+        assert_eq!(cells[2], "2", "iterations: {stdout}");
+        assert_eq!(
+            cells[4], "100.00%",
+            "every subscribed peer gets every message: {stdout}"
+        );
+    }
+    let csv = std::fs::read_to_string(report.join("pubsub.csv")).unwrap();
+    // 12 hosts, 6 messages, 2 iterations: 11 receivers × 6 × 2 deliveries expected, all made.
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("12,6,2,") && l.contains(",132,132,")),
+        "{csv}"
+    );
+    for chart in ["pubsub-duration.svg", "pubsub-memory.svg"] {
+        let svg = std::fs::read_to_string(report.join(chart)).unwrap();
+        let document = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = document
+            .descendants()
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        assert!(
+            texts.contains(&"hosts") && texts.contains(&"6 messages"),
+            "{chart}: {texts:?}"
+        );
+    }
+}
+
+#[test]
+fn testnet_gossipsub_rejects_what_cannot_measure_with_the_fix() {
+    assert_refused(
+        &["testnet", "--protocol", "gossipsub", "--no-progress"],
+        &[
+            (vec!["--sweep-hosts", "1,10"], "at least 2 hosts"),
+            (
+                vec!["--messages", "0"],
+                "--messages: every count must be at least 1",
+            ),
+            (vec!["--mesh-n-low", "7"], "--mesh-n-low"),
+            (vec!["--validation", "lax"], "expected strict"),
+            (vec!["--message-bytes", "100000"], "at most 65536"),
+        ],
+    );
+}

@@ -38,7 +38,7 @@ fn every_subscribed_peer_receives_every_message_in_a_stable_network() {
             .unwrap();
 
         let plan = PublishPlan {
-            topic: TOPIC.to_owned(),
+            topics: vec![TOPIC.to_owned()],
             messages: 20,
             message_bytes: 256,
             deadline: Duration::from_secs(10),

@@ -102,7 +102,11 @@ impl From<NodeError> for ApiError {
 fn node_status(error: &NodeError) -> StatusCode {
     match error {
         NodeError::Dht(
-            DhtError::Busy { .. } | DhtError::Stopped | DhtError::Cancelled | DhtError::NoKnownPeers,
+            DhtError::Busy { .. }
+            | DhtError::Stopped
+            | DhtError::Cancelled
+            | DhtError::NoKnownPeers
+            | DhtError::Pubsub(_),
         ) => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Dht(DhtError::Store { .. } | DhtError::Setup(_)) | NodeError::InvalidRequest(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -11,11 +11,16 @@ use parsec_actors::{
     DhtClient, DhtConfig, RoundConfig,
 };
 
+use super::pubsub::GossipsubArgs;
 use crate::{
     cli::global::DatabaseArgs,
     job::Shutdown,
     report,
-    testnet::{self, load, TestnetConfig, TestnetFleet, TestnetReport},
+    testnet::{
+        self, load,
+        pubsub::{self, PubsubTestnetConfig},
+        TestnetConfig, TestnetFleet, TestnetReport,
+    },
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -26,6 +31,25 @@ enum Transport {
     Quic,
     /// In-process memory transport (no sockets).
     Memory,
+}
+
+impl Transport {
+    fn kind(self) -> TransportKind {
+        match self {
+            Transport::Tcp => TransportKind::Tcp,
+            Transport::Quic => TransportKind::Quic,
+            Transport::Memory => TransportKind::Memory,
+        }
+    }
+}
+
+/// What a testnet measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Measured {
+    /// Provide and retrieve rounds through the servers' HTTP API (parsec's measurement).
+    Dht,
+    /// The pubsub benchmark: --sweep-hosts × --messages, gossipsub delivery among the peers.
+    Gossipsub,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -41,6 +65,9 @@ enum Start {
 /// Arguments of `parsec testnet`.
 #[derive(Debug, Args)]
 pub struct TestnetArgs {
+    /// What to measure: `dht` rounds, or `gossipsub` delivery (see the gossipsub flags below).
+    #[arg(long, env = "PARSEC_TESTNET_PROTOCOL", value_enum, default_value_t = Measured::Dht)]
+    protocol: Measured,
     /// Background DHT server peers.
     #[arg(long, env = "PARSEC_TESTNET_PEERS", default_value_t = 100)]
     peers: usize,
@@ -102,8 +129,8 @@ pub struct TestnetArgs {
     #[arg(long, env = "PARSEC_TESTNET_RETRIEVE_TIMEOUT", default_value = "60s", value_parser = super::parse_duration)]
     retrieve_timeout: Duration,
     /// Kademlia protocol name.
-    #[arg(long, env = "PARSEC_TESTNET_PROTOCOL", default_value = IPFS_KAD_PROTOCOL)]
-    protocol: String,
+    #[arg(long, env = "PARSEC_TESTNET_KAD_PROTOCOL", default_value = IPFS_KAD_PROTOCOL)]
+    kad_protocol: String,
     /// Seed of the content generator (reproducible CIDs).
     #[arg(long, env = "PARSEC_TESTNET_SEED")]
     seed: Option<u64>,
@@ -120,13 +147,55 @@ pub struct TestnetArgs {
     /// How often servers refresh their heartbeat row.
     #[arg(long, env = "PARSEC_TESTNET_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
     heartbeat_interval: Duration,
+    #[command(flatten)]
+    pubsub: PubsubSweepArgs,
+    #[command(flatten)]
+    gossipsub: GossipsubArgs,
+}
+
+/// The pubsub benchmark's sweep (`--protocol gossipsub`).
+#[derive(Debug, Args)]
+struct PubsubSweepArgs {
+    /// Network sizes to run one after the other, e.g. 10,20,50,100,200.
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_SWEEP_HOSTS",
+        value_delimiter = ',',
+        default_value = "10,20,50"
+    )]
+    sweep_hosts: Vec<usize>,
+    /// Messages per iteration, each count at every size, e.g. 10,50,100.
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_MESSAGES",
+        value_delimiter = ',',
+        default_value = "10"
+    )]
+    messages: Vec<usize>,
+    /// Iterations per (hosts, messages) point; each has another publisher, and the median is
+    /// reported.
+    #[arg(long, env = "PARSEC_TESTNET_ITERATIONS", default_value_t = 3)]
+    iterations: usize,
+    /// Topics every peer subscribes to; messages go to them in turn.
+    #[arg(long, env = "PARSEC_TESTNET_TOPICS", default_value_t = 1)]
+    topics: usize,
+    /// Size of each message in bytes (its 16-byte id included).
+    #[arg(long, env = "PARSEC_TESTNET_MESSAGE_BYTES", default_value_t = 1024)]
+    message_bytes: usize,
+    /// Peers each host dials at random (besides its neighbour in a ring).
+    #[arg(long, env = "PARSEC_TESTNET_DEGREE", default_value_t = 8)]
+    degree: usize,
+    /// How long after an iteration's first publish a message may still arrive; later counts as
+    /// lost.
+    #[arg(long, env = "PARSEC_TESTNET_DELIVERY_DEADLINE", default_value = "10s", value_parser = super::parse_duration)]
+    delivery_deadline: Duration,
 }
 
 impl TestnetArgs {
     fn config(&self, database: &DatabaseArgs) -> anyhow::Result<TestnetConfig> {
         let mut dht = DhtConfig::default();
         dht.set_alpha(self.alpha)
-            .set_protocol(self.protocol.clone())
+            .set_protocol(self.kad_protocol.clone())
             .set_retrieve_timeout(self.retrieve_timeout)
             .set_latency(self.latency)
             // Routing tables are wired once; a thousand idle peers must stay idle.
@@ -151,11 +220,7 @@ impl TestnetArgs {
             servers: self.servers,
             fleets,
             rounds: self.rounds,
-            transport: match self.transport {
-                Transport::Tcp => TransportKind::Tcp,
-                Transport::Quic => TransportKind::Quic,
-                Transport::Memory => TransportKind::Memory,
-            },
+            transport: self.transport.kind(),
             start: match self.start {
                 Start::Converged => StartMode::Converged,
                 Start::Bootstrap => StartMode::Bootstrap {
@@ -173,6 +238,9 @@ impl TestnetArgs {
     }
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+        if self.protocol == Measured::Gossipsub {
+            return self.run_pubsub();
+        }
         let config = self.config(database)?;
         let sizes = if self.sweep.is_empty() {
             vec![config.peers]
@@ -227,6 +295,68 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             }
         }
         Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    /// The pubsub benchmark: prints a line per (hosts, messages) point, writes the charts and a
+    /// CSV into `--report`.
+    fn run_pubsub(&self) -> anyhow::Result<ExitCode> {
+        let config = PubsubTestnetConfig {
+            hosts: self.pubsub.sweep_hosts.clone(),
+            messages: self.pubsub.messages.clone(),
+            iterations: self.pubsub.iterations,
+            topics: self.pubsub.topics,
+            message_bytes: self.pubsub.message_bytes,
+            degree: self.pubsub.degree,
+            deadline: self.pubsub.delivery_deadline,
+            pubsub: self.gossipsub.config()?,
+            transport: self.transport.kind(),
+            seed: self.seed,
+            progress: !self.no_progress,
+        };
+        config.check()?;
+        let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
+        println!(
+            "parsec testnet --protocol gossipsub: hosts {:?} × messages {:?}, {} iterations each, {} topic(s), \
+             {} B messages over {:?}; D {} (lo {}, hi {}), heartbeat {:?}, flood publish {}, validation {}\n",
+            config.hosts,
+            config.messages,
+            config.iterations,
+            config.topics,
+            config.message_bytes,
+            self.transport,
+            config.pubsub.mesh_n,
+            config.pubsub.mesh_n_low,
+            config.pubsub.mesh_n_high,
+            config.pubsub.heartbeat,
+            config.pubsub.flood_publish,
+            config.pubsub.validation,
+        );
+        println!("{}", pubsub::header());
+        let started = std::time::Instant::now();
+        let points = runtime.block_on(pubsub::run(&config, runtime.handle()));
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        let points = points?;
+        println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
+        if let Some(dir) = &self.report {
+            pubsub::write(&points, dir)?;
+            println!(
+                "charts: {}, {}; table: {}",
+                dir.join("pubsub-duration.svg").display(),
+                dir.join("pubsub-memory.svg").display(),
+                dir.join("pubsub.csv").display()
+            );
+        }
+        let lost = points.iter().any(|p| p.delivered < p.expected || p.refused > 0);
+        if lost {
+            eprintln!(
+                "error: some messages were not delivered to every subscribed peer (see the delivered column)"
+            );
+        }
+        Ok(if lost {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS

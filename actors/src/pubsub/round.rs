@@ -18,8 +18,8 @@ const RECEIVER_CONCURRENCY: usize = 256;
 /// What a round publishes and how long it waits.
 #[derive(Clone, Debug)]
 pub struct PublishPlan {
-    /// The topic.
-    pub topic: String,
+    /// The topics; message `i` goes to topic `i % topics.len()` (receivers subscribe to all).
+    pub topics: Vec<String>,
     /// Messages published, one after the other.
     pub messages: usize,
     /// Size of each message (its 16-byte id included).
@@ -48,6 +48,8 @@ pub struct Receipt {
 pub struct MessageReport {
     /// The message.
     pub id: MessageId,
+    /// Its topic.
+    pub topic: String,
     /// What publishing did, or why gossipsub refused it (then nobody was waited for).
     pub published: Result<Published, String>,
     /// One per receiver, in the receivers' order.
@@ -85,26 +87,30 @@ pub async fn publish_and_collect(
     plan: &PublishPlan,
     rng: &mut impl RngCore,
 ) -> Result<PublishReport, DhtError> {
+    if plan.topics.is_empty() {
+        return Err(DhtError::Pubsub("a round needs a topic".to_owned()));
+    }
     let mut sent = Vec::with_capacity(plan.messages);
-    for _ in 0..plan.messages {
+    for index in 0..plan.messages {
         let id = MessageId::new();
+        let topic = &plan.topics[index % plan.topics.len()];
         let payload = id.payload(plan.message_bytes, rng);
-        let published = match publisher.publish(&plan.topic, payload).await {
+        let published = match publisher.publish(topic, payload).await {
             Ok(published) => Ok(published),
             Err(DhtError::Pubsub(reason)) => Err(reason),
             Err(e) => return Err(e),
         };
-        sent.push((id, published));
+        sent.push((id, topic.clone(), published));
     }
     let first_sent = sent
         .iter()
-        .find_map(|(_, p)| p.as_ref().ok().map(|p| p.sent_at))
+        .find_map(|(_, _, p)| p.as_ref().ok().map(|p| p.sent_at))
         .unwrap_or_else(Instant::now);
     let deadline = first_sent + plan.deadline;
     let awaited: Vec<MessageId> = sent
         .iter()
-        .filter(|(_, p)| p.is_ok())
-        .map(|(id, _)| *id)
+        .filter(|(_, _, p)| p.is_ok())
+        .map(|(id, _, _)| *id)
         .collect();
 
     // First arrivals, each receiver waiting for the messages in order until the deadline.
@@ -153,7 +159,7 @@ pub async fn publish_and_collect(
 
     let mut messages = Vec::with_capacity(sent.len());
     let mut column = 0;
-    for (id, published) in sent {
+    for (id, topic, published) in sent {
         let receipts = match &published {
             Ok(p) => {
                 let receipts = receivers
@@ -178,6 +184,7 @@ pub async fn publish_and_collect(
         };
         messages.push(MessageReport {
             id,
+            topic,
             published,
             receipts,
         });
