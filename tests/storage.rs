@@ -29,8 +29,9 @@ use parsec_actors::{
     Registry,
 };
 
-/// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`, golang-migrate's version.
-const POSTGRES_MIGRATIONS: usize = 4;
+/// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`, golang-migrate's
+/// version, the pubsub tables.
+const POSTGRES_MIGRATIONS: usize = 5;
 
 fn cluster() -> TempPostgres {
     TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
@@ -625,4 +626,175 @@ async fn tls_connections_as_sslmode_asks() {
     )))
     .await;
     assert!(other.is_err(), "verify-ca accepted a chain from an untrusted CA");
+}
+
+/// A stored pubsub row, read back the same way from either backend.
+#[derive(QueryableByName, Debug, PartialEq)]
+struct StoredPubsub {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    round_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    measurement_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    topic: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    message_id: String,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    duration: f64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = Integer)]
+    counted: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    first_from: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    clock_offset: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    implementation: String,
+}
+
+const STORED_PUBSUB: &str = "SELECT CAST(round_id AS TEXT) AS round_id, CAST(measurement_id AS TEXT) AS measurement_id, \
+     topic, message_id, duration, error, message_bytes AS counted, NULL AS first_from, NULL AS clock_offset, \
+     'publisher' AS implementation FROM pubsub_publishes_ecs \
+     UNION ALL SELECT CAST(round_id AS TEXT), CAST(measurement_id AS TEXT), topic, message_id, duration, error, \
+     copies, first_from, clock_offset, implementation FROM pubsub_deliveries_ecs ORDER BY counted DESC";
+
+/// A publish (1,024 bytes) and two deliveries, one lost, in one batch with a retrieval.
+fn pubsub_batch(node: NodeId) -> Vec<Measurement> {
+    let round = parsec_actors::RoundId::new();
+    let details = parsec_actors::PubsubDetails {
+        topic: "blocks".into(),
+        message_bytes: 1024,
+        topic_peers: Some(9),
+        mesh_peers: Some(6),
+        copies: 0,
+        first_from: None,
+        clock_offset: None,
+        clock_uncertainty: None,
+        implementation: "rust-libp2p".into(),
+    };
+    let pubsub = |operation: Operation,
+                  millis: u64,
+                  details: parsec_actors::PubsubDetails,
+                  error: Option<&str>| Measurement {
+        node,
+        round,
+        cid: "3f1c0b62-7b1e-4c38-9a55-2f6f0d9d1a11".into(),
+        error: error.map(str::to_owned),
+        pubsub: Some(details),
+        ..sample_measurement(operation, Duration::from_millis(millis))
+    };
+    vec![
+        pubsub(Operation::Publish, 40, details.clone(), None),
+        pubsub(
+            Operation::Delivery,
+            12,
+            parsec_actors::PubsubDetails {
+                copies: 3,
+                first_from: Some("12D3KooWPublisher".into()),
+                clock_offset: Some(-0.004),
+                clock_uncertainty: Some(0.001),
+                implementation: "js-libp2p".into(),
+                ..details.clone()
+            },
+            None,
+        ),
+        pubsub(
+            Operation::Delivery,
+            10_000,
+            details,
+            Some(parsec_actors::NOT_DELIVERED),
+        ),
+        Measurement {
+            node,
+            ..sample_measurement(Operation::Retrieval, Duration::from_millis(5))
+        },
+    ]
+}
+
+fn expected_pubsub(batch: &[Measurement]) -> Vec<StoredPubsub> {
+    let row = |m: &Measurement, counted: i32| {
+        let details = m.pubsub.as_ref().unwrap();
+        StoredPubsub {
+            round_id: m.round.0.to_string(),
+            measurement_id: m.id.to_string(),
+            topic: details.topic.clone(),
+            message_id: m.cid.clone(),
+            duration: m.duration.as_secs_f64(),
+            error: m.error.clone(),
+            counted,
+            first_from: (m.operation == Operation::Delivery)
+                .then(|| details.first_from.clone())
+                .flatten(),
+            clock_offset: (m.operation == Operation::Delivery)
+                .then_some(details.clock_offset)
+                .flatten(),
+            implementation: if m.operation == Operation::Publish {
+                "publisher".into()
+            } else {
+                details.implementation.clone()
+            },
+        }
+    };
+    vec![row(&batch[0], 1024), row(&batch[1], 3), row(&batch[2], 0)]
+}
+
+/// Publishes and deliveries go to their own tables on both backends, column for column, beside a
+/// retrieval of the same batch; a batch written twice (a retry) is stored once.
+#[actix::test]
+async fn pubsub_rows_are_stored_in_their_tables_on_both_backends() {
+    let pg = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("pubsub.sqlite");
+    for target in [
+        DatabaseTarget::Postgres { url: pg.url() },
+        DatabaseTarget::Sqlite { path: sqlite.clone() },
+    ] {
+        let store = Store::open(&target).await.unwrap();
+        let (node, scheduler) = register_sample(&store).await.unwrap();
+        let batch = pubsub_batch(node);
+        for _ in 0..2 {
+            parsec_actors::MeasurementSink::write(&store.measurement_sink(scheduler), batch.clone())
+                .await
+                .unwrap();
+        }
+        let (stored, retrievals) = match &target {
+            DatabaseTarget::Postgres { url } => {
+                let mut conn = connect(url).await;
+                let stored: Vec<StoredPubsub> =
+                    diesel::sql_query(STORED_PUBSUB).load(&mut conn).await.unwrap();
+                let retrievals: Vec<Count> =
+                    diesel::sql_query("SELECT count(*)::int4 AS n FROM retrievals_ecs")
+                        .load(&mut conn)
+                        .await
+                        .unwrap();
+                (stored, retrievals[0].n)
+            }
+            DatabaseTarget::Sqlite { path } => sqlite_rows::read(path),
+        };
+        assert_eq!(stored, expected_pubsub(&batch), "{target:?}");
+        assert_eq!(retrievals, 1, "{target:?}");
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = Integer)]
+    n: i32,
+}
+
+mod sqlite_rows {
+    use diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+    use super::{Count, StoredPubsub, STORED_PUBSUB};
+
+    pub(super) fn read(path: &std::path::Path) -> (Vec<StoredPubsub>, i32) {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let stored = diesel::sql_query(STORED_PUBSUB).load(&mut conn).unwrap();
+        let count: Vec<Count> =
+            diesel::sql_query("SELECT CAST(count(*) AS INTEGER) AS n FROM retrievals_ecs")
+                .load(&mut conn)
+                .unwrap();
+        (stored, count[0].n)
+    }
 }

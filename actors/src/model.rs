@@ -113,6 +113,10 @@ pub enum Operation {
     Provide,
     /// Looking up a provider record (time to first provider record).
     Retrieval,
+    /// Publishing a pubsub message (until the last receiver had it).
+    Publish,
+    /// One receiver's first copy of a pubsub message.
+    Delivery,
 }
 
 impl Operation {
@@ -121,6 +125,8 @@ impl Operation {
         match self {
             Operation::Provide => "provide",
             Operation::Retrieval => "retrieval",
+            Operation::Publish => "publish",
+            Operation::Delivery => "delivery",
         }
     }
 }
@@ -200,6 +206,32 @@ pub struct Measurement {
     pub trace_id: Option<String>,
     /// For a provide: peers the record was sent to, when the node says.
     pub record_peers: Option<u32>,
+    /// For a publish or a delivery: what pubsub rows hold beside the identity columns (`cid` then
+    /// holds the message id).
+    pub pubsub: Option<PubsubDetails>,
+}
+
+/// What a pubsub measurement holds beyond the columns every measurement has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PubsubDetails {
+    /// The topic.
+    pub topic: String,
+    /// The message's size.
+    pub message_bytes: u32,
+    /// Publish: subscribed peers the publisher knew, and its mesh peers, at the send.
+    pub topic_peers: Option<u32>,
+    pub mesh_peers: Option<u32>,
+    /// Delivery: copies received, the first included (0: none).
+    pub copies: u32,
+    /// Delivery: the peer that forwarded the first copy (the publisher's id: one hop; gossipsub
+    /// does not tell more).
+    pub first_from: Option<String>,
+    /// Delivery across processes: the receiver's clock minus the scheduler's, and the bound of
+    /// that estimate's error, in seconds (`None`: one shared clock).
+    pub clock_offset: Option<f64>,
+    pub clock_uncertainty: Option<f64>,
+    /// The receiver's (or publisher's) libp2p implementation.
+    pub implementation: String,
 }
 
 /// The error text parsec records when a DHT operation hits its deadline (the OpenAPI example).
@@ -210,6 +242,9 @@ pub const NOT_FOUND: &str = "not found";
 
 /// The error text of a lookup in which no peer answered: nothing was measured about the network.
 pub const NO_PEER_REACHED: &str = "reached no peer";
+
+/// The error text of a delivery that did not come by the round's deadline.
+pub const NOT_DELIVERED: &str = "not delivered";
 
 /// The error text of a provide whose record reached no peer (a provide that stored nothing is
 /// not a success).

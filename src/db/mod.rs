@@ -30,6 +30,51 @@ macro_rules! measurement_values {
     }};
 }
 
+/// The values of one row of `pubsub_publishes_ecs` (`publish`) or `pubsub_deliveries_ecs`
+/// (`delivery`), with the backend's conversions for UUIDs and timestamps.
+macro_rules! pubsub_values {
+    (publish, $row:expr, $uuid:expr, $time:expr) => {{
+        use pubsub_publishes_ecs as t;
+        let row: &PubsubRow = $row;
+        (
+            pubsub_values!(@identity t, row, $uuid, $time),
+            (
+                t::message_bytes.eq(row.message_bytes),
+                t::topic_peers.eq(row.topic_peers),
+                t::mesh_peers.eq(row.mesh_peers),
+            ),
+        )
+    }};
+    (delivery, $row:expr, $uuid:expr, $time:expr) => {{
+        use pubsub_deliveries_ecs as t;
+        let row: &PubsubRow = $row;
+        (
+            pubsub_values!(@identity t, row, $uuid, $time),
+            (
+                t::copies.eq(row.copies),
+                t::first_from.eq(&row.first_from),
+                t::clock_offset.eq(row.clock_offset),
+                t::clock_uncertainty.eq(row.clock_uncertainty),
+                t::implementation.eq(&row.implementation),
+            ),
+        )
+    }};
+    (@identity $t:ident, $row:expr, $uuid:expr, $time:expr) => {
+        (
+            $t::measurement_id.eq($uuid($row.measurement_id)),
+            $t::scheduler_id.eq($row.scheduler_id),
+            $t::node_id.eq($row.node_id),
+            $t::round_id.eq($uuid($row.round_id)),
+            $t::trace_id.eq(&$row.trace_id),
+            $t::started_at.eq($time($row.started_at)),
+            $t::topic.eq(&$row.topic),
+            $t::message_id.eq(&$row.message_id),
+            $t::duration.eq($row.duration),
+            $t::error.eq(&$row.error),
+        )
+    };
+}
+
 /// `offline_since` after a heartbeat at `$at`: cleared when it is older (a scheduler's mark the
 /// heartbeat disproves), kept otherwise (the node's own shutdown, which comes after its beats).
 macro_rules! offline_unless_older_than {

@@ -13,8 +13,8 @@ use ipnet::IpNet;
 use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 
 use super::{
-    rows::{DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, SchedulerRow},
-    schema::{nodes_ecs, schedulers_ecs},
+    rows::{DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, PubsubRow, SchedulerRow, TableRows},
+    schema::{nodes_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, schedulers_ecs},
     tls, DbError,
 };
 
@@ -26,6 +26,9 @@ const MIGRATION_LOCK: i64 = 0x7061_7273_6563; // "parsec"
 
 /// Most rows per INSERT (bounds the statement's memory on both ends).
 const ROWS_PER_INSERT: usize = 4096;
+
+/// Pubsub rows per multi-row INSERT: 15 parameters each, under Postgres' 65,535.
+const PUBSUB_ROWS_PER_INSERT: usize = 2048;
 
 /// How long a pool checkout may wait for a connection (a database outage fails writes this fast).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,9 +79,36 @@ impl PgStore {
         scheduler: SchedulerId,
         batch: Vec<Measurement>,
     ) -> Result<(), SinkError> {
-        let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
+        let TableRows {
+            provides,
+            retrievals,
+            publishes,
+            deliveries,
+        } = TableRows::of(scheduler, &batch)?;
         let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            for chunk in publishes.chunks(PUBSUB_ROWS_PER_INSERT) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| pubsub_values!(publish, row, std::convert::identity, std::convert::identity))
+                    .collect();
+                diesel::insert_into(pubsub_publishes_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for chunk in deliveries.chunks(PUBSUB_ROWS_PER_INSERT) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| pubsub_values!(delivery, row, std::convert::identity, std::convert::identity))
+                    .collect();
+                diesel::insert_into(pubsub_deliveries_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
             for chunk in provides.chunks(ROWS_PER_INSERT) {
                 unnest_insert(MeasurementTable::Provides, chunk)
                     .execute(conn)

@@ -220,6 +220,9 @@ impl Select {
         let table = match operation {
             Operation::Provide => "provides_ecs",
             Operation::Retrieval => "retrievals_ecs",
+            // Reports cover the DHT's tables; pubsub rows have their own (no routing-table size).
+            Operation::Publish => "pubsub_publishes_ecs",
+            Operation::Delivery => "pubsub_deliveries_ecs",
         };
         let mut select = Select {
             dialect,

@@ -19,6 +19,88 @@ pub(crate) enum MeasurementTable {
     Retrievals,
 }
 
+/// One row of `pubsub_publishes_ecs` or `pubsub_deliveries_ecs` (publishes leave the delivery
+/// columns empty and the other way round).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PubsubRow {
+    pub(crate) measurement_id: Uuid,
+    pub(crate) scheduler_id: i32,
+    pub(crate) node_id: i32,
+    pub(crate) round_id: Uuid,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) topic: String,
+    pub(crate) message_id: String,
+    /// Seconds.
+    pub(crate) duration: f64,
+    pub(crate) error: Option<String>,
+    pub(crate) message_bytes: i32,
+    pub(crate) topic_peers: Option<i32>,
+    pub(crate) mesh_peers: Option<i32>,
+    pub(crate) copies: i32,
+    pub(crate) first_from: Option<String>,
+    pub(crate) clock_offset: Option<f64>,
+    pub(crate) clock_uncertainty: Option<f64>,
+    pub(crate) implementation: String,
+}
+
+/// A batch's rows, per table.
+#[derive(Debug, Default)]
+pub(crate) struct TableRows {
+    pub(crate) provides: Vec<MeasurementRow>,
+    pub(crate) retrievals: Vec<MeasurementRow>,
+    pub(crate) publishes: Vec<PubsubRow>,
+    pub(crate) deliveries: Vec<PubsubRow>,
+}
+
+impl TableRows {
+    /// Rows for a batch taken by `scheduler`, split by table.
+    pub(crate) fn of(scheduler: SchedulerId, batch: &[Measurement]) -> Result<Self, SinkError> {
+        let mut rows = Self::default();
+        for measurement in batch {
+            match measurement.operation {
+                Operation::Provide => rows.provides.push(MeasurementRow::new(scheduler, measurement)?),
+                Operation::Retrieval => rows.retrievals.push(MeasurementRow::new(scheduler, measurement)?),
+                Operation::Publish => rows.publishes.push(PubsubRow::new(scheduler, measurement)?),
+                Operation::Delivery => rows.deliveries.push(PubsubRow::new(scheduler, measurement)?),
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl PubsubRow {
+    fn new(scheduler: SchedulerId, measurement: &Measurement) -> Result<Self, SinkError> {
+        let details = measurement.pubsub.as_ref().ok_or_else(|| {
+            SinkError(format!(
+                "a {} measurement without its pubsub details cannot be stored",
+                measurement.operation
+            ))
+        })?;
+        let saturate = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(Self {
+            measurement_id: measurement.id,
+            scheduler_id: int4(scheduler.0, "scheduler id").map_err(SinkError)?,
+            node_id: int4(measurement.node.0, "node id").map_err(SinkError)?,
+            round_id: measurement.round.0,
+            trace_id: measurement.trace_id.clone(),
+            started_at: measurement.started_at,
+            topic: details.topic.clone(),
+            message_id: measurement.cid.clone(),
+            duration: measurement.duration.as_secs_f64(),
+            error: measurement.error.clone(),
+            message_bytes: saturate(details.message_bytes),
+            topic_peers: details.topic_peers.map(saturate),
+            mesh_peers: details.mesh_peers.map(saturate),
+            copies: saturate(details.copies),
+            first_from: details.first_from.clone(),
+            clock_offset: details.clock_offset,
+            clock_uncertainty: details.clock_uncertainty,
+            implementation: details.implementation.clone(),
+        })
+    }
+}
+
 /// One row of `provides_ecs` or `retrievals_ecs`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MeasurementRow {
@@ -51,6 +133,12 @@ impl MeasurementRow {
             table: match measurement.operation {
                 Operation::Provide => MeasurementTable::Provides,
                 Operation::Retrieval => MeasurementTable::Retrievals,
+                Operation::Publish | Operation::Delivery => {
+                    return Err(SinkError(format!(
+                        "a {} row is not a DHT row",
+                        measurement.operation
+                    )));
+                }
             },
             measurement_id: measurement.id,
             scheduler_id: int4(scheduler.0, "scheduler id").map_err(SinkError)?,
@@ -70,20 +158,6 @@ impl MeasurementRow {
                 .record_peers
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         })
-    }
-
-    /// Rows for a batch, split by table.
-    pub(crate) fn split(
-        scheduler: SchedulerId,
-        batch: &[Measurement],
-    ) -> Result<(Vec<Self>, Vec<Self>), SinkError> {
-        let rows = batch
-            .iter()
-            .map(|m| Self::new(scheduler, m))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows
-            .into_iter()
-            .partition(|r| r.table == MeasurementTable::Provides))
     }
 }
 

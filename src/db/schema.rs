@@ -64,6 +64,46 @@ diesel::table! {
 }
 
 diesel::table! {
+    pubsub_deliveries_ecs (id) {
+        id -> Int4,
+        scheduler_id -> Int4,
+        node_id -> Int4,
+        round_id -> Uuid,
+        measurement_id -> Uuid,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamptz,
+        topic -> Text,
+        message_id -> Text,
+        duration -> Float8,
+        error -> Nullable<Text>,
+        copies -> Int4,
+        first_from -> Nullable<Text>,
+        clock_offset -> Nullable<Float8>,
+        clock_uncertainty -> Nullable<Float8>,
+        implementation -> Text,
+    }
+}
+
+diesel::table! {
+    pubsub_publishes_ecs (id) {
+        id -> Int4,
+        scheduler_id -> Int4,
+        node_id -> Int4,
+        round_id -> Uuid,
+        measurement_id -> Uuid,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamptz,
+        topic -> Text,
+        message_id -> Text,
+        message_bytes -> Int4,
+        duration -> Float8,
+        error -> Nullable<Text>,
+        topic_peers -> Nullable<Int4>,
+        mesh_peers -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
     retrievals (id) {
         id -> Int4,
         node_id -> Int4,
@@ -118,6 +158,10 @@ diesel::joinable!(nodes -> runs (run_id));
 diesel::joinable!(provides -> nodes (node_id));
 diesel::joinable!(provides_ecs -> nodes_ecs (node_id));
 diesel::joinable!(provides_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(pubsub_deliveries_ecs -> nodes_ecs (node_id));
+diesel::joinable!(pubsub_deliveries_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(pubsub_publishes_ecs -> nodes_ecs (node_id));
+diesel::joinable!(pubsub_publishes_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(retrievals -> nodes (node_id));
 diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
 diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
@@ -127,6 +171,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     nodes_ecs,
     provides,
     provides_ecs,
+    pubsub_deliveries_ecs,
+    pubsub_publishes_ecs,
     retrievals,
     retrievals_ecs,
     runs,

@@ -14,8 +14,10 @@ use uuid::Uuid;
 
 use super::{
     postgres::NodeTime,
-    rows::{DiscoveredRow, MeasurementRow, NodeRow, SchedulerRow},
-    sqlite_schema::{nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs},
+    rows::{DiscoveredRow, MeasurementRow, NodeRow, PubsubRow, SchedulerRow, TableRows},
+    sqlite_schema::{
+        nodes_ecs, provides_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, retrievals_ecs, schedulers_ecs,
+    },
     DbError,
 };
 
@@ -103,9 +105,26 @@ impl SqliteStore {
         scheduler: SchedulerId,
         batch: Vec<Measurement>,
     ) -> Result<(), SinkError> {
-        let (provides, retrievals) = MeasurementRow::split(scheduler, &batch)?;
+        let TableRows {
+            provides,
+            retrievals,
+            publishes,
+            deliveries,
+        } = TableRows::of(scheduler, &batch)?;
         self.with_connection(move |conn| {
             conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                for row in &publishes {
+                    diesel::insert_into(pubsub_publishes_ecs::table)
+                        .values(pubsub_values!(publish, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                for row in &deliveries {
+                    diesel::insert_into(pubsub_deliveries_ecs::table)
+                        .values(pubsub_values!(delivery, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
                 // One statement per row: SQLite's prepared-statement cache makes that fast, and
                 // a multi-row INSERT would hit its bind-parameter limit.
                 for row in &provides {

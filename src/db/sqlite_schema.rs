@@ -40,6 +40,46 @@ diesel::table! {
 }
 
 diesel::table! {
+    pubsub_deliveries_ecs (id) {
+        id -> Integer,
+        scheduler_id -> Integer,
+        node_id -> Integer,
+        round_id -> Text,
+        measurement_id -> Text,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamp,
+        topic -> Text,
+        message_id -> Text,
+        duration -> Double,
+        error -> Nullable<Text>,
+        copies -> Integer,
+        first_from -> Nullable<Text>,
+        clock_offset -> Nullable<Double>,
+        clock_uncertainty -> Nullable<Double>,
+        implementation -> Text,
+    }
+}
+
+diesel::table! {
+    pubsub_publishes_ecs (id) {
+        id -> Integer,
+        scheduler_id -> Integer,
+        node_id -> Integer,
+        round_id -> Text,
+        measurement_id -> Text,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamp,
+        topic -> Text,
+        message_id -> Text,
+        message_bytes -> Integer,
+        duration -> Double,
+        error -> Nullable<Text>,
+        topic_peers -> Nullable<Integer>,
+        mesh_peers -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
     retrievals_ecs (id) {
         id -> Integer,
         scheduler_id -> Integer,
@@ -69,7 +109,18 @@ diesel::table! {
 
 diesel::joinable!(provides_ecs -> nodes_ecs (node_id));
 diesel::joinable!(provides_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(pubsub_deliveries_ecs -> nodes_ecs (node_id));
+diesel::joinable!(pubsub_deliveries_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(pubsub_publishes_ecs -> nodes_ecs (node_id));
+diesel::joinable!(pubsub_publishes_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
 diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
 
-diesel::allow_tables_to_appear_in_same_query!(nodes_ecs, provides_ecs, retrievals_ecs, schedulers_ecs,);
+diesel::allow_tables_to_appear_in_same_query!(
+    nodes_ecs,
+    provides_ecs,
+    pubsub_deliveries_ecs,
+    pubsub_publishes_ecs,
+    retrievals_ecs,
+    schedulers_ecs,
+);

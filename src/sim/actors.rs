@@ -194,6 +194,11 @@ impl SimServer {
         let kind = match operation {
             Operation::Provide => OperationKind::Provide,
             Operation::Retrieval => OperationKind::Retrieve,
+            Operation::Publish | Operation::Delivery => {
+                let refused =
+                    NodeError::InvalidRequest("the simulator measures the DHT, not pubsub".to_owned());
+                return Box::pin(futures::future::ready(Err(refused)));
+            }
         };
         Box::pin(async move {
             let outcome = simulator

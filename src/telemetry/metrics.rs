@@ -108,6 +108,8 @@ impl ServerMetrics {
         let kind = match operation {
             Operation::Provide => "provide_duration",
             Operation::Retrieval => "retrieval_ttfpr",
+            Operation::Publish => "pubsub_publish",
+            Operation::Delivery => "pubsub_delivery",
         };
         for step in &report.measurements {
             self.durations

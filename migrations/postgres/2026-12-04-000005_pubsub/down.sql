@@ -1,0 +1,2 @@
+DROP TABLE pubsub_deliveries_ecs;
+DROP TABLE pubsub_publishes_ecs;
