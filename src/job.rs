@@ -26,7 +26,7 @@ use parsec_actors::{
     RoundError, RoundSummary, RunRound, SchedulerId,
 };
 
-use self::storage::{JobStorage, Recorded, Recording};
+pub(crate) use self::storage::{JobStorage, Recorded, Recording};
 pub use self::{
     shutdown::{Shutdown, ShutdownTrigger, Stage},
     storage::StorageOptions,

@@ -811,6 +811,8 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
         ])
         .args(["--seed", "3", "--no-progress", "--report"])
         .arg(&report)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.path().join("pubsub.sqlite").display()))
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);

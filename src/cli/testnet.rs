@@ -239,7 +239,7 @@ impl TestnetArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         if self.protocol == Measured::Gossipsub {
-            return self.run_pubsub();
+            return self.run_pubsub(database);
         }
         let config = self.config(database)?;
         let sizes = if self.sweep.is_empty() {
@@ -303,7 +303,7 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
 
     /// The pubsub benchmark: prints a line per (hosts, messages) point, writes the charts and a
     /// CSV into `--report`.
-    fn run_pubsub(&self) -> anyhow::Result<ExitCode> {
+    fn run_pubsub(&self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = PubsubTestnetConfig {
             hosts: self.pubsub.sweep_hosts.clone(),
             messages: self.pubsub.messages.clone(),
@@ -316,6 +316,7 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             transport: self.transport.kind(),
             seed: self.seed,
             progress: !self.no_progress,
+            database: Some(database.target()?),
         };
         config.check()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
@@ -337,12 +338,27 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
         );
         println!("{}", pubsub::header());
         let started = std::time::Instant::now();
-        let points = runtime.block_on(pubsub::run(&config, runtime.handle()));
+        let handle = runtime.handle().clone();
+        let run = System::new().block_on(async {
+            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
+            pubsub::run(&config, &handle, shutdown).await
+        });
         runtime.shutdown_timeout(Duration::from_secs(2));
-        let points = points?;
+        let run = run?;
+        let points = &run.points;
         println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
+        if let Some((target, scheduler)) = &run.stored {
+            println!(
+                "stored in {target} as scheduler {scheduler}: tables pubsub_publishes_ecs and pubsub_deliveries_ecs \
+                 (hosts in nodes_ecs, fleet {})",
+                pubsub::PUBSUB_FLEET
+            );
+        }
+        if let Some(error) = &run.storage_error {
+            eprintln!("error: some rows could not be stored: {error}");
+        }
         if let Some(dir) = &self.report {
-            pubsub::write(&points, dir)?;
+            pubsub::write(points, dir)?;
             println!(
                 "charts: {}, {}; table: {}",
                 dir.join("pubsub-duration.svg").display(),
@@ -350,7 +366,8 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
                 dir.join("pubsub.csv").display()
             );
         }
-        let lost = points.iter().any(|p| p.delivered < p.expected || p.refused > 0);
+        let lost =
+            points.iter().any(|p| p.delivered < p.expected || p.refused > 0) || run.storage_error.is_some();
         if lost {
             eprintln!(
                 "error: some messages were not delivered to every subscribed peer (see the delivered column)"

@@ -4,18 +4,25 @@
 //! that many messages and every other peer report when each arrived and how many copies it got.
 //! Per point: the median iteration's duration, delivery latency, duplicates and peak memory.
 
-use std::{fmt::Write as _, path::Path, time::Duration};
+use std::{fmt::Write as _, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
 use parsec_actors::{
     local_network::{self, TransportKind},
     pubsub::{publish_and_collect, PublishPlan, PublishReport, PubsubConfig},
-    DhtConfig, DhtHandle,
+    recorder::Flush,
+    DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
+    RoundId, SchedulerId, NOT_DELIVERED,
 };
 use rand::{rngs::StdRng, SeedableRng};
 use tokio::runtime::Handle;
 
 use crate::{
+    db::DatabaseTarget,
+    host::{self, Resources},
+    job::{JobStorage, Shutdown, StorageOptions},
     progress::bar,
     report::{
         charts::{Chart, ComparisonPanel},
@@ -29,6 +36,15 @@ const MESH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections stay for the whole run, as between peers that keep talking: an idle connection
 /// outside the mesh closing mid-run would change the topology being measured.
 const PUBSUB_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The fleet pubsub testnet hosts register under.
+pub const PUBSUB_FLEET: &str = "gossipsub";
+
+/// The implementation our peers run, as delivery rows name it.
+const IMPLEMENTATION: &str = "rust-libp2p";
+
+/// Nodes registered at once.
+const REGISTER_CONCURRENCY: usize = 32;
 
 /// What a gossipsub testnet run does.
 #[derive(Clone, Debug)]
@@ -55,6 +71,8 @@ pub struct PubsubTestnetConfig {
     pub seed: Option<u64>,
     /// Draw progress bars.
     pub progress: bool,
+    /// Where hosts register and rows go (`None`: nowhere).
+    pub database: Option<DatabaseTarget>,
 }
 
 impl PubsubTestnetConfig {
@@ -178,9 +196,42 @@ impl SweepPoint {
     }
 }
 
-/// Runs the sweep on `runtime`; every point, in order.
-pub async fn run(config: &PubsubTestnetConfig, runtime: &Handle) -> anyhow::Result<Vec<SweepPoint>> {
+/// What a run measured and where its rows went.
+#[derive(Debug)]
+pub struct PubsubRun {
+    pub points: Vec<SweepPoint>,
+    /// The database and the run's scheduler id, when the rows were stored.
+    pub stored: Option<(DatabaseTarget, SchedulerId)>,
+    /// Why some rows could not be stored.
+    pub storage_error: Option<String>,
+}
+
+/// Runs the sweep, its peers on `runtime`; must run inside an actix `System` (the recorder).
+pub async fn run(
+    config: &PubsubTestnetConfig,
+    runtime: &Handle,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<PubsubRun> {
     config.check()?;
+    let storage_options = StorageOptions {
+        target: config.database.clone(),
+        dry_run: config.database.is_none(),
+        keep_rows: false,
+        wait_for_database: false,
+    };
+    let Some(storage) = JobStorage::open(storage_options, &mut shutdown).await? else {
+        anyhow::bail!("interrupted before the database opened; nothing was measured");
+    };
+    let Some(recording) = storage
+        .start_recording(vec![PUBSUB_FLEET.to_owned()], &mut shutdown)
+        .await?
+    else {
+        anyhow::bail!("interrupted while registering; nothing was measured");
+    };
+    let registry = storage.registry();
+    let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let mut rng = match config.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_entropy(),
@@ -193,56 +244,293 @@ pub async fn run(config: &PubsubTestnetConfig, runtime: &Handle) -> anyhow::Resu
     let peer_config = local_network::local_peer_config(&template, config.transport);
     let topics = config.topic_names();
     let mut points = Vec::new();
+    let mut failure = None;
     for &hosts in &config.hosts {
+        if shutdown.requested() {
+            break;
+        }
         let setup = bar(config.progress, hosts as u64, "starting hosts");
         let peers =
             local_network::spawn_peers(hosts, &peer_config, runtime, |n| setup.set_position(n as u64))
                 .await
                 .with_context(|| format!("starting {hosts} hosts"))?;
         setup.finish_and_clear();
-        local_network::connect_randomly(&peers, config.degree, &mut rng)
-            .await
-            .context("connecting the hosts")?;
-        for topic in &topics {
-            let mesh = config.pubsub.mesh_n_low.min(hosts - 1);
-            local_network::subscribe_and_form_mesh(&peers, topic, mesh, MESH_TIMEOUT)
-                .await
-                .context("forming the meshes")?;
-        }
-        for &messages in &config.messages {
-            let plan = PublishPlan {
-                topics: topics.clone(),
-                messages,
-                message_bytes: config.message_bytes,
-                deadline: config.deadline,
-                linger: config.pubsub.heartbeat,
-            };
-            // The point's peak: the hosts, and what publishing this many messages adds to them.
-            crate::report::reset_peak_rss();
-            let iterations = bar(config.progress, config.iterations as u64, "iterations");
-            let mut point = SweepPoint::new(hosts, messages);
-            for iteration in 0..config.iterations {
-                let publisher = &peers[iteration % hosts];
-                let receivers: Vec<DhtHandle> = peers
-                    .iter()
-                    .filter(|p| p.peer_id() != publisher.peer_id())
-                    .cloned()
-                    .collect();
-                let report = publish_and_collect(publisher, &receivers, &plan, &mut rng).await?;
-                point.add(&report, publisher);
-                iterations.inc(1);
-            }
-            iterations.finish_and_clear();
-            point.latencies.sort_unstable();
-            point.peak_rss = peak_rss_bytes();
-            println!("{}", row(&point));
-            points.push(point);
-        }
-        for peer in &peers {
-            let _ = peer.shutdown().await;
+        let network = Network {
+            nodes: register(&registry, &resources, &peers).await?,
+            peers,
+        };
+        let measured = measure_size(
+            config,
+            &network,
+            &topics,
+            &recording.recorder,
+            &mut rng,
+            &mut points,
+        )
+        .await;
+        network.stop(&registry).await;
+        if let Err(e) = measured {
+            failure = Some(e);
+            break;
         }
     }
-    Ok(points)
+    let recorded = recording.finish().await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(PubsubRun {
+        points,
+        stored: recorded.stored,
+        storage_error: recorded.storage_error,
+    })
+}
+
+/// The hosts of one size and their rows in `nodes_ecs`.
+struct Network {
+    peers: Vec<DhtHandle>,
+    nodes: Vec<NodeId>,
+}
+
+impl Network {
+    /// Closes the peers and marks their nodes offline.
+    async fn stop(&self, registry: &Arc<dyn Registry>) {
+        for peer in &self.peers {
+            let _ = peer.shutdown().await;
+        }
+        let now = Utc::now();
+        for node in &self.nodes {
+            if let Err(e) = registry.mark_offline(*node, now).await {
+                tracing::warn!(%node, error = %e, "could not mark a pubsub host offline");
+            }
+        }
+    }
+}
+
+/// Registers every peer as a node of the pubsub fleet.
+async fn register(
+    registry: &Arc<dyn Registry>,
+    resources: &Resources,
+    peers: &[DhtHandle],
+) -> anyhow::Result<Vec<NodeId>> {
+    stream::iter(peers)
+        .map(|peer| {
+            let registration = host::registration(
+                resources.clone(),
+                peer.peer_id().to_string(),
+                PUBSUB_FLEET.to_owned(),
+                0,
+                host::peer_port(peer.listen_addrs()),
+            );
+            let registry = registry.clone();
+            async move { registry.register_node(registration).await }
+        })
+        .buffered(REGISTER_CONCURRENCY)
+        .try_collect()
+        .await
+        .context("registering the pubsub hosts in nodes_ecs")
+}
+
+/// Connects the hosts, forms the meshes and runs every messages count at this size.
+async fn measure_size(
+    config: &PubsubTestnetConfig,
+    network: &Network,
+    topics: &[String],
+    recorder: &actix::Addr<parsec_actors::MeasurementRecorder>,
+    rng: &mut StdRng,
+    points: &mut Vec<SweepPoint>,
+) -> anyhow::Result<()> {
+    let (peers, hosts) = (&network.peers, network.peers.len());
+    local_network::connect_randomly(peers, config.degree, rng)
+        .await
+        .context("connecting the hosts")?;
+    for topic in topics {
+        let mesh = config.pubsub.mesh_n_low.min(hosts - 1);
+        local_network::subscribe_and_form_mesh(peers, topic, mesh, MESH_TIMEOUT)
+            .await
+            .context("forming the meshes")?;
+    }
+    for &messages in &config.messages {
+        let plan = PublishPlan {
+            topics: topics.to_vec(),
+            messages,
+            message_bytes: config.message_bytes,
+            deadline: config.deadline,
+            linger: config.pubsub.heartbeat,
+        };
+        // The point's peak: the hosts, and what publishing this many messages adds to them.
+        crate::report::reset_peak_rss();
+        let iterations = bar(config.progress, config.iterations as u64, "iterations");
+        let mut point = SweepPoint::new(hosts, messages);
+        for iteration in 0..config.iterations {
+            let publisher = iteration % hosts;
+            let receivers: Vec<DhtHandle> = peers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != publisher)
+                .map(|(_, p)| p.clone())
+                .collect();
+            let sent_wall = Utc::now();
+            let sent_instant = tokio::time::Instant::now();
+            let report = publish_and_collect(&peers[publisher], &receivers, &plan, rng).await?;
+            point.add(&report, &peers[publisher]);
+            let clock = WallClock {
+                wall: sent_wall,
+                instant: sent_instant,
+            };
+            let receiver_nodes: Vec<NodeId> = (0..hosts)
+                .filter(|i| *i != publisher)
+                .map(|i| network.nodes[i])
+                .collect();
+            for row in rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock) {
+                recorder
+                    .send(RecordMeasurement(row))
+                    .await
+                    .context("the measurement recorder stopped")?;
+            }
+            // Bounded: an iteration's rows are written before the next one's are made.
+            recorder
+                .send(Flush)
+                .await
+                .context("the measurement recorder stopped")?
+                .context("storing the iteration's rows")?;
+            iterations.inc(1);
+        }
+        iterations.finish_and_clear();
+        point.latencies.sort_unstable();
+        point.peak_rss = peak_rss_bytes();
+        println!("{}", row(&point));
+        points.push(point);
+    }
+    Ok(())
+}
+
+/// Maps this process's monotonic instants to wall-clock times for the rows' `started_at`.
+struct WallClock {
+    wall: DateTime<Utc>,
+    instant: tokio::time::Instant,
+}
+
+impl WallClock {
+    fn at(&self, instant: tokio::time::Instant) -> DateTime<Utc> {
+        let since = instant.saturating_duration_since(self.instant);
+        self.wall + chrono::Duration::from_std(since).unwrap_or_default()
+    }
+}
+
+/// The rows of one iteration: a publish per message, a delivery per receiver of it. One round id
+/// per iteration.
+fn rows(
+    report: &PublishReport,
+    publisher: NodeId,
+    receivers: &[NodeId],
+    plan: &PublishPlan,
+    clock: &WallClock,
+) -> Vec<Measurement> {
+    let round = RoundId::new();
+    let details = |topic: &str| PubsubDetails {
+        topic: topic.to_owned(),
+        message_bytes: u32::try_from(plan.message_bytes).unwrap_or(u32::MAX),
+        topic_peers: None,
+        mesh_peers: None,
+        copies: 0,
+        first_from: None,
+        clock_offset: None,
+        clock_uncertainty: None,
+        implementation: IMPLEMENTATION.to_owned(),
+    };
+    let measurement =
+        |operation: Operation, node: NodeId, message: &str, started_at, duration, error, pubsub| {
+            Measurement {
+                id: uuid::Uuid::new_v4(),
+                round,
+                fleet: PUBSUB_FLEET.to_owned(),
+                node,
+                operation,
+                cid: message.to_owned(),
+                step: operation.step().to_owned(),
+                probe: 0,
+                started_at,
+                duration,
+                error,
+                routing_table_size: 0,
+                trace_id: None,
+                record_peers: None,
+                pubsub: Some(pubsub),
+            }
+        };
+    let mut rows = Vec::new();
+    for message in &report.messages {
+        let id = message.id.to_string();
+        let published = match &message.published {
+            Ok(published) => published,
+            Err(reason) => {
+                let at = clock.at(tokio::time::Instant::now());
+                rows.push(measurement(
+                    Operation::Publish,
+                    publisher,
+                    &id,
+                    at,
+                    Duration::ZERO,
+                    Some(reason.clone()),
+                    details(&message.topic),
+                ));
+                continue;
+            }
+        };
+        let sent_at = clock.at(published.sent_at);
+        let missing = message.receipts.iter().filter(|r| r.latency.is_none()).count();
+        let spread = message
+            .receipts
+            .iter()
+            .filter_map(|r| r.latency)
+            .max()
+            .unwrap_or_default();
+        let (duration, error) = match missing {
+            0 => (spread, None),
+            n => (
+                plan.deadline,
+                Some(format!(
+                    "not delivered to {n} of {} peers",
+                    message.receipts.len()
+                )),
+            ),
+        };
+        let publish = PubsubDetails {
+            topic_peers: Some(u32::try_from(published.topic_peers).unwrap_or(u32::MAX)),
+            mesh_peers: Some(u32::try_from(published.mesh_peers).unwrap_or(u32::MAX)),
+            ..details(&message.topic)
+        };
+        rows.push(measurement(
+            Operation::Publish,
+            publisher,
+            &id,
+            sent_at,
+            duration,
+            error,
+            publish,
+        ));
+        for (receipt, node) in message.receipts.iter().zip(receivers) {
+            let delivery = PubsubDetails {
+                copies: receipt.copies,
+                first_from: receipt.from.map(|p| p.to_string()),
+                ..details(&message.topic)
+            };
+            let (duration, error) = match receipt.latency {
+                Some(latency) => (latency, None),
+                None => (plan.deadline, Some(NOT_DELIVERED.to_owned())),
+            };
+            rows.push(measurement(
+                Operation::Delivery,
+                *node,
+                &id,
+                sent_at,
+                duration,
+                error,
+                delivery,
+            ));
+        }
+    }
+    rows
 }
 
 /// The header of the table [`row`] fills.
