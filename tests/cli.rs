@@ -869,6 +869,80 @@ fn testnet_gossipsub_rejects_what_cannot_measure_with_the_fix() {
             (vec!["--mesh-n-low", "7"], "--mesh-n-low"),
             (vec!["--validation", "lax"], "expected strict"),
             (vec!["--message-bytes", "100000"], "at most 65536"),
+            (vec!["--churn-topics", "0.6", "--churn-network", "0.5"], "below 1"),
         ],
+    );
+}
+
+/// Under churn (hosts leaving their topics and the network between iterations, and coming
+/// back), the hosts that were away receive nothing and those present receive ≥ 99 %.
+#[test]
+fn testnet_gossipsub_under_churn_delivers_to_those_present_and_none_to_those_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("churn");
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--protocol",
+            "gossipsub",
+            "--sweep-hosts",
+            "30",
+            "--messages",
+            "8",
+        ])
+        .args([
+            "--iterations",
+            "6",
+            "--topics",
+            "2",
+            "--transport",
+            "memory",
+            "--heartbeat",
+            "200ms",
+        ])
+        .args([
+            "--churn-topics",
+            "0.2",
+            "--churn-network",
+            "0.1",
+            "--seed",
+            "5",
+            "--no-progress",
+            "--report",
+        ])
+        .arg(&report)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.path().join("churn.sqlite").display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let csv = std::fs::read_to_string(report.join("pubsub.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let values: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let field = |name: &str| -> f64 {
+        let index = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("{name}: {csv}"));
+        values[index].parse().unwrap()
+    };
+    // Five iterations after the first have churn: 6 hosts leave their topics and 3 the network
+    // before each.
+    assert_eq!(
+        (field("left_topics"), field("left_network")),
+        (30.0, 15.0),
+        "{csv}"
+    );
+    assert_eq!(field("received_while_away"), 0.0, "{stdout}");
+    let ratio = field("delivered") / field("expected");
+    assert!(
+        ratio >= 0.99,
+        "delivery ratio among the hosts present {ratio}: {stdout}"
+    );
+    // The present hosts of the first iteration: all but the publisher.
+    assert!(
+        field("expected") < (6 * 8 * 29) as f64,
+        "away hosts are not expected: {csv}"
     );
 }

@@ -189,6 +189,14 @@ struct PubsubSweepArgs {
     /// lost.
     #[arg(long, env = "PARSEC_TESTNET_DELIVERY_DEADLINE", default_value = "10s", value_parser = super::parse_duration)]
     delivery_deadline: Duration,
+    /// Churn: the share of hosts that leave every topic before each iteration (back one
+    /// iteration later), e.g. 0.1.
+    #[arg(long, env = "PARSEC_TESTNET_CHURN_TOPICS", default_value_t = 0.0)]
+    churn_topics: f64,
+    /// Churn: the share of hosts that leave the network (close every connection) before each
+    /// iteration and dial back in one iteration later, e.g. 0.05.
+    #[arg(long, env = "PARSEC_TESTNET_CHURN_NETWORK", default_value_t = 0.0)]
+    churn_network: f64,
 }
 
 impl TestnetArgs {
@@ -313,6 +321,10 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             degree: self.pubsub.degree,
             deadline: self.pubsub.delivery_deadline,
             pubsub: self.gossipsub.config()?,
+            churn: pubsub::ChurnRates {
+                topics: self.pubsub.churn_topics,
+                network: self.pubsub.churn_network,
+            },
             transport: self.transport.kind(),
             seed: self.seed,
             progress: !self.no_progress,

@@ -4,6 +4,8 @@
 //! that many messages and every other peer report when each arrived and how many copies it got.
 //! Per point: the median iteration's duration, delivery latency, duplicates and peak memory.
 
+mod churn;
+
 use std::{fmt::Write as _, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -37,6 +39,9 @@ const MESH_TIMEOUT: Duration = Duration::from_secs(60);
 /// outside the mesh closing mid-run would change the topology being measured.
 const PUBSUB_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
+use churn::Churn;
+pub use churn::ChurnRates;
+
 /// The fleet pubsub testnet hosts register under.
 pub const PUBSUB_FLEET: &str = "gossipsub";
 
@@ -65,6 +70,8 @@ pub struct PubsubTestnetConfig {
     pub deadline: Duration,
     /// Gossipsub's parameters.
     pub pubsub: PubsubConfig,
+    /// Hosts leaving and coming back between iterations.
+    pub churn: ChurnRates,
     /// Transport between peers.
     pub transport: TransportKind,
     /// Seed of the topology and the payloads.
@@ -99,6 +106,7 @@ impl PubsubTestnetConfig {
                 parsec_actors::pubsub::MAX_MESSAGE_BYTES
             );
         }
+        self.churn.check().map_err(anyhow::Error::msg)?;
         self.pubsub
             .check()
             .map_err(|e| anyhow::anyhow!("gossipsub parameters: {e}"))
@@ -125,6 +133,11 @@ pub struct SweepPoint {
     pub duplicates: u64,
     /// Deliveries whose first copy came straight from the publisher.
     pub direct: usize,
+    /// Churn: hosts that left their topics and the network, over the iterations.
+    pub left_topics: usize,
+    pub left_network: usize,
+    /// Messages that reached a host while it was away (must stay 0).
+    pub received_while_away: usize,
     /// Messages gossipsub refused to publish, with the first reason.
     pub refused: usize,
     pub refusal: Option<String>,
@@ -143,6 +156,9 @@ impl SweepPoint {
             latencies: Vec::new(),
             duplicates: 0,
             direct: 0,
+            left_topics: 0,
+            left_network: 0,
+            received_while_away: 0,
             refused: 0,
             refusal: None,
             peak_rss: None,
@@ -361,26 +377,31 @@ async fn measure_size(
         crate::report::reset_peak_rss();
         let iterations = bar(config.progress, config.iterations as u64, "iterations");
         let mut point = SweepPoint::new(hosts, messages);
+        let mut churn = Churn::new(hosts, config.churn, topics, config.degree);
         for iteration in 0..config.iterations {
             let publisher = iteration % hosts;
-            let receivers: Vec<DhtHandle> = peers
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != publisher)
-                .map(|(_, p)| p.clone())
+            if iteration > 0 && config.churn.is_on() {
+                let step = churn.step(peers, publisher, rng).await.context("churn")?;
+                point.left_topics += step.left_topics;
+                point.left_network += step.left_network;
+            }
+            let present = |i: &usize| *i != publisher && churn.is_present(*i);
+            let receiving: Vec<usize> = (0..hosts).filter(present).collect();
+            let away: Vec<&DhtHandle> = (0..hosts)
+                .filter(|i| *i != publisher && !churn.is_present(*i))
+                .map(|i| &peers[i])
                 .collect();
+            let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
             let sent_wall = Utc::now();
             let sent_instant = tokio::time::Instant::now();
             let report = publish_and_collect(&peers[publisher], &receivers, &plan, rng).await?;
             point.add(&report, &peers[publisher]);
+            point.received_while_away += received_while_away(&report, &away).await?;
             let clock = WallClock {
                 wall: sent_wall,
                 instant: sent_instant,
             };
-            let receiver_nodes: Vec<NodeId> = (0..hosts)
-                .filter(|i| *i != publisher)
-                .map(|i| network.nodes[i])
-                .collect();
+            let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
             for row in rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock) {
                 recorder
                     .send(RecordMeasurement(row))
@@ -402,6 +423,18 @@ async fn measure_size(
         points.push(point);
     }
     Ok(())
+}
+
+/// Messages of `report` that reached one of `away` (hosts that had left their topics or the
+/// network); the linger after the last delivery has passed, so late copies are counted too.
+async fn received_while_away(report: &PublishReport, away: &[&DhtHandle]) -> anyhow::Result<usize> {
+    let mut received = 0;
+    for peer in away {
+        for message in report.messages.iter().filter(|m| m.published.is_ok()) {
+            received += usize::from(peer.delivery(message.id).await?.is_some());
+        }
+    }
+    Ok(received)
 }
 
 /// Maps this process's monotonic instants to wall-clock times for the rows' `started_at`.
@@ -572,6 +605,13 @@ pub fn row(point: &SweepPoint) -> String {
         direct * 100.0,
         crate::report::mebibytes(point.peak_rss),
     );
+    if point.left_topics + point.left_network > 0 {
+        let _ = write!(
+            line,
+            "  churn: {} left topics, {} left the network, {} received while away",
+            point.left_topics, point.left_network, point.received_while_away
+        );
+    }
     if let Some(reason) = &point.refusal {
         let _ = write!(line, "  ({} refused: {reason})", point.refused);
     }
@@ -655,6 +695,9 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
         "duplicates_per_delivery",
         "direct",
         "peak_rss_bytes",
+        "left_topics",
+        "left_network",
+        "received_while_away",
     ])?;
     for p in points {
         let seconds = |d: Option<Duration>| d.map_or_else(String::new, |d| d.as_secs_f64().to_string());
@@ -670,6 +713,9 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
             p.duplicates_per_delivery().to_string(),
             p.direct.to_string(),
             p.peak_rss.map_or_else(String::new, |b| b.to_string()),
+            p.left_topics.to_string(),
+            p.left_network.to_string(),
+            p.received_while_away.to_string(),
         ])?;
     }
     csv.flush()?;
