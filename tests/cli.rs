@@ -819,7 +819,7 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|cells| cells.len() >= 10 && cells[0].parse::<usize>().is_ok())
+        .filter(|cells| cells.len() >= 11 && cells[0].parse::<usize>().is_ok())
         .collect();
     let points: Vec<(&str, &str)> = rows.iter().map(|cells| (cells[0], cells[1])).collect();
     assert_eq!(
@@ -830,7 +830,7 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
     for cells in &rows {
         assert_eq!(cells[2], "2", "iterations: {stdout}");
         assert_eq!(
-            cells[4], "100.00%",
+            cells[5], "100.00%",
             "every subscribed peer gets every message: {stdout}"
         );
     }

@@ -190,6 +190,16 @@ impl SweepPoint {
         percentile(&sorted, 50.0).unwrap_or_default()
     }
 
+    /// Messages fully disseminated per second: an iteration's messages over its median duration.
+    pub fn messages_per_second(&self) -> f64 {
+        let seconds = self.median_duration().as_secs_f64();
+        if seconds > 0.0 {
+            self.messages as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+
     pub fn latency(&self, p: f64) -> Option<Duration> {
         percentile(&self.latencies, p)
     }
@@ -569,11 +579,12 @@ fn rows(
 /// The header of the table [`row`] fills.
 pub fn header() -> String {
     format!(
-        "{:>6} {:>8} {:>5} {:>13} {:>11} {:>11} {:>11} {:>8} {:>7} {:>9}",
+        "{:>6} {:>8} {:>5} {:>13} {:>8} {:>11} {:>11} {:>11} {:>8} {:>7} {:>9}",
         "hosts",
         "messages",
         "iter",
         "duration p50",
+        "msg/s",
         "delivered",
         "latency p50",
         "latency p99",
@@ -593,11 +604,12 @@ pub fn row(point: &SweepPoint) -> String {
         point.direct as f64 / point.latencies.len() as f64
     };
     let mut line = format!(
-        "{:>6} {:>8} {:>5} {:>13} {:>10.2}% {:>11} {:>11} {:>8.2} {:>6.0}% {:>9}",
+        "{:>6} {:>8} {:>5} {:>13} {:>8.0} {:>10.2}% {:>11} {:>11} {:>8.2} {:>6.0}% {:>9}",
         point.hosts,
         point.messages,
         point.durations.len(),
         seconds(Some(point.median_duration())),
+        point.messages_per_second(),
         point.delivery_ratio() * 100.0,
         seconds(point.latency(50.0)),
         seconds(point.latency(99.0)),
@@ -688,6 +700,7 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
         "messages",
         "iterations",
         "duration_p50_s",
+        "messages_per_s",
         "delivered",
         "expected",
         "latency_p50_s",
@@ -706,6 +719,7 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
             p.messages.to_string(),
             p.durations.len().to_string(),
             p.median_duration().as_secs_f64().to_string(),
+            p.messages_per_second().to_string(),
             p.delivered.to_string(),
             p.expected.to_string(),
             seconds(p.latency(50.0)),
