@@ -6,6 +6,7 @@ pub mod client;
 pub mod dto;
 mod error;
 mod handlers;
+pub mod pubsub;
 
 use std::net::TcpListener;
 
@@ -42,6 +43,9 @@ pub struct ApiOptions {
     pub token: Option<ApiToken>,
     /// Where operation durations and requests are counted.
     pub metrics: Option<ServerMetrics>,
+    /// The node's pubsub requests (`None`: the server does not speak gossipsub; `/pubsub/...`
+    /// answers 501, except the clock).
+    pub pubsub: Option<parsec_actors::pubsub::node::PubsubRecipients>,
 }
 
 /// Registers the API routes for `node`.
@@ -51,6 +55,32 @@ pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut 
             .app_data(web::Data::new(node))
             .app_data(web::Data::new(auth::RequiredToken(options.token)))
             .app_data(web::Data::new(options.metrics))
+            .app_data(web::Data::new(options.pubsub))
+            .service(
+                web::resource("/pubsub/subscribe")
+                    .route(web::post().to(pubsub::subscribe))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/pubsub/unsubscribe")
+                    .route(web::post().to(pubsub::unsubscribe))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/pubsub/publish")
+                    .route(web::post().to(pubsub::publish))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/pubsub/messages/{id}")
+                    .route(web::get().to(pubsub::message))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/pubsub/clock")
+                    .route(web::get().to(pubsub::clock))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
             .service(
                 web::resource("/provide")
                     .route(web::post().to(handlers::provide))

@@ -17,8 +17,8 @@ use std::{
 use actix::prelude::*;
 use anyhow::Context as _;
 use parsec_actors::{
-    DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics, MemoryRegistry, NodeActor, NodeId,
-    NodeRecipients, Registry,
+    pubsub::node::PubsubRecipients, DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics,
+    MemoryRegistry, NodeActor, NodeId, NodeRecipients, Registry,
 };
 
 use crate::{
@@ -93,7 +93,10 @@ impl Server {
         let server = match api::serve(
             options.api_listener,
             NodeRecipients::of(&node),
-            options.api,
+            ApiOptions {
+                pubsub: peer.speaks_pubsub().then(|| PubsubRecipients::of(&node)),
+                ..options.api
+            },
             options.http_workers,
         ) {
             Ok(server) => server,
@@ -231,6 +234,7 @@ impl Standalone {
                 api: ApiOptions {
                     token: self.token.clone(),
                     metrics: Some(server_metrics),
+                    pubsub: None,
                 },
                 http_workers: self.http_workers,
                 fleet: self.fleet.clone(),

@@ -946,3 +946,155 @@ fn testnet_gossipsub_under_churn_delivers_to_those_present_and_none_to_those_awa
         "away hosts are not expected: {csv}"
     );
 }
+
+/// The clock of a server process, estimated from `samples` round trips to `/pubsub/clock`.
+async fn clock_offset(
+    client: &awc::Client,
+    server: &ServerProcess,
+    samples: usize,
+) -> parsec_actors::pubsub::clock::ClockOffset {
+    let mut exchanges = Vec::new();
+    for _ in 0..samples {
+        let sent = chrono::Utc::now();
+        let answer: Value = client
+            .get(format!("{}/pubsub/clock", server.http))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let received = chrono::Utc::now();
+        let server_ns = answer["now_ns"].as_i64().unwrap();
+        exchanges.push(parsec_actors::pubsub::clock::ClockSample {
+            sent,
+            server: chrono::DateTime::from_timestamp_nanos(server_ns),
+            received,
+        });
+    }
+    parsec_actors::pubsub::clock::estimate(&exchanges).unwrap()
+}
+
+/// Two server processes speaking gossipsub, the publisher's clock skewed 7 s ahead (libfaketime):
+/// the offsets estimated from HTTP round trips are right within their stated uncertainty, and the
+/// latency corrected by them is a latency, where the raw difference of the two clocks is not.
+#[test]
+fn pubsub_across_server_processes_corrects_a_skewed_clock() {
+    const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install -y faketime"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("pubsub.sqlite").display());
+    let gossip = ["--gossipsub", "--heartbeat", "200ms", "--database-url", &url];
+    let skewed = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME", "+7s"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let publisher = ServerProcess::start_with_env(&gossip, &skewed);
+    let mut joining = gossip.to_vec();
+    joining.extend(["--bootstrap", &publisher.tcp_multiaddr]);
+    let receiver = ServerProcess::start(&joining);
+    let plain = ServerProcess::start(&["--database-url", &url]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(publisher.health() && receiver.health()) {
+        assert!(Instant::now() < deadline, "servers never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    actix::System::new().block_on(async {
+        let client = common::client();
+        let ahead = clock_offset(&client, &publisher, 8).await;
+        let level = clock_offset(&client, &receiver, 8).await;
+        assert!(
+            (ahead.offset - 7.0).abs() <= ahead.uncertainty + 1e-6,
+            "{ahead:?}"
+        );
+        assert!(level.offset.abs() <= level.uncertainty + 1e-6, "{level:?}");
+        assert!(
+            ahead.uncertainty < 0.05 && level.uncertainty < 0.05,
+            "{ahead:?} {level:?}"
+        );
+
+        for server in [&publisher, &receiver] {
+            let status = client
+                .post(format!("{}/pubsub/subscribe", server.http))
+                .send_json(&json!({"topic": "blocks"}))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status.as_u16(), 204);
+        }
+        // Until the receiver's subscription reached the publisher, gossipsub has nobody to send to.
+        let (id, published) = loop {
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut response = client
+                .post(format!("{}/pubsub/publish", publisher.http))
+                .send_json(&json!({"topic": "blocks", "message_id": id, "size": 512}))
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            if response.status().is_success() {
+                break (id, body);
+            }
+            assert_eq!(response.status().as_u16(), 503, "{body}");
+            assert!(
+                body["error"].as_str().unwrap().contains("reached no peer"),
+                "{body}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the publisher never saw the subscription"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(published["message_id"], id.as_str());
+        assert!(published["topic_peers"].as_u64().unwrap() >= 1, "{published}");
+        let delivery: Value = client
+            .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", receiver.http))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(delivery["delivered"], true, "{delivery}");
+        assert!(delivery["copies"].as_u64().unwrap() >= 1, "{delivery}");
+        let sent = chrono::DateTime::from_timestamp_nanos(published["sent_at_ns"].as_i64().unwrap());
+        let received = chrono::DateTime::from_timestamp_nanos(delivery["received_at_ns"].as_i64().unwrap());
+        let raw = (received - sent).num_milliseconds();
+        assert!(raw < -6_000, "the clocks are 7 s apart: {raw} ms");
+        let (latency, bound) = parsec_actors::pubsub::clock::corrected_latency(sent, ahead, received, level);
+        assert!(latency > -bound && latency < 5.0, "{latency} ± {bound}");
+
+        // What cannot be served is said, with the status that says whose fault it is.
+        let status_of = |response: awc::http::StatusCode| response.as_u16();
+        let too_big = client
+            .post(format!("{}/pubsub/publish", publisher.http))
+            .send_json(
+                &json!({"topic": "blocks", "message_id": uuid::Uuid::new_v4().to_string(), "size": 100_000}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status_of(too_big.status()), 413);
+        let bad_id = client
+            .get(format!("{}/pubsub/messages/not-a-uuid", receiver.http))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status_of(bad_id.status()), 400);
+        let mut without = client
+            .post(format!("{}/pubsub/subscribe", plain.http))
+            .send_json(&json!({"topic": "blocks"}))
+            .await
+            .unwrap();
+        assert_eq!(status_of(without.status()), 501);
+        let body: Value = without.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("--gossipsub"), "{body}");
+    });
+    for server in [plain, receiver, publisher] {
+        assert!(server.terminate().success());
+    }
+}

@@ -72,11 +72,13 @@ pub struct DhtHandle {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     load: Arc<load::PeerLoad>,
+    speaks_pubsub: bool,
 }
 
 impl DhtHandle {
     /// Starts a DHT peer on `runtime` and returns once it listens on every configured address.
     pub async fn spawn(config: DhtConfig, runtime: &Handle) -> Result<Self, DhtError> {
+        let speaks_pubsub = config.pubsub.is_some();
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (started_tx, started_rx) = oneshot::channel();
         let load = Arc::new(load::PeerLoad::default());
@@ -101,12 +103,18 @@ impl DhtHandle {
             peer_id: started.peer_id,
             listen_addrs: started.listen_addrs,
             load,
+            speaks_pubsub,
         })
     }
 
     /// What the peer has carried so far: connections, inbound requests, bytes, CPU time.
     pub fn load(&self) -> load::LoadSnapshot {
         self.load.snapshot()
+    }
+
+    /// Whether the peer speaks gossipsub (its configuration had pubsub settings).
+    pub fn speaks_pubsub(&self) -> bool {
+        self.speaks_pubsub
     }
 
     /// The peer's id.

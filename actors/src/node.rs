@@ -82,6 +82,11 @@ impl NodeActor {
     pub fn new(dht: DhtHandle) -> Self {
         Self { dht }
     }
+
+    /// Its peer (the pubsub handlers live beside the messages, in `pubsub/node.rs`).
+    pub(crate) fn dht(&self) -> &DhtHandle {
+        &self.dht
+    }
 }
 
 impl Actor for NodeActor {

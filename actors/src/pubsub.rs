@@ -5,6 +5,8 @@
 //! same swarm task then owns both protocols, and [`DhtHandle`](crate::DhtHandle) subscribes,
 //! publishes and waits for deliveries.
 
+pub mod clock;
+pub mod node;
 mod round;
 
 use std::{fmt, str::FromStr, time::Duration};

@@ -16,7 +16,7 @@ pub enum ApiError {
     PayloadTooLarge,
     /// No such route.
     #[error(
-        "no route for {method} {path}; the API has POST /provide, POST /retrieve/{{cid}} and GET /readiness"
+        "no route for {method} {path}; the API has POST /provide, POST /retrieve/{{cid}}, GET /readiness and /pubsub/…"
     )]
     NotFound {
         /// Request method.
@@ -44,6 +44,12 @@ pub enum ApiError {
     /// The body is not declared as JSON.
     #[error("content type {0} is not accepted: send Content-Type: application/json")]
     UnsupportedMediaType(String),
+    /// A value in the request is larger than the API accepts (a message's size).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The server does not offer this (a pubsub request to a server without gossipsub).
+    #[error("{0}")]
+    NotImplemented(String),
     /// The client did not send its body in time.
     #[error("the request body did not arrive within {BODY_READ_TIMEOUT:?}")]
     RequestTimeout,
@@ -61,6 +67,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 

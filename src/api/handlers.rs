@@ -147,7 +147,7 @@ pub(crate) fn scheduler_id(request: &HttpRequest) -> Option<String> {
 
 /// Answers 415 unless the request says its body is JSON (`application/json` or `…+json`). With
 /// `required` false, a request that names no content type passes (the retrieval body is ignored).
-fn require_json(request: &HttpRequest, required: bool) -> Result<(), ApiError> {
+pub(super) fn require_json(request: &HttpRequest, required: bool) -> Result<(), ApiError> {
     let Some(value) = request.headers().get(actix_web::http::header::CONTENT_TYPE) else {
         return if required {
             Err(ApiError::UnsupportedMediaType("none".to_owned()))
@@ -168,7 +168,7 @@ fn require_json(request: &HttpRequest, required: bool) -> Result<(), ApiError> {
 
 /// Reads a body up to the size limit, within [`BODY_READ_TIMEOUT`]: a client that sends headers
 /// and then trickles its body does not hold a connection (and a worker's attention) for ever.
-async fn read_bounded(mut body: web::Payload) -> Result<bytes::Bytes, ApiError> {
+pub(super) async fn read_bounded(mut body: web::Payload) -> Result<bytes::Bytes, ApiError> {
     let read = async {
         let mut buffer = bytes::BytesMut::new();
         while let Some(chunk) = body.next().await {

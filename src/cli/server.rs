@@ -102,6 +102,11 @@ struct DhtServerArgs {
     /// parsec's flag for `--strategy fullrt`.
     #[arg(long, env = "PARSEC_SERVER_DHT_FULLRT")]
     fullrt: bool,
+    /// Also speak gossipsub and serve the pubsub API (`/pubsub/...`), with the gossipsub flags.
+    #[arg(long, env = "PARSEC_SERVER_GOSSIPSUB")]
+    gossipsub: bool,
+    #[command(flatten)]
+    gossipsub_params: super::pubsub::GossipsubArgs,
     /// How often `fullrt` crawls the network again (readiness waits for the first crawl).
     #[arg(long, env = "PARSEC_SERVER_DHT_CRAWL_INTERVAL", default_value = "1h", value_parser = super::parse_duration)]
     crawl_interval: Duration,
@@ -300,6 +305,9 @@ impl DhtServer {
             // bootstrap lists.
             .set_resolve_dns(uses_dns || !local)
             .set_dns_server(self.dht.dns_server);
+        if self.dht.gossipsub {
+            config.set_pubsub(Some(self.dht.gossipsub_params.config()?));
+        }
         Ok(config)
     }
 

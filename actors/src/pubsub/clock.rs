@@ -1,0 +1,116 @@
+//! How far a server's clock is from ours, estimated from HTTP round trips as NTP does: we note
+//! our clock when we ask and when the answer comes, the server notes its clock in between. Its
+//! clock then lay within that round trip, so the offset is known to within half of it; the
+//! shortest of several round trips gives the tightest bound.
+
+use chrono::{DateTime, Utc};
+
+/// One exchange with the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSample {
+    /// Our clock when the request left.
+    pub sent: DateTime<Utc>,
+    /// The server's clock while it answered.
+    pub server: DateTime<Utc>,
+    /// Our clock when the answer came.
+    pub received: DateTime<Utc>,
+}
+
+/// The server's clock minus ours, and the bound of the estimate's error (seconds): the true
+/// offset lies in `offset ± uncertainty`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockOffset {
+    pub offset: f64,
+    pub uncertainty: f64,
+}
+
+impl ClockOffset {
+    /// One shared clock.
+    pub const NONE: ClockOffset = ClockOffset {
+        offset: 0.0,
+        uncertainty: 0.0,
+    };
+
+    /// Our clock's time of the server's instant `at`.
+    pub fn to_ours(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at - chrono::Duration::nanoseconds((self.offset * 1e9).round() as i64)
+    }
+}
+
+fn seconds(delta: chrono::TimeDelta) -> f64 {
+    delta.num_nanoseconds().map_or(f64::MAX, |n| n as f64 / 1e9)
+}
+
+/// The estimate from the exchange with the shortest round trip (`None` without a sample whose
+/// answer came after its request).
+pub fn estimate(samples: &[ClockSample]) -> Option<ClockOffset> {
+    let best = samples
+        .iter()
+        .filter(|s| s.received >= s.sent)
+        .min_by_key(|s| s.received - s.sent)?;
+    let half_trip = seconds(best.received - best.sent) / 2.0;
+    let midpoint = best.sent + (best.received - best.sent) / 2;
+    Some(ClockOffset {
+        offset: seconds(best.server - midpoint),
+        uncertainty: half_trip,
+    })
+}
+
+/// A latency measured across two clocks: from `sent` on the publisher's clock to `received` on
+/// the receiver's, each corrected by its offset against ours; the bounds add up.
+pub fn corrected_latency(
+    sent: DateTime<Utc>,
+    publisher: ClockOffset,
+    received: DateTime<Utc>,
+    receiver: ClockOffset,
+) -> (f64, f64) {
+    let latency = seconds(receiver.to_ours(received) - publisher.to_ours(sent));
+    (latency, publisher.uncertainty + receiver.uncertainty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::milliseconds(ms)
+    }
+
+    #[test]
+    fn the_shortest_round_trip_bounds_the_offset() {
+        // The server runs 5 s ahead; the second exchange took 4 ms, the first 40 ms.
+        let samples = [
+            ClockSample {
+                sent: at(1_000),
+                server: at(6_030),
+                received: at(1_040),
+            },
+            ClockSample {
+                sent: at(2_000),
+                server: at(7_001),
+                received: at(2_004),
+            },
+        ];
+        let estimate = estimate(&samples).unwrap();
+        assert!((estimate.offset - 4.999).abs() < 1e-9, "{estimate:?}");
+        assert!((estimate.uncertainty - 0.002).abs() < 1e-9, "{estimate:?}");
+        assert!((estimate.offset - 5.0).abs() <= estimate.uncertainty);
+        assert_eq!(super::estimate(&[]), None);
+    }
+
+    #[test]
+    fn a_latency_across_clocks_is_corrected_by_both_offsets() {
+        let publisher = ClockOffset {
+            offset: 2.0,
+            uncertainty: 0.001,
+        };
+        let receiver = ClockOffset {
+            offset: -1.0,
+            uncertainty: 0.002,
+        };
+        // Sent at our 10.000 s (the publisher's 12.000), received at our 10.050 (its 9.050).
+        let (latency, bound) = corrected_latency(at(12_000), publisher, at(9_050), receiver);
+        assert!((latency - 0.050).abs() < 1e-9, "{latency}");
+        assert!((bound - 0.003).abs() < 1e-12);
+    }
+}

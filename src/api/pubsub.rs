@@ -1,0 +1,223 @@
+//! The pubsub extension of the API, under `/pubsub/` so parsec's three endpoints stay exactly
+//! parsec's: subscribe, publish, wait for a message, and the server's clock (for the offset a
+//! scheduler corrects latencies by). Handlers decode, send one message to the node, encode.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use parsec_actors::pubsub::{
+    node::{
+        AwaitMessage, PublishMessage, PubsubRecipients, SubscribeTopic, UnsubscribeTopic, MAX_DELIVERY_WAIT,
+    },
+    MessageId, MAX_MESSAGE_BYTES, MESSAGE_ID_BYTES,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    auth::Authorized,
+    error::ApiError,
+    handlers::{read_bounded, require_json},
+};
+
+/// Longest topic name accepted.
+const MAX_TOPIC_CHARS: usize = 256;
+
+/// `{"topic": "…"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicRequest {
+    pub topic: String,
+}
+
+/// What to publish: the message id (a UUID) and the message's size in bytes.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    pub topic: String,
+    /// A UUID.
+    pub message_id: String,
+    pub size: usize,
+}
+
+/// What publishing did; `sent_at_ns` is the server's wall clock (Unix nanoseconds).
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PublishResponse {
+    pub message_id: String,
+    pub sent_at_ns: i64,
+    pub topic_peers: u32,
+    pub mesh_peers: u32,
+}
+
+/// Whether the message came by the end of the wait; `received_at_ns` is the server's wall clock
+/// at its first copy.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct DeliveryResponse {
+    pub message_id: String,
+    pub delivered: bool,
+    pub received_at_ns: Option<i64>,
+    pub copies: u32,
+    pub first_from: Option<String>,
+}
+
+/// The server's wall clock (Unix nanoseconds) while it answered.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ClockResponse {
+    pub now_ns: i64,
+}
+
+/// `?wait_ms=…` of `GET /pubsub/messages/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+fn recipients(pubsub: &web::Data<Option<PubsubRecipients>>) -> Result<&PubsubRecipients, ApiError> {
+    pubsub.as_ref().as_ref().ok_or_else(|| {
+        ApiError::NotImplemented("this server does not speak gossipsub: start it with --gossipsub".to_owned())
+    })
+}
+
+fn stopped(e: actix::MailboxError) -> ApiError {
+    ApiError::Unavailable(format!("node stopped: {e}"))
+}
+
+fn nanos(at: chrono::DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+    body: web::Payload,
+    expected: &str,
+) -> Result<T, ApiError> {
+    require_json(request, true)?;
+    let body = read_bounded(body).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}; expected {expected}")))
+}
+
+fn message_id(text: &str) -> Result<MessageId, ApiError> {
+    text.parse()
+        .map(MessageId)
+        .map_err(|e| ApiError::BadRequest(format!("the message id must be a UUID: {e}")))
+}
+
+fn check_topic(topic: &str) -> Result<(), ApiError> {
+    if topic.is_empty() || topic.chars().count() > MAX_TOPIC_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "topic must have 1 to {MAX_TOPIC_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /pubsub/subscribe`.
+pub(crate) async fn subscribe(
+    _: Authorized,
+    pubsub: web::Data<Option<PubsubRecipients>>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: TopicRequest = read_json(&request, body, r#"{"topic": "<name>"}"#).await?;
+    check_topic(&body.topic)?;
+    recipients(&pubsub)?
+        .subscribe
+        .send(SubscribeTopic { topic: body.topic })
+        .await
+        .map_err(stopped)??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /pubsub/unsubscribe`.
+pub(crate) async fn unsubscribe(
+    _: Authorized,
+    pubsub: web::Data<Option<PubsubRecipients>>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: TopicRequest = read_json(&request, body, r#"{"topic": "<name>"}"#).await?;
+    check_topic(&body.topic)?;
+    recipients(&pubsub)?
+        .unsubscribe
+        .send(UnsubscribeTopic { topic: body.topic })
+        .await
+        .map_err(stopped)??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /pubsub/publish`.
+pub(crate) async fn publish(
+    _: Authorized,
+    pubsub: web::Data<Option<PubsubRecipients>>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let expected = r#"{"topic": "<name>", "message_id": "<uuid>", "size": <bytes>}"#;
+    let body: PublishRequest = read_json(&request, body, expected).await?;
+    check_topic(&body.topic)?;
+    if body.size > MAX_MESSAGE_BYTES {
+        return Err(ApiError::TooLarge(format!(
+            "size must be at most {MAX_MESSAGE_BYTES} bytes (gossipsub's transmit limit)"
+        )));
+    }
+    if body.size < MESSAGE_ID_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "size must be at least {MESSAGE_ID_BYTES} bytes: a message starts with its id"
+        )));
+    }
+    let id = message_id(&body.message_id)?;
+    let receipt = recipients(&pubsub)?
+        .publish
+        .send(PublishMessage {
+            topic: body.topic,
+            id,
+            bytes: body.size,
+        })
+        .await
+        .map_err(stopped)??;
+    Ok(HttpResponse::Ok().json(PublishResponse {
+        message_id: id.to_string(),
+        sent_at_ns: nanos(receipt.sent_at),
+        topic_peers: receipt.topic_peers,
+        mesh_peers: receipt.mesh_peers,
+    }))
+}
+
+/// `GET /pubsub/messages/{id}?wait_ms=…`.
+pub(crate) async fn message(
+    _: Authorized,
+    pubsub: web::Data<Option<PubsubRecipients>>,
+    id: web::Path<String>,
+    query: web::Query<WaitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = message_id(&id)?;
+    let wait = Duration::from_millis(query.wait_ms);
+    if wait > MAX_DELIVERY_WAIT {
+        return Err(ApiError::BadRequest(format!(
+            "wait_ms must be at most {}",
+            MAX_DELIVERY_WAIT.as_millis()
+        )));
+    }
+    let delivery = recipients(&pubsub)?
+        .await_message
+        .send(AwaitMessage { id, wait })
+        .await
+        .map_err(stopped)??;
+    Ok(HttpResponse::Ok().json(DeliveryResponse {
+        message_id: id.to_string(),
+        delivered: delivery.is_some(),
+        received_at_ns: delivery.map(|d| nanos(d.received_at)),
+        copies: delivery.map_or(0, |d| d.copies),
+        first_from: delivery.map(|d| d.from.to_string()),
+    }))
+}
+
+/// `GET /pubsub/clock`: open like readiness (it tells nothing but the time).
+pub(crate) async fn clock() -> HttpResponse {
+    HttpResponse::Ok().json(ClockResponse {
+        now_ns: nanos(Utc::now()),
+    })
+}
