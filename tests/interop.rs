@@ -5,6 +5,9 @@
 //! Our engine (classic, optprov, fullrt) and the js-libp2p and py-libp2p (PyPI, `tests/py`)
 //! clients find each other's records.
 //!
+//! Gossipsub: our peers and a js-libp2p gossipsub peer (`@libp2p/gossipsub`, the successor of
+//! `@chainsafe/libp2p-gossipsub` for libp2p 3) share a mesh, and messages cross both ways.
+//!
 //! `.ci/run` installs the npm packages (`npm ci --prefix tests/js`) and py-libp2p in a virtualenv
 //! (`tests/py/.venv`).
 
@@ -248,4 +251,162 @@ fn engine_and_other_find_each_others_records(mut other: OtherPeer) {
     });
     drop(nodes);
     runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// A js-libp2p gossipsub peer (`tests/js/gossip-peer.mjs`) in a child process, killed on drop.
+struct JsGossipPeer {
+    child: Child,
+    stdin: ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    address: Multiaddr,
+    peer_id: PeerId,
+}
+
+impl JsGossipPeer {
+    fn start() -> Self {
+        assert!(
+            std::path::Path::new(JS_DIR)
+                .join("node_modules/@libp2p/gossipsub")
+                .is_dir(),
+            "js-libp2p gossipsub is not installed: run `npm ci --prefix tests/js` (.ci/run does)"
+        );
+        let mut child = Command::new("node")
+            .arg("gossip-peer.mjs")
+            .current_dir(JS_DIR)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node is installed");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Self {
+            stdin: child.stdin.take().unwrap(),
+            child,
+            lines,
+            address: Multiaddr::empty(),
+            peer_id: PeerId::random(),
+        };
+        let listening = peer.expect("listening ");
+        let mut address: Multiaddr = listening.parse().unwrap();
+        let Some(Protocol::P2p(id)) = address.pop() else {
+            panic!("{listening} ends in no /p2p");
+        };
+        (peer.address, peer.peer_id) = (address, id);
+        peer
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+    }
+
+    /// The rest of the first line that starts with `prefix` (other lines are skipped), within 20 s.
+    fn expect(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no line `{prefix}…` from the js peer: {e}"));
+            assert!(!line.starts_with("failed"), "the js peer: {line}");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+    }
+}
+
+impl Drop for JsGossipPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// rust-libp2p and js-libp2p gossipsub peers in one mesh: a message published by ours reaches
+/// the js peer, and one published by the js peer reaches all of ours, both named by the same id.
+#[test]
+fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
+    use parsec_actors::{
+        local_network::{connect_randomly, local_peer_config, spawn_peers, subscribe_and_form_mesh},
+        pubsub::{MessageId, PubsubConfig},
+    };
+    const TOPIC: &str = "parsec-interop";
+    let mut js = JsGossipPeer::start();
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    runtime.block_on(async {
+        let mut pubsub = PubsubConfig::default();
+        pubsub.set_heartbeat(Duration::from_millis(200));
+        let mut template = DhtConfig::default();
+        template
+            .set_periodic_bootstrap(None)
+            .set_idle_connection_timeout(Duration::from_secs(600))
+            .set_pubsub(Some(pubsub));
+        let ours = spawn_peers(
+            3,
+            &local_peer_config(&template, TransportKind::Tcp),
+            &handle,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        connect_randomly(&ours, 2, &mut rand::thread_rng()).await.unwrap();
+        // The js peer dials ours: js-libp2p limits how fast one host may dial it.
+        for peer in &ours {
+            let address = peer.dialable_addrs().remove(0);
+            js.send(&format!("dial {address}"));
+            js.expect(&format!("dialed {address}"));
+        }
+        js.send(&format!("subscribe {TOPIC}"));
+        js.expect(&format!("subscribed {TOPIC}"));
+        subscribe_and_form_mesh(&ours, TOPIC, 1, Duration::from_secs(20))
+            .await
+            .unwrap();
+        // Each of ours knows the two others and the js peer as subscribers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        for peer in &ours {
+            while peer.topic_peers(TOPIC).await.unwrap().subscribed < 3 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the js peer's subscription never came"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+
+        // Ours to js.
+        let id = MessageId::new();
+        let published = ours[0]
+            .publish(TOPIC, id.payload(256, &mut rand::thread_rng()))
+            .await
+            .unwrap();
+        assert!(published.topic_peers >= 3, "{published:?}");
+        let received = js.expect(&format!("received {id} {TOPIC} "));
+        assert_eq!(received, ours[0].peer_id().to_string(), "signed by its author");
+        js.send(&format!("copies {id}"));
+        let copies: u32 = js.expect(&format!("copies {id} ")).parse().unwrap();
+        assert!(copies >= 1);
+
+        // js to ours.
+        let id = MessageId::new();
+        js.send(&format!("publish {TOPIC} {id} 256"));
+        let recipients: usize = js.expect(&format!("published {id} ")).parse().unwrap();
+        assert!(recipients >= 1);
+        for peer in &ours {
+            let delivery = tokio::time::timeout(Duration::from_secs(10), peer.await_delivery(id))
+                .await
+                .expect("the js peer's message reached every one of ours")
+                .unwrap();
+            assert!(delivery.copies >= 1);
+        }
+    });
 }

@@ -246,19 +246,22 @@ pub async fn connect_randomly(
     if count < 2 {
         return Ok(());
     }
-    let mut dials = Vec::new();
-    for (i, peer) in peers.iter().enumerate() {
-        let mut targets = vec![(i + 1) % count];
+    // One dial per pair: two peers dialling each other at once from their listening ports (TCP
+    // port reuse) make one simultaneous-open connection on which both act as the dialer, and the
+    // handshake fails.
+    let mut pairs = std::collections::BTreeSet::new();
+    for i in 0..count {
+        pairs.insert((i.min((i + 1) % count), i.max((i + 1) % count)));
         for _ in 1..degree.min(count - 1) {
             let other = rng.gen_range(0..count);
-            if other != i && !targets.contains(&other) {
-                targets.push(other);
+            if other != i {
+                pairs.insert((i.min(other), i.max(other)));
             }
         }
-        for target in targets {
-            let contact = contact_of(&peers[target])?;
-            dials.push((peer, contact));
-        }
+    }
+    let mut dials = Vec::with_capacity(pairs.len());
+    for (dialer, target) in pairs {
+        dials.push((&peers[dialer], contact_of(&peers[target])?));
     }
     stream::iter(dials)
         .map(|(peer, contact)| peer.connect(contact))
