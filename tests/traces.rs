@@ -220,3 +220,102 @@ fn a_missing_collector_never_stalls_a_server() {
         "flushing to nowhere held the exit"
     );
 }
+
+/// A pubsub testnet: one trace per published message, its `pubsub.message` root with a
+/// `pubsub.delivery` child per receiver whose `delivered` event marks the first copy, and every
+/// row of the message leading to that trace.
+#[test]
+fn a_published_message_is_one_trace_with_a_delivery_per_receiver() {
+    let (endpoint, spans) = start_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("pubsub.sqlite");
+    let output = std::process::Command::new(parsec::testing::process::parsec_binary())
+        .args([
+            "testnet",
+            "--protocol",
+            "gossipsub",
+            "--sweep-hosts",
+            "4",
+            "--messages",
+            "2",
+        ])
+        .args([
+            "--iterations",
+            "1",
+            "--transport",
+            "memory",
+            "--heartbeat",
+            "200ms",
+            "--no-progress",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_SERVICE_NAME", "parsec-testnet")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .output()
+        .unwrap();
+    parsec::testing::process::expect_success(&output);
+
+    let complete = |spans: &[ReceivedSpan]| -> Option<Vec<(ReceivedSpan, Vec<ReceivedSpan>)>> {
+        let roots: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.name == "pubsub.message" && s.parent_span_id.is_empty())
+            .cloned()
+            .collect();
+        let trees: Vec<(ReceivedSpan, Vec<ReceivedSpan>)> = roots
+            .into_iter()
+            .map(|root| {
+                let deliveries = spans
+                    .iter()
+                    .filter(|s| s.name == "pubsub.delivery" && s.parent_span_id == root.span_id)
+                    .cloned()
+                    .collect();
+                (root, deliveries)
+            })
+            .collect();
+        (trees.len() == 2 && trees.iter().all(|(_, d)| d.len() == 3)).then_some(trees)
+    };
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            found = complete(&spans.lock().unwrap());
+            found.is_some()
+        }),
+        "no complete message traces; received: {:#?}",
+        spans.lock().unwrap()
+    );
+    let trees = found.unwrap();
+    for (root, deliveries) in &trees {
+        assert_eq!(root.service, "parsec-testnet");
+        for delivery in deliveries {
+            assert_eq!(delivery.trace_id, root.trace_id);
+            assert!(delivery.events.iter().any(|e| e == "delivered"), "{delivery:?}");
+        }
+    }
+    let mut traced: Vec<String> = trees.iter().map(|(root, _)| root.trace_id.clone()).collect();
+    traced.sort();
+    let mut stored = stored_trace_ids(&database);
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored, traced, "every row leads to its message's trace");
+}
+
+#[derive(diesel::QueryableByName)]
+struct TraceId {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    trace_id: Option<String>,
+}
+
+fn stored_trace_ids(database: &std::path::Path) -> Vec<String> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let rows: Vec<TraceId> = diesel::sql_query(
+        "SELECT trace_id FROM pubsub_publishes_ecs UNION ALL SELECT trace_id FROM pubsub_deliveries_ecs",
+    )
+    .load(&mut conn)
+    .unwrap();
+    rows.into_iter()
+        .map(|r| r.trace_id.expect("every pubsub row has its trace"))
+        .collect()
+}

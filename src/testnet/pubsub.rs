@@ -501,9 +501,12 @@ fn rows(
                 pubsub: Some(pubsub),
             }
         };
-    let mut rows = Vec::new();
+    let mut rows: Vec<Measurement> = Vec::new();
     for message in &report.messages {
         let id = message.id.to_string();
+        // Every row of a message leads to its trace.
+        let trace_id = crate::telemetry::traces::outgoing_headers(&message.span).1;
+        let first_row = rows.len();
         let published = match &message.published {
             Ok(published) => published,
             Err(reason) => {
@@ -517,6 +520,9 @@ fn rows(
                     Some(reason.clone()),
                     details(&message.topic),
                 ));
+                rows[first_row..]
+                    .iter_mut()
+                    .for_each(|row| row.trace_id.clone_from(&trace_id));
                 continue;
             }
         };
@@ -572,6 +578,9 @@ fn rows(
                 delivery,
             ));
         }
+        rows[first_row..]
+            .iter_mut()
+            .for_each(|row| row.trace_id.clone_from(&trace_id));
     }
     rows
 }

@@ -8,6 +8,7 @@ use futures::{stream, StreamExt};
 use libp2p::PeerId;
 use rand::RngCore;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{MessageId, Published};
 use crate::{DhtError, DhtHandle};
@@ -54,6 +55,9 @@ pub struct MessageReport {
     pub published: Result<Published, String>,
     /// One per receiver, in the receivers' order.
     pub receipts: Vec<Receipt>,
+    /// The message's trace: a `pubsub.message` span from the send to the end of the round, with
+    /// a `pubsub.delivery` child per receiver (its `delivered` event at the first copy).
+    pub span: tracing::Span,
 }
 
 /// What a round measured.
@@ -95,22 +99,27 @@ pub async fn publish_and_collect(
         let id = MessageId::new();
         let topic = &plan.topics[index % plan.topics.len()];
         let payload = id.payload(plan.message_bytes, rng);
-        let published = match publisher.publish(topic, payload).await {
+        let span =
+            tracing::info_span!("pubsub.message", message = %id, %topic, publisher = %publisher.peer_id());
+        let published = match publisher.publish(topic, payload).instrument(span.clone()).await {
             Ok(published) => Ok(published),
-            Err(DhtError::Pubsub(reason)) => Err(reason),
+            Err(DhtError::Pubsub(reason)) => {
+                span.in_scope(|| tracing::info!(%reason, "not published"));
+                Err(reason)
+            }
             Err(e) => return Err(e),
         };
-        sent.push((id, topic.clone(), published));
+        sent.push((id, topic.clone(), published, span));
     }
     let first_sent = sent
         .iter()
-        .find_map(|(_, _, p)| p.as_ref().ok().map(|p| p.sent_at))
+        .find_map(|(_, _, p, _)| p.as_ref().ok().map(|p| p.sent_at))
         .unwrap_or_else(Instant::now);
     let deadline = first_sent + plan.deadline;
-    let awaited: Vec<MessageId> = sent
+    // The published messages: id, send instant, trace.
+    let awaited: Vec<(MessageId, Instant, &tracing::Span)> = sent
         .iter()
-        .filter(|(_, _, p)| p.is_ok())
-        .map(|(id, _, _)| *id)
+        .filter_map(|(id, _, p, span)| p.as_ref().ok().map(|p| (*id, p.sent_at, span)))
         .collect();
 
     // First arrivals, each receiver waiting for the messages in order until the deadline.
@@ -119,12 +128,22 @@ pub async fn publish_and_collect(
             let awaited = &awaited;
             async move {
                 let mut arrived = Vec::with_capacity(awaited.len());
-                for id in awaited {
-                    let delivery = tokio::time::timeout_at(deadline, receiver.await_delivery(*id)).await;
+                for (id, sent_at, message_span) in awaited {
+                    let span = tracing::info_span!(parent: *message_span, "pubsub.delivery", receiver = %receiver.peer_id());
+                    let delivery = tokio::time::timeout_at(deadline, receiver.await_delivery(*id))
+                        .instrument(span.clone())
+                        .await;
                     arrived.push(match delivery {
-                        Ok(Ok(delivery)) => Some(delivery.received_at),
+                        Ok(Ok(delivery)) => {
+                            let latency = delivery.received_at.saturating_duration_since(*sent_at);
+                            span.in_scope(|| tracing::info!(latency_s = latency.as_secs_f64(), from = %delivery.from, "delivered"));
+                            Some(delivery.received_at)
+                        }
                         Ok(Err(e)) => return Err(e),
-                        Err(_) => None,
+                        Err(_) => {
+                            span.in_scope(|| tracing::info!("not delivered by the deadline"));
+                            None
+                        }
                     });
                 }
                 Ok(arrived)
@@ -145,7 +164,7 @@ pub async fn publish_and_collect(
             let awaited = &awaited;
             async move {
                 let mut deliveries = Vec::with_capacity(awaited.len());
-                for id in awaited {
+                for (id, _, _) in awaited {
                     deliveries.push(receiver.delivery(*id).await?);
                 }
                 Ok::<_, DhtError>(deliveries)
@@ -159,7 +178,7 @@ pub async fn publish_and_collect(
 
     let mut messages = Vec::with_capacity(sent.len());
     let mut column = 0;
-    for (id, topic, published) in sent {
+    for (id, topic, published, span) in sent {
         let receipts = match &published {
             Ok(p) => {
                 let receipts = receivers
@@ -185,6 +204,7 @@ pub async fn publish_and_collect(
         messages.push(MessageReport {
             id,
             topic,
+            span,
             published,
             receipts,
         });
