@@ -77,6 +77,11 @@ pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut 
                     .default_service(web::to(handlers::method_not_allowed)),
             )
             .service(
+                web::resource("/pubsub/topics/{topic}")
+                    .route(web::get().to(pubsub::topic))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
                 web::resource("/pubsub/clock")
                     .route(web::get().to(pubsub::clock))
                     .default_service(web::to(handlers::method_not_allowed)),

@@ -22,8 +22,8 @@ use std::{
 
 use actix::prelude::*;
 use parsec_actors::{
-    backoff::Backoff, FleetSupervisor, Measurement, Membership, RecorderStats, Registry, RoundConfig,
-    RoundError, RoundSummary, RunRound, SchedulerId,
+    backoff::Backoff, FleetSupervisor, Measurement, Membership, PubsubRoundConfig, PubsubRoundSummary,
+    RecorderStats, Registry, RoundConfig, RoundError, RoundSummary, RunPubsubRound, RunRound, SchedulerId,
 };
 
 pub(crate) use self::storage::{JobStorage, Recorded, Recording};
@@ -86,9 +86,28 @@ pub struct Pacing {
     pub shutdown_grace: Option<Duration>,
 }
 
+/// What every round measures.
+#[derive(Clone, Debug, Default)]
+pub enum RoundKind {
+    /// A provide and its retrievals (parsec's round).
+    #[default]
+    Dht,
+    /// Pubsub messages and their deliveries.
+    Pubsub(PubsubRoundConfig),
+}
+
+/// What one round did.
+#[derive(Debug)]
+enum RoundOutcome {
+    Dht(RoundSummary),
+    Pubsub(PubsubRoundSummary),
+}
+
 /// Everything [`run`] needs besides the job.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
+    /// What every round measures.
+    pub kind: RoundKind,
     /// Where servers register and rows go.
     pub storage: StorageOptions,
     /// How rounds follow each other.
@@ -105,6 +124,7 @@ impl RunOptions {
     /// abandoned only at the second signal.
     pub fn offline(target: Option<DatabaseTarget>, rounds: u64, progress: bool) -> Self {
         Self {
+            kind: RoundKind::Dht,
             storage: StorageOptions {
                 target,
                 dry_run: false,
@@ -283,14 +303,14 @@ async fn run_rounds(
             break;
         }
         let round_started = Instant::now();
-        let outcome = run_round(supervisor, shutdown, pacing.shutdown_grace).await;
-        if let Some(metrics) = &options.metrics {
-            metrics.record_round(&outcome);
+        let outcome = run_round(supervisor, &options.kind, shutdown, pacing.shutdown_grace).await;
+        if let (Some(metrics), Ok(RoundOutcome::Dht(summary))) = (&options.metrics, &outcome) {
+            metrics.record_round(&Ok(summary.clone()));
         }
         rounds_bar.inc(1);
         let mut pause = pacing.interval.saturating_sub(round_started.elapsed());
         match outcome {
-            Ok(summary) => {
+            Ok(RoundOutcome::Dht(summary)) => {
                 backoff.reset();
                 report.rounds_run += 1;
                 report.request_failures += summary.failures.len() as u64;
@@ -305,6 +325,27 @@ async fn run_rounds(
                     not_ready = summary.not_ready.len(),
                     took = ?round_started.elapsed(),
                     "round done"
+                );
+            }
+            Ok(RoundOutcome::Pubsub(summary)) => {
+                backoff.reset();
+                report.rounds_run += 1;
+                report.request_failures += summary.failures.len() as u64;
+                let delivered = format!("{}/{}", summary.delivered, summary.expected);
+                rounds_bar.set_message(format!("last: delivered {delivered}"));
+                for (node, error) in &summary.failures {
+                    tracing::warn!(%node, %error, "pubsub request failed");
+                }
+                tracing::info!(
+                    round = ?summary.round,
+                    publisher = ?summary.publisher,
+                    published = summary.published,
+                    refused = summary.refused,
+                    delivered = %delivered,
+                    failed_requests = summary.failures.len(),
+                    not_ready = summary.not_ready.len(),
+                    took = ?round_started.elapsed(),
+                    "pubsub round done"
                 );
             }
             Err(RoundError::Abandoned) => {
@@ -363,19 +404,44 @@ fn describe(summary: &RoundSummary) -> String {
     )
 }
 
-/// One round. After the first shutdown signal it may finish within `grace` (or until the second
-/// signal); then it is abandoned.
+/// One round of `kind`. After the first shutdown signal it may finish within `grace` (or until
+/// the second signal); then it is abandoned.
 async fn run_round(
     supervisor: &Addr<FleetSupervisor>,
+    kind: &RoundKind,
     shutdown: &mut Shutdown,
     grace: Option<Duration>,
-) -> Result<RoundSummary, RoundError> {
-    let (message, abort) = RunRound::abortable();
-    let round = supervisor.send(message);
-    tokio::pin!(round);
+) -> Result<RoundOutcome, RoundError> {
     let stopped = |e: MailboxError| RoundError::SupervisorStopped(e.to_string());
+    match kind {
+        RoundKind::Dht => {
+            let (message, abort) = RunRound::abortable();
+            let round = async { supervisor.send(message).await.map_err(stopped)? };
+            abortable(round, abort, shutdown, grace)
+                .await
+                .map(RoundOutcome::Dht)
+        }
+        RoundKind::Pubsub(config) => {
+            let (message, abort) = RunPubsubRound::abortable(config.clone());
+            let round = async { supervisor.send(message).await.map_err(stopped)? };
+            abortable(round, abort, shutdown, grace)
+                .await
+                .map(RoundOutcome::Pubsub)
+        }
+    }
+}
+
+/// Runs `round` to its end, unless shutdown comes and `grace` passes (or the second signal):
+/// then it is aborted through `abort` and answers as abandoned.
+async fn abortable<T>(
+    round: impl Future<Output = Result<T, RoundError>>,
+    abort: futures::future::AbortHandle,
+    shutdown: &mut Shutdown,
+    grace: Option<Duration>,
+) -> Result<T, RoundError> {
+    tokio::pin!(round);
     tokio::select! {
-        result = &mut round => return result.map_err(stopped)?,
+        result = &mut round => return result,
         () = shutdown.reached(Stage::Finish) => {}
     }
     tracing::info!(?grace, "shutting down: letting the round in flight finish");
@@ -389,11 +455,11 @@ async fn run_round(
         }
     };
     tokio::select! {
-        result = &mut round => return result.map_err(stopped)?,
+        result = &mut round => return result,
         () = give_up => {}
     }
     abort.abort();
-    round.await.map_err(stopped)?
+    round.await
 }
 
 #[cfg(test)]

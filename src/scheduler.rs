@@ -16,7 +16,10 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use parsec_actors::{Discovery, Membership, NodeConnector, NodeRecipients, RoundConfig};
+use parsec_actors::{
+    pubsub::node::PubsubRecipients, Discovery, MemberEndpoints, Membership, NodeConnector, NodeRecipients,
+    RoundConfig,
+};
 
 use crate::{
     api::{
@@ -24,7 +27,7 @@ use crate::{
         ApiToken,
     },
     db::DatabaseTarget,
-    job::{self, Fleet, Job, Pacing, RunOptions, RunReport, SetUp, Shutdown, StorageOptions},
+    job::{self, Fleet, Job, Pacing, RoundKind, RunOptions, RunReport, SetUp, Shutdown, StorageOptions},
     telemetry::metrics::SchedulerMetrics,
 };
 
@@ -57,6 +60,8 @@ pub struct SchedulerConfig {
     pub metrics: Option<SchedulerMetrics>,
     /// Run rounds but store nothing: no scheduler row, measurements discarded, no offline marks.
     pub dry_run: bool,
+    /// What every round measures (`Dht`: parsec's rounds).
+    pub kind: RoundKind,
 }
 
 impl SchedulerConfig {
@@ -73,6 +78,7 @@ impl SchedulerConfig {
 
     fn run_options(&self) -> RunOptions {
         RunOptions {
+            kind: self.kind.clone(),
             storage: StorageOptions {
                 target: Some(self.database.clone()),
                 dry_run: self.dry_run,
@@ -139,6 +145,10 @@ fn connector(timeouts: ClientTimeouts, token: Option<ApiToken>) -> NodeConnector
             "http://{}",
             std::net::SocketAddr::new(node.ip_address, node.server_port)
         );
-        NodeRecipients::of(&RemoteNode::new(url, timeouts).with_token(token.clone()).start())
+        let remote = RemoteNode::new(url, timeouts).with_token(token.clone()).start();
+        MemberEndpoints {
+            node: NodeRecipients::of(&remote),
+            pubsub: Some(PubsubRecipients::of(&remote)),
+        }
     })
 }

@@ -1098,3 +1098,105 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
         assert!(server.terminate().success());
     }
 }
+
+/// `parsec scheduler --protocol gossipsub` against three server processes speaking gossipsub:
+/// every round one server publishes, the two others report each first copy, and the rows carry
+/// each receiver's clock offset and the bound of the corrected latency.
+#[test]
+fn the_scheduler_runs_pubsub_rounds_against_server_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("pubsub.sqlite");
+    let url = format!("sqlite://{}", database.display());
+    let args = |bootstrap: Option<&str>| {
+        let mut args = vec![
+            "--gossipsub",
+            "--heartbeat",
+            "200ms",
+            "--database-url",
+            &url,
+            "--heartbeat-interval",
+            "200ms",
+            "--fleet",
+            "ps",
+        ];
+        if let Some(bootstrap) = bootstrap {
+            args.extend(["--bootstrap", bootstrap]);
+        }
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let first = ServerProcess::start(&args(None).iter().map(String::as_str).collect::<Vec<_>>());
+    let others: Vec<ServerProcess> = (0..2)
+        .map(|_| {
+            let args = args(Some(&first.tcp_multiaddr));
+            ServerProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::sqlite_counts(&database).nodes_with_heartbeat < 3 {
+        assert!(Instant::now() < deadline, "the servers never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scheduler = parsec::testing::process::SchedulerProcess::start(
+        &url,
+        &[
+            "--fleets",
+            "ps",
+            "--protocol",
+            "gossipsub",
+            "--rounds",
+            "3",
+            "--messages",
+            "4",
+            "--interval",
+            "0s",
+        ],
+        &[],
+    );
+    let (status, log) = scheduler.wait(Duration::from_secs(90));
+    assert!(status.success(), "{log}");
+    let stored = pubsub_rows(&database);
+    // Three rounds of 4 messages; every other server receives each.
+    assert_eq!(stored.publishes, 12, "{log}");
+    assert_eq!(stored.deliveries, 24, "{log}");
+    assert_eq!(stored.delivered, 24, "{log}");
+    assert_eq!(
+        stored.with_clock, 24,
+        "every delivery row has its clock offset and bound: {log}"
+    );
+    assert_eq!(
+        stored.publishers, 3,
+        "the publisher rotates over the servers: {log}"
+    );
+    for server in others.into_iter().chain([first]) {
+        assert!(server.terminate().success());
+    }
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct PubsubRows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    publishes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    deliveries: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    with_clock: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    publishers: i64,
+}
+
+fn pubsub_rows(database: &std::path::Path) -> PubsubRows {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT (SELECT count(*) FROM pubsub_publishes_ecs WHERE error IS NULL) AS publishes, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs) AS deliveries, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs WHERE error IS NULL AND duration >= 0) AS delivered, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs WHERE clock_offset IS NOT NULL \
+            AND clock_uncertainty IS NOT NULL) AS with_clock, \
+         (SELECT count(DISTINCT node_id) FROM pubsub_publishes_ecs) AS publishers",
+    )
+    .get_result(&mut conn)
+    .unwrap()
+}

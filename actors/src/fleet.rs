@@ -11,6 +11,7 @@
 
 mod membership;
 mod plan;
+mod pubsub_round;
 mod round;
 
 use std::time::Duration;
@@ -19,13 +20,16 @@ use actix::prelude::*;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use rand::{rngs::StdRng, SeedableRng};
 
+pub use self::pubsub_round::{PubsubRoundConfig, PubsubRoundSummary};
 use self::round::{check_readiness, Round};
 pub use self::{
-    membership::{Discovery, Membership, NodeConnector},
+    membership::{Discovery, MemberEndpoints, Membership, NodeConnector},
     plan::{MemberStatus, RoundPlan, RoundPlanner},
     round::RoundSummary,
 };
-use crate::{random_content, NodeId, NodeRecipients, RecordMeasurement, RoundError};
+use crate::{
+    pubsub::node::PubsubRecipients, random_content, NodeId, NodeRecipients, RecordMeasurement, RoundError,
+};
 
 /// Readiness answers slower than this count as not ready.
 pub const DEFAULT_READINESS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +48,8 @@ pub struct FleetMember {
     pub peer_id: Option<String>,
     /// Where its requests go.
     pub node: NodeRecipients,
+    /// Where its pubsub requests go (`None`: it does not speak pubsub).
+    pub pubsub: Option<PubsubRecipients>,
 }
 
 impl FleetMember {
@@ -55,7 +61,14 @@ impl FleetMember {
             fleet: None,
             peer_id: None,
             node,
+            pubsub: None,
         }
+    }
+
+    /// Sends the member's pubsub requests to `pubsub`.
+    pub fn with_pubsub(mut self, pubsub: PubsubRecipients) -> Self {
+        self.pubsub = Some(pubsub);
+        self
     }
 
     /// Sets the member's fleet.
@@ -192,6 +205,34 @@ impl RunRound {
     }
 }
 
+/// Run one pubsub round ([`PubsubRoundConfig`]): the ready members that speak pubsub subscribe,
+/// one publishes, the others report each message's first copy.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PubsubRoundSummary, RoundError>")]
+pub struct RunPubsubRound {
+    pub config: PubsubRoundConfig,
+    abort: Option<AbortRegistration>,
+}
+
+impl RunPubsubRound {
+    /// A round that runs to its end.
+    pub fn new(config: PubsubRoundConfig) -> Self {
+        Self { config, abort: None }
+    }
+
+    /// A round that can be abandoned (graceful shutdown) with the returned handle.
+    pub fn abortable(config: PubsubRoundConfig) -> (Self, AbortHandle) {
+        let (handle, registration) = AbortHandle::new_pair();
+        (
+            Self {
+                config,
+                abort: Some(registration),
+            },
+            handle,
+        )
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct FleetSupervisor {
@@ -200,6 +241,8 @@ pub struct FleetSupervisor {
     planner: RoundPlanner,
     config: RoundConfig,
     rng: StdRng,
+    /// Pubsub rounds run so far (the publisher rotates over the members).
+    pubsub_rounds: usize,
 }
 
 impl FleetSupervisor {
@@ -228,6 +271,7 @@ impl FleetSupervisor {
             planner: RoundPlanner::default(),
             config,
             rng,
+            pubsub_rounds: 0,
         }
     }
 }
@@ -283,6 +327,69 @@ impl Handler<RunRound> for FleetSupervisor {
                     let run = async move {
                         let (members, plan, content, not_ready) = planned?;
                         round.run(members, plan, content, not_ready).await
+                    };
+                    async move {
+                        match abort {
+                            Some(registration) => Abortable::new(run, registration)
+                                .await
+                                .unwrap_or(Err(RoundError::Abandoned)),
+                            None => run.await,
+                        }
+                    }
+                    .into_actor(act)
+                }),
+        ))
+    }
+}
+
+/// Pubsub rounds are atomic too, and share the membership with the DHT rounds.
+impl Handler<RunPubsubRound> for FleetSupervisor {
+    type Result = AtomicResponse<Self, Result<PubsubRoundSummary, RoundError>>;
+
+    fn handle(&mut self, msg: RunPubsubRound, _: &mut Context<Self>) -> Self::Result {
+        let RunPubsubRound { config, abort } = msg;
+        let timeout = self.config.readiness_timeout;
+        AtomicResponse::new(Box::pin(
+            self.membership
+                .refresh()
+                .into_actor(self)
+                .map(|found, act, _| act.membership.apply(found))
+                .then(move |members, act, _| {
+                    async move {
+                        let members = members?;
+                        let readiness = check_readiness(&members, timeout).await;
+                        Ok::<_, RoundError>((members, readiness))
+                    }
+                    .into_actor(act)
+                })
+                .then(move |checked, act, _| {
+                    let recorder = act.recorder.clone();
+                    let fleet = act.config.fleet.clone();
+                    let index = act.pubsub_rounds;
+                    act.pubsub_rounds += 1;
+                    let run = async move {
+                        let (members, readiness) = checked?;
+                        let mut summary = PubsubRoundSummary::default();
+                        let mut taking_part = Vec::new();
+                        for (member, ready) in members.iter().zip(readiness) {
+                            match (ready, &member.pubsub) {
+                                (Ok(()), Some(_)) => taking_part.push(member.clone()),
+                                (Ok(()), None) => summary
+                                    .not_ready
+                                    .push((member.id, "does not speak pubsub".to_owned())),
+                                (Err(why), _) => summary.not_ready.push((member.id, why)),
+                            }
+                        }
+                        summary.ready_nodes = taking_part.len();
+                        if taking_part.len() < 2 {
+                            return Err(RoundError::NoReadyNode {
+                                registered: members.len(),
+                            });
+                        }
+                        let publisher = index % taking_part.len();
+                        pubsub_round::run(&taking_part, publisher, &config, &fleet, &recorder, &mut summary)
+                            .await;
+                        Ok(summary)
                     };
                     async move {
                         match abort {

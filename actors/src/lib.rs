@@ -49,8 +49,8 @@ pub use config::{DhtClient, DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL
 pub use dht::{DhtHandle, DhtOutcome, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
-    Discovery, FleetMember, FleetSupervisor, Membership, NodeConnector, RoundConfig, RoundPlanner,
-    RoundSummary, RunRound,
+    Discovery, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector, PubsubRoundConfig,
+    PubsubRoundSummary, RoundConfig, RoundPlanner, RoundSummary, RunPubsubRound, RunRound,
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.

@@ -108,3 +108,112 @@ fn a_peer_without_pubsub_says_so_and_a_lonely_publish_reached_nobody() {
         }
     });
 }
+
+/// The supervisor's pubsub rounds over in-process nodes: the members that speak pubsub subscribe,
+/// the publisher rotates, every other member's first copy of every message becomes a row, and a
+/// member without pubsub is left out with the reason.
+#[test]
+fn pubsub_rounds_run_through_the_fleet_supervisor() {
+    use actix::prelude::*;
+    use parsec_actors::{
+        local_network::connect_randomly, pubsub::node::PubsubRecipients, FleetMember, FleetSupervisor, Flush,
+        MeasurementRecorder, MemorySink, NodeActor, NodeId, NodeRecipients, Operation, PubsubRoundConfig,
+        RoundConfig, RunPubsubRound,
+    };
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    System::new().block_on(async move {
+        let mut pubsub = PubsubConfig::default();
+        pubsub.set_heartbeat(Duration::from_millis(200));
+        let mut template = DhtConfig::default();
+        template
+            .set_mode(parsec_actors::DhtMode::Server)
+            .set_periodic_bootstrap(None)
+            .set_idle_connection_timeout(Duration::from_secs(600));
+        let plain = local_peer_config(&template, TransportKind::Memory);
+        template.set_pubsub(Some(pubsub));
+        let speaking = local_peer_config(&template, TransportKind::Memory);
+        let mut peers = spawn_peers(4, &speaking, &handle, |_| {}).await.unwrap();
+        peers.extend(spawn_peers(1, &plain, &handle, |_| {}).await.unwrap());
+        connect_randomly(&peers, 3, &mut StdRng::seed_from_u64(1))
+            .await
+            .unwrap();
+
+        let members: Vec<FleetMember> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| {
+                let node = NodeActor::new(peer.clone()).start();
+                let member = FleetMember::new(
+                    NodeId(i as i64 + 1),
+                    format!("peer {i}"),
+                    NodeRecipients::of(&node),
+                );
+                if peer.speaks_pubsub() {
+                    member.with_pubsub(PubsubRecipients::of(&node))
+                } else {
+                    member
+                }
+            })
+            .collect();
+        let sink = MemorySink::default();
+        let recorder = MeasurementRecorder::new(sink.clone()).start();
+        let supervisor =
+            FleetSupervisor::new(members, recorder.clone().recipient(), RoundConfig::default()).start();
+        let config = PubsubRoundConfig {
+            topic: "fleet".to_owned(),
+            messages: 5,
+            message_bytes: 200,
+            deadline: Duration::from_secs(10),
+            clock_samples: 1,
+            mesh_wait: Duration::from_secs(10),
+        };
+        // Readiness counts peers reached through identify, which follows the connections.
+        for peer in &peers {
+            while peer.routing_table_size().await.unwrap() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut publishers = Vec::new();
+        for _ in 0..2 {
+            let summary = supervisor
+                .send(RunPubsubRound::new(config.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+            assert_eq!(summary.ready_nodes, 4, "{summary:?}");
+            assert_eq!(
+                summary.not_ready,
+                vec![(NodeId(5), "does not speak pubsub".to_owned())]
+            );
+            assert_eq!((summary.published, summary.refused), (5, 0), "{summary:?}");
+            assert_eq!((summary.expected, summary.delivered), (15, 15), "{summary:?}");
+            publishers.push(summary.publisher.unwrap());
+        }
+        assert_ne!(publishers[0], publishers[1], "the publisher rotates");
+
+        recorder.send(Flush).await.unwrap().unwrap();
+        let rows = sink.rows();
+        let deliveries: Vec<_> = rows
+            .iter()
+            .filter(|r| r.operation == Operation::Delivery)
+            .collect();
+        assert_eq!(
+            rows.iter().filter(|r| r.operation == Operation::Publish).count(),
+            10
+        );
+        assert_eq!(deliveries.len(), 30);
+        for row in deliveries {
+            let details = row.pubsub.as_ref().unwrap();
+            assert_eq!(row.error, None, "{row:?}");
+            assert!(details.copies >= 1 && details.first_from.is_some(), "{row:?}");
+            // One process, one clock.
+            assert_eq!(
+                (details.clock_offset, details.clock_uncertainty),
+                (Some(0.0), Some(0.0))
+            );
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}

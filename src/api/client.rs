@@ -9,6 +9,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use awc::error::SendRequestError;
 use parsec_actors::{
+    pubsub::{
+        clock::{self, ClockOffset, ClockSample},
+        node::{
+            AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, SubscribeTopic,
+            UnsubscribeTopic, ViewTopic,
+        },
+        TopicPeers,
+    },
     CheckReadiness, NodeError, Operation, OperationReport, ProvideContent, Readiness, RetrieveContent,
 };
 
@@ -17,6 +25,7 @@ use crate::telemetry::traces::outgoing_headers;
 use super::{
     auth::ApiToken,
     dto::{Content, OperationResponse, ProvideRequest},
+    pubsub::{ClockResponse, DeliveryResponse, PublishRequest, PublishResponse, TopicResponse},
     MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
 };
 
@@ -211,6 +220,193 @@ impl Handler<CheckReadiness> for RemoteNode {
                 ready: response.status().is_success(),
                 routing_table_size: body.as_ref().map_or(0, |b| b.routing_table_size),
                 peer_id: body.and_then(|b| b.peer_id),
+            })
+        })
+    }
+}
+
+// Pubsub: the `/pubsub/...` extension, as typed node messages (see `parsec_actors::pubsub::node`).
+
+/// Reads a JSON answer of `/pubsub/...`, or the refusal with its status and message.
+async fn pubsub_answer<T: serde::de::DeserializeOwned>(
+    response: &mut awc::ClientResponse<
+        impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+) -> Result<Option<T>, NodeError> {
+    let body = response
+        .body()
+        .limit(MAX_BODY_BYTES)
+        .await
+        .map_err(|e| NodeError::InvalidResponse(format!("reading body: {e}")))?;
+    if !response.status().is_success() {
+        return Err(NodeError::Rejected {
+            status: response.status().as_u16(),
+            body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+        });
+    }
+    if body.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| NodeError::InvalidResponse(e.to_string()))
+}
+
+fn nanos_to_time(nanos: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_nanos(nanos)
+}
+
+impl RemoteNode {
+    fn pubsub_request(&self, request: awc::ClientRequest, timeout: Duration) -> awc::ClientRequest {
+        let request = request.timeout(timeout);
+        match &self.token {
+            Some(token) => request.insert_header((awc::http::header::AUTHORIZATION, token.header_value())),
+            None => request,
+        }
+    }
+
+    fn post_topic(&self, path: &str, topic: String) -> ResponseFuture<Result<(), NodeError>> {
+        let timeout = self.timeouts.readiness;
+        let request = self.pubsub_request(self.client.post(format!("{}{path}", self.base_url)), timeout);
+        Box::pin(async move {
+            let mut response = request
+                .send_json(&serde_json::json!({ "topic": topic }))
+                .await
+                .map_err(|e| send_error(e, timeout))?;
+            pubsub_answer::<serde_json::Value>(&mut response).await.map(drop)
+        })
+    }
+}
+
+impl Handler<SubscribeTopic> for RemoteNode {
+    type Result = ResponseFuture<Result<(), NodeError>>;
+
+    fn handle(&mut self, msg: SubscribeTopic, _: &mut Context<Self>) -> Self::Result {
+        self.post_topic("/pubsub/subscribe", msg.topic)
+    }
+}
+
+impl Handler<UnsubscribeTopic> for RemoteNode {
+    type Result = ResponseFuture<Result<(), NodeError>>;
+
+    fn handle(&mut self, msg: UnsubscribeTopic, _: &mut Context<Self>) -> Self::Result {
+        self.post_topic("/pubsub/unsubscribe", msg.topic)
+    }
+}
+
+impl Handler<PublishMessage> for RemoteNode {
+    type Result = ResponseFuture<Result<PublishReceipt, NodeError>>;
+
+    fn handle(&mut self, msg: PublishMessage, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.readiness;
+        let request = self.pubsub_request(
+            self.client.post(format!("{}/pubsub/publish", self.base_url)),
+            timeout,
+        );
+        let body = PublishRequest {
+            topic: msg.topic,
+            message_id: msg.id.to_string(),
+            size: msg.bytes,
+        };
+        Box::pin(async move {
+            let mut response = request
+                .send_json(&body)
+                .await
+                .map_err(|e| send_error(e, timeout))?;
+            let answer: PublishResponse = pubsub_answer(&mut response)
+                .await?
+                .ok_or_else(|| NodeError::InvalidResponse("an empty publish answer".to_owned()))?;
+            Ok(PublishReceipt {
+                sent_at: nanos_to_time(answer.sent_at_ns),
+                topic_peers: answer.topic_peers,
+                mesh_peers: answer.mesh_peers,
+            })
+        })
+    }
+}
+
+impl Handler<AwaitMessage> for RemoteNode {
+    type Result = ResponseFuture<Result<Option<DeliveryReceipt>, NodeError>>;
+
+    fn handle(&mut self, msg: AwaitMessage, _: &mut Context<Self>) -> Self::Result {
+        // The server answers by the end of the wait; the request may take that and a round trip.
+        let timeout = msg.wait + self.timeouts.readiness;
+        let url = format!(
+            "{}/pubsub/messages/{}?wait_ms={}",
+            self.base_url,
+            msg.id,
+            msg.wait.as_millis()
+        );
+        let request = self.pubsub_request(self.client.get(url), timeout);
+        Box::pin(async move {
+            let mut response = request.send().await.map_err(|e| send_error(e, timeout))?;
+            let answer: DeliveryResponse = pubsub_answer(&mut response)
+                .await?
+                .ok_or_else(|| NodeError::InvalidResponse("an empty delivery answer".to_owned()))?;
+            let (Some(received), Some(from)) = (answer.received_at_ns, answer.first_from) else {
+                return Ok(None);
+            };
+            let from = from
+                .parse()
+                .map_err(|e| NodeError::InvalidResponse(format!("first_from {from:?}: {e}")))?;
+            Ok(Some(DeliveryReceipt {
+                received_at: nanos_to_time(received),
+                copies: answer.copies,
+                from,
+            }))
+        })
+    }
+}
+
+impl Handler<ProbeClock> for RemoteNode {
+    type Result = ResponseFuture<Result<ClockOffset, NodeError>>;
+
+    fn handle(&mut self, msg: ProbeClock, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.readiness;
+        let client = self.client.clone();
+        let url = format!("{}/pubsub/clock", self.base_url);
+        Box::pin(async move {
+            let mut samples = Vec::with_capacity(msg.samples);
+            for _ in 0..msg.samples.max(1) {
+                let sent = chrono::Utc::now();
+                let mut response = client
+                    .get(&url)
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|e| send_error(e, timeout))?;
+                let answer: ClockResponse = pubsub_answer(&mut response)
+                    .await?
+                    .ok_or_else(|| NodeError::InvalidResponse("an empty clock answer".to_owned()))?;
+                let received = chrono::Utc::now();
+                samples.push(ClockSample {
+                    sent,
+                    server: nanos_to_time(answer.now_ns),
+                    received,
+                });
+            }
+            clock::estimate(&samples).ok_or_else(|| {
+                NodeError::InvalidResponse("the clock went backwards in every exchange".to_owned())
+            })
+        })
+    }
+}
+
+impl Handler<ViewTopic> for RemoteNode {
+    type Result = ResponseFuture<Result<TopicPeers, NodeError>>;
+
+    fn handle(&mut self, msg: ViewTopic, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.readiness;
+        let url = format!("{}/pubsub/topics/{}", self.base_url, msg.topic);
+        let request = self.pubsub_request(self.client.get(url), timeout);
+        Box::pin(async move {
+            let mut response = request.send().await.map_err(|e| send_error(e, timeout))?;
+            let answer: TopicResponse = pubsub_answer(&mut response)
+                .await?
+                .ok_or_else(|| NodeError::InvalidResponse("an empty topic answer".to_owned()))?;
+            Ok(TopicPeers {
+                subscribed: answer.subscribed,
+                mesh: answer.mesh,
             })
         })
     }

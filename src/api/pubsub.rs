@@ -8,7 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use parsec_actors::pubsub::{
     node::{
-        AwaitMessage, PublishMessage, PubsubRecipients, SubscribeTopic, UnsubscribeTopic, MAX_DELIVERY_WAIT,
+        AwaitMessage, PublishMessage, PubsubRecipients, SubscribeTopic, UnsubscribeTopic, ViewTopic,
+        MAX_DELIVERY_WAIT,
     },
     MessageId, MAX_MESSAGE_BYTES, MESSAGE_ID_BYTES,
 };
@@ -64,6 +65,14 @@ pub struct DeliveryResponse {
 #[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ClockResponse {
     pub now_ns: i64,
+}
+
+/// The server's view of a topic: connected subscribers, and its mesh peers there.
+#[derive(Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TopicResponse {
+    pub topic: String,
+    pub subscribed: usize,
+    pub mesh: usize,
 }
 
 /// `?wait_ms=…` of `GET /pubsub/messages/{id}`.
@@ -212,6 +221,26 @@ pub(crate) async fn message(
         received_at_ns: delivery.map(|d| nanos(d.received_at)),
         copies: delivery.map_or(0, |d| d.copies),
         first_from: delivery.map(|d| d.from.to_string()),
+    }))
+}
+
+/// `GET /pubsub/topics/{topic}`.
+pub(crate) async fn topic(
+    _: Authorized,
+    pubsub: web::Data<Option<PubsubRecipients>>,
+    topic: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let topic = topic.into_inner();
+    check_topic(&topic)?;
+    let view = recipients(&pubsub)?
+        .topic
+        .send(ViewTopic { topic: topic.clone() })
+        .await
+        .map_err(stopped)??;
+    Ok(HttpResponse::Ok().json(TopicResponse {
+        topic,
+        subscribed: view.subscribed,
+        mesh: view.mesh,
     }))
 }
 

@@ -5,12 +5,12 @@ use std::{process::ExitCode, time::Duration};
 use actix::System;
 use anyhow::bail;
 use clap::Args;
-use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, RoundConfig};
+use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, PubsubRoundConfig, RoundConfig};
 
 use crate::{
     api::{client::ClientTimeouts, ApiToken},
     cli::global::DatabaseArgs,
-    job::Shutdown,
+    job::{RoundKind, Shutdown},
     report,
     scheduler::{self, SchedulerConfig},
     telemetry::metrics::{self, SchedulerMetrics},
@@ -65,6 +65,33 @@ pub struct SchedulerArgs {
     /// (its unfinished operations are not recorded). ECS kills after 30 s by default.
     #[arg(long, env = "PARSEC_SCHEDULER_SHUTDOWN_GRACE", default_value = "25s", value_parser = super::parse_duration)]
     shutdown_grace: Duration,
+    /// What every round measures: `dht` (provide and retrieve, parsec's rounds) or `gossipsub`
+    /// (one server publishes --messages messages, the others report each first copy; the servers
+    /// run with --gossipsub).
+    #[arg(long, env = "PARSEC_SCHEDULER_PROTOCOL", value_enum, default_value_t = Protocol::Dht)]
+    protocol: Protocol,
+    /// Gossipsub rounds: the topic.
+    #[arg(long, env = "PARSEC_SCHEDULER_TOPIC", default_value = "parsec-pubsub")]
+    topic: String,
+    /// Gossipsub rounds: messages the publisher sends per round.
+    #[arg(long, env = "PARSEC_SCHEDULER_MESSAGES", default_value_t = 10)]
+    messages: usize,
+    /// Gossipsub rounds: size of a message in bytes (its 16-byte id included).
+    #[arg(long, env = "PARSEC_SCHEDULER_MESSAGE_BYTES", default_value_t = 1024)]
+    message_bytes: usize,
+    /// Gossipsub rounds: after the first send, later copies count as lost.
+    #[arg(long, env = "PARSEC_SCHEDULER_DELIVERY_DEADLINE", default_value = "10s", value_parser = super::parse_duration)]
+    delivery_deadline: Duration,
+    /// Gossipsub rounds: HTTP round trips each server's clock offset is estimated from.
+    #[arg(long, env = "PARSEC_SCHEDULER_CLOCK_SAMPLES", default_value_t = 8)]
+    clock_samples: usize,
+}
+
+/// What a scheduler's rounds measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Protocol {
+    Dht,
+    Gossipsub,
 }
 
 /// Empty list → `None` (every fleet).
@@ -91,6 +118,31 @@ impl SchedulerArgs {
                  slow provides will be cut off and not recorded"
             );
         }
+        let kind = match self.protocol {
+            Protocol::Dht => RoundKind::Dht,
+            Protocol::Gossipsub => {
+                if self.messages == 0 || self.clock_samples == 0 {
+                    bail!("--messages and --clock-samples must be at least 1");
+                }
+                if !(parsec_actors::pubsub::MESSAGE_ID_BYTES..=parsec_actors::pubsub::MAX_MESSAGE_BYTES)
+                    .contains(&self.message_bytes)
+                {
+                    bail!(
+                        "--message-bytes must be between {} and {}",
+                        parsec_actors::pubsub::MESSAGE_ID_BYTES,
+                        parsec_actors::pubsub::MAX_MESSAGE_BYTES
+                    );
+                }
+                RoundKind::Pubsub(PubsubRoundConfig {
+                    topic: self.topic.clone(),
+                    messages: self.messages,
+                    message_bytes: self.message_bytes,
+                    deadline: self.delivery_deadline,
+                    clock_samples: self.clock_samples,
+                    ..PubsubRoundConfig::default()
+                })
+            }
+        };
         let mut round = RoundConfig::default();
         round
             .set_probes(self.probes)
@@ -114,6 +166,7 @@ impl SchedulerArgs {
             database: database.target()?,
             metrics: None,
             dry_run,
+            kind,
         })
     }
 

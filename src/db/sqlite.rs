@@ -245,6 +245,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(applied, 2);
+        // Every embedded migration once: parsec's tables, record_peers, pubsub.
+        assert_eq!(applied, 3);
     }
 }

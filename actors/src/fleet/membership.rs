@@ -11,12 +11,27 @@ use futures::future::BoxFuture;
 
 use super::FleetMember;
 use crate::{
+    pubsub::node::PubsubRecipients,
     registry::{DiscoveredNode, NodeQuery, Registry, RegistryError},
     NodeId, NodeRecipients, RoundError,
 };
 
 /// Makes the recipients of a discovered node (for remote servers: an HTTP client actor).
-pub type NodeConnector = Arc<dyn Fn(&DiscoveredNode) -> NodeRecipients + Send + Sync>;
+pub type NodeConnector = Arc<dyn Fn(&DiscoveredNode) -> MemberEndpoints + Send + Sync>;
+
+/// Where a member's requests go: its node messages, and its pubsub messages when it can take
+/// them.
+#[derive(Clone, Debug)]
+pub struct MemberEndpoints {
+    pub node: NodeRecipients,
+    pub pubsub: Option<PubsubRecipients>,
+}
+
+impl From<NodeRecipients> for MemberEndpoints {
+    fn from(node: NodeRecipients) -> Self {
+        Self { node, pubsub: None }
+    }
+}
 
 /// How members are discovered.
 #[derive(Clone)]
@@ -156,13 +171,18 @@ impl DiscoveredMembers {
                 Some(i) => previous.swap_remove(i).1,
                 None => {
                     tracing::info!(node = %node.id, fleet = %node.fleet, address = %format!("{}:{}", node.ip_address, node.server_port), peer_id = %node.peer_id, "node joined");
-                    FleetMember::new(
+                    let endpoints = (self.discovery.connect)(&node);
+                    let member = FleetMember::new(
                         node.id,
                         format!("{}:{}", node.ip_address, node.server_port),
-                        (self.discovery.connect)(&node),
+                        endpoints.node,
                     )
                     .in_fleet(node.fleet.clone())
-                    .with_peer_id(node.peer_id.clone())
+                    .with_peer_id(node.peer_id.clone());
+                    match endpoints.pubsub {
+                        Some(pubsub) => member.with_pubsub(pubsub),
+                        None => member,
+                    }
                 }
             };
             self.known.push((node, member));

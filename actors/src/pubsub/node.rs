@@ -11,7 +11,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use libp2p::PeerId;
 
-use super::MessageId;
+use super::{clock::ClockOffset, MessageId, TopicPeers};
 use crate::{node::NodeActor, NodeError};
 
 /// Longest a caller may have a node wait for a delivery.
@@ -69,6 +69,21 @@ pub struct DeliveryReceipt {
     pub from: PeerId,
 }
 
+/// How far the node's clock is from the asker's, from `samples` round trips (a node in the
+/// asker's process shares its clock: [`ClockOffset::NONE`]).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ClockOffset, NodeError>")]
+pub struct ProbeClock {
+    pub samples: usize,
+}
+
+/// The node's view of `topic`: connected subscribers, and its mesh peers there.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TopicPeers, NodeError>")]
+pub struct ViewTopic {
+    pub topic: String,
+}
+
 /// Where a node's pubsub requests go.
 #[derive(Clone, Debug)]
 pub struct PubsubRecipients {
@@ -76,6 +91,8 @@ pub struct PubsubRecipients {
     pub unsubscribe: Recipient<UnsubscribeTopic>,
     pub publish: Recipient<PublishMessage>,
     pub await_message: Recipient<AwaitMessage>,
+    pub clock: Recipient<ProbeClock>,
+    pub topic: Recipient<ViewTopic>,
 }
 
 impl PubsubRecipients {
@@ -86,13 +103,17 @@ impl PubsubRecipients {
             + Handler<SubscribeTopic>
             + Handler<UnsubscribeTopic>
             + Handler<PublishMessage>
-            + Handler<AwaitMessage>,
+            + Handler<AwaitMessage>
+            + Handler<ProbeClock>
+            + Handler<ViewTopic>,
     {
         Self {
             subscribe: addr.clone().recipient(),
             unsubscribe: addr.clone().recipient(),
             publish: addr.clone().recipient(),
             await_message: addr.clone().recipient(),
+            clock: addr.clone().recipient(),
+            topic: addr.clone().recipient(),
         }
     }
 }
@@ -163,5 +184,22 @@ impl Handler<AwaitMessage> for NodeActor {
                 from: delivery.from,
             }))
         })
+    }
+}
+
+impl Handler<ProbeClock> for NodeActor {
+    type Result = Result<ClockOffset, NodeError>;
+
+    fn handle(&mut self, _: ProbeClock, _: &mut Context<Self>) -> Self::Result {
+        Ok(ClockOffset::NONE)
+    }
+}
+
+impl Handler<ViewTopic> for NodeActor {
+    type Result = ResponseFuture<Result<TopicPeers, NodeError>>;
+
+    fn handle(&mut self, msg: ViewTopic, _: &mut Context<Self>) -> Self::Result {
+        let dht = self.dht().clone();
+        Box::pin(async move { Ok(dht.topic_peers(&msg.topic).await?) })
     }
 }

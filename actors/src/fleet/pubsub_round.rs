@@ -1,0 +1,352 @@
+//! One pubsub round over a fleet's members, as [`RunPubsubRound`] asks: every ready member that
+//! speaks pubsub subscribes to the topic, each one's clock is probed, one member publishes the
+//! round's messages and every other one reports when each first arrived. Latencies cross two
+//! clocks, so each is corrected by both offsets, and the rows keep the bound of that correction.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use super::FleetMember;
+use crate::{
+    pubsub::{
+        clock::{corrected_latency, ClockOffset},
+        node::{
+            AwaitMessage, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients, SubscribeTopic,
+            ViewTopic,
+        },
+        MessageId,
+    },
+    Measurement, NodeError, NodeId, Operation, PubsubDetails, RecordMeasurement, RoundId, NOT_DELIVERED,
+};
+
+/// What a pubsub round publishes and how long it waits.
+#[derive(Clone, Debug)]
+pub struct PubsubRoundConfig {
+    pub topic: String,
+    /// Messages the publisher sends, one after the other.
+    pub messages: usize,
+    pub message_bytes: usize,
+    /// After the first send, later copies count as lost.
+    pub deadline: Duration,
+    /// Round trips each member's clock offset is estimated from.
+    pub clock_samples: usize,
+    /// How long the publisher may take to have a mesh peer in the topic (the first round's
+    /// subscriptions need a heartbeat or two); publishing earlier reaches only whom it knows.
+    pub mesh_wait: Duration,
+}
+
+impl Default for PubsubRoundConfig {
+    fn default() -> Self {
+        Self {
+            topic: "parsec-pubsub".to_owned(),
+            messages: 10,
+            message_bytes: 1024,
+            deadline: Duration::from_secs(10),
+            clock_samples: 8,
+            mesh_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What happened in one pubsub round.
+#[derive(Clone, Debug, Default)]
+pub struct PubsubRoundSummary {
+    pub round: Option<RoundId>,
+    pub publisher: Option<NodeId>,
+    /// Messages published, and refused (no peer reached).
+    pub published: usize,
+    pub refused: usize,
+    /// First copies expected, and those that came by the deadline.
+    pub expected: usize,
+    pub delivered: usize,
+    /// Requests that produced no answer (not measurements).
+    pub failures: Vec<(NodeId, NodeError)>,
+    pub not_ready: Vec<(NodeId, String)>,
+    pub ready_nodes: usize,
+}
+
+/// A member taking part, with its clock.
+struct Participant<'a> {
+    member: &'a FleetMember,
+    pubsub: &'a PubsubRecipients,
+    clock: ClockOffset,
+    fleet: String,
+}
+
+/// Runs the round over `members` (ready, speaking pubsub); `publisher` indexes them.
+pub(super) async fn run(
+    members: &[FleetMember],
+    publisher: usize,
+    config: &PubsubRoundConfig,
+    default_fleet: &str,
+    recorder: &actix::Recipient<RecordMeasurement>,
+    summary: &mut PubsubRoundSummary,
+) {
+    let round = RoundId::new();
+    summary.round = Some(round);
+    summary.publisher = Some(members[publisher].id);
+    let mut participants = Vec::new();
+    let prepared = join_all(members.iter().map(|member| async move {
+        let pubsub = member.pubsub.as_ref().expect("members speak pubsub");
+        let topic = config.topic.clone();
+        pubsub
+            .subscribe
+            .send(SubscribeTopic { topic })
+            .await
+            .map_err(unavailable)??;
+        let samples = config.clock_samples;
+        let clock = pubsub
+            .clock
+            .send(ProbeClock { samples })
+            .await
+            .map_err(unavailable)??;
+        Ok::<_, NodeError>((pubsub, clock))
+    }))
+    .await;
+    let mut publisher_index = None;
+    for (index, (member, prepared)) in members.iter().zip(prepared).enumerate() {
+        match prepared {
+            Ok((pubsub, clock)) => {
+                if index == publisher {
+                    publisher_index = Some(participants.len());
+                }
+                participants.push(Participant {
+                    member,
+                    pubsub,
+                    clock,
+                    fleet: member.fleet_or(default_fleet).to_owned(),
+                });
+            }
+            Err(e) => summary.failures.push((member.id, e)),
+        }
+    }
+    let Some(publisher) = publisher_index else {
+        return;
+    };
+    let span = tracing::info_span!("pubsub round", %round, publisher = %participants[publisher].member.id);
+    let _entered = span.enter();
+    if let Err(e) = await_mesh(participants[publisher].pubsub, &config.topic, config.mesh_wait).await {
+        summary.failures.push((participants[publisher].member.id, e));
+        return;
+    }
+
+    // Publish, one after the other.
+    let started = Instant::now();
+    let mut sent: Vec<(MessageId, Result<PublishReceipt, String>)> = Vec::new();
+    for _ in 0..config.messages {
+        let id = MessageId::new();
+        let request = PublishMessage {
+            topic: config.topic.clone(),
+            id,
+            bytes: config.message_bytes,
+        };
+        match participants[publisher]
+            .pubsub
+            .publish
+            .send(request)
+            .await
+            .map_err(unavailable)
+        {
+            Ok(Ok(receipt)) => sent.push((id, Ok(receipt))),
+            // gossipsub refused it (nobody subscribed known): a measurement, not a failure.
+            Ok(Err(NodeError::Rejected { status: 503, body }))
+            | Ok(Err(NodeError::Dht(crate::DhtError::Pubsub(body)))) => sent.push((id, Err(body))),
+            Ok(Err(e)) | Err(e) => {
+                summary.failures.push((participants[publisher].member.id, e));
+                break;
+            }
+        }
+    }
+    let deadline = started + config.deadline;
+
+    // Every other participant waits for each message in turn, until the deadline.
+    let receivers: Vec<&Participant> = participants
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != publisher)
+        .map(|(_, p)| p)
+        .collect();
+    let published: Vec<MessageId> = sent
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| *id)
+        .collect();
+    let arrivals = join_all(receivers.iter().map(|receiver| {
+        let published = &published;
+        async move {
+            let mut arrived = Vec::with_capacity(published.len());
+            for id in published {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let answer = receiver
+                    .pubsub
+                    .await_message
+                    .send(AwaitMessage { id: *id, wait })
+                    .await;
+                match answer.map_err(unavailable) {
+                    Ok(Ok(delivery)) => arrived.push(delivery),
+                    Ok(Err(e)) | Err(e) => return Err(e),
+                }
+            }
+            Ok(arrived)
+        }
+    }))
+    .await;
+
+    // Rows: a publish per message, a delivery per receiver that answered.
+    let publishing = &participants[publisher];
+    let details = |topic: &str| PubsubDetails {
+        topic: topic.to_owned(),
+        message_bytes: u32::try_from(config.message_bytes).unwrap_or(u32::MAX),
+        topic_peers: None,
+        mesh_peers: None,
+        copies: 0,
+        first_from: None,
+        clock_offset: None,
+        clock_uncertainty: None,
+        implementation: "rust-libp2p".to_owned(),
+    };
+    let row = |participant: &Participant,
+               operation: Operation,
+               id: MessageId,
+               started_at,
+               duration,
+               error,
+               pubsub| {
+        Measurement {
+            id: uuid::Uuid::new_v4(),
+            round,
+            fleet: participant.fleet.clone(),
+            node: participant.member.id,
+            operation,
+            cid: id.to_string(),
+            step: operation.step().to_owned(),
+            probe: 0,
+            started_at,
+            duration,
+            error,
+            routing_table_size: 0,
+            trace_id: None,
+            record_peers: None,
+            pubsub: Some(pubsub),
+        }
+    };
+    let mut rows = Vec::new();
+    let mut column = 0;
+    for (id, result) in &sent {
+        let receipt = match result {
+            Ok(receipt) => receipt,
+            Err(reason) => {
+                summary.refused += 1;
+                let at = publishing.clock.to_ours(chrono::Utc::now());
+                rows.push(row(
+                    publishing,
+                    Operation::Publish,
+                    *id,
+                    at,
+                    Duration::ZERO,
+                    Some(reason.clone()),
+                    details(&config.topic),
+                ));
+                continue;
+            }
+        };
+        summary.published += 1;
+        let sent_at = publishing.clock.to_ours(receipt.sent_at);
+        let mut latest = Duration::ZERO;
+        let mut missing = 0;
+        for (receiver, arrived) in receivers.iter().zip(&arrivals) {
+            let Ok(arrived) = arrived else { continue };
+            summary.expected += 1;
+            let (duration, error, delivery) = match arrived[column] {
+                Some(delivery) => {
+                    let (latency, bound) = corrected_latency(
+                        receipt.sent_at,
+                        publishing.clock,
+                        delivery.received_at,
+                        receiver.clock,
+                    );
+                    let latency = Duration::from_secs_f64(latency.max(0.0));
+                    latest = latest.max(latency);
+                    summary.delivered += 1;
+                    let details = PubsubDetails {
+                        copies: delivery.copies,
+                        first_from: Some(delivery.from.to_string()),
+                        clock_offset: Some(receiver.clock.offset),
+                        clock_uncertainty: Some(bound),
+                        ..details(&config.topic)
+                    };
+                    (latency, None, details)
+                }
+                None => {
+                    missing += 1;
+                    (
+                        config.deadline,
+                        Some(NOT_DELIVERED.to_owned()),
+                        details(&config.topic),
+                    )
+                }
+            };
+            rows.push(row(
+                receiver,
+                Operation::Delivery,
+                *id,
+                sent_at,
+                duration,
+                error,
+                delivery,
+            ));
+        }
+        column += 1;
+        let error = (missing > 0).then(|| format!("not delivered to {missing} of {} peers", receivers.len()));
+        let duration = if missing > 0 { config.deadline } else { latest };
+        let publish = PubsubDetails {
+            topic_peers: Some(receipt.topic_peers),
+            mesh_peers: Some(receipt.mesh_peers),
+            ..details(&config.topic)
+        };
+        rows.push(row(
+            publishing,
+            Operation::Publish,
+            *id,
+            sent_at,
+            duration,
+            error,
+            publish,
+        ));
+    }
+    for (receiver, arrived) in receivers.iter().zip(arrivals) {
+        if let Err(e) = arrived {
+            summary.failures.push((receiver.member.id, e));
+        }
+    }
+    for measurement in rows {
+        recorder.do_send(RecordMeasurement(measurement));
+    }
+}
+
+/// How often the publisher's view of the topic is read while its mesh forms.
+const MESH_POLL: Duration = Duration::from_millis(100);
+
+/// Waits up to `wait` until `publisher` has a mesh peer in `topic` (it publishes anyway after).
+async fn await_mesh(publisher: &PubsubRecipients, topic: &str, wait: Duration) -> Result<(), NodeError> {
+    let give_up = Instant::now() + wait;
+    loop {
+        let view = publisher
+            .topic
+            .send(ViewTopic {
+                topic: topic.to_owned(),
+            })
+            .await
+            .map_err(unavailable)??;
+        if view.mesh > 0 || Instant::now() >= give_up {
+            return Ok(());
+        }
+        tokio::time::sleep(MESH_POLL).await;
+    }
+}
+
+fn unavailable(e: actix::MailboxError) -> NodeError {
+    NodeError::Unavailable(format!("node stopped: {e}"))
+}
