@@ -304,8 +304,11 @@ async fn run_rounds(
         }
         let round_started = Instant::now();
         let outcome = run_round(supervisor, &options.kind, shutdown, pacing.shutdown_grace).await;
-        if let (Some(metrics), Ok(RoundOutcome::Dht(summary))) = (&options.metrics, &outcome) {
-            metrics.record_round(&Ok(summary.clone()));
+        match (&options.metrics, &outcome) {
+            (Some(metrics), Ok(RoundOutcome::Dht(summary))) => metrics.record_round(&Ok(summary.clone())),
+            (Some(metrics), Ok(RoundOutcome::Pubsub(summary))) => metrics.record_pubsub_round(summary),
+            (Some(metrics), Err(e)) => metrics.record_round(&Err(e.clone())),
+            (None, _) => {}
         }
         rounds_bar.inc(1);
         let mut pause = pacing.interval.saturating_sub(round_started.elapsed());

@@ -9,7 +9,7 @@
 use std::{net::TcpListener, sync::Arc};
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
-use parsec_actors::{Operation, OperationReport, RoundError, RoundSummary};
+use parsec_actors::{Operation, OperationReport, PubsubRoundSummary, RoundError, RoundSummary};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -166,12 +166,28 @@ impl SuccessLabel {
     }
 }
 
-/// What a scheduler counts: ready nodes, and the operations it asked for.
-#[derive(Clone, Debug, Default)]
+/// What a scheduler counts: ready nodes, the operations it asked for, and pubsub deliveries.
+#[derive(Clone, Debug)]
 pub struct SchedulerMetrics {
     active_nodes: Gauge,
     issued_provides: Family<SuccessLabel, Counter>,
     issued_retrievals: Family<SuccessLabel, Counter>,
+    pubsub_delivery_seconds: Histogram,
+    pubsub_duplicates: Counter,
+    pubsub_lost: Counter,
+}
+
+impl Default for SchedulerMetrics {
+    fn default() -> Self {
+        Self {
+            active_nodes: Gauge::default(),
+            issued_provides: Family::default(),
+            issued_retrievals: Family::default(),
+            pubsub_delivery_seconds: duration_histogram(),
+            pubsub_duplicates: Counter::default(),
+            pubsub_lost: Counter::default(),
+        }
+    }
 }
 
 impl SchedulerMetrics {
@@ -193,7 +209,33 @@ impl SchedulerMetrics {
             "Retrieval requests sent to servers",
             metrics.issued_retrievals.clone(),
         );
+        registry.register(
+            "parsec_pubsub_delivery_seconds",
+            "Pubsub deliveries: from the publisher's send to a receiver's first copy, corrected by both clock offsets",
+            metrics.pubsub_delivery_seconds.clone(),
+        );
+        registry.register(
+            "parsec_pubsub_duplicates",
+            "Pubsub copies received beyond the first",
+            metrics.pubsub_duplicates.clone(),
+        );
+        registry.register(
+            "parsec_pubsub_lost",
+            "Pubsub deliveries that did not come by the round's deadline",
+            metrics.pubsub_lost.clone(),
+        );
         metrics
+    }
+
+    /// Counts what a pubsub round measured.
+    pub fn record_pubsub_round(&self, summary: &PubsubRoundSummary) {
+        self.active_nodes.set(summary.ready_nodes as i64);
+        for latency in &summary.latencies {
+            self.pubsub_delivery_seconds.observe(latency.as_secs_f64());
+        }
+        self.pubsub_duplicates.inc_by(summary.duplicates);
+        self.pubsub_lost
+            .inc_by(summary.expected.saturating_sub(summary.delivered) as u64);
     }
 
     /// Counts what a round asked for.
@@ -290,6 +332,39 @@ impl MetricsEndpoint {
                 error = %e,
                 "cannot serve metrics (set PARSEC_TELEMETRY_PORT to a free port, or 0); running without"
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_pubsub_round_is_counted_in_the_delivery_histogram_and_counters() {
+        let mut registry = registry();
+        let metrics = SchedulerMetrics::register(&mut registry);
+        metrics.record_pubsub_round(&PubsubRoundSummary {
+            expected: 4,
+            delivered: 3,
+            latencies: vec![Duration::from_millis(3), Duration::from_millis(40), Duration::from_secs(2)],
+            duplicates: 7,
+            ready_nodes: 5,
+            ..PubsubRoundSummary::default()
+        });
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "parsec_pubsub_delivery_seconds_count 3",
+            "parsec_pubsub_delivery_seconds_bucket{le=\"0.005\"} 1",
+            "parsec_pubsub_delivery_seconds_bucket{le=\"0.05\"} 2",
+            "parsec_pubsub_duplicates_total 7",
+            "parsec_pubsub_lost_total 1",
+            "parsec_active_nodes 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
         }
     }
 }

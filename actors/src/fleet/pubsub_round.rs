@@ -61,6 +61,10 @@ pub struct PubsubRoundSummary {
     /// First copies expected, and those that came by the deadline.
     pub expected: usize,
     pub delivered: usize,
+    /// The corrected latency of every delivery (for the metrics).
+    pub latencies: Vec<Duration>,
+    /// Copies beyond the first, over all deliveries.
+    pub duplicates: u64,
     /// Requests that produced no answer (not measurements).
     pub failures: Vec<(NodeId, NodeError)>,
     pub not_ready: Vec<(NodeId, String)>,
@@ -270,6 +274,8 @@ pub(super) async fn run(
                     let latency = Duration::from_secs_f64(latency.max(0.0));
                     latest = latest.max(latency);
                     summary.delivered += 1;
+                    summary.latencies.push(latency);
+                    summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
                     let details = PubsubDetails {
                         copies: delivery.copies,
                         first_from: Some(delivery.from.to_string()),
