@@ -410,3 +410,74 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
         }
     });
 }
+
+/// `parsec testnet --protocol gossipsub --js-peers`: js-libp2p peers in the mesh receive every
+/// message, reported apart and stored under their implementation.
+#[test]
+fn js_libp2p_peers_in_a_pubsub_testnet_are_reported_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("mix.sqlite");
+    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+        .args([
+            "testnet",
+            "--protocol",
+            "gossipsub",
+            "--sweep-hosts",
+            "8",
+            "--messages",
+            "4",
+        ])
+        .args([
+            "--iterations",
+            "2",
+            "--transport",
+            "tcp",
+            "--heartbeat",
+            "200ms",
+            "--js-peers",
+            "2",
+        ])
+        .arg("--js-peer-script")
+        .arg(std::path::Path::new(JS_DIR).join("gossip-peer.mjs"))
+        .args(["--no-progress", "--database-url"])
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(stdout.contains("js-libp2p: delivered 100.00%"), "{stdout}");
+    let by_implementation = deliveries_by_implementation(&database);
+    // 4 messages × 2 iterations: 7 rust receivers and 2 js ones, every copy delivered.
+    assert_eq!(
+        by_implementation,
+        vec![
+            ("js-libp2p".to_owned(), 16, 16),
+            ("rust-libp2p".to_owned(), 56, 56)
+        ],
+        "{stdout}"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct ImplementationCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    implementation: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rows: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    delivered: i64,
+}
+
+fn deliveries_by_implementation(database: &std::path::Path) -> Vec<(String, i64, i64)> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let counts: Vec<ImplementationCount> = diesel::sql_query(
+        "SELECT implementation, count(*) AS rows, sum(error IS NULL AND copies >= 1) AS delivered \
+         FROM pubsub_deliveries_ecs GROUP BY implementation ORDER BY implementation",
+    )
+    .load(&mut conn)
+    .unwrap();
+    counts
+        .into_iter()
+        .map(|c| (c.implementation, c.rows, c.delivered))
+        .collect()
+}

@@ -197,6 +197,17 @@ struct PubsubSweepArgs {
     /// iteration and dial back in one iteration later, e.g. 0.05.
     #[arg(long, env = "PARSEC_TESTNET_CHURN_NETWORK", default_value_t = 0.0)]
     churn_network: f64,
+    /// js-libp2p gossipsub peers (node processes) that join the mesh at every size as receivers;
+    /// their deliveries are reported apart.
+    #[arg(long, env = "PARSEC_TESTNET_JS_PEERS", default_value_t = 0)]
+    js_peers: usize,
+    /// The js peer's script; `npm ci --prefix tests/js` installs what it needs.
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_JS_PEER_SCRIPT",
+        default_value = "tests/js/gossip-peer.mjs"
+    )]
+    js_peer_script: std::path::PathBuf,
 }
 
 impl TestnetArgs {
@@ -329,6 +340,8 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             seed: self.seed,
             progress: !self.no_progress,
             database: Some(database.target()?),
+            js_peers: self.pubsub.js_peers,
+            js_script: self.pubsub.js_peer_script.clone(),
         };
         config.check()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;

@@ -349,7 +349,11 @@ mod tests {
         metrics.record_pubsub_round(&PubsubRoundSummary {
             expected: 4,
             delivered: 3,
-            latencies: vec![Duration::from_millis(3), Duration::from_millis(40), Duration::from_secs(2)],
+            latencies: vec![
+                Duration::from_millis(3),
+                Duration::from_millis(40),
+                Duration::from_secs(2),
+            ],
             duplicates: 7,
             ready_nodes: 5,
             ..PubsubRoundSummary::default()

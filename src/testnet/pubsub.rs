@@ -5,6 +5,7 @@
 //! Per point: the median iteration's duration, delivery latency, duplicates and peak memory.
 
 mod churn;
+mod js;
 
 use std::{fmt::Write as _, path::Path, sync::Arc, time::Duration};
 
@@ -18,7 +19,7 @@ use parsec_actors::{
     DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
     RoundId, SchedulerId, NOT_DELIVERED,
 };
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::StdRng, Rng as _, SeedableRng};
 use tokio::runtime::Handle;
 
 use crate::{
@@ -41,6 +42,7 @@ const PUBSUB_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 use churn::Churn;
 pub use churn::ChurnRates;
+use js::JsPeers;
 
 /// The fleet pubsub testnet hosts register under.
 pub const PUBSUB_FLEET: &str = "gossipsub";
@@ -80,6 +82,10 @@ pub struct PubsubTestnetConfig {
     pub progress: bool,
     /// Where hosts register and rows go (`None`: nowhere).
     pub database: Option<DatabaseTarget>,
+    /// js-libp2p gossipsub peers beside the hosts at every size (receivers only).
+    pub js_peers: usize,
+    /// The js peer's script (`tests/js/gossip-peer.mjs`).
+    pub js_script: std::path::PathBuf,
 }
 
 impl PubsubTestnetConfig {
@@ -107,6 +113,17 @@ impl PubsubTestnetConfig {
             );
         }
         self.churn.check().map_err(anyhow::Error::msg)?;
+        if self.js_peers > 0 {
+            if self.transport != TransportKind::Tcp {
+                anyhow::bail!("--js-peers needs --transport tcp: the js-libp2p peers dial over TCP");
+            }
+            if !self.js_script.is_file() {
+                anyhow::bail!(
+                    "--js-peers needs {} (run from the repository, after `npm ci --prefix tests/js`)",
+                    self.js_script.display()
+                );
+            }
+        }
         self.pubsub
             .check()
             .map_err(|e| anyhow::anyhow!("gossipsub parameters: {e}"))
@@ -114,6 +131,30 @@ impl PubsubTestnetConfig {
 
     fn topic_names(&self) -> Vec<String> {
         (0..self.topics).map(|t| format!("parsec-pubsub-{t}")).collect()
+    }
+}
+
+/// Deliveries to one implementation's receivers over a point.
+#[derive(Clone, Debug, Default)]
+pub struct ReceiverStats {
+    pub expected: usize,
+    pub delivered: usize,
+    /// Sorted once the point is done.
+    pub latencies: Vec<Duration>,
+    pub duplicates: u64,
+}
+
+impl ReceiverStats {
+    pub fn latency(&self, p: f64) -> Option<Duration> {
+        percentile(&self.latencies, p)
+    }
+
+    pub fn duplicates_per_delivery(&self) -> f64 {
+        if self.latencies.is_empty() {
+            0.0
+        } else {
+            self.duplicates as f64 / self.latencies.len() as f64
+        }
     }
 }
 
@@ -138,6 +179,8 @@ pub struct SweepPoint {
     pub left_network: usize,
     /// Messages that reached a host while it was away (must stay 0).
     pub received_while_away: usize,
+    /// What the js-libp2p peers received (the fields above are the rust hosts').
+    pub js: ReceiverStats,
     /// Messages gossipsub refused to publish, with the first reason.
     pub refused: usize,
     pub refusal: Option<String>,
@@ -159,6 +202,7 @@ impl SweepPoint {
             left_topics: 0,
             left_network: 0,
             received_while_away: 0,
+            js: ReceiverStats::default(),
             refused: 0,
             refusal: None,
             peak_rss: None,
@@ -281,19 +325,24 @@ pub async fn run(
                 .await
                 .with_context(|| format!("starting {hosts} hosts"))?;
         setup.finish_and_clear();
+        let mut js = JsPeers::start(config.js_peers, &config.js_script).await?;
+        let js_ids: Vec<String> = (0..js.len()).map(|i| js.peer_id(i).to_string()).collect();
         let network = Network {
             nodes: register(&registry, &resources, &peers).await?,
+            js_nodes: register_ids(&registry, &resources, js_ids).await?,
             peers,
         };
         let measured = measure_size(
             config,
             &network,
+            &mut js,
             &topics,
             &recording.recorder,
             &mut rng,
             &mut points,
         )
         .await;
+        js.stop().await;
         network.stop(&registry).await;
         if let Err(e) = measured {
             failure = Some(e);
@@ -315,6 +364,8 @@ pub async fn run(
 struct Network {
     peers: Vec<DhtHandle>,
     nodes: Vec<NodeId>,
+    /// The js-libp2p peers' rows.
+    js_nodes: Vec<NodeId>,
 }
 
 impl Network {
@@ -324,7 +375,7 @@ impl Network {
             let _ = peer.shutdown().await;
         }
         let now = Utc::now();
-        for node in &self.nodes {
+        for node in self.nodes.iter().chain(&self.js_nodes) {
             if let Err(e) = registry.mark_offline(*node, now).await {
                 tracing::warn!(%node, error = %e, "could not mark a pubsub host offline");
             }
@@ -338,15 +389,19 @@ async fn register(
     resources: &Resources,
     peers: &[DhtHandle],
 ) -> anyhow::Result<Vec<NodeId>> {
-    stream::iter(peers)
-        .map(|peer| {
-            let registration = host::registration(
-                resources.clone(),
-                peer.peer_id().to_string(),
-                PUBSUB_FLEET.to_owned(),
-                0,
-                host::peer_port(peer.listen_addrs()),
-            );
+    let ids = peers.iter().map(|p| p.peer_id().to_string()).collect();
+    register_ids(registry, resources, ids).await
+}
+
+/// Registers a node of the pubsub fleet per peer id.
+async fn register_ids(
+    registry: &Arc<dyn Registry>,
+    resources: &Resources,
+    peer_ids: Vec<String>,
+) -> anyhow::Result<Vec<NodeId>> {
+    stream::iter(peer_ids)
+        .map(|peer_id| {
+            let registration = host::registration(resources.clone(), peer_id, PUBSUB_FLEET.to_owned(), 0, 0);
             let registry = registry.clone();
             async move { registry.register_node(registration).await }
         })
@@ -360,6 +415,7 @@ async fn register(
 async fn measure_size(
     config: &PubsubTestnetConfig,
     network: &Network,
+    js: &mut JsPeers,
     topics: &[String],
     recorder: &actix::Addr<parsec_actors::MeasurementRecorder>,
     rng: &mut StdRng,
@@ -369,6 +425,16 @@ async fn measure_size(
     local_network::connect_randomly(peers, config.degree, rng)
         .await
         .context("connecting the hosts")?;
+    // Each js peer dials `degree` hosts at random, and subscribes before the meshes form.
+    for index in 0..js.len() {
+        for _ in 0..config.degree.min(hosts) {
+            let host = &peers[rng.gen_range(0..hosts)];
+            js.dial(index, &host.dialable_addrs()[0]).await?;
+        }
+    }
+    for topic in topics {
+        js.subscribe(topic).await?;
+    }
     for topic in topics {
         let mesh = config.pubsub.mesh_n_low.min(hosts - 1);
         local_network::subscribe_and_form_mesh(peers, topic, mesh, MESH_TIMEOUT)
@@ -412,7 +478,23 @@ async fn measure_size(
                 instant: sent_instant,
             };
             let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
-            for row in rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock) {
+            let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock);
+            // The js peers' rows belong to the same round.
+            let round = iteration_rows.first().map_or_else(RoundId::new, |r| r.round);
+            iteration_rows.extend(
+                js_rows(
+                    &report,
+                    js,
+                    &network.js_nodes,
+                    &plan,
+                    &clock,
+                    round,
+                    &mut point.js,
+                )
+                .await?,
+            );
+            js.forget();
+            for row in iteration_rows {
                 recorder
                     .send(RecordMeasurement(row))
                     .await
@@ -428,6 +510,7 @@ async fn measure_size(
         }
         iterations.finish_and_clear();
         point.latencies.sort_unstable();
+        point.js.latencies.sort_unstable();
         point.peak_rss = peak_rss_bytes();
         println!("{}", row(&point));
         points.push(point);
@@ -585,6 +668,78 @@ fn rows(
     rows
 }
 
+/// The delivery rows of the js peers for one iteration, counted into `stats`: a first copy
+/// counts when it came by the deadline.
+async fn js_rows(
+    report: &PublishReport,
+    js: &mut JsPeers,
+    nodes: &[NodeId],
+    plan: &PublishPlan,
+    clock: &WallClock,
+    round: RoundId,
+    stats: &mut ReceiverStats,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut rows = Vec::new();
+    let first_sent = report
+        .messages
+        .iter()
+        .find_map(|m| m.published.as_ref().ok().map(|p| p.sent_at));
+    for message in &report.messages {
+        let (Ok(published), Some(first_sent)) = (&message.published, first_sent) else {
+            continue;
+        };
+        let trace_id = crate::telemetry::traces::outgoing_headers(&message.span).1;
+        for (index, node) in nodes.iter().enumerate() {
+            stats.expected += 1;
+            let arrived = js
+                .first_copy(index, message.id)
+                .filter(|at| at.saturating_duration_since(first_sent) <= plan.deadline);
+            let (duration, error, copies) = match arrived {
+                Some(at) => {
+                    let latency = at.saturating_duration_since(published.sent_at);
+                    let copies = js.copies(index, message.id).await?;
+                    stats.delivered += 1;
+                    stats.latencies.push(latency);
+                    stats.duplicates += u64::from(copies.saturating_sub(1));
+                    (latency, None, copies)
+                }
+                None => (plan.deadline, Some(NOT_DELIVERED.to_owned()), 0),
+            };
+            rows.push(Measurement {
+                id: uuid::Uuid::new_v4(),
+                round,
+                fleet: PUBSUB_FLEET.to_owned(),
+                node: *node,
+                operation: Operation::Delivery,
+                cid: message.id.to_string(),
+                step: Operation::Delivery.step().to_owned(),
+                probe: 0,
+                started_at: clock.at(published.sent_at),
+                duration,
+                error,
+                routing_table_size: 0,
+                trace_id: trace_id.clone(),
+                record_peers: None,
+                pubsub: Some(PubsubDetails {
+                    topic: message.topic.clone(),
+                    message_bytes: u32::try_from(plan.message_bytes).unwrap_or(u32::MAX),
+                    topic_peers: None,
+                    mesh_peers: None,
+                    copies,
+                    first_from: None,
+                    clock_offset: None,
+                    clock_uncertainty: None,
+                    implementation: JS_IMPLEMENTATION.to_owned(),
+                }),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The implementation the js peers run, as delivery rows name it.
+const JS_IMPLEMENTATION: &str = "js-libp2p";
+
 /// The header of the table [`row`] fills.
 pub fn header() -> String {
     format!(
@@ -626,6 +781,17 @@ pub fn row(point: &SweepPoint) -> String {
         direct * 100.0,
         crate::report::mebibytes(point.peak_rss),
     );
+    if point.js.expected > 0 {
+        let ratio = point.js.delivered as f64 / point.js.expected as f64;
+        let _ = write!(
+            line,
+            "  js-libp2p: delivered {:.2}%, latency p50 {}, p99 {}, dup/msg {:.2}",
+            ratio * 100.0,
+            seconds(point.js.latency(50.0)),
+            seconds(point.js.latency(99.0)),
+            point.js.duplicates_per_delivery()
+        );
+    }
     if point.left_topics + point.left_network > 0 {
         let _ = write!(
             line,
@@ -720,6 +886,11 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
         "left_topics",
         "left_network",
         "received_while_away",
+        "js_delivered",
+        "js_expected",
+        "js_latency_p50_s",
+        "js_latency_p99_s",
+        "js_duplicates_per_delivery",
     ])?;
     for p in points {
         let seconds = |d: Option<Duration>| d.map_or_else(String::new, |d| d.as_secs_f64().to_string());
@@ -739,6 +910,11 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
             p.left_topics.to_string(),
             p.left_network.to_string(),
             p.received_while_away.to_string(),
+            p.js.delivered.to_string(),
+            p.js.expected.to_string(),
+            seconds(p.js.latency(50.0)),
+            seconds(p.js.latency(99.0)),
+            p.js.duplicates_per_delivery().to_string(),
         ])?;
     }
     csv.flush()?;
