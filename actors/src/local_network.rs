@@ -275,7 +275,10 @@ const MESH_POLL: Duration = Duration::from_millis(100);
 
 /// Subscribes every one of `peers` to `topic` and waits until each has at least `mesh_peers`
 /// mesh peers there (or all its subscribed neighbours, if it has fewer): a message published
-/// before would reach only the peers flooding happens to cover.
+/// before would reach only the peers flooding happens to cover. Gossipsub may leave a few peers
+/// short for a while (a peer pruned by full meshes waits out the prune backoff), so after
+/// `timeout` it goes on if every peer has at least one mesh peer, saying how many are short; a
+/// peer with none is an error.
 pub async fn subscribe_and_form_mesh(
     peers: &[DhtHandle],
     topic: &str,
@@ -302,11 +305,22 @@ pub async fn subscribe_and_form_mesh(
             return Ok(());
         }
         if tokio::time::Instant::now() >= give_up {
-            return Err(DhtError::Setup(format!(
-                "the mesh of {topic:?} did not form within {timeout:?}: {short} of {} peers have fewer \
-                 than {mesh_peers} mesh peers",
-                peers.len()
-            )));
+            let isolated = views.iter().filter(|v| v.mesh == 0).count();
+            if isolated > 0 {
+                return Err(DhtError::Pubsub(format!(
+                    "the mesh of {topic:?} did not form within {timeout:?}: {isolated} of {} peers have \
+                     no mesh peer",
+                    peers.len()
+                )));
+            }
+            tracing::warn!(
+                topic,
+                short,
+                peers = peers.len(),
+                mesh_peers,
+                "the mesh formed with some peers short of the wanted degree"
+            );
+            return Ok(());
         }
         tokio::time::sleep(MESH_POLL).await;
     }
