@@ -163,8 +163,10 @@ impl ReceiverStats {
 pub struct SweepPoint {
     pub hosts: usize,
     pub messages: usize,
-    /// Each iteration's duration: first send to last first delivery.
+    /// Each iteration's duration: first send to last first delivery (the deadline when lost).
     pub durations: Vec<Duration>,
+    /// The deadline an iteration's messages had.
+    pub deadline: Duration,
     /// Deliveries that arrived by the deadline, and those expected.
     pub delivered: usize,
     pub expected: usize,
@@ -189,11 +191,12 @@ pub struct SweepPoint {
 }
 
 impl SweepPoint {
-    fn new(hosts: usize, messages: usize) -> Self {
+    fn new(hosts: usize, messages: usize, deadline: Duration) -> Self {
         Self {
             hosts,
             messages,
             durations: Vec::new(),
+            deadline,
             delivered: 0,
             expected: 0,
             latencies: Vec::new(),
@@ -235,9 +238,11 @@ impl SweepPoint {
     }
 
     /// Messages fully disseminated per second: an iteration's messages over its median duration.
+    /// 0 when the median iteration lost a message: then nothing was fully disseminated.
     pub fn messages_per_second(&self) -> f64 {
         let seconds = self.median_duration().as_secs_f64();
-        if seconds > 0.0 {
+        let complete = self.durations.iter().filter(|d| **d < self.deadline).count();
+        if seconds > 0.0 && complete * 2 > self.durations.len() {
             self.messages as f64 / seconds
         } else {
             0.0
@@ -452,7 +457,7 @@ async fn measure_size(
         // The point's peak: the hosts, and what publishing this many messages adds to them.
         crate::report::reset_peak_rss();
         let iterations = bar(config.progress, config.iterations as u64, "iterations");
-        let mut point = SweepPoint::new(hosts, messages);
+        let mut point = SweepPoint::new(hosts, messages, config.deadline);
         let mut churn = Churn::new(hosts, config.churn, topics, config.degree);
         for iteration in 0..config.iterations {
             let publisher = iteration % hosts;
