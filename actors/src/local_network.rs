@@ -273,6 +273,9 @@ pub async fn connect_randomly(
 /// How often a forming mesh is checked.
 const MESH_POLL: Duration = Duration::from_millis(100);
 
+/// How long a mesh must stay formed before it counts.
+const MESH_STABLE: Duration = Duration::from_millis(500);
+
 /// Subscribes every one of `peers` to `topic` and waits until each has at least `mesh_peers`
 /// mesh peers there (or all its subscribed neighbours, if it has fewer): a message published
 /// before would reach only the peers flooding happens to cover. Gossipsub may leave a few peers
@@ -291,6 +294,7 @@ pub async fn subscribe_and_form_mesh(
         .try_collect::<()>()
         .await?;
     let give_up = tokio::time::Instant::now() + timeout;
+    let mut formed_since = None;
     loop {
         let views: Vec<crate::pubsub::TopicPeers> = stream::iter(peers)
             .map(|peer| peer.topic_peers(topic))
@@ -301,10 +305,18 @@ pub async fn subscribe_and_form_mesh(
             .iter()
             .filter(|v| v.subscribed == 0 || v.mesh < mesh_peers.min(v.subscribed))
             .count();
-        if short == 0 {
+        // Formed once it held for MESH_STABLE: a GRAFT answered by a PRUNE (backoff) shows in
+        // the grafting peer's mesh until the PRUNE comes back.
+        if short > 0 {
+            formed_since = None;
+        } else if formed_since
+            .get_or_insert_with(tokio::time::Instant::now)
+            .elapsed()
+            >= MESH_STABLE
+        {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= give_up {
+        if short > 0 && tokio::time::Instant::now() >= give_up {
             let isolated = views.iter().filter(|v| v.mesh == 0).count();
             if isolated > 0 {
                 return Err(DhtError::Pubsub(format!(
