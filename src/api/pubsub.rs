@@ -123,6 +123,13 @@ fn check_topic(topic: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The checked topic of a `{"topic": …}` body.
+async fn read_topic(request: &HttpRequest, body: web::Payload) -> Result<String, ApiError> {
+    let body: TopicRequest = read_json(request, body, r#"{"topic": "<name>"}"#).await?;
+    check_topic(&body.topic)?;
+    Ok(body.topic)
+}
+
 /// `POST /pubsub/subscribe`.
 pub(crate) async fn subscribe(
     _: Authorized,
@@ -130,13 +137,9 @@ pub(crate) async fn subscribe(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: TopicRequest = read_json(&request, body, r#"{"topic": "<name>"}"#).await?;
-    check_topic(&body.topic)?;
-    recipients(&pubsub)?
-        .subscribe
-        .send(SubscribeTopic { topic: body.topic })
-        .await
-        .map_err(stopped)??;
+    let topic = read_topic(&request, body).await?;
+    let subscribing = recipients(&pubsub)?.subscribe.send(SubscribeTopic { topic });
+    subscribing.await.map_err(stopped)??;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -147,13 +150,9 @@ pub(crate) async fn unsubscribe(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: TopicRequest = read_json(&request, body, r#"{"topic": "<name>"}"#).await?;
-    check_topic(&body.topic)?;
-    recipients(&pubsub)?
-        .unsubscribe
-        .send(UnsubscribeTopic { topic: body.topic })
-        .await
-        .map_err(stopped)??;
+    let topic = read_topic(&request, body).await?;
+    let leaving = recipients(&pubsub)?.unsubscribe.send(UnsubscribeTopic { topic });
+    leaving.await.map_err(stopped)??;
     Ok(HttpResponse::NoContent().finish())
 }
 
