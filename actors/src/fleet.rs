@@ -276,6 +276,41 @@ impl FleetSupervisor {
     }
 }
 
+impl FleetSupervisor {
+    /// The first steps of every round: the members found again, and each one's readiness.
+    fn checked_members(&mut self) -> impl ActorFuture<Self, Output = Result<CheckedMembers, RoundError>> {
+        let timeout = self.config.readiness_timeout;
+        self.membership
+            .refresh()
+            .into_actor(self)
+            .map(|found, act, _| act.membership.apply(found))
+            .then(move |members, act, _| {
+                async move {
+                    let members = members?;
+                    let readiness = check_readiness(&members, timeout).await;
+                    Ok::<_, RoundError>((members, readiness))
+                }
+                .into_actor(act)
+            })
+    }
+}
+
+/// The members of a round, each with its readiness (`Err`: why it is not ready).
+type CheckedMembers = (Vec<FleetMember>, Vec<Result<(), String>>);
+
+/// Runs `round`, or abandons it when `abort` (if given) is triggered.
+async fn abandonable<T>(
+    round: impl std::future::Future<Output = Result<T, RoundError>>,
+    abort: Option<AbortRegistration>,
+) -> Result<T, RoundError> {
+    match abort {
+        Some(registration) => Abortable::new(round, registration)
+            .await
+            .unwrap_or(Err(RoundError::Abandoned)),
+        None => round.await,
+    }
+}
+
 impl Actor for FleetSupervisor {
     type Context = Context<Self>;
 }
@@ -286,20 +321,8 @@ impl Handler<RunRound> for FleetSupervisor {
 
     fn handle(&mut self, msg: RunRound, _: &mut Context<Self>) -> Self::Result {
         let abort = msg.abort;
-        let timeout = self.config.readiness_timeout;
         AtomicResponse::new(Box::pin(
-            self.membership
-                .refresh()
-                .into_actor(self)
-                .map(|found, act, _| act.membership.apply(found))
-                .then(move |members, act, _| {
-                    async move {
-                        let members = members?;
-                        let readiness = check_readiness(&members, timeout).await;
-                        Ok::<_, RoundError>((members, readiness))
-                    }
-                    .into_actor(act)
-                })
+            self.checked_members()
                 .map(|checked, act, _| {
                     let (members, readiness) = checked?;
                     let not_ready: Vec<(NodeId, String)> = members
@@ -328,15 +351,7 @@ impl Handler<RunRound> for FleetSupervisor {
                         let (members, plan, content, not_ready) = planned?;
                         round.run(members, plan, content, not_ready).await
                     };
-                    async move {
-                        match abort {
-                            Some(registration) => Abortable::new(run, registration)
-                                .await
-                                .unwrap_or(Err(RoundError::Abandoned)),
-                            None => run.await,
-                        }
-                    }
-                    .into_actor(act)
+                    abandonable(run, abort).into_actor(act)
                 }),
         ))
     }
@@ -348,59 +363,35 @@ impl Handler<RunPubsubRound> for FleetSupervisor {
 
     fn handle(&mut self, msg: RunPubsubRound, _: &mut Context<Self>) -> Self::Result {
         let RunPubsubRound { config, abort } = msg;
-        let timeout = self.config.readiness_timeout;
-        AtomicResponse::new(Box::pin(
-            self.membership
-                .refresh()
-                .into_actor(self)
-                .map(|found, act, _| act.membership.apply(found))
-                .then(move |members, act, _| {
-                    async move {
-                        let members = members?;
-                        let readiness = check_readiness(&members, timeout).await;
-                        Ok::<_, RoundError>((members, readiness))
+        AtomicResponse::new(Box::pin(self.checked_members().then(move |checked, act, _| {
+            let recorder = act.recorder.clone();
+            let fleet = act.config.fleet.clone();
+            let index = act.pubsub_rounds;
+            act.pubsub_rounds += 1;
+            let run = async move {
+                let (members, readiness) = checked?;
+                let mut summary = PubsubRoundSummary::default();
+                let mut taking_part = Vec::new();
+                for (member, ready) in members.iter().zip(readiness) {
+                    match (ready, &member.pubsub) {
+                        (Ok(()), Some(_)) => taking_part.push(member.clone()),
+                        (Ok(()), None) => summary
+                            .not_ready
+                            .push((member.id, "does not speak pubsub".to_owned())),
+                        (Err(why), _) => summary.not_ready.push((member.id, why)),
                     }
-                    .into_actor(act)
-                })
-                .then(move |checked, act, _| {
-                    let recorder = act.recorder.clone();
-                    let fleet = act.config.fleet.clone();
-                    let index = act.pubsub_rounds;
-                    act.pubsub_rounds += 1;
-                    let run = async move {
-                        let (members, readiness) = checked?;
-                        let mut summary = PubsubRoundSummary::default();
-                        let mut taking_part = Vec::new();
-                        for (member, ready) in members.iter().zip(readiness) {
-                            match (ready, &member.pubsub) {
-                                (Ok(()), Some(_)) => taking_part.push(member.clone()),
-                                (Ok(()), None) => summary
-                                    .not_ready
-                                    .push((member.id, "does not speak pubsub".to_owned())),
-                                (Err(why), _) => summary.not_ready.push((member.id, why)),
-                            }
-                        }
-                        summary.ready_nodes = taking_part.len();
-                        if taking_part.len() < 2 {
-                            return Err(RoundError::NoReadyNode {
-                                registered: members.len(),
-                            });
-                        }
-                        let publisher = index % taking_part.len();
-                        pubsub_round::run(&taking_part, publisher, &config, &fleet, &recorder, &mut summary)
-                            .await;
-                        Ok(summary)
-                    };
-                    async move {
-                        match abort {
-                            Some(registration) => Abortable::new(run, registration)
-                                .await
-                                .unwrap_or(Err(RoundError::Abandoned)),
-                            None => run.await,
-                        }
-                    }
-                    .into_actor(act)
-                }),
-        ))
+                }
+                summary.ready_nodes = taking_part.len();
+                if taking_part.len() < 2 {
+                    return Err(RoundError::NoReadyNode {
+                        registered: members.len(),
+                    });
+                }
+                let publisher = index % taking_part.len();
+                pubsub_round::run(&taking_part, publisher, &config, &fleet, &recorder, &mut summary).await;
+                Ok(summary)
+            };
+            abandonable(run, abort).into_actor(act)
+        })))
     }
 }
