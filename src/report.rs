@@ -298,15 +298,15 @@ fn example_query(target: &DatabaseTarget, scheduler: SchedulerId) -> String {
 }
 
 /// After a run with `--report DIR` (`parsec testnet`, `parsec simulate`): reads the rows the run
-/// stored and writes the report in every format into `dir`, and says where; `effort` adds the
+/// `stored` and writes the report in every format into `dir`, and says where; `effort` adds the
 /// simulator's hops and messages. Returns false (having said why) when it could not.
 pub fn write_run_report(
-    report: &RunReport,
+    stored: Option<&(DatabaseTarget, SchedulerId)>,
     title: String,
     effort: Vec<data::EffortHistogram>,
     dir: &std::path::Path,
 ) -> bool {
-    let Some((target, scheduler)) = &report.stored else {
+    let Some((target, scheduler)) = stored else {
         eprintln!("error: no report: the run stored no rows to report on");
         return false;
     };

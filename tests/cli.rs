@@ -854,6 +854,34 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
             "{chart}: {texts:?}"
         );
     }
+    // Beside them, the stored rows' report: every delivery (11×6×2 + 11×3×2 + 5×6×2 + 5×3×2 =
+    // 288) and every publish (6×2 + 3×2, twice = 36), all made.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
+    let attempts = |operation: &str| -> (u64, u64) {
+        let groups = json["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == operation)
+            .unwrap_or_else(|| panic!("no {operation} in {json}"))["by_region"]
+            .as_array()
+            .unwrap()
+            .clone();
+        groups.iter().fold((0, 0), |(a, s), g| {
+            (
+                a + g["attempts"].as_u64().unwrap(),
+                s + g["successes"].as_u64().unwrap(),
+            )
+        })
+    };
+    assert_eq!(attempts("delivery"), (288, 288), "{json}");
+    assert_eq!(attempts("publish"), (36, 36), "{json}");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("dup/delivery") && html.contains("rust-libp2p"),
+        "{html}"
+    );
 }
 
 #[test]

@@ -24,7 +24,8 @@ use parsec::{
 };
 use parsec_actors::{
     testing::{sample_measurement, sample_registration},
-    Measurement, MeasurementSink, NodeRegistration, Operation, Registry, SchedulerId, SchedulerRegistration,
+    Measurement, MeasurementSink, NodeRegistration, Operation, PubsubDetails, Registry, SchedulerId,
+    SchedulerRegistration,
 };
 
 const FLEETS: [&str; 2] = ["default", "optprov"];
@@ -95,9 +96,19 @@ struct Independent {
 
 /// Per fleet and region, what Postgres computes for `table` under `condition`.
 async fn independent(url: &str, table: &str, condition: &str) -> BTreeMap<(String, String), Independent> {
+    independent_by(url, table, "n.region", condition).await
+}
+
+/// Per fleet and `key` (an SQL expression), what Postgres computes for `table` under `condition`.
+async fn independent_by(
+    url: &str,
+    table: &str,
+    key: &str,
+    condition: &str,
+) -> BTreeMap<(String, String), Independent> {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let rows: Vec<Independent> = diesel::sql_query(format!(
-        "SELECT n.fleet, n.region, count(*) AS attempts, count(*) FILTER (WHERE m.error IS NULL) AS successes, \
+        "SELECT n.fleet, {key} AS region, count(*) AS attempts, count(*) FILTER (WHERE m.error IS NULL) AS successes, \
          percentile_cont(0.5) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p50, \
          percentile_cont(0.9) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p90, \
          percentile_cont(0.99) WITHIN GROUP (ORDER BY m.duration) FILTER (WHERE m.error IS NULL) AS p99 \
@@ -231,6 +242,218 @@ async fn percentiles_equal_postgres_percentile_cont_on_both_stores() {
                 .all(|g| g.key.len() == "2026-11-22T05:00".len()));
             assert_eq!(operation(&all, step).errors[0].error, "no provider found");
         }
+    }
+}
+
+/// Rows per pubsub operation.
+const PUBSUB_ROWS: u64 = 900;
+
+/// Pubsub rows beside the same four servers' kind: publishes (every 7th not reaching all) and
+/// deliveries (every 11th not delivered, a third to js-libp2p receivers, 1–5 copies, a clock
+/// uncertainty on even rows as across processes).
+async fn fill_pubsub(store: &Store) -> SchedulerId {
+    let mut nodes = Vec::new();
+    for fleet in FLEETS {
+        for region in REGIONS {
+            let registration = NodeRegistration {
+                fleet: fleet.into(),
+                region: region.into(),
+                peer_id: format!("12D3KooWpubsub{fleet}{region}"),
+                ..sample_registration()
+            };
+            nodes.push(store.register_node(registration).await.unwrap());
+        }
+    }
+    let scheduler = store
+        .register_scheduler(SchedulerRegistration {
+            fleets: FLEETS.map(String::from).to_vec(),
+            dependencies: Default::default(),
+        })
+        .await
+        .unwrap();
+    let round = parsec_actors::RoundId::new();
+    let mut batch = Vec::new();
+    for i in 0..PUBSUB_ROWS {
+        let node = nodes[(i % 4) as usize];
+        let started_at = day0() + chrono::Duration::minutes(i as i64);
+        let message = uuid::Uuid::from_u128(u128::from(i / 9)).to_string();
+        let delivered = i % 11 != 0;
+        let delivery = PubsubDetails {
+            copies: if delivered { 1 + (i % 5) as u32 } else { 0 },
+            clock_uncertainty: (i % 2 == 0).then_some(0.001 * (i % 4) as f64),
+            ..PubsubDetails::new(
+                "blocks",
+                1024,
+                if i % 3 == 0 { "js-libp2p" } else { "rust-libp2p" },
+            )
+        };
+        batch.push(Measurement {
+            started_at,
+            duration: Duration::from_micros((i * 7919) % 99_991 + 500),
+            error: (!delivered).then(|| parsec_actors::NOT_DELIVERED.to_owned()),
+            ..Measurement::pubsub(Operation::Delivery, round, "x", node, &message, delivery)
+        });
+        if i % 9 == 0 {
+            batch.push(Measurement {
+                started_at,
+                duration: Duration::from_micros((i * 104_729) % 299_993 + 900),
+                error: (i % 7 == 0).then(|| "not delivered to 1 of 8 peers".to_owned()),
+                ..Measurement::pubsub(
+                    Operation::Publish,
+                    round,
+                    "x",
+                    node,
+                    &message,
+                    PubsubDetails::new("blocks", 1024, "rust-libp2p"),
+                )
+            });
+        }
+    }
+    store.measurement_sink(scheduler).write(batch).await.unwrap();
+    scheduler
+}
+
+#[derive(QueryableByName, Debug)]
+struct PubsubFigures {
+    #[diesel(sql_type = Text)]
+    fleet: String,
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Nullable<Double>)]
+    duplicates: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    clock_uncertainty: Option<f64>,
+}
+
+/// Deliveries: the report's delivery ratio and percentiles per region and per implementation
+/// equal Postgres' own, its duplicates per delivery and clock uncertainty equal the means of the
+/// delivered rows; a step filter leaves pubsub out, a pubsub-only store reports pubsub alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn pubsub_deliveries_are_reported_per_region_and_implementation_on_both_stores() {
+    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
+        .await
+        .unwrap();
+    let sqlite = Store::open(&DatabaseTarget::Sqlite {
+        path: dir.path().join("parsec.db"),
+    })
+    .await
+    .unwrap();
+    fill_pubsub(&postgres).await;
+    fill_pubsub(&sqlite).await;
+
+    let mut conn = AsyncPgConnection::establish(&pg.url()).await.unwrap();
+    let figures = |key: &str| {
+        format!(
+            "SELECT n.fleet, {key} AS key, avg(m.copies - 1) FILTER (WHERE m.error IS NULL)::float8 AS duplicates, \
+             avg(m.clock_uncertainty)::float8 AS clock_uncertainty \
+             FROM pubsub_deliveries_ecs m JOIN nodes_ecs n ON n.id = m.node_id GROUP BY 1, 2"
+        )
+    };
+    let by_region: Vec<PubsubFigures> = diesel::sql_query(figures("n.region"))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    let by_implementation: Vec<PubsubFigures> = diesel::sql_query(figures("m.implementation"))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    let per_implementation =
+        independent_by(&pg.url(), "pubsub_deliveries_ecs", "m.implementation", "TRUE").await;
+    for (store, name) in [(&postgres, "postgres"), (&sqlite, "sqlite")] {
+        let all = report(store, &ReportRequest::default()).await;
+        let steps: Vec<&str> = all.operations.iter().map(|o| o.operation.as_str()).collect();
+        assert_eq!(steps, ["delivery", "publish"], "{name}: a pubsub-only store");
+        let deliveries = operation(&all, "delivery");
+        assert_matches(
+            &deliveries.by_region,
+            &independent(&pg.url(), "pubsub_deliveries_ecs", "TRUE").await,
+            &format!("{name} deliveries"),
+        );
+        assert_matches(
+            &operation(&all, "publish").by_region,
+            &independent(&pg.url(), "pubsub_publishes_ecs", "TRUE").await,
+            &format!("{name} publishes"),
+        );
+        for (groups, expected) in [
+            (&deliveries.by_region, &by_region),
+            (&deliveries.by_implementation, &by_implementation),
+        ] {
+            assert_eq!(groups.len(), expected.len(), "{name}");
+            for group in groups {
+                let sql = expected
+                    .iter()
+                    .find(|e| e.fleet == group.fleet && e.key == group.key)
+                    .unwrap();
+                let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                    (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+                    (a, b) => a == b,
+                };
+                assert!(
+                    close(group.duplicates, sql.duplicates),
+                    "{name} {group:?} vs {sql:?}"
+                );
+                assert!(
+                    close(group.clock_uncertainty, sql.clock_uncertainty),
+                    "{name} {group:?} vs {sql:?}"
+                );
+            }
+        }
+        // A third of the receivers are js-libp2p; each implementation's delivery ratio and
+        // attempts add up to the region table's.
+        let js: u64 = deliveries
+            .by_implementation
+            .iter()
+            .filter(|g| g.key == "js-libp2p")
+            .map(|g| g.attempts)
+            .sum();
+        assert_eq!(js, PUBSUB_ROWS / 3, "{name}");
+        assert_matches(
+            &deliveries.by_implementation,
+            &per_implementation,
+            &format!("{name} deliveries per implementation"),
+        );
+        assert!(deliveries
+            .by_region
+            .iter()
+            .all(|g| g.success_rate() < 1.0 && g.success_rate() > 0.85));
+
+        let out = dir.path().join(format!("{name}-text"));
+        write(&all, Format::Text, Some(&out), false).unwrap();
+        let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+        for expected in [
+            "delivered",
+            "dup/delivery",
+            "clock ±",
+            "js-libp2p",
+            "receiver's implementation",
+        ] {
+            assert!(text.contains(expected), "{name}: no {expected:?} in\n{text}");
+        }
+        let charts = parsec::report::charts::charts(&all);
+        assert!(
+            charts.iter().any(|c| c.name == "cdf-delivery-implementation"),
+            "{name}: {:?}",
+            charts.iter().map(|c| &c.name).collect::<Vec<_>>()
+        );
+
+        // Pubsub rows have no step: a step filter selects the DHT's rows alone.
+        let retrievals_only = report(
+            store,
+            &ReportRequest {
+                filter: ReportFilter {
+                    steps: vec!["retrieval".into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(
+            retrievals_only.operations.iter().all(|o| !o.is_pubsub()),
+            "{name}: a step filter reported pubsub"
+        );
     }
 }
 

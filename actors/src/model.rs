@@ -211,6 +211,37 @@ pub struct Measurement {
     pub pubsub: Option<PubsubDetails>,
 }
 
+impl Measurement {
+    /// A pubsub row of `operation` (a publish or a delivery) of `message` on `node` of `fleet`
+    /// in `round`; the send time, duration and error are the caller's (`..Measurement::pubsub(…)`).
+    pub fn pubsub(
+        operation: Operation,
+        round: RoundId,
+        fleet: &str,
+        node: NodeId,
+        message: &str,
+        details: PubsubDetails,
+    ) -> Self {
+        Measurement {
+            id: uuid::Uuid::new_v4(),
+            round,
+            fleet: fleet.to_owned(),
+            node,
+            operation,
+            cid: message.to_owned(),
+            step: operation.step().to_owned(),
+            probe: 0,
+            started_at: chrono::Utc::now(),
+            duration: Duration::ZERO,
+            error: None,
+            routing_table_size: 0,
+            trace_id: None,
+            record_peers: None,
+            pubsub: Some(details),
+        }
+    }
+}
+
 /// What a pubsub measurement holds beyond the columns every measurement has.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PubsubDetails {
@@ -232,6 +263,24 @@ pub struct PubsubDetails {
     pub clock_uncertainty: Option<f64>,
     /// The receiver's (or publisher's) libp2p implementation.
     pub implementation: String,
+}
+
+impl PubsubDetails {
+    /// A message of `message_bytes` on `topic`, seen by a peer of `implementation`; the figures of
+    /// a publish or a delivery are set by the caller (`..PubsubDetails::new(…)`).
+    pub fn new(topic: &str, message_bytes: usize, implementation: &str) -> Self {
+        PubsubDetails {
+            topic: topic.to_owned(),
+            message_bytes: u32::try_from(message_bytes).unwrap_or(u32::MAX),
+            topic_peers: None,
+            mesh_peers: None,
+            copies: 0,
+            first_from: None,
+            clock_offset: None,
+            clock_uncertainty: None,
+            implementation: implementation.to_owned(),
+        }
+    }
 }
 
 /// The error text parsec records when a DHT operation hits its deadline (the OpenAPI example).

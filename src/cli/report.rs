@@ -26,6 +26,7 @@ pub struct ReportArgs {
     #[arg(long, value_delimiter = ',')]
     region: Vec<String>,
     /// Only these steps (comma-separated; parsec's servers report `provide` and `retrieval`).
+    /// Pubsub rows have no step: with --step the report covers the DHT alone.
     #[arg(long, value_delimiter = ',')]
     step: Vec<String>,
     /// Only the rows of this scheduler (one `parsec testnet` or `parsec simulate` run prints its
@@ -42,7 +43,7 @@ pub struct ReportArgs {
     #[arg(long, value_parser = super::parse_duration)]
     last: Option<Duration>,
     /// Only rows whose server's routing table held at least this many peers (ProbeLab counts
-    /// only nodes with a populated routing table).
+    /// only nodes with a populated routing table). Pubsub rows have none: it leaves them out.
     #[arg(long)]
     min_rt_size: Option<i32>,
     /// Compare with the window of equal length just before (needs --last, or --since and --until).

@@ -253,7 +253,7 @@ impl SimulateArgs {
         if let Some(dir) = &self.report {
             let title = format!("parsec simulate: {} nodes (virtual time)", config.sim.nodes);
             let effort = report::effort_histograms(&report.outcomes);
-            if !report::write_run_report(&report.run, title, effort, dir) {
+            if !report::write_run_report(report.run.stored.as_ref(), title, effort, dir) {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -43,6 +43,14 @@ pub struct ReportFilter {
     pub min_rt_size: Option<i32>,
 }
 
+impl ReportFilter {
+    /// Whether pubsub rows can be selected: they have no step and no routing-table size, so a
+    /// filter on either selects DHT rows only.
+    pub fn covers_pubsub(&self) -> bool {
+        self.steps.is_empty() && self.min_rt_size.is_none()
+    }
+}
+
 /// What a group of measurements shares besides its fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +61,8 @@ pub enum Grouping {
     Day,
     /// The UTC hour the measurement finished (`2026-12-04T13:00`).
     Hour,
+    /// The receiver's libp2p implementation (pubsub deliveries only).
+    Implementation,
 }
 
 /// Attempts, successes and the distribution of successful durations of one group.
@@ -69,6 +79,13 @@ pub struct GroupStats {
     /// [`QUANTILES`] quantiles of the successful durations in seconds, fastest first (empty
     /// without successes).
     pub quantiles: Vec<f64>,
+    /// Pubsub deliveries: copies beyond the first per delivered message, on average.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<f64>,
+    /// Pubsub deliveries across processes: the mean bound of the clock offset's error (seconds)
+    /// that each latency carries; `None` when publisher and receivers share a clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_uncertainty: Option<f64>,
 }
 
 impl GroupStats {
@@ -78,6 +95,15 @@ impl GroupStats {
             0.0
         } else {
             self.successes as f64 / self.attempts as f64
+        }
+    }
+
+    /// The key as a report shows it: servers without a region (a local testnet) say so.
+    pub fn key_label(&self) -> &str {
+        if self.key.is_empty() {
+            "(none)"
+        } else {
+            &self.key
         }
     }
 
@@ -183,17 +209,18 @@ impl Dialect {
         }
     }
 
-    /// The SQL of a group's key.
-    fn key(self, grouping: Grouping) -> &'static str {
+    /// The SQL of a group's key; `time` is the rows' time column.
+    fn key(self, grouping: Grouping, time: &str) -> String {
         match (self, grouping) {
-            (_, Grouping::Region) => "n.region",
-            (Dialect::Postgres, Grouping::Day) => "to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            (_, Grouping::Region) => "n.region".to_owned(),
+            (_, Grouping::Implementation) => "m.implementation".to_owned(),
+            (Dialect::Postgres, Grouping::Day) => format!("to_char({time} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"),
             (Dialect::Postgres, Grouping::Hour) => {
-                r#"to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24":00"')"#
+                format!(r#"to_char({time} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24":00"')"#)
             }
             // SQLite keeps our timestamps as UTC text.
-            (Dialect::Sqlite, Grouping::Day) => "strftime('%Y-%m-%d', m.created_at)",
-            (Dialect::Sqlite, Grouping::Hour) => "strftime('%Y-%m-%dT%H:00', m.created_at)",
+            (Dialect::Sqlite, Grouping::Day) => format!("strftime('%Y-%m-%d', {time})"),
+            (Dialect::Sqlite, Grouping::Hour) => format!("strftime('%Y-%m-%dT%H:00', {time})"),
         }
     }
 }
@@ -211,6 +238,7 @@ enum Bind {
 #[derive(Clone, Debug)]
 struct Select {
     dialect: Dialect,
+    operation: Operation,
     from_where: String,
     binds: Vec<Bind>,
 }
@@ -220,31 +248,70 @@ impl Select {
         let table = match operation {
             Operation::Provide => "provides_ecs",
             Operation::Retrieval => "retrievals_ecs",
-            // Reports cover the DHT's tables; pubsub rows have their own (no routing-table size).
             Operation::Publish => "pubsub_publishes_ecs",
             Operation::Delivery => "pubsub_deliveries_ecs",
         };
         let mut select = Select {
             dialect,
+            operation,
             from_where: format!("FROM {table} m JOIN nodes_ecs n ON n.id = m.node_id WHERE 1 = 1"),
             binds: Vec::new(),
         };
         select.any_of("n.fleet", &filter.fleets);
         select.any_of("n.region", &filter.regions);
-        select.any_of("m.step", &filter.steps);
         if let Some(scheduler) = filter.scheduler {
             select.condition("m.scheduler_id =", Bind::Int(scheduler));
         }
+        let time = select.time_column();
         if let Some(since) = filter.since {
-            select.condition("m.created_at >=", Bind::Time(since));
+            select.condition(&format!("{time} >="), Bind::Time(since));
         }
         if let Some(until) = filter.until {
-            select.condition("m.created_at <", Bind::Time(until));
+            select.condition(&format!("{time} <"), Bind::Time(until));
         }
-        if let Some(min) = filter.min_rt_size {
-            select.condition("m.rt_size >=", Bind::Int(min));
+        if select.is_pubsub() {
+            if !filter.covers_pubsub() {
+                // No step and no routing-table size: such a filter selects none of these rows.
+                select.from_where += " AND 1 = 0";
+            }
+        } else {
+            select.any_of("m.step", &filter.steps);
+            if let Some(min) = filter.min_rt_size {
+                select.condition("m.rt_size >=", Bind::Int(min));
+            }
         }
         select
+    }
+
+    fn is_pubsub(&self) -> bool {
+        matches!(self.operation, Operation::Publish | Operation::Delivery)
+    }
+
+    /// When a row happened: parsec's rows are written when the operation ended; a pubsub row
+    /// carries the publisher's send.
+    fn time_column(&self) -> &'static str {
+        if self.is_pubsub() {
+            "m.started_at"
+        } else {
+            "m.created_at"
+        }
+    }
+
+    /// The columns of a group's pubsub figures (NULL for other operations): mean duplicates per
+    /// delivered copy, and the mean clock uncertainty.
+    fn pubsub_figures(&self) -> &'static str {
+        match (self.operation, self.dialect) {
+            (Operation::Delivery, Dialect::Postgres) => {
+                "avg(m.copies - 1) FILTER (WHERE m.error IS NULL)::float8 AS duplicates, \
+                 avg(m.clock_uncertainty)::float8 AS clock_uncertainty"
+            }
+            (Operation::Delivery, Dialect::Sqlite) => {
+                "avg(CASE WHEN m.error IS NULL THEN m.copies - 1 END) AS duplicates, \
+                 avg(m.clock_uncertainty) AS clock_uncertainty"
+            }
+            (_, Dialect::Postgres) => "NULL::float8 AS duplicates, NULL::float8 AS clock_uncertainty",
+            (_, Dialect::Sqlite) => "NULL AS duplicates, NULL AS clock_uncertainty",
+        }
     }
 
     fn next_placeholder(&mut self, bind: Bind) -> String {
@@ -307,10 +374,11 @@ impl Select {
             "SELECT n.fleet AS fleet, {key} AS key, count(*) AS attempts, \
              count(*) FILTER (WHERE m.error IS NULL) AS successes, \
              percentile_cont(ARRAY[{fractions}]::float8[]) WITHIN GROUP (ORDER BY m.duration) \
-             FILTER (WHERE m.error IS NULL) AS quantiles \
+             FILTER (WHERE m.error IS NULL) AS quantiles, {figures} \
              {from_where} GROUP BY 1, 2",
-            key = self.dialect.key(grouping),
+            key = self.dialect.key(grouping, self.time_column()),
             fractions = fractions.join(","),
+            figures = self.pubsub_figures(),
             from_where = self.from_where,
         ))
     }
@@ -323,11 +391,12 @@ impl Select {
         grouping: Grouping,
         progress: &ProgressBar,
     ) -> Result<Vec<GroupStats>, DbError> {
-        let key = self.dialect.key(grouping);
+        let key = self.dialect.key(grouping, self.time_column());
         let counts: Vec<SqliteGroupCount> = self
             .sqlite(format!(
                 "SELECT n.fleet AS fleet, {key} AS key, count(*) AS attempts, \
-                 coalesce(sum(m.error IS NULL), 0) AS successes {} GROUP BY 1, 2",
+                 coalesce(sum(m.error IS NULL), 0) AS successes, {} {} GROUP BY 1, 2",
+                self.pubsub_figures(),
                 self.from_where
             ))
             .load(conn)?;
@@ -341,6 +410,8 @@ impl Select {
                     attempts: u64::try_from(count.attempts).unwrap_or(0),
                     successes,
                     quantiles: Vec::new(),
+                    duplicates: count.duplicates,
+                    clock_uncertainty: count.clock_uncertainty,
                 };
                 ((count.fleet, count.key), (stats, QuantilePicker::new(successes)))
             })
@@ -454,6 +525,10 @@ struct PgGroupRow {
     successes: i64,
     #[diesel(sql_type = Nullable<Array<Double>>)]
     quantiles: Option<Vec<f64>>,
+    #[diesel(sql_type = Nullable<Double>)]
+    duplicates: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    clock_uncertainty: Option<f64>,
 }
 
 impl PgGroupRow {
@@ -464,6 +539,8 @@ impl PgGroupRow {
             attempts: u64::try_from(self.attempts).unwrap_or(0),
             successes: u64::try_from(self.successes).unwrap_or(0),
             quantiles: self.quantiles.unwrap_or_default(),
+            duplicates: self.duplicates,
+            clock_uncertainty: self.clock_uncertainty,
         }
     }
 }
@@ -478,6 +555,10 @@ struct SqliteGroupCount {
     attempts: i64,
     #[diesel(sql_type = BigInt)]
     successes: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    duplicates: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    clock_uncertainty: Option<f64>,
 }
 
 #[derive(QueryableByName)]

@@ -116,6 +116,7 @@ pub fn charts(report: &Report) -> Vec<Chart> {
     let mut charts = Vec::new();
     for operation in &report.operations {
         charts.extend(cdf(operation));
+        charts.extend(implementation_cdf(operation));
         charts.extend(daily_boxes(operation));
         charts.extend(latency_timeline(operation));
     }
@@ -131,12 +132,39 @@ pub fn charts(report: &Report) -> Vec<Chart> {
 }
 
 fn cdf(operation: &OperationReport) -> Option<Chart> {
-    let series: Vec<Series> = operation
-        .by_region
+    cdf_of(&operation.by_region).map(|plot| Chart {
+        name: format!("cdf-{}", operation.operation),
+        title: format!(
+            "CDF of successful {} per fleet and region",
+            plural(&operation.operation)
+        ),
+        plot,
+    })
+}
+
+/// Pubsub deliveries per receiver implementation (when more than one received).
+fn implementation_cdf(operation: &OperationReport) -> Option<Chart> {
+    let (implementations, _) = categories_and_fleets(&operation.by_implementation);
+    if implementations.len() < 2 {
+        return None;
+    }
+    cdf_of(&operation.by_implementation).map(|plot| Chart {
+        name: format!("cdf-{}-implementation", operation.operation),
+        title: format!(
+            "CDF of successful {} per fleet and receiver implementation",
+            plural(&operation.operation)
+        ),
+        plot,
+    })
+}
+
+/// A CDF line per group with successes.
+fn cdf_of(groups: &[GroupStats]) -> Option<Plot> {
+    let series: Vec<Series> = groups
         .iter()
         .filter(|group| !group.quantiles.is_empty())
         .map(|group| Series {
-            label: format!("{} · {} (n={})", group.fleet, group.key, group.successes),
+            label: format!("{} · {} (n={})", group.fleet, group.key_label(), group.successes),
             points: group
                 .quantiles
                 .iter()
@@ -145,11 +173,16 @@ fn cdf(operation: &OperationReport) -> Option<Chart> {
                 .collect(),
         })
         .collect();
-    (!series.is_empty()).then(|| Chart {
-        name: format!("cdf-{}", operation.operation),
-        title: format!("CDF of successful {}s per fleet and region", operation.operation),
-        plot: Plot::Cdf(series),
-    })
+    (!series.is_empty()).then_some(Plot::Cdf(series))
+}
+
+/// `operation` (as parsec names its step) in the plural.
+fn plural(operation: &str) -> String {
+    match operation.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None if operation.ends_with('h') => format!("{operation}es"),
+        None => format!("{operation}s"),
+    }
 }
 
 /// Categories (sorted keys) and fleets (sorted) of `groups`.
@@ -197,8 +230,8 @@ fn daily_boxes(operation: &OperationReport) -> Option<Chart> {
     (!operation.by_day.iter().all(|g| g.quantiles.is_empty())).then(|| Chart {
         name: format!("daily-{}", operation.operation),
         title: format!(
-            "Successful {}s per day (box: p25–p75, line: p50, whiskers: p5–p95)",
-            operation.operation
+            "Successful {} per day (box: p25–p75, line: p50, whiskers: p5–p95)",
+            plural(&operation.operation)
         ),
         plot: Plot::Boxes { categories, series },
     })
@@ -266,7 +299,7 @@ fn success_timeline(operations: &[OperationReport]) -> Option<Chart> {
 fn step_name(step: Grouping) -> &'static str {
     match step {
         Grouping::Hour => "hour (UTC)",
-        Grouping::Day | Grouping::Region => "day (UTC)",
+        Grouping::Day | Grouping::Region | Grouping::Implementation => "day (UTC)",
     }
 }
 

@@ -1,5 +1,7 @@
 //! What a report holds, read from a store: per operation the fleet × region table (and the
-//! previous window's, to compare), the days and the timeline, and the most frequent errors.
+//! previous window's, to compare), the days and the timeline, and the most frequent errors. The
+//! DHT's provides and retrievals come first; pubsub deliveries and publishes follow when the
+//! store holds some, their deliveries also split by the receiver's implementation.
 
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
@@ -56,7 +58,8 @@ pub struct Report {
     pub selection: String,
     /// The window compared against, when `--compare-previous` was asked.
     pub previous_window: Option<Window>,
-    /// Retrievals first, then provides.
+    /// Retrievals, provides, then pubsub deliveries and publishes (those only when selected
+    /// rows exist; the DHT's only when they exist or no pubsub rows do).
     pub operations: Vec<OperationReport>,
     /// Hops and messages of simulated operations (only `parsec simulate` knows them).
     pub effort: Vec<EffortHistogram>,
@@ -77,18 +80,35 @@ pub struct OperationReport {
     pub timeline: Vec<GroupStats>,
     /// The timeline's step.
     pub timeline_step: Grouping,
+    /// Pubsub deliveries: per fleet × the receiver's implementation (empty otherwise).
+    pub by_implementation: Vec<GroupStats>,
     /// The most frequent error texts.
     pub errors: Vec<ErrorCount>,
 }
 
 impl OperationReport {
-    /// The operation, as parsec names its step.
+    /// The operation and what its duration is.
     pub fn title(&self) -> &'static str {
-        if self.operation == Operation::Provide.step() {
-            "provide (publishing the provider record)"
-        } else {
-            "retrieval (time to the first provider record)"
+        match self.operation.as_str() {
+            "provide" => "provide (publishing the provider record)",
+            "delivery" => "pubsub delivery (publisher's send to each receiver's first copy)",
+            "publish" => "pubsub publish (send to the last receiver's first copy)",
+            _ => "retrieval (time to the first provider record)",
         }
+    }
+
+    /// What a success is, as a table's column.
+    pub fn success_label(&self) -> &'static str {
+        match self.operation.as_str() {
+            "delivery" => "delivered",
+            "publish" => "reached all",
+            _ => "success",
+        }
+    }
+
+    /// Whether the groups carry pubsub figures (duplicates, clock uncertainty).
+    pub fn is_pubsub(&self) -> bool {
+        matches!(self.operation.as_str(), "delivery" | "publish")
     }
 }
 
@@ -113,7 +133,17 @@ pub async fn build(
     let filter = &request.filter;
     let previous_window = request.previous_window()?;
     let mut operations = Vec::new();
-    for operation in [Operation::Retrieval, Operation::Provide] {
+    let mut pubsub = Vec::new();
+    for operation in [
+        Operation::Retrieval,
+        Operation::Provide,
+        Operation::Delivery,
+        Operation::Publish,
+    ] {
+        let is_pubsub = matches!(operation, Operation::Delivery | Operation::Publish);
+        if is_pubsub && !filter.covers_pubsub() {
+            continue;
+        }
         let by_region = store
             .group_stats(operation, Grouping::Region, filter, progress)
             .await?;
@@ -146,16 +176,36 @@ pub async fn build(
         } else {
             (by_day.clone(), Grouping::Day)
         };
-        operations.push(OperationReport {
+        let by_implementation = if operation == Operation::Delivery {
+            store
+                .group_stats(operation, Grouping::Implementation, filter, progress)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let report = OperationReport {
             operation: operation.step().to_owned(),
             by_region,
             previous_by_region,
             by_day,
             timeline,
             timeline_step,
+            by_implementation,
             errors: store.error_counts(operation, filter).await?,
-        });
+        };
+        if is_pubsub {
+            if !report.by_region.is_empty() {
+                pubsub.push(report);
+            }
+        } else {
+            operations.push(report);
+        }
     }
+    // A pubsub-only store reports pubsub alone; otherwise the DHT's sections stay, empty or not.
+    if !pubsub.is_empty() && operations.iter().all(|o| o.by_region.is_empty()) {
+        operations.clear();
+    }
+    operations.extend(pubsub);
     Ok(Report {
         title: request.title.clone(),
         generated_at: Utc::now(),

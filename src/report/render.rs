@@ -125,26 +125,71 @@ fn percentile_cell(group: &GroupStats, percent: usize) -> String {
 /// Per fleet × region: attempts, success rate, p50/p90/p99, and the change against the previous
 /// window when it was read.
 fn region_table(operation: &OperationReport) -> Table {
-    let mut columns: Vec<String> = ["fleet", "region", "attempts", "success", "p50", "p90", "p99"]
-        .map(String::from)
-        .to_vec();
-    if operation.previous_by_region.is_some() {
+    groups_table(
+        operation,
+        "region",
+        &operation.by_region,
+        operation.previous_by_region.as_deref(),
+    )
+}
+
+/// Per group: attempts, success rate, p50/p90/p99, the pubsub figures when the groups have them,
+/// and the change against `previous` groups.
+fn groups_table(
+    operation: &OperationReport,
+    key: &str,
+    groups: &[GroupStats],
+    previous: Option<&[GroupStats]>,
+) -> Table {
+    let duplicates = groups.iter().any(|g| g.duplicates.is_some());
+    let clock = groups.iter().any(|g| g.clock_uncertainty.is_some());
+    let mut columns: Vec<String> = [
+        "fleet",
+        key,
+        "attempts",
+        operation.success_label(),
+        "p50",
+        "p90",
+        "p99",
+    ]
+    .map(String::from)
+    .to_vec();
+    if duplicates {
+        columns.push("dup/delivery".to_owned());
+    }
+    if clock {
+        columns.push("clock ±".to_owned());
+    }
+    if previous.is_some() {
         columns.extend(["Δ success", "Δ p50", "Δ p90", "Δ p99"].map(String::from));
     }
-    let rows = operation
-        .by_region
+    let rows = groups
         .iter()
         .map(|group| {
             let mut row = vec![
                 group.fleet.clone(),
-                group.key.clone(),
+                group.key_label().to_owned(),
                 group.attempts.to_string(),
                 format!("{:.1}%", 100.0 * group.success_rate()),
                 percentile_cell(group, 50),
                 percentile_cell(group, 90),
                 percentile_cell(group, 99),
             ];
-            if let Some(previous) = &operation.previous_by_region {
+            if duplicates {
+                row.push(
+                    group
+                        .duplicates
+                        .map_or_else(|| "-".to_owned(), |d| format!("{d:.2}")),
+                );
+            }
+            if clock {
+                row.push(
+                    group
+                        .clock_uncertainty
+                        .map_or_else(|| "-".to_owned(), |s| format!("{}s", format_seconds(s))),
+                );
+            }
+            if let Some(previous) = previous {
                 let before = previous
                     .iter()
                     .find(|p| p.fleet == group.fleet && p.key == group.key);
@@ -154,6 +199,22 @@ fn region_table(operation: &OperationReport) -> Table {
         })
         .collect();
     Table { columns, rows }
+}
+
+/// An operation's tables under their captions: the region table (no caption), the deliveries per
+/// implementation, the most frequent errors.
+fn operation_tables(operation: &OperationReport) -> Vec<(Option<&'static str>, Table)> {
+    let mut tables = vec![(None, region_table(operation))];
+    if !operation.by_implementation.is_empty() {
+        tables.push((
+            Some("by the receiver's implementation"),
+            groups_table(operation, "implementation", &operation.by_implementation, None),
+        ));
+    }
+    if let Some(errors) = error_table(operation) {
+        tables.push((Some("most frequent errors"), errors));
+    }
+    tables
 }
 
 /// The change of the success rate (percentage points) and of p50/p90/p99 (relative).
@@ -280,14 +341,12 @@ fn text(report: &Report) -> String {
         let _ = writeln!(out, "  {line}");
     }
     for operation in &report.operations {
-        let _ = write!(
-            out,
-            "\n{}\n{}",
-            operation.title(),
-            text_table(&region_table(operation))
-        );
-        if let Some(errors) = error_table(operation) {
-            let _ = write!(out, "most frequent errors:\n{}", text_table(&errors));
+        let _ = writeln!(out, "\n{}", operation.title());
+        for (caption, table) in operation_tables(operation) {
+            if let Some(caption) = caption {
+                let _ = writeln!(out, "{caption}:");
+            }
+            out += &text_table(&table);
         }
     }
     if let Some(effort) = effort_table(report) {
@@ -329,14 +388,12 @@ fn markdown(report: &Report, charts: &[Chart]) -> String {
         let _ = writeln!(out, "- {line}");
     }
     for operation in &report.operations {
-        let _ = write!(
-            out,
-            "\n## {}\n\n{}",
-            operation.title(),
-            markdown_table(&region_table(operation))
-        );
-        if let Some(errors) = error_table(operation) {
-            let _ = write!(out, "\nMost frequent errors:\n\n{}", markdown_table(&errors));
+        let _ = writeln!(out, "\n## {}", operation.title());
+        for (caption, table) in operation_tables(operation) {
+            if let Some(caption) = caption {
+                let _ = write!(out, "\n{}:\n", capitalized(caption));
+            }
+            let _ = write!(out, "\n{}", markdown_table(&table));
         }
     }
     if let Some(effort) = effort_table(report) {
@@ -349,6 +406,13 @@ fn markdown(report: &Report, charts: &[Chart]) -> String {
         }
     }
     out
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 fn escape(text: &str) -> String {
@@ -391,14 +455,12 @@ fn html(report: &Report, charts: &[Chart]) -> anyhow::Result<String> {
     }
     out += "</ul>\n";
     for operation in &report.operations {
-        let _ = write!(
-            out,
-            "<h2>{}</h2>\n{}",
-            escape(operation.title()),
-            html_table(&region_table(operation))
-        );
-        if let Some(errors) = error_table(operation) {
-            let _ = write!(out, "<p>Most frequent errors:</p>\n{}", html_table(&errors));
+        let _ = writeln!(out, "<h2>{}</h2>", escape(operation.title()));
+        for (caption, table) in operation_tables(operation) {
+            if let Some(caption) = caption {
+                let _ = writeln!(out, "<p>{}:</p>", escape(&capitalized(caption)));
+            }
+            out += &html_table(&table);
         }
     }
     if let Some(effort) = effort_table(report) {
@@ -434,10 +496,12 @@ fn csv(report: &Report) -> anyhow::Result<String> {
         "p50_s",
         "p90_s",
         "p99_s",
+        "duplicates_per_delivery",
+        "clock_uncertainty_s",
     ])?;
     let number = |value: Option<f64>| value.map_or_else(String::new, |v| v.to_string());
     for operation in &report.operations {
-        let tables: [(&str, Option<&Vec<GroupStats>>); 4] = [
+        let tables: [(&str, Option<&Vec<GroupStats>>); 5] = [
             ("region", Some(&operation.by_region)),
             ("previous_region", operation.previous_by_region.as_ref()),
             ("day", Some(&operation.by_day)),
@@ -449,6 +513,7 @@ fn csv(report: &Report) -> anyhow::Result<String> {
                 },
                 (operation.timeline_step == Grouping::Hour).then_some(&operation.timeline),
             ),
+            ("implementation", Some(&operation.by_implementation)),
         ];
         for (grouping, groups) in tables {
             for group in groups.into_iter().flatten() {
@@ -463,6 +528,8 @@ fn csv(report: &Report) -> anyhow::Result<String> {
                     number(group.percentile(50)),
                     number(group.percentile(90)),
                     number(group.percentile(99)),
+                    number(group.duplicates),
+                    number(group.clock_uncertainty),
                 ])?;
             }
         }

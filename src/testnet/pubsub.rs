@@ -558,37 +558,13 @@ fn rows(
     clock: &WallClock,
 ) -> Vec<Measurement> {
     let round = RoundId::new();
-    let details = |topic: &str| PubsubDetails {
-        topic: topic.to_owned(),
-        message_bytes: u32::try_from(plan.message_bytes).unwrap_or(u32::MAX),
-        topic_peers: None,
-        mesh_peers: None,
-        copies: 0,
-        first_from: None,
-        clock_offset: None,
-        clock_uncertainty: None,
-        implementation: IMPLEMENTATION.to_owned(),
+    let details = |topic: &str| PubsubDetails::new(topic, plan.message_bytes, IMPLEMENTATION);
+    let measurement = |operation, node, message: &str, started_at, duration, error, pubsub| Measurement {
+        started_at,
+        duration,
+        error,
+        ..Measurement::pubsub(operation, round, PUBSUB_FLEET, node, message, pubsub)
     };
-    let measurement =
-        |operation: Operation, node: NodeId, message: &str, started_at, duration, error, pubsub| {
-            Measurement {
-                id: uuid::Uuid::new_v4(),
-                round,
-                fleet: PUBSUB_FLEET.to_owned(),
-                node,
-                operation,
-                cid: message.to_owned(),
-                step: operation.step().to_owned(),
-                probe: 0,
-                started_at,
-                duration,
-                error,
-                routing_table_size: 0,
-                trace_id: None,
-                record_peers: None,
-                pubsub: Some(pubsub),
-            }
-        };
     let mut rows: Vec<Measurement> = Vec::new();
     for message in &report.messages {
         let id = message.id.to_string();
@@ -710,32 +686,17 @@ async fn js_rows(
                 }
                 None => (plan.deadline, Some(NOT_DELIVERED.to_owned()), 0),
             };
+            let details = PubsubDetails {
+                copies,
+                ..PubsubDetails::new(&message.topic, plan.message_bytes, JS_IMPLEMENTATION)
+            };
+            let id = message.id.to_string();
             rows.push(Measurement {
-                id: uuid::Uuid::new_v4(),
-                round,
-                fleet: PUBSUB_FLEET.to_owned(),
-                node: *node,
-                operation: Operation::Delivery,
-                cid: message.id.to_string(),
-                step: Operation::Delivery.step().to_owned(),
-                probe: 0,
                 started_at: clock.at(published.sent_at),
                 duration,
                 error,
-                routing_table_size: 0,
                 trace_id: trace_id.clone(),
-                record_peers: None,
-                pubsub: Some(PubsubDetails {
-                    topic: message.topic.clone(),
-                    message_bytes: u32::try_from(plan.message_bytes).unwrap_or(u32::MAX),
-                    topic_peers: None,
-                    mesh_peers: None,
-                    copies,
-                    first_from: None,
-                    clock_offset: None,
-                    clock_uncertainty: None,
-                    implementation: JS_IMPLEMENTATION.to_owned(),
-                }),
+                ..Measurement::pubsub(Operation::Delivery, round, PUBSUB_FLEET, *node, &id, details)
             });
         }
     }

@@ -200,41 +200,25 @@ pub(super) async fn run(
 
     // Rows: a publish per message, a delivery per receiver that answered.
     let publishing = &participants[publisher];
-    let details = |topic: &str| PubsubDetails {
-        topic: topic.to_owned(),
-        message_bytes: u32::try_from(config.message_bytes).unwrap_or(u32::MAX),
-        topic_peers: None,
-        mesh_peers: None,
-        copies: 0,
-        first_from: None,
-        clock_offset: None,
-        clock_uncertainty: None,
-        implementation: "rust-libp2p".to_owned(),
-    };
+    let details = |topic: &str| PubsubDetails::new(topic, config.message_bytes, "rust-libp2p");
     let row = |participant: &Participant,
                operation: Operation,
                id: MessageId,
                started_at,
                duration,
                error,
-               pubsub| {
-        Measurement {
-            id: uuid::Uuid::new_v4(),
-            round,
-            fleet: participant.fleet.clone(),
-            node: participant.member.id,
+               pubsub| Measurement {
+        started_at,
+        duration,
+        error,
+        ..Measurement::pubsub(
             operation,
-            cid: id.to_string(),
-            step: operation.step().to_owned(),
-            probe: 0,
-            started_at,
-            duration,
-            error,
-            routing_table_size: 0,
-            trace_id: None,
-            record_peers: None,
-            pubsub: Some(pubsub),
-        }
+            round,
+            &participant.fleet,
+            participant.member.id,
+            &id.to_string(),
+            pubsub,
+        )
     };
     let mut rows = Vec::new();
     let mut column = 0;
