@@ -37,16 +37,15 @@ fn day0() -> DateTime<Utc> {
     "2026-11-20T00:00:00Z".parse().unwrap()
 }
 
-/// Four servers (2 fleets × 2 regions) and 2 × [`ROWS`] measurements over four days: durations
-/// of a fixed, uneven spread, every 13th an error, every 5th from a routing table of 3 peers.
-async fn fill(store: &Store) -> SchedulerId {
+/// Four servers (2 fleets × 2 regions, peer ids marked `tag`) and a scheduler of both fleets.
+async fn register_servers(store: &Store, tag: &str) -> (Vec<parsec_actors::NodeId>, SchedulerId) {
     let mut nodes = Vec::new();
     for fleet in FLEETS {
         for region in REGIONS {
             let registration = NodeRegistration {
                 fleet: fleet.into(),
                 region: region.into(),
-                peer_id: format!("12D3KooW{fleet}{region}"),
+                peer_id: format!("12D3KooW{tag}{fleet}{region}"),
                 ..sample_registration()
             };
             nodes.push(store.register_node(registration).await.unwrap());
@@ -59,6 +58,13 @@ async fn fill(store: &Store) -> SchedulerId {
         })
         .await
         .unwrap();
+    (nodes, scheduler)
+}
+
+/// Four servers (2 fleets × 2 regions) and 2 × [`ROWS`] measurements over four days: durations
+/// of a fixed, uneven spread, every 13th an error, every 5th from a routing table of 3 peers.
+async fn fill(store: &Store) -> SchedulerId {
+    let (nodes, scheduler) = register_servers(store, "dht").await;
     let mut batch = Vec::new();
     for operation in [Operation::Provide, Operation::Retrieval] {
         for i in 0..ROWS {
@@ -150,8 +156,8 @@ fn operation<'a>(report: &'a Report, step: &str) -> &'a parsec::report::data::Op
     report.operations.iter().find(|o| o.operation == step).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn percentiles_equal_postgres_percentile_cont_on_both_stores() {
+/// A throwaway Postgres and an SQLite file in a temporary folder, both opened as stores.
+async fn both_stores() -> (TempPostgres, tempfile::TempDir, Store, Store) {
     let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
     let dir = tempfile::tempdir().unwrap();
     let postgres = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
@@ -162,6 +168,12 @@ async fn percentiles_equal_postgres_percentile_cont_on_both_stores() {
     })
     .await
     .unwrap();
+    (pg, dir, postgres, sqlite)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn percentiles_equal_postgres_percentile_cont_on_both_stores() {
+    let (pg, _dir, postgres, sqlite) = both_stores().await;
     fill(&postgres).await;
     fill(&sqlite).await;
 
@@ -252,25 +264,7 @@ const PUBSUB_ROWS: u64 = 900;
 /// deliveries (every 11th not delivered, a third to js-libp2p receivers, 1–5 copies, a clock
 /// uncertainty on even rows as across processes).
 async fn fill_pubsub(store: &Store) -> SchedulerId {
-    let mut nodes = Vec::new();
-    for fleet in FLEETS {
-        for region in REGIONS {
-            let registration = NodeRegistration {
-                fleet: fleet.into(),
-                region: region.into(),
-                peer_id: format!("12D3KooWpubsub{fleet}{region}"),
-                ..sample_registration()
-            };
-            nodes.push(store.register_node(registration).await.unwrap());
-        }
-    }
-    let scheduler = store
-        .register_scheduler(SchedulerRegistration {
-            fleets: FLEETS.map(String::from).to_vec(),
-            dependencies: Default::default(),
-        })
-        .await
-        .unwrap();
+    let (nodes, scheduler) = register_servers(store, "pubsub").await;
     let round = parsec_actors::RoundId::new();
     let mut batch = Vec::new();
     for i in 0..PUBSUB_ROWS {
@@ -330,16 +324,7 @@ struct PubsubFigures {
 /// delivered rows; a step filter leaves pubsub out, a pubsub-only store reports pubsub alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn pubsub_deliveries_are_reported_per_region_and_implementation_on_both_stores() {
-    let pg = TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"));
-    let dir = tempfile::tempdir().unwrap();
-    let postgres = Store::open(&DatabaseTarget::Postgres { url: pg.url() })
-        .await
-        .unwrap();
-    let sqlite = Store::open(&DatabaseTarget::Sqlite {
-        path: dir.path().join("parsec.db"),
-    })
-    .await
-    .unwrap();
+    let (pg, dir, postgres, sqlite) = both_stores().await;
     fill_pubsub(&postgres).await;
     fill_pubsub(&sqlite).await;
 

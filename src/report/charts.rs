@@ -132,34 +132,27 @@ pub fn charts(report: &Report) -> Vec<Chart> {
 }
 
 fn cdf(operation: &OperationReport) -> Option<Chart> {
-    cdf_of(&operation.by_region).map(|plot| Chart {
-        name: format!("cdf-{}", operation.operation),
-        title: format!(
-            "CDF of successful {} per fleet and region",
-            plural(&operation.operation)
-        ),
-        plot,
-    })
+    cdf_of(operation, &operation.by_region, "", "region")
 }
 
 /// Pubsub deliveries per receiver implementation (when more than one received).
 fn implementation_cdf(operation: &OperationReport) -> Option<Chart> {
     let (implementations, _) = categories_and_fleets(&operation.by_implementation);
-    if implementations.len() < 2 {
-        return None;
-    }
-    cdf_of(&operation.by_implementation).map(|plot| Chart {
-        name: format!("cdf-{}-implementation", operation.operation),
-        title: format!(
-            "CDF of successful {} per fleet and receiver implementation",
-            plural(&operation.operation)
-        ),
-        plot,
-    })
+    (implementations.len() > 1)
+        .then(|| {
+            cdf_of(
+                operation,
+                &operation.by_implementation,
+                "-implementation",
+                "receiver implementation",
+            )
+        })
+        .flatten()
 }
 
-/// A CDF line per group with successes.
-fn cdf_of(groups: &[GroupStats]) -> Option<Plot> {
+/// A CDF of `operation` with a line per group of `groups` that has successes; the chart's name
+/// ends with `suffix`, its title says what the groups are (`per fleet and {per}`).
+fn cdf_of(operation: &OperationReport, groups: &[GroupStats], suffix: &str, per: &str) -> Option<Chart> {
     let series: Vec<Series> = groups
         .iter()
         .filter(|group| !group.quantiles.is_empty())
@@ -173,7 +166,14 @@ fn cdf_of(groups: &[GroupStats]) -> Option<Plot> {
                 .collect(),
         })
         .collect();
-    (!series.is_empty()).then_some(Plot::Cdf(series))
+    (!series.is_empty()).then(|| Chart {
+        name: format!("cdf-{}{suffix}", operation.operation),
+        title: format!(
+            "CDF of successful {} per fleet and {per}",
+            plural(&operation.operation)
+        ),
+        plot: Plot::Cdf(series),
+    })
 }
 
 /// `operation` (as parsec names its step) in the plural.
