@@ -412,49 +412,90 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
 }
 
 /// `parsec testnet --protocol gossipsub --js-peers`: js-libp2p peers in the mesh receive every
-/// message, reported apart and stored under their implementation.
+/// message, reported apart and stored under their implementation, over TCP and beside hosts that
+/// reach each other in memory; the run's report splits deliveries by implementation.
 #[test]
 fn js_libp2p_peers_in_a_pubsub_testnet_are_reported_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("mix.sqlite");
-    let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
-        .args([
-            "testnet",
-            "--protocol",
-            "gossipsub",
-            "--sweep-hosts",
-            "8",
-            "--messages",
-            "4",
-        ])
-        .args([
-            "--iterations",
-            "2",
-            "--transport",
-            "tcp",
-            "--heartbeat",
-            "200ms",
-            "--js-peers",
-            "2",
-        ])
-        .arg("--js-peer-script")
-        .arg(std::path::Path::new(JS_DIR).join("gossip-peer.mjs"))
-        .args(["--no-progress", "--database-url"])
-        .arg(format!("sqlite://{}", database.display()))
-        .output()
-        .unwrap();
-    let stdout = parsec::testing::process::expect_success(&output);
-    assert!(stdout.contains("js-libp2p: delivered 100.00%"), "{stdout}");
-    let by_implementation = deliveries_by_implementation(&database);
-    // 4 messages × 2 iterations: 7 rust receivers and 2 js ones, every copy delivered.
-    assert_eq!(
-        by_implementation,
-        vec![
-            ("js-libp2p".to_owned(), 16, 16),
-            ("rust-libp2p".to_owned(), 56, 56)
-        ],
-        "{stdout}"
-    );
+    for transport in ["tcp", "memory"] {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("mix.sqlite");
+        let report = dir.path().join("report");
+        let output = Command::new(env!("CARGO_BIN_EXE_parsec"))
+            .args([
+                "testnet",
+                "--protocol",
+                "gossipsub",
+                "--sweep-hosts",
+                "8",
+                "--messages",
+                "4",
+            ])
+            .args([
+                "--iterations",
+                "2",
+                "--transport",
+                transport,
+                "--heartbeat",
+                "200ms",
+                "--js-peers",
+                "2",
+            ])
+            .arg("--js-peer-script")
+            .arg(std::path::Path::new(JS_DIR).join("gossip-peer.mjs"))
+            .args(["--no-progress", "--database-url"])
+            .arg(format!("sqlite://{}", database.display()))
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .unwrap();
+        let stdout = parsec::testing::process::expect_success(&output);
+        assert!(
+            stdout.contains("js-libp2p: delivered 100.00%"),
+            "{transport}: {stdout}"
+        );
+        let by_implementation = deliveries_by_implementation(&database);
+        // 4 messages × 2 iterations: 7 rust receivers and 2 js ones, every copy delivered.
+        assert_eq!(
+            by_implementation,
+            vec![
+                ("js-libp2p".to_owned(), 16, 16),
+                ("rust-libp2p".to_owned(), 56, 56)
+            ],
+            "{transport}: {stdout}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
+        let delivery = json["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == "delivery")
+            .unwrap();
+        let reported: Vec<(String, u64, u64)> = delivery["by_implementation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["key"].as_str().unwrap().to_owned(),
+                    g["attempts"].as_u64().unwrap(),
+                    g["successes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                ("js-libp2p".to_owned(), 16, 16),
+                ("rust-libp2p".to_owned(), 56, 56)
+            ],
+            "{transport}"
+        );
+        assert!(
+            report.join("charts/cdf-delivery-implementation.svg").exists(),
+            "{transport}: the report draws the implementations' CDFs"
+        );
+    }
 }
 
 #[derive(diesel::QueryableByName)]

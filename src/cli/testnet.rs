@@ -198,7 +198,8 @@ struct PubsubSweepArgs {
     #[arg(long, env = "PARSEC_TESTNET_CHURN_NETWORK", default_value_t = 0.0)]
     churn_network: f64,
     /// js-libp2p gossipsub peers (node processes) that join the mesh at every size as receivers;
-    /// their deliveries are reported apart.
+    /// their deliveries are reported apart. They dial over TCP: with --transport memory the hosts
+    /// also listen on TCP for them.
     #[arg(long, env = "PARSEC_TESTNET_JS_PEERS", default_value_t = 0)]
     js_peers: usize,
     /// The js peer's script; `npm ci --prefix tests/js` installs what it needs.

@@ -114,8 +114,11 @@ impl PubsubTestnetConfig {
         }
         self.churn.check().map_err(anyhow::Error::msg)?;
         if self.js_peers > 0 {
-            if self.transport != TransportKind::Tcp {
-                anyhow::bail!("--js-peers needs --transport tcp: the js-libp2p peers dial over TCP");
+            if self.transport == TransportKind::Quic {
+                anyhow::bail!(
+                    "--js-peers needs --transport tcp or memory: the js-libp2p peers dial over TCP (with memory, \
+                     the hosts also listen on TCP for them)"
+                );
             }
             if !self.js_script.is_file() {
                 anyhow::bail!(
@@ -316,7 +319,15 @@ pub async fn run(
         .set_periodic_bootstrap(None)
         .set_idle_connection_timeout(PUBSUB_IDLE_TIMEOUT)
         .set_pubsub(Some(config.pubsub.clone()));
-    let peer_config = local_network::local_peer_config(&template, config.transport);
+    let mut peer_config = local_network::local_peer_config(&template, config.transport);
+    if config.js_peers > 0 && config.transport == TransportKind::Memory {
+        // The hosts reach each other in memory (no file descriptor per connection, so a thousand
+        // fit) and the js peers over TCP; a host's first address stays its memory one.
+        peer_config.set_listen(vec![
+            TransportKind::Memory.listen_addr(),
+            TransportKind::Tcp.listen_addr(),
+        ]);
+    }
     let topics = config.topic_names();
     let mut points = Vec::new();
     let mut failure = None;
@@ -434,7 +445,15 @@ async fn measure_size(
     for index in 0..js.len() {
         for _ in 0..config.degree.min(hosts) {
             let host = &peers[rng.gen_range(0..hosts)];
-            js.dial(index, &host.dialable_addrs()[0]).await?;
+            let tcp = host
+                .dialable_addrs()
+                .into_iter()
+                .find(|a| {
+                    a.iter()
+                        .any(|p| matches!(p, parsec_actors::multiaddr::Protocol::Tcp(_)))
+                })
+                .context("a host listens on no TCP address for the js peers")?;
+            js.dial(index, &tcp).await?;
         }
     }
     for topic in topics {
