@@ -266,6 +266,20 @@ impl DhtHandle {
             .await?
     }
 
+    /// The first copy of `id` if it arrived by `deadline`: waits until then, and a copy that came
+    /// before the wait began counts too, however late the caller asks (a receiver asked after the
+    /// deadline still reports what it got in time).
+    pub async fn delivery_by(
+        &self,
+        id: MessageId,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Delivery>, DhtError> {
+        match tokio::time::timeout_at(deadline, self.await_delivery(id)).await {
+            Ok(delivery) => delivery.map(Some),
+            Err(_) => Ok(self.delivery(id).await?.filter(|d| d.received_at <= deadline)),
+        }
+    }
+
     /// What this peer knows of message `id` now (`None`: it has not arrived), with the copies
     /// counted so far.
     pub async fn delivery(&self, id: MessageId) -> Result<Option<Delivery>, DhtError> {

@@ -73,6 +73,15 @@ fn every_subscribed_peer_receives_every_message_in_a_stable_network() {
         for message in &report.messages {
             assert_eq!(outsider[0].delivery(message.id).await.unwrap(), None);
         }
+
+        // Asked after the deadline (as a receiver queued behind a slow one is), a receiver still
+        // reports the copy it got in time, and nothing for a message it never got.
+        // (The receipts are a linger old; 50 ms ago is past at the timer's millisecond grain.)
+        let past = tokio::time::Instant::now() - Duration::from_millis(50);
+        let first = report.messages[0].id;
+        let late = subscribed[1].delivery_by(first, past).await.unwrap();
+        assert!(late.is_some_and(|d| d.received_at <= past), "{late:?}");
+        assert_eq!(outsider[0].delivery_by(first, past).await.unwrap(), None);
     });
 }
 

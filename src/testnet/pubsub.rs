@@ -10,11 +10,11 @@ mod js;
 use std::{fmt::Write as _, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::{stream, StreamExt, TryStreamExt};
 use parsec_actors::{
     local_network::{self, TransportKind},
-    pubsub::{publish_and_collect, PublishPlan, PublishReport, PubsubConfig},
+    pubsub::{clock::WallClock, publish_and_collect, PublishPlan, PublishReport, PubsubConfig},
     recorder::Flush,
     DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
     RoundId, SchedulerId, NOT_DELIVERED,
@@ -492,15 +492,10 @@ async fn measure_size(
                 .map(|i| &peers[i])
                 .collect();
             let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
-            let sent_wall = Utc::now();
-            let sent_instant = tokio::time::Instant::now();
+            let clock = WallClock::now();
             let report = publish_and_collect(&peers[publisher], &receivers, &plan, rng).await?;
             point.add(&report, &peers[publisher]);
             point.received_while_away += received_while_away(&report, &away).await?;
-            let clock = WallClock {
-                wall: sent_wall,
-                instant: sent_instant,
-            };
             let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
             let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock);
             // The js peers' rows belong to the same round.
@@ -552,19 +547,6 @@ async fn received_while_away(report: &PublishReport, away: &[&DhtHandle]) -> any
         }
     }
     Ok(received)
-}
-
-/// Maps this process's monotonic instants to wall-clock times for the rows' `started_at`.
-struct WallClock {
-    wall: DateTime<Utc>,
-    instant: tokio::time::Instant,
-}
-
-impl WallClock {
-    fn at(&self, instant: tokio::time::Instant) -> DateTime<Utc> {
-        let since = instant.saturating_duration_since(self.instant);
-        self.wall + chrono::Duration::from_std(since).unwrap_or_default()
-    }
 }
 
 /// The rows of one iteration: a publish per message, a delivery per receiver of it. One round id

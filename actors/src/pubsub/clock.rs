@@ -5,6 +5,35 @@
 
 use chrono::{DateTime, Utc};
 
+/// This process's wall clock read against its monotonic clock once, so that every instant maps to
+/// a wall time the same way (rows of one iteration stay in the order they happened, whatever NTP
+/// does meanwhile).
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    wall: DateTime<Utc>,
+    instant: tokio::time::Instant,
+}
+
+impl WallClock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        Self {
+            wall: Utc::now(),
+            instant: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The wall time of monotonic `instant` (before or after the reading).
+    pub fn at(&self, instant: tokio::time::Instant) -> DateTime<Utc> {
+        let delta = |d| chrono::Duration::from_std(d).unwrap_or_default();
+        if instant >= self.instant {
+            self.wall + delta(instant - self.instant)
+        } else {
+            self.wall - delta(self.instant - instant)
+        }
+    }
+}
+
 /// One exchange with the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockSample {
@@ -74,6 +103,16 @@ mod tests {
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::milliseconds(ms)
+    }
+
+    #[test]
+    fn instants_before_and_after_the_reading_map_to_wall_times_alike() {
+        let clock = WallClock::now();
+        let second = std::time::Duration::from_secs(1);
+        let after = clock.at(clock.instant + second);
+        let before = clock.at(clock.instant - second);
+        assert_eq!(after - clock.wall, chrono::Duration::seconds(1));
+        assert_eq!(clock.wall - before, chrono::Duration::seconds(1));
     }
 
     #[test]

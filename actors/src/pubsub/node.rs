@@ -118,13 +118,6 @@ impl PubsubRecipients {
     }
 }
 
-/// This process's wall clock at monotonic `instant`.
-fn wall_clock_at(instant: tokio::time::Instant) -> DateTime<Utc> {
-    let now = (Utc::now(), tokio::time::Instant::now());
-    let ago = now.1.saturating_duration_since(instant);
-    now.0 - chrono::Duration::from_std(ago).unwrap_or_default()
-}
-
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -157,7 +150,7 @@ impl Handler<PublishMessage> for NodeActor {
             let published = dht.publish(&msg.topic, payload).await?;
             tracing::info!(id = %msg.id, topic = %msg.topic, topic_peers = published.topic_peers, "published");
             Ok(PublishReceipt {
-                sent_at: wall_clock_at(published.sent_at),
+                sent_at: super::clock::WallClock::now().at(published.sent_at),
                 topic_peers: count(published.topic_peers),
                 mesh_peers: count(published.mesh_peers),
             })
@@ -171,15 +164,14 @@ impl Handler<AwaitMessage> for NodeActor {
     fn handle(&mut self, msg: AwaitMessage, _: &mut Context<Self>) -> Self::Result {
         let dht = self.dht().clone();
         Box::pin(async move {
-            let wait = msg.wait.min(MAX_DELIVERY_WAIT);
-            let delivery = match tokio::time::timeout(wait, dht.await_delivery(msg.id)).await {
-                Ok(delivery) => delivery?,
-                Err(_) => return Ok(None),
+            let deadline = tokio::time::Instant::now() + msg.wait.min(MAX_DELIVERY_WAIT);
+            let Some(delivery) = dht.delivery_by(msg.id, deadline).await? else {
+                return Ok(None);
             };
             // The copies so far, not only those counted at the first.
             let copies = dht.delivery(msg.id).await?.map_or(delivery.copies, |d| d.copies);
             Ok(Some(DeliveryReceipt {
-                received_at: wall_clock_at(delivery.received_at),
+                received_at: super::clock::WallClock::now().at(delivery.received_at),
                 copies,
                 from: delivery.from,
             }))
