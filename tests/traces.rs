@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::{
 };
 use parsec::testing::TempPostgres;
 use parsec::testing::{
-    process::{start_fleet, wait_until, SchedulerProcess},
+    process::{start_fleet, wait_until, SchedulerProcess, ServerProcess},
     stored::measurements,
 };
 use prost::Message as _;
@@ -330,4 +330,188 @@ fn stored_trace_ids(database: &std::path::Path) -> Vec<String> {
     rows.into_iter()
         .map(|r| r.trace_id.expect("every pubsub row has its trace"))
         .collect()
+}
+
+/// `parsec scheduler --protocol gossipsub` against three server processes speaking gossipsub:
+/// every round one server publishes, the two others report each first copy, and the rows carry
+/// each receiver's clock offset and the bound of the corrected latency. Each message is one
+/// trace across the processes: the scheduler's `pubsub.message` root, continued by the
+/// publishing server, and a `pubsub.delivery` per receiver, continued by the receiving server
+/// (its `first copy`), the corrected latency as the scheduler's `delivered` event; the rows lead
+/// to it.
+#[test]
+fn the_scheduler_runs_pubsub_rounds_against_server_processes_one_trace_per_message() {
+    let (endpoint, spans) = start_receiver();
+    let exporting = |service: &str| {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), endpoint.clone()),
+            ("OTEL_SERVICE_NAME".to_owned(), service.to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "200".to_owned()),
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("pubsub.sqlite");
+    let url = format!("sqlite://{}", database.display());
+    let args = |bootstrap: Option<&str>| {
+        let mut args = vec![
+            "--gossipsub",
+            "--heartbeat",
+            "200ms",
+            "--database-url",
+            &url,
+            "--heartbeat-interval",
+            "200ms",
+            "--fleet",
+            "ps",
+        ];
+        if let Some(bootstrap) = bootstrap {
+            args.extend(["--bootstrap", bootstrap]);
+        }
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let server_env = exporting("parsec-server");
+    let server_env: Vec<(&str, &str)> = server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let first = ServerProcess::start_with_env(
+        &args(None).iter().map(String::as_str).collect::<Vec<_>>(),
+        &server_env,
+    );
+    let others: Vec<ServerProcess> = (0..2)
+        .map(|_| {
+            let args = args(Some(&first.tcp_multiaddr));
+            ServerProcess::start_with_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), &server_env)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::sqlite_counts(&database).nodes_with_heartbeat < 3 {
+        assert!(Instant::now() < deadline, "the servers never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scheduler_env = exporting("parsec-scheduler");
+    let scheduler_env: Vec<(&str, &str)> = scheduler_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let scheduler = SchedulerProcess::start(
+        &url,
+        &[
+            "--fleets",
+            "ps",
+            "--protocol",
+            "gossipsub",
+            "--rounds",
+            "3",
+            "--messages",
+            "4",
+            "--interval",
+            "0s",
+        ],
+        &scheduler_env,
+    );
+    let (status, log) = scheduler.wait(Duration::from_secs(90));
+    assert!(status.success(), "{log}");
+    let stored = pubsub_rows(&database);
+    // Three rounds of 4 messages; every other server receives each.
+    assert_eq!(stored.publishes, 12, "{log}");
+    assert_eq!(stored.deliveries, 24, "{log}");
+    assert_eq!(stored.delivered, 24, "{log}");
+    assert_eq!(
+        stored.with_clock, 24,
+        "every delivery row has its clock offset and bound: {log}"
+    );
+    assert_eq!(
+        stored.publishers, 3,
+        "the publisher rotates over the servers: {log}"
+    );
+
+    // 12 messages: each a root with two deliveries, each of those continued by its server.
+    let complete = |spans: &[ReceivedSpan]| -> Option<Vec<ReceivedSpan>> {
+        let roots: Vec<ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.name == "pubsub.message" && s.service == "parsec-scheduler")
+            .cloned()
+            .collect();
+        let children = |parent: &ReceivedSpan, name: &str| -> Vec<ReceivedSpan> {
+            spans
+                .iter()
+                .filter(|s| s.name == name && s.parent_span_id == parent.span_id)
+                .cloned()
+                .collect()
+        };
+        let whole = |root: &ReceivedSpan| {
+            let deliveries = children(root, "pubsub.delivery");
+            children(root, "pubsub.publish").len() == 1
+                && deliveries.len() == 2
+                && deliveries.iter().all(|d| children(d, "pubsub.await").len() == 1)
+        };
+        (roots.len() == 12 && roots.iter().all(whole)).then_some(roots)
+    };
+    let mut found = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            found = complete(&spans.lock().unwrap());
+            found.is_some()
+        }),
+        "no complete message traces; received: {:#?}",
+        spans.lock().unwrap()
+    );
+    let roots = found.unwrap();
+    let spans = spans.lock().unwrap().clone();
+    for root in &roots {
+        assert!(
+            root.parent_span_id.is_empty(),
+            "a message is a trace's root: {root:?}"
+        );
+        for span in spans.iter().filter(|s| s.trace_id == root.trace_id) {
+            match span.name.as_str() {
+                "pubsub.delivery" => {
+                    assert_eq!(span.service, "parsec-scheduler");
+                    assert!(span.events.iter().any(|e| e == "delivered"), "{span:?}");
+                }
+                "pubsub.await" => {
+                    assert_eq!(span.service, "parsec-server");
+                    assert!(span.events.iter().any(|e| e == "first copy"), "{span:?}");
+                }
+                "pubsub.publish" => assert_eq!(span.service, "parsec-server"),
+                _ => {}
+            }
+        }
+    }
+    let mut traced: Vec<String> = roots.iter().map(|r| r.trace_id.clone()).collect();
+    traced.sort();
+    let mut stored = stored_trace_ids(&database);
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored, traced, "every row leads to its message's trace");
+    for server in others.into_iter().chain([first]) {
+        assert!(server.terminate().success());
+    }
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct PubsubRows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    publishes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    deliveries: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    with_clock: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    publishers: i64,
+}
+
+fn pubsub_rows(database: &std::path::Path) -> PubsubRows {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT (SELECT count(*) FROM pubsub_publishes_ecs WHERE error IS NULL) AS publishes, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs) AS deliveries, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs WHERE error IS NULL AND duration >= 0) AS delivered, \
+         (SELECT count(*) FROM pubsub_deliveries_ecs WHERE clock_offset IS NOT NULL \
+            AND clock_uncertainty IS NOT NULL) AS with_clock, \
+         (SELECT count(DISTINCT node_id) FROM pubsub_publishes_ecs) AS publishers",
+    )
+    .get_result(&mut conn)
+    .unwrap()
 }

@@ -141,11 +141,7 @@ impl RemoteNode {
         if let Some(token) = &self.token {
             request = request.insert_header((awc::http::header::AUTHORIZATION, token.header_value()));
         }
-        // The server's spans continue the caller's trace.
-        let (trace_headers, trace_id) = outgoing_headers(span);
-        for header in trace_headers {
-            request = request.insert_header(header);
-        }
+        let (request, trace_id) = with_trace(request, span);
         Box::pin(async move {
             let mut response = request
                 .send_json(&body)
@@ -256,6 +252,16 @@ fn nanos_to_time(nanos: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_nanos(nanos)
 }
 
+/// `request` carrying `span`'s trace context, so that the server's spans continue the caller's
+/// trace; and that trace's id (`None` when no trace is exported).
+fn with_trace(mut request: awc::ClientRequest, span: &tracing::Span) -> (awc::ClientRequest, Option<String>) {
+    let (headers, trace_id) = outgoing_headers(span);
+    for header in headers {
+        request = request.insert_header(header);
+    }
+    (request, trace_id)
+}
+
 impl RemoteNode {
     fn pubsub_request(&self, request: awc::ClientRequest, timeout: Duration) -> awc::ClientRequest {
         let request = request.timeout(timeout);
@@ -303,6 +309,7 @@ impl Handler<PublishMessage> for RemoteNode {
             self.client.post(format!("{}/pubsub/publish", self.base_url)),
             timeout,
         );
+        let (request, trace_id) = with_trace(request, &msg.span);
         let body = PublishRequest {
             topic: msg.topic,
             message_id: msg.id.to_string(),
@@ -320,6 +327,7 @@ impl Handler<PublishMessage> for RemoteNode {
                 sent_at: nanos_to_time(answer.sent_at_ns),
                 topic_peers: answer.topic_peers,
                 mesh_peers: answer.mesh_peers,
+                trace_id,
             })
         })
     }
@@ -337,7 +345,7 @@ impl Handler<AwaitMessage> for RemoteNode {
             msg.id,
             msg.wait.as_millis()
         );
-        let request = self.pubsub_request(self.client.get(url), timeout);
+        let (request, _) = with_trace(self.pubsub_request(self.client.get(url), timeout), &msg.span);
         Box::pin(async move {
             let mut response = request.send().await.map_err(|e| send_error(e, timeout))?;
             let answer: DeliveryResponse = pubsub_answer(&mut response)

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::telemetry::traces::continue_trace;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use parsec_actors::pubsub::{
@@ -177,12 +178,15 @@ pub(crate) async fn publish(
         )));
     }
     let id = message_id(&body.message_id)?;
+    let span = tracing::info_span!("pubsub.publish", message = %id, topic = %body.topic);
+    continue_trace(&span, request.headers());
     let receipt = recipients(&pubsub)?
         .publish
         .send(PublishMessage {
             topic: body.topic,
             id,
             bytes: body.size,
+            span,
         })
         .await
         .map_err(stopped)??;
@@ -198,6 +202,7 @@ pub(crate) async fn publish(
 pub(crate) async fn message(
     _: Authorized,
     pubsub: web::Data<Option<PubsubRecipients>>,
+    request: HttpRequest,
     id: web::Path<String>,
     query: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -211,7 +216,15 @@ pub(crate) async fn message(
     }
     let delivery = recipients(&pubsub)?
         .await_message
-        .send(AwaitMessage { id, wait })
+        .send(AwaitMessage {
+            id,
+            wait,
+            span: {
+                let span = tracing::info_span!("pubsub.await", message = %id);
+                continue_trace(&span, request.headers());
+                span
+            },
+        })
         .await
         .map_err(stopped)??;
     Ok(HttpResponse::Ok().json(DeliveryResponse {

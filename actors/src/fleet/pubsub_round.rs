@@ -138,13 +138,24 @@ pub(super) async fn run(
 
     // Publish, one after the other.
     let started = Instant::now();
-    let mut sent: Vec<(MessageId, Result<PublishReceipt, String>)> = Vec::new();
+    let mut sent: Vec<(MessageId, Result<PublishReceipt, String>, tracing::Span)> = Vec::new();
     for _ in 0..config.messages {
         let id = MessageId::new();
+        // One trace per message: a root span, continued by the publishing server, with a child
+        // per receiver.
+        let message_span = tracing::info_span!(
+            parent: None,
+            "pubsub.message",
+            message = %id,
+            topic = %config.topic,
+            %round,
+            publisher = %participants[publisher].member.id
+        );
         let request = PublishMessage {
             topic: config.topic.clone(),
             id,
             bytes: config.message_bytes,
+            span: message_span.clone(),
         };
         match participants[publisher]
             .pubsub
@@ -153,10 +164,13 @@ pub(super) async fn run(
             .await
             .map_err(unavailable)
         {
-            Ok(Ok(receipt)) => sent.push((id, Ok(receipt))),
+            Ok(Ok(receipt)) => sent.push((id, Ok(receipt), message_span)),
             // gossipsub refused it (nobody subscribed known): a measurement, not a failure.
             Ok(Err(NodeError::Rejected { status: 503, body }))
-            | Ok(Err(NodeError::Dht(crate::DhtError::Pubsub(body)))) => sent.push((id, Err(body))),
+            | Ok(Err(NodeError::Dht(crate::DhtError::Pubsub(body)))) => {
+                message_span.in_scope(|| tracing::info!(reason = %body, "not published"));
+                sent.push((id, Err(body), message_span));
+            }
             Ok(Err(e)) | Err(e) => {
                 summary.failures.push((participants[publisher].member.id, e));
                 break;
@@ -172,24 +186,36 @@ pub(super) async fn run(
         .filter(|(i, _)| *i != publisher)
         .map(|(_, p)| p)
         .collect();
-    let published: Vec<MessageId> = sent
+    let published: Vec<(MessageId, &tracing::Span)> = sent
         .iter()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(id, _)| *id)
+        .filter(|(_, r, _)| r.is_ok())
+        .map(|(id, _, span)| (*id, span))
         .collect();
+    // Per receiver and published message: its first copy, if any, and the receiver's span of the
+    // message's trace.
     let arrivals = join_all(receivers.iter().map(|receiver| {
         let published = &published;
         async move {
             let mut arrived = Vec::with_capacity(published.len());
-            for id in published {
+            for (id, message_span) in published {
+                let span = tracing::info_span!(
+                    parent: *message_span,
+                    "pubsub.delivery",
+                    receiver = %receiver.member.id,
+                    server = %receiver.member.name
+                );
                 let wait = deadline.saturating_duration_since(Instant::now());
                 let answer = receiver
                     .pubsub
                     .await_message
-                    .send(AwaitMessage { id: *id, wait })
+                    .send(AwaitMessage {
+                        id: *id,
+                        wait,
+                        span: span.clone(),
+                    })
                     .await;
                 match answer.map_err(unavailable) {
-                    Ok(Ok(delivery)) => arrived.push(delivery),
+                    Ok(Ok(delivery)) => arrived.push((delivery, span)),
                     Ok(Err(e)) | Err(e) => return Err(e),
                 }
             }
@@ -222,7 +248,7 @@ pub(super) async fn run(
     };
     let mut rows = Vec::new();
     let mut column = 0;
-    for (id, result) in &sent {
+    for (id, result, _) in &sent {
         let receipt = match result {
             Ok(receipt) => receipt,
             Err(reason) => {
@@ -247,7 +273,8 @@ pub(super) async fn run(
         for (receiver, arrived) in receivers.iter().zip(&arrivals) {
             let Ok(arrived) = arrived else { continue };
             summary.expected += 1;
-            let (duration, error, delivery) = match arrived[column] {
+            let (arrival, span) = &arrived[column];
+            let (duration, error, delivery) = match arrival {
                 Some(delivery) => {
                     let (latency, bound) = corrected_latency(
                         receipt.sent_at,
@@ -256,6 +283,13 @@ pub(super) async fn run(
                         receiver.clock,
                     );
                     let latency = Duration::from_secs_f64(latency.max(0.0));
+                    span.in_scope(|| {
+                        tracing::info!(
+                            latency_s = latency.as_secs_f64(),
+                            clock_uncertainty_s = bound,
+                            "delivered"
+                        );
+                    });
                     latest = latest.max(latency);
                     summary.delivered += 1;
                     summary.latencies.push(latency);
@@ -271,6 +305,7 @@ pub(super) async fn run(
                 }
                 None => {
                     missing += 1;
+                    span.in_scope(|| tracing::info!("not delivered by the deadline"));
                     (
                         config.deadline,
                         Some(NOT_DELIVERED.to_owned()),
@@ -278,15 +313,18 @@ pub(super) async fn run(
                     )
                 }
             };
-            rows.push(row(
-                receiver,
-                Operation::Delivery,
-                *id,
-                sent_at,
-                duration,
-                error,
-                delivery,
-            ));
+            rows.push(Measurement {
+                trace_id: receipt.trace_id.clone(),
+                ..row(
+                    receiver,
+                    Operation::Delivery,
+                    *id,
+                    sent_at,
+                    duration,
+                    error,
+                    delivery,
+                )
+            });
         }
         column += 1;
         let error = (missing > 0).then(|| format!("not delivered to {missing} of {} peers", receivers.len()));
@@ -296,15 +334,18 @@ pub(super) async fn run(
             mesh_peers: Some(receipt.mesh_peers),
             ..details(&config.topic)
         };
-        rows.push(row(
-            publishing,
-            Operation::Publish,
-            *id,
-            sent_at,
-            duration,
-            error,
-            publish,
-        ));
+        rows.push(Measurement {
+            trace_id: receipt.trace_id.clone(),
+            ..row(
+                publishing,
+                Operation::Publish,
+                *id,
+                sent_at,
+                duration,
+                error,
+                publish,
+            )
+        });
     }
     for (receiver, arrived) in receivers.iter().zip(arrivals) {
         if let Err(e) = arrived {

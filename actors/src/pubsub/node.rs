@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use libp2p::PeerId;
+use tracing::Instrument;
 
 use super::{clock::ClockOffset, MessageId, TopicPeers};
 use crate::{node::NodeActor, NodeError};
@@ -38,16 +39,21 @@ pub struct PublishMessage {
     pub topic: String,
     pub id: MessageId,
     pub bytes: usize,
+    /// The message's trace: the node publishes inside it (an HTTP client carries it to the
+    /// server).
+    pub span: tracing::Span,
 }
 
 /// What publishing did (a refusal is an error: no peer was reached).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublishReceipt {
     /// The node's wall clock just before the message went to gossipsub.
     pub sent_at: DateTime<Utc>,
     /// Subscribed peers the node knew, and its mesh peers of the topic.
     pub topic_peers: u32,
     pub mesh_peers: u32,
+    /// The trace the publish was part of, when a server reported through an exporting client.
+    pub trace_id: Option<String>,
 }
 
 /// Wait up to `wait` for message `id`; answers at its first copy, or at the end of the wait.
@@ -56,6 +62,8 @@ pub struct PublishReceipt {
 pub struct AwaitMessage {
     pub id: MessageId,
     pub wait: Duration,
+    /// This receiver's span of the message's trace; the node notes the first copy on it.
+    pub span: tracing::Span,
 }
 
 /// A message a node received.
@@ -145,16 +153,21 @@ impl Handler<PublishMessage> for NodeActor {
 
     fn handle(&mut self, msg: PublishMessage, _: &mut Context<Self>) -> Self::Result {
         let dht = self.dht().clone();
-        Box::pin(async move {
-            let payload = msg.id.payload(msg.bytes, &mut rand::thread_rng());
-            let published = dht.publish(&msg.topic, payload).await?;
-            tracing::info!(id = %msg.id, topic = %msg.topic, topic_peers = published.topic_peers, "published");
-            Ok(PublishReceipt {
-                sent_at: super::clock::WallClock::now().at(published.sent_at),
-                topic_peers: count(published.topic_peers),
-                mesh_peers: count(published.mesh_peers),
-            })
-        })
+        let span = msg.span.clone();
+        Box::pin(
+            async move {
+                let payload = msg.id.payload(msg.bytes, &mut rand::thread_rng());
+                let published = dht.publish(&msg.topic, payload).await?;
+                tracing::info!(id = %msg.id, topic = %msg.topic, topic_peers = published.topic_peers, "published");
+                Ok(PublishReceipt {
+                    sent_at: super::clock::WallClock::now().at(published.sent_at),
+                    topic_peers: count(published.topic_peers),
+                    mesh_peers: count(published.mesh_peers),
+                    trace_id: None,
+                })
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -166,10 +179,14 @@ impl Handler<AwaitMessage> for NodeActor {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + msg.wait.min(MAX_DELIVERY_WAIT);
             let Some(delivery) = dht.delivery_by(msg.id, deadline).await? else {
+                msg.span
+                    .in_scope(|| tracing::info!("not delivered by the deadline"));
                 return Ok(None);
             };
             // The copies so far, not only those counted at the first.
             let copies = dht.delivery(msg.id).await?.map_or(delivery.copies, |d| d.copies);
+            msg.span
+                .in_scope(|| tracing::info!(from = %delivery.from, copies, "first copy"));
             Ok(Some(DeliveryReceipt {
                 received_at: super::clock::WallClock::now().at(delivery.received_at),
                 copies,
