@@ -272,8 +272,22 @@ async fn fill_pubsub(store: &Store) -> SchedulerId {
         let started_at = day0() + chrono::Duration::minutes(i as i64);
         let message = uuid::Uuid::from_u128(u128::from(i / 9)).to_string();
         let delivered = i % 11 != 0;
+        // The message's publisher is the node of its first row (below); two in five first copies
+        // came from it, one in seven from an unknown forwarder (a js receiver cannot tell).
+        let publisher = (i / 9 * 9 % 4) as usize;
+        let from_publisher = format!(
+            "12D3KooWpubsub{}{}",
+            FLEETS[publisher / 2],
+            REGIONS[publisher % 2]
+        );
+        let first_from = match (i % 5, i % 7) {
+            (_, 3) => None,
+            (0 | 1, _) => Some(from_publisher),
+            _ => Some("12D3KooWforwarder".to_owned()),
+        };
         let delivery = PubsubDetails {
             copies: if delivered { 1 + (i % 5) as u32 } else { 0 },
+            first_from: first_from.filter(|_| delivered),
             clock_uncertainty: (i % 2 == 0).then_some(0.001 * (i % 4) as f64),
             ..PubsubDetails::new(
                 "blocks",
@@ -317,6 +331,8 @@ struct PubsubFigures {
     duplicates: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     clock_uncertainty: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    one_hop: Option<f64>,
 }
 
 /// Deliveries: the report's delivery ratio and percentiles per region and per implementation
@@ -332,7 +348,11 @@ async fn pubsub_deliveries_are_reported_per_region_and_implementation_on_both_st
     let figures = |key: &str| {
         format!(
             "SELECT n.fleet, {key} AS key, avg(m.copies - 1) FILTER (WHERE m.error IS NULL)::float8 AS duplicates, \
-             avg(m.clock_uncertainty)::float8 AS clock_uncertainty \
+             avg(m.clock_uncertainty)::float8 AS clock_uncertainty, \
+             avg(CASE WHEN m.first_from IS NULL THEN NULL WHEN m.first_from = (SELECT pn.peer_id \
+               FROM pubsub_publishes_ecs p JOIN nodes_ecs pn ON pn.id = p.node_id \
+               WHERE p.message_id = m.message_id AND p.round_id = m.round_id) THEN 1 ELSE 0 END) \
+               FILTER (WHERE m.error IS NULL)::float8 AS one_hop \
              FROM pubsub_deliveries_ecs m JOIN nodes_ecs n ON n.id = m.node_id GROUP BY 1, 2"
         )
     };
@@ -383,6 +403,7 @@ async fn pubsub_deliveries_are_reported_per_region_and_implementation_on_both_st
                     close(group.clock_uncertainty, sql.clock_uncertainty),
                     "{name} {group:?} vs {sql:?}"
                 );
+                assert!(close(group.one_hop, sql.one_hop), "{name} {group:?} vs {sql:?}");
             }
         }
         // A third of the receivers are js-libp2p; each implementation's delivery ratio and
@@ -407,9 +428,18 @@ async fn pubsub_deliveries_are_reported_per_region_and_implementation_on_both_st
         let out = dir.path().join(format!("{name}-text"));
         write(&all, Format::Text, Some(&out), false).unwrap();
         let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+        assert!(
+            deliveries
+                .by_region
+                .iter()
+                .any(|g| g.one_hop.is_some_and(|h| h > 0.0 && h < 1.0)),
+            "{name}: {:?}",
+            deliveries.by_region
+        );
         for expected in [
             "delivered",
             "dup/delivery",
+            "one hop",
             "clock ±",
             "js-libp2p",
             "receiver's implementation",

@@ -82,6 +82,10 @@ pub struct GroupStats {
     /// Pubsub deliveries: copies beyond the first per delivered message, on average.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicates: Option<f64>,
+    /// Pubsub deliveries: the share of delivered first copies that came straight from the
+    /// publisher (one hop), over those whose forwarder is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_hop: Option<f64>,
     /// Pubsub deliveries across processes: the mean bound of the clock offset's error (seconds)
     /// that each latency carries; `None` when publisher and receivers share a clock.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -254,7 +258,16 @@ impl Select {
         let mut select = Select {
             dialect,
             operation,
-            from_where: format!("FROM {table} m JOIN nodes_ecs n ON n.id = m.node_id WHERE 1 = 1"),
+            from_where: format!(
+                "FROM {table} m JOIN nodes_ecs n ON n.id = m.node_id{} WHERE 1 = 1",
+                if operation == Operation::Delivery {
+                    // The publisher of each delivered message: a first copy from it came in one hop.
+                    " LEFT JOIN pubsub_publishes_ecs p ON p.round_id = m.round_id AND p.message_id = m.message_id \
+                     LEFT JOIN nodes_ecs publisher ON publisher.id = p.node_id"
+                } else {
+                    ""
+                }
+            ),
             binds: Vec::new(),
         };
         select.any_of("n.fleet", &filter.fleets);
@@ -303,14 +316,20 @@ impl Select {
         match (self.operation, self.dialect) {
             (Operation::Delivery, Dialect::Postgres) => {
                 "avg(m.copies - 1) FILTER (WHERE m.error IS NULL)::float8 AS duplicates, \
+                 avg(CASE WHEN m.first_from IS NULL THEN NULL WHEN m.first_from = publisher.peer_id \
+                 THEN 1.0 ELSE 0.0 END) FILTER (WHERE m.error IS NULL)::float8 AS one_hop, \
                  avg(m.clock_uncertainty)::float8 AS clock_uncertainty"
             }
             (Operation::Delivery, Dialect::Sqlite) => {
                 "avg(CASE WHEN m.error IS NULL THEN m.copies - 1 END) AS duplicates, \
+                 avg(CASE WHEN m.error IS NOT NULL OR m.first_from IS NULL THEN NULL \
+                 WHEN m.first_from = publisher.peer_id THEN 1.0 ELSE 0.0 END) AS one_hop, \
                  avg(m.clock_uncertainty) AS clock_uncertainty"
             }
-            (_, Dialect::Postgres) => "NULL::float8 AS duplicates, NULL::float8 AS clock_uncertainty",
-            (_, Dialect::Sqlite) => "NULL AS duplicates, NULL AS clock_uncertainty",
+            (_, Dialect::Postgres) => {
+                "NULL::float8 AS duplicates, NULL::float8 AS one_hop, NULL::float8 AS clock_uncertainty"
+            }
+            (_, Dialect::Sqlite) => "NULL AS duplicates, NULL AS one_hop, NULL AS clock_uncertainty",
         }
     }
 
@@ -411,6 +430,7 @@ impl Select {
                     successes,
                     quantiles: Vec::new(),
                     duplicates: count.duplicates,
+                    one_hop: count.one_hop,
                     clock_uncertainty: count.clock_uncertainty,
                 };
                 ((count.fleet, count.key), (stats, QuantilePicker::new(successes)))
@@ -528,6 +548,8 @@ struct PgGroupRow {
     #[diesel(sql_type = Nullable<Double>)]
     duplicates: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
+    one_hop: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
     clock_uncertainty: Option<f64>,
 }
 
@@ -540,6 +562,7 @@ impl PgGroupRow {
             successes: u64::try_from(self.successes).unwrap_or(0),
             quantiles: self.quantiles.unwrap_or_default(),
             duplicates: self.duplicates,
+            one_hop: self.one_hop,
             clock_uncertainty: self.clock_uncertainty,
         }
     }
@@ -557,6 +580,8 @@ struct SqliteGroupCount {
     successes: i64,
     #[diesel(sql_type = Nullable<Double>)]
     duplicates: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    one_hop: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     clock_uncertainty: Option<f64>,
 }

@@ -142,6 +142,7 @@ fn groups_table(
     previous: Option<&[GroupStats]>,
 ) -> Table {
     let duplicates = groups.iter().any(|g| g.duplicates.is_some());
+    let one_hop = groups.iter().any(|g| g.one_hop.is_some());
     let clock = groups.iter().any(|g| g.clock_uncertainty.is_some());
     let mut columns: Vec<String> = [
         "fleet",
@@ -156,6 +157,9 @@ fn groups_table(
     .to_vec();
     if duplicates {
         columns.push("dup/delivery".to_owned());
+    }
+    if one_hop {
+        columns.push("one hop".to_owned());
     }
     if clock {
         columns.push("clock ±".to_owned());
@@ -180,6 +184,13 @@ fn groups_table(
                     group
                         .duplicates
                         .map_or_else(|| "-".to_owned(), |d| format!("{d:.2}")),
+                );
+            }
+            if one_hop {
+                row.push(
+                    group
+                        .one_hop
+                        .map_or_else(|| "-".to_owned(), |h| format!("{:.0}%", 100.0 * h)),
                 );
             }
             if clock {
@@ -497,6 +508,7 @@ fn csv(report: &Report) -> anyhow::Result<String> {
         "p90_s",
         "p99_s",
         "duplicates_per_delivery",
+        "one_hop_share",
         "clock_uncertainty_s",
     ])?;
     let number = |value: Option<f64>| value.map_or_else(String::new, |v| v.to_string());
@@ -529,6 +541,7 @@ fn csv(report: &Report) -> anyhow::Result<String> {
                     number(group.percentile(90)),
                     number(group.percentile(99)),
                     number(group.duplicates),
+                    number(group.one_hop),
                     number(group.clock_uncertainty),
                 ])?;
             }
