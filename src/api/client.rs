@@ -95,13 +95,13 @@ fn send_error(error: SendRequestError, timeout: Duration) -> NodeError {
     }
 }
 
-/// Reads a parsec operation response, or says why it is not one.
-async fn operation_report(
+/// The body of a successful answer (bounded), or the refusal with its status and the start of
+/// its body.
+async fn success_body(
     response: &mut awc::ClientResponse<
         impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
     >,
-    operation: Operation,
-) -> Result<OperationReport, NodeError> {
+) -> Result<bytes::Bytes, NodeError> {
     let body = response
         .body()
         .limit(MAX_BODY_BYTES)
@@ -113,6 +113,17 @@ async fn operation_report(
             body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
         });
     }
+    Ok(body)
+}
+
+/// Reads a parsec operation response, or says why it is not one.
+async fn operation_report(
+    response: &mut awc::ClientResponse<
+        impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+    operation: Operation,
+) -> Result<OperationReport, NodeError> {
+    let body = success_body(response).await?;
     let parsed: OperationResponse =
         serde_json::from_slice(&body).map_err(|e| NodeError::InvalidResponse(e.to_string()))?;
     parsed
@@ -229,17 +240,7 @@ async fn pubsub_answer<T: serde::de::DeserializeOwned>(
         impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
     >,
 ) -> Result<Option<T>, NodeError> {
-    let body = response
-        .body()
-        .limit(MAX_BODY_BYTES)
-        .await
-        .map_err(|e| NodeError::InvalidResponse(format!("reading body: {e}")))?;
-    if !response.status().is_success() {
-        return Err(NodeError::Rejected {
-            status: response.status().as_u16(),
-            body: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
-        });
-    }
+    let body = success_body(response).await?;
     if body.is_empty() {
         return Ok(None);
     }
