@@ -397,7 +397,9 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             let title = format!("parsec testnet: gossipsub, {} hosts", sizes.join(", "));
             reported = report::write_run_report(run.stored.as_ref(), title, Vec::new(), dir);
         }
-        let lost = points.iter().any(|p| p.delivered < p.expected || p.refused > 0)
+        let lost = points
+            .iter()
+            .any(|p| p.rust.delivered < p.rust.expected || p.refused > 0)
             || run.storage_error.is_some()
             || !reported;
         if lost {

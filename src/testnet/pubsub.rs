@@ -148,6 +148,24 @@ pub struct ReceiverStats {
 }
 
 impl ReceiverStats {
+    /// One expected delivery: its latency and copies if it came by the deadline.
+    fn count(&mut self, arrived: Option<(Duration, u32)>) {
+        self.expected += 1;
+        if let Some((latency, copies)) = arrived {
+            self.delivered += 1;
+            self.latencies.push(latency);
+            self.duplicates += u64::from(copies.saturating_sub(1));
+        }
+    }
+
+    pub fn delivery_ratio(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            self.delivered as f64 / self.expected as f64
+        }
+    }
+
     pub fn latency(&self, p: f64) -> Option<Duration> {
         percentile(&self.latencies, p)
     }
@@ -170,13 +188,8 @@ pub struct SweepPoint {
     pub durations: Vec<Duration>,
     /// The deadline an iteration's messages had.
     pub deadline: Duration,
-    /// Deliveries that arrived by the deadline, and those expected.
-    pub delivered: usize,
-    pub expected: usize,
-    /// Latencies of every delivery, sorted.
-    pub latencies: Vec<Duration>,
-    /// Copies beyond the first, over all deliveries.
-    pub duplicates: u64,
+    /// What the rust hosts received.
+    pub rust: ReceiverStats,
     /// Deliveries whose first copy came straight from the publisher.
     pub direct: usize,
     /// Churn: hosts that left their topics and the network, over the iterations.
@@ -184,7 +197,7 @@ pub struct SweepPoint {
     pub left_network: usize,
     /// Messages that reached a host while it was away (must stay 0).
     pub received_while_away: usize,
-    /// What the js-libp2p peers received (the fields above are the rust hosts').
+    /// What the js-libp2p peers received.
     pub js: ReceiverStats,
     /// Messages gossipsub refused to publish, with the first reason.
     pub refused: usize,
@@ -200,10 +213,7 @@ impl SweepPoint {
             messages,
             durations: Vec::new(),
             deadline,
-            delivered: 0,
-            expected: 0,
-            latencies: Vec::new(),
-            duplicates: 0,
+            rust: ReceiverStats::default(),
             direct: 0,
             left_topics: 0,
             left_network: 0,
@@ -217,18 +227,17 @@ impl SweepPoint {
 
     fn add(&mut self, report: &PublishReport, publisher: &DhtHandle) {
         self.durations.push(report.duration);
-        let (delivered, expected) = report.delivered();
-        self.delivered += delivered;
-        self.expected += expected;
         for message in &report.messages {
             if let Err(reason) = &message.published {
                 self.refused += 1;
                 self.refusal.get_or_insert_with(|| reason.clone());
             }
-            for receipt in message.receipts.iter().filter(|r| r.latency.is_some()) {
-                self.latencies.extend(receipt.latency);
-                self.duplicates += u64::from(receipt.copies.saturating_sub(1));
-                self.direct += usize::from(receipt.from == Some(publisher.peer_id()));
+            for receipt in &message.receipts {
+                self.rust
+                    .count(receipt.latency.map(|latency| (latency, receipt.copies)));
+                if receipt.latency.is_some() {
+                    self.direct += usize::from(receipt.from == Some(publisher.peer_id()));
+                }
             }
         }
     }
@@ -249,27 +258,6 @@ impl SweepPoint {
             self.messages as f64 / seconds
         } else {
             0.0
-        }
-    }
-
-    pub fn latency(&self, p: f64) -> Option<Duration> {
-        percentile(&self.latencies, p)
-    }
-
-    /// Duplicate copies per delivered message.
-    pub fn duplicates_per_delivery(&self) -> f64 {
-        if self.latencies.is_empty() {
-            0.0
-        } else {
-            self.duplicates as f64 / self.latencies.len() as f64
-        }
-    }
-
-    pub fn delivery_ratio(&self) -> f64 {
-        if self.expected == 0 {
-            0.0
-        } else {
-            self.delivered as f64 / self.expected as f64
         }
     }
 }
@@ -528,7 +516,7 @@ async fn measure_size(
             iterations.inc(1);
         }
         iterations.finish_and_clear();
-        point.latencies.sort_unstable();
+        point.rust.latencies.sort_unstable();
         point.js.latencies.sort_unstable();
         point.peak_rss = peak_rss_bytes();
         println!("{}", row(&point));
@@ -672,7 +660,6 @@ async fn js_rows(
         };
         let trace_id = crate::telemetry::traces::outgoing_headers(&message.span).1;
         for (index, node) in nodes.iter().enumerate() {
-            stats.expected += 1;
             let arrived = js
                 .first_copy(index, message.id)
                 .filter(|at| at.saturating_duration_since(first_sent) <= plan.deadline);
@@ -680,13 +667,11 @@ async fn js_rows(
                 Some(at) => {
                     let latency = at.saturating_duration_since(published.sent_at);
                     let copies = js.copies(index, message.id).await?;
-                    stats.delivered += 1;
-                    stats.latencies.push(latency);
-                    stats.duplicates += u64::from(copies.saturating_sub(1));
                     (latency, None, copies)
                 }
                 None => (plan.deadline, Some(NOT_DELIVERED.to_owned()), 0),
             };
+            stats.count(error.is_none().then_some((duration, copies)));
             let details = PubsubDetails {
                 copies,
                 ..PubsubDetails::new(&message.topic, plan.message_bytes, JS_IMPLEMENTATION)
@@ -729,10 +714,10 @@ pub fn header() -> String {
 pub fn row(point: &SweepPoint) -> String {
     let seconds =
         |d: Option<Duration>| d.map_or_else(|| "-".to_owned(), |d| format!("{:.4}s", d.as_secs_f64()));
-    let direct = if point.latencies.is_empty() {
+    let direct = if point.rust.latencies.is_empty() {
         0.0
     } else {
-        point.direct as f64 / point.latencies.len() as f64
+        point.direct as f64 / point.rust.latencies.len() as f64
     };
     let mut line = format!(
         "{:>6} {:>8} {:>5} {:>13} {:>8.0} {:>10.2}% {:>11} {:>11} {:>8.2} {:>6.0}% {:>9}",
@@ -741,19 +726,18 @@ pub fn row(point: &SweepPoint) -> String {
         point.durations.len(),
         seconds(Some(point.median_duration())),
         point.messages_per_second(),
-        point.delivery_ratio() * 100.0,
-        seconds(point.latency(50.0)),
-        seconds(point.latency(99.0)),
-        point.duplicates_per_delivery(),
+        point.rust.delivery_ratio() * 100.0,
+        seconds(point.rust.latency(50.0)),
+        seconds(point.rust.latency(99.0)),
+        point.rust.duplicates_per_delivery(),
         direct * 100.0,
         crate::report::mebibytes(point.peak_rss),
     );
     if point.js.expected > 0 {
-        let ratio = point.js.delivered as f64 / point.js.expected as f64;
         let _ = write!(
             line,
             "  js-libp2p: delivered {:.2}%, latency p50 {}, p99 {}, dup/msg {:.2}",
-            ratio * 100.0,
+            point.js.delivery_ratio() * 100.0,
             seconds(point.js.latency(50.0)),
             seconds(point.js.latency(99.0)),
             point.js.duplicates_per_delivery()
@@ -867,11 +851,11 @@ pub fn write(points: &[SweepPoint], dir: &Path) -> anyhow::Result<()> {
             p.durations.len().to_string(),
             p.median_duration().as_secs_f64().to_string(),
             p.messages_per_second().to_string(),
-            p.delivered.to_string(),
-            p.expected.to_string(),
-            seconds(p.latency(50.0)),
-            seconds(p.latency(99.0)),
-            p.duplicates_per_delivery().to_string(),
+            p.rust.delivered.to_string(),
+            p.rust.expected.to_string(),
+            seconds(p.rust.latency(50.0)),
+            seconds(p.rust.latency(99.0)),
+            p.rust.duplicates_per_delivery().to_string(),
             p.direct.to_string(),
             p.peak_rss.map_or_else(String::new, |b| b.to_string()),
             p.left_topics.to_string(),
