@@ -411,7 +411,7 @@ impl Select {
         progress: &ProgressBar,
     ) -> Result<Vec<GroupStats>, DbError> {
         let key = self.dialect.key(grouping, self.time_column());
-        let counts: Vec<SqliteGroupCount> = self
+        let counts: Vec<GroupCounts> = self
             .sqlite(format!(
                 "SELECT n.fleet AS fleet, {key} AS key, count(*) AS attempts, \
                  coalesce(sum(m.error IS NULL), 0) AS successes, {} {} GROUP BY 1, 2",
@@ -422,18 +422,10 @@ impl Select {
         let mut groups: std::collections::BTreeMap<(String, String), (GroupStats, QuantilePicker)> = counts
             .into_iter()
             .map(|count| {
-                let successes = u64::try_from(count.successes).unwrap_or(0);
-                let stats = GroupStats {
-                    fleet: count.fleet.clone(),
-                    key: count.key.clone(),
-                    attempts: u64::try_from(count.attempts).unwrap_or(0),
-                    successes,
-                    quantiles: Vec::new(),
-                    duplicates: count.duplicates,
-                    one_hop: count.one_hop,
-                    clock_uncertainty: count.clock_uncertainty,
-                };
-                ((count.fleet, count.key), (stats, QuantilePicker::new(successes)))
+                let group = (count.fleet.clone(), count.key.clone());
+                let stats = count.stats(Vec::new());
+                let picker = QuantilePicker::new(stats.successes);
+                (group, (stats, picker))
             })
             .collect();
         progress.set_length(groups.values().map(|(stats, _)| stats.successes).sum());
@@ -533,8 +525,9 @@ impl QuantilePicker {
     }
 }
 
+/// What both backends' group queries read besides the quantiles.
 #[derive(QueryableByName)]
-struct PgGroupRow {
+struct GroupCounts {
     #[diesel(sql_type = Text)]
     fleet: String,
     #[diesel(sql_type = Text)]
@@ -543,8 +536,6 @@ struct PgGroupRow {
     attempts: i64,
     #[diesel(sql_type = BigInt)]
     successes: i64,
-    #[diesel(sql_type = Nullable<Array<Double>>)]
-    quantiles: Option<Vec<f64>>,
     #[diesel(sql_type = Nullable<Double>)]
     duplicates: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
@@ -553,14 +544,14 @@ struct PgGroupRow {
     clock_uncertainty: Option<f64>,
 }
 
-impl PgGroupRow {
-    fn stats(self) -> GroupStats {
+impl GroupCounts {
+    fn stats(self, quantiles: Vec<f64>) -> GroupStats {
         GroupStats {
             fleet: self.fleet,
             key: self.key,
             attempts: u64::try_from(self.attempts).unwrap_or(0),
             successes: u64::try_from(self.successes).unwrap_or(0),
-            quantiles: self.quantiles.unwrap_or_default(),
+            quantiles,
             duplicates: self.duplicates,
             one_hop: self.one_hop,
             clock_uncertainty: self.clock_uncertainty,
@@ -568,22 +559,19 @@ impl PgGroupRow {
     }
 }
 
+/// Postgres reads a group's quantiles in the same row.
 #[derive(QueryableByName)]
-struct SqliteGroupCount {
-    #[diesel(sql_type = Text)]
-    fleet: String,
-    #[diesel(sql_type = Text)]
-    key: String,
-    #[diesel(sql_type = BigInt)]
-    attempts: i64,
-    #[diesel(sql_type = BigInt)]
-    successes: i64,
-    #[diesel(sql_type = Nullable<Double>)]
-    duplicates: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    one_hop: Option<f64>,
-    #[diesel(sql_type = Nullable<Double>)]
-    clock_uncertainty: Option<f64>,
+struct PgGroupRow {
+    #[diesel(embed)]
+    counts: GroupCounts,
+    #[diesel(sql_type = Nullable<Array<Double>>)]
+    quantiles: Option<Vec<f64>>,
+}
+
+impl PgGroupRow {
+    fn stats(self) -> GroupStats {
+        self.counts.stats(self.quantiles.unwrap_or_default())
+    }
 }
 
 #[derive(QueryableByName)]
