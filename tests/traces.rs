@@ -30,7 +30,31 @@ struct ReceivedSpan {
     trace_id: String,
     span_id: String,
     parent_span_id: String,
-    events: Vec<String>,
+    events: Vec<ReceivedEvent>,
+}
+
+/// A span event as received: its name and its attributes, as text.
+#[derive(Clone, Debug)]
+struct ReceivedEvent {
+    name: String,
+    attributes: HashMap<String, String>,
+}
+
+impl PartialEq<&str> for ReceivedEvent {
+    fn eq(&self, name: &&str) -> bool {
+        self.name == *name
+    }
+}
+
+/// An OTLP attribute value as text (strings bare, numbers in decimal).
+fn value_text(value: Option<&AnyValue>) -> String {
+    match value {
+        Some(AnyValue::StringValue(text)) => text.clone(),
+        Some(AnyValue::IntValue(n)) => n.to_string(),
+        Some(AnyValue::DoubleValue(x)) => x.to_string(),
+        Some(AnyValue::BoolValue(b)) => b.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -60,7 +84,18 @@ fn decode(body: &[u8], spans: &Mutex<Vec<ReceivedSpan>>) -> Result<(), prost::De
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
-                    events: span.events.into_iter().map(|e| e.name).collect(),
+                    events: span
+                        .events
+                        .into_iter()
+                        .map(|e| ReceivedEvent {
+                            name: e.name,
+                            attributes: e
+                                .attributes
+                                .into_iter()
+                                .map(|a| (a.key, value_text(a.value.as_ref().and_then(|v| v.value.as_ref()))))
+                                .collect(),
+                        })
+                        .collect(),
                 });
             }
         }
@@ -122,8 +157,10 @@ fn a_round_is_one_trace_across_scheduler_and_servers() {
     parsec::testing::stored::wait_for_live_nodes(&url, 3, Duration::from_secs(60));
     let scheduler_env = exporting("parsec-scheduler");
     let scheduler_env: Vec<(&str, &str)> = scheduler_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    // One round now, the next in an hour.
-    let scheduler = SchedulerProcess::start(&url, &["--interval", "1h"], &scheduler_env);
+    // One round now, the next in an hour. The servers run in DHT server mode, as the compose
+    // stack runs them, and the retrievals wait a moment: with three servers, every retriever
+    // holds the record itself by then, and must still look it up in the network.
+    let scheduler = SchedulerProcess::start(&url, &["--interval", "1h", "--settle", "500ms"], &scheduler_env);
     assert!(
         wait_until(Duration::from_secs(30), || measurements(&url).len() == 3),
         "the round was not stored: {}",
@@ -173,10 +210,28 @@ fn a_round_is_one_trace_across_scheduler_and_servers() {
             "the server continues the round's trace: {span:?}"
         );
         assert!(
-            span.events.iter().any(|e| e.starts_with("dht step")),
+            span.events.iter().any(|e| e.name.starts_with("dht step")),
             "the server span records the DHT query's steps: {span:?}"
         );
     }
+    let retrievals: Vec<&ReceivedSpan> = server_spans.iter().filter(|s| s.name == "retrieve").collect();
+    for span in &retrievals {
+        // The step that ended the lookup: a record another peer sent, after at least one request.
+        let found = span
+            .events
+            .iter()
+            .find(|e| e.name == "dht step: providers found")
+            .unwrap_or_else(|| panic!("the retrieval found a record in the network: {span:#?}"));
+        let requests: u64 = found.attributes["requests"].parse().unwrap();
+        assert!(requests >= 1, "{span:#?}");
+    }
+    assert!(
+        retrievals.iter().any(|s| s
+            .events
+            .iter()
+            .any(|e| e.name.starts_with("dht step: records in our own store"))),
+        "a server-mode retriever held the record itself, which did not count: {retrievals:#?}"
+    );
     let server_names: Vec<&str> = server_spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(server_names.iter().filter(|n| **n == "provide").count(), 1);
     assert_eq!(server_names.iter().filter(|n| **n == "retrieve").count(), 2);
@@ -300,7 +355,7 @@ fn a_published_message_is_one_trace_with_a_delivery_per_receiver() {
                 delivery
                     .events
                     .iter()
-                    .any(|e| e == "delivered" || e == "not delivered by the deadline"),
+                    .any(|e| *e == "delivered" || *e == "not delivered by the deadline"),
                 "{delivery:?}\n{stdout}"
             );
         }
@@ -465,11 +520,11 @@ fn the_scheduler_runs_pubsub_rounds_against_server_processes_one_trace_per_messa
             match span.name.as_str() {
                 "pubsub.delivery" => {
                     assert_eq!(span.service, "parsec-scheduler");
-                    assert!(span.events.iter().any(|e| e == "delivered"), "{span:?}");
+                    assert!(span.events.iter().any(|e| *e == "delivered"), "{span:?}");
                 }
                 "pubsub.await" => {
                     assert_eq!(span.service, "parsec-server");
-                    assert!(span.events.iter().any(|e| e == "first copy"), "{span:?}");
+                    assert!(span.events.iter().any(|e| *e == "first copy"), "{span:?}");
                 }
                 "pubsub.publish" => assert_eq!(span.service, "parsec-server"),
                 _ => {}

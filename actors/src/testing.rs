@@ -31,8 +31,8 @@ where
 }
 
 /// Looks `cid` up from `retriever` until a provider record is found, at most `attempts` times,
-/// `pause` apart: ADD_PROVIDER has no answer in the protocol, so kad ends a provide once the
-/// request is handed to the connection, and the storing peer may hold the record only just after.
+/// `pause` apart: a store counts once the peer read the record and closed the stream, but the
+/// peer's swarm files the record a moment later, so a lookup right after may miss it.
 pub async fn retrieve_until_found(
     retriever: &DhtHandle,
     cid: &ContentId,

@@ -8,7 +8,7 @@ use parsec_actors::{
     local_network::{dht_runtime, TransportKind},
     multiaddr::Protocol,
     testing::retrieve_until_found,
-    ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr, PeerId, NO_PEER_REACHED, STORED_AT_NO_PEER,
+    ContentId, DhtConfig, DhtHandle, DhtMode, Multiaddr, PeerId, NO_PEER_REACHED,
 };
 use tokio::runtime::Handle;
 
@@ -133,7 +133,7 @@ fn an_unreachable_bootstrap_peer_is_not_a_peer() {
 
         let cid = ContentId::for_content(b"nobody will store this");
         let provided = node.provide(cid.clone()).await.unwrap();
-        assert_eq!(provided.error.as_deref(), Some(STORED_AT_NO_PEER));
+        assert_eq!(provided.error.as_deref(), Some(NO_PEER_REACHED));
         assert_eq!(provided.record_peers, Some(0));
         let found = node.retrieve(cid).await.unwrap();
         assert_eq!(found.error.as_deref(), Some(NO_PEER_REACHED));

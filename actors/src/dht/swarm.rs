@@ -649,9 +649,16 @@ impl SwarmTask {
                 if let Some(query) = self.pending.remove(&key) {
                     let (error, peers) = match result {
                         Err(e) => (Some(e.to_string()), None),
-                        Ok(_) => {
-                            let peers = provider_record_peers(stats, self.config.k.get());
-                            ((peers == 0).then(|| STORED_AT_NO_PEER.to_owned()), Some(peers))
+                        Ok(ok) => {
+                            // Peers that acknowledged the record (our kad patch): the query ended
+                            // once each store was acknowledged or failed.
+                            let peers = u32::try_from(ok.stored_at.len()).unwrap_or(u32::MAX);
+                            let error = match peers {
+                                0 if stats.num_successes() == 0 => Some(NO_PEER_REACHED),
+                                0 => Some(STORED_AT_NO_PEER),
+                                _ => None,
+                            };
+                            (error.map(str::to_owned), Some(peers))
                         }
                     };
                     self.answer(
@@ -662,9 +669,13 @@ impl SwarmTask {
                     );
                 }
             }
+            // kad reports the records of our own store first, before any request was sent. They
+            // say nothing about the network: the lookup goes on, and only a record another peer
+            // sent us ends it (docs/method.md, "What a retrieval is").
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { .. }))
+                if is_from_local_store(stats) => {}
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
-                // kad answers from the local store first; a record we hold ourselves says nothing
-                // about the network, so only another peer's record ends the lookup.
+                // A record naming ourselves as the provider is no answer either.
                 let local = *self.swarm.local_peer_id();
                 if let Some(provider) = providers.iter().copied().find(|p| *p != local) {
                     if let Some(query) = self.pending.remove(&key) {
@@ -832,19 +843,10 @@ enum Outcome {
 
 /// How many peers a finished provide sent its record to, from kad's merged query statistics.
 ///
-/// ADD_PROVIDER has no answer in the protocol, and kad 0.49 reports no per-peer outcome: it runs
-/// a closest-peers lookup in which `g` peers answer, then sends the record to the `n = min(k, g)`
-/// closest of those that answered and counts each send as a success. The merged successes are
-/// `s = g + n`, so `n = s / 2` while `g <= k`, and `n = k` beyond. Every peer counted answered
-/// this very lookup; a lookup nobody answered stores the record nowhere (`n = 0`).
-fn provider_record_peers(stats: &QueryStats, k: usize) -> u32 {
-    let successes = stats.num_successes();
-    let k = u32::try_from(k).unwrap_or(u32::MAX);
-    if successes >= k.saturating_mul(2) {
-        k
-    } else {
-        successes / 2
-    }
+/// Whether a kad query step was answered before any request went out: kad's `get_providers`
+/// reports the records of the local store that way, with empty statistics.
+fn is_from_local_store(stats: &QueryStats) -> bool {
+    stats.num_requests() == 0
 }
 
 /// Why gossipsub refused a message, in words (`NoPeersSubscribedToTopic`: it reached nobody).
@@ -962,14 +964,19 @@ fn record_step(span: &tracing::Span, result: &QueryResult, stats: &QueryStats, s
     span.in_scope(|| match result {
         QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
             let providers: Vec<String> = providers.iter().map(ToString::to_string).collect();
-            tracing::debug!(step, last, requests, successes, failures, providers = ?providers, "dht step: providers found");
+            if is_from_local_store(stats) {
+                tracing::debug!(step, last, providers = ?providers, "dht step: records in our own store, not counted");
+            } else {
+                tracing::debug!(step, last, requests, successes, failures, providers = ?providers, "dht step: providers found");
+            }
         }
         QueryResult::GetProviders(Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { closest_peers })) => {
             let closest: Vec<String> = closest_peers.iter().map(ToString::to_string).collect();
             tracing::debug!(step, last, requests, successes, failures, closest_peers = ?closest, "dht step: lookup finished");
         }
-        QueryResult::StartProviding(Ok(_)) => {
-            tracing::debug!(step, last, requests, successes, failures, "dht step: provider record stored at the closest peers");
+        QueryResult::StartProviding(Ok(ok)) => {
+            let stored_at: Vec<String> = ok.stored_at.iter().map(ToString::to_string).collect();
+            tracing::debug!(step, last, requests, successes, failures, stored_at = ?stored_at, "dht step: provider record acknowledged by the closest peers");
         }
         QueryResult::StartProviding(Err(e)) | QueryResult::RepublishProvider(Err(e)) => {
             tracing::debug!(step, last, requests, successes, failures, error = %e, "dht step: providing failed");

@@ -221,11 +221,8 @@ impl Simulation {
         crawl: &Crawl,
         rng: &mut ChaCha8Rng,
     ) -> Outcome {
+        // A record the retriever holds itself is no answer: only the crawled peers are asked.
         let mut outcome = Outcome::new(OperationKind::Retrieve);
-        if self.network.holds_record(from, &content) {
-            outcome.peers.push(from);
-            return outcome;
-        }
         let net = &self.network;
         let targets = self.closest_crawled(crawl, from, &content);
         outcome.messages = targets.len() as u32;

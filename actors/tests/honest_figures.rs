@@ -1,0 +1,105 @@
+//! The figures against independent observations, on delayed links (100 ms round trips), for
+//! every client:
+//!
+//! - a provide counts a store only once the peer has the record: when the provide returns, the
+//!   storing peers themselves have counted at least `record_peers` inbound ADD_PROVIDERs, and the
+//!   provide took its lookup and the stores' round trip;
+//! - a retrieval by a node that holds the record itself (server mode, among the closest peers)
+//!   still looks it up in the network: at least one request and one round trip.
+
+use std::time::Duration;
+
+use parsec_actors::{
+    dht::load::RequestKind,
+    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode,
+};
+
+/// With the four nodes, 18 server peers: every one is among the `K` closest of any key.
+const BACKGROUND_PEERS: usize = 14;
+const K: usize = 20;
+const RTT: Duration = Duration::from_millis(100);
+
+fn config(client: DhtClient) -> DhtConfig {
+    let mut config = DhtConfig::default();
+    config
+        .set_mode(DhtMode::Server)
+        .set_client(client)
+        .set_latency(Some(RTT))
+        .set_periodic_bootstrap(None)
+        .set_provide_timeout(Duration::from_secs(30))
+        .set_retrieve_timeout(Duration::from_secs(30));
+    local_network::local_peer_config(&config, TransportKind::Memory)
+}
+
+/// ADD_PROVIDER requests the peers have read so far, as they count them.
+fn add_providers_received(peers: &[&DhtHandle]) -> u64 {
+    let index = RequestKind::ALL
+        .iter()
+        .position(|k| *k == RequestKind::AddProvider)
+        .unwrap();
+    peers.iter().map(|p| p.load().requests[index]).sum()
+}
+
+#[test]
+fn stores_count_when_the_peers_have_the_record_and_lookups_cross_the_network() {
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    runtime.block_on(async {
+        let background =
+            local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), &handle, |_| {})
+                .await
+                .unwrap();
+        let mut nodes = Vec::new();
+        for client in DhtClient::ALL {
+            nodes.push((client, DhtHandle::spawn(config(client), &handle).await.unwrap()));
+        }
+        let handles: Vec<DhtHandle> = nodes.iter().map(|(_, n)| n.clone()).collect();
+        let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
+            .chain(LocalPeer::all_in(DhtMode::Server, &handles))
+            .collect();
+        local_network::wire(&everyone, StartMode::Converged, K)
+            .await
+            .unwrap();
+        local_network::join(&handles, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let all: Vec<&DhtHandle> = background.iter().chain(&handles).collect();
+
+        for (client, provider) in &nodes {
+            let cid = ContentId::for_content(format!("honest {client}").as_bytes());
+            let before = add_providers_received(&all);
+            let provided = provider.provide(cid.clone()).await.unwrap();
+            // Read at once: what the peers had received when the provide returned.
+            let received = add_providers_received(&all) - before;
+            assert_eq!(provided.error, None, "{client}: {provided:?}");
+            let stored = u64::from(provided.record_peers.unwrap());
+            assert!(stored >= 1, "{client}: {provided:?}");
+            assert!(
+                received >= stored,
+                "{client}: counted {stored} stores, but the peers had read {received} ADD_PROVIDERs \
+                 when the provide returned"
+            );
+            // The stores' round trip, after a lookup's at least (fullrt has no lookup).
+            let round_trips = if *client == DhtClient::ALL[3] { 1 } else { 2 };
+            assert!(
+                provided.duration >= RTT * round_trips,
+                "{client}: a provide of {:?} on {RTT:?} links",
+                provided.duration
+            );
+
+            // Server-mode nodes of a network this small are among the closest peers of any key:
+            // every other node holds the record now. Each still asks the network.
+            for (retriever_client, retriever) in nodes.iter().filter(|(c, _)| c != client) {
+                let found = retriever.retrieve(cid.clone()).await.unwrap();
+                assert_eq!(found.error, None, "{retriever_client} finding {client}'s record");
+                assert_eq!(found.provider, Some(provider.peer_id()));
+                assert!(
+                    found.counts.requests >= 1 && found.duration >= RTT,
+                    "{retriever_client} finding {client}'s record: {found:?}"
+                );
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
