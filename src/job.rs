@@ -173,12 +173,30 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Retrievals that found a provider.
-    pub fn successful_retrievals(&self) -> usize {
-        self.rows
+    /// Why the run measured nothing, if it did not: no row recorded a successful operation
+    /// (a stored provide, a found record, a delivered message). Such a run exits non-zero with
+    /// this reason.
+    pub fn nothing_measured(&self) -> Option<String> {
+        if self.recorder.succeeded > 0 {
+            return None;
+        }
+        let most_common = self
+            .round_errors
             .iter()
-            .filter(|r| r.operation == parsec_actors::Operation::Retrieval && r.error.is_none())
-            .count()
+            .max_by_key(|(_, count)| **count)
+            .map(|(error, _)| format!(" (most often: {error})"))
+            .unwrap_or_default();
+        Some(if self.rounds_run == 0 {
+            format!(
+                "no round ran to its end ({} failed{most_common}); nothing was measured",
+                self.rounds_failed
+            )
+        } else {
+            format!(
+                "{} rounds ran, but none of their {} operations succeeded; nothing was measured",
+                self.rounds_run, self.recorder.received
+            )
+        })
     }
 
     fn count_round_error(&mut self, error: &dyn std::fmt::Display) {
@@ -517,6 +535,13 @@ mod tests {
         assert_eq!(report.round_errors.values().sum::<u64>(), 3);
         assert_eq!((job.rounds_prepared, job.torn_down), (3, 1));
         assert!(report.scheduler.is_some(), "registered in the memory registry");
+        let reason = report
+            .nothing_measured()
+            .expect("a run of failed rounds measured nothing");
+        assert!(
+            reason.starts_with("no round ran to its end (3 failed (most often: "),
+            "{reason}"
+        );
     }
 
     #[actix::test]

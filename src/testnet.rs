@@ -103,6 +103,38 @@ pub struct TestnetReport {
     pub bootstrap_load: Option<load::BootstrapLoad>,
 }
 
+impl TestnetReport {
+    /// Why the run failed to measure what it was asked to, one reason a line: nothing succeeded
+    /// at all, or a fleet none of whose retrievals found a record (the figures compare fleets,
+    /// and a fleet without one has no figure).
+    pub fn failures(&self) -> Vec<String> {
+        if let Some(reason) = self.run.nothing_measured() {
+            return vec![reason];
+        }
+        let mut fleets: Vec<&str> = self.fleet_of.values().map(String::as_str).collect();
+        fleets.sort_unstable();
+        fleets.dedup();
+        fleets
+            .into_iter()
+            .filter_map(|fleet| {
+                let retrievals: Vec<_> = self
+                    .run
+                    .rows
+                    .iter()
+                    .filter(|r| r.operation == parsec_actors::Operation::Retrieval)
+                    .filter(|r| self.fleet_of.get(&r.node).map(String::as_str) == Some(fleet))
+                    .collect();
+                retrievals.iter().all(|r| r.error.is_some()).then(|| {
+                    format!(
+                        "fleet {fleet}: none of its {} retrievals found a provider record",
+                        retrievals.len()
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 impl TestnetConfig {
     /// Servers in all fleets.
     pub fn total_servers(&self) -> usize {

@@ -763,7 +763,8 @@ fn parsecs_command_lines_work_unchanged() {
         "registered after {waited:?}, before its startup delay"
     );
 
-    // `parsec --debug --dry-run … scheduler`: it runs, and stores nothing, not even itself.
+    // `parsec --debug --dry-run … scheduler`: it runs, and stores nothing, not even itself. Its
+    // one server was stopped, so it measures nothing, and says so with its exit code.
     let scheduler = Command::new(PARSEC)
         .args(["--debug", "--dry-run"])
         .args(db)
@@ -780,8 +781,15 @@ fn parsecs_command_lines_work_unchanged() {
         ])
         .output()
         .unwrap();
-    let stdout = parsec::testing::process::expect_success(&scheduler);
+    let stdout = String::from_utf8_lossy(&scheduler.stdout);
+    let stderr = String::from_utf8_lossy(&scheduler.stderr);
+    assert_eq!(scheduler.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("(dry run)"), "{stdout}");
+    assert!(
+        stderr.contains("error: no round ran to its end (1 failed (most often: no ready node")
+            && stderr.contains("nothing was measured"),
+        "{stderr}"
+    );
     let stored = counts(&pg.url());
     assert_eq!(
         (stored.schedulers, stored.nodes_offline),

@@ -54,6 +54,8 @@ pub struct GetStats;
 pub struct RecorderStats {
     /// Rows taken in since start.
     pub received: u64,
+    /// Of those, rows without an error: operations that succeeded.
+    pub succeeded: u64,
     /// Rows waiting to be written.
     pub held: usize,
     /// Rows written since start.
@@ -209,6 +211,7 @@ impl Handler<RecordMeasurement> for MeasurementRecorder {
 
     fn handle(&mut self, msg: RecordMeasurement, ctx: &mut Context<Self>) {
         self.stats.received += 1;
+        self.stats.succeeded += u64::from(msg.0.error.is_none());
         self.held.push_back(msg.0);
         self.enforce_capacity();
         if self.held.len() >= self.batch_size {

@@ -199,6 +199,10 @@ impl SchedulerArgs {
         if !report::print_run(&report, &[], &[]) {
             return Ok(ExitCode::FAILURE);
         }
+        if let Some(reason) = report.nothing_measured() {
+            eprintln!("error: {reason}");
+            return Ok(ExitCode::FAILURE);
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

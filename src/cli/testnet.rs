@@ -428,11 +428,13 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             testnet::run(config.clone(), handle, shutdown).await
         });
         runtime.shutdown_timeout(Duration::from_secs(2));
+        let result = result.map(|report| (report.failures(), report));
+        let (failures, report) = result?;
         let TestnetReport {
             run: report,
             fleet_of,
             bootstrap_load,
-        } = result?;
+        } = report;
 
         let fleets: Vec<&str> = config.fleets.iter().map(|f| f.name.as_str()).collect();
         println!(
@@ -460,8 +462,10 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
                 return Ok((false, bootstrap_load));
             }
         }
-        if report.successful_retrievals() == 0 {
-            eprintln!("error: no retrieval found a provider record");
+        for failure in &failures {
+            eprintln!("error: {failure}");
+        }
+        if !failures.is_empty() {
             return Ok((false, bootstrap_load));
         }
         Ok((true, bootstrap_load))
