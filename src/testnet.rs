@@ -358,3 +358,59 @@ async fn wait_until_ready(members: &[FleetMember]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use parsec_actors::{testing::sample_measurement, NodeId, Operation, RecorderStats};
+
+    use super::*;
+
+    fn retrieval(node: i64, error: Option<&str>) -> parsec_actors::Measurement {
+        parsec_actors::Measurement {
+            node: NodeId(node),
+            error: error.map(str::to_owned),
+            ..sample_measurement(Operation::Retrieval, Duration::from_millis(120))
+        }
+    }
+
+    #[test]
+    fn a_fleet_whose_retrievals_all_failed_fails_the_run_by_name() {
+        let fleet_of = HashMap::from([
+            (NodeId(1), "default".to_owned()),
+            (NodeId(2), "fullrt".to_owned()),
+        ]);
+        let rows = vec![
+            retrieval(1, None),
+            retrieval(2, Some("not found")),
+            retrieval(2, Some("reached no peer")),
+        ];
+        let report = |rows: Vec<parsec_actors::Measurement>| TestnetReport {
+            run: RunReport {
+                rounds_run: 2,
+                recorder: RecorderStats {
+                    received: rows.len() as u64,
+                    succeeded: rows.iter().filter(|r| r.error.is_none()).count() as u64,
+                    ..RecorderStats::default()
+                },
+                rows,
+                ..RunReport::default()
+            },
+            fleet_of: fleet_of.clone(),
+            bootstrap_load: None,
+        };
+        assert_eq!(
+            report(rows.clone()).failures(),
+            ["fleet fullrt: none of its 2 retrievals found a provider record"]
+        );
+        let all_failed = rows.into_iter().skip(1).collect();
+        assert_eq!(
+            report(all_failed).failures(),
+            ["2 rounds ran, but none of their 2 operations succeeded; nothing was measured"]
+        );
+        assert!(report(vec![retrieval(1, None), retrieval(2, None)])
+            .failures()
+            .is_empty());
+    }
+}
