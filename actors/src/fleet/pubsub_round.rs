@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::FleetMember;
 use crate::{
     pubsub::{
-        clock::{corrected_latency, ClockOffset},
+        clock::{delivery_latency, ClockOffset},
         node::{
             AwaitMessage, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients, SubscribeTopic,
             ViewTopic,
@@ -65,6 +65,9 @@ pub struct PubsubRoundSummary {
     pub latencies: Vec<Duration>,
     /// Copies beyond the first, over all deliveries.
     pub duplicates: u64,
+    /// Copies that came, but before their send by the corrected clocks beyond the bounds: not
+    /// delivered in 0 s, but unmeasurable (their rows say `clock error: …`).
+    pub clock_errors: usize,
     /// Requests that produced no answer (not measurements).
     pub failures: Vec<(NodeId, NodeError)>,
     pub not_ready: Vec<(NodeId, String)>,
@@ -275,34 +278,46 @@ pub(super) async fn run(
             summary.expected += 1;
             let (arrival, span) = &arrived[column];
             let (duration, error, delivery) = match arrival {
-                Some(delivery) => {
-                    let (latency, bound) = corrected_latency(
-                        receipt.sent_at,
-                        publishing.clock,
-                        delivery.received_at,
-                        receiver.clock,
-                    );
-                    let latency = Duration::from_secs_f64(latency.max(0.0));
-                    span.in_scope(|| {
-                        tracing::info!(
-                            latency_s = latency.as_secs_f64(),
-                            clock_uncertainty_s = bound,
-                            "delivered"
-                        );
-                    });
-                    latest = latest.max(latency);
-                    summary.delivered += 1;
-                    summary.latencies.push(latency);
-                    summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
-                    let details = PubsubDetails {
-                        copies: delivery.copies,
-                        first_from: Some(delivery.from.to_string()),
-                        clock_offset: Some(receiver.clock.offset),
-                        clock_uncertainty: Some(bound),
-                        ..details(&config.topic)
-                    };
-                    (latency, None, details)
-                }
+                Some(delivery) => match delivery_latency(
+                    receipt.sent_at,
+                    publishing.clock,
+                    delivery.received_at,
+                    receiver.clock,
+                ) {
+                    Err(clock_error) => {
+                        summary.clock_errors += 1;
+                        span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
+                        let details = PubsubDetails {
+                            copies: delivery.copies,
+                            first_from: Some(delivery.from.to_string()),
+                            clock_offset: Some(receiver.clock.offset),
+                            clock_uncertainty: Some(clock_error.bound),
+                            ..details(&config.topic)
+                        };
+                        (Duration::ZERO, Some(clock_error.to_string()), details)
+                    }
+                    Ok((latency, bound)) => {
+                        span.in_scope(|| {
+                            tracing::info!(
+                                latency_s = latency.as_secs_f64(),
+                                clock_uncertainty_s = bound,
+                                "delivered"
+                            );
+                        });
+                        latest = latest.max(latency);
+                        summary.delivered += 1;
+                        summary.latencies.push(latency);
+                        summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
+                        let details = PubsubDetails {
+                            copies: delivery.copies,
+                            first_from: Some(delivery.from.to_string()),
+                            clock_offset: Some(receiver.clock.offset),
+                            clock_uncertainty: Some(bound),
+                            ..details(&config.topic)
+                        };
+                        (latency, None, details)
+                    }
+                },
                 None => {
                     missing += 1;
                     span.in_scope(|| tracing::info!("not delivered by the deadline"));

@@ -97,6 +97,39 @@ pub fn corrected_latency(
     (latency, publisher.uncertainty + receiver.uncertainty)
 }
 
+/// A copy that, by the corrected clocks, arrived before it was sent by more than the clocks'
+/// bounds allow: the offsets are wrong, and the copy measures no latency.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error(
+    "clock error: by the corrected clocks the copy arrived {early_by:.3} s before it was sent, \
+     beyond their ±{bound:.3} s bound"
+)]
+pub struct ClockError {
+    /// How long before the send the copy arrived, by the corrected clocks (seconds).
+    pub early_by: f64,
+    /// The clocks' combined bound (seconds).
+    pub bound: f64,
+}
+
+/// The latency of a copy across two clocks ([`corrected_latency`]) with its bound. A negative
+/// latency within the bound is 0 s (the clocks cannot tell it apart); beyond it, a
+/// [`ClockError`].
+pub fn delivery_latency(
+    sent: DateTime<Utc>,
+    publisher: ClockOffset,
+    received: DateTime<Utc>,
+    receiver: ClockOffset,
+) -> Result<(std::time::Duration, f64), ClockError> {
+    let (latency, bound) = corrected_latency(sent, publisher, received, receiver);
+    if latency < -bound {
+        return Err(ClockError {
+            early_by: -latency,
+            bound,
+        });
+    }
+    Ok((std::time::Duration::from_secs_f64(latency.max(0.0)), bound))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +184,27 @@ mod tests {
         let (latency, bound) = corrected_latency(at(12_000), publisher, at(9_050), receiver);
         assert!((latency - 0.050).abs() < 1e-9, "{latency}");
         assert!((bound - 0.003).abs() < 1e-12);
+    }
+
+    #[test]
+    fn an_arrival_before_the_send_beyond_the_bound_is_a_clock_error_not_a_zero_latency() {
+        let publisher = ClockOffset {
+            offset: 0.0,
+            uncertainty: 0.001,
+        };
+        let receiver = ClockOffset {
+            offset: 0.0,
+            uncertainty: 0.002,
+        };
+        // 2 ms early: within the 3 ms bound, so 0 s.
+        let (latency, bound) = delivery_latency(at(10_000), publisher, at(9_998), receiver).unwrap();
+        assert_eq!(latency, std::time::Duration::ZERO);
+        assert!((bound - 0.003).abs() < 1e-12);
+        // 50 ms early: the offsets are off.
+        let error = delivery_latency(at(10_000), publisher, at(9_950), receiver).unwrap_err();
+        assert!((error.early_by - 0.050).abs() < 1e-9, "{error:?}");
+        assert!(error.to_string().starts_with("clock error: "), "{error}");
+        let (latency, _) = delivery_latency(at(10_000), publisher, at(10_040), receiver).unwrap();
+        assert_eq!(latency, std::time::Duration::from_millis(40));
     }
 }
