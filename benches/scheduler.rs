@@ -74,13 +74,16 @@ fn main() {
     let failed = summary_figure(&summary, "failed");
 
     let rows = stored::measurements(&url);
+    // Percentiles are of successful operations; failures are counted beside them.
     let mut provide_s = Vec::new();
     let mut retrieval_s = Vec::new();
-    let durations = stored::durations(&url);
-    for (operation, seconds) in durations {
-        match operation.as_str() {
-            "provide" => provide_s.push(seconds),
-            _ => retrieval_s.push(seconds),
+    let (mut provides_failed, mut retrievals_failed) = (0, 0);
+    for (operation, seconds, succeeded) in stored::durations(&url) {
+        match (operation.as_str(), succeeded) {
+            ("provide", true) => provide_s.push(seconds),
+            ("provide", false) => provides_failed += 1,
+            (_, true) => retrieval_s.push(seconds),
+            (_, false) => retrievals_failed += 1,
         }
     }
     provide_s.sort_by(f64::total_cmp);
@@ -96,14 +99,16 @@ fn main() {
         rows.len() as f64 / wall.as_secs_f64()
     );
     println!(
-        "  provide   p50 / p90 (server)     {:>9.4} / {:.4} s",
+        "  provide   p50 / p90 (server)     {:>9.4} / {:.4} s of {} successful, {provides_failed} failed",
         percentile(&provide_s, 50.0),
-        percentile(&provide_s, 90.0)
+        percentile(&provide_s, 90.0),
+        provide_s.len()
     );
     println!(
-        "  retrieval p50 / p90 (server)     {:>9.4} / {:.4} s",
+        "  retrieval p50 / p90 (server)     {:>9.4} / {:.4} s of {} successful, {retrievals_failed} failed",
         percentile(&retrieval_s, 50.0),
-        percentile(&retrieval_s, 90.0)
+        percentile(&retrieval_s, 90.0),
+        retrieval_s.len()
     );
     print_sustained(&rows);
     let slow = |sorted: &[f64]| sorted.iter().filter(|&&d| d > 1.0).count();

@@ -84,22 +84,25 @@ pub fn measurements(url: &str) -> Vec<StoredMeasurement> {
     )
 }
 
-/// Every measurement's operation and duration in seconds.
-pub fn durations(url: &str) -> Vec<(String, f64)> {
+/// Every measurement's operation, duration in seconds, and whether it succeeded.
+pub fn durations(url: &str) -> Vec<(String, f64, bool)> {
     #[derive(QueryableByName)]
     struct Duration {
         #[diesel(sql_type = Text)]
         operation: String,
         #[diesel(sql_type = diesel::sql_types::Double)]
         seconds: f64,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        succeeded: bool,
     }
     query::<Duration>(
         url,
-        "SELECT 'provide' AS operation, duration AS seconds FROM provides_ecs \
-         UNION ALL SELECT 'retrieval', duration FROM retrievals_ecs",
+        "SELECT 'provide' AS operation, duration AS seconds, error IS NULL AS succeeded \
+         FROM provides_ecs \
+         UNION ALL SELECT 'retrieval', duration, error IS NULL FROM retrievals_ecs",
     )
     .into_iter()
-    .map(|d| (d.operation, d.seconds))
+    .map(|d| (d.operation, d.seconds, d.succeeded))
     .collect()
 }
 
