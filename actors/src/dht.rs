@@ -61,7 +61,8 @@ pub struct DhtOutcome {
     pub counts: QueryCounts,
     /// For a retrieval: the first provider found.
     pub provider: Option<PeerId>,
-    /// For a provide: peers the record was sent to, all of which answered the provide's lookup.
+    /// For a provide: peers that acknowledged the record (read it and closed the stream) by the
+    /// time it returned, all of which answered the provide's lookup.
     pub record_peers: Option<u32>,
 }
 

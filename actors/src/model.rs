@@ -159,7 +159,7 @@ pub struct OperationReport {
     pub routing_table_size: u64,
     /// The trace the request belonged to (32 hex digits), when the caller traced it.
     pub trace_id: Option<String>,
-    /// For a provide: how many peers the provider record was sent to (`None`: not known, e.g.
+    /// For a provide: how many peers acknowledged the provider record (`None`: not known, e.g.
     /// from a parsec server, which does not say).
     pub record_peers: Option<u32>,
 }
@@ -204,7 +204,7 @@ pub struct Measurement {
     pub routing_table_size: u64,
     /// The OpenTelemetry trace of the round (32 hex digits), when tracing is on.
     pub trace_id: Option<String>,
-    /// For a provide: peers the record was sent to, when the node says.
+    /// For a provide: peers that acknowledged the record, when the node says.
     pub record_peers: Option<u32>,
     /// For a publish or a delivery: what pubsub rows hold beside the identity columns (`cid` then
     /// holds the message id).

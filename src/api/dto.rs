@@ -60,7 +60,7 @@ pub struct OperationResponse {
     #[serde(rename = "RoutingTableSize")]
     pub routing_table_size: u64,
     /// Ours, beyond parsec's contract (its scheduler ignores unknown fields): for a provide, how
-    /// many peers the provider record was sent to.
+    /// many peers acknowledged the provider record.
     #[serde(rename = "RecordPeers", default, skip_serializing_if = "Option::is_none")]
     pub record_peers: Option<u32>,
 }

@@ -120,7 +120,7 @@ pub(crate) struct MeasurementRow {
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) probe: i32,
     pub(crate) trace_id: Option<String>,
-    /// Provides only: peers the record was sent to, when the server said.
+    /// Provides only: peers that acknowledged the record, when the server said.
     pub(crate) record_peers: Option<i32>,
 }
 
