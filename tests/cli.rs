@@ -578,6 +578,8 @@ fn a_server_whose_bootstrap_peer_is_unreachable_is_not_ready_and_does_not_heartb
         "100ms",
         "--bootstrap",
         &nobody,
+        "--connections",
+        "cold",
     ]);
     // Three seconds of join attempts (with backoff) and readiness polls every 100 ms.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -602,6 +604,7 @@ fn a_server_whose_bootstrap_peer_is_unreachable_is_not_ready_and_does_not_heartb
     });
     assert_eq!(status, 200, "{provided}");
     assert_eq!(provided["Measurements"][0]["Error"], "reached no peer");
+    assert_eq!(provided["Connections"], "cold", "the flag reaches the report");
     assert_eq!(provided["RecordPeers"], 0);
     assert_eq!(provided["RoutingTableSize"], 0);
 }

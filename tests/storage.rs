@@ -30,8 +30,8 @@ use parsec_actors::{
 };
 
 /// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`, golang-migrate's
-/// version, the pubsub tables.
-const POSTGRES_MIGRATIONS: usize = 5;
+/// version, the pubsub tables, `connections`.
+const POSTGRES_MIGRATIONS: usize = 6;
 
 fn cluster() -> TempPostgres {
     TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))

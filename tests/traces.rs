@@ -235,9 +235,10 @@ fn a_round_is_one_trace_across_scheduler_and_servers() {
     let server_names: Vec<&str> = server_spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(server_names.iter().filter(|n| **n == "provide").count(), 1);
     assert_eq!(server_names.iter().filter(|n| **n == "retrieve").count(), 2);
-    // Every row of the round leads to its trace.
+    // Every row of the round leads to its trace, and says the servers kept connections warm.
     for row in measurements(&url) {
         assert_eq!(row.trace_id.as_deref(), Some(root.trace_id.as_str()), "{row:?}");
+        assert_eq!(row.connections.as_deref(), Some("warm"), "{row:?}");
     }
 }
 

@@ -139,6 +139,8 @@ pub struct DhtConfig {
     pub crawl_interval: Duration,
     /// Gossipsub's parameters (`None`: the peer does not speak pubsub).
     pub pubsub: Option<crate::pubsub::PubsubConfig>,
+    /// What happens to connections when a measured operation ends.
+    pub connections: crate::Connections,
 }
 
 /// libp2p's metrics (connections, kad queries and inbound requests, identify, ping), registered
@@ -224,6 +226,7 @@ impl Default for DhtConfig {
             client: DhtClient::Libp2p,
             crawl_interval: DEFAULT_CRAWL_INTERVAL,
             pubsub: None,
+            connections: crate::Connections::Warm,
         }
     }
 }
@@ -328,6 +331,12 @@ impl DhtConfig {
     /// Sets who publishes and looks up: rust-libp2p's kad or our engine with a strategy.
     pub fn set_client(&mut self, client: DhtClient) -> &mut Self {
         self.client = client;
+        self
+    }
+
+    /// Sets what happens to connections when a measured operation ends (warm: as parsec).
+    pub fn set_connections(&mut self, connections: crate::Connections) -> &mut Self {
+        self.connections = connections;
         self
     }
 

@@ -74,12 +74,14 @@ pub struct DhtHandle {
     listen_addrs: Vec<Multiaddr>,
     load: Arc<load::PeerLoad>,
     speaks_pubsub: bool,
+    connections: crate::Connections,
 }
 
 impl DhtHandle {
     /// Starts a DHT peer on `runtime` and returns once it listens on every configured address.
     pub async fn spawn(config: DhtConfig, runtime: &Handle) -> Result<Self, DhtError> {
         let speaks_pubsub = config.pubsub.is_some();
+        let connections = config.connections;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
         let (started_tx, started_rx) = oneshot::channel();
         let load = Arc::new(load::PeerLoad::default());
@@ -105,7 +107,13 @@ impl DhtHandle {
             listen_addrs: started.listen_addrs,
             load,
             speaks_pubsub,
+            connections,
         })
+    }
+
+    /// What the peer does with its connections when a measured operation ends.
+    pub fn connections(&self) -> crate::Connections {
+        self.connections
     }
 
     /// What the peer has carried so far: connections, inbound requests, bytes, CPU time.

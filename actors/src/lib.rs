@@ -56,9 +56,9 @@ pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.
 pub use libp2p::{identity, multiaddr, Multiaddr, PeerId};
 pub use model::{
-    random_content, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport, PubsubDetails,
-    Readiness, RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_DELIVERED, NOT_FOUND,
-    NO_PEER_REACHED, STORED_AT_NO_PEER,
+    random_content, Connections, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport,
+    PubsubDetails, Readiness, RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_DELIVERED,
+    NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
 pub use parsec_kad::Strategy;

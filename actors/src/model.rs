@@ -106,6 +106,51 @@ impl fmt::Display for RoundId {
     }
 }
 
+/// What a node does with its connections when one of its operations ends: whether the next
+/// lookup may reuse connections to the peers the last one reached (docs/method.md, "Warm and cold
+/// connections").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Connections {
+    /// As parsec's Go servers: after a retrieval the connection to the provider it found is
+    /// closed; every other connection (the peers that held the record, every hop) stays open.
+    #[default]
+    Warm,
+    /// Once no other measured operation is in flight, every connection is closed (except those
+    /// carrying the node's own background requests or its gossipsub meshes), so the next
+    /// operation dials every peer afresh.
+    Cold,
+}
+
+impl Connections {
+    /// Both choices, in the order flags list them.
+    pub const ALL: [Connections; 2] = [Self::Warm, Self::Cold];
+
+    /// The name flags and rows use: `warm` or `cold`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+        }
+    }
+}
+
+impl fmt::Display for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Connections {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown connections {s:?}: expected warm or cold"))
+    }
+}
+
 /// The operation a measurement belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -162,6 +207,9 @@ pub struct OperationReport {
     /// For a provide: how many peers acknowledged the provider record (`None`: not known, e.g.
     /// from a parsec server, which does not say).
     pub record_peers: Option<u32>,
+    /// What the node does with its connections after an operation (`None`: it does not say, as
+    /// parsec's servers, which keep them warm).
+    pub connections: Option<Connections>,
 }
 
 /// Whether a node can take provide/retrieve requests now.
@@ -206,6 +254,8 @@ pub struct Measurement {
     pub trace_id: Option<String>,
     /// For a provide: peers that acknowledged the record, when the node says.
     pub record_peers: Option<u32>,
+    /// For a provide or retrieval: warm or cold connections, when the node says.
+    pub connections: Option<Connections>,
     /// For a publish or a delivery: what pubsub rows hold beside the identity columns (`cid` then
     /// holds the message id).
     pub pubsub: Option<PubsubDetails>,
@@ -237,6 +287,7 @@ impl Measurement {
             routing_table_size: 0,
             trace_id: None,
             record_peers: None,
+            connections: None,
             pubsub: Some(details),
         }
     }

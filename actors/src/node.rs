@@ -97,8 +97,13 @@ impl Actor for NodeActor {
     }
 }
 
-/// The parsec report of one DHT outcome.
-fn report(cid: &ContentId, operation: Operation, outcome: DhtOutcome) -> OperationReport {
+/// The parsec report of one DHT outcome of a peer that keeps its connections `connections`.
+fn report(
+    cid: &ContentId,
+    operation: Operation,
+    outcome: DhtOutcome,
+    connections: crate::Connections,
+) -> OperationReport {
     OperationReport {
         cid: cid.to_string(),
         measurements: vec![StepMeasurement {
@@ -109,6 +114,7 @@ fn report(cid: &ContentId, operation: Operation, outcome: DhtOutcome) -> Operati
         routing_table_size: outcome.routing_table_size as u64,
         trace_id: None,
         record_peers: outcome.record_peers,
+        connections: Some(connections),
     }
 }
 
@@ -138,7 +144,7 @@ impl Handler<ProvideContent> for NodeActor {
             span.record("record_peers", outcome.record_peers);
             let _entered = span.enter();
             tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), requests = outcome.counts.requests, record_peers = outcome.record_peers, "provided");
-            Ok(report(&cid, Operation::Provide, outcome))
+            Ok(report(&cid, Operation::Provide, outcome, dht.connections()))
         })
     }
 }
@@ -157,7 +163,7 @@ impl Handler<RetrieveContent> for NodeActor {
             let outcome = dht.retrieve(cid.clone()).instrument(span.clone()).await?;
             let _entered = span.enter();
             tracing::info!(duration = ?outcome.duration, error = outcome.error.as_deref(), provider = ?outcome.provider, requests = outcome.counts.requests, "retrieved");
-            Ok(report(&cid, Operation::Retrieval, outcome))
+            Ok(report(&cid, Operation::Retrieval, outcome, dht.connections()))
         })
     }
 }

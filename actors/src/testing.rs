@@ -126,6 +126,7 @@ pub fn sample_measurement(operation: crate::Operation, duration: Duration) -> cr
         routing_table_size: 20,
         trace_id: None,
         record_peers: None,
+        connections: None,
         pubsub: None,
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use parsec_actors::{
     dht::load::RequestKind,
     local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
-    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode,
+    Connections, ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode,
 };
 
 /// With the four nodes, 18 server peers: every one is among the `K` closest of any key.
@@ -100,6 +100,58 @@ fn stores_count_when_the_peers_have_the_record_and_lookups_cross_the_network() {
                 );
             }
         }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// Warm and cold connections, told apart by the peers themselves: a second lookup of the same
+/// key from a cold node dials again (the peers count new connections), from a warm one it reuses
+/// what the first lookup opened.
+#[test]
+fn a_cold_node_dials_afresh_for_every_lookup_and_a_warm_one_reuses_its_connections() {
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    runtime.block_on(async {
+        let background =
+            local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), &handle, |_| {})
+                .await
+                .unwrap();
+        let mut nodes = Vec::new();
+        for connections in Connections::ALL {
+            let mut node = config(DhtClient::Libp2p);
+            // Client mode: the background never dials the measured nodes by itself.
+            node.set_mode(DhtMode::Client).set_connections(connections);
+            nodes.push(DhtHandle::spawn(node, &handle).await.unwrap());
+        }
+        let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
+            .chain(LocalPeer::all_in(DhtMode::Client, &nodes))
+            .collect();
+        local_network::wire(&everyone, StartMode::Converged, K)
+            .await
+            .unwrap();
+        local_network::join(&nodes, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let connections_at_background = || background.iter().map(|p| p.load().connections).sum::<u64>();
+
+        let cid = ContentId::for_content(b"warm or cold");
+        let provided = background[0].provide(cid.clone()).await.unwrap();
+        assert_eq!(provided.error, None, "{provided:?}");
+        let mut second_lookup_dials = Vec::new();
+        for (node, connections) in nodes.iter().zip(Connections::ALL) {
+            assert_eq!(node.connections(), connections);
+            let first = node.retrieve(cid.clone()).await.unwrap();
+            assert_eq!(first.error, None, "{connections}: {first:?}");
+            let before = connections_at_background();
+            let second = node.retrieve(cid.clone()).await.unwrap();
+            assert_eq!(second.error, None, "{connections}: {second:?}");
+            second_lookup_dials.push(connections_at_background() - before);
+        }
+        let (warm, cold) = (second_lookup_dials[0], second_lookup_dials[1]);
+        assert!(
+            cold >= 1 && warm < cold,
+            "connections the second lookup opened: warm {warm}, cold {cold}"
+        );
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
 }

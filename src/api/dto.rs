@@ -63,6 +63,10 @@ pub struct OperationResponse {
     /// many peers acknowledged the provider record.
     #[serde(rename = "RecordPeers", default, skip_serializing_if = "Option::is_none")]
     pub record_peers: Option<u32>,
+    /// Ours too: `warm` or `cold`, what the server does with its connections when an operation
+    /// ends (docs/method.md); parsec's servers do not say, and keep them warm.
+    #[serde(rename = "Connections", default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<String>,
 }
 
 /// One step's measurement on the wire.
@@ -94,6 +98,7 @@ impl From<OperationReport> for OperationResponse {
                 .collect(),
             routing_table_size: report.routing_table_size,
             record_peers: report.record_peers,
+            connections: report.connections.map(|c| c.name().to_owned()),
         }
     }
 }
@@ -101,6 +106,7 @@ impl From<OperationReport> for OperationResponse {
 impl OperationResponse {
     /// The domain report; `default_step` names steps a server left unnamed.
     pub fn into_report(self, default_step: &str) -> Result<OperationReport, String> {
+        let connections = self.connections.as_deref().map(str::parse).transpose()?;
         let measurements = self
             .measurements
             .into_iter()
@@ -124,6 +130,7 @@ impl OperationResponse {
             routing_table_size: self.routing_table_size,
             trace_id: None,
             record_peers: self.record_peers,
+            connections,
         })
     }
 }
@@ -172,6 +179,7 @@ mod tests {
             routing_table_size: 202,
             trace_id: None,
             record_peers: None,
+            connections: None,
         };
         let json = serde_json::to_value(OperationResponse::from(report)).unwrap();
         assert_eq!(
@@ -181,19 +189,29 @@ mod tests {
     }
 
     #[test]
-    fn record_peers_is_an_extra_field_that_parsec_responses_lack() {
+    fn record_peers_and_connections_are_extra_fields_that_parsec_responses_lack() {
         let report = OperationReport {
             cid: "QmX".into(),
             measurements: vec![],
             routing_table_size: 3,
             trace_id: None,
             record_peers: Some(3),
+            connections: Some(parsec_actors::Connections::Cold),
         };
-        let json = serde_json::to_value(OperationResponse::from(report)).unwrap();
+        let json = serde_json::to_value(OperationResponse::from(report.clone())).unwrap();
         assert_eq!(json["RecordPeers"], 3);
+        assert_eq!(json["Connections"], "cold");
+        let back: OperationResponse = serde_json::from_value(json).unwrap();
+        assert_eq!(back.into_report("provide").unwrap(), report);
         let parsec: OperationResponse =
             serde_json::from_str(r#"{"CID":"QmX","Measurements":[],"RoutingTableSize":1}"#).unwrap();
-        assert_eq!(parsec.record_peers, None);
+        assert_eq!((parsec.record_peers, parsec.connections.as_deref()), (None, None));
+        let odd: OperationResponse = serde_json::from_str(
+            r#"{"CID":"QmX","Measurements":[],"RoutingTableSize":1,"Connections":"tepid"}"#,
+        )
+        .unwrap();
+        let error = odd.into_report("provide").unwrap_err();
+        assert!(error.contains("expected warm or cold"), "{error}");
     }
 
     #[test]

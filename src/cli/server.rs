@@ -16,7 +16,7 @@ use parsec_actors::{
     identity::Keypair,
     local_network::dht_runtime,
     multiaddr::Protocol,
-    DhtClient, DhtConfig, DhtMode, Multiaddr, Strategy,
+    Connections, DhtClient, DhtConfig, DhtMode, Multiaddr, Strategy,
 };
 
 use super::global::{DatabaseArgs, TelemetryArgs};
@@ -96,6 +96,11 @@ struct DhtServerArgs {
     /// `fullrt` (the accelerated client: crawls the network, then asks the k closest directly).
     #[arg(long, env = "PARSEC_SERVER_DHT_STRATEGY", default_value = "default", conflicts_with_all = ["optprov", "fullrt"])]
     strategy: DhtClient,
+    /// What happens to connections when a provide or retrieval ends: `warm` (as parsec's
+    /// servers: only the found provider's connection is closed) or `cold` (every connection is
+    /// closed, so the next operation dials afresh). Recorded with every row.
+    #[arg(long, env = "PARSEC_SERVER_DHT_CONNECTIONS", default_value = "warm")]
+    connections: Connections,
     /// parsec's flag for `--strategy optprov`.
     #[arg(long, env = "PARSEC_SERVER_DHT_OPTPROV", conflicts_with = "fullrt")]
     optprov: bool,
@@ -289,6 +294,7 @@ impl DhtServer {
             .set_protocol(protocol)
             .set_alpha(self.dht.alpha)
             .set_client(self.client())
+            .set_connections(self.dht.connections)
             .set_crawl_interval(self.dht.crawl_interval)
             .set_mode(if self.dht.server_mode {
                 DhtMode::Server

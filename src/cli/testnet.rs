@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     local_network::{dht_runtime, StartMode, TransportKind},
-    DhtClient, DhtConfig, RoundConfig,
+    Connections, DhtClient, DhtConfig, RoundConfig,
 };
 
 use super::pubsub::GossipsubArgs;
@@ -84,6 +84,11 @@ pub struct TestnetArgs {
         conflicts_with = "fleets"
     )]
     strategy: DhtClient,
+    /// What the servers do with their connections when a provide or retrieval ends: `warm` (as
+    /// parsec's servers: only the found provider's connection is closed) or `cold` (every
+    /// connection is closed, so the next operation dials afresh). Recorded with every row.
+    #[arg(long, env = "PARSEC_TESTNET_CONNECTIONS", default_value = "warm")]
+    connections: Connections,
     /// Several fleets side by side, each named after its strategy (e.g. default,optprov,fullrt),
     /// --servers servers each; every round one server provides and those of every fleet retrieve.
     #[arg(long, env = "PARSEC_TESTNET_FLEETS", value_delimiter = ',')]
@@ -218,6 +223,7 @@ impl TestnetArgs {
             .set_protocol(self.kad_protocol.clone())
             .set_retrieve_timeout(self.retrieve_timeout)
             .set_latency(self.latency)
+            .set_connections(self.connections)
             // Routing tables are wired once; a thousand idle peers must stay idle.
             .set_periodic_bootstrap(None);
         let mut round = RoundConfig::default();

@@ -26,6 +26,7 @@ macro_rules! measurement_values {
             t::started_at.eq(Some($time(row.started_at))),
             t::probe.eq(Some(row.probe)),
             t::trace_id.eq(&row.trace_id),
+            t::connections.eq(&row.connections),
         )
     }};
 }

@@ -193,7 +193,7 @@ impl PgStore {
 }
 
 /// One INSERT of `rows` into `provides_ecs` or `retrievals_ecs`, which share these columns
-/// (provides add `record_peers`), as one array per column unnested server-side: 13 or 14
+/// (provides add `record_peers`), as one array per column unnested server-side: 14 or 15
 /// parameters whatever the row count, and one prepared statement per table. Multi-row VALUES made
 /// Postgres parse and plan 53,000 parameters per batch; this doubles what the recorder sustains.
 fn unnest_insert<'a>(
@@ -202,15 +202,15 @@ fn unnest_insert<'a>(
 ) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + RunQueryDsl<AsyncPgConnection> + Send + 'a {
     use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz, Uuid};
     let (name, extra_column, extra_array) = match table {
-        MeasurementTable::Provides => ("provides_ecs", ", record_peers", ", $14::int4[]"),
+        MeasurementTable::Provides => ("provides_ecs", ", record_peers", ", $15::int4[]"),
         MeasurementTable::Retrievals => ("retrievals_ecs", "", ""),
     };
     let query = diesel::sql_query(format!(
         "INSERT INTO {name} (measurement_id, scheduler_id, node_id, rt_size, duration, cid, error, \
-         created_at, step, round_id, started_at, probe, trace_id{extra_column}) \
+         created_at, step, round_id, started_at, probe, trace_id, connections{extra_column}) \
          SELECT * FROM unnest($1::uuid[], $2::int4[], $3::int4[], $4::int4[], $5::float8[], $6::text[], \
          $7::text[], $8::timestamptz[], $9::text[], $10::uuid[], $11::timestamptz[], $12::int4[], \
-         $13::text[]{extra_array}) \
+         $13::text[], $14::text[]{extra_array}) \
          ON CONFLICT DO NOTHING"
     ))
     .into_boxed::<diesel::pg::Pg>()
@@ -226,7 +226,8 @@ fn unnest_insert<'a>(
     .bind::<Array<Uuid>, _>(rows.iter().map(|r| r.round_id).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
     .bind::<Array<Integer>, _>(rows.iter().map(|r| r.probe).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.trace_id.clone()).collect::<Vec<_>>());
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.trace_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.connections.clone()).collect::<Vec<_>>());
     match table {
         MeasurementTable::Provides => {
             query.bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|r| r.record_peers).collect::<Vec<_>>())

@@ -122,6 +122,8 @@ pub(crate) struct MeasurementRow {
     pub(crate) trace_id: Option<String>,
     /// Provides only: peers that acknowledged the record, when the server said.
     pub(crate) record_peers: Option<i32>,
+    /// `warm` or `cold`, when the server said.
+    pub(crate) connections: Option<String>,
 }
 
 impl MeasurementRow {
@@ -157,6 +159,7 @@ impl MeasurementRow {
             record_peers: measurement
                 .record_peers
                 .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            connections: measurement.connections.map(|c| c.name().to_owned()),
         })
     }
 }

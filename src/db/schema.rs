@@ -60,6 +60,7 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Uuid>,
         record_peers -> Nullable<Int4>,
+        connections -> Nullable<Text>,
     }
 }
 
@@ -131,6 +132,7 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Uuid>,
         step -> Text,
+        connections -> Nullable<Text>,
     }
 }
 

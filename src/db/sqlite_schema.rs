@@ -36,6 +36,7 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Text>,
         record_peers -> Nullable<Integer>,
+        connections -> Nullable<Text>,
     }
 }
 
@@ -95,6 +96,7 @@ diesel::table! {
         trace_id -> Nullable<Text>,
         measurement_id -> Nullable<Text>,
         step -> Text,
+        connections -> Nullable<Text>,
     }
 }
 

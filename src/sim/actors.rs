@@ -156,12 +156,22 @@ impl Handler<TakeOutcomes> for SimulatorActor {
 pub struct SimServer {
     node: NodeIndex,
     simulator: Addr<SimulatorActor>,
+    /// What the latency model assumes of connections, reported with every operation.
+    connections: parsec_actors::Connections,
 }
 
 impl SimServer {
-    /// The server of simulated node `node`.
-    pub fn new(node: NodeIndex, simulator: Addr<SimulatorActor>) -> Self {
-        Self { node, simulator }
+    /// The server of simulated node `node`, in a model whose connections are `connections`.
+    pub fn new(
+        node: NodeIndex,
+        simulator: Addr<SimulatorActor>,
+        connections: parsec_actors::Connections,
+    ) -> Self {
+        Self {
+            node,
+            simulator,
+            connections,
+        }
     }
 
     /// The peer id a simulated server reports (no libp2p key behind it).
@@ -190,6 +200,7 @@ impl SimServer {
         operation: Operation,
     ) -> ResponseFuture<Result<OperationReport, NodeError>> {
         let simulator = self.simulator.clone();
+        let connections = self.connections;
         let node = self.node;
         let kind = match operation {
             Operation::Provide => OperationKind::Provide,
@@ -221,6 +232,7 @@ impl SimServer {
                 trace_id: None,
                 record_peers: (kind == OperationKind::Provide)
                     .then(|| u32::try_from(outcome.peers.len()).unwrap_or(u32::MAX)),
+                connections: Some(connections),
             })
         })
     }

@@ -151,6 +151,16 @@ impl LatencyModel {
         }
     }
 
+    /// What the model assumes of connections, for the rows: warm when a request pays no
+    /// connection set-up (connections open from earlier), cold when every request opens one.
+    pub fn connections(&self) -> parsec_actors::Connections {
+        if self.connect_round_trips > 0.0 {
+            parsec_actors::Connections::Cold
+        } else {
+            parsec_actors::Connections::Warm
+        }
+    }
+
     /// Round-trip time of one request from a node in region `from` to one in region `to`.
     pub fn round_trip(&self, from: u8, to: u8, rng: &mut impl Rng) -> Duration {
         match &self.delay {

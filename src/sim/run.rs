@@ -252,7 +252,7 @@ impl Job for SimJob<'_> {
                 .context("registering a simulated server")?;
             self.registered.push((node, region.clone(), id));
             self.fleet_of.insert(id, fleet.name.clone());
-            let server = SimServer::new(node, simulator.clone()).start();
+            let server = SimServer::new(node, simulator.clone(), config.sim.latency.connections()).start();
             members.push(
                 FleetMember::new(
                     id,

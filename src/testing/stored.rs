@@ -27,6 +27,9 @@ pub struct StoredMeasurement {
     pub started_at: DateTime<Utc>,
     #[diesel(sql_type = Nullable<Text>)]
     pub trace_id: Option<String>,
+    /// `warm` or `cold`, when the server said.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub connections: Option<String>,
 }
 
 /// One `nodes_ecs` row's identity and liveness.
@@ -77,10 +80,10 @@ fn query<T: QueryableByName<diesel::pg::Pg> + Send + 'static>(url: &str, sql: &s
 pub fn measurements(url: &str) -> Vec<StoredMeasurement> {
     query(
         url,
-        "SELECT 'provide' AS operation, scheduler_id, node_id, round_id, cid, error, started_at, trace_id \
-         FROM provides_ecs UNION ALL \
-         SELECT 'retrieval', scheduler_id, node_id, round_id, cid, error, started_at, trace_id FROM retrievals_ecs \
-         ORDER BY operation, started_at",
+        "SELECT 'provide' AS operation, scheduler_id, node_id, round_id, cid, error, started_at, trace_id, \
+         connections FROM provides_ecs UNION ALL \
+         SELECT 'retrieval', scheduler_id, node_id, round_id, cid, error, started_at, trace_id, connections \
+         FROM retrievals_ecs ORDER BY operation, started_at",
     )
 }
 

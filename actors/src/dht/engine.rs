@@ -354,6 +354,12 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Peers with a request of ours in flight (background stores, crawls, estimate lookups):
+    /// closing their connections would fail work that is not over.
+    pub(crate) fn peers_in_flight(&self) -> std::collections::HashSet<PeerId> {
+        self.requests.values().map(|(_, peer)| *peer).collect()
+    }
+
     /// Operations that finished since the last call.
     pub(crate) fn take_finished(&mut self) -> Vec<Finished> {
         std::mem::take(&mut self.finished)

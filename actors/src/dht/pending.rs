@@ -63,6 +63,11 @@ impl PendingQueries {
         self.queries.len() < MAX_PENDING_QUERIES
     }
 
+    /// Whether a measured operation (a provide or a retrieval, not a bootstrap) is in flight.
+    pub(crate) fn measuring(&self) -> bool {
+        self.queries.values().any(|q| q.cid.is_some())
+    }
+
     /// Tracks `id` until it finishes or `timeout` passes.
     pub(crate) fn insert(
         &mut self,

@@ -36,7 +36,7 @@ use super::{
 };
 use crate::{
     pubsub::{Delivery, MessageId, Published, TopicPeers},
-    ContentId, DhtClient, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED,
+    Connections, ContentId, DhtClient, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED,
     STORED_AT_NO_PEER,
 };
 
@@ -743,6 +743,7 @@ impl SwarmTask {
 
     /// Replies to the waiter of a finished query with its measurement.
     fn answer(&mut self, query: PendingQuery, counts: QueryCounts, error: Option<String>, outcome: Outcome) {
+        let measured = query.cid.is_some();
         let (provider, record_peers) = match outcome {
             Outcome::Found(provider) => (Some(provider), None),
             Outcome::Provided { record_peers } => (None, record_peers),
@@ -757,6 +758,38 @@ impl SwarmTask {
             record_peers,
         };
         query.answer(Ok(outcome));
+        if measured && self.config.connections == Connections::Cold && !self.pending.measuring() {
+            self.close_connections();
+        }
+    }
+
+    /// Cold connections: closes every connection once the measured operations are over, so the
+    /// next one dials afresh. Kept: peers our engine still has requests with (background stores,
+    /// a crawl) and our gossipsub peers, whose meshes are not part of a DHT operation.
+    fn close_connections(&mut self) {
+        let mut keep = self
+            .engine
+            .as_ref()
+            .map(Engine::peers_in_flight)
+            .unwrap_or_default();
+        if let Some(gossipsub) = self.swarm.behaviour().gossipsub.as_ref() {
+            let subscribed = gossipsub.all_peers().filter(|(_, topics)| !topics.is_empty());
+            keep.extend(subscribed.map(|(peer, _)| *peer));
+        }
+        let connected: Vec<PeerId> = self
+            .swarm
+            .connected_peers()
+            .filter(|peer| !keep.contains(peer))
+            .copied()
+            .collect();
+        tracing::debug!(
+            closed = connected.len(),
+            kept = keep.len(),
+            "cold connections: closing"
+        );
+        for peer in connected {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// Routing-table entries we reached ourselves (see `confirmed`); for the accelerated client

@@ -206,6 +206,7 @@ impl Round {
                 routing_table_size: report.routing_table_size,
                 trace_id: report.trace_id.clone(),
                 record_peers: report.record_peers,
+                connections: report.connections,
                 pubsub: None,
             };
             if let Err(e) = self.recorder.send(RecordMeasurement(row)).await {
