@@ -536,7 +536,12 @@ fn an_interrupted_testnet_stores_what_it_measured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // Interrupted once a round is stored, however long the set-up took.
+    let a_round_stored = || database.exists() && common::sqlite_counts(&database).provides >= 1;
+    assert!(
+        parsec::testing::process::wait_until(Duration::from_secs(120), a_round_stored),
+        "no round was stored"
+    );
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -707,7 +712,14 @@ fn a_node_marked_offline_by_a_scheduler_comes_back_and_one_that_shut_down_stays_
     );
 
     assert!(second.terminate().success());
-    std::thread::sleep(Duration::from_millis(500));
+    // The stopped node writes nothing more; the running one does, at its next heartbeat: wait for
+    // that beat, then nothing may have flipped.
+    let first_beat = || common::last_heartbeat(&database, 1);
+    let before = first_beat();
+    assert!(
+        parsec::testing::process::wait_until(Duration::from_secs(10), || first_beat() != before),
+        "the running server stopped heartbeating"
+    );
     assert_eq!(
         common::sqlite_counts(&database).nodes_offline,
         1,

@@ -36,12 +36,28 @@ fn perfect(nodes: usize, k: usize, alpha: usize, seed: u64) -> SimConfig {
     }
 }
 
+/// The property tests' runner: `cases` cases from `PROPTEST_RNG_SEED` when it is set (to replay a
+/// failure), from a fresh seed otherwise; printed either way, so a failing run says how to replay
+/// it.
+fn replayable(cases: u32) -> ProptestConfig {
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("proptest seed {seed}: replay with PROPTEST_RNG_SEED={seed}");
+    ProptestConfig {
+        cases,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..ProptestConfig::default()
+    }
+}
+
 fn build(config: &SimConfig) -> Simulation {
     Simulation::build(config, |_| {}).expect("valid configuration")
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(replayable(24))]
 
     /// With no errors and no churn, a lookup finds exactly the true k closest nodes.
     #[test]
@@ -230,7 +246,7 @@ fn bad_configurations_are_errors_not_panics() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #![proptest_config(replayable(16))]
 
     /// An accelerated client stores at exactly the true k closest nodes (itself aside), and finds
     /// the record again from another accelerated client in one hop.

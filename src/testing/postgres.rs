@@ -62,7 +62,7 @@ impl TempPostgres {
     }
 
     fn start_with(settings: &[&str]) -> Result<Self, ThrowawayError> {
-        let cluster = Self::create(settings)?;
+        let mut cluster = Self::create(settings)?;
         cluster.initialise()?;
         Ok(cluster)
     }
@@ -101,9 +101,9 @@ impl TempPostgres {
         Ok(path.to_string_lossy().into_owned())
     }
 
-    /// Runs initdb and starts the server.
-    fn initialise(&self) -> Result<(), ThrowawayError> {
-        let cluster = self;
+    /// Runs initdb and starts the server on a free port.
+    fn initialise(&mut self) -> Result<(), ThrowawayError> {
+        let cluster = &*self;
         cluster.run_tool(
             "initdb",
             &[
@@ -117,7 +117,19 @@ impl TempPostgres {
                 "--no-sync",
             ],
         )?;
-        cluster.resume()
+        self.start_on_a_free_port()
+    }
+
+    /// Starts the server on the port picked, or on a new one when another process took it
+    /// between our pick and the server's bind (tests start clusters and servers in parallel).
+    fn start_on_a_free_port(&mut self) -> Result<(), ThrowawayError> {
+        for _ in 1..PORT_ATTEMPTS {
+            match self.resume() {
+                Err(e) if e.0.contains("Address already in use") => self.port = free_port()?,
+                started => return started,
+            }
+        }
+        self.resume()
     }
 
     /// The URL of the cluster's `postgres` database.
@@ -236,6 +248,9 @@ fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Ports tried before giving up on starting a cluster.
+const PORT_ATTEMPTS: usize = 5;
 
 fn free_port() -> Result<u16, ThrowawayError> {
     TcpListener::bind("127.0.0.1:0")

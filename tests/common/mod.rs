@@ -124,6 +124,22 @@ pub fn sqlite_counts(path: &std::path::Path) -> StoredCounts {
     diesel::sql_query(COUNTS).get_result(&mut conn).unwrap()
 }
 
+/// `nodes_ecs.last_heartbeat` of node `id` in the SQLite store at `path`, as stored.
+pub fn last_heartbeat(path: &std::path::Path, id: i32) -> Option<String> {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Beat {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        beat: Option<String>,
+    }
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query("SELECT CAST(last_heartbeat AS TEXT) AS beat FROM nodes_ecs WHERE id = ?")
+        .bind::<diesel::sql_types::Integer, _>(id)
+        .get_result::<Beat>(&mut conn)
+        .unwrap()
+        .beat
+}
+
 /// Counts what the Postgres database at `url` holds.
 pub async fn postgres_counts(url: &str) -> StoredCounts {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
