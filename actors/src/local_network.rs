@@ -96,6 +96,33 @@ pub async fn spawn_converged(
     Ok(peers)
 }
 
+/// A converged network of `background` server peers of `config`, with a measuring node per entry
+/// of `nodes` (each its own configuration, in its own DHT mode) wired in and joined, as a
+/// testnet's servers are: the ground of a test that measures nodes against a network. Returns the
+/// background peers and the nodes, in order.
+pub async fn spawn_with_nodes(
+    background: usize,
+    config: &DhtConfig,
+    nodes: &[DhtConfig],
+    runtime: &Handle,
+    join_timeout: Duration,
+) -> Result<(Vec<DhtHandle>, Vec<DhtHandle>), DhtError> {
+    let peers = spawn_peers(background, config, runtime, |_| {}).await?;
+    let mut measuring = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        measuring.push(DhtHandle::spawn(node.clone(), runtime).await?);
+    }
+    let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers)
+        .chain(measuring.iter().zip(nodes).map(|(handle, node)| LocalPeer {
+            handle: handle.clone(),
+            mode: node.mode,
+        }))
+        .collect();
+    wire(&everyone, StartMode::Converged, config.k.get()).await?;
+    join(&measuring, join_timeout).await?;
+    Ok((peers, measuring))
+}
+
 /// Starts `count` peers from `config`; `progress` is called with the number started so far.
 pub async fn spawn_peers(
     count: usize,

@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use parsec_actors::{
-    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, TransportKind},
     testing::retrieve_until_found,
     ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, NO_PEER_REACHED,
 };
 use tokio::runtime::Handle;
 
 const BACKGROUND_PEERS: usize = 60;
-const K: usize = 20;
 
 fn config(client: DhtClient) -> DhtConfig {
     let mut config = DhtConfig::default();
@@ -28,25 +27,17 @@ fn config(client: DhtClient) -> DhtConfig {
 
 /// Background kad peers and one node per client, wired as a converged network; the nodes joined.
 async fn network(clients: &[DhtClient], runtime: &Handle) -> (Vec<DhtHandle>, Vec<DhtHandle>) {
-    let background =
-        local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), runtime, |_| {})
-            .await
-            .unwrap();
-    let mut nodes = Vec::new();
-    for client in clients {
-        nodes.push(DhtHandle::spawn(config(*client), runtime).await.unwrap());
-    }
-    let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
-        .chain(LocalPeer::all_in(DhtMode::Server, &nodes))
-        .collect();
-    local_network::wire(&everyone, StartMode::Converged, K)
-        .await
-        .unwrap();
+    let nodes: Vec<DhtConfig> = clients.iter().map(|client| config(*client)).collect();
     // fullrt's join waits for its first complete crawl.
-    local_network::join(&nodes, Duration::from_secs(60))
-        .await
-        .unwrap();
-    (background, nodes)
+    local_network::spawn_with_nodes(
+        BACKGROUND_PEERS,
+        &config(DhtClient::Libp2p),
+        &nodes,
+        runtime,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
 }
 
 #[test]

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use parsec_actors::{
     dht::load::RequestKind,
-    local_network::{self, dht_runtime, LocalPeer, StartMode, TransportKind},
+    local_network::{self, dht_runtime, TransportKind},
     Connections, ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode,
 };
+use tokio::runtime::Handle;
 
 /// With the four nodes, 18 server peers: every one is among the `K` closest of any key.
 const BACKGROUND_PEERS: usize = 14;
-const K: usize = 20;
 const RTT: Duration = Duration::from_millis(100);
 
 fn config(client: DhtClient) -> DhtConfig {
@@ -30,6 +30,20 @@ fn config(client: DhtClient) -> DhtConfig {
         .set_provide_timeout(Duration::from_secs(30))
         .set_retrieve_timeout(Duration::from_secs(30));
     local_network::local_peer_config(&config, TransportKind::Memory)
+}
+
+/// The background network with `nodes` wired in and joined (fullrt's join waits for its crawl).
+async fn network(nodes: &[DhtConfig], runtime: &Handle) -> (Vec<DhtHandle>, Vec<DhtHandle>) {
+    let background = config(DhtClient::Libp2p);
+    local_network::spawn_with_nodes(
+        BACKGROUND_PEERS,
+        &background,
+        nodes,
+        runtime,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
 }
 
 /// ADD_PROVIDER requests the peers have read so far, as they count them.
@@ -46,24 +60,8 @@ fn stores_count_when_the_peers_have_the_record_and_lookups_cross_the_network() {
     let runtime = dht_runtime(2).unwrap();
     let handle = runtime.handle().clone();
     runtime.block_on(async {
-        let background =
-            local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), &handle, |_| {})
-                .await
-                .unwrap();
-        let mut nodes = Vec::new();
-        for client in DhtClient::ALL {
-            nodes.push((client, DhtHandle::spawn(config(client), &handle).await.unwrap()));
-        }
-        let handles: Vec<DhtHandle> = nodes.iter().map(|(_, n)| n.clone()).collect();
-        let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
-            .chain(LocalPeer::all_in(DhtMode::Server, &handles))
-            .collect();
-        local_network::wire(&everyone, StartMode::Converged, K)
-            .await
-            .unwrap();
-        local_network::join(&handles, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (background, handles) = network(&DhtClient::ALL.map(config), &handle).await;
+        let nodes: Vec<(DhtClient, DhtHandle)> = DhtClient::ALL.into_iter().zip(handles.clone()).collect();
         let all: Vec<&DhtHandle> = background.iter().chain(&handles).collect();
 
         for (client, provider) in &nodes {
@@ -112,26 +110,13 @@ fn a_cold_node_dials_afresh_for_every_lookup_and_a_warm_one_reuses_its_connectio
     let runtime = dht_runtime(2).unwrap();
     let handle = runtime.handle().clone();
     runtime.block_on(async {
-        let background =
-            local_network::spawn_peers(BACKGROUND_PEERS, &config(DhtClient::Libp2p), &handle, |_| {})
-                .await
-                .unwrap();
-        let mut nodes = Vec::new();
-        for connections in Connections::ALL {
+        let configs = Connections::ALL.map(|connections| {
             let mut node = config(DhtClient::Libp2p);
             // Client mode: the background never dials the measured nodes by itself.
             node.set_mode(DhtMode::Client).set_connections(connections);
-            nodes.push(DhtHandle::spawn(node, &handle).await.unwrap());
-        }
-        let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
-            .chain(LocalPeer::all_in(DhtMode::Client, &nodes))
-            .collect();
-        local_network::wire(&everyone, StartMode::Converged, K)
-            .await
-            .unwrap();
-        local_network::join(&nodes, Duration::from_secs(60))
-            .await
-            .unwrap();
+            node
+        });
+        let (background, nodes) = network(&configs, &handle).await;
         let connections_at_background = || background.iter().map(|p| p.load().connections).sum::<u64>();
 
         let cid = ContentId::for_content(b"warm or cold");
