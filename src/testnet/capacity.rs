@@ -7,10 +7,28 @@ use parsec_actors::local_network::{StartMode, TransportKind};
 
 use super::TestnetConfig;
 
-/// Resident memory per peer, an upper bound: measured peaks are 2.4 MiB a peer at 107 peers
-/// (260 MiB, README) and 1.8 MiB at 1,007 peers (1,816 MiB), both over QUIC with 3 rounds or more;
-/// the rest is headroom for lookups in flight.
-pub(super) const BYTES_PER_PEER: u64 = 4 * 1024 * 1024;
+/// Headroom over a measured peak, for lookups in flight and longer runs.
+const HEADROOM: f64 = 1.25;
+
+/// Peak resident memory a peer of a testnet costs, in bytes, from peaks measured on this kind of
+/// machine (release builds, 2 cores; docs/method.md, "How many peers fit"), with [`HEADROOM`]:
+///
+/// - converged start, QUIC: 2.53 MiB a peer (1,020 peers, 40 rounds of four fleets at 100 ms
+///   RTT: 2,577 MiB); TCP: 1.70 MiB (507 peers, 5 rounds: 863 MiB); memory: 1.52 MiB (1,007
+///   peers, 5 rounds: 1,535 MiB). A star start costs what a converged one does, plus the hub's
+///   connections;
+/// - bootstrap start, every transport: 6.8 MiB, measured when issue 23 was filed. Bootstrapping
+///   connects most peers to most others; our own 500-peer runs had passed 3.9 (QUIC) and 3.4
+///   (memory) MiB a peer still setting up after 10 and 4 minutes, and were stopped there.
+pub(super) fn bytes_per_peer(transport: TransportKind, start: StartMode) -> u64 {
+    let mebibytes = match (start, transport) {
+        (StartMode::Bootstrap { .. }, _) => 6.8,
+        (_, TransportKind::Quic) => 2.53,
+        (_, TransportKind::Tcp) => 1.70,
+        (_, TransportKind::Memory) => 1.52,
+    };
+    (mebibytes * HEADROOM * 1024.0 * 1024.0) as u64
+}
 
 /// Descriptors the process needs besides its peers (HTTP, database, logs, the runtime).
 const RESERVED_FILES: u64 = 256;
@@ -37,13 +55,17 @@ pub(super) fn check(config: &TestnetConfig) -> anyhow::Result<()> {
     let peers = (config.peers + config.total_servers()) as u64;
     let k = config.dht.k.get() as u64;
     if let Some(available) = available_memory_bytes() {
-        let fit = available / BYTES_PER_PEER;
+        let per_peer = bytes_per_peer(config.transport, config.start);
+        let fit = available / per_peer;
         if peers > fit {
             bail!(
-                "{peers} peers need about {} MiB ({} MiB each); this machine has {} MiB available: at most \
-                 about {fit} peers fit. Lower --peers, or use `parsec simulate` for larger networks",
-                (peers * BYTES_PER_PEER) >> 20,
-                BYTES_PER_PEER >> 20,
+                "{peers} peers over {:?} ({:?} start) need about {} MiB ({:.1} MiB each, as measured); this \
+                 machine has {} MiB available: at most about {fit} peers fit. Lower --peers, or use \
+                 `parsec simulate` for larger networks",
+                config.transport,
+                config.start,
+                (peers * per_peer) >> 20,
+                per_peer as f64 / (1024.0 * 1024.0),
                 available >> 20
             );
         }
@@ -101,6 +123,24 @@ fn raise_open_files_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_per_peer_follows_the_measured_transport_and_start() {
+        let converged = StartMode::Converged;
+        let bootstrap = StartMode::Bootstrap { bootstrappers: 3 };
+        let memory = bytes_per_peer(TransportKind::Memory, converged);
+        let tcp = bytes_per_peer(TransportKind::Tcp, converged);
+        let quic = bytes_per_peer(TransportKind::Quic, converged);
+        assert!(memory < tcp && tcp < quic, "{memory} {tcp} {quic}");
+        // QUIC's measured 2.53 MiB with headroom: below the old flat 4 MiB guess, so more fit.
+        assert_eq!(quic >> 20, 3);
+        for transport in [TransportKind::Memory, TransportKind::Tcp, TransportKind::Quic] {
+            assert!(
+                bytes_per_peer(transport, bootstrap) > 2 * quic,
+                "bootstrapping costs more"
+            );
+        }
+    }
 
     #[test]
     fn descriptors_grow_with_the_transport_and_start() {
