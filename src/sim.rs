@@ -30,7 +30,7 @@ pub mod run;
 pub mod simulation;
 
 pub use churn::{Churn, ChurnConfig, ChurnStep};
-pub use latency::{DelayModel, LatencyModel, Regions};
+pub use latency::{DelayModel, LatencyModel, Profile, Regions};
 pub use network::{Network, NetworkConfig, NodeIndex};
 pub use parsec_kad::{Distance, Key, Lookup, LookupConfig, Next, Strategy, Termination};
 pub use simulation::{KademliaConfig, OperationKind, Outcome, Simulation};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use parsec::sim::{
-    Churn, ChurnConfig, DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, OperationKind,
+    Churn, ChurnConfig, DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, OperationKind, Profile,
     SimConfig, Simulation, Strategy, Termination,
 };
 use proptest::prelude::*;
@@ -395,4 +395,73 @@ fn a_per_peer_timeout_frees_slots_held_by_silent_peers() {
     let with_timeout = run(Some(Duration::from_secs(1)));
     // Retrievals no longer wait out 2–34 s timeouts with all alpha slots held.
     assert!(with_timeout < waiting, "{with_timeout:?} vs {waiting:?}");
+}
+
+/// Both calibrations against what they were fitted to: one server in each measuring region, the
+/// provider rotating, the others retrieving; every region's retrieval p50 within ±25 % of the
+/// published one (docs/simulator.md, "Calibration").
+#[test]
+fn each_profile_keeps_every_region_within_a_quarter_of_its_published_median() {
+    // (profile, [(region, published retrieval p50 in seconds)]): parsec's 2023 per-region
+    // analysis (midpoints of its ranges), ProbeLab's November 2025 month.
+    let published: [(Profile, &[(&str, f64)]); 2] = [
+        (
+            Profile::Ipfs2023,
+            &[
+                ("na", 0.335),
+                ("eu", 0.175),
+                ("as", 0.81),
+                ("sa", 0.92),
+                ("oc", 1.09),
+                ("af", 1.05),
+            ],
+        ),
+        (
+            Profile::Ipfs2025,
+            &[("eu", 0.11), ("na-east", 0.25), ("na-west", 0.46), ("oc", 1.24)],
+        ),
+    ];
+    for (profile, regions) in published {
+        let mut sim = build(&SimConfig {
+            latency: profile.latency(),
+            unreachable: profile.unreachable(),
+            ..SimConfig::default()
+        });
+        let names = sim.network().region_model().names.clone();
+        let servers: Vec<u32> = regions
+            .iter()
+            .map(|(region, _)| {
+                let wanted = names.iter().position(|n| n == region).unwrap() as u8;
+                (0..sim.network().len() as u32)
+                    .find(|&n| sim.network().region(n) == wanted)
+                    .unwrap()
+            })
+            .collect();
+        for &node in &servers {
+            sim.network_mut().set_reachable(node, true);
+        }
+        let mut found: Vec<Vec<Duration>> = vec![Vec::new(); servers.len()];
+        for round in 0..300u64 {
+            let provider = servers[round as usize % servers.len()];
+            let content = Key::hash_of(&round.to_be_bytes());
+            sim.provide(provider, content);
+            for (index, &node) in servers.iter().enumerate().filter(|(_, n)| **n != provider) {
+                let retrieved = sim.retrieve(node, content);
+                if retrieved.error.is_none() {
+                    found[index].push(retrieved.duration);
+                }
+            }
+            sim.advance_clock(Duration::from_secs(60));
+        }
+        for ((region, published), durations) in regions.iter().zip(&mut found) {
+            durations.sort_unstable();
+            let median = durations[durations.len() / 2].as_secs_f64();
+            let off = median / published - 1.0;
+            assert!(
+                off.abs() <= 0.25,
+                "{profile} {region}: retrieval p50 {median:.3} s against {published} s published ({:+.0} %)",
+                off * 100.0
+            );
+        }
+    }
 }

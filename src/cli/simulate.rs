@@ -12,8 +12,7 @@ use crate::{
     report,
     sim::{
         run::{self, SimFleet, SimRunConfig},
-        ChurnConfig, DelayModel, KademliaConfig, LatencyModel, LookupConfig, SimConfig, Strategy,
-        DEFAULT_UNREACHABLE,
+        ChurnConfig, DelayModel, KademliaConfig, LookupConfig, Profile, SimConfig, Strategy,
     },
 };
 
@@ -42,7 +41,12 @@ pub struct SimulateArgs {
     /// Seed of the network, the delays and the content: the same seed gives the same results.
     #[arg(long, env = "PARSEC_SIM_SEED", default_value_t = 1)]
     seed: u64,
-    /// Simulated parsec servers, spread over the regions in turn (na, eu, as, sa, oc, af).
+    /// The calibration: `ipfs-2023` (parsec's 2023 deployment, six regions) or `ipfs-2025`
+    /// (ProbeLab's November 2025 month, seven regions); docs/simulator.md has both tables.
+    #[arg(long, env = "PARSEC_SIM_PROFILE", default_value = "ipfs-2023")]
+    profile: Profile,
+    /// Simulated parsec servers, spread over the profile's regions in turn (ipfs-2023: na, eu, as,
+    /// sa, oc, af; ipfs-2025: eu, na-east, na-west, oc, as, sa, af).
     #[arg(long, env = "PARSEC_SIM_SERVERS", default_value_t = 6)]
     servers: usize,
     /// Lookups per retrieving server per round.
@@ -64,15 +68,17 @@ pub struct SimulateArgs {
     /// Share of requests that fail although the peer is up (0..=1).
     #[arg(long, env = "PARSEC_SIM_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
-    /// Share of nodes that are in routing tables but never answer (0..=1).
-    #[arg(long, env = "PARSEC_SIM_UNREACHABLE", default_value_t = DEFAULT_UNREACHABLE)]
-    unreachable: f64,
+    /// Share of nodes that are in routing tables but never answer (0..=1; default: the
+    /// profile's, 0.2).
+    #[arg(long, env = "PARSEC_SIM_UNREACHABLE")]
+    unreachable: Option<f64>,
     /// How long a quick failure (refused, reset) takes, e.g. 100ms..1s.
     #[arg(long, env = "PARSEC_SIM_FAILURE_DELAY", default_value = "100ms..1s", value_parser = parse_range)]
     failure_delay: (Duration, Duration),
-    /// Share of failures that are silent and wait for the timeout instead (0..=1).
-    #[arg(long, env = "PARSEC_SIM_TIMEOUT_SHARE", default_value_t = 0.105)]
-    timeout_share: f64,
+    /// Share of failures that are silent and wait for the timeout instead (0..=1; default: the
+    /// profile's, 0.105 for ipfs-2023).
+    #[arg(long, env = "PARSEC_SIM_TIMEOUT_SHARE")]
+    timeout_share: Option<f64>,
     /// How long a silent failure takes, e.g. 2s..34s.
     #[arg(long, env = "PARSEC_SIM_TIMEOUT", default_value = "2s..34s", value_parser = parse_range)]
     timeout: (Duration, Duration),
@@ -148,7 +154,7 @@ impl SimulateArgs {
         if self.nodes < 2 {
             anyhow::bail!("--nodes must be at least 2");
         }
-        let mut latency = LatencyModel::ipfs();
+        let mut latency = self.profile.latency();
         if let Some((min, max)) = self.delay_range {
             latency.delay = DelayModel::Range { min, max };
         } else if let DelayModel::Regions { jitter, .. } = &mut latency.delay {
@@ -157,7 +163,10 @@ impl SimulateArgs {
         latency.connect_round_trips = self.connect_rtts.max(0.0);
         latency.error_rate = share("error-rate", self.error_rate)?;
         latency.failure_delay = self.failure_delay;
-        latency.timeout_share = share("timeout-share", self.timeout_share)?;
+        latency.timeout_share = share(
+            "timeout-share",
+            self.timeout_share.unwrap_or(latency.timeout_share),
+        )?;
         latency.timeout = self.timeout;
         let fleets = if self.fleets.is_empty() {
             vec![SimFleet {
@@ -186,7 +195,10 @@ impl SimulateArgs {
                     beta: self.beta,
                 },
                 latency,
-                unreachable: share("unreachable", self.unreachable)?,
+                unreachable: share(
+                    "unreachable",
+                    self.unreachable.unwrap_or(self.profile.unreachable()),
+                )?,
                 seed: self.seed,
             },
             servers: self.servers,
