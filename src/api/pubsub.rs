@@ -8,6 +8,7 @@ use crate::telemetry::traces::continue_trace;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use parsec_actors::pubsub::{
+    clock::WallClock,
     node::{
         AwaitMessage, PublishMessage, PubsubRecipients, SubscribeTopic, UnsubscribeTopic, ViewTopic,
         MAX_DELIVERY_WAIT,
@@ -256,9 +257,10 @@ pub(crate) async fn topic(
     }))
 }
 
-/// `GET /pubsub/clock`: open like readiness (it tells nothing but the time).
+/// `GET /pubsub/clock`: open like readiness (it tells nothing but the time). The time is on the
+/// timeline of the server's delivery and publish timestamps (the process's one `WallClock`), so
+/// the offset a scheduler estimates from it corrects exactly those.
 pub(crate) async fn clock() -> HttpResponse {
-    HttpResponse::Ok().json(ClockResponse {
-        now_ns: nanos(Utc::now()),
-    })
+    let now = WallClock::process().at(tokio::time::Instant::now());
+    HttpResponse::Ok().json(ClockResponse { now_ns: nanos(now) })
 }

@@ -245,7 +245,7 @@ mod tests {
             })
             .await
             .unwrap();
-        // Every embedded migration once: parsec's tables, record_peers, pubsub.
-        assert_eq!(applied, 3);
+        // Every embedded migration once: parsec's tables, record_peers, pubsub, connections.
+        assert_eq!(applied, 4);
     }
 }

@@ -23,6 +23,17 @@ impl WallClock {
         }
     }
 
+    /// This process's one reading, taken when first asked for. Every instant of the process maps
+    /// to wall time through it, so two instants of one process compare exactly (their difference
+    /// is the monotonic one: a publisher and a receiver in one process share a clock with no
+    /// uncertainty), and a server's `/pubsub/clock` answer is on the timeline of the timestamps
+    /// it reports. (Two separate readings differ by whatever passed between their two clock
+    /// reads, a preemption included.)
+    pub fn process() -> Self {
+        static CLOCK: std::sync::OnceLock<WallClock> = std::sync::OnceLock::new();
+        *CLOCK.get_or_init(WallClock::now)
+    }
+
     /// The wall time of monotonic `instant` (before or after the reading).
     pub fn at(&self, instant: tokio::time::Instant) -> DateTime<Utc> {
         let delta = |d| chrono::Duration::from_std(d).unwrap_or_default();

@@ -160,7 +160,7 @@ impl Handler<PublishMessage> for NodeActor {
                 let published = dht.publish(&msg.topic, payload).await?;
                 tracing::info!(id = %msg.id, topic = %msg.topic, topic_peers = published.topic_peers, "published");
                 Ok(PublishReceipt {
-                    sent_at: super::clock::WallClock::now().at(published.sent_at),
+                    sent_at: super::clock::WallClock::process().at(published.sent_at),
                     topic_peers: count(published.topic_peers),
                     mesh_peers: count(published.mesh_peers),
                     trace_id: None,
@@ -188,7 +188,7 @@ impl Handler<AwaitMessage> for NodeActor {
             msg.span
                 .in_scope(|| tracing::info!(from = %delivery.from, copies, "first copy"));
             Ok(Some(DeliveryReceipt {
-                received_at: super::clock::WallClock::now().at(delivery.received_at),
+                received_at: super::clock::WallClock::process().at(delivery.received_at),
                 copies,
                 from: delivery.from,
             }))
