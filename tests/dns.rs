@@ -21,43 +21,50 @@ struct DnsServer {
 }
 
 impl DnsServer {
+    /// dnsmasq takes no port 0 (it means "no DNS"), so a port is picked free; when something took
+    /// it before dnsmasq bound it, dnsmasq exits, and it starts again on another (5 tries).
     fn start(txt_records: &[(&str, String)]) -> Self {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(parsec::testing::process::installed("dnsmasq", "dnsmasq-base"));
-        command.args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--user=root",
-            &format!(
-                "--pid-file={}",
-                std::env::temp_dir()
-                    .join(format!("parsec-dnsmasq-{port}.pid"))
-                    .display()
-            ),
-            &format!("--port={port}"),
-        ]);
-        for (name, value) in txt_records {
-            command.arg(format!("--txt-record={name},{value}"));
+        for _ in 0..5 {
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut command = Command::new(parsec::testing::process::installed("dnsmasq", "dnsmasq-base"));
+            command.args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                &format!(
+                    "--pid-file={}",
+                    std::env::temp_dir()
+                        .join(format!("parsec-dnsmasq-{port}.pid"))
+                        .display()
+                ),
+                &format!("--port={port}"),
+            ]);
+            for (name, value) in txt_records {
+                command.arg(format!("--txt-record={name},{value}"));
+            }
+            let mut child = command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            // Ready once it answers on its port (it binds before serving); gone if it could not bind.
+            let settled = parsec::testing::process::wait_until(Duration::from_secs(10), || {
+                Self::answers(address) || child.try_wait().unwrap().is_some()
+            });
+            assert!(settled, "dnsmasq neither answered nor exited");
+            if child.try_wait().unwrap().is_none() {
+                return Self { child, address };
+            }
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        // Ready once it answers on its port (it binds before serving).
-        assert!(
-            parsec::testing::process::wait_until(Duration::from_secs(10), || Self::answers(address)),
-            "dnsmasq did not start"
-        );
-        Self { child, address }
+        panic!("dnsmasq could not bind a free port in 5 tries");
     }
 
     /// Whether something answers a DNS query at `address` (a query for the root's NS records).

@@ -20,6 +20,23 @@ struct Prometheus {
     _dir: tempfile::TempDir,
 }
 
+/// The address Prometheus logs once it listens (`msg="Listening on" address=127.0.0.1:40851`),
+/// read from its log within 60 s; the rest of the log is drained so it never blocks on a full pipe.
+fn listening_address(log: std::process::ChildStderr) -> Option<String> {
+    use std::io::BufRead;
+    let (found_tx, found) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+            if line.contains("msg=\"Listening on\"") {
+                if let Some(address) = line.split("address=").nth(1) {
+                    let _ = found_tx.send(address.trim().to_owned());
+                }
+            }
+        }
+    });
+    found.recv_timeout(Duration::from_secs(60)).ok()
+}
+
 impl Prometheus {
     fn start(targets: &[String]) -> Self {
         let binary = parsec::testing::process::installed("prometheus", "prometheus");
@@ -30,12 +47,9 @@ impl Prometheus {
             targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary)
+        // Port 0, and the port it bound read from its log: no port is picked, released and
+        // then bound by someone else first.
+        let mut child = Command::new(binary)
             .arg(format!(
                 "--config.file={}",
                 dir.path().join("prometheus.yml").display()
@@ -44,14 +58,16 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let address = listening_address(child.stderr.take().unwrap())
+            .unwrap_or_else(|| panic!("prometheus never said where it listens"));
         Self {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{address}"),
             _dir: dir,
         }
     }
