@@ -65,24 +65,7 @@ impl DhtClient {
     }
 }
 
-impl std::fmt::Display for DhtClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for DhtClient {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|client| client.name() == s)
-            .ok_or_else(|| {
-                format!("unknown DHT strategy {s:?}: expected default, classic, optprov or fullrt")
-            })
-    }
-}
+parsec_kad::impl_named!(DhtClient, "DHT strategy");
 
 /// Configuration of one DHT peer.
 #[derive(Clone, Debug)]

@@ -134,22 +134,7 @@ impl Connections {
     }
 }
 
-impl fmt::Display for Connections {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Connections {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown connections {s:?}: expected warm or cold"))
-    }
-}
+parsec_kad::impl_named!(Connections, "connections");
 
 /// The operation a measurement belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

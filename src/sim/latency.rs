@@ -206,22 +206,7 @@ impl Profile {
 /// of 2023's, which 20 % dead entries in every table do not allow).
 pub const UNREACHABLE_2025: f64 = 0.08;
 
-impl std::fmt::Display for Profile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Profile {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown profile {s:?}: expected ipfs-2023 or ipfs-2025"))
-    }
-}
+parsec_kad::impl_named!(Profile, "profile");
 
 impl LatencyModel {
     /// The 2025 profile's model (docs/simulator.md): seven regions, fitted failure costs.

@@ -6,6 +6,7 @@
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
 //! - [`estimator`]: the network size estimate of optimistic provide.
 //! - [`strategy`]: classic, optimistic and full-routing-table provides.
+//! - [`named`]: `Display`/`FromStr` for enums named by short words (strategies, clients, …).
 //!
 //! Two drivers share it: the simulator (`parsec::sim`, virtual time, up to millions of nodes) and
 //! the libp2p peers of `parsec-actors` (real time, over `/ipfs/kad/1.0.0`).
@@ -13,6 +14,7 @@
 pub mod estimator;
 pub mod key;
 pub mod lookup;
+pub mod named;
 pub mod strategy;
 pub mod table;
 

@@ -53,22 +53,7 @@ impl Strategy {
     }
 }
 
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|strategy| strategy.name() == s)
-            .ok_or_else(|| format!("unknown strategy {s:?}: expected classic, optprov or fullrt"))
-    }
-}
+crate::impl_named!(Strategy, "strategy");
 
 /// Certainty that a peer under the individual threshold is among the `k` closest (go: 0.9).
 pub const INDIVIDUAL_CERTAINTY: f64 = 0.9;
