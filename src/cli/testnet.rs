@@ -434,8 +434,8 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             testnet::run(config.clone(), handle, shutdown).await
         });
         runtime.shutdown_timeout(Duration::from_secs(2));
-        let result = result.map(|report| (report.failures(), report));
-        let (failures, report) = result?;
+        let report = result?;
+        let failures = report.failures();
         let TestnetReport {
             run: report,
             fleet_of,

@@ -874,8 +874,6 @@ enum Outcome {
     Nothing,
 }
 
-/// How many peers a finished provide sent its record to, from kad's merged query statistics.
-///
 /// Whether a kad query step was answered before any request went out: kad's `get_providers`
 /// reports the records of the local store that way, with empty statistics.
 fn is_from_local_store(stats: &QueryStats) -> bool {

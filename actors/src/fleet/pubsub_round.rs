@@ -278,46 +278,46 @@ pub(super) async fn run(
             summary.expected += 1;
             let (arrival, span) = &arrived[column];
             let (duration, error, delivery) = match arrival {
-                Some(delivery) => match delivery_latency(
-                    receipt.sent_at,
-                    publishing.clock,
-                    delivery.received_at,
-                    receiver.clock,
-                ) {
-                    Err(clock_error) => {
-                        summary.clock_errors += 1;
-                        span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
-                        let details = PubsubDetails {
-                            copies: delivery.copies,
-                            first_from: Some(delivery.from.to_string()),
-                            clock_offset: Some(receiver.clock.offset),
-                            clock_uncertainty: Some(clock_error.bound),
-                            ..details(&config.topic)
-                        };
-                        (Duration::ZERO, Some(clock_error.to_string()), details)
+                Some(delivery) => {
+                    let measured = delivery_latency(
+                        receipt.sent_at,
+                        publishing.clock,
+                        delivery.received_at,
+                        receiver.clock,
+                    );
+                    let bound = match &measured {
+                        Ok((_, bound)) => *bound,
+                        Err(clock_error) => clock_error.bound,
+                    };
+                    let details = PubsubDetails {
+                        copies: delivery.copies,
+                        first_from: Some(delivery.from.to_string()),
+                        clock_offset: Some(receiver.clock.offset),
+                        clock_uncertainty: Some(bound),
+                        ..details(&config.topic)
+                    };
+                    match measured {
+                        Err(clock_error) => {
+                            summary.clock_errors += 1;
+                            span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
+                            (Duration::ZERO, Some(clock_error.to_string()), details)
+                        }
+                        Ok((latency, bound)) => {
+                            span.in_scope(|| {
+                                tracing::info!(
+                                    latency_s = latency.as_secs_f64(),
+                                    clock_uncertainty_s = bound,
+                                    "delivered"
+                                );
+                            });
+                            latest = latest.max(latency);
+                            summary.delivered += 1;
+                            summary.latencies.push(latency);
+                            summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
+                            (latency, None, details)
+                        }
                     }
-                    Ok((latency, bound)) => {
-                        span.in_scope(|| {
-                            tracing::info!(
-                                latency_s = latency.as_secs_f64(),
-                                clock_uncertainty_s = bound,
-                                "delivered"
-                            );
-                        });
-                        latest = latest.max(latency);
-                        summary.delivered += 1;
-                        summary.latencies.push(latency);
-                        summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
-                        let details = PubsubDetails {
-                            copies: delivery.copies,
-                            first_from: Some(delivery.from.to_string()),
-                            clock_offset: Some(receiver.clock.offset),
-                            clock_uncertainty: Some(bound),
-                            ..details(&config.topic)
-                        };
-                        (latency, None, details)
-                    }
-                },
+                }
                 None => {
                     missing += 1;
                     span.in_scope(|| tracing::info!("not delivered by the deadline"));
