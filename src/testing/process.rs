@@ -2,6 +2,7 @@
 //! output is kept for assertions.
 
 use std::{
+    collections::VecDeque,
     io::{BufRead, BufReader, Read},
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
@@ -40,7 +41,12 @@ pub struct ServerProcess {
     pub tcp_multiaddr: String,
     /// `host:port` of its Prometheus endpoint.
     pub metrics: String,
+    /// The last [`SERVER_LOG_LINES`] lines it logged, for a failing test to show.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// How many of a server's last log lines are kept.
+const SERVER_LOG_LINES: usize = 2000;
 
 impl ServerProcess {
     /// A DHT-server-mode server on loopback with OS-chosen ports, plus `extra` flags.
@@ -75,7 +81,9 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (lines_tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(SERVER_LOG_LINES)));
+        let kept = log.clone();
+        let (lines_tx, lines) = mpsc::channel::<String>();
         let stderr = BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
@@ -90,6 +98,7 @@ impl ServerProcess {
             let line = lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("server logged its addresses");
+            keep_line(&kept, line.clone());
             if let Some(address) = line.split("address=").nth(1) {
                 if line.contains("HTTP API listening") {
                     http = Some(format!("http://{address}"));
@@ -101,13 +110,24 @@ impl ServerProcess {
             }
         }
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || while lines.recv().is_ok() {});
+        std::thread::spawn(move || {
+            while let Ok(line) = lines.recv() {
+                keep_line(&kept, line);
+            }
+        });
         ServerProcess {
             child,
             http: http.unwrap(),
             tcp_multiaddr: tcp_multiaddr.unwrap(),
             metrics: metrics.unwrap(),
+            log,
         }
+    }
+
+    /// Its last log lines.
+    pub fn log(&self) -> String {
+        let lines = self.log.lock().unwrap();
+        lines.iter().map(|l| format!("{l}\n")).collect()
     }
 
     /// Whether `parsec health` says the server is ready.
@@ -179,6 +199,14 @@ pub fn start_joining(
         servers.push(ServerProcess::start_with_env(&args, env));
     }
     servers
+}
+
+fn keep_line(log: &Mutex<VecDeque<String>>, line: String) {
+    let mut lines = log.lock().unwrap();
+    if lines.len() == SERVER_LOG_LINES {
+        lines.pop_front();
+    }
+    lines.push_back(line);
 }
 
 /// A `parsec scheduler` whose stdout and stderr are collected.
