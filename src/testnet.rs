@@ -11,10 +11,12 @@
 mod capacity;
 pub mod load;
 pub mod pubsub;
+pub mod wan;
 
 use std::{
     collections::HashMap,
     net::TcpListener,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -22,9 +24,11 @@ use actix::prelude::*;
 use anyhow::{bail, Context as _};
 use parsec_actors::{
     local_network::{self, LocalPeer, StartMode, TransportKind},
-    CheckReadiness, DhtClient, DhtConfig, DhtHandle, DhtMode, FleetMember, Membership, NodeId,
-    NodeRecipients, RoundConfig,
+    CheckReadiness, DhtClient, DhtConfig, DhtHandle, DhtMode, FleetMember, LinkConditions, Membership,
+    NodeId, NodeRecipients, RoundConfig,
 };
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tokio::runtime::Handle;
 
 use crate::{
@@ -37,6 +41,7 @@ use crate::{
     job::{self, Fleet, Job, RunOptions, RunReport, SetUp, Shutdown},
     progress::bar,
     server::{Server, ServerHandle, ServerOptions},
+    sim::Profile,
 };
 
 /// How long servers may take to become ready before the run is abandoned.
@@ -73,6 +78,9 @@ pub struct TestnetConfig {
     pub database: Option<DatabaseTarget>,
     /// How often servers refresh their heartbeat.
     pub heartbeat_interval: Duration,
+    /// The public network's conditions to apply to every connection (the simulator's profile:
+    /// regions, delays, peers that never answer); `None`: `dht.latency` alone.
+    pub profile: Option<Profile>,
 }
 
 /// A fleet of testnet servers.
@@ -222,8 +230,14 @@ impl TestnetJob<'_> {
     /// them, and joins the servers' peers; returns those with their fleets.
     async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<(DhtHandle, String)>> {
         let config = self.config;
+        let conditions = config
+            .profile
+            .map(|p| Arc::new(wan::PublicNetworkConditions::new(p)));
         let mut peer_template = config.dht.clone();
         peer_template.set_mode(DhtMode::Server);
+        if let Some(conditions) = &conditions {
+            peer_template.set_link_conditions(Some(conditions.clone() as Arc<dyn LinkConditions>));
+        }
         let peer_config = local_network::local_peer_config(&peer_template, config.transport);
         let mut server_config = peer_config.clone();
         server_config.set_mode(if config.server_mode {
@@ -254,6 +268,9 @@ impl TestnetJob<'_> {
             server_peers.extend(peers);
         }
         starting.finish();
+        if let Some(conditions) = &conditions {
+            self.apply_profile(conditions, &server_peers);
+        }
 
         let wiring = bar(progress, 1, "wiring network");
         let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &self.peers)
@@ -267,6 +284,39 @@ impl TestnetJob<'_> {
             .context("servers joining the network")?;
         wiring.finish();
         Ok(server_peers.into_iter().zip(fleets).collect())
+    }
+
+    /// Places every peer in a region of the profile (each fleet's servers spread over the regions
+    /// in turn from the first, so fleets compared side by side sit in the same regions) and makes
+    /// a share of the background peers unreachable, before the routing tables are wired: they sit
+    /// in tables as dead entries do on the public network. Bootstrap peers stay reachable.
+    fn apply_profile(&self, conditions: &wan::PublicNetworkConditions, servers: &[DhtHandle]) {
+        let config = self.config;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.round.seed.unwrap_or(0));
+        for peer in &self.peers {
+            conditions.place_at_random(peer.peer_id(), &mut rng);
+        }
+        let regions = conditions.regions().len();
+        for (index, server) in servers.iter().enumerate() {
+            let region = (index % config.servers.max(1)) % regions;
+            conditions.place(server.peer_id(), region as u8);
+        }
+        let reachable_seeds = match config.start {
+            StartMode::Converged => 0,
+            StartMode::Bootstrap { bootstrappers } => bootstrappers,
+            StartMode::Star => 1,
+        };
+        for peer in self.peers.iter().skip(reachable_seeds) {
+            if rng.gen_bool(conditions.unreachable_share()) {
+                conditions.make_unreachable(peer.peer_id());
+            }
+        }
+        tracing::info!(
+            profile = %conditions.profile(),
+            unreachable = conditions.unreachable_count(),
+            peers = self.peers.len(),
+            "public network conditions applied"
+        );
     }
 
     /// Starts a [`Server`] on each of `peers` (kept on `self` as it starts).

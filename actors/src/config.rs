@@ -1,8 +1,10 @@
 //! Configuration of one DHT peer. Defaults follow parsec and go-libp2p-kad-dht.
 
-use std::{num::NonZeroUsize, time::Duration};
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use libp2p::{identity::Keypair, Multiaddr};
+
+use crate::LinkConditions;
 
 /// The Kademlia protocol of the IPFS Amino DHT.
 pub const IPFS_KAD_PROTOCOL: &str = "/ipfs/kad/1.0.0";
@@ -100,6 +102,9 @@ pub struct DhtConfig {
     pub confirm_external_addrs: bool,
     /// Emulated round-trip time added to every connection (`None`: none).
     pub latency: Option<Duration>,
+    /// Per-peer link conditions (region delays, peers that never answer), applied to every
+    /// connection once the remote's identity is known (`None`: none). Testnets only.
+    pub link_conditions: Option<Arc<dyn LinkConditions>>,
     /// Close connections idle for this long.
     pub idle_connection_timeout: Duration,
     /// Run a bootstrap lookup this often (`None`: only on request). Testnets that fill routing
@@ -200,6 +205,7 @@ impl Default for DhtConfig {
             external_addrs: Vec::new(),
             confirm_external_addrs: false,
             latency: None,
+            link_conditions: None,
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             periodic_bootstrap: Some(Duration::from_secs(5 * 60)),
             resolve_dns: false,
@@ -293,7 +299,13 @@ impl DhtConfig {
         self
     }
 
-    /// Sets the emulated round-trip time.
+    /// Sets [`link_conditions`](Self::link_conditions).
+    pub fn set_link_conditions(&mut self, conditions: Option<Arc<dyn LinkConditions>>) -> &mut Self {
+        self.link_conditions = conditions;
+        self
+    }
+
+    /// Sets [`latency`](Self::latency).
     pub fn set_latency(&mut self, latency: Option<Duration>) -> &mut Self {
         self.latency = latency;
         self

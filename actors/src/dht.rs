@@ -9,6 +9,8 @@
 mod behaviour;
 mod engine;
 mod gossip;
+mod link_conditions;
+pub use link_conditions::LinkConditions;
 pub mod load;
 mod pending;
 pub mod presets;

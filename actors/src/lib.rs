@@ -46,7 +46,7 @@ pub mod sink;
 pub mod testing;
 
 pub use config::{DhtClient, DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL};
-pub use dht::{DhtHandle, DhtOutcome, QueryCounts};
+pub use dht::{DhtHandle, DhtOutcome, LinkConditions, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
     Discovery, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector, PubsubRoundConfig,

@@ -16,6 +16,7 @@ use crate::{
     cli::global::DatabaseArgs,
     job::Shutdown,
     report,
+    sim::Profile,
     testnet::{
         self, load,
         pubsub::{self, PubsubTestnetConfig},
@@ -118,6 +119,12 @@ pub struct TestnetArgs {
     /// Emulated round-trip time on every connection (e.g. 100ms); none by default.
     #[arg(long, env = "PARSEC_TESTNET_LATENCY", value_parser = super::parse_duration)]
     latency: Option<Duration>,
+    /// Apply the simulator's model of the public network to every connection: `ipfs-2023` or
+    /// `ipfs-2025` (`parsec simulate --profile`): peers in regions with their round-trip times, and
+    /// the profile's share of peers in routing tables that never answer (dials that fail quickly
+    /// or time out). See docs/method.md, "The testnet under public-network conditions".
+    #[arg(long, env = "PARSEC_TESTNET_PROFILE", conflicts_with = "latency")]
+    profile: Option<Profile>,
     /// Lookup concurrency (alpha).
     #[arg(long, env = "PARSEC_TESTNET_ALPHA", default_value_t = NonZeroUsize::new(DEFAULT_ALPHA).expect("non-zero"))]
     alpha: NonZeroUsize,
@@ -260,6 +267,7 @@ impl TestnetArgs {
             progress: !self.no_progress,
             database: Some(database.target()?),
             heartbeat_interval: self.heartbeat_interval,
+            profile: self.profile,
         })
     }
 

@@ -20,10 +20,39 @@ use super::{
     load::{MeteredMuxer, PeerLoad},
     wan_delay::{DelayedMuxer, DelayedStream, QUIC_HANDSHAKE_RTTS},
 };
-use crate::{DhtConfig, DhtError};
+use crate::{DhtConfig, DhtError, LinkConditions};
 
 /// Upper bound on a connection's security and muxer negotiation.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Round trips a TCP (or memory) connection set-up costs: the TCP handshake, then noise's, with
+/// the multistream-select negotiations folded in (`V1Lazy`).
+const STREAM_HANDSHAKE_RTTS: u32 = 2;
+
+/// A connection to `remote` under the testnet's [`LinkConditions`]: it pays the pair's set-up
+/// round trips and then its delay on every substream, or fails as a dial to a peer that never
+/// answers does. The handshake itself ran undelayed: the remote's identity is known only after it.
+async fn apply_link_conditions(
+    conditions: Option<Arc<dyn LinkConditions>>,
+    local: PeerId,
+    remote: PeerId,
+    handshake_rtts: u32,
+    muxer: StreamMuxerBox,
+) -> Result<(PeerId, StreamMuxerBox), std::io::Error> {
+    let Some(conditions) = conditions else {
+        return Ok((remote, muxer));
+    };
+    if let Some(after) = conditions.failure(&local, &remote) {
+        tokio::time::sleep(after).await;
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{remote} does not answer (emulated link conditions)"),
+        ));
+    }
+    let rtt = conditions.round_trip(&local, &remote);
+    tokio::time::sleep(rtt * handshake_rtts).await;
+    Ok((remote, StreamMuxerBox::new(DelayedMuxer::new(muxer, rtt / 2))))
+}
 
 /// Builds the transport of `config` (its emulated latency and DNS settings), counting bytes into
 /// `load`.
@@ -54,9 +83,22 @@ pub(crate) fn build(
 
     // Bytes are counted on the protocols' streams, so TCP and QUIC count alike (payload, without
     // encryption and muxer framing).
-    let combined = OrTransport::new(quic, streams).map(move |either, _| match either {
-        Either::Left((peer, muxer)) => (peer, StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone()))),
-        Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone()))),
+    let metered = OrTransport::new(quic, streams).map(move |either, _| match either {
+        Either::Left((peer, muxer)) => (
+            peer,
+            QUIC_HANDSHAKE_RTTS,
+            StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone())),
+        ),
+        Either::Right((peer, muxer)) => (
+            peer,
+            STREAM_HANDSHAKE_RTTS,
+            StreamMuxerBox::new(MeteredMuxer::new(muxer, load.clone())),
+        ),
+    });
+    let local = keypair.public().to_peer_id();
+    let conditions = config.link_conditions.clone();
+    let combined = metered.and_then(move |(peer, handshake_rtts, muxer), _| {
+        apply_link_conditions(conditions.clone(), local, peer, handshake_rtts, muxer)
     });
 
     match (config.resolve_dns, config.dns_server) {
