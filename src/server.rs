@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub resources: Resources,
     /// How often `last_heartbeat` is refreshed (the first beat waits for readiness).
     pub heartbeat_interval: Duration,
+    /// The region registered in `nodes_ecs` (`None`: `AWS_REGION`, as parsec's servers do; a
+    /// testnet under `--profile` names the region its peer was placed in).
+    pub region: Option<String>,
 }
 
 /// Assembles servers; see the module docs.
@@ -75,13 +78,16 @@ impl Server {
             .local_addr()
             .context("reading the API's address")?;
         let node = NodeActor::new(peer.clone()).start();
-        let registration = host::registration(
+        let mut registration = host::registration(
             options.resources,
             peer.peer_id().to_string(),
             options.fleet,
             api_address.port(),
             host::peer_port(peer.listen_addrs()),
         );
+        if let Some(region) = options.region {
+            registration.region = region;
+        }
         let (heartbeat, node_id) = HeartbeatActor::register(
             options.registry,
             registration,
@@ -241,6 +247,7 @@ impl Standalone {
                 registry,
                 resources,
                 heartbeat_interval: self.heartbeat_interval,
+                region: None,
             },
         )
         .await?;

@@ -107,6 +107,8 @@ impl TestnetFleet {
 pub struct TestnetReport {
     pub run: RunReport,
     pub fleet_of: HashMap<NodeId, String>,
+    /// The region of each server under `--profile` (empty without one).
+    pub region_of: HashMap<NodeId, String>,
     /// What the first background peer carried against the others, read before the tear-down.
     pub bootstrap_load: Option<load::BootstrapLoad>,
 }
@@ -186,6 +188,8 @@ struct TestnetJob<'a> {
     servers: Vec<ServerHandle>,
     /// Each server's node id and fleet, in the order of `servers` (kept after the tear-down).
     server_fleets: Vec<(NodeId, String)>,
+    /// Each server's node id and region, under `--profile`.
+    server_regions: Vec<(NodeId, String)>,
     /// The background peers' load, read at the tear-down.
     bootstrap_load: Option<load::BootstrapLoad>,
 }
@@ -214,21 +218,32 @@ pub async fn run(
         peers: Vec::new(),
         servers: Vec::new(),
         server_fleets: Vec::new(),
+        server_regions: Vec::new(),
         bootstrap_load: None,
     };
     let run = job::run(&mut testnet, options, shutdown).await?;
     let fleet_of = testnet.server_fleets.into_iter().collect();
+    let region_of = testnet.server_regions.into_iter().collect();
     Ok(TestnetReport {
         run,
         fleet_of,
+        region_of,
         bootstrap_load: testnet.bootstrap_load,
     })
 }
 
+/// A server's peer, before its [`Server`] starts: its fleet and, under `--profile`, its region.
+#[derive(Debug)]
+struct ServerPeer {
+    peer: DhtHandle,
+    fleet: String,
+    region: Option<String>,
+}
+
 impl TestnetJob<'_> {
     /// Starts the background peers (kept on `self`) and the servers' peers of every fleet, wires
-    /// them, and joins the servers' peers; returns those with their fleets.
-    async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<(DhtHandle, String)>> {
+    /// them, and joins the servers' peers; returns those with their fleets and regions.
+    async fn start_network(&mut self, progress: bool) -> anyhow::Result<Vec<ServerPeer>> {
         let config = self.config;
         let conditions = config
             .profile
@@ -268,9 +283,11 @@ impl TestnetJob<'_> {
             server_peers.extend(peers);
         }
         starting.finish();
-        if let Some(conditions) = &conditions {
-            self.apply_profile(conditions, &server_peers);
-        }
+        let mut rng = ChaCha8Rng::seed_from_u64(config.round.seed.unwrap_or(0));
+        let regions = match &conditions {
+            Some(conditions) => self.place_in_regions(conditions, &server_peers, &mut rng),
+            None => vec![None; server_peers.len()],
+        };
 
         let wiring = bar(progress, 1, "wiring network");
         let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &self.peers)
@@ -282,26 +299,52 @@ impl TestnetJob<'_> {
         local_network::join(&server_peers, READY_TIMEOUT)
             .await
             .context("servers joining the network")?;
+        if let Some(conditions) = &conditions {
+            self.make_dead_peers(conditions, &mut rng).await?;
+        }
         wiring.finish();
-        Ok(server_peers.into_iter().zip(fleets).collect())
+        Ok(server_peers
+            .into_iter()
+            .zip(fleets)
+            .zip(regions)
+            .map(|((peer, fleet), region)| ServerPeer { peer, fleet, region })
+            .collect())
     }
 
-    /// Places every peer in a region of the profile (each fleet's servers spread over the regions
-    /// in turn from the first, so fleets compared side by side sit in the same regions) and makes
-    /// a share of the background peers unreachable, before the routing tables are wired: they sit
-    /// in tables as dead entries do on the public network. Bootstrap peers stay reachable.
-    fn apply_profile(&self, conditions: &wan::PublicNetworkConditions, servers: &[DhtHandle]) {
-        let config = self.config;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.round.seed.unwrap_or(0));
+    /// Places every peer in a region of the profile, each fleet's servers spread over the regions
+    /// in turn from the first, so fleets compared side by side sit in the same regions. Returns the
+    /// servers' region names, in order.
+    fn place_in_regions(
+        &self,
+        conditions: &wan::PublicNetworkConditions,
+        servers: &[DhtHandle],
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Option<String>> {
         for peer in &self.peers {
-            conditions.place_at_random(peer.peer_id(), &mut rng);
+            conditions.place_at_random(peer.peer_id(), rng);
         }
         let regions = conditions.regions().len();
-        for (index, server) in servers.iter().enumerate() {
-            let region = (index % config.servers.max(1)) % regions;
-            conditions.place(server.peer_id(), region as u8);
-        }
-        let reachable_seeds = match config.start {
+        servers
+            .iter()
+            .enumerate()
+            .map(|(index, server)| {
+                let region = (index % self.config.servers.max(1)) % regions;
+                conditions.place(server.peer_id(), region as u8);
+                Some(conditions.region_name(&server.peer_id()))
+            })
+            .collect()
+    }
+
+    /// Makes the profile's share of the background peers unreachable once the network is wired
+    /// and joined, and closes their connections: they stay in routing tables as dead entries do
+    /// on the public network (peers that left), and the set-up did not wait for them. Bootstrap
+    /// and hub peers stay reachable.
+    async fn make_dead_peers(
+        &self,
+        conditions: &wan::PublicNetworkConditions,
+        rng: &mut ChaCha8Rng,
+    ) -> anyhow::Result<()> {
+        let reachable_seeds = match self.config.start {
             StartMode::Converged => 0,
             StartMode::Bootstrap { bootstrappers } => bootstrappers,
             StartMode::Star => 1,
@@ -309,6 +352,9 @@ impl TestnetJob<'_> {
         for peer in self.peers.iter().skip(reachable_seeds) {
             if rng.gen_bool(conditions.unreachable_share()) {
                 conditions.make_unreachable(peer.peer_id());
+                peer.disconnect_all()
+                    .await
+                    .context("closing a dead peer's connections")?;
             }
         }
         tracing::info!(
@@ -317,16 +363,17 @@ impl TestnetJob<'_> {
             peers = self.peers.len(),
             "public network conditions applied"
         );
+        Ok(())
     }
 
     /// Starts a [`Server`] on each of `peers` (kept on `self` as it starts).
-    async fn start_servers(&mut self, peers: Vec<(DhtHandle, String)>, setup: &SetUp) -> anyhow::Result<()> {
+    async fn start_servers(&mut self, peers: Vec<ServerPeer>, setup: &SetUp) -> anyhow::Result<()> {
         let config = self.config;
         // Each server registers and heartbeats as a standalone parsec server does.
         let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
             .await
             .map_err(anyhow::Error::msg)?;
-        for (peer, fleet) in peers {
+        for ServerPeer { peer, fleet, region } in peers {
             let server = Server::start(
                 peer,
                 ServerOptions {
@@ -337,9 +384,13 @@ impl TestnetJob<'_> {
                     registry: setup.registry.clone(),
                     resources: resources.clone(),
                     heartbeat_interval: config.heartbeat_interval,
+                    region: region.clone(),
                 },
             )
             .await?;
+            if let Some(region) = region {
+                self.server_regions.push((server.node_id(), region));
+            }
             self.server_fleets.push((server.node_id(), fleet));
             self.servers.push(server);
         }
@@ -448,6 +499,7 @@ mod tests {
                 ..RunReport::default()
             },
             fleet_of: fleet_of.clone(),
+            region_of: HashMap::new(),
             bootstrap_load: None,
         };
         assert_eq!(

@@ -436,12 +436,78 @@ fn testnet_rejects_a_run_that_cannot_measure_or_cannot_fit_before_it_starts() {
             ),
             (vec!["--peers", "0"], "Add --server-mode"),
             (vec!["--peers", "100000000"], "Lower --peers"),
-            // Fits in memory (8.5 GiB), not in the open-files limit (about a million).
+            // Fits in memory (8.7 GiB), not in the open-files limit (about a million).
             (
                 vec!["--peers", "1000", "--transport", "tcp", "--start", "bootstrap"],
                 "open files",
             ),
         ],
+    );
+}
+
+/// `--profile` on the testnet: servers registered in the profile's first regions, the region
+/// table printed, every retrieval at least its server's shortest round trip in the profile, and
+/// `--latency` refused beside it.
+#[test]
+fn testnet_under_a_profile_places_servers_in_regions_and_pays_their_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("profile.sqlite");
+    let output = Command::new(PARSEC)
+        .args(["testnet", "--peers", "30", "--servers", "2", "--rounds", "2"])
+        .args([
+            "--transport",
+            "memory",
+            "--profile",
+            "ipfs-2025",
+            "--seed",
+            "3",
+            "--no-progress",
+        ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(stdout.contains("ipfs-2025 profile"), "{stdout}");
+    let region_rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("eu ") || l.starts_with("na-east "))
+        .collect();
+    assert_eq!(region_rows.len(), 2, "{stdout}");
+
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        region: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        duration: f64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT n.region AS region, r.duration AS duration FROM retrievals_ecs r \
+         JOIN nodes_ecs n ON n.id = r.node_id WHERE r.error IS NULL",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert_eq!(rows.len(), 2, "both rounds' retrievals found the record");
+    let profile = parsec::sim::Profile::Ipfs2025.latency().regions();
+    for row in &rows {
+        let index = profile
+            .index_of(&row.region)
+            .unwrap_or_else(|| panic!("region {:?}", row.region));
+        let shortest_ms = profile.rtt_ms[index].iter().copied().fold(f64::MAX, f64::min);
+        assert!(
+            row.duration >= shortest_ms / 1000.0,
+            "a retrieval from {} took {} s, under its shortest round trip ({shortest_ms} ms)",
+            row.region,
+            row.duration
+        );
+    }
+
+    assert_refused(
+        &["testnet", "--no-progress", "--profile", "ipfs-2025"],
+        &[(vec!["--latency", "100ms"], "cannot be used with")],
     );
 }
 

@@ -606,29 +606,38 @@ fn server_processes_of_every_strategy_measure_each_other() {
     let pg = cluster();
     let url = pg.url();
     let server_mode = ("PARSEC_SERVER_DHT_SERVER_MODE", "true");
-    let first = start_fleet(1, "default", &url, &[server_mode]);
+    // Kept for a failure to show how each lookup went.
+    let debug = ("RUST_LOG", "info,parsec_actors::dht=debug,libp2p_kad=debug");
+    let first = start_fleet(1, "default", &url, &[server_mode, debug]);
     let join = Some(first[0].tcp_multiaddr.as_str());
-    let _classic = start_joining(
+    let classic = start_joining(
         1,
         "classic",
         &url,
-        &[server_mode, ("PARSEC_SERVER_DHT_STRATEGY", "classic")],
+        &[server_mode, debug, ("PARSEC_SERVER_DHT_STRATEGY", "classic")],
         join,
     );
-    let _optprov = start_joining(
+    let optprov = start_joining(
         1,
         "optprov",
         &url,
-        &[server_mode, ("PARSEC_SERVER_DHT_OPTPROV", "true")],
+        &[server_mode, debug, ("PARSEC_SERVER_DHT_OPTPROV", "true")],
         join,
     );
     let fullrt = start_joining(
         1,
         "fullrt",
         &url,
-        &[server_mode, ("PARSEC_SERVER_DHT_FULLRT", "true")],
+        &[server_mode, debug, ("PARSEC_SERVER_DHT_FULLRT", "true")],
         join,
     );
+    let server_logs = || -> String {
+        [&first, &classic, &optprov, &fullrt]
+            .into_iter()
+            .flatten()
+            .map(|s| format!("--- server {} ---\n{}", s.http, s.log()))
+            .collect()
+    };
     wait_for_live_nodes(&url, 4);
 
     let mut scheduler = SchedulerProcess::start(
@@ -665,9 +674,10 @@ fn server_processes_of_every_strategy_measure_each_other() {
             assert_eq!(
                 retrieval.error,
                 None,
-                "{} found {}'s record: {retrieval:?}",
+                "{} found {}'s record: {retrieval:?}\n{}",
                 fleet_of(retrieval.node_id),
-                fleet_of(provide.node_id)
+                fleet_of(provide.node_id),
+                server_logs()
             );
         }
     }

@@ -127,3 +127,31 @@ fn an_isolated_engine_node_reports_errors_and_fullrt_stays_unready() {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// An engine provider holds its own record, as go-libp2p-kad-dht's and kad's providers do: a
+/// provide that reached nobody still leaves the record with its provider, and a lookup that
+/// reaches the provider finds it there. Without it, a small network's retrieval could miss a
+/// record whose stores had not landed yet, though it asked the provider.
+#[test]
+fn an_engine_provider_answers_lookups_with_its_own_record() {
+    let runtime = dht_runtime(2).unwrap();
+    runtime.block_on(async {
+        for client in &DhtClient::ALL[1..] {
+            let provider = DhtHandle::spawn(config(*client), runtime.handle()).await.unwrap();
+            let cid = ContentId::for_content(format!("kept by its {client} provider").as_bytes());
+            let provided = provider.provide(cid.clone()).await.unwrap();
+            assert_eq!(provided.record_peers, Some(0), "{client}: nobody to store at");
+
+            let seeker = DhtHandle::spawn(config(DhtClient::Libp2p), runtime.handle())
+                .await
+                .unwrap();
+            let contact = (provider.peer_id(), provider.listen_addrs()[0].clone());
+            seeker.add_peers(vec![contact]).await.unwrap();
+            let found = seeker.retrieve(cid).await.unwrap();
+            assert_eq!(found.error, None, "{client}: {found:?}");
+            assert_eq!(found.provider, Some(provider.peer_id()), "{client}");
+            assert!(found.counts.requests >= 1, "{client}: {found:?}");
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}

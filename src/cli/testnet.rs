@@ -447,6 +447,7 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
         let TestnetReport {
             run: report,
             fleet_of,
+            region_of,
             bootstrap_load,
         } = report;
 
@@ -458,12 +459,18 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             fleets.join(", "),
             self.transport,
             self.start,
-            self.latency
-                .map_or_else(|| "none".to_owned(), |l| format!("{l:?} RTT")),
+            match (self.profile, self.latency) {
+                (Some(profile), _) => format!("{profile} profile (regions, dead peers)"),
+                (None, Some(rtt)) => format!("{rtt:?} RTT"),
+                (None, None) => "none".to_owned(),
+            },
             report.rounds_run,
         );
         println!();
         let mut sections = Vec::new();
+        if !region_of.is_empty() {
+            sections.push(report::region_table(&report.rows, &region_of));
+        }
         if config.fleets.len() > 1 {
             sections.push(report::group_table("fleet", &report.rows, &fleet_of));
         }

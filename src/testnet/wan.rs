@@ -75,6 +75,11 @@ impl PublicNetworkConditions {
             .unwrap_or(0)
     }
 
+    /// The name of the region `peer` was placed in.
+    pub fn region_name(&self, peer: &PeerId) -> String {
+        self.regions.names[usize::from(self.region_of(peer))].clone()
+    }
+
     /// The profile's share of peers that never answer.
     pub fn unreachable_share(&self) -> f64 {
         self.profile.unreachable()

@@ -36,6 +36,7 @@ pub async fn start_server(peer: DhtHandle, token: Option<ApiToken>) -> ServerHan
                 ip_address: std::net::Ipv4Addr::LOCALHOST.into(),
             },
             heartbeat_interval: Duration::from_secs(60),
+            region: None,
         },
     )
     .await

@@ -295,6 +295,12 @@ impl Engine {
     ) -> OperationId {
         let id = self.allocate();
         let k = self.lookup.k;
+        // The provider holds its own record first, as go-libp2p-kad-dht's and kad's provides do:
+        // a lookup that reaches it is answered, whatever became of the stores.
+        let own_record = kad::ProviderRecord::new(key.clone(), self.local, own_addrs.clone());
+        if let Err(e) = kad::store::RecordStore::add_provider(net.kad.store_mut(), own_record) {
+            tracing::warn!(error = %e, "could not keep our own provider record");
+        }
         let mut operation = Operation::new(Kind::Provide, key, self.strategy, k);
         operation.own_addrs = own_addrs;
         match self.strategy {
