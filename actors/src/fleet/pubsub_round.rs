@@ -134,8 +134,8 @@ pub(super) async fn run(
     };
     let span = tracing::info_span!("pubsub round", %round, publisher = %participants[publisher].member.id);
     let _entered = span.enter();
-    if let Err(e) = await_mesh(participants[publisher].pubsub, &config.topic, config.mesh_wait).await {
-        summary.failures.push((participants[publisher].member.id, e));
+    if let Err((id, e)) = await_mesh(&participants, &config.topic, config.mesh_wait).await {
+        summary.failures.push((id, e));
         return;
     }
 
@@ -375,18 +375,38 @@ pub(super) async fn run(
 /// How often the publisher's view of the topic is read while its mesh forms.
 const MESH_POLL: Duration = Duration::from_millis(100);
 
+/// Mesh peers a participant needs before a round publishes, when it is connected to as many
+/// subscribers: gossipsub's lowest mesh size (`mesh_n_low`) in go's defaults.
+const FORMED_MESH: usize = 4;
+
 /// Waits up to `wait` until `publisher` has a mesh peer in `topic` (it publishes anyway after).
-async fn await_mesh(publisher: &PubsubRecipients, topic: &str, wait: Duration) -> Result<(), NodeError> {
+/// Waits, at most `wait`, until every participant has its mesh in `topic`: at least one peer, and
+/// [`FORMED_MESH`] or every subscribed peer it is connected to, whichever is fewer. Publishing
+/// earlier measures the mesh forming, not delivery: a receiver whose subscription its neighbours
+/// have not seen yet gets nothing, and gossip repeats only the last heartbeats' messages. After
+/// `wait` the round publishes with the meshes it has.
+async fn await_mesh(
+    participants: &[Participant<'_>],
+    topic: &str,
+    wait: Duration,
+) -> Result<(), (NodeId, NodeError)> {
     let give_up = Instant::now() + wait;
     loop {
-        let view = publisher
-            .topic
-            .send(ViewTopic {
-                topic: topic.to_owned(),
-            })
-            .await
-            .map_err(unavailable)??;
-        if view.mesh > 0 || Instant::now() >= give_up {
+        let mut formed = true;
+        for participant in participants {
+            let view = participant
+                .pubsub
+                .topic
+                .send(ViewTopic {
+                    topic: topic.to_owned(),
+                })
+                .await
+                .map_err(unavailable)
+                .and_then(|view| view)
+                .map_err(|e| (participant.member.id, e))?;
+            formed &= view.mesh > 0 && view.mesh >= view.subscribed.min(FORMED_MESH);
+        }
+        if formed || Instant::now() >= give_up {
             return Ok(());
         }
         tokio::time::sleep(MESH_POLL).await;
