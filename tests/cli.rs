@@ -107,22 +107,29 @@ fn simulate(database: &std::path::Path, seed: &str) -> (String, Vec<(String, f64
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);
+    (stdout, stored_retrievals(database, "fleet", false))
+}
+
+/// `(nodes_ecs.<column>, duration)` of the retrievals stored in the SQLite `database`, in order:
+/// every one, or only those that found a record.
+fn stored_retrievals(database: &std::path::Path, column: &str, found_only: bool) -> Vec<(String, f64)> {
     use diesel::{Connection, RunQueryDsl};
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Text)]
-        fleet: String,
+        key: String,
         #[diesel(sql_type = diesel::sql_types::Double)]
         duration: f64,
     }
     let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT n.fleet AS fleet, r.duration AS duration FROM retrievals_ecs r \
-         JOIN nodes_ecs n ON n.id = r.node_id ORDER BY r.id",
-    )
+    let filter = if found_only { "WHERE r.error IS NULL" } else { "" };
+    let rows: Vec<Row> = diesel::sql_query(format!(
+        "SELECT n.{column} AS key, r.duration AS duration FROM retrievals_ecs r \
+         JOIN nodes_ecs n ON n.id = r.node_id {filter} ORDER BY r.id"
+    ))
     .load(&mut conn)
     .unwrap();
-    (stdout, rows.into_iter().map(|r| (r.fleet, r.duration)).collect())
+    rows.into_iter().map(|r| (r.key, r.duration)).collect()
 }
 
 #[test]
@@ -366,28 +373,14 @@ fn server_mode_retrievers_that_hold_the_record_still_look_it_up_in_the_network()
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);
-    #[derive(diesel::QueryableByName, Debug)]
-    struct Found {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        fleet: String,
-        #[diesel(sql_type = diesel::sql_types::Double)]
-        duration: f64,
-    }
-    use diesel::{Connection, RunQueryDsl};
-    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
-    let found: Vec<Found> = diesel::sql_query(
-        "SELECT n.fleet AS fleet, r.duration AS duration FROM retrievals_ecs r \
-         JOIN nodes_ecs n ON n.id = r.node_id WHERE r.error IS NULL",
-    )
-    .load(&mut conn)
-    .unwrap();
+    let found = stored_retrievals(&database, "fleet", true);
     for fleet in ["default", "classic", "optprov", "fullrt"] {
         assert!(
-            found.iter().any(|f| f.fleet == fleet),
+            found.iter().any(|(f, _)| f == fleet),
             "{fleet} found nothing:\n{stdout}"
         );
     }
-    let too_fast: Vec<&Found> = found.iter().filter(|f| f.duration < 0.1).collect();
+    let too_fast: Vec<&(String, f64)> = found.iter().filter(|(_, duration)| *duration < 0.1).collect();
     assert!(
         too_fast.is_empty(),
         "retrievals faster than a round trip: {too_fast:?}\n{stdout}"
@@ -475,33 +468,17 @@ fn testnet_under_a_profile_places_servers_in_regions_and_pays_their_round_trips(
         .collect();
     assert_eq!(region_rows.len(), 2, "{stdout}");
 
-    use diesel::{Connection, RunQueryDsl};
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        region: String,
-        #[diesel(sql_type = diesel::sql_types::Double)]
-        duration: f64,
-    }
-    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT n.region AS region, r.duration AS duration FROM retrievals_ecs r \
-         JOIN nodes_ecs n ON n.id = r.node_id WHERE r.error IS NULL",
-    )
-    .load(&mut conn)
-    .unwrap();
+    let rows = stored_retrievals(&database, "region", true);
     assert_eq!(rows.len(), 2, "both rounds' retrievals found the record");
     let profile = parsec::sim::Profile::Ipfs2025.latency().regions();
-    for row in &rows {
+    for (region, duration) in &rows {
         let index = profile
-            .index_of(&row.region)
-            .unwrap_or_else(|| panic!("region {:?}", row.region));
+            .index_of(region)
+            .unwrap_or_else(|| panic!("region {region:?}"));
         let shortest_ms = profile.rtt_ms[index].iter().copied().fold(f64::MAX, f64::min);
         assert!(
-            row.duration >= shortest_ms / 1000.0,
-            "a retrieval from {} took {} s, under its shortest round trip ({shortest_ms} ms)",
-            row.region,
-            row.duration
+            *duration >= shortest_ms / 1000.0,
+            "a retrieval from {region} took {duration} s, under its shortest round trip ({shortest_ms} ms)"
         );
     }
 
