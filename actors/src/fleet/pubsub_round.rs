@@ -392,9 +392,9 @@ async fn await_mesh(
 ) -> Result<(), (NodeId, NodeError)> {
     let give_up = Instant::now() + wait;
     loop {
-        let mut formed = true;
-        for participant in participants {
-            let view = participant
+        // All asked at once: over HTTP a fleet's servers answer in one round trip, not in turn.
+        let views = join_all(participants.iter().map(|participant| async move {
+            participant
                 .pubsub
                 .topic
                 .send(ViewTopic {
@@ -403,7 +403,12 @@ async fn await_mesh(
                 .await
                 .map_err(unavailable)
                 .and_then(|view| view)
-                .map_err(|e| (participant.member.id, e))?;
+                .map_err(|e| (participant.member.id, e))
+        }))
+        .await;
+        let mut formed = true;
+        for view in views {
+            let view = view?;
             formed &= view.mesh > 0 && view.mesh >= view.subscribed.min(FORMED_MESH);
         }
         if formed || Instant::now() >= give_up {
