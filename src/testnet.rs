@@ -323,13 +323,12 @@ impl TestnetJob<'_> {
         for peer in &self.peers {
             conditions.place_at_random(peer.peer_id(), rng);
         }
-        let regions = conditions.regions().len();
         servers
             .iter()
             .enumerate()
             .map(|(index, server)| {
-                let region = (index % self.config.servers.max(1)) % regions;
-                conditions.place(server.peer_id(), region as u8);
+                let region = conditions.regions().of_server(index, self.config.servers);
+                conditions.place(server.peer_id(), region);
                 Some(conditions.region_name(&server.peer_id()))
             })
             .collect()

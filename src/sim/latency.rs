@@ -91,6 +91,13 @@ impl Regions {
         self.names.iter().position(|n| n == name)
     }
 
+    /// The region of a fleet's `index`-th server when each fleet has `per_fleet`: the regions in
+    /// turn from the first, so fleets compared side by side sit in the same regions (the
+    /// simulator's and the testnet's rule).
+    pub fn of_server(&self, index: usize, per_fleet: usize) -> u8 {
+        ((index % per_fleet.max(1)) % self.len().max(1)) as u8
+    }
+
     /// A region drawn by the shares.
     pub fn draw(&self, rng: &mut impl Rng) -> u8 {
         let total: f64 = self.shares.iter().sum();

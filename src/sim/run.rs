@@ -96,7 +96,7 @@ fn pick_servers(simulation: &mut Simulation, fleets: usize, per_fleet: usize) ->
     let mut servers = Vec::with_capacity(count);
     let mut next_of_region = vec![0 as NodeIndex; regions];
     for i in 0..count {
-        let wanted = ((i % per_fleet.max(1)) % regions) as u8;
+        let wanted = network.region_model().of_server(i, per_fleet);
         let start = next_of_region[usize::from(wanted)];
         let found = (start..network.len() as NodeIndex)
             .find(|&n| network.region(n) == wanted && !servers.contains(&n))
