@@ -256,6 +256,22 @@ impl Network {
         count: usize,
         found: &mut Vec<(Distance, NodeIndex)>,
     ) {
+        self.closest_unordered_where(node, target, count, |_| true, found);
+    }
+
+    /// The peers of [`Network::closest_unordered`] that `wanted` accepts (a lookup wants only
+    /// the peers it has not heard of yet). A distance is computed only where it decides: for a
+    /// wanted peer, and for each member of the one group that overflows `count` when a wanted
+    /// peer is among them. Half the answers of a lookup bring only peers it knows, and they
+    /// compute no distance at all.
+    pub fn closest_unordered_where(
+        &self,
+        node: NodeIndex,
+        target: &Key,
+        count: usize,
+        wanted: impl Fn(NodeIndex) -> bool,
+        found: &mut Vec<(Distance, NodeIndex)>,
+    ) {
         found.clear();
         if count == 0 {
             return;
@@ -263,30 +279,61 @@ impl Network {
         let buckets = u32::from(self.buckets[node as usize]);
         let shared = self.key(node).common_prefix_len(target);
         let start = self.table_start[node as usize];
-        let take = |first: u32, last: u32, found: &mut Vec<_>| {
+        let with_distance = |&p: &NodeIndex| (self.keys[p as usize].distance(target), p);
+        // Peers of the answer so far, wanted or not.
+        let mut answered = 0;
+        // Each group is closer to `target` than the next, so only the group that overflows
+        // `count` needs a selection, and only among its own members. True once the answer is
+        // full.
+        let mut take = |first: u32, last: u32, found: &mut Vec<(Distance, NodeIndex)>| {
             let slots = &self.slots[start + first as usize * self.k..start + last as usize * self.k];
-            found.extend(
-                slots
-                    .iter()
-                    .filter(|&&p| p != EMPTY)
-                    .map(|&p| (self.keys[p as usize].distance(target), p)),
-            );
-        };
-        if shared < buckets {
-            take(shared, shared + 1, found);
-            if found.len() < count {
-                take(shared + 1, buckets, found);
+            let members = || slots.iter().filter(|&&p| p != EMPTY);
+            let size = members().count();
+            if answered + size <= count {
+                found.extend(members().filter(|&&p| wanted(p)).map(with_distance));
+                answered += size;
+                return answered == count;
             }
+            if members().any(|&p| wanted(p)) {
+                let before = found.len();
+                found.extend(members().map(with_distance));
+                let need = count - answered;
+                found[before..].select_nth_unstable(need - 1);
+                found.truncate(before + need);
+                let mut kept = before;
+                for index in before..found.len() {
+                    if wanted(found[index].1) {
+                        found.swap(kept, index);
+                        kept += 1;
+                    }
+                }
+                found.truncate(kept);
+            }
+            answered = count;
+            true
+        };
+        let mut full = false;
+        if shared < buckets {
+            full = take(shared, shared + 1, found) || take(shared + 1, buckets, found);
         }
         let mut bucket = shared.min(buckets);
-        while found.len() < count && bucket > 0 {
+        while !full && bucket > 0 {
             bucket -= 1;
-            take(bucket, bucket + 1, found);
+            full = take(bucket, bucket + 1, found);
         }
-        if found.len() > count {
-            found.select_nth_unstable(count - 1);
-            found.truncate(count);
+    }
+
+    /// Starts loading the bucket `node` reads first to answer a query for `target`, for a
+    /// query sent now and answered later: the tables do not fit in a core's cache, and waiting
+    /// for that load was half of an answer's time.
+    pub fn prefetch_answer(&self, node: NodeIndex, target: &Key) {
+        let buckets = u32::from(self.buckets[node as usize]);
+        if buckets == 0 {
+            return;
         }
+        let bucket = self.key(node).common_prefix_len(target).min(buckets - 1);
+        let start = self.table_start[node as usize] + bucket as usize * self.k;
+        prefetch(&self.slots[start..start + self.k]);
     }
 
     /// The `count` peers of `node`'s routing table closest to `target` by scanning all of it (the
@@ -451,6 +498,19 @@ impl Network {
     }
 }
 
+/// Asks the processor to bring `data` into its cache, without waiting for it.
+fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks((64 / std::mem::size_of::<T>()).max(1)) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is a hint: it reads no data into the program and faults on no
+        // address; SSE, which it needs, is part of every x86-64 processor.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,7 +544,21 @@ mod tests {
             };
             for count in [1, 3, 20, 60] {
                 net.closest_in_table(node, &target, count, &mut out);
-                assert_eq!(out, net.closest_in_table_by_scan(node, &target, count));
+                let expected = net.closest_in_table_by_scan(node, &target, count);
+                assert_eq!(out, expected);
+                // The same peers, reduced to those wanted, whichever they are.
+                let modulus = rng.gen_range(2..5);
+                let wanted = |p: NodeIndex| p % modulus != 0;
+                let mut found = Vec::new();
+                net.closest_unordered_where(node, &target, count, wanted, &mut found);
+                let mut found: Vec<NodeIndex> = found.into_iter().map(|(_, p)| p).collect();
+                found.sort_unstable();
+                let mut expected: Vec<NodeIndex> = expected.into_iter().filter(|&p| wanted(p)).collect();
+                expected.sort_unstable();
+                assert_eq!(
+                    found, expected,
+                    "node {node}, count {count}, every {modulus}th unwanted"
+                );
             }
         }
         net.closest_in_table(0, &net.key(0), 5, &mut out);

@@ -55,6 +55,11 @@ impl Heard {
         }
     }
 
+    /// Whether `node` was heard of in this lookup.
+    fn knows(&self, node: NodeIndex) -> bool {
+        self.stamps[node as usize] == self.epoch
+    }
+
     /// Whether `node` is heard of for the first time in this lookup (and marks it heard).
     fn first_time(&mut self, node: NodeIndex) -> bool {
         let stamp = &mut self.stamps[node as usize];
@@ -392,8 +397,9 @@ impl Simulation {
         // A retriever that holds the record itself still looks it up: a lookup is a lookup in
         // the network (docs/method.md, "What a retrieval is").
         let mut outcome = Outcome::new(kind);
-        let mut scratch = Vec::new();
-        net.closest_in_table(from, &target, self.kademlia.lookup.k, &mut scratch);
+        // The lookup sorts its seeds itself.
+        let mut answer = Vec::with_capacity(2 * self.kademlia.beta.max(self.kademlia.lookup.k));
+        net.closest_unordered(from, &target, self.kademlia.lookup.k, &mut answer);
         let mut heard = HEARD.with(RefCell::take);
         heard.start(net.len());
         // A node never queries itself, as libp2p drops its own id from answers.
@@ -401,13 +407,16 @@ impl Simulation {
         let mut lookup = Lookup::new(
             target,
             self.kademlia.lookup,
-            scratch
+            answer
                 .iter()
-                .filter(|&&p| heard.first_time(p))
-                .map(|&p| (p, net.key(p))),
+                .filter(|&&(_, p)| heard.first_time(p))
+                .map(|&(_, p)| (p, net.key(p))),
         );
-        let mut answer = Vec::with_capacity(2 * self.kademlia.beta);
-        let mut events = Events::default();
+        // Room for the queries in flight, so the queue does not grow in small steps.
+        let mut events = Events {
+            queue: BinaryHeap::with_capacity(4 * self.kademlia.lookup.alpha),
+            ..Events::default()
+        };
         let from_region = net.region(from);
         let mut lookup_over = false;
         loop {
@@ -419,6 +428,9 @@ impl Simulation {
                 };
                 let Next::Query(peer) = next else { break };
                 let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
+                if answers {
+                    net.prefetch_answer(peer, &target);
+                }
                 let delay = if answers {
                     let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
                     rtt.mul_f64(1.0 + self.latency.connect_round_trips)
@@ -470,8 +482,14 @@ impl Simulation {
                         lookup.stop();
                         break;
                     }
-                    net.closest_unordered(peer, &target, self.kademlia.beta, &mut answer);
                     // Only peers new to the lookup: those it knows would be found and skipped.
+                    net.closest_unordered_where(
+                        peer,
+                        &target,
+                        self.kademlia.beta,
+                        |p| !heard.knows(p),
+                        &mut answer,
+                    );
                     let closer = answer
                         .iter()
                         .filter(|&&(_, p)| heard.first_time(p))
