@@ -162,7 +162,7 @@ fn main() {
         let sim = Simulation::build(&config, |_| {}).expect("valid configuration");
         let init = started.elapsed().as_secs_f64();
         let rss = rss_bytes().saturating_sub(before);
-        let peak = parsec::report::peak_rss_bytes().unwrap_or(0);
+        let peak = parsec::telemetry::peak_rss_bytes().unwrap_or(0);
 
         let mut rng = ChaCha8Rng::seed_from_u64(nodes as u64);
         let queries: Vec<(u32, Key)> = (0..options.lookups)

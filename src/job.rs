@@ -31,7 +31,11 @@ pub use self::{
     shutdown::{Shutdown, ShutdownTrigger, Stage},
     storage::StorageOptions,
 };
-use crate::{db::DatabaseTarget, progress::bar, report, telemetry::metrics::SchedulerMetrics};
+use crate::{
+    db::DatabaseTarget,
+    progress::bar,
+    telemetry::{self, metrics::SchedulerMetrics},
+};
 
 /// Distinct round errors a report keeps (a scheduler may fail the same way for weeks).
 const MAX_DISTINCT_ROUND_ERRORS: usize = 16;
@@ -143,7 +147,7 @@ impl RunOptions {
     }
 }
 
-/// What a run did, printed when it ends ([`report::print_run`]).
+/// What a run did, printed when it ends ([`crate::report::print_run`]).
 #[derive(Debug, Default)]
 pub struct RunReport {
     /// The run's `schedulers_ecs` id (`None`: a dry run, or stopped before registering).
@@ -294,7 +298,7 @@ async fn start_fleet(
 
 fn finished(mut report: RunReport, started: Instant) -> RunReport {
     report.wall = started.elapsed();
-    report.peak_rss_bytes = report::peak_rss_bytes();
+    report.peak_rss_bytes = telemetry::peak_rss_bytes();
     report
 }
 

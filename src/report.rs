@@ -136,21 +136,6 @@ pub fn mebibytes(bytes: Option<u64>) -> String {
     )
 }
 
-/// Peak resident memory of this process (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Resets the peak resident memory to the current one (Linux ≥ 4.0, `clear_refs` 5), so that
-/// the next [`peak_rss_bytes`] is the peak of what ran since. Where it is refused the peak stays
-/// the process's.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// Hops and messages per simulated operation (p50 / p90 / max).
 pub fn effort_table(outcomes: &[(NodeIndex, Outcome)]) -> String {
     let mut out = format!(
@@ -311,22 +296,15 @@ pub fn write_run_report(
         return false;
     };
     let written = (|| -> anyhow::Result<Vec<std::path::PathBuf>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let mut report = runtime.block_on(async {
-            let store = crate::db::Store::open(target).await?;
-            let request = data::ReportRequest {
-                filter: crate::db::report::ReportFilter {
-                    scheduler: Some(i32::try_from(scheduler.0)?),
-                    ..Default::default()
-                },
-                compare_previous: false,
-                title,
-            };
-            let progress = indicatif::ProgressBar::hidden();
-            anyhow::Ok(data::build(&store, target.to_string(), &request, &progress).await?)
-        })?;
+        let request = data::ReportRequest {
+            filter: crate::db::report::ReportFilter {
+                scheduler: Some(i32::try_from(scheduler.0)?),
+                ..Default::default()
+            },
+            compare_previous: false,
+            title,
+        };
+        let mut report = data::read(target, &request, &indicatif::ProgressBar::hidden())?;
         report.effort = effort;
         render::write_all(&report, dir)
     })();

@@ -4,6 +4,8 @@
 
 pub mod metrics;
 mod process;
+
+pub use process::{peak_rss_bytes, reset_peak_rss};
 pub mod traces;
 
 use std::io::IsTerminal;

@@ -2,14 +2,13 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     cli::global::DatabaseArgs,
-    db::{report::ReportFilter, DatabaseTarget, Store},
+    db::{report::ReportFilter, DatabaseTarget},
     report::{
         data::{self, ReportRequest},
         render::{self, Format},
@@ -130,14 +129,7 @@ impl ReportArgs {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        let report = runtime.block_on(async {
-            let store = Store::open(&target).await?;
-            data::build(&store, target.to_string(), &request, &progress).await
-        });
+        let report = data::read(&target, &request, &progress);
         progress.finish_and_clear();
         let report = report?;
         let written = render::write(&report, self.format, self.out.as_deref(), self.png)?;

@@ -8,9 +8,11 @@ use indicatif::ProgressBar;
 use parsec_actors::Operation;
 use serde::Serialize;
 
+use anyhow::Context as _;
+
 use crate::db::{
     report::{ErrorCount, GroupStats, Grouping, ReportFilter},
-    DbError, Store,
+    DatabaseTarget, DbError, Store,
 };
 
 /// The hour is the timeline's step when the rows span at most this many days.
@@ -121,6 +123,23 @@ pub struct EffortHistogram {
     pub hops: Vec<(u32, u64)>,
     /// (messages, operations), ascending.
     pub messages: Vec<(u32, u64)>,
+}
+
+/// Opens the store at `target` and reads the report `request` asks for, on a runtime of its own
+/// (for the command line: `parsec report`, and the report a run writes when it ends).
+pub fn read(
+    target: &DatabaseTarget,
+    request: &ReportRequest,
+    progress: &ProgressBar,
+) -> anyhow::Result<Report> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(target).await?;
+        Ok(build(&store, target.to_string(), request, progress).await?)
+    })
 }
 
 /// Reads the report `request` asks for from `store`. `progress` shows what is being read.

@@ -19,6 +19,21 @@ fn ticks_per_second() -> f64 {
     }
 }
 
+/// Peak resident memory of this process (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident memory to the current one (Linux ≥ 4.0, `clear_refs` 5), so that
+/// the next [`peak_rss_bytes`] is the peak of what ran since. Where it is refused the peak stays
+/// the process's.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Resident memory in bytes, from `/proc/self/statm` (pages).
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

@@ -29,8 +29,9 @@ use crate::{
     progress::bar,
     report::{
         charts::{Chart, ComparisonPanel},
-        peak_rss_bytes, percentile,
+        percentile,
     },
+    telemetry::peak_rss_bytes,
 };
 
 /// How long peers may take to form their meshes before the run is abandoned.
@@ -462,7 +463,7 @@ async fn measure_size(
             linger: config.pubsub.heartbeat,
         };
         // The point's peak: the hosts, and what publishing this many messages adds to them.
-        crate::report::reset_peak_rss();
+        crate::telemetry::reset_peak_rss();
         let iterations = bar(config.progress, config.iterations as u64, "iterations");
         let mut point = SweepPoint::new(hosts, messages, config.deadline);
         let mut churn = Churn::new(hosts, config.churn, topics, config.degree);

@@ -1,0 +1,166 @@
+//! The `parsec` binary as users run it, one module per command: the testnet main job, the
+//! simulator, the scheduler, `server dht` processes that join one DHT and serve each other's
+//! content over the HTTP API, `health`, `networks`, parsec's Go command lines, and gossipsub.
+//! The helpers several commands share are here.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod gossipsub;
+mod parsec_go;
+mod scheduler;
+mod server;
+mod simulate;
+mod testnet;
+
+use parsec::testing::process::ServerProcess;
+
+const PARSEC: &str = env!("CARGO_BIN_EXE_parsec");
+
+/// `parsec simulate` into a fresh SQLite file; returns stdout and the stored retrieval durations.
+fn simulate(database: &std::path::Path, seed: &str) -> (String, Vec<(String, f64)>) {
+    let output = Command::new(PARSEC)
+        .args([
+            "simulate",
+            "--nodes",
+            "3000",
+            "--rounds",
+            "5",
+            "--servers",
+            "4",
+            "--no-progress",
+        ])
+        .args([
+            "--seed",
+            seed,
+            "--database-url",
+            &format!("sqlite://{}", database.display()),
+        ])
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    (stdout, stored_retrievals(database, "fleet", false))
+}
+
+/// `(nodes_ecs.<column>, duration)` of the retrievals stored in the SQLite `database`, in order:
+/// every one, or only those that found a record.
+fn stored_retrievals(database: &std::path::Path, column: &str, found_only: bool) -> Vec<(String, f64)> {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        duration: f64,
+    }
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let filter = if found_only { "WHERE r.error IS NULL" } else { "" };
+    let rows: Vec<Row> = diesel::sql_query(format!(
+        "SELECT n.{column} AS key, r.duration AS duration FROM retrievals_ecs r \
+         JOIN nodes_ecs n ON n.id = r.node_id {filter} ORDER BY r.id"
+    ))
+    .load(&mut conn)
+    .unwrap();
+    rows.into_iter().map(|r| (r.key, r.duration)).collect()
+}
+
+/// Runs `parsec <command>` with each case's flags on a fresh SQLite path: each must fail with
+/// its message and no panic, before the storage opens (the file is never created).
+fn assert_refused(command: &[&str], cases: &[(Vec<&str>, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("never.sqlite");
+    for (args, message) in cases {
+        let output = Command::new(PARSEC)
+            .args(command)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", database.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Refused before the storage opened: nothing was started, so nothing is left online.
+    assert!(!database.exists(), "a refused {command:?} touched the database");
+}
+
+/// Per fleet of an SQLite database: its servers, and their successful retrievals and provides.
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct PerFleet {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    fleet: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    nodes: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    retrievals: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    provides: i64,
+}
+
+/// Runs `parsec <args>` on a fresh SQLite database; its output, which must hold the per-fleet
+/// table, what the database holds per fleet, and the failed retrievals.
+fn run_fleets(args: &[&str]) -> (String, Vec<PerFleet>, Vec<Miss>) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("fleets.sqlite");
+    let output = Command::new(PARSEC)
+        .args(args)
+        .args(["--no-progress", "--database-url"])
+        .arg(format!("sqlite://{}", database.display()))
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    assert!(
+        stdout.contains("fleet     retrieval p50"),
+        "the per-fleet table:\n{stdout}"
+    );
+    (stdout, per_fleet(&database), misses_by_fleet(&database))
+}
+
+fn per_fleet(database: &std::path::Path) -> Vec<PerFleet> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT n.fleet AS fleet, count(DISTINCT n.id) AS nodes, \
+         (SELECT count(*) FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
+          WHERE m.fleet = n.fleet AND r.error IS NULL) AS retrievals, \
+         (SELECT count(*) FROM provides_ecs p JOIN nodes_ecs m ON m.id = p.node_id \
+          WHERE m.fleet = n.fleet AND p.error IS NULL) AS provides \
+         FROM nodes_ecs n GROUP BY n.fleet ORDER BY n.fleet",
+    )
+    .load(&mut conn)
+    .unwrap()
+}
+
+/// A failed retrieval of a testnet run: the retriever's fleet, the round's provider's fleet and
+/// the error.
+#[derive(diesel::QueryableByName, Debug)]
+struct Miss {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    fleet: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    provider_fleet: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    error: String,
+}
+
+fn misses_by_fleet(database: &std::path::Path) -> Vec<Miss> {
+    use diesel::{Connection, RunQueryDsl};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT m.fleet AS fleet, pn.fleet AS provider_fleet, r.error AS error \
+         FROM retrievals_ecs r JOIN nodes_ecs m ON m.id = r.node_id \
+         JOIN provides_ecs p ON p.round_id = r.round_id JOIN nodes_ecs pn ON pn.id = p.node_id \
+         WHERE r.error IS NOT NULL",
+    )
+    .load(&mut conn)
+    .unwrap()
+}

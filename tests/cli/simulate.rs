@@ -1,0 +1,100 @@
+//! `parsec simulate`: rounds written to the same tables, repeatable by seed, fleets under their
+//! own names, and bad parameters refused with the fix.
+
+use super::*;
+
+#[test]
+fn simulate_writes_rounds_to_the_same_tables_and_repeats_with_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.sqlite");
+    let (stdout, retrievals) = simulate(&first, "5");
+    for expected in [
+        "durations are virtual time",
+        "hops p50/p90/max",
+        "retrieval p50",
+        "network built in",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+    let stored = common::sqlite_counts(&first);
+    assert_eq!(stored.provides, 5);
+    assert_eq!(stored.retrievals, 15);
+    assert_eq!(stored.nodes, 4);
+    assert_eq!(
+        stored.nodes_offline, 4,
+        "simulated servers are marked offline at the end"
+    );
+    assert_eq!(stored.rounds, 5);
+    assert_eq!(retrievals.len(), 15);
+    assert!(
+        retrievals.iter().all(|(fleet, d)| fleet == "sim" && *d > 0.0),
+        "{retrievals:?}"
+    );
+
+    // Same seed, same virtual durations; another seed, others.
+    let (_, again) = simulate(&dir.path().join("again.sqlite"), "5");
+    assert_eq!(again, retrievals);
+    let (_, other) = simulate(&dir.path().join("other.sqlite"), "6");
+    assert_ne!(other, retrievals);
+}
+
+#[test]
+fn simulate_rejects_bad_parameters_with_the_fix() {
+    assert_refused(
+        &["simulate", "--nodes", "100", "--no-progress"],
+        &[
+            (vec!["--servers", "1"], "--servers must be at least 2"),
+            (vec!["--error-rate", "1.5"], "--error-rate must be within 0 and 1"),
+            (vec!["--delay-range", "2s..1s"], "above the maximum"),
+            (vec!["--k", "0"], "--k, --alpha and --beta must be at least 1"),
+            (
+                vec!["--fleets", "optprov,optprov"],
+                "each fleet must have its own name",
+            ),
+            (vec!["--fleets", "fast"], "expected classic, optprov or fullrt"),
+            (
+                vec!["--fleets", "default,fullrt", "--servers", "60"],
+                "cannot exceed --nodes",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn simulated_fleets_store_their_rows_under_their_own_names() {
+    let (stdout, per_fleet, _) = run_fleets(&[
+        "simulate",
+        "--nodes",
+        "3000",
+        "--rounds",
+        "6",
+        "--servers",
+        "2",
+        "--fleets",
+        "default,optprov,fullrt",
+    ]);
+    assert!(
+        stdout.contains("default (classic), optprov (optprov), fullrt (fullrt)"),
+        "{stdout}"
+    );
+    // Two servers per fleet; each round one server provides and the five others, of every
+    // fleet, retrieve: 6 rounds × 5 retrievals, with every fleet among the retrievers.
+    assert_eq!(
+        per_fleet.iter().map(|f| f.fleet.as_str()).collect::<Vec<_>>(),
+        ["default", "fullrt", "optprov"]
+    );
+    assert!(
+        per_fleet.iter().all(|f| f.nodes == 2 && f.retrievals >= 6),
+        "{per_fleet:?}"
+    );
+    assert_eq!(
+        per_fleet.iter().map(|f| f.retrievals).sum::<i64>(),
+        30,
+        "{per_fleet:?}"
+    );
+    assert_eq!(
+        per_fleet.iter().map(|f| f.provides).sum::<i64>(),
+        6,
+        "{per_fleet:?}"
+    );
+}
