@@ -25,8 +25,9 @@ pub const DEFAULT_RETRIEVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// while still letting one round reuse the connections of its own lookups.
 pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the accelerated client crawls the whole network (go-libp2p-kad-dht's fullrt: 1 h).
-pub const DEFAULT_CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// How often the accelerated client crawls the whole network, unless told otherwise: the
+/// simulator's interval too.
+pub const DEFAULT_CRAWL_INTERVAL: Duration = parsec_kad::upkeep::CRAWL_INTERVAL;
 
 /// Whether the peer answers DHT requests from others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -13,8 +13,11 @@ use std::{
     time::Duration,
 };
 
+#[cfg(doc)]
+use parsec_kad::EstimateUpkeep;
 use parsec_kad::{
-    Key, Lookup, LookupConfig, Next, OptimisticProvide, PeerState, StoreProgress, Strategy, Termination,
+    upkeep::CRAWL_INTERVAL, Key, Lookup, LookupConfig, Next, OptimisticProvide, PeerState, StoreProgress,
+    Strategy, Termination,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -200,21 +203,9 @@ pub struct Simulation {
     strategies: HashMap<NodeIndex, NodeState>,
     /// Virtual time passed between operations (churn), for the estimator's sample ages.
     clock: Duration,
-    /// When optimistic nodes last refreshed their routing tables, and accelerated clients last
-    /// crawled.
-    refreshed_at: Duration,
+    /// When accelerated clients last crawled.
     crawled_at: Duration,
 }
-
-/// How often a node refreshes its routing table with lookups, which feed its network size
-/// estimator (go-libp2p-kad-dht: every 10 minutes).
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10 * 60);
-/// How often an accelerated client crawls the network (go-libp2p-kad-dht's fullrt: hourly).
-pub const CRAWL_INTERVAL: Duration = Duration::from_secs(60 * 60);
-
-/// Random keys a node looks up when it starts estimating the network size (a routing-table
-/// refresh's worth; go needs 5 converged lookups for its first estimate).
-pub const ESTIMATOR_WARM_UP_LOOKUPS: usize = 16;
 
 impl Simulation {
     /// A simulation over `network`.
@@ -226,7 +217,6 @@ impl Simulation {
             seed,
             strategies: HashMap::new(),
             clock: Duration::ZERO,
-            refreshed_at: Duration::ZERO,
             crawled_at: Duration::ZERO,
         }
     }
@@ -251,16 +241,14 @@ impl Simulation {
         &self.latency
     }
 
-    /// Virtual time passes between operations: optimistic nodes refresh their tables (and so
-    /// their size estimates) every [`REFRESH_INTERVAL`], accelerated clients crawl every
-    /// [`CRAWL_INTERVAL`]. Without refreshes, samples older than two hours expire and an
-    /// optimistic node falls back to the classic provide, as go's does without an estimate.
+    /// Virtual time passes between operations: optimistic nodes look up random keys for their
+    /// size estimates when their upkeep says so (the engine's schedule, [`EstimateUpkeep`]),
+    /// accelerated clients crawl every [`CRAWL_INTERVAL`]. Without refreshes, samples older than
+    /// two hours expire and an optimistic node falls back to the classic provide, as go's does
+    /// without an estimate.
     pub fn advance_clock(&mut self, by: Duration) {
         self.clock += by;
-        if self.clock >= self.refreshed_at + REFRESH_INTERVAL {
-            self.refreshed_at = self.clock;
-            self.refresh_estimates();
-        }
+        self.refresh_estimates();
         if self.clock >= self.crawled_at + CRAWL_INTERVAL {
             self.crawled_at = self.clock;
             self.recrawl();
@@ -287,7 +275,9 @@ impl Simulation {
         let mut rng = self.rng_for(OperationKind::Provide, from, &content);
         let clock = self.clock;
         let estimate = match self.strategies.get_mut(&from) {
-            Some(NodeState::Optimistic(estimator)) => Some(estimator.estimate(clock)),
+            Some(NodeState::Optimistic(state)) if state.upkeep.is_warm() => {
+                Some(state.estimator.estimate(clock))
+            }
             _ => None,
         };
         let mut outcome = match (self.strategies.get(&from), estimate) {
@@ -309,17 +299,19 @@ impl Simulation {
                 }
                 outcome
             }
-            // Classic, or optimistic without an estimate yet (go falls back the same way).
+            // Classic, or optimistic without a warm estimate (go falls back the same way).
             _ => self.provide_classic(from, content, &mut rng),
         };
         for &peer in &outcome.peers {
             self.network.store_record(peer, content);
         }
         self.forget_dead(from, &outcome.dead);
-        if let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&from) {
-            let mut estimator = estimator.clone();
-            self.track(&mut estimator, from, &content, &outcome);
-            self.strategies.insert(from, NodeState::Optimistic(estimator));
+        if let Some(NodeState::Optimistic(state)) = self.strategies.get(&from) {
+            let mut state = state.clone();
+            if self.track(&mut state.estimator, from, &content, &outcome) {
+                state.upkeep.record_sample();
+            }
+            self.strategies.insert(from, NodeState::Optimistic(state));
         }
         if outcome.error.is_some() {
             outcome.peers.clear();

@@ -6,6 +6,7 @@
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
 //! - [`estimator`]: the network size estimate of optimistic provide.
 //! - [`strategy`]: classic, optimistic and full-routing-table provides.
+//! - [`upkeep`]: when the estimate's lookups and the accelerated client's crawls are due.
 //! - [`named`]: `Display`/`FromStr` for enums named by short words (strategies, clients, …).
 //!
 //! Two drivers share it: the simulator (`parsec::sim`, virtual time, up to millions of nodes) and
@@ -17,8 +18,10 @@ pub mod lookup;
 pub mod named;
 pub mod strategy;
 pub mod table;
+pub mod upkeep;
 
 pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
 pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig, Next, PeerState, Termination};
 pub use strategy::{OptimisticProvide, OptimisticThresholds, StoreProgress, StoreRule, Strategy};
+pub use upkeep::EstimateUpkeep;

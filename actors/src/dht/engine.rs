@@ -35,8 +35,8 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol,
 };
 use parsec_kad::{
-    Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, StoreProgress, Strategy,
-    Termination,
+    EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, StoreProgress,
+    Strategy, Termination,
 };
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::time::{Instant, Sleep};
@@ -70,19 +70,6 @@ const MAX_OPERATIONS: usize = 2048;
 
 /// Peers with addresses one operation remembers (a lookup hears of a few hundred).
 const MAX_ADDRESSED_PEERS: usize = 4096;
-
-/// Lookups of random keys run at once to (re)fill optimistic provide's estimate, in batches until
-/// it has enough samples (5 a rank, one a converged lookup) and then every refresh.
-const ESTIMATE_LOOKUPS: usize = 4;
-/// Converged lookups the estimate needs before optprov uses it. The estimator answers from 5,
-/// but its spread there is wide: on a 63-peer test network, 8 samples gave up to 87 and 16 gave
-/// 57–86 (12 runs).
-const ESTIMATE_WARMUP: usize = 32;
-/// Pause after a batch of warm-up lookups that converged none (a network smaller than k + 1
-/// never converges one); batches that do converge follow each other at once.
-const ESTIMATE_RETRY: Duration = Duration::from_secs(2);
-/// How often optimistic provide refreshes its estimate with new lookups (samples live 2 h).
-const ESTIMATE_REFRESH: Duration = Duration::from_secs(10 * 60);
 
 /// How often the engine checks whether a crawl or estimate refresh is due, and retries one that
 /// could not start (no peer known yet).
@@ -222,11 +209,8 @@ pub(crate) struct Engine {
     operations: HashMap<OperationId, Operation>,
     requests: HashMap<OutboundRequestId, (Purpose, PeerId)>,
     estimator: NetworkSizeEstimator,
-    /// Converged lookups tracked so far (up to the warm-up), and as many when the last batch of
-    /// refresh lookups started.
-    estimate_samples: usize,
-    samples_before_batch: usize,
-    next_estimate_refresh: Instant,
+    /// When the estimate's lookups are due, and whether it is warm.
+    upkeep: EstimateUpkeep,
     crawler: Crawler,
     crawl_interval: Duration,
     rng: StdRng,
@@ -252,9 +236,7 @@ impl Engine {
             operations: HashMap::new(),
             requests: HashMap::new(),
             estimator: NetworkSizeEstimator::new(config.k.get()),
-            estimate_samples: 0,
-            samples_before_batch: 0,
-            next_estimate_refresh: now,
+            upkeep: EstimateUpkeep::default(),
             crawler: Crawler {
                 next: Some(now),
                 ..Crawler::default()
@@ -277,7 +259,7 @@ impl Engine {
     /// Optimistic provide's network size estimate, once warmed up.
     pub(crate) fn network_size_estimate(&mut self) -> Option<f64> {
         let now = self.now();
-        let warm = self.strategy == Strategy::Optimistic && self.estimate_samples >= ESTIMATE_WARMUP;
+        let warm = self.strategy == Strategy::Optimistic && self.upkeep.is_warm();
         warm.then(|| self.estimator.estimate(now).ok()).flatten()
     }
 
@@ -589,6 +571,9 @@ impl Engine {
         if lookup.termination() == Some(Termination::Converged) {
             self.track(net, &operation.key, lookup, now);
         }
+        if operation.kind == Kind::Sample {
+            self.upkeep.batch_lookup_ended(now);
+        }
         if operation.kind != Kind::Provide {
             return;
         }
@@ -663,7 +648,7 @@ impl Engine {
             .track(now, &Key::hash_of(key), &closest, weight)
             .is_ok()
         {
-            self.estimate_samples = (self.estimate_samples + 1).min(ESTIMATE_WARMUP);
+            self.upkeep.record_sample();
         }
     }
 
@@ -672,28 +657,21 @@ impl Engine {
         let now = Instant::now();
         match self.strategy {
             Strategy::FullRoutingTable => self.maintain_crawl(net, now),
-            Strategy::Optimistic => self.maintain_estimate(net, now),
+            Strategy::Optimistic => self.maintain_estimate(net),
             Strategy::Classic => {}
         }
     }
 
-    fn maintain_estimate(&mut self, net: &mut Net<'_>, now: Instant) {
-        let running = self.operations.values().any(|op| op.kind == Kind::Sample);
-        if running || now < self.next_estimate_refresh {
+    fn maintain_estimate(&mut self, net: &mut Net<'_>) {
+        let estimate = self.network_size_estimate();
+        let lookups = self.upkeep.due(self.now(), estimate.is_some());
+        if lookups == 0 {
             return;
         }
-        let estimate = self.network_size_estimate();
         if let Some(metrics) = &self.metrics {
             metrics.network_size_estimate.set(estimate.unwrap_or(0.0));
         }
-        let converging = self.estimate_samples > self.samples_before_batch;
-        self.next_estimate_refresh = match estimate {
-            Some(_) => now + ESTIMATE_REFRESH,
-            None if converging => now,
-            None => now + ESTIMATE_RETRY,
-        };
-        self.samples_before_batch = self.estimate_samples;
-        for _ in 0..ESTIMATE_LOOKUPS {
+        for _ in 0..lookups {
             let mut key = vec![0u8; 32];
             self.rng.fill_bytes(&mut key);
             let id = self.allocate();

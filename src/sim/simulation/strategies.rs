@@ -3,20 +3,27 @@
 
 use std::time::Duration;
 
-use parsec_kad::{Key, NetworkSizeEstimator, StoreProgress, Strategy, Termination};
+use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, StoreProgress, Strategy, Termination};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{OperationKind, Outcome, Simulation, ESTIMATOR_WARM_UP_LOOKUPS};
+use super::{OperationKind, Outcome, Simulation};
 use crate::sim::network::NodeIndex;
 
 /// What a node that does not use the classic strategy keeps.
 #[derive(Clone, Debug)]
 pub(super) enum NodeState {
     /// Optimistic provide: the network size estimate from its converged lookups.
-    Optimistic(NetworkSizeEstimator),
+    Optimistic(Estimate),
     /// The accelerated client: the peers its last crawl reached, sorted by key.
     FullRoutingTable(Crawl),
+}
+
+/// An optimistic node's network size estimate, and when it needs lookups (the engine's schedule).
+#[derive(Clone, Debug)]
+pub(super) struct Estimate {
+    pub(super) estimator: NetworkSizeEstimator,
+    pub(super) upkeep: EstimateUpkeep,
 }
 
 /// The result of a crawl: every peer that answered, sorted by key.
@@ -27,30 +34,43 @@ pub(super) struct Crawl {
 }
 
 impl Simulation {
-    /// Optimistic nodes look up random keys, as a routing-table refresh does, and track them.
+    /// Optimistic nodes whose upkeep is due look up random keys, as a routing-table refresh
+    /// does, and track them.
     pub(super) fn refresh_estimates(&mut self) {
         for node in self.nodes_where(|state| matches!(state, NodeState::Optimistic(_))) {
-            let Some(NodeState::Optimistic(estimator)) = self.strategies.get(&node) else {
+            let Some(NodeState::Optimistic(estimate)) = self.strategies.get(&node) else {
                 continue;
             };
-            let mut estimator = estimator.clone();
-            self.warm_up(node, &mut estimator);
-            self.strategies.insert(node, NodeState::Optimistic(estimator));
+            let mut estimate = estimate.clone();
+            self.keep_up(node, &mut estimate);
+            self.strategies.insert(node, NodeState::Optimistic(estimate));
         }
     }
 
-    /// [`ESTIMATOR_WARM_UP_LOOKUPS`] lookups of random keys from `node`, tracked.
-    fn warm_up(&mut self, node: NodeIndex, estimator: &mut NetworkSizeEstimator) {
+    /// The batches of random-key lookups `node`'s upkeep asks for now, tracked. Virtual time
+    /// stands still meanwhile, so batches follow each other while they bring samples, until the
+    /// estimate is warm, and stop at the first that brings none (the next waits for the clock).
+    fn keep_up(&mut self, node: NodeIndex, estimate: &mut Estimate) {
         let mut rng = self.rng_for(
             OperationKind::Lookup,
             node,
             &Key::hash_of(&self.clock.as_nanos().to_be_bytes()),
         );
-        for _ in 0..ESTIMATOR_WARM_UP_LOOKUPS {
-            let target = Key::random(&mut rng);
-            let outcome = self.lookup(node, target);
-            self.forget_dead(node, &outcome.dead);
-            self.track(estimator, node, &target, &outcome);
+        loop {
+            let estimated = estimate.estimator.estimate(self.clock).is_ok();
+            let lookups = estimate.upkeep.due(self.clock, estimated);
+            if lookups == 0 {
+                return;
+            }
+            for _ in 0..lookups {
+                let target = Key::random(&mut rng);
+                let outcome = self.lookup(node, target);
+                self.forget_dead(node, &outcome.dead);
+                if self.track(&mut estimate.estimator, node, &target, &outcome) {
+                    estimate.upkeep.record_sample();
+                }
+                estimate.upkeep.batch_lookup_ended(self.clock);
+            }
         }
     }
 
@@ -62,9 +82,12 @@ impl Simulation {
                 self.strategies.remove(&node);
             }
             Strategy::Optimistic => {
-                let mut estimator = NetworkSizeEstimator::new(self.kademlia.lookup.k);
-                self.warm_up(node, &mut estimator);
-                self.strategies.insert(node, NodeState::Optimistic(estimator));
+                let mut estimate = Estimate {
+                    estimator: NetworkSizeEstimator::new(self.kademlia.lookup.k),
+                    upkeep: EstimateUpkeep::default(),
+                };
+                self.keep_up(node, &mut estimate);
+                self.strategies.insert(node, NodeState::Optimistic(estimate));
             }
             Strategy::FullRoutingTable => {
                 let crawl = self.crawl();
@@ -87,7 +110,11 @@ impl Simulation {
     pub fn network_view(&mut self, node: NodeIndex) -> Option<f64> {
         let clock = self.clock;
         match self.strategies.get_mut(&node)? {
-            NodeState::Optimistic(estimator) => estimator.estimate(clock).ok(),
+            NodeState::Optimistic(estimate) => estimate
+                .upkeep
+                .is_warm()
+                .then(|| estimate.estimator.estimate(clock).ok())
+                .flatten(),
             NodeState::FullRoutingTable(crawl) => Some(crawl.nodes.len() as f64),
         }
     }
@@ -136,23 +163,23 @@ impl Simulation {
         }
     }
 
-    /// Feeds a converged lookup to an estimator.
+    /// Feeds a converged lookup to an estimator; true if it took it as a sample.
     pub(super) fn track(
         &self,
         estimator: &mut NetworkSizeEstimator,
         from: NodeIndex,
         target: &Key,
         outcome: &Outcome,
-    ) {
+    ) -> bool {
         if outcome.termination != Some(Termination::Converged) {
-            return;
+            return false;
         }
         let closest: Vec<Key> = outcome.peers.iter().map(|&p| self.network.key(p)).collect();
         let bucket = self.network.key(from).common_prefix_len(target);
         let level = self.network.bucket_level(from, bucket);
         let weight = estimator.weight(level);
         // Fewer than k peers (a tiny network) cannot be a sample: nothing to track.
-        let _ = estimator.track(self.clock, target, &closest, weight);
+        estimator.track(self.clock, target, &closest, weight).is_ok()
     }
 
     /// The accelerated client: stores at the `k` closest peers of its crawl, without a lookup,
