@@ -16,8 +16,8 @@ use std::{
 #[cfg(doc)]
 use parsec_kad::EstimateUpkeep;
 use parsec_kad::{
-    upkeep::CRAWL_INTERVAL, Key, Lookup, LookupConfig, Next, OptimisticProvide, PeerState, StoreProgress,
-    Strategy, Termination,
+    upkeep::CRAWL_INTERVAL, Distance, Key, Lookup, LookupConfig, Next, OptimisticProvide, PeerState,
+    StoreProgress, Strategy, Termination,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -171,6 +171,15 @@ struct Events {
 }
 
 impl Events {
+    /// An empty queue with room for `events` (the queries in flight), so that it does not grow
+    /// in small steps.
+    fn with_room(events: usize) -> Self {
+        Self {
+            queue: BinaryHeap::with_capacity(events),
+            ..Self::default()
+        }
+    }
+
     /// `event` happens `delay` from now.
     fn push(&mut self, delay: Duration, event: Event) {
         self.sequence += 1;
@@ -389,54 +398,22 @@ impl Simulation {
         // A retriever that holds the record itself still looks it up: a lookup is a lookup in
         // the network (docs/method.md, "What a retrieval is").
         let mut outcome = Outcome::new(kind);
-        // The lookup sorts its seeds itself.
         let mut answer = Vec::with_capacity(2 * self.kademlia.beta.max(self.kademlia.lookup.k));
-        net.closest_unordered(from, &target, self.kademlia.lookup.k, &mut answer);
         let mut heard = HEARD.with(RefCell::take);
-        heard.start(net.len());
-        // A node never queries itself, as libp2p drops its own id from answers.
-        heard.first_time(from);
-        let mut lookup = Lookup::new(
-            target,
-            self.kademlia.lookup,
-            answer
-                .iter()
-                .filter(|&&(_, p)| heard.first_time(p))
-                .map(|&(_, p)| (p, net.key(p))),
-        );
-        // Room for the queries in flight, so the queue does not grow in small steps.
-        let mut events = Events {
-            queue: BinaryHeap::with_capacity(4 * self.kademlia.lookup.alpha),
-            ..Events::default()
-        };
+        let mut lookup = self.start_lookup(from, target, &mut heard, &mut answer);
+        let mut events = Events::with_room(4 * self.kademlia.lookup.alpha);
         let from_region = net.region(from);
         let mut lookup_over = false;
+        // The operation runs until its last event; each answer may start new queries.
         loop {
             let now = events.now;
-            loop {
-                let next = match optimistic.as_deref_mut() {
-                    Some(stores) => lookup.poll_with(now, |l| stores.provide.check(l)),
-                    None => lookup.poll(now),
-                };
-                let Next::Query(peer) = next else { break };
-                let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
-                if answers {
-                    net.prefetch_answer(peer, &target);
-                }
-                let delay = if answers {
-                    let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
-                    rtt.mul_f64(1.0 + self.latency.connect_round_trips)
-                } else {
-                    self.latency.failure(rng)
-                };
-                events.push(
-                    delay,
-                    Event::Query {
-                        peer,
-                        answered: answers,
-                    },
-                );
-            }
+            self.send_queries(
+                &mut lookup,
+                optimistic.as_deref_mut(),
+                from_region,
+                &mut events,
+                rng,
+            );
             if let Some(stores) = optimistic.as_deref_mut() {
                 if !lookup_over && lookup.termination().is_some() {
                     lookup_over = true;
@@ -474,19 +451,7 @@ impl Simulation {
                         lookup.stop();
                         break;
                     }
-                    // Only peers new to the lookup: those it knows would be found and skipped.
-                    net.closest_unordered_where(
-                        peer,
-                        &target,
-                        self.kademlia.beta,
-                        |p| !heard.knows(p),
-                        &mut answer,
-                    );
-                    let closer = answer
-                        .iter()
-                        .filter(|&&(_, p)| heard.first_time(p))
-                        .map(|&(_, p)| (p, net.key(p)));
-                    lookup.on_answer(peer, closer);
+                    self.answer(peer, &mut lookup, &mut heard, &mut answer);
                 }
                 Event::Store { peer, stored } => {
                     if let Some(stores) = optimistic.as_deref_mut() {
@@ -498,9 +463,106 @@ impl Simulation {
         }
         HEARD.with(|h| h.replace(heard));
         outcome.duration = events.now;
+        self.conclude(&mut outcome, &lookup, optimistic);
+        outcome
+    }
+
+    /// A lookup of `target` from `from`, seeded with the `k` peers of its table closest to it,
+    /// with `heard` started afresh.
+    fn start_lookup(
+        &self,
+        from: NodeIndex,
+        target: Key,
+        heard: &mut Heard,
+        answer: &mut Vec<(Distance, NodeIndex)>,
+    ) -> Lookup<NodeIndex> {
+        let net = &self.network;
+        // The lookup sorts its seeds itself.
+        net.closest_unordered(from, &target, self.kademlia.lookup.k, answer);
+        heard.start(net.len());
+        // A node never queries itself, as libp2p drops its own id from answers.
+        heard.first_time(from);
+        Lookup::new(
+            target,
+            self.kademlia.lookup,
+            answer
+                .iter()
+                .filter(|&&(_, p)| heard.first_time(p))
+                .map(|&(_, p)| (p, net.key(p))),
+        )
+    }
+
+    /// `peer` answers the lookup with the peers of its table closest to the target; only those
+    /// new to the lookup are handed to it (those it knows would be found and skipped).
+    fn answer(
+        &self,
+        peer: NodeIndex,
+        lookup: &mut Lookup<NodeIndex>,
+        heard: &mut Heard,
+        answer: &mut Vec<(Distance, NodeIndex)>,
+    ) {
+        let net = &self.network;
+        net.closest_unordered_where(
+            peer,
+            &lookup.target(),
+            self.kademlia.beta,
+            |p| !heard.knows(p),
+            answer,
+        );
+        let closer = answer
+            .iter()
+            .filter(|&&(_, p)| heard.first_time(p))
+            .map(|&(_, p)| (p, net.key(p)));
+        lookup.on_answer(peer, closer);
+    }
+
+    /// Sends the queries the lookup asks for now, each answered or failed after its delay.
+    fn send_queries(
+        &self,
+        lookup: &mut Lookup<NodeIndex>,
+        mut optimistic: Option<&mut OptimisticStores>,
+        from_region: u8,
+        events: &mut Events,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let net = &self.network;
+        let now = events.now;
+        loop {
+            let next = match optimistic.as_deref_mut() {
+                Some(stores) => lookup.poll_with(now, |l| stores.provide.check(l)),
+                None => lookup.poll(now),
+            };
+            let Next::Query(peer) = next else { return };
+            let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
+            if answers {
+                net.prefetch_answer(peer, &lookup.target());
+            }
+            let delay = if answers {
+                let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
+                rtt.mul_f64(1.0 + self.latency.connect_round_trips)
+            } else {
+                self.latency.failure(rng)
+            };
+            events.push(
+                delay,
+                Event::Query {
+                    peer,
+                    answered: answers,
+                },
+            );
+        }
+    }
+
+    /// The outcome's messages, peers, hops and error once the operation's events are over.
+    fn conclude(
+        &self,
+        outcome: &mut Outcome,
+        lookup: &Lookup<NodeIndex>,
+        optimistic: Option<&mut OptimisticStores>,
+    ) {
         outcome.messages = lookup.queries();
         outcome.termination = outcome.termination.or(lookup.termination());
-        match kind {
+        match outcome.kind {
             OperationKind::Retrieve => {
                 if outcome.peers.is_empty() {
                     outcome.error = Some(format!(
@@ -535,7 +597,6 @@ impl Simulation {
             outcome.peers = stores.stored.clone();
             outcome.background = stores.progress.in_flight();
         }
-        outcome
     }
 
     /// Sends the stores an optimistic provide scheduled.
