@@ -24,4 +24,5 @@ pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
 pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig, Next, PeerState, Termination};
 pub use strategy::{OptimisticProvide, OptimisticThresholds, StoreProgress, StoreRule, Strategy};
+pub use table::SortedPeers;
 pub use upkeep::EstimateUpkeep;

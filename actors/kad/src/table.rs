@@ -63,6 +63,41 @@ pub fn closest_sorted<T: Copy>(sorted_keys: &[Key], ids: &[T], target: &Key, cou
     );
 }
 
+/// Peers sorted by key, for the closest peers of any key in `O(count + log n)`: what an
+/// accelerated client's crawl leaves it with, in the simulator and on the network alike.
+#[derive(Clone, Debug, Default)]
+pub struct SortedPeers<T> {
+    keys: Vec<Key>,
+    peers: Vec<T>,
+}
+
+impl<T: Copy> SortedPeers<T> {
+    /// The peers of `keyed`, sorted by key (a key given twice keeps one of its peers).
+    pub fn new(mut keyed: Vec<(Key, T)>) -> Self {
+        keyed.sort_unstable_by_key(|(key, _)| *key);
+        keyed.dedup_by_key(|(key, _)| *key);
+        Self {
+            keys: keyed.iter().map(|(key, _)| *key).collect(),
+            peers: keyed.into_iter().map(|(_, peer)| peer).collect(),
+        }
+    }
+
+    /// Peers held.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is held.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Appends the up to `count` peers closest to `target` to `out`, closest first.
+    pub fn closest(&self, target: &Key, count: usize, out: &mut Vec<T>) {
+        closest_sorted(&self.keys, &self.peers, target, count, out);
+    }
+}
+
 /// Splits `sorted_keys[start..end]`, whose keys share their first `bit` bits, at bit `bit`: the
 /// half agreeing with `key` there (closer to it), then the other half.
 fn halves(
@@ -170,6 +205,23 @@ mod tests {
         }
         let outsider = sorted_random(1, 99)[0];
         assert_eq!(converged_peers(&keys, &outsider, 20).len(), 15);
+    }
+
+    #[test]
+    fn sorted_peers_find_the_closest_of_unsorted_input() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let keyed: Vec<(Key, u32)> = (0..500).map(|i| (Key::random(&mut rng), i)).collect();
+        let peers = SortedPeers::new(keyed.clone());
+        assert_eq!(peers.len(), 500);
+        for _ in 0..50 {
+            let target = Key::random(&mut rng);
+            let mut found = Vec::new();
+            peers.closest(&target, 20, &mut found);
+            let mut expected = keyed.clone();
+            expected.sort_by_key(|(key, _)| key.distance(&target));
+            let expected: Vec<u32> = expected.into_iter().take(20).map(|(_, id)| id).collect();
+            assert_eq!(found, expected);
+        }
     }
 
     #[test]

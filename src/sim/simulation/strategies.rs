@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, StoreProgress, Strategy, Termination};
+use parsec_kad::{
+    EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, StoreProgress, Strategy, Termination,
+};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -27,11 +29,7 @@ pub(super) struct Estimate {
 }
 
 /// The result of a crawl: every peer that answered, sorted by key.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Crawl {
-    keys: Vec<Key>,
-    nodes: Vec<NodeIndex>,
-}
+pub(super) type Crawl = SortedPeers<NodeIndex>;
 
 impl Simulation {
     /// Optimistic nodes whose upkeep is due look up random keys, as a routing-table refresh
@@ -115,7 +113,7 @@ impl Simulation {
                 .is_warm()
                 .then(|| estimate.estimator.estimate(clock).ok())
                 .flatten(),
-            NodeState::FullRoutingTable(crawl) => Some(crawl.nodes.len() as f64),
+            NodeState::FullRoutingTable(crawl) => Some(crawl.len() as f64),
         }
     }
 
@@ -144,7 +142,7 @@ impl Simulation {
     /// The routing table size `node` reports: its crawled peers for an accelerated client.
     pub fn routing_table_size(&self, node: NodeIndex) -> usize {
         match self.strategies.get(&node) {
-            Some(NodeState::FullRoutingTable(crawl)) => crawl.nodes.len(),
+            Some(NodeState::FullRoutingTable(crawl)) => crawl.len(),
             _ => self.network.routing_table_size(node),
         }
     }
@@ -152,15 +150,12 @@ impl Simulation {
     /// A crawl reaches every peer that answers (the simulated crawl is a snapshot; its duration
     /// is not modelled).
     fn crawl(&self) -> Crawl {
-        let mut reached: Vec<(Key, NodeIndex)> = (0..self.network.len() as NodeIndex)
-            .filter(|&n| self.network.answers(n))
-            .map(|n| (self.network.key(n), n))
-            .collect();
-        reached.sort_unstable();
-        Crawl {
-            keys: reached.iter().map(|(k, _)| *k).collect(),
-            nodes: reached.iter().map(|(_, n)| *n).collect(),
-        }
+        Crawl::new(
+            (0..self.network.len() as NodeIndex)
+                .filter(|&n| self.network.answers(n))
+                .map(|n| (self.network.key(n), n))
+                .collect(),
+        )
     }
 
     /// Feeds a converged lookup to an estimator; true if it took it as a sample.
@@ -235,7 +230,7 @@ impl Simulation {
     fn closest_crawled(&self, crawl: &Crawl, from: NodeIndex, key: &Key) -> Vec<NodeIndex> {
         let k = self.kademlia.lookup.k;
         let mut closest = Vec::with_capacity(k + 1);
-        parsec_kad::table::closest_sorted(&crawl.keys, &crawl.nodes, key, k + 1, &mut closest);
+        crawl.closest(key, k + 1, &mut closest);
         closest.retain(|&p| p != from);
         closest.truncate(k);
         closest

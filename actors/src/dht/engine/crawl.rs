@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use libp2p::{Multiaddr, PeerId};
-use parsec_kad::{table::closest_sorted, Key};
+use parsec_kad::{Key, SortedPeers};
 use rand::RngCore;
 
 /// Peers a crawl lists at most: memory stays bounded on a network larger than we expect (the
@@ -57,10 +57,9 @@ pub(crate) struct Crawl {
 /// What a finished crawl found: the peers that answered, sorted by key.
 #[derive(Debug, Default)]
 pub(crate) struct CrawlTable {
-    keys: Vec<Key>,
+    /// Positions in `peers`, sorted by the peers' keys.
+    sorted: SortedPeers<usize>,
     peers: Vec<(PeerId, Vec<Multiaddr>)>,
-    /// `0..len`: the ids `closest_sorted` returns for the sorted keys.
-    positions: Vec<usize>,
     /// FIND_NODE requests sent and failed.
     pub(crate) requests: u32,
     pub(crate) failures: u32,
@@ -157,20 +156,19 @@ impl Crawl {
 
     /// The table of the peers that answered.
     pub(crate) fn into_table(self) -> CrawlTable {
-        let mut answered: Vec<(Key, PeerId, Vec<Multiaddr>)> = self
+        let mut keys = Vec::new();
+        let peers: Vec<(PeerId, Vec<Multiaddr>)> = self
             .peers
             .into_iter()
             .filter(|(_, found)| found.answered)
-            .map(|(peer, found)| (found.key, peer, found.addrs))
+            .map(|(peer, found)| {
+                keys.push((found.key, keys.len()));
+                (peer, found.addrs)
+            })
             .collect();
-        answered.sort_unstable_by_key(|(key, _, _)| *key);
         CrawlTable {
-            positions: (0..answered.len()).collect(),
-            keys: answered.iter().map(|(key, _, _)| *key).collect(),
-            peers: answered
-                .into_iter()
-                .map(|(_, peer, addrs)| (peer, addrs))
-                .collect(),
+            sorted: SortedPeers::new(keys),
+            peers,
             requests: self.requests,
             failures: self.failures,
         }
@@ -213,9 +211,9 @@ impl CrawlTable {
 
     /// The `count` peers closest to `target`, with their addresses.
     pub(crate) fn closest(&self, target: &Key, count: usize) -> Vec<(PeerId, Vec<Multiaddr>)> {
-        let mut indices = Vec::with_capacity(count);
-        closest_sorted(&self.keys, &self.positions, target, count, &mut indices);
-        indices.into_iter().map(|i| self.peers[i].clone()).collect()
+        let mut positions = Vec::with_capacity(count);
+        self.sorted.closest(target, count, &mut positions);
+        positions.into_iter().map(|i| self.peers[i].clone()).collect()
     }
 }
 
