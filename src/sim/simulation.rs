@@ -315,12 +315,18 @@ impl Simulation {
             self.network.store_record(peer, content);
         }
         self.forget_dead(from, &outcome.dead);
-        if let Some(NodeState::Optimistic(state)) = self.strategies.get(&from) {
-            let mut state = state.clone();
-            if self.track(&mut state.estimator, from, &content, &outcome) {
-                state.upkeep.record_sample();
+        // Out of the map while it tracks (which reads no strategy): no copy each provide.
+        match self.strategies.remove(&from) {
+            Some(NodeState::Optimistic(mut state)) => {
+                if self.track(&mut state.estimator, from, &content, &outcome) {
+                    state.upkeep.record_sample();
+                }
+                self.strategies.insert(from, NodeState::Optimistic(state));
             }
-            self.strategies.insert(from, NodeState::Optimistic(state));
+            Some(other) => {
+                self.strategies.insert(from, other);
+            }
+            None => {}
         }
         if outcome.error.is_some() {
             outcome.peers.clear();

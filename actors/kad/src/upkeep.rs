@@ -34,32 +34,51 @@ pub struct EstimateUpkeep {
     running: usize,
     /// The last batch: when its last lookup ended, and whether it brought a new sample.
     last: Option<(Duration, bool)>,
+    /// When the next batch is due, once decided (at the first ask after a batch ended, so the
+    /// estimate is asked for once a batch, not on every ask).
+    next: Option<Duration>,
 }
 
 impl EstimateUpkeep {
     /// Lookups of random keys to start at `now`: a batch if one is due and none runs, else 0.
     /// A batch is due at once, then [`ESTIMATE_REFRESH`] after the last one ended once the
-    /// estimate is warm and `estimated` (the estimator gives an estimate now), at once after a
-    /// batch that brought a new sample, and [`ESTIMATE_RETRY`] after one that brought none.
-    pub fn due(&mut self, now: Duration, estimated: bool) -> usize {
+    /// estimate is warm and `estimated` (the estimator gives an estimate; asked once a batch),
+    /// at once after a batch that brought a new sample, and [`ESTIMATE_RETRY`] after one that
+    /// brought none.
+    pub fn due(&mut self, now: Duration, estimated: impl FnOnce() -> bool) -> usize {
         if self.running > 0 {
             return 0;
         }
-        if let Some((ended, sampled)) = self.last {
-            let wait = if estimated && self.is_warm() {
-                ESTIMATE_REFRESH
-            } else if sampled {
-                Duration::ZERO
-            } else {
-                ESTIMATE_RETRY
-            };
-            if now < ended + wait {
-                return 0;
+        let next = match self.next {
+            Some(next) => next,
+            None => {
+                let next = self.next_after_last(estimated);
+                self.next = Some(next);
+                next
             }
+        };
+        if now < next {
+            return 0;
         }
+        self.next = None;
         self.samples_at_start = self.samples;
         self.running = ESTIMATE_LOOKUPS;
         ESTIMATE_LOOKUPS
+    }
+
+    /// When the batch after the last one is due.
+    fn next_after_last(&self, estimated: impl FnOnce() -> bool) -> Duration {
+        let Some((ended, sampled)) = self.last else {
+            return Duration::ZERO;
+        };
+        let wait = if self.is_warm() && estimated() {
+            ESTIMATE_REFRESH
+        } else if sampled {
+            Duration::ZERO
+        } else {
+            ESTIMATE_RETRY
+        };
+        ended + wait
     }
 
     /// The estimator took a converged lookup's closest peers (a lookup of a batch, or any other
@@ -76,6 +95,7 @@ impl EstimateUpkeep {
         self.running -= 1;
         if self.running == 0 {
             self.last = Some((now, self.samples > self.samples_at_start));
+            self.next = None;
         }
     }
 
@@ -108,34 +128,46 @@ mod tests {
         let mut upkeep = EstimateUpkeep::default();
         let now = Duration::from_secs(100);
         let mut batches = 0;
-        while upkeep.due(now, upkeep.is_warm()) == ESTIMATE_LOOKUPS {
+        while upkeep.due(now, || true) == ESTIMATE_LOOKUPS {
             batches += 1;
-            assert_eq!(upkeep.due(now, false), 0, "one batch at a time");
+            assert_eq!(upkeep.due(now, || false), 0, "one batch at a time");
             run_batch(&mut upkeep, now, true);
             assert!(batches <= ESTIMATE_WARM_UP, "bounded");
         }
         assert!(upkeep.is_warm());
         assert_eq!(batches, ESTIMATE_WARM_UP / ESTIMATE_LOOKUPS);
-        assert_eq!(upkeep.due(now + ESTIMATE_REFRESH / 2, true), 0);
-        assert_eq!(upkeep.due(now + ESTIMATE_REFRESH, true), ESTIMATE_LOOKUPS);
+        // The estimate is asked once a batch, not on every ask.
+        let mut asked = 0;
+        for _ in 0..5 {
+            let lookups = upkeep.due(now + ESTIMATE_REFRESH / 2, || {
+                asked += 1;
+                true
+            });
+            assert_eq!(lookups, 0);
+        }
+        assert_eq!(
+            asked, 0,
+            "decided when the batch that made it warm was asked after"
+        );
+        assert_eq!(upkeep.due(now + ESTIMATE_REFRESH, || true), ESTIMATE_LOOKUPS);
     }
 
     #[test]
     fn a_batch_that_brings_no_sample_waits_before_the_next() {
         let mut upkeep = EstimateUpkeep::default();
         let now = Duration::from_secs(5);
-        assert_eq!(upkeep.due(now, false), ESTIMATE_LOOKUPS);
+        assert_eq!(upkeep.due(now, || false), ESTIMATE_LOOKUPS);
         run_batch(&mut upkeep, now, false);
-        assert_eq!(upkeep.due(now, false), 0);
-        assert_eq!(upkeep.due(now + ESTIMATE_RETRY, false), ESTIMATE_LOOKUPS);
+        assert_eq!(upkeep.due(now, || false), 0);
+        assert_eq!(upkeep.due(now + ESTIMATE_RETRY, || false), ESTIMATE_LOOKUPS);
         assert!(!upkeep.is_warm());
         // Warm, but the estimator cannot answer (samples expired): the batches go on.
         let mut upkeep = EstimateUpkeep::default();
         for _ in 0..ESTIMATE_WARM_UP / ESTIMATE_LOOKUPS {
-            assert_eq!(upkeep.due(now, false), ESTIMATE_LOOKUPS);
+            assert_eq!(upkeep.due(now, || false), ESTIMATE_LOOKUPS);
             run_batch(&mut upkeep, now, true);
         }
         assert!(upkeep.is_warm());
-        assert_eq!(upkeep.due(now, false), ESTIMATE_LOOKUPS);
+        assert_eq!(upkeep.due(now, || false), ESTIMATE_LOOKUPS);
     }
 }

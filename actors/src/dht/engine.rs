@@ -663,13 +663,17 @@ impl Engine {
     }
 
     fn maintain_estimate(&mut self, net: &mut Net<'_>) {
-        let estimate = self.network_size_estimate();
-        let lookups = self.upkeep.due(self.now(), estimate.is_some());
+        let now = self.now();
+        let estimator = &mut self.estimator;
+        let lookups = self.upkeep.due(now, || estimator.estimate(now).is_ok());
         if lookups == 0 {
             return;
         }
-        if let Some(metrics) = &self.metrics {
-            metrics.network_size_estimate.set(estimate.unwrap_or(0.0));
+        if self.metrics.is_some() {
+            let estimate = self.network_size_estimate().unwrap_or(0.0);
+            if let Some(metrics) = &self.metrics {
+                metrics.network_size_estimate.set(estimate);
+            }
         }
         for _ in 0..lookups {
             let mut key = vec![0u8; 32];

@@ -36,10 +36,10 @@ impl Simulation {
     /// does, and track them.
     pub(super) fn refresh_estimates(&mut self) {
         for node in self.nodes_where(|state| matches!(state, NodeState::Optimistic(_))) {
-            let Some(NodeState::Optimistic(estimate)) = self.strategies.get(&node) else {
+            // Out of the map while its lookups run (they read no strategy): no copy each round.
+            let Some(NodeState::Optimistic(mut estimate)) = self.strategies.remove(&node) else {
                 continue;
             };
-            let mut estimate = estimate.clone();
             self.keep_up(node, &mut estimate);
             self.strategies.insert(node, NodeState::Optimistic(estimate));
         }
@@ -55,8 +55,8 @@ impl Simulation {
             &Key::hash_of(&self.clock.as_nanos().to_be_bytes()),
         );
         loop {
-            let estimated = estimate.estimator.estimate(self.clock).is_ok();
-            let lookups = estimate.upkeep.due(self.clock, estimated);
+            let (estimator, clock) = (&mut estimate.estimator, self.clock);
+            let lookups = estimate.upkeep.due(clock, || estimator.estimate(clock).is_ok());
             if lookups == 0 {
                 return;
             }
