@@ -56,10 +56,12 @@ pub struct Network {
     /// Every node (dead ones too), sorted by key, and their keys in that order.
     sorted: Vec<NodeIndex>,
     sorted_keys: Vec<Key>,
-    /// Routing tables: node `i` owns `buckets[i] * k` slots from `table_start[i]`, bucket by
-    /// bucket; unused slots hold `EMPTY`.
+    /// Routing tables: node `i` owns buckets `first_bucket[i]..` (`buckets[i]` of them), bucket
+    /// `g` being slots `g * k..(g + 1) * k`: its `fill[g]` peers first, then `EMPTY`. An answer
+    /// reads only peers, and knows a bucket's size without reading it.
     slots: Vec<NodeIndex>,
-    table_start: Vec<usize>,
+    fill: Vec<u8>,
+    first_bucket: Vec<usize>,
     buckets: Vec<u8>,
     /// Nodes holding a provider record of a content key.
     records: HashMap<Key, Vec<NodeIndex>>,
@@ -119,7 +121,8 @@ impl Network {
             k: config.k,
             alive: config.nodes,
             slots: Vec::with_capacity(tables.iter().map(Vec::len).sum()),
-            table_start: vec![0; config.nodes],
+            fill: Vec::with_capacity(tables.iter().map(Vec::len).sum::<usize>() / config.k),
+            first_bucket: vec![0; config.nodes],
             buckets: vec![0; config.nodes],
             keys,
             regions,
@@ -138,11 +141,22 @@ impl Network {
         Ok(network)
     }
 
-    /// Appends `node`'s table to the slots and points `node`'s entries (which must exist) at it.
+    /// Appends `node`'s table to the slots (each bucket's peers first, in their order) and points
+    /// `node`'s entries (which must exist) at it.
     fn store_table(&mut self, node: NodeIndex, table: Vec<NodeIndex>) {
-        self.table_start[node as usize] = self.slots.len();
+        self.first_bucket[node as usize] = self.fill.len();
         self.buckets[node as usize] = (table.len() / self.k) as u8;
-        self.slots.extend(table);
+        for bucket in table.chunks_exact(self.k) {
+            let before = self.slots.len();
+            self.slots.extend(bucket.iter().filter(|&&p| p != EMPTY));
+            self.fill.push((self.slots.len() - before) as u8);
+            self.slots.resize(before + self.k, EMPTY);
+        }
+    }
+
+    /// The peers of bucket `g` (of all the network's buckets).
+    fn members(&self, g: usize) -> &[NodeIndex] {
+        &self.slots[g * self.k..][..usize::from(self.fill[g])]
     }
 
     /// Nodes ever created (dead ones included).
@@ -196,34 +210,24 @@ impl Network {
         self.flags[node as usize].reachable = reachable;
     }
 
-    fn table(&self, node: NodeIndex) -> &[NodeIndex] {
-        let start = self.table_start[node as usize];
-        &self.slots[start..start + usize::from(self.buckets[node as usize]) * self.k]
-    }
-
-    fn bucket_mut(&mut self, node: NodeIndex, bucket: u32) -> Option<&mut [NodeIndex]> {
-        if bucket >= u32::from(self.buckets[node as usize]) {
-            return None;
-        }
-        let start = self.table_start[node as usize] + bucket as usize * self.k;
-        Some(&mut self.slots[start..start + self.k])
+    /// The index of `bucket` of `node`'s table among the network's buckets, if the table has
+    /// that bucket.
+    fn bucket_index(&self, node: NodeIndex, bucket: u32) -> Option<usize> {
+        (bucket < u32::from(self.buckets[node as usize]))
+            .then(|| self.first_bucket[node as usize] + bucket as usize)
     }
 
     /// Peers in a node's routing table (dead ones it has not noticed included).
     pub fn routing_table(&self, node: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
-        self.table(node).iter().copied().filter(|&p| p != EMPTY)
+        let first = self.first_bucket[node as usize];
+        (first..first + usize::from(self.buckets[node as usize]))
+            .flat_map(|g| self.members(g).iter().copied())
     }
 
     /// Peers in bucket `bucket` of a node's routing table.
     pub fn bucket_level(&self, node: NodeIndex, bucket: u32) -> usize {
-        if bucket >= u32::from(self.buckets[node as usize]) {
-            return 0;
-        }
-        let start = self.table_start[node as usize] + bucket as usize * self.k;
-        self.slots[start..start + self.k]
-            .iter()
-            .filter(|&&p| p != EMPTY)
-            .count()
+        self.bucket_index(node, bucket)
+            .map_or(0, |g| self.members(g).len())
     }
 
     /// Size of a node's routing table.
@@ -278,25 +282,36 @@ impl Network {
         }
         let buckets = u32::from(self.buckets[node as usize]);
         let shared = self.key(node).common_prefix_len(target);
-        let start = self.table_start[node as usize];
-        let with_distance = |&p: &NodeIndex| (self.keys[p as usize].distance(target), p);
+        let first_bucket = self.first_bucket[node as usize];
+        let fills = &self.fill[first_bucket..][..buckets as usize];
+        let bucket = |b: u32| self.members(first_bucket + b as usize);
+        let with_distance = |p: NodeIndex| (self.keys[p as usize].distance(target), p);
         // Peers of the answer so far, wanted or not.
         let mut answered = 0;
         // Each group is closer to `target` than the next, so only the group that overflows
         // `count` needs a selection, and only among its own members. True once the answer is
         // full.
         let mut take = |first: u32, last: u32, found: &mut Vec<(Distance, NodeIndex)>| {
-            let slots = &self.slots[start + first as usize * self.k..start + last as usize * self.k];
-            let members = || slots.iter().filter(|&&p| p != EMPTY);
-            let size = members().count();
+            let size: usize = fills[first as usize..last as usize]
+                .iter()
+                .map(|&f| usize::from(f))
+                .sum();
             if answered + size <= count {
-                found.extend(members().filter(|&&p| wanted(p)).map(with_distance));
+                for b in first..last {
+                    for &p in bucket(b) {
+                        if wanted(p) {
+                            found.push(with_distance(p));
+                        }
+                    }
+                }
                 answered += size;
                 return answered == count;
             }
-            if members().any(|&p| wanted(p)) {
+            if (first..last).any(|b| bucket(b).iter().any(|&p| wanted(p))) {
                 let before = found.len();
-                found.extend(members().map(with_distance));
+                for b in first..last {
+                    found.extend(bucket(b).iter().map(|&p| with_distance(p)));
+                }
                 let need = count - answered;
                 found[before..].select_nth_unstable(need - 1);
                 found.truncate(before + need);
@@ -332,15 +347,18 @@ impl Network {
             return;
         }
         let bucket = self.key(node).common_prefix_len(target).min(buckets - 1);
-        let start = self.table_start[node as usize] + bucket as usize * self.k;
-        prefetch(&self.slots[start..start + self.k]);
+        let g = self.first_bucket[node as usize] + bucket as usize;
+        prefetch(&self.slots[g * self.k..][..self.k]);
+        prefetch(&self.fill[g..][..1]);
     }
 
     /// The `count` peers of `node`'s routing table closest to `target` by scanning all of it (the
     /// reference `closest_in_table` is checked against).
     #[cfg(test)]
     fn closest_in_table_by_scan(&self, node: NodeIndex, target: &Key, count: usize) -> Vec<NodeIndex> {
-        let mut all: Vec<NodeIndex> = self.routing_table(node).collect();
+        let start = self.first_bucket[node as usize] * self.k;
+        let slots = &self.slots[start..start + usize::from(self.buckets[node as usize]) * self.k];
+        let mut all: Vec<NodeIndex> = slots.iter().copied().filter(|&p| p != EMPTY).collect();
         all.sort_unstable_by_key(|&p| self.keys[p as usize].distance(target));
         all.truncate(count);
         all
@@ -349,10 +367,16 @@ impl Network {
     /// `node` noticed that `peer` is gone: it drops it from its routing table.
     pub fn forget(&mut self, node: NodeIndex, peer: NodeIndex) {
         let bucket = self.key(node).common_prefix_len(&self.key(peer));
-        if let Some(slots) = self.bucket_mut(node, bucket) {
-            for slot in slots.iter_mut().filter(|s| **s == peer) {
-                *slot = EMPTY;
-            }
+        let Some(g) = self.bucket_index(node, bucket) else {
+            return;
+        };
+        if let Some(at) = self.members(g).iter().position(|&p| p == peer) {
+            // The last peer fills the gap: a bucket's order does not matter, its size does.
+            self.fill[g] -= 1;
+            let start = g * self.k;
+            let last = start + usize::from(self.fill[g]);
+            self.slots.swap(start + at, last);
+            self.slots[last] = EMPTY;
         }
     }
 
@@ -362,13 +386,14 @@ impl Network {
             return;
         }
         let bucket = self.key(node).common_prefix_len(&self.key(peer));
-        if let Some(slots) = self.bucket_mut(node, bucket) {
-            if slots.contains(&peer) {
-                return;
-            }
-            if let Some(slot) = slots.iter_mut().find(|s| **s == EMPTY) {
-                *slot = peer;
-            }
+        let Some(g) = self.bucket_index(node, bucket) else {
+            return;
+        };
+        let members = self.members(g);
+        let size = members.len();
+        if size < self.k && !members.contains(&peer) {
+            self.slots[g * self.k + size] = peer;
+            self.fill[g] += 1;
         }
     }
 
@@ -453,7 +478,7 @@ impl Network {
                 table
             })
             .collect();
-        self.table_start.resize(self.keys.len(), 0);
+        self.first_bucket.resize(self.keys.len(), 0);
         self.buckets.resize(self.keys.len(), 0);
         for (node, table) in (first..).zip(tables) {
             self.store_table(node, table);
@@ -563,6 +588,45 @@ mod tests {
         }
         net.closest_in_table(0, &net.key(0), 5, &mut out);
         assert_eq!(out, net.closest_in_table_by_scan(0, &net.key(0), 5));
+    }
+
+    #[test]
+    fn buckets_stay_packed_as_peers_are_forgotten_and_learned() {
+        let mut net = network(2000, 20, 5);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20_000 {
+            let node = rng.gen_range(0..2000);
+            let peer = rng.gen_range(0..2000);
+            if rng.gen_bool(0.5) {
+                net.forget(node, peer);
+            } else {
+                net.learn(node, peer);
+            }
+        }
+        for node in 0..2000 {
+            for bucket in 0..u32::from(net.buckets[node as usize]) {
+                let g = net.bucket_index(node, bucket).unwrap();
+                let slots = &net.slots[g * net.k..][..net.k];
+                let fill = net.bucket_level(node, bucket);
+                assert!(slots[..fill].iter().all(|&p| p != EMPTY && p != node));
+                assert!(slots[fill..].iter().all(|&p| p == EMPTY));
+                let mut peers = slots[..fill].to_vec();
+                peers.sort_unstable();
+                peers.dedup();
+                assert_eq!(
+                    peers.len(),
+                    fill,
+                    "node {node} bucket {bucket} holds a peer twice"
+                );
+                assert!(peers
+                    .iter()
+                    .all(|&p| net.key(node).common_prefix_len(&net.key(p)) == bucket));
+            }
+            let target = Key::random(&mut rng);
+            let mut out = Vec::new();
+            net.closest_in_table(node, &target, 20, &mut out);
+            assert_eq!(out, net.closest_in_table_by_scan(node, &target, 20));
+        }
     }
 
     #[test]

@@ -139,11 +139,7 @@ impl<P: Copy + Eq> Lookup<P> {
     pub fn new(target: Key, config: LookupConfig, seeds: impl IntoIterator<Item = (P, Key)>) -> Self {
         let mut lookup = Self {
             target,
-            config: LookupConfig {
-                k: config.k.max(1),
-                alpha: config.alpha.max(1),
-                ..config
-            },
+            config,
             candidates: Vec::with_capacity(8 * config.k.max(1)),
             pending: Vec::with_capacity(config.alpha.max(1)),
             in_flight: 0,
@@ -152,8 +148,39 @@ impl<P: Copy + Eq> Lookup<P> {
             queries: 0,
             termination: None,
         };
-        lookup.insert_all(seeds, 1);
+        lookup.restart(target, config, seeds);
         lookup
+    }
+
+    /// Starts a new lookup in this one's place, keeping its memory: a simulator runs millions of
+    /// lookups one after the other, and allocating each one's lists was a tenth of its time.
+    pub fn restart(&mut self, target: Key, config: LookupConfig, seeds: impl IntoIterator<Item = (P, Key)>) {
+        self.target = target;
+        self.config = LookupConfig {
+            k: config.k.max(1),
+            alpha: config.alpha.max(1),
+            ..config
+        };
+        self.candidates.clear();
+        self.pending.clear();
+        self.in_flight = 0;
+        self.answers_without_progress = 0;
+        self.unseen_answer = false;
+        self.queries = 0;
+        self.termination = None;
+        // Sorted at once rather than inserted one by one: seeds come in no particular order.
+        let target = self.target;
+        self.candidates
+            .extend(seeds.into_iter().map(|(peer, key)| Candidate {
+                distance: key.distance(&target),
+                peer,
+                state: PeerState::NotContacted,
+                hop: 1,
+            }));
+        self.candidates
+            .sort_unstable_by_key(|c| std::cmp::Reverse(c.distance));
+        // A peer's key is unique, so an equal distance means a peer listed twice.
+        self.candidates.dedup_by(|a, b| a.distance == b.distance);
     }
 
     /// The key looked up.
