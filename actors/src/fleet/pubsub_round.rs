@@ -13,8 +13,8 @@ use crate::{
     pubsub::{
         clock::{delivery_latency, ClockOffset},
         node::{
-            AwaitMessage, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients, SubscribeTopic,
-            ViewTopic,
+            AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients,
+            SubscribeTopic, ViewTopic,
         },
         MessageId,
     },
@@ -82,6 +82,18 @@ struct Participant<'a> {
     fleet: String,
 }
 
+/// A message the publisher was asked to send: its receipt, or why gossipsub refused it, and the
+/// root span of its trace.
+struct Sent {
+    id: MessageId,
+    result: Result<PublishReceipt, String>,
+    span: tracing::Span,
+}
+
+/// A receiver's first copy of one message, if it came by the deadline, and the receiver's span of
+/// the message's trace.
+type Arrival = (Option<DeliveryReceipt>, tracing::Span);
+
 /// Runs the round over `members` (ready, speaking pubsub); `publisher` indexes them.
 pub(super) async fn run(
     members: &[FleetMember],
@@ -94,7 +106,53 @@ pub(super) async fn run(
     let round = RoundId::new();
     summary.round = Some(round);
     summary.publisher = Some(members[publisher].id);
-    let mut participants = Vec::new();
+    let Some((participants, publisher)) = prepare(members, publisher, config, default_fleet, summary).await
+    else {
+        return;
+    };
+    let publishing = &participants[publisher];
+    let span = tracing::info_span!("pubsub round", %round, publisher = %publishing.member.id);
+    let _entered = span.enter();
+    if let Err((id, e)) = await_mesh(&participants, &config.topic, config.mesh_wait).await {
+        summary.failures.push((id, e));
+        return;
+    }
+    let started = Instant::now();
+    let sent = publish(publishing, round, config, summary).await;
+    let receivers: Vec<&Participant> = participants
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != publisher)
+        .map(|(_, p)| p)
+        .collect();
+    let arrivals = await_arrivals(&receivers, &sent, started + config.deadline).await;
+    let rows = RoundRows {
+        round,
+        config,
+        publishing,
+        receivers: &receivers,
+    }
+    .rows(&sent, &arrivals, summary);
+    for (receiver, arrived) in receivers.iter().zip(arrivals) {
+        if let Err(e) = arrived {
+            summary.failures.push((receiver.member.id, e));
+        }
+    }
+    for measurement in rows {
+        recorder.do_send(RecordMeasurement(measurement));
+    }
+}
+
+/// Subscribes every member to the topic and probes its clock; those that failed are in the
+/// summary's failures. `None` if the publisher is one of them; else the participants and the
+/// publisher's place among them.
+async fn prepare<'a>(
+    members: &'a [FleetMember],
+    publisher: usize,
+    config: &PubsubRoundConfig,
+    default_fleet: &str,
+    summary: &mut PubsubRoundSummary,
+) -> Option<(Vec<Participant<'a>>, usize)> {
     let prepared = join_all(members.iter().map(|member| async move {
         let pubsub = member.pubsub.as_ref().expect("members speak pubsub");
         let topic = config.topic.clone();
@@ -112,6 +170,7 @@ pub(super) async fn run(
         Ok::<_, NodeError>((pubsub, clock))
     }))
     .await;
+    let mut participants = Vec::new();
     let mut publisher_index = None;
     for (index, (member, prepared)) in members.iter().zip(prepared).enumerate() {
         match prepared {
@@ -129,95 +188,86 @@ pub(super) async fn run(
             Err(e) => summary.failures.push((member.id, e)),
         }
     }
-    let Some(publisher) = publisher_index else {
-        return;
-    };
-    let span = tracing::info_span!("pubsub round", %round, publisher = %participants[publisher].member.id);
-    let _entered = span.enter();
-    if let Err((id, e)) = await_mesh(&participants, &config.topic, config.mesh_wait).await {
-        summary.failures.push((id, e));
-        return;
-    }
+    Some((participants, publisher_index?))
+}
 
-    // Publish, one after the other.
-    let started = Instant::now();
-    let mut sent: Vec<(MessageId, Result<PublishReceipt, String>, tracing::Span)> = Vec::new();
+/// Publishes the round's messages one after the other. A message gossipsub refused (nobody
+/// subscribed known) is a measurement; a publisher that stopped answering ends the publishing
+/// (a failure in the summary).
+async fn publish(
+    publisher: &Participant<'_>,
+    round: RoundId,
+    config: &PubsubRoundConfig,
+    summary: &mut PubsubRoundSummary,
+) -> Vec<Sent> {
+    let mut sent = Vec::with_capacity(config.messages);
     for _ in 0..config.messages {
         let id = MessageId::new();
         // One trace per message: a root span, continued by the publishing server, with a child
         // per receiver.
-        let message_span = tracing::info_span!(
+        let span = tracing::info_span!(
             parent: None,
             "pubsub.message",
             message = %id,
             topic = %config.topic,
             %round,
-            publisher = %participants[publisher].member.id
+            publisher = %publisher.member.id
         );
         let request = PublishMessage {
             topic: config.topic.clone(),
             id,
             bytes: config.message_bytes,
-            span: message_span.clone(),
+            span: span.clone(),
         };
-        match participants[publisher]
-            .pubsub
-            .publish
-            .send(request)
-            .await
-            .map_err(unavailable)
-        {
-            Ok(Ok(receipt)) => sent.push((id, Ok(receipt), message_span)),
-            // gossipsub refused it (nobody subscribed known): a measurement, not a failure.
+        let result = match publisher.pubsub.publish.send(request).await.map_err(unavailable) {
+            Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(NodeError::Rejected { status: 503, body }))
             | Ok(Err(NodeError::Dht(crate::DhtError::Pubsub(body)))) => {
-                message_span.in_scope(|| tracing::info!(reason = %body, "not published"));
-                sent.push((id, Err(body), message_span));
+                span.in_scope(|| tracing::info!(reason = %body, "not published"));
+                Err(body)
             }
             Ok(Err(e)) | Err(e) => {
-                summary.failures.push((participants[publisher].member.id, e));
+                summary.failures.push((publisher.member.id, e));
                 break;
             }
-        }
+        };
+        sent.push(Sent { id, result, span });
     }
-    let deadline = started + config.deadline;
+    sent
+}
 
-    // Every other participant waits for each message in turn, until the deadline.
-    let receivers: Vec<&Participant> = participants
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != publisher)
-        .map(|(_, p)| p)
-        .collect();
-    let published: Vec<(MessageId, &tracing::Span)> = sent
-        .iter()
-        .filter(|(_, r, _)| r.is_ok())
-        .map(|(id, _, span)| (*id, span))
-        .collect();
-    // Per receiver and published message: its first copy, if any, and the receiver's span of the
-    // message's trace.
-    let arrivals = join_all(receivers.iter().map(|receiver| {
+/// Every receiver waits for each published message in turn, until the deadline: per receiver,
+/// its arrivals in the order of `sent`'s published messages, or why it stopped answering.
+async fn await_arrivals(
+    receivers: &[&Participant<'_>],
+    sent: &[Sent],
+    deadline: Instant,
+) -> Vec<Result<Vec<Arrival>, NodeError>> {
+    let published: Vec<&Sent> = sent.iter().filter(|s| s.result.is_ok()).collect();
+    join_all(receivers.iter().map(|receiver| {
         let published = &published;
         async move {
             let mut arrived = Vec::with_capacity(published.len());
-            for (id, message_span) in published {
+            for message in published {
                 let span = tracing::info_span!(
-                    parent: *message_span,
+                    parent: &message.span,
                     "pubsub.delivery",
                     receiver = %receiver.member.id,
                     server = %receiver.member.name
                 );
                 let wait = deadline.saturating_duration_since(Instant::now());
-                let answer = receiver
+                let request = AwaitMessage {
+                    id: message.id,
+                    wait,
+                    span: span.clone(),
+                };
+                match receiver
                     .pubsub
                     .await_message
-                    .send(AwaitMessage {
-                        id: *id,
-                        wait,
-                        span: span.clone(),
-                    })
-                    .await;
-                match answer.map_err(unavailable) {
+                    .send(request)
+                    .await
+                    .map_err(unavailable)
+                {
                     Ok(Ok(delivery)) => arrived.push((delivery, span)),
                     Ok(Err(e)) | Err(e) => return Err(e),
                 }
@@ -225,150 +275,171 @@ pub(super) async fn run(
             Ok(arrived)
         }
     }))
-    .await;
+    .await
+}
 
-    // Rows: a publish per message, a delivery per receiver that answered.
-    let publishing = &participants[publisher];
-    let details = |topic: &str| PubsubDetails::new(topic, config.message_bytes, "rust-libp2p");
-    let row = |participant: &Participant,
-               operation: Operation,
-               id: MessageId,
-               started_at,
-               duration,
-               error,
-               pubsub| Measurement {
-        started_at,
-        duration,
-        error,
-        ..Measurement::pubsub(
+/// How one receiver's copy of one message counts.
+enum Reach {
+    Delivered(Duration),
+    /// It came, but the corrected clocks put it before its send beyond their bounds.
+    Unmeasurable,
+    Missing,
+}
+
+/// The rows of one round: a publish per message, a delivery per receiver that answered.
+struct RoundRows<'a> {
+    round: RoundId,
+    config: &'a PubsubRoundConfig,
+    publishing: &'a Participant<'a>,
+    receivers: &'a [&'a Participant<'a>],
+}
+
+impl RoundRows<'_> {
+    fn rows(
+        &self,
+        sent: &[Sent],
+        arrivals: &[Result<Vec<Arrival>, NodeError>],
+        summary: &mut PubsubRoundSummary,
+    ) -> Vec<Measurement> {
+        let mut rows = Vec::new();
+        let mut column = 0;
+        for message in sent {
+            let receipt = match &message.result {
+                Ok(receipt) => receipt,
+                Err(reason) => {
+                    summary.refused += 1;
+                    rows.push(Measurement {
+                        started_at: self.publishing.clock.to_ours(chrono::Utc::now()),
+                        error: Some(reason.clone()),
+                        ..self.row(self.publishing, Operation::Publish, message.id, self.details())
+                    });
+                    continue;
+                }
+            };
+            summary.published += 1;
+            let (mut latest, mut missing) = (Duration::ZERO, 0);
+            for (receiver, arrived) in self.receivers.iter().zip(arrivals) {
+                let Ok(arrived) = arrived else { continue };
+                summary.expected += 1;
+                let (row, reach) = self.delivery(receiver, message.id, receipt, &arrived[column], summary);
+                match reach {
+                    Reach::Delivered(latency) => latest = latest.max(latency),
+                    Reach::Unmeasurable => {}
+                    Reach::Missing => missing += 1,
+                }
+                rows.push(row);
+            }
+            column += 1;
+            let publish = PubsubDetails {
+                topic_peers: Some(receipt.topic_peers),
+                mesh_peers: Some(receipt.mesh_peers),
+                ..self.details()
+            };
+            rows.push(Measurement {
+                trace_id: receipt.trace_id.clone(),
+                started_at: self.publishing.clock.to_ours(receipt.sent_at),
+                duration: if missing > 0 { self.config.deadline } else { latest },
+                error: (missing > 0)
+                    .then(|| format!("not delivered to {missing} of {} peers", self.receivers.len())),
+                ..self.row(self.publishing, Operation::Publish, message.id, publish)
+            });
+        }
+        rows
+    }
+
+    /// The row of `receiver`'s copy of message `id`, counted in the summary.
+    fn delivery(
+        &self,
+        receiver: &Participant,
+        id: MessageId,
+        receipt: &PublishReceipt,
+        (arrival, span): &Arrival,
+        summary: &mut PubsubRoundSummary,
+    ) -> (Measurement, Reach) {
+        let row = Measurement {
+            trace_id: receipt.trace_id.clone(),
+            started_at: self.publishing.clock.to_ours(receipt.sent_at),
+            ..self.row(receiver, Operation::Delivery, id, self.details())
+        };
+        let Some(delivery) = arrival else {
+            span.in_scope(|| tracing::info!("not delivered by the deadline"));
+            let row = Measurement {
+                duration: self.config.deadline,
+                error: Some(NOT_DELIVERED.to_owned()),
+                ..row
+            };
+            return (row, Reach::Missing);
+        };
+        let measured = delivery_latency(
+            receipt.sent_at,
+            self.publishing.clock,
+            delivery.received_at,
+            receiver.clock,
+        );
+        let bound = match &measured {
+            Ok((_, bound)) => *bound,
+            Err(clock_error) => clock_error.bound,
+        };
+        let details = PubsubDetails {
+            copies: delivery.copies,
+            first_from: Some(delivery.from.to_string()),
+            clock_offset: Some(receiver.clock.offset),
+            clock_uncertainty: Some(bound),
+            ..self.details()
+        };
+        match measured {
+            Err(clock_error) => {
+                summary.clock_errors += 1;
+                span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
+                let row = Measurement {
+                    error: Some(clock_error.to_string()),
+                    pubsub: Some(details),
+                    ..row
+                };
+                (row, Reach::Unmeasurable)
+            }
+            Ok((latency, bound)) => {
+                span.in_scope(|| {
+                    tracing::info!(
+                        latency_s = latency.as_secs_f64(),
+                        clock_uncertainty_s = bound,
+                        "delivered"
+                    );
+                });
+                summary.delivered += 1;
+                summary.latencies.push(latency);
+                summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
+                let row = Measurement {
+                    duration: latency,
+                    pubsub: Some(details),
+                    ..row
+                };
+                (row, Reach::Delivered(latency))
+            }
+        }
+    }
+
+    /// The pubsub columns every row of the round shares.
+    fn details(&self) -> PubsubDetails {
+        PubsubDetails::new(&self.config.topic, self.config.message_bytes, "rust-libp2p")
+    }
+
+    /// A row of `participant` about message `id` (its time, duration and error to be set).
+    fn row(
+        &self,
+        participant: &Participant,
+        operation: Operation,
+        id: MessageId,
+        pubsub: PubsubDetails,
+    ) -> Measurement {
+        Measurement::pubsub(
             operation,
-            round,
+            self.round,
             &participant.fleet,
             participant.member.id,
             &id.to_string(),
             pubsub,
         )
-    };
-    let mut rows = Vec::new();
-    let mut column = 0;
-    for (id, result, _) in &sent {
-        let receipt = match result {
-            Ok(receipt) => receipt,
-            Err(reason) => {
-                summary.refused += 1;
-                let at = publishing.clock.to_ours(chrono::Utc::now());
-                rows.push(row(
-                    publishing,
-                    Operation::Publish,
-                    *id,
-                    at,
-                    Duration::ZERO,
-                    Some(reason.clone()),
-                    details(&config.topic),
-                ));
-                continue;
-            }
-        };
-        summary.published += 1;
-        let sent_at = publishing.clock.to_ours(receipt.sent_at);
-        let mut latest = Duration::ZERO;
-        let mut missing = 0;
-        for (receiver, arrived) in receivers.iter().zip(&arrivals) {
-            let Ok(arrived) = arrived else { continue };
-            summary.expected += 1;
-            let (arrival, span) = &arrived[column];
-            let (duration, error, delivery) = match arrival {
-                Some(delivery) => {
-                    let measured = delivery_latency(
-                        receipt.sent_at,
-                        publishing.clock,
-                        delivery.received_at,
-                        receiver.clock,
-                    );
-                    let bound = match &measured {
-                        Ok((_, bound)) => *bound,
-                        Err(clock_error) => clock_error.bound,
-                    };
-                    let details = PubsubDetails {
-                        copies: delivery.copies,
-                        first_from: Some(delivery.from.to_string()),
-                        clock_offset: Some(receiver.clock.offset),
-                        clock_uncertainty: Some(bound),
-                        ..details(&config.topic)
-                    };
-                    match measured {
-                        Err(clock_error) => {
-                            summary.clock_errors += 1;
-                            span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
-                            (Duration::ZERO, Some(clock_error.to_string()), details)
-                        }
-                        Ok((latency, bound)) => {
-                            span.in_scope(|| {
-                                tracing::info!(
-                                    latency_s = latency.as_secs_f64(),
-                                    clock_uncertainty_s = bound,
-                                    "delivered"
-                                );
-                            });
-                            latest = latest.max(latency);
-                            summary.delivered += 1;
-                            summary.latencies.push(latency);
-                            summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
-                            (latency, None, details)
-                        }
-                    }
-                }
-                None => {
-                    missing += 1;
-                    span.in_scope(|| tracing::info!("not delivered by the deadline"));
-                    (
-                        config.deadline,
-                        Some(NOT_DELIVERED.to_owned()),
-                        details(&config.topic),
-                    )
-                }
-            };
-            rows.push(Measurement {
-                trace_id: receipt.trace_id.clone(),
-                ..row(
-                    receiver,
-                    Operation::Delivery,
-                    *id,
-                    sent_at,
-                    duration,
-                    error,
-                    delivery,
-                )
-            });
-        }
-        column += 1;
-        let error = (missing > 0).then(|| format!("not delivered to {missing} of {} peers", receivers.len()));
-        let duration = if missing > 0 { config.deadline } else { latest };
-        let publish = PubsubDetails {
-            topic_peers: Some(receipt.topic_peers),
-            mesh_peers: Some(receipt.mesh_peers),
-            ..details(&config.topic)
-        };
-        rows.push(Measurement {
-            trace_id: receipt.trace_id.clone(),
-            ..row(
-                publishing,
-                Operation::Publish,
-                *id,
-                sent_at,
-                duration,
-                error,
-                publish,
-            )
-        });
-    }
-    for (receiver, arrived) in receivers.iter().zip(arrivals) {
-        if let Err(e) = arrived {
-            summary.failures.push((receiver.member.id, e));
-        }
-    }
-    for measurement in rows {
-        recorder.do_send(RecordMeasurement(measurement));
     }
 }
 
