@@ -46,6 +46,20 @@ struct Scratch {
     lookup: Option<Lookup<NodeIndex>>,
 }
 
+impl Scratch {
+    /// This thread's scratch, taken rather than borrowed: an operation within an operation
+    /// starts afresh.
+    fn take() -> Self {
+        SCRATCH.with(RefCell::take)
+    }
+
+    /// Gives the memory back to this thread, `lookup`'s too.
+    fn put_back(mut self, lookup: Lookup<NodeIndex>) {
+        self.lookup = Some(lookup);
+        SCRATCH.with(|scratch| scratch.replace(self));
+    }
+}
+
 /// The peers one lookup heard of, stamped with the lookup's epoch so that starting the next
 /// lookup costs nothing. Answers mostly repeat peers the lookup knows; dropping them here saves
 /// the lookup's sorted insert a binary search each (the simulator's hottest loop).
@@ -416,34 +430,27 @@ impl Simulation {
         // A retriever that holds the record itself still looks it up: a lookup is a lookup in
         // the network (docs/method.md, "What a retrieval is").
         let mut outcome = Outcome::new(kind);
-        // Taken, not borrowed: an operation within an operation would start afresh.
+        let mut scratch = Scratch::take();
+        let mut lookup = self.start_lookup(&mut scratch, from, target);
         let Scratch {
-            mut heard,
-            mut answer,
-            mut events,
-            lookup,
-        } = SCRATCH.with(RefCell::take);
-        let mut lookup = self.start_lookup(lookup, from, target, &mut heard, &mut answer);
-        events.clear();
+            heard,
+            answer,
+            events,
+            ..
+        } = &mut scratch;
         let from_region = net.region(from);
         let mut lookup_over = false;
         // The operation runs until its last event; each answer may start new queries.
         loop {
             let now = events.now;
-            self.send_queries(
-                &mut lookup,
-                optimistic.as_deref_mut(),
-                from_region,
-                &mut events,
-                rng,
-            );
+            self.send_queries(&mut lookup, optimistic.as_deref_mut(), from_region, events, rng);
             if let Some(stores) = optimistic.as_deref_mut() {
                 if !lookup_over && lookup.termination().is_some() {
                     lookup_over = true;
                     outcome.termination = lookup.termination();
                     stores.provide.finish_lookup(lookup.closest_known());
                 }
-                self.send_stores(from, stores, &lookup, &mut events, rng);
+                self.send_stores(from, stores, &lookup, events, rng);
                 if lookup_over && stores.progress.is_done(now, true) {
                     break;
                 }
@@ -474,7 +481,7 @@ impl Simulation {
                         lookup.stop();
                         break;
                     }
-                    self.answer(peer, &mut lookup, &mut heard, &mut answer);
+                    self.answer(peer, &mut lookup, heard, answer);
                 }
                 Event::Store { peer, stored } => {
                     if let Some(stores) = optimistic.as_deref_mut() {
@@ -486,27 +493,20 @@ impl Simulation {
         }
         outcome.duration = events.now;
         self.conclude(&mut outcome, &lookup, optimistic);
-        SCRATCH.with(|scratch| {
-            scratch.replace(Scratch {
-                heard,
-                answer,
-                events,
-                lookup: Some(lookup),
-            })
-        });
+        scratch.put_back(lookup);
         outcome
     }
 
-    /// A lookup of `target` from `from`, seeded with the `k` peers of its table closest to it,
-    /// with `heard` started afresh.
-    fn start_lookup(
-        &self,
-        reused: Option<Lookup<NodeIndex>>,
-        from: NodeIndex,
-        target: Key,
-        heard: &mut Heard,
-        answer: &mut Vec<(Distance, NodeIndex)>,
-    ) -> Lookup<NodeIndex> {
+    /// A lookup of `target` from `from`, seeded with the `k` peers of its table closest to it, in
+    /// the scratch's memory, with the scratch's peers heard of and events started afresh.
+    fn start_lookup(&self, scratch: &mut Scratch, from: NodeIndex, target: Key) -> Lookup<NodeIndex> {
+        let Scratch {
+            heard,
+            answer,
+            events,
+            lookup: reused,
+        } = scratch;
+        events.clear();
         let net = &self.network;
         // The lookup sorts its seeds itself.
         net.closest_unordered(from, &target, self.kademlia.lookup.k, answer);
@@ -517,7 +517,7 @@ impl Simulation {
             .iter()
             .filter(|&&(_, p)| heard.first_time(p))
             .map(|&(_, p)| (p, net.key(p)));
-        match reused {
+        match reused.take() {
             Some(mut lookup) => {
                 lookup.restart(target, self.kademlia.lookup, seeds);
                 lookup
