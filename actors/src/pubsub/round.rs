@@ -94,6 +94,40 @@ pub async fn publish_and_collect(
     if plan.topics.is_empty() {
         return Err(DhtError::Pubsub("a round needs a topic".to_owned()));
     }
+    let sent = publish_all(publisher, plan, rng).await?;
+    let first_sent = sent
+        .iter()
+        .find_map(|m| m.published.as_ref().ok().map(|p| p.sent_at))
+        .unwrap_or_else(Instant::now);
+    // The published messages: id, send instant, trace.
+    let awaited: Vec<Awaited> = sent
+        .iter()
+        .filter_map(|m| m.published.as_ref().ok().map(|p| (m.id, p.sent_at, &m.span)))
+        .collect();
+    let arrivals = first_arrivals(receivers, &awaited, first_sent + plan.deadline).await?;
+    let last_arrival = arrivals.iter().flatten().flatten().max().copied();
+    let complete = arrivals.iter().flatten().all(Option::is_some);
+    tokio::time::sleep(plan.linger).await;
+    // Copies, counted once the duplicates had time to come.
+    let copies = copies(receivers, &awaited).await?;
+    let messages = reports(sent, receivers, &arrivals, &copies);
+    let duration = match last_arrival {
+        Some(last) if complete => last.saturating_duration_since(first_sent),
+        _ => plan.deadline,
+    };
+    Ok(PublishReport { messages, duration })
+}
+
+/// A message published: its id, send instant and trace.
+type Awaited<'a> = (MessageId, Instant, &'a tracing::Span);
+
+/// Publishes the plan's messages one after the other; a message gossipsub refused is reported, not
+/// an error.
+async fn publish_all(
+    publisher: &DhtHandle,
+    plan: &PublishPlan,
+    rng: &mut impl RngCore,
+) -> Result<Vec<MessageReport>, DhtError> {
     let mut sent = Vec::with_capacity(plan.messages);
     for index in 0..plan.messages {
         let id = MessageId::new();
@@ -109,111 +143,102 @@ pub async fn publish_and_collect(
             }
             Err(e) => return Err(e),
         };
-        sent.push((id, topic.clone(), published, span));
-    }
-    let first_sent = sent
-        .iter()
-        .find_map(|(_, _, p, _)| p.as_ref().ok().map(|p| p.sent_at))
-        .unwrap_or_else(Instant::now);
-    let deadline = first_sent + plan.deadline;
-    // The published messages: id, send instant, trace.
-    let awaited: Vec<(MessageId, Instant, &tracing::Span)> = sent
-        .iter()
-        .filter_map(|(id, _, p, span)| p.as_ref().ok().map(|p| (*id, p.sent_at, span)))
-        .collect();
-
-    // First arrivals, each receiver waiting for the messages in order until the deadline. A
-    // receiver asked late (behind one that waited out the deadline) still reports in time what
-    // came in time.
-    let arrivals: Vec<Vec<Option<Instant>>> = stream::iter(receivers)
-        .map(|receiver| {
-            let awaited = &awaited;
-            async move {
-                let mut arrived = Vec::with_capacity(awaited.len());
-                for (id, sent_at, message_span) in awaited {
-                    let span = tracing::info_span!(parent: *message_span, "pubsub.delivery", receiver = %receiver.peer_id());
-                    let delivery = receiver
-                        .delivery_by(*id, deadline)
-                        .instrument(span.clone())
-                        .await?;
-                    arrived.push(match delivery {
-                        Some(delivery) => {
-                            let latency = delivery.received_at.saturating_duration_since(*sent_at);
-                            span.in_scope(|| tracing::info!(latency_s = latency.as_secs_f64(), from = %delivery.from, "delivered"));
-                            Some(delivery.received_at)
-                        }
-                        None => {
-                            span.in_scope(|| tracing::info!("not delivered by the deadline"));
-                            None
-                        }
-                    });
-                }
-                Ok(arrived)
-            }
-        })
-        .buffered(RECEIVER_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-    let last_arrival = arrivals.iter().flatten().flatten().max().copied();
-    let complete = arrivals.iter().flatten().all(Option::is_some);
-    tokio::time::sleep(plan.linger).await;
-
-    // Copies, counted once the duplicates had time to come.
-    let receipts: Vec<Vec<Option<super::Delivery>>> = stream::iter(receivers)
-        .map(|receiver| {
-            let awaited = &awaited;
-            async move {
-                let mut deliveries = Vec::with_capacity(awaited.len());
-                for (id, _, _) in awaited {
-                    deliveries.push(receiver.delivery(*id).await?);
-                }
-                Ok::<_, DhtError>(deliveries)
-            }
-        })
-        .buffered(RECEIVER_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
-
-    let mut messages = Vec::with_capacity(sent.len());
-    let mut column = 0;
-    for (id, topic, published, span) in sent {
-        let receipts = match &published {
-            Ok(p) => {
-                let receipts = receivers
-                    .iter()
-                    .zip(&receipts)
-                    .zip(&arrivals)
-                    .map(|((receiver, deliveries), arrived)| {
-                        let delivery = deliveries[column];
-                        Receipt {
-                            peer: receiver.peer_id(),
-                            // Arrived by the deadline; a copy counted later is still a loss.
-                            latency: arrived[column].map(|at| at.saturating_duration_since(p.sent_at)),
-                            copies: delivery.map_or(0, |d| d.copies),
-                            from: delivery.map(|d| d.from),
-                        }
-                    })
-                    .collect();
-                column += 1;
-                receipts
-            }
-            Err(_) => Vec::new(),
-        };
-        messages.push(MessageReport {
+        sent.push(MessageReport {
             id,
-            topic,
-            span,
+            topic: topic.clone(),
             published,
-            receipts,
+            receipts: Vec::new(),
+            span,
         });
     }
-    let duration = match last_arrival {
-        Some(last) if complete => last.saturating_duration_since(first_sent),
-        _ => plan.deadline,
-    };
-    Ok(PublishReport { messages, duration })
+    Ok(sent)
+}
+
+/// First arrivals, per receiver and awaited message, each receiver waiting for the messages in
+/// order until the deadline. A receiver asked late (behind one that waited out the deadline)
+/// still reports in time what came in time.
+async fn first_arrivals(
+    receivers: &[DhtHandle],
+    awaited: &[Awaited<'_>],
+    deadline: Instant,
+) -> Result<Vec<Vec<Option<Instant>>>, DhtError> {
+    stream::iter(receivers)
+        .map(|receiver| async move {
+            let mut arrived = Vec::with_capacity(awaited.len());
+            for (id, sent_at, message_span) in awaited {
+                let span = tracing::info_span!(parent: *message_span, "pubsub.delivery", receiver = %receiver.peer_id());
+                let delivery = receiver
+                    .delivery_by(*id, deadline)
+                    .instrument(span.clone())
+                    .await?;
+                arrived.push(match delivery {
+                    Some(delivery) => {
+                        let latency = delivery.received_at.saturating_duration_since(*sent_at);
+                        span.in_scope(|| tracing::info!(latency_s = latency.as_secs_f64(), from = %delivery.from, "delivered"));
+                        Some(delivery.received_at)
+                    }
+                    None => {
+                        span.in_scope(|| tracing::info!("not delivered by the deadline"));
+                        None
+                    }
+                });
+            }
+            Ok(arrived)
+        })
+        .buffered(RECEIVER_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// What each receiver holds of each awaited message now.
+async fn copies(
+    receivers: &[DhtHandle],
+    awaited: &[Awaited<'_>],
+) -> Result<Vec<Vec<Option<super::Delivery>>>, DhtError> {
+    stream::iter(receivers)
+        .map(|receiver| async move {
+            let mut deliveries = Vec::with_capacity(awaited.len());
+            for (id, _, _) in awaited {
+                deliveries.push(receiver.delivery(*id).await?);
+            }
+            Ok::<_, DhtError>(deliveries)
+        })
+        .buffered(RECEIVER_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The sent messages with their receipts: per published message, one per receiver, from its first
+/// arrival (by the deadline) and its copies.
+fn reports(
+    mut sent: Vec<MessageReport>,
+    receivers: &[DhtHandle],
+    arrivals: &[Vec<Option<Instant>>],
+    copies: &[Vec<Option<super::Delivery>>],
+) -> Vec<MessageReport> {
+    let published = sent
+        .iter_mut()
+        .filter_map(|m| Some((*m.published.as_ref().ok()?, &mut m.receipts)));
+    for (column, (published, receipts)) in published.enumerate() {
+        *receipts = receivers
+            .iter()
+            .zip(copies)
+            .zip(arrivals)
+            .map(|((receiver, deliveries), arrived)| {
+                let delivery = deliveries[column];
+                Receipt {
+                    peer: receiver.peer_id(),
+                    // Arrived by the deadline; a copy counted later is still a loss.
+                    latency: arrived[column].map(|at| at.saturating_duration_since(published.sent_at)),
+                    copies: delivery.map_or(0, |d| d.copies),
+                    from: delivery.map(|d| d.from),
+                }
+            })
+            .collect();
+    }
+    sent
 }
