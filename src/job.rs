@@ -107,6 +107,54 @@ enum RoundOutcome {
     Pubsub(PubsubRoundSummary),
 }
 
+impl RoundOutcome {
+    /// Requests that produced no answer.
+    fn request_failures(&self) -> usize {
+        match self {
+            Self::Dht(summary) => summary.failures.len(),
+            Self::Pubsub(summary) => summary.failures.len(),
+        }
+    }
+
+    /// Logs the round, which took `took`; returns its line for the progress bar.
+    fn log(&self, took: Duration) -> String {
+        match self {
+            Self::Dht(summary) => {
+                tracing::info!(
+                    round = %summary.round,
+                    cid = %summary.cid,
+                    provider = %summary.provider,
+                    provide_s = provide_duration(summary).as_secs_f64(),
+                    found = %format!("{}/{}", found(summary), summary.retrievals.len()),
+                    failed_requests = summary.failures.len(),
+                    not_ready = summary.not_ready.len(),
+                    ?took,
+                    "round done"
+                );
+                describe(summary)
+            }
+            Self::Pubsub(summary) => {
+                let delivered = format!("{}/{}", summary.delivered, summary.expected);
+                for (node, error) in &summary.failures {
+                    tracing::warn!(%node, %error, "pubsub request failed");
+                }
+                tracing::info!(
+                    round = ?summary.round,
+                    publisher = ?summary.publisher,
+                    published = summary.published,
+                    refused = summary.refused,
+                    delivered = %delivered,
+                    failed_requests = summary.failures.len(),
+                    not_ready = summary.not_ready.len(),
+                    ?took,
+                    "pubsub round done"
+                );
+                format!("last: delivered {delivered}")
+            }
+        }
+    }
+}
+
 /// Everything [`run`] needs besides the job.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -335,43 +383,11 @@ async fn run_rounds(
         rounds_bar.inc(1);
         let mut pause = pacing.interval.saturating_sub(round_started.elapsed());
         match outcome {
-            Ok(RoundOutcome::Dht(summary)) => {
+            Ok(done) => {
                 backoff.reset();
                 report.rounds_run += 1;
-                report.request_failures += summary.failures.len() as u64;
-                rounds_bar.set_message(describe(&summary));
-                tracing::info!(
-                    round = %summary.round,
-                    cid = %summary.cid,
-                    provider = %summary.provider,
-                    provide_s = provide_duration(&summary).as_secs_f64(),
-                    found = %format!("{}/{}", found(&summary), summary.retrievals.len()),
-                    failed_requests = summary.failures.len(),
-                    not_ready = summary.not_ready.len(),
-                    took = ?round_started.elapsed(),
-                    "round done"
-                );
-            }
-            Ok(RoundOutcome::Pubsub(summary)) => {
-                backoff.reset();
-                report.rounds_run += 1;
-                report.request_failures += summary.failures.len() as u64;
-                let delivered = format!("{}/{}", summary.delivered, summary.expected);
-                rounds_bar.set_message(format!("last: delivered {delivered}"));
-                for (node, error) in &summary.failures {
-                    tracing::warn!(%node, %error, "pubsub request failed");
-                }
-                tracing::info!(
-                    round = ?summary.round,
-                    publisher = ?summary.publisher,
-                    published = summary.published,
-                    refused = summary.refused,
-                    delivered = %delivered,
-                    failed_requests = summary.failures.len(),
-                    not_ready = summary.not_ready.len(),
-                    took = ?round_started.elapsed(),
-                    "pubsub round done"
-                );
+                report.request_failures += done.request_failures() as u64;
+                rounds_bar.set_message(done.log(round_started.elapsed()));
             }
             Err(RoundError::Abandoned) => {
                 report.rounds_failed += 1;
