@@ -623,6 +623,47 @@ impl SwarmTask {
         }
     }
 
+    /// A provide ended: each store was acknowledged or failed.
+    fn on_provided(&mut self, key: &OperationKey, result: kad::AddProviderResult, stats: &QueryStats) {
+        let Some(query) = self.pending.remove(key) else {
+            return;
+        };
+        let (error, peers) = match result {
+            Err(e) => (Some(e.to_string()), None),
+            Ok(ok) => {
+                // Peers that acknowledged the record (our kad patch): the query ended once each
+                // store was acknowledged or failed.
+                let peers = u32::try_from(ok.stored_at.len()).unwrap_or(u32::MAX);
+                let error = match peers {
+                    0 if stats.num_successes() == 0 => Some(NO_PEER_REACHED),
+                    0 => Some(STORED_AT_NO_PEER),
+                    _ => None,
+                };
+                (error.map(str::to_owned), Some(peers))
+            }
+        };
+        let outcome = Outcome::Provided { record_peers: peers };
+        self.answer(query, counts(stats), error, outcome);
+    }
+
+    /// Another peer sent provider records: the first naming someone else ends the lookup (a
+    /// record naming ourselves is no answer either).
+    fn on_providers_found(&mut self, id: QueryId, providers: &HashSet<PeerId>, stats: &QueryStats) {
+        let local = *self.swarm.local_peer_id();
+        let Some(provider) = providers.iter().copied().find(|p| *p != local) else {
+            return;
+        };
+        let Some(query) = self.pending.remove(&OperationKey::Kad(id)) else {
+            return;
+        };
+        if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            running.finish();
+        }
+        // The next lookup must not be answered over a warm connection.
+        let _ = self.swarm.disconnect_peer_id(provider);
+        self.answer(query, counts(stats), None, Outcome::Found(provider));
+    }
+
     fn on_query_progressed(
         &mut self,
         id: QueryId,
@@ -645,48 +686,14 @@ impl SwarmTask {
             record_step(span, &result, stats, step.count.get(), last);
         }
         match result {
-            QueryResult::StartProviding(result) => {
-                if let Some(query) = self.pending.remove(&key) {
-                    let (error, peers) = match result {
-                        Err(e) => (Some(e.to_string()), None),
-                        Ok(ok) => {
-                            // Peers that acknowledged the record (our kad patch): the query ended
-                            // once each store was acknowledged or failed.
-                            let peers = u32::try_from(ok.stored_at.len()).unwrap_or(u32::MAX);
-                            let error = match peers {
-                                0 if stats.num_successes() == 0 => Some(NO_PEER_REACHED),
-                                0 => Some(STORED_AT_NO_PEER),
-                                _ => None,
-                            };
-                            (error.map(str::to_owned), Some(peers))
-                        }
-                    };
-                    self.answer(
-                        query,
-                        counts(stats),
-                        error,
-                        Outcome::Provided { record_peers: peers },
-                    );
-                }
-            }
+            QueryResult::StartProviding(result) => self.on_provided(&key, result, stats),
             // kad reports the records of our own store first, before any request was sent. They
             // say nothing about the network: the lookup goes on, and only a record another peer
             // sent us ends it (docs/method.md, "What a retrieval is").
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { .. }))
                 if is_from_local_store(stats) => {}
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
-                // A record naming ourselves as the provider is no answer either.
-                let local = *self.swarm.local_peer_id();
-                if let Some(provider) = providers.iter().copied().find(|p| *p != local) {
-                    if let Some(query) = self.pending.remove(&key) {
-                        if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                            running.finish();
-                        }
-                        // The next lookup must not be answered over a warm connection.
-                        let _ = self.swarm.disconnect_peer_id(provider);
-                        self.answer(query, counts(stats), None, Outcome::Found(provider));
-                    }
-                }
+                self.on_providers_found(id, &providers, stats);
             }
             QueryResult::GetProviders(Err(kad::GetProvidersError::Timeout { .. })) => {
                 if let Some(query) = self.pending.remove(&key) {
