@@ -143,6 +143,9 @@ pub struct Outcome {
     /// The peers found: the k closest (lookup), those storing the record (provide), or the
     /// provider record's holder (retrieve).
     pub peers: Vec<NodeIndex>,
+    /// For a provide: its lookup's result, the `k` closest peers that answered (or those known,
+    /// if it ended early), which an optimistic node's estimate tracks. Empty otherwise.
+    pub answered: Vec<NodeIndex>,
     /// Peers found dead on the way (the caller drops them from the node's routing table).
     pub dead: Vec<NodeIndex>,
     /// Why the lookup phase ended (`None` without a lookup: the full routing table's provide).
@@ -161,6 +164,7 @@ impl Outcome {
             failures: 0,
             error: None,
             peers: Vec::new(),
+            answered: Vec::new(),
             dead: Vec::new(),
             termination: None,
             background: 0,
@@ -384,7 +388,7 @@ impl Simulation {
         if stored.is_empty() {
             outcome.error = Some("no peer stored the provider record".to_owned());
         }
-        outcome.peers = stored;
+        outcome.answered = std::mem::replace(&mut outcome.peers, stored);
         outcome
     }
 
@@ -633,7 +637,7 @@ impl Simulation {
             // Background stores still land: what the record holders are once they all answered.
             outcome.messages += stores.sent.len() as u32;
             outcome.failures += stores.progress.failed() as u32;
-            outcome.peers = stores.stored.clone();
+            outcome.answered = std::mem::replace(&mut outcome.peers, stores.stored.clone());
             outcome.background = stores.progress.in_flight();
         }
     }

@@ -12,7 +12,10 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use crate::key::{Distance, Key};
+use crate::{
+    key::{Distance, Key},
+    lookup::Termination,
+};
 
 /// Samples older than this are dropped (go: 2 h).
 pub const MAX_SAMPLE_AGE: Duration = Duration::from_secs(2 * 60 * 60);
@@ -78,6 +81,25 @@ impl NetworkSizeEstimator {
     pub fn weight(&self, bucket_level: usize) -> f64 {
         let k = self.ranks.len() as i32;
         2f64.powi((bucket_level.min(self.ranks.len()) as i32) - k)
+    }
+
+    /// Feeds a lookup of `target` that ended at `now`, with `closest` its closest peers that
+    /// answered (closest first) and `bucket_level` the peers of the local bucket `target` falls
+    /// in; returns whether it was a sample. Only a lookup that converged is one, and only with
+    /// `k` peers: the rule the real engine and the simulator share.
+    pub fn track_lookup(
+        &mut self,
+        now: Duration,
+        target: &Key,
+        termination: Option<Termination>,
+        closest: &[Key],
+        bucket_level: usize,
+    ) -> bool {
+        if termination != Some(Termination::Converged) {
+            return false;
+        }
+        let weight = self.weight(bucket_level);
+        self.track(now, target, closest, weight).is_ok()
     }
 
     /// Adds a converged lookup of `target` at time `now`: its `k` closest peers, closest first.
@@ -170,6 +192,38 @@ mod tests {
                 .unwrap();
         }
         estimator.estimate(Duration::from_secs(lookups as u64)).unwrap()
+    }
+
+    #[test]
+    fn only_a_converged_lookup_with_k_answers_is_a_sample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut keys: Vec<Key> = (0..500).map(|_| Key::random(&mut rng)).collect();
+        keys.sort_unstable();
+        let target = Key::random(&mut rng);
+        let mut closest = Vec::new();
+        closest_sorted(&keys, &keys, &target, 20, &mut closest);
+        let mut estimator = NetworkSizeEstimator::new(20);
+        let now = Duration::from_secs(1);
+        for ended in [
+            None,
+            Some(Termination::NoProgress),
+            Some(Termination::Satisfied),
+            Some(Termination::Stopped),
+            Some(Termination::Exhausted),
+        ] {
+            assert!(
+                !estimator.track_lookup(now, &target, ended, &closest, 20),
+                "{ended:?}"
+            );
+        }
+        let converged = Some(Termination::Converged);
+        assert!(!estimator.track_lookup(now, &target, converged, &closest[..19], 20));
+        assert!(estimator.track_lookup(now, &target, converged, &closest, 20));
+        // One sample, weighted by the bucket's level: a full bucket counts fully.
+        assert_eq!(estimator.ranks[0].len(), 1);
+        assert_eq!(estimator.ranks[0][0].weight, 1.0);
+        assert!(estimator.track_lookup(now, &target, converged, &closest, 18));
+        assert_eq!(estimator.ranks[0][1].weight, 0.25);
     }
 
     #[test]

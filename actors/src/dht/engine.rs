@@ -36,7 +36,7 @@ use libp2p::{
 };
 use parsec_kad::{
     EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, StoreProgress,
-    Strategy, Termination,
+    Strategy,
 };
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::time::{Instant, Sleep};
@@ -568,9 +568,7 @@ impl Engine {
         lookup: &Lookup<PeerId>,
         now: Duration,
     ) {
-        if lookup.termination() == Some(Termination::Converged) {
-            self.track(net, &operation.key, lookup, now);
-        }
+        self.track(net, &operation.key, lookup, now);
         if operation.kind == Kind::Sample {
             self.upkeep.batch_lookup_ended(now);
         }
@@ -641,12 +639,9 @@ impl Engine {
             .kad
             .kbucket(key.to_vec())
             .map_or(0, |bucket| bucket.num_entries());
-        let weight = self.estimator.weight(level);
-        // Fewer than k answered: not a sample of the k closest.
         if self
             .estimator
-            .track(now, &Key::hash_of(key), &closest, weight)
-            .is_ok()
+            .track_lookup(now, &lookup.target(), lookup.termination(), &closest, level)
         {
             self.upkeep.record_sample();
         }

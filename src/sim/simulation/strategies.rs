@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use parsec_kad::{
-    EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, StoreProgress, Strategy, Termination,
-};
+use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, StoreProgress, Strategy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -166,15 +164,15 @@ impl Simulation {
         target: &Key,
         outcome: &Outcome,
     ) -> bool {
-        if outcome.termination != Some(Termination::Converged) {
-            return false;
-        }
-        let closest: Vec<Key> = outcome.peers.iter().map(|&p| self.network.key(p)).collect();
+        // A provide's stores went to `peers`; its lookup's result is `answered`.
+        let answered = match outcome.kind {
+            OperationKind::Provide => &outcome.answered,
+            OperationKind::Lookup | OperationKind::Retrieve => &outcome.peers,
+        };
+        let closest: Vec<Key> = answered.iter().map(|&p| self.network.key(p)).collect();
         let bucket = self.network.key(from).common_prefix_len(target);
         let level = self.network.bucket_level(from, bucket);
-        let weight = estimator.weight(level);
-        // Fewer than k peers (a tiny network) cannot be a sample: nothing to track.
-        estimator.track(self.clock, target, &closest, weight).is_ok()
+        estimator.track_lookup(self.clock, target, outcome.termination, &closest, level)
     }
 
     /// The accelerated client: stores at the `k` closest peers of its crawl, without a lookup,
