@@ -631,6 +631,23 @@ fn draw_panels<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The points of a series, `(category, at(value))`, in runs: consecutive categories with a value
+/// form one line; a gap breaks it.
+fn runs(values: &[Option<f64>], at: impl Fn(f64) -> f64) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+    for (index, value) in values.iter().enumerate() {
+        match value {
+            Some(v) => {
+                if let Some(run) = runs.last_mut() {
+                    run.push((index as f64, at(*v)));
+                }
+            }
+            None => runs.push(Vec::new()),
+        }
+    }
+    runs
+}
+
 fn draw_lines<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -680,17 +697,7 @@ fn draw_lines<DB: DrawingBackend>(
         .draw()?;
     for series in series {
         let style = color(series.color).stroke_width(2);
-        // Consecutive categories with a value form one line; a gap breaks it.
-        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-        for (index, value) in series.values.iter().enumerate() {
-            match value {
-                Some(v) => runs
-                    .last_mut()
-                    .map(|run| run.push((index as f64, axis.at(*v))))
-                    .unwrap_or(()),
-                None => runs.push(Vec::new()),
-            }
-        }
+        let runs = runs(&series.values, |v| axis.at(v));
         let points: Vec<(f64, f64)> = runs.iter().flatten().copied().collect();
         let dashed = series.dashed;
         for run in runs.iter().filter(|run| !run.is_empty()) {

@@ -163,55 +163,7 @@ pub async fn build(
         if is_pubsub && !filter.covers_pubsub() {
             continue;
         }
-        let by_region = store
-            .group_stats(operation, Grouping::Region, filter, progress)
-            .await?;
-        let previous_by_region = match previous_window {
-            Some((since, until)) => {
-                let previous = ReportFilter {
-                    since: Some(since),
-                    until: Some(until),
-                    ..filter.clone()
-                };
-                Some(
-                    store
-                        .group_stats(operation, Grouping::Region, &previous, progress)
-                        .await?,
-                )
-            }
-            None => None,
-        };
-        let by_day = store
-            .group_stats(operation, Grouping::Day, filter, progress)
-            .await?;
-        let mut days: Vec<&str> = by_day.iter().map(|g| g.key.as_str()).collect();
-        days.sort_unstable();
-        days.dedup();
-        let (timeline, timeline_step) = if days.len() <= DAYS_FOR_HOURLY_TIMELINE {
-            let hourly = store
-                .group_stats(operation, Grouping::Hour, filter, progress)
-                .await?;
-            (hourly, Grouping::Hour)
-        } else {
-            (by_day.clone(), Grouping::Day)
-        };
-        let by_implementation = if operation == Operation::Delivery {
-            store
-                .group_stats(operation, Grouping::Implementation, filter, progress)
-                .await?
-        } else {
-            Vec::new()
-        };
-        let report = OperationReport {
-            operation: operation.step().to_owned(),
-            by_region,
-            previous_by_region,
-            by_day,
-            timeline,
-            timeline_step,
-            by_implementation,
-            errors: store.error_counts(operation, filter).await?,
-        };
+        let report = operation_report(store, operation, filter, previous_window, progress).await?;
         if is_pubsub {
             if !report.by_region.is_empty() {
                 pubsub.push(report);
@@ -233,6 +185,66 @@ pub async fn build(
         previous_window,
         operations,
         effort: Vec::new(),
+    })
+}
+
+/// One operation's statistics: by region (and in the previous window, if the request compares),
+/// by day, on a timeline (hourly for a few days), by implementation (deliveries), and its errors.
+async fn operation_report(
+    store: &Store,
+    operation: Operation,
+    filter: &ReportFilter,
+    previous_window: Option<Window>,
+    progress: &ProgressBar,
+) -> Result<OperationReport, DbError> {
+    let by_region = store
+        .group_stats(operation, Grouping::Region, filter, progress)
+        .await?;
+    let previous_by_region = match previous_window {
+        Some((since, until)) => {
+            let previous = ReportFilter {
+                since: Some(since),
+                until: Some(until),
+                ..filter.clone()
+            };
+            Some(
+                store
+                    .group_stats(operation, Grouping::Region, &previous, progress)
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    let by_day = store
+        .group_stats(operation, Grouping::Day, filter, progress)
+        .await?;
+    let mut days: Vec<&str> = by_day.iter().map(|g| g.key.as_str()).collect();
+    days.sort_unstable();
+    days.dedup();
+    let (timeline, timeline_step) = if days.len() <= DAYS_FOR_HOURLY_TIMELINE {
+        let hourly = store
+            .group_stats(operation, Grouping::Hour, filter, progress)
+            .await?;
+        (hourly, Grouping::Hour)
+    } else {
+        (by_day.clone(), Grouping::Day)
+    };
+    let by_implementation = if operation == Operation::Delivery {
+        store
+            .group_stats(operation, Grouping::Implementation, filter, progress)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(OperationReport {
+        operation: operation.step().to_owned(),
+        by_region,
+        previous_by_region,
+        by_day,
+        timeline,
+        timeline_step,
+        by_implementation,
+        errors: store.error_counts(operation, filter).await?,
     })
 }
 

@@ -207,22 +207,12 @@ impl Job for SimJob<'_> {
         let fleet_of_server: Vec<&SimFleet> = (0..servers.len())
             .map(|i| &config.fleets[(i / config.servers.max(1)).min(config.fleets.len() - 1)])
             .collect();
-        let preparing = bar(setup.progress, servers.len() as u64, "preparing strategies");
         let strategies: Vec<(NodeIndex, Strategy)> = servers
             .iter()
             .zip(&fleet_of_server)
             .map(|(&node, fleet)| (node, fleet.strategy))
             .collect();
-        let simulation = tokio::task::spawn_blocking(move || {
-            for (node, strategy) in strategies {
-                simulation.set_strategy(node, strategy);
-                preparing.inc(1);
-            }
-            preparing.finish();
-            simulation
-        })
-        .await
-        .context("preparing the strategies")?;
+        let simulation = set_strategies(simulation, strategies, setup.progress).await?;
         let region_names = simulation.network().region_model().names.clone();
         let server_regions: Vec<String> = servers
             .iter()
@@ -284,4 +274,24 @@ impl Job for SimJob<'_> {
             }
         }
     }
+}
+
+/// Gives each server its strategy (an optimistic one warms its estimate up with lookups), off the
+/// async threads.
+async fn set_strategies(
+    mut simulation: Simulation,
+    strategies: Vec<(NodeIndex, Strategy)>,
+    progress: bool,
+) -> anyhow::Result<Simulation> {
+    let preparing = bar(progress, strategies.len() as u64, "preparing strategies");
+    tokio::task::spawn_blocking(move || {
+        for (node, strategy) in strategies {
+            simulation.set_strategy(node, strategy);
+            preparing.inc(1);
+        }
+        preparing.finish();
+        simulation
+    })
+    .await
+    .context("preparing the strategies")
 }

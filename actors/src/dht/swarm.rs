@@ -533,6 +533,19 @@ impl SwarmTask {
         }
     }
 
+    /// Inbound connections do not reveal where a peer listens; identify does. Only peers that
+    /// serve our DHT protocol belong in the routing table.
+    fn on_identified(&mut self, peer_id: PeerId, info: identify::Info) {
+        if !info.protocols.contains(&self.kad_protocol) {
+            return;
+        }
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for address in info.listen_addrs {
+            kad.add_address(&peer_id, address);
+        }
+        self.confirm(peer_id);
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<DhtBehaviourEvent>) {
         if let Some(metrics) = &self.config.metrics {
             record_metrics(&metrics.libp2p, &event);
@@ -562,19 +575,11 @@ impl SwarmTask {
                 }
                 self.answer_engine_operations();
             }
-            // Inbound connections do not reveal where a peer listens; identify does. Only peers
-            // that serve our DHT protocol belong in the routing table.
             SwarmEvent::Behaviour(DhtBehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            })) if info.protocols.contains(&self.kad_protocol) => {
-                let kad = &mut self.swarm.behaviour_mut().kad;
-                for address in info.listen_addrs {
-                    kad.add_address(&peer_id, address);
-                }
-                self.confirm(peer_id);
-            }
+            })) => self.on_identified(peer_id, info),
             SwarmEvent::NewListenAddr { address, .. } if self.config.announce_listen_addrs => {
                 self.swarm.add_external_address(address);
             }
