@@ -276,6 +276,39 @@ impl Measurement {
             pubsub: Some(details),
         }
     }
+
+    /// This publish row's outcome for its `receivers`: it lasts until the last first copy came
+    /// (`latest`); a message `missing` of them never got by the deadline lasts the whole
+    /// `deadline`, and the row says how many missed it.
+    pub fn publish_reached(
+        self,
+        latest: Duration,
+        missing: usize,
+        receivers: usize,
+        deadline: Duration,
+    ) -> Self {
+        let (duration, error) = match missing {
+            0 => (latest, None),
+            n => (
+                deadline,
+                Some(format!("not delivered to {n} of {receivers} peers")),
+            ),
+        };
+        Measurement {
+            duration,
+            error,
+            ..self
+        }
+    }
+
+    /// This delivery row's copy did not come by the round's `deadline`.
+    pub fn not_delivered(self, deadline: Duration) -> Self {
+        Measurement {
+            duration: deadline,
+            error: Some(NOT_DELIVERED.to_owned()),
+            ..self
+        }
+    }
 }
 
 /// What a pubsub measurement holds beyond the columns every measurement has.
@@ -330,6 +363,9 @@ pub const NO_PEER_REACHED: &str = "reached no peer";
 
 /// The error text of a delivery that did not come by the round's deadline.
 pub const NOT_DELIVERED: &str = "not delivered";
+
+/// The implementation our own peers' pubsub rows name.
+pub const RUST_LIBP2P: &str = "rust-libp2p";
 
 /// The error text of a provide whose record reached no peer (a provide that stored nothing is
 /// not a success).

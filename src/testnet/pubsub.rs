@@ -17,7 +17,7 @@ use parsec_actors::{
     pubsub::{clock::WallClock, publish_and_collect, PublishPlan, PublishReport, PubsubConfig},
     recorder::Flush,
     DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
-    RoundId, SchedulerId, NOT_DELIVERED,
+    RoundId, SchedulerId, NOT_DELIVERED, RUST_LIBP2P,
 };
 use rand::{rngs::StdRng, Rng as _, SeedableRng};
 use tokio::runtime::Handle;
@@ -47,9 +47,6 @@ use js::JsPeers;
 
 /// The fleet pubsub testnet hosts register under.
 pub const PUBSUB_FLEET: &str = "gossipsub";
-
-/// The implementation our peers run, as delivery rows name it.
-const IMPLEMENTATION: &str = "rust-libp2p";
 
 /// Nodes registered at once.
 const REGISTER_CONCURRENCY: usize = 32;
@@ -548,35 +545,25 @@ fn rows(
     clock: &WallClock,
 ) -> Vec<Measurement> {
     let round = RoundId::new();
-    let details = |topic: &str| PubsubDetails::new(topic, plan.message_bytes, IMPLEMENTATION);
-    let measurement = |operation, node, message: &str, started_at, duration, error, pubsub| Measurement {
-        started_at,
-        duration,
-        error,
-        ..Measurement::pubsub(operation, round, PUBSUB_FLEET, node, message, pubsub)
-    };
+    let details = |topic: &str| PubsubDetails::new(topic, plan.message_bytes, RUST_LIBP2P);
     let mut rows: Vec<Measurement> = Vec::new();
     for message in &report.messages {
         let id = message.id.to_string();
         // Every row of a message leads to its trace.
         let trace_id = crate::telemetry::traces::outgoing_headers(&message.span).1;
-        let first_row = rows.len();
+        let row = |operation, node, started_at, pubsub| Measurement {
+            started_at,
+            trace_id: trace_id.clone(),
+            ..Measurement::pubsub(operation, round, PUBSUB_FLEET, node, &id, pubsub)
+        };
         let published = match &message.published {
             Ok(published) => published,
             Err(reason) => {
                 let at = clock.at(tokio::time::Instant::now());
-                rows.push(measurement(
-                    Operation::Publish,
-                    publisher,
-                    &id,
-                    at,
-                    Duration::ZERO,
-                    Some(reason.clone()),
-                    details(&message.topic),
-                ));
-                rows[first_row..]
-                    .iter_mut()
-                    .for_each(|row| row.trace_id.clone_from(&trace_id));
+                rows.push(Measurement {
+                    error: Some(reason.clone()),
+                    ..row(Operation::Publish, publisher, at, details(&message.topic))
+                });
                 continue;
             }
         };
@@ -588,53 +575,35 @@ fn rows(
             .filter_map(|r| r.latency)
             .max()
             .unwrap_or_default();
-        let (duration, error) = match missing {
-            0 => (spread, None),
-            n => (
-                plan.deadline,
-                Some(format!(
-                    "not delivered to {n} of {} peers",
-                    message.receipts.len()
-                )),
-            ),
-        };
         let publish = PubsubDetails {
             topic_peers: Some(u32::try_from(published.topic_peers).unwrap_or(u32::MAX)),
             mesh_peers: Some(u32::try_from(published.mesh_peers).unwrap_or(u32::MAX)),
             ..details(&message.topic)
         };
-        rows.push(measurement(
-            Operation::Publish,
-            publisher,
-            &id,
-            sent_at,
-            duration,
-            error,
-            publish,
-        ));
+        let receivers_count = message.receipts.len();
+        rows.push(
+            row(Operation::Publish, publisher, sent_at, publish).publish_reached(
+                spread,
+                missing,
+                receivers_count,
+                plan.deadline,
+            ),
+        );
         for (receipt, node) in message.receipts.iter().zip(receivers) {
             let delivery = PubsubDetails {
                 copies: receipt.copies,
                 first_from: receipt.from.map(|p| p.to_string()),
                 ..details(&message.topic)
             };
-            let (duration, error) = match receipt.latency {
-                Some(latency) => (latency, None),
-                None => (plan.deadline, Some(NOT_DELIVERED.to_owned())),
-            };
-            rows.push(measurement(
-                Operation::Delivery,
-                *node,
-                &id,
-                sent_at,
-                duration,
-                error,
-                delivery,
-            ));
+            let row = row(Operation::Delivery, *node, sent_at, delivery);
+            rows.push(match receipt.latency {
+                Some(latency) => Measurement {
+                    duration: latency,
+                    ..row
+                },
+                None => row.not_delivered(plan.deadline),
+            });
         }
-        rows[first_row..]
-            .iter_mut()
-            .for_each(|row| row.trace_id.clone_from(&trace_id));
     }
     rows
 }

@@ -18,7 +18,7 @@ use crate::{
         },
         MessageId,
     },
-    Measurement, NodeError, NodeId, Operation, PubsubDetails, RecordMeasurement, RoundId, NOT_DELIVERED,
+    Measurement, NodeError, NodeId, Operation, PubsubDetails, RecordMeasurement, RoundId, RUST_LIBP2P,
 };
 
 /// What a pubsub round publishes and how long it waits.
@@ -335,14 +335,12 @@ impl RoundRows<'_> {
                 mesh_peers: Some(receipt.mesh_peers),
                 ..self.details()
             };
-            rows.push(Measurement {
+            let row = Measurement {
                 trace_id: receipt.trace_id.clone(),
                 started_at: self.publishing.clock.to_ours(receipt.sent_at),
-                duration: if missing > 0 { self.config.deadline } else { latest },
-                error: (missing > 0)
-                    .then(|| format!("not delivered to {missing} of {} peers", self.receivers.len())),
                 ..self.row(self.publishing, Operation::Publish, message.id, publish)
-            });
+            };
+            rows.push(row.publish_reached(latest, missing, self.receivers.len(), self.config.deadline));
         }
         rows
     }
@@ -363,12 +361,7 @@ impl RoundRows<'_> {
         };
         let Some(delivery) = arrival else {
             span.in_scope(|| tracing::info!("not delivered by the deadline"));
-            let row = Measurement {
-                duration: self.config.deadline,
-                error: Some(NOT_DELIVERED.to_owned()),
-                ..row
-            };
-            return (row, Reach::Missing);
+            return (row.not_delivered(self.config.deadline), Reach::Missing);
         };
         let measured = delivery_latency(
             receipt.sent_at,
@@ -421,7 +414,7 @@ impl RoundRows<'_> {
 
     /// The pubsub columns every row of the round shares.
     fn details(&self) -> PubsubDetails {
-        PubsubDetails::new(&self.config.topic, self.config.message_bytes, "rust-libp2p")
+        PubsubDetails::new(&self.config.topic, self.config.message_bytes, RUST_LIBP2P)
     }
 
     /// A row of `participant` about message `id` (its time, duration and error to be set).
