@@ -376,6 +376,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_publish_lasts_until_its_last_copy_or_the_deadline_if_one_was_missed() {
+        let row = || {
+            let details = PubsubDetails::new("t", 1024, RUST_LIBP2P);
+            Measurement::pubsub(Operation::Publish, RoundId::new(), "f", NodeId(1), "m", details)
+        };
+        let (latest, deadline) = (Duration::from_millis(80), Duration::from_secs(10));
+        let reached = row().publish_reached(latest, 0, 7, deadline);
+        assert_eq!((reached.duration, reached.error), (latest, None));
+        let missed = row().publish_reached(latest, 2, 7, deadline);
+        assert_eq!(missed.duration, deadline);
+        assert_eq!(missed.error.as_deref(), Some("not delivered to 2 of 7 peers"));
+        let lost = row().not_delivered(deadline);
+        assert_eq!(
+            (lost.duration, lost.error.as_deref()),
+            (deadline, Some(NOT_DELIVERED))
+        );
+    }
+
+    #[test]
     fn cid_of_content_is_v0_and_roundtrips() {
         let cid = ContentId::for_content(b"hello parsec");
         let text = cid.to_string();
