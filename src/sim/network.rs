@@ -74,8 +74,9 @@ pub struct Network {
 impl Network {
     /// Builds a converged network; `progress` is called with the number of tables built so far.
     pub fn build(config: &NetworkConfig, progress: impl Fn(usize) + Sync) -> Result<Self, String> {
-        if config.k == 0 {
-            return Err("k must be at least 1".to_owned());
+        // A bucket's size is kept in a byte.
+        if config.k == 0 || config.k > usize::from(u8::MAX) {
+            return Err(format!("k must be between 1 and {}", u8::MAX));
         }
         if config.nodes < 2 || config.nodes >= EMPTY as usize {
             return Err(format!("a network needs between 2 and {} nodes", EMPTY - 1));
@@ -627,6 +628,22 @@ mod tests {
             net.closest_in_table(node, &target, 20, &mut out);
             assert_eq!(out, net.closest_in_table_by_scan(node, &target, 20));
         }
+    }
+
+    #[test]
+    fn a_bucket_size_that_does_not_fit_a_byte_is_refused() {
+        let config = |k| NetworkConfig {
+            nodes: 100,
+            k,
+            seed: 1,
+            regions: Regions::world(),
+            unreachable: 0.0,
+        };
+        for k in [0, 256, 1000] {
+            let error = Network::build(&config(k), |_| {}).unwrap_err();
+            assert!(error.contains("between 1 and 255"), "{error}");
+        }
+        assert!(Network::build(&config(255), |_| {}).is_ok());
     }
 
     #[test]
