@@ -486,6 +486,26 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_lookup_is_a_new_lookup_and_lists_a_seed_once() {
+        let seeds = [(7u32, key(7)), (3, key(3)), (5, key(5)), (3, key(3))];
+        let mut reused = Lookup::new(key(9), config(1, 1), [(1u32, key(1))]);
+        assert_eq!(reused.poll(Duration::ZERO), Next::Query(1));
+        reused.on_answer(1, [(2, key(2))]);
+        reused.restart(key(0), config(2, 2), seeds);
+        let mut fresh = Lookup::new(key(0), config(2, 2), seeds);
+        for lookup in [&mut reused, &mut fresh] {
+            assert_eq!(lookup.queries(), 0);
+            assert_eq!(lookup.closest_known().collect::<Vec<_>>(), vec![3, 5]);
+            assert_eq!(lookup.poll(Duration::ZERO), Next::Query(3));
+            assert_eq!(lookup.poll(Duration::ZERO), Next::Query(5));
+            lookup.on_answer(3, []);
+            lookup.on_answer(5, []);
+            assert_eq!(lookup.poll(Duration::ZERO), Next::Finished);
+            assert_eq!(lookup.termination(), Some(Termination::Converged));
+        }
+    }
+
+    #[test]
     fn ends_when_nothing_is_left() {
         let mut lookup = Lookup::new(key(0), config(5, 3), [(1u32, key(1))]);
         assert_eq!(lookup.poll(Duration::ZERO), Next::Query(1));
