@@ -14,6 +14,7 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::{
     dht::topology::{converged_routing_table, converged_routing_tables, Contact},
+    pubsub::mesh::{MeshState, MeshWatch, MESH_POLL},
     DhtConfig, DhtError, DhtHandle, DhtMode,
 };
 
@@ -297,18 +298,12 @@ pub async fn connect_randomly(
         .await
 }
 
-/// How often a forming mesh is checked.
-const MESH_POLL: Duration = Duration::from_millis(100);
-
-/// How long a mesh must stay formed before it counts.
-const MESH_STABLE: Duration = Duration::from_millis(500);
-
 /// Subscribes every one of `peers` to `topic` and waits until each has at least `mesh_peers`
-/// mesh peers there (or all its subscribed neighbours, if it has fewer): a message published
-/// before would reach only the peers flooding happens to cover. Gossipsub may leave a few peers
-/// short for a while (a peer pruned by full meshes waits out the prune backoff), so after
-/// `timeout` it goes on if every peer has at least one mesh peer, saying how many are short; a
-/// peer with none is an error.
+/// mesh peers there (or all its subscribed neighbours, if it has fewer), as [`MeshWatch`] judges:
+/// a message published before would reach only the peers flooding happens to cover. Gossipsub
+/// may leave a few peers short for a while (a peer pruned by full meshes waits out the prune
+/// backoff), so after `timeout` it goes on if every peer has at least one mesh peer, saying how
+/// many are short; a peer with none is an error.
 pub async fn subscribe_and_form_mesh(
     peers: &[DhtHandle],
     topic: &str,
@@ -321,45 +316,34 @@ pub async fn subscribe_and_form_mesh(
         .try_collect::<()>()
         .await?;
     let give_up = tokio::time::Instant::now() + timeout;
-    let mut formed_since = None;
+    let mut watch = MeshWatch::new(mesh_peers);
     loop {
         let views: Vec<crate::pubsub::TopicPeers> = stream::iter(peers)
             .map(|peer| peer.topic_peers(topic))
             .buffered(SPAWN_CONCURRENCY)
             .try_collect()
             .await?;
-        let short = views
-            .iter()
-            .filter(|v| v.subscribed == 0 || v.mesh < mesh_peers.min(v.subscribed))
-            .count();
-        // Formed once it held for MESH_STABLE: a GRAFT answered by a PRUNE (backoff) shows in
-        // the grafting peer's mesh until the PRUNE comes back.
-        if short > 0 {
-            formed_since = None;
-        } else if formed_since
-            .get_or_insert_with(tokio::time::Instant::now)
-            .elapsed()
-            >= MESH_STABLE
-        {
-            return Ok(());
-        }
-        if short > 0 && tokio::time::Instant::now() >= give_up {
-            let isolated = views.iter().filter(|v| v.mesh == 0).count();
-            if isolated > 0 {
+        let now = tokio::time::Instant::now();
+        match watch.observe(&views, now) {
+            MeshState::Formed => return Ok(()),
+            MeshState::Forming { isolated, .. } if isolated > 0 && now >= give_up => {
                 return Err(DhtError::Pubsub(format!(
                     "the mesh of {topic:?} did not form within {timeout:?}: {isolated} of {} peers have \
                      no mesh peer",
                     peers.len()
                 )));
             }
-            tracing::warn!(
-                topic,
-                short,
-                peers = peers.len(),
-                mesh_peers,
-                "the mesh formed with some peers short of the wanted degree"
-            );
-            return Ok(());
+            MeshState::Forming { short, .. } if now >= give_up => {
+                tracing::warn!(
+                    topic,
+                    short,
+                    peers = peers.len(),
+                    mesh_peers,
+                    "the mesh formed with some peers short of the wanted degree"
+                );
+                return Ok(());
+            }
+            MeshState::Forming { .. } | MeshState::Holding => {}
         }
         tokio::time::sleep(MESH_POLL).await;
     }

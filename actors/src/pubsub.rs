@@ -6,6 +6,7 @@
 //! publishes and waits for deliveries.
 
 pub mod clock;
+pub mod mesh;
 pub mod node;
 mod round;
 

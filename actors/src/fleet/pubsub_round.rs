@@ -12,6 +12,7 @@ use super::FleetMember;
 use crate::{
     pubsub::{
         clock::{delivery_latency, ClockOffset},
+        mesh::{MeshState, MeshWatch, MESH_POLL},
         node::{
             AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients,
             SubscribeTopic, ViewTopic,
@@ -436,25 +437,20 @@ impl RoundRows<'_> {
     }
 }
 
-/// How often the publisher's view of the topic is read while its mesh forms.
-const MESH_POLL: Duration = Duration::from_millis(100);
-
 /// Mesh peers a participant needs before a round publishes, when it is connected to as many
 /// subscribers: gossipsub's lowest mesh size (`mesh_n_low`) in go's defaults.
 const FORMED_MESH: usize = 4;
 
-/// Waits up to `wait` until `publisher` has a mesh peer in `topic` (it publishes anyway after).
-/// Waits, at most `wait`, until every participant has its mesh in `topic`: at least one peer, and
-/// [`FORMED_MESH`] or every subscribed peer it is connected to, whichever is fewer. Publishing
-/// earlier measures the mesh forming, not delivery: a receiver whose subscription its neighbours
-/// have not seen yet gets nothing, and gossip repeats only the last heartbeats' messages. After
-/// `wait` the round publishes with the meshes it has.
+/// Waits, at most `wait`, until every participant's mesh in `topic` has formed as [`MeshWatch`]
+/// judges it (with [`FORMED_MESH`] peers); after `wait` the round publishes with the meshes it
+/// has.
 async fn await_mesh(
     participants: &[Participant<'_>],
     topic: &str,
     wait: Duration,
 ) -> Result<(), (NodeId, NodeError)> {
     let give_up = Instant::now() + wait;
+    let mut watch = MeshWatch::new(FORMED_MESH);
     loop {
         // All asked at once: over HTTP a fleet's servers answer in one round trip, not in turn.
         let views = join_all(participants.iter().map(|participant| async move {
@@ -469,13 +465,11 @@ async fn await_mesh(
                 .and_then(|view| view)
                 .map_err(|e| (participant.member.id, e))
         }))
-        .await;
-        let mut formed = true;
-        for view in views {
-            let view = view?;
-            formed &= view.mesh > 0 && view.mesh >= view.subscribed.min(FORMED_MESH);
-        }
-        if formed || Instant::now() >= give_up {
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        let now = Instant::now();
+        if watch.observe(&views, now) == MeshState::Formed || now >= give_up {
             return Ok(());
         }
         tokio::time::sleep(MESH_POLL).await;
