@@ -124,6 +124,8 @@ pub struct Lookup<P> {
     /// ones, and inserting them at the closer end moves only the few closer still (inserting at
     /// the front moved the whole list: a sixth of a simulated lookup).
     candidates: Vec<Candidate<P>>,
+    /// An answer's new peers while they are merged into `candidates` (kept for its memory).
+    incoming: Vec<Candidate<P>>,
     /// Queries whose answer may still come (at most `alpha` not silent).
     pending: Vec<Pending<P>>,
     in_flight: usize,
@@ -141,6 +143,7 @@ impl<P: Copy + Eq> Lookup<P> {
             target,
             config,
             candidates: Vec::with_capacity(8 * config.k.max(1)),
+            incoming: Vec::with_capacity(config.k.max(1)),
             pending: Vec::with_capacity(config.alpha.max(1)),
             in_flight: 0,
             answers_without_progress: 0,
@@ -389,28 +392,56 @@ impl<P: Copy + Eq> Lookup<P> {
     }
 
     /// Adds new peers; true if one of them is now among the `k` closest candidates.
+    ///
+    /// Merged in one pass from the closer end: inserting them one by one searched the list and
+    /// moved its closer part once per peer.
     fn insert_all(&mut self, peers: impl IntoIterator<Item = (P, Key)>, hop: u16) -> bool {
-        let mut progressed = false;
-        for (peer, key) in peers {
-            let distance = key.distance(&self.target);
-            // A peer's key is unique, so an equal distance means a peer known already.
-            let Err(position) = self.search(&distance) else {
-                continue;
-            };
-            self.candidates.insert(
-                position,
-                Candidate {
-                    distance,
-                    peer,
-                    state: PeerState::NotContacted,
-                    hop,
-                },
-            );
-            // The candidates behind the new one are the closer ones.
-            let closer = self.candidates.len() - 1 - position;
-            progressed |= closer < self.config.k;
+        let target = self.target;
+        let mut incoming = std::mem::take(&mut self.incoming);
+        incoming.clear();
+        incoming.extend(peers.into_iter().map(|(peer, key)| Candidate {
+            distance: key.distance(&target),
+            peer,
+            state: PeerState::NotContacted,
+            hop,
+        }));
+        // Farthest first, like the candidates; a peer's key is unique, so an equal distance
+        // means a peer listed twice.
+        incoming.sort_unstable_by(|a, b| b.distance.cmp(&a.distance));
+        incoming.dedup_by(|a, b| a.distance == b.distance);
+        let known = self.candidates.len();
+        // Room at the closer end; the merge fills it from the back.
+        self.candidates.extend_from_slice(&incoming);
+        let candidates = &mut self.candidates;
+        let (mut old, mut new, mut write) = (known, incoming.len(), known + incoming.len());
+        // Known candidates closer than the closest newcomer, once it is placed.
+        let mut closer_than_newcomer = None;
+        while new > 0 {
+            let newcomer = incoming[new - 1];
+            match (old > 0).then(|| candidates[old - 1].distance.cmp(&newcomer.distance)) {
+                Some(std::cmp::Ordering::Less) => {
+                    write -= 1;
+                    candidates[write] = candidates[old - 1];
+                    old -= 1;
+                }
+                // A peer known already.
+                Some(std::cmp::Ordering::Equal) => new -= 1,
+                _ => {
+                    write -= 1;
+                    candidates[write] = newcomer;
+                    new -= 1;
+                    closer_than_newcomer.get_or_insert(known - old);
+                }
+            }
         }
-        progressed
+        // Peers known already left a gap between the untouched farther part and the merged one.
+        if write > old {
+            let end = candidates.len();
+            candidates.copy_within(write..end, old);
+            candidates.truncate(end - (write - old));
+        }
+        self.incoming = incoming;
+        closer_than_newcomer.is_some_and(|closer| closer < self.config.k)
     }
 }
 
@@ -430,6 +461,47 @@ mod tests {
             alpha,
             steps_to_stop: 0,
             peer_timeout: None,
+        }
+    }
+
+    /// The merge against the definition it replaced: each new peer inserted in turn, progress
+    /// when one lands among the `k` closest; answers repeat known peers and list one twice.
+    #[test]
+    fn answers_merge_as_if_inserted_one_by_one() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for round in 0..200 {
+            let k = rng.gen_range(1..6);
+            let target = Key::random(&mut rng);
+            let keys: Vec<Key> = (0..60).map(|_| Key::random(&mut rng)).collect();
+            let seeds: Vec<(u32, Key)> = (0..rng.gen_range(0..8)).map(|p| (p, keys[p as usize])).collect();
+            let mut lookup = Lookup::new(target, config(k, 3), seeds.iter().copied());
+            // Closest first, as the list the old code kept.
+            let mut expected: Vec<(Distance, u32)> =
+                seeds.iter().map(|&(p, key)| (key.distance(&target), p)).collect();
+            expected.sort();
+            for _ in 0..6 {
+                let answer: Vec<(u32, Key)> = (0..rng.gen_range(0..25))
+                    .map(|_| rng.gen_range(0..60u32))
+                    .map(|p| (p, keys[p as usize]))
+                    .collect();
+                let mut progressed = false;
+                for &(peer, key) in &answer {
+                    let distance = key.distance(&target);
+                    if let Err(at) = expected.binary_search(&(distance, peer)) {
+                        expected.insert(at, (distance, peer));
+                        progressed |= at < k;
+                    }
+                }
+                assert_eq!(lookup.insert_all(answer, 2), progressed, "round {round}");
+                let listed: Vec<(Distance, u32)> = lookup
+                    .candidates
+                    .iter()
+                    .rev()
+                    .map(|c| (c.distance, c.peer))
+                    .collect();
+                assert_eq!(listed, expected, "round {round}");
+            }
         }
     }
 
