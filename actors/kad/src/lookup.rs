@@ -407,7 +407,7 @@ impl<P: Copy + Eq> Lookup<P> {
         }));
         // Farthest first, like the candidates; a peer's key is unique, so an equal distance
         // means a peer listed twice.
-        incoming.sort_unstable_by(|a, b| b.distance.cmp(&a.distance));
+        incoming.sort_unstable_by_key(|c| std::cmp::Reverse(c.distance));
         incoming.dedup_by(|a, b| a.distance == b.distance);
         let known = self.candidates.len();
         // Room at the closer end; the merge fills it from the back.
