@@ -45,7 +45,7 @@ pub struct ApiOptions {
     pub metrics: Option<ServerMetrics>,
     /// The node's pubsub requests (`None`: the server does not speak gossipsub; `/pubsub/...`
     /// answers 501, except the clock).
-    pub pubsub: Option<parsec_actors::pubsub::node::PubsubRecipients>,
+    pub pubsub: Option<parsec_actors::node::pubsub::PubsubRecipients>,
 }
 
 /// Registers the API routes for `node`.

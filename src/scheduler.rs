@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use parsec_actors::{
-    pubsub::node::PubsubRecipients, Discovery, MemberEndpoints, Membership, NodeConnector, NodeRecipients,
+    node::pubsub::PubsubRecipients, Discovery, MemberEndpoints, Membership, NodeConnector, NodeRecipients,
     RoundConfig,
 };
 

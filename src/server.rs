@@ -17,7 +17,7 @@ use std::{
 use actix::prelude::*;
 use anyhow::Context as _;
 use parsec_actors::{
-    pubsub::node::PubsubRecipients, DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics,
+    node::pubsub::PubsubRecipients, DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics,
     MemoryRegistry, NodeActor, NodeId, NodeRecipients, Registry,
 };
 

@@ -9,10 +9,10 @@
 //! error of that node and is never recorded as a measurement. Nodes are held as
 //! `Recipient`s, so in-process and remote (HTTP) nodes mix freely.
 
+mod dht_round;
 mod membership;
 mod plan;
 mod pubsub_round;
-mod round;
 
 use std::time::Duration;
 
@@ -20,15 +20,15 @@ use actix::prelude::*;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use rand::{rngs::StdRng, SeedableRng};
 
+use self::dht_round::{check_readiness, Round};
 pub use self::pubsub_round::{PubsubRoundConfig, PubsubRoundSummary};
-use self::round::{check_readiness, Round};
 pub use self::{
+    dht_round::RoundSummary,
     membership::{Discovery, MemberEndpoints, Membership, NodeConnector},
     plan::{MemberStatus, RoundPlan, RoundPlanner},
-    round::RoundSummary,
 };
 use crate::{
-    pubsub::node::PubsubRecipients, random_content, NodeId, NodeRecipients, RecordMeasurement, RoundError,
+    node::pubsub::PubsubRecipients, random_content, NodeId, NodeRecipients, RecordMeasurement, RoundError,
 };
 
 /// Readiness answers slower than this count as not ready.

@@ -5,6 +5,9 @@
 //! three ways ([`StartMode`]): routing tables filled as a converged network would hold them (fast,
 //! few connections), every peer joining through a few bootstrap peers with real lookups
 //! (realistic, but each peer ends up connected to most others), or a star around one hub.
+//! Gossipsub among them: [`subscribe_and_form_mesh`], then [`publish_and_collect`] ([`publish`]).
+
+pub mod publish;
 
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ use crate::{
     pubsub::mesh::{MeshState, MeshWatch, MESH_POLL},
     DhtConfig, DhtError, DhtHandle, DhtMode,
 };
+
+pub use self::publish::{publish_and_collect, MessageReport, PublishPlan, PublishReport, Receipt};
 
 /// Peers started or wired at once; bounds the burst of sockets and handshakes.
 const SPAWN_CONCURRENCY: usize = 32;

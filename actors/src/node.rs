@@ -4,6 +4,8 @@
 //! The same three messages are handled by remote nodes (the HTTP client in the `parsec`
 //! crate), so a [`FleetSupervisor`](crate::FleetSupervisor) drives either without knowing which.
 
+pub mod pubsub;
+
 use actix::prelude::*;
 use bytes::Bytes;
 use tracing::Instrument;
@@ -83,7 +85,7 @@ impl NodeActor {
         Self { dht }
     }
 
-    /// Its peer (the pubsub handlers live beside the messages, in `pubsub/node.rs`).
+    /// Its peer (the pubsub handlers live beside their messages, in [`pubsub`]).
     pub(crate) fn dht(&self) -> &DhtHandle {
         &self.dht
     }

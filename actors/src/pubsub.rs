@@ -7,8 +7,6 @@
 
 pub mod clock;
 pub mod mesh;
-pub mod node;
-mod round;
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -16,8 +14,6 @@ use bytes::Bytes;
 use libp2p::PeerId;
 use rand::RngCore;
 use tokio::time::Instant;
-
-pub use round::{publish_and_collect, MessageReport, PublishPlan, PublishReport, Receipt};
 
 /// Bytes a message starts with: its id (a UUID), so every implementation derives the same id.
 pub const MESSAGE_ID_BYTES: usize = 16;

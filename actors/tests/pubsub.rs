@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use parsec_actors::{
     local_network::{
-        connect_randomly, dht_runtime, local_peer_config, spawn_peers, subscribe_and_form_mesh, TransportKind,
+        connect_randomly, dht_runtime, local_peer_config, publish_and_collect, spawn_peers,
+        subscribe_and_form_mesh, PublishPlan, TransportKind,
     },
-    pubsub::{publish_and_collect, MessageId, PublishPlan, PubsubConfig},
+    pubsub::{MessageId, PubsubConfig},
     DhtConfig, DhtError,
 };
 use rand::{rngs::StdRng, SeedableRng};
@@ -125,7 +126,7 @@ fn a_peer_without_pubsub_says_so_and_a_lonely_publish_reached_nobody() {
 fn pubsub_rounds_run_through_the_fleet_supervisor() {
     use actix::prelude::*;
     use parsec_actors::{
-        local_network::connect_randomly, pubsub::node::PubsubRecipients, FleetMember, FleetSupervisor, Flush,
+        local_network::connect_randomly, node::pubsub::PubsubRecipients, FleetMember, FleetSupervisor, Flush,
         MeasurementRecorder, MemorySink, NodeActor, NodeId, NodeRecipients, Operation, PubsubRoundConfig,
         RoundConfig, RunPubsubRound,
     };

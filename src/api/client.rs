@@ -9,12 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use awc::error::SendRequestError;
 use parsec_actors::{
+    node::pubsub::{
+        AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, SubscribeTopic,
+        UnsubscribeTopic, ViewTopic,
+    },
     pubsub::{
         clock::{self, ClockOffset, ClockSample},
-        node::{
-            AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, SubscribeTopic,
-            UnsubscribeTopic, ViewTopic,
-        },
         TopicPeers,
     },
     CheckReadiness, NodeError, Operation, OperationReport, ProvideContent, Readiness, RetrieveContent,
@@ -232,7 +232,7 @@ impl Handler<CheckReadiness> for RemoteNode {
     }
 }
 
-// Pubsub: the `/pubsub/...` extension, as typed node messages (see `parsec_actors::pubsub::node`).
+// Pubsub: the `/pubsub/...` extension, as typed node messages (see `parsec_actors::node::pubsub`).
 
 /// Reads a JSON answer of `/pubsub/...`, or the refusal with its status and message.
 async fn pubsub_answer<T: serde::de::DeserializeOwned>(

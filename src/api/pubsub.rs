@@ -7,13 +7,12 @@ use std::time::Duration;
 use crate::telemetry::traces::continue_trace;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use parsec_actors::pubsub::{
-    clock::WallClock,
-    node::{
+use parsec_actors::{
+    node::pubsub::{
         AwaitMessage, PublishMessage, PubsubRecipients, SubscribeTopic, UnsubscribeTopic, ViewTopic,
         MAX_DELIVERY_WAIT,
     },
-    MessageId, MAX_MESSAGE_BYTES, MESSAGE_ID_BYTES,
+    pubsub::{clock::WallClock, MessageId, MAX_MESSAGE_BYTES, MESSAGE_ID_BYTES},
 };
 use serde::{Deserialize, Serialize};
 

@@ -13,8 +13,8 @@ use anyhow::Context as _;
 use chrono::Utc;
 use futures::{stream, StreamExt, TryStreamExt};
 use parsec_actors::{
-    local_network::{self, TransportKind},
-    pubsub::{clock::WallClock, publish_and_collect, PublishPlan, PublishReport, PubsubConfig},
+    local_network::{self, publish_and_collect, PublishPlan, PublishReport, TransportKind},
+    pubsub::{clock::WallClock, PubsubConfig},
     recorder::Flush,
     DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
     RoundId, SchedulerId, NOT_DELIVERED, RUST_LIBP2P,

@@ -200,7 +200,7 @@ async fn clock_offset(server: &ServerProcess) -> parsec_actors::pubsub::clock::C
     use actix::Actor as _;
     let remote = parsec::api::client::RemoteNode::new(server.http.clone(), Default::default()).start();
     remote
-        .send(parsec_actors::pubsub::node::ProbeClock { samples: 8 })
+        .send(parsec_actors::node::pubsub::ProbeClock { samples: 8 })
         .await
         .unwrap()
         .unwrap()

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 
 use super::FleetMember;
 use crate::{
-    pubsub::node::PubsubRecipients,
+    node::pubsub::PubsubRecipients,
     registry::{DiscoveredNode, NodeQuery, Registry, RegistryError},
     NodeId, NodeRecipients, RoundError,
 };

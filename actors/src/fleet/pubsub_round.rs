@@ -10,13 +10,13 @@ use tokio::time::Instant;
 
 use super::FleetMember;
 use crate::{
+    node::pubsub::{
+        AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients,
+        SubscribeTopic, ViewTopic,
+    },
     pubsub::{
         clock::{delivery_latency, ClockOffset},
         mesh::{MeshState, MeshWatch, MESH_POLL},
-        node::{
-            AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, PubsubRecipients,
-            SubscribeTopic, ViewTopic,
-        },
         MessageId,
     },
     Measurement, NodeError, NodeId, Operation, PubsubDetails, RecordMeasurement, RoundId, RUST_LIBP2P,

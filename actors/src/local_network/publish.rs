@@ -10,8 +10,10 @@ use rand::RngCore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{MessageId, Published};
-use crate::{DhtError, DhtHandle};
+use crate::{
+    pubsub::{Delivery, MessageId, Published},
+    DhtError, DhtHandle,
+};
 
 /// Receivers asked at once.
 const RECEIVER_CONCURRENCY: usize = 256;
@@ -196,7 +198,7 @@ async fn first_arrivals(
 async fn copies(
     receivers: &[DhtHandle],
     awaited: &[Awaited<'_>],
-) -> Result<Vec<Vec<Option<super::Delivery>>>, DhtError> {
+) -> Result<Vec<Vec<Option<Delivery>>>, DhtError> {
     stream::iter(receivers)
         .map(|receiver| async move {
             let mut deliveries = Vec::with_capacity(awaited.len());
@@ -218,7 +220,7 @@ fn reports(
     mut sent: Vec<MessageReport>,
     receivers: &[DhtHandle],
     arrivals: &[Vec<Option<Instant>>],
-    copies: &[Vec<Option<super::Delivery>>],
+    copies: &[Vec<Option<Delivery>>],
 ) -> Vec<MessageReport> {
     let published = sent
         .iter_mut()

@@ -3,7 +3,7 @@
 //!
 //! Times cross process boundaries here, so they are wall-clock instants of the node's own clock
 //! (the monotonic instants of the swarm mapped to it); the caller corrects them with the clock
-//! offset it estimated ([`super::clock`]).
+//! offset it estimated ([`crate::pubsub::clock`]).
 
 use std::time::Duration;
 
@@ -12,8 +12,14 @@ use chrono::{DateTime, Utc};
 use libp2p::PeerId;
 use tracing::Instrument;
 
-use super::{clock::ClockOffset, MessageId, TopicPeers};
-use crate::{node::NodeActor, NodeError};
+use super::NodeActor;
+use crate::{
+    pubsub::{
+        clock::{ClockOffset, WallClock},
+        MessageId, TopicPeers,
+    },
+    NodeError,
+};
 
 /// Longest a caller may have a node wait for a delivery.
 pub const MAX_DELIVERY_WAIT: Duration = Duration::from_secs(60);
@@ -160,7 +166,7 @@ impl Handler<PublishMessage> for NodeActor {
                 let published = dht.publish(&msg.topic, payload).await?;
                 tracing::info!(id = %msg.id, topic = %msg.topic, topic_peers = published.topic_peers, "published");
                 Ok(PublishReceipt {
-                    sent_at: super::clock::WallClock::process().at(published.sent_at),
+                    sent_at: WallClock::process().at(published.sent_at),
                     topic_peers: count(published.topic_peers),
                     mesh_peers: count(published.mesh_peers),
                     trace_id: None,
@@ -188,7 +194,7 @@ impl Handler<AwaitMessage> for NodeActor {
             msg.span
                 .in_scope(|| tracing::info!(from = %delivery.from, copies, "first copy"));
             Ok(Some(DeliveryReceipt {
-                received_at: super::clock::WallClock::process().at(delivery.received_at),
+                received_at: WallClock::process().at(delivery.received_at),
                 copies,
                 from: delivery.from,
             }))
