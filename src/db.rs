@@ -124,9 +124,9 @@ macro_rules! discovery_query {
     }};
 }
 
+pub mod aggregates;
 mod config;
 pub mod postgres;
-pub mod report;
 mod rows;
 #[rustfmt::skip]
 pub mod schema;

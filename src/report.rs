@@ -297,7 +297,7 @@ pub fn write_run_report(
     };
     let written = (|| -> anyhow::Result<Vec<std::path::PathBuf>> {
         let request = data::ReportRequest {
-            filter: crate::db::report::ReportFilter {
+            filter: crate::db::aggregates::ReportFilter {
                 scheduler: Some(i32::try_from(scheduler.0)?),
                 ..Default::default()
             },

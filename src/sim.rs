@@ -7,7 +7,8 @@
 //! - [`latency`] — message delays: a range or a region RTT matrix; error rate and timeouts.
 //! - [`churn`] — nodes leaving and joining as virtual time passes.
 //! - [`simulation`] — lookup, provide and retrieve as discrete-event loops in virtual time.
-//! - [`actors`] — simulated parsec servers, so a `FleetSupervisor` measures them like real ones.
+//! - [`servers`] — simulated parsec servers behind actor mailboxes, so a `FleetSupervisor`
+//!   measures them like real ones.
 //!
 //! # Example
 //! ```
@@ -22,11 +23,11 @@
 //! println!("found in {:?} after {} hops, {} messages", found.duration, found.hops, found.messages);
 //! ```
 
-pub mod actors;
 pub mod churn;
 pub mod latency;
 pub mod network;
 pub mod run;
+pub mod servers;
 pub mod simulation;
 
 pub use churn::{Churn, ChurnConfig, ChurnStep};

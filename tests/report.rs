@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use indicatif::ProgressBar;
 use parsec::{
     db::{
-        report::{GroupStats, ReportFilter},
+        aggregates::{GroupStats, ReportFilter},
         DatabaseTarget, Store,
     },
     report::{

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{
     cli::global::DatabaseArgs,
-    db::{report::ReportFilter, DatabaseTarget},
+    db::{aggregates::ReportFilter, DatabaseTarget},
     report::{
         data::{self, ReportRequest},
         render::{self, Format},

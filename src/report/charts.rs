@@ -11,7 +11,7 @@ use plotters::{
 };
 
 use super::data::{EffortHistogram, OperationReport, Report};
-use crate::db::report::{GroupStats, Grouping};
+use crate::db::aggregates::{GroupStats, Grouping};
 
 /// Size of a chart, in pixels.
 const SIZE: (u32, u32) = (960, 540);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use anyhow::Context as _;
 
 use crate::db::{
-    report::{ErrorCount, GroupStats, Grouping, ReportFilter},
+    aggregates::{ErrorCount, GroupStats, Grouping, ReportFilter},
     DatabaseTarget, DbError, Store,
 };
 

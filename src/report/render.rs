@@ -12,7 +12,7 @@ use super::{
     charts::{charts, format_seconds, Chart},
     data::{OperationReport, Report},
 };
-use crate::db::report::{GroupStats, Grouping};
+use crate::db::aggregates::{GroupStats, Grouping};
 
 /// How a report is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -12,9 +12,9 @@ use anyhow::{bail, Context as _};
 use parsec_actors::{FleetMember, Membership, NodeId, NodeRecipients, Registry, RoundConfig};
 
 use super::{
-    actors::{Advance, Churned, SimServer, SimulatorActor, TakeOutcomes},
     churn::{Churn, ChurnConfig},
     network::NodeIndex,
+    servers::{Advance, Churned, SimServer, SimulatorActor, TakeOutcomes},
     simulation::Outcome,
     SimConfig, Simulation, Strategy,
 };
