@@ -624,6 +624,9 @@ fn server_processes_of_every_strategy_measure_each_other() {
         &[server_mode, debug, ("PARSEC_SERVER_DHT_OPTPROV", "true")],
         join,
     );
+    // fullrt crawls once when it starts (then hourly): the others must have joined by then for
+    // its crawl to find them all.
+    wait_for_live_nodes(&url, 3);
     let fullrt = start_joining(
         1,
         "fullrt",

@@ -338,26 +338,7 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
     /// The pubsub benchmark: prints a line per (hosts, messages) point, writes the charts and a
     /// CSV into `--report`.
     fn run_pubsub(&self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
-        let config = PubsubTestnetConfig {
-            hosts: self.pubsub.sweep_hosts.clone(),
-            messages: self.pubsub.messages.clone(),
-            iterations: self.pubsub.iterations,
-            topics: self.pubsub.topics,
-            message_bytes: self.pubsub.message_bytes,
-            degree: self.pubsub.degree,
-            deadline: self.pubsub.delivery_deadline,
-            pubsub: self.gossipsub.config()?,
-            churn: pubsub::ChurnRates {
-                topics: self.pubsub.churn_topics,
-                network: self.pubsub.churn_network,
-            },
-            transport: self.transport.kind(),
-            seed: self.seed,
-            progress: !self.no_progress,
-            database: Some(database.target()?),
-            js_peers: self.pubsub.js_peers,
-            js_script: self.pubsub.js_peer_script.clone(),
-        };
+        let config = self.pubsub_config(database)?;
         config.check()?;
         let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
         println!(
@@ -385,46 +366,35 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
         });
         runtime.shutdown_timeout(Duration::from_secs(2));
         let run = run?;
-        let points = &run.points;
         println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
-        if let Some((target, scheduler)) = &run.stored {
-            println!(
-                "stored in {target} as scheduler {scheduler}: tables pubsub_publishes_ecs and pubsub_deliveries_ecs \
-                 (hosts in nodes_ecs, fleet {})",
-                pubsub::PUBSUB_FLEET
-            );
-        }
-        if let Some(error) = &run.storage_error {
-            eprintln!("error: some rows could not be stored: {error}");
-        }
-        let mut reported = true;
-        if let Some(dir) = &self.report {
-            pubsub::write(points, dir)?;
-            println!(
-                "charts: {}, {}; table: {}",
-                dir.join("pubsub-duration.svg").display(),
-                dir.join("pubsub-memory.svg").display(),
-                dir.join("pubsub.csv").display()
-            );
-            // The stored rows' report beside them: latency per implementation, CDFs, errors.
-            let sizes: Vec<String> = config.hosts.iter().map(ToString::to_string).collect();
-            let title = format!("parsec testnet: gossipsub, {} hosts", sizes.join(", "));
-            reported = report::write_run_report(run.stored.as_ref(), title, Vec::new(), dir);
-        }
-        let lost = points
-            .iter()
-            .any(|p| p.rust.delivered < p.rust.expected || p.refused > 0)
-            || run.storage_error.is_some()
-            || !reported;
-        if lost {
-            eprintln!(
-                "error: some messages were not delivered to every subscribed peer (see the delivered column)"
-            );
-        }
-        Ok(if lost {
-            ExitCode::FAILURE
-        } else {
+        Ok(if run.conclude(&config, self.report.as_deref())? {
             ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    /// The sweep's configuration from the arguments.
+    fn pubsub_config(&self, database: &DatabaseArgs) -> anyhow::Result<PubsubTestnetConfig> {
+        Ok(PubsubTestnetConfig {
+            hosts: self.pubsub.sweep_hosts.clone(),
+            messages: self.pubsub.messages.clone(),
+            iterations: self.pubsub.iterations,
+            topics: self.pubsub.topics,
+            message_bytes: self.pubsub.message_bytes,
+            degree: self.pubsub.degree,
+            deadline: self.pubsub.delivery_deadline,
+            pubsub: self.gossipsub.config()?,
+            churn: pubsub::ChurnRates {
+                topics: self.pubsub.churn_topics,
+                network: self.pubsub.churn_network,
+            },
+            transport: self.transport.kind(),
+            seed: self.seed,
+            progress: !self.no_progress,
+            database: Some(database.target()?),
+            js_peers: self.pubsub.js_peers,
+            js_script: self.pubsub.js_peer_script.clone(),
         })
     }
 

@@ -25,7 +25,7 @@ use tokio::runtime::Handle;
 use crate::{
     db::DatabaseTarget,
     host::{self, Resources},
-    job::{JobStorage, Shutdown, StorageOptions},
+    job::{JobStorage, Recording, Shutdown, StorageOptions},
     progress::bar,
     report::{
         charts::{Chart, ComparisonPanel},
@@ -270,6 +270,47 @@ pub struct PubsubRun {
     pub storage_error: Option<String>,
 }
 
+impl PubsubRun {
+    /// Says where the rows went and what could not be stored, writes the charts, the CSV and the
+    /// stored rows' report into `report_dir` if given; true if every message reached every
+    /// subscribed peer, every row was stored and the report written.
+    pub fn conclude(&self, config: &PubsubTestnetConfig, report_dir: Option<&Path>) -> anyhow::Result<bool> {
+        if let Some((target, scheduler)) = &self.stored {
+            println!(
+                "stored in {target} as scheduler {scheduler}: tables pubsub_publishes_ecs and pubsub_deliveries_ecs \
+                 (hosts in nodes_ecs, fleet {PUBSUB_FLEET})"
+            );
+        }
+        if let Some(error) = &self.storage_error {
+            eprintln!("error: some rows could not be stored: {error}");
+        }
+        let mut reported = true;
+        if let Some(dir) = report_dir {
+            write(&self.points, dir)?;
+            println!(
+                "charts: {}, {}; table: {}",
+                dir.join("pubsub-duration.svg").display(),
+                dir.join("pubsub-memory.svg").display(),
+                dir.join("pubsub.csv").display()
+            );
+            // The stored rows' report beside them: latency per implementation, CDFs, errors.
+            let sizes: Vec<String> = config.hosts.iter().map(ToString::to_string).collect();
+            let title = format!("parsec testnet: gossipsub, {} hosts", sizes.join(", "));
+            reported = crate::report::write_run_report(self.stored.as_ref(), title, Vec::new(), dir);
+        }
+        let undelivered = self
+            .points
+            .iter()
+            .any(|p| p.rust.delivered < p.rust.expected || p.refused > 0);
+        if undelivered {
+            eprintln!(
+                "error: some messages were not delivered to every subscribed peer (see the delivered column)"
+            );
+        }
+        Ok(!undelivered && self.storage_error.is_none() && reported)
+    }
+}
+
 /// Runs the sweep, its peers on `runtime`; must run inside an actix `System` (the recorder).
 pub async fn run(
     config: &PubsubTestnetConfig,
@@ -277,21 +318,7 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> anyhow::Result<PubsubRun> {
     config.check()?;
-    let storage_options = StorageOptions {
-        target: config.database.clone(),
-        dry_run: config.database.is_none(),
-        keep_rows: false,
-        wait_for_database: false,
-    };
-    let Some(storage) = JobStorage::open(storage_options, &mut shutdown).await? else {
-        anyhow::bail!("interrupted before the database opened; nothing was measured");
-    };
-    let Some(recording) = storage
-        .start_recording(vec![PUBSUB_FLEET.to_owned()], &mut shutdown)
-        .await?
-    else {
-        anyhow::bail!("interrupted while registering; nothing was measured");
-    };
+    let (storage, recording) = open_storage(config, &mut shutdown).await?;
     let registry = storage.registry();
     let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
         .await
@@ -300,20 +327,7 @@ pub async fn run(
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_entropy(),
     };
-    let mut template = DhtConfig::default();
-    template
-        .set_periodic_bootstrap(None)
-        .set_idle_connection_timeout(PUBSUB_IDLE_TIMEOUT)
-        .set_pubsub(Some(config.pubsub.clone()));
-    let mut peer_config = local_network::local_peer_config(&template, config.transport);
-    if config.js_peers > 0 && config.transport == TransportKind::Memory {
-        // The hosts reach each other in memory (no file descriptor per connection, so a thousand
-        // fit) and the js peers over TCP; a host's first address stays its memory one.
-        peer_config.set_listen(vec![
-            TransportKind::Memory.listen_addr(),
-            TransportKind::Tcp.listen_addr(),
-        ]);
-    }
+    let peer_config = host_config(config);
     let topics = config.topic_names();
     let mut points = Vec::new();
     let mut failure = None;
@@ -321,19 +335,8 @@ pub async fn run(
         if shutdown.requested() {
             break;
         }
-        let setup = bar(config.progress, hosts as u64, "starting hosts");
-        let peers =
-            local_network::spawn_peers(hosts, &peer_config, runtime, |n| setup.set_position(n as u64))
-                .await
-                .with_context(|| format!("starting {hosts} hosts"))?;
-        setup.finish_and_clear();
-        let mut js = JsPeers::start(config.js_peers, &config.js_script).await?;
-        let js_ids: Vec<String> = (0..js.len()).map(|i| js.peer_id(i).to_string()).collect();
-        let network = Network {
-            nodes: register(&registry, &resources, &peers).await?,
-            js_nodes: register_ids(&registry, &resources, js_ids).await?,
-            peers,
-        };
+        let (network, mut js) =
+            start_size(config, hosts, &peer_config, runtime, &registry, &resources).await?;
         let measured = measure_size(
             config,
             &network,
@@ -360,6 +363,74 @@ pub async fn run(
         stored: recorded.stored,
         storage_error: recorded.storage_error,
     })
+}
+
+/// The run's storage (memory only without a database) and its recording, registered as the
+/// scheduler of the pubsub fleet.
+async fn open_storage(
+    config: &PubsubTestnetConfig,
+    shutdown: &mut Shutdown,
+) -> anyhow::Result<(JobStorage, Recording)> {
+    let storage_options = StorageOptions {
+        target: config.database.clone(),
+        dry_run: config.database.is_none(),
+        keep_rows: false,
+        wait_for_database: false,
+    };
+    let Some(storage) = JobStorage::open(storage_options, shutdown).await? else {
+        anyhow::bail!("interrupted before the database opened; nothing was measured");
+    };
+    let Some(recording) = storage
+        .start_recording(vec![PUBSUB_FLEET.to_owned()], shutdown)
+        .await?
+    else {
+        anyhow::bail!("interrupted while registering; nothing was measured");
+    };
+    Ok((storage, recording))
+}
+
+/// Every host's configuration: gossipsub as configured, no periodic bootstrap, connections kept
+/// while the sweep runs.
+fn host_config(config: &PubsubTestnetConfig) -> DhtConfig {
+    let mut template = DhtConfig::default();
+    template
+        .set_periodic_bootstrap(None)
+        .set_idle_connection_timeout(PUBSUB_IDLE_TIMEOUT)
+        .set_pubsub(Some(config.pubsub.clone()));
+    let mut peer_config = local_network::local_peer_config(&template, config.transport);
+    if config.js_peers > 0 && config.transport == TransportKind::Memory {
+        // The hosts reach each other in memory (no file descriptor per connection, so a thousand
+        // fit) and the js peers over TCP; a host's first address stays its memory one.
+        peer_config.set_listen(vec![
+            TransportKind::Memory.listen_addr(),
+            TransportKind::Tcp.listen_addr(),
+        ]);
+    }
+    peer_config
+}
+
+/// Starts `hosts` hosts and the js peers, registered in `nodes_ecs`.
+async fn start_size(
+    config: &PubsubTestnetConfig,
+    hosts: usize,
+    peer_config: &DhtConfig,
+    runtime: &Handle,
+    registry: &Arc<dyn Registry>,
+    resources: &Resources,
+) -> anyhow::Result<(Network, JsPeers)> {
+    let setup = bar(config.progress, hosts as u64, "starting hosts");
+    let peers = local_network::spawn_peers(hosts, peer_config, runtime, |n| setup.set_position(n as u64))
+        .await
+        .with_context(|| format!("starting {hosts} hosts"))?;
+    setup.finish_and_clear();
+    let js = JsPeers::start(config.js_peers, &config.js_script).await?;
+    let js_ids: Vec<String> = (0..js.len()).map(|i| js.peer_id(i).to_string()).collect();
+    let network = Network {
+        nodes: register(registry, resources, &peers).await?,
+        js_nodes: register_ids(registry, resources, js_ids).await?,
+        peers,
+    };
+    Ok((network, js))
 }
 
 /// The hosts of one size and their rows in `nodes_ecs`.
@@ -413,7 +484,8 @@ async fn register_ids(
         .context("registering the pubsub hosts in nodes_ecs")
 }
 
-/// Connects the hosts, forms the meshes and runs every messages count at this size.
+/// Measures one network size: wires the hosts and the js peers, forms the meshes, then one
+/// point per message count.
 async fn measure_size(
     config: &PubsubTestnetConfig,
     network: &Network,
@@ -422,6 +494,30 @@ async fn measure_size(
     recorder: &actix::Addr<parsec_actors::MeasurementRecorder>,
     rng: &mut StdRng,
     points: &mut Vec<SweepPoint>,
+) -> anyhow::Result<()> {
+    wire(config, network, js, topics, rng).await?;
+    let size = SizeRun {
+        config,
+        network,
+        topics,
+        recorder,
+    };
+    for &messages in &config.messages {
+        let point = size.measure_point(messages, js, rng).await?;
+        println!("{}", row(&point));
+        points.push(point);
+    }
+    Ok(())
+}
+
+/// Connects the hosts at random, has each js peer dial `degree` of them, and subscribes everyone
+/// to every topic until the meshes formed.
+async fn wire(
+    config: &PubsubTestnetConfig,
+    network: &Network,
+    js: &mut JsPeers,
+    topics: &[String],
+    rng: &mut StdRng,
 ) -> anyhow::Result<()> {
     let (peers, hosts) = (&network.peers, network.peers.len());
     local_network::connect_randomly(peers, config.degree, rng)
@@ -451,9 +547,29 @@ async fn measure_size(
             .await
             .context("forming the meshes")?;
     }
-    for &messages in &config.messages {
+    Ok(())
+}
+
+/// What the points of one network size share.
+struct SizeRun<'a> {
+    config: &'a PubsubTestnetConfig,
+    network: &'a Network,
+    topics: &'a [String],
+    recorder: &'a actix::Addr<parsec_actors::MeasurementRecorder>,
+}
+
+impl SizeRun<'_> {
+    /// One point of the sweep: `messages` a round, the configured iterations with churn between
+    /// them; every iteration's rows are stored before the next starts.
+    async fn measure_point(
+        &self,
+        messages: usize,
+        js: &mut JsPeers,
+        rng: &mut StdRng,
+    ) -> anyhow::Result<SweepPoint> {
+        let (config, hosts) = (self.config, self.network.peers.len());
         let plan = PublishPlan {
-            topics: topics.to_vec(),
+            topics: self.topics.to_vec(),
             messages,
             message_bytes: config.message_bytes,
             deadline: config.deadline,
@@ -463,64 +579,73 @@ async fn measure_size(
         crate::telemetry::reset_peak_rss();
         let iterations = bar(config.progress, config.iterations as u64, "iterations");
         let mut point = SweepPoint::new(hosts, messages, config.deadline);
-        let mut churn = Churn::new(hosts, config.churn, topics, config.degree);
+        let mut churn = Churn::new(hosts, config.churn, self.topics, config.degree);
         for iteration in 0..config.iterations {
             let publisher = iteration % hosts;
             if iteration > 0 && config.churn.is_on() {
-                let step = churn.step(peers, publisher, rng).await.context("churn")?;
+                let step = churn
+                    .step(&self.network.peers, publisher, rng)
+                    .await
+                    .context("churn")?;
                 point.left_topics += step.left_topics;
                 point.left_network += step.left_network;
             }
-            let present = |i: &usize| *i != publisher && churn.is_present(*i);
-            let receiving: Vec<usize> = (0..hosts).filter(present).collect();
-            let away: Vec<&DhtHandle> = (0..hosts)
-                .filter(|i| *i != publisher && !churn.is_present(*i))
-                .map(|i| &peers[i])
-                .collect();
-            let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
-            let clock = WallClock::now();
-            let report = publish_and_collect(&peers[publisher], &receivers, &plan, rng).await?;
-            point.add(&report, &peers[publisher]);
-            point.received_while_away += received_while_away(&report, &away).await?;
-            let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
-            let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, &plan, &clock);
-            // The js peers' rows belong to the same round.
-            let round = iteration_rows.first().map_or_else(RoundId::new, |r| r.round);
-            iteration_rows.extend(
-                js_rows(
-                    &report,
-                    js,
-                    &network.js_nodes,
-                    &plan,
-                    &clock,
-                    round,
-                    &mut point.js,
-                )
-                .await?,
-            );
-            js.forget();
-            for row in iteration_rows {
-                recorder
-                    .send(RecordMeasurement(row))
-                    .await
-                    .context("the measurement recorder stopped")?;
-            }
-            // Bounded: an iteration's rows are written before the next one's are made.
-            recorder
-                .send(Flush)
-                .await
-                .context("the measurement recorder stopped")?
-                .context("storing the iteration's rows")?;
+            self.iterate(publisher, &churn, &plan, js, rng, &mut point)
+                .await?;
             iterations.inc(1);
         }
         iterations.finish_and_clear();
         point.rust.latencies.sort_unstable();
         point.js.latencies.sort_unstable();
         point.peak_rss = peak_rss_bytes();
-        println!("{}", row(&point));
-        points.push(point);
+        Ok(point)
     }
-    Ok(())
+
+    /// One iteration: `publisher` publishes the plan to the hosts present, the js peers report,
+    /// and the rows are recorded and flushed (bounded: an iteration's rows are written before
+    /// the next one's are made).
+    async fn iterate(
+        &self,
+        publisher: usize,
+        churn: &Churn,
+        plan: &PublishPlan,
+        js: &mut JsPeers,
+        rng: &mut StdRng,
+        point: &mut SweepPoint,
+    ) -> anyhow::Result<()> {
+        let (peers, network) = (&self.network.peers, self.network);
+        let hosts = peers.len();
+        let present = |i: &usize| *i != publisher && churn.is_present(*i);
+        let receiving: Vec<usize> = (0..hosts).filter(present).collect();
+        let away: Vec<&DhtHandle> = (0..hosts)
+            .filter(|i| *i != publisher && !churn.is_present(*i))
+            .map(|i| &peers[i])
+            .collect();
+        let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
+        let clock = WallClock::now();
+        let report = publish_and_collect(&peers[publisher], &receivers, plan, rng).await?;
+        point.add(&report, &peers[publisher]);
+        point.received_while_away += received_while_away(&report, &away).await?;
+        let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
+        let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, plan, &clock);
+        // The js peers' rows belong to the same round.
+        let round = iteration_rows.first().map_or_else(RoundId::new, |r| r.round);
+        iteration_rows
+            .extend(js_rows(&report, js, &network.js_nodes, plan, &clock, round, &mut point.js).await?);
+        js.forget();
+        for row in iteration_rows {
+            self.recorder
+                .send(RecordMeasurement(row))
+                .await
+                .context("the measurement recorder stopped")?;
+        }
+        self.recorder
+            .send(Flush)
+            .await
+            .context("the measurement recorder stopped")?
+            .context("storing the iteration's rows")?;
+        Ok(())
+    }
 }
 
 /// Messages of `report` that reached one of `away` (hosts that had left their topics or the
