@@ -11,6 +11,7 @@
 mod capacity;
 pub mod load;
 pub mod pubsub;
+pub mod script_peer;
 pub mod wan;
 
 use std::{

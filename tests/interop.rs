@@ -11,121 +11,14 @@
 //! `.ci/run` installs the npm packages (`npm ci --prefix tests/js`) and py-libp2p in a virtualenv
 //! (`tests/py/.venv`).
 
-use std::{
-    io::{BufRead, BufReader, Lines, Write},
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
+use parsec::testing::peer_scripts::{js_gossip_peer, js_kad_peer, py_kad_peer, ListeningPeer, JS_DIR};
 use parsec_actors::{
     local_network::{dht_runtime, TransportKind},
-    multiaddr::Protocol,
     testing::retrieve_until_found,
-    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, Multiaddr, PeerId, Strategy,
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, Multiaddr, Strategy,
 };
-
-const JS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js");
-const PY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py");
-
-/// A kad-dht peer of another implementation in a child process, killed on drop. It prints
-/// `listening <multiaddr>` and `key <type>`, then answers `provide <cid>` and `find <cid>` lines.
-struct OtherPeer {
-    child: Child,
-    address: Multiaddr,
-    key: String,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl OtherPeer {
-    /// The js-libp2p peer (`tests/js/kad-peer.mjs`), with an RSA identity.
-    fn js() -> Self {
-        assert!(
-            std::path::Path::new(JS_DIR).join("node_modules").is_dir(),
-            "js-libp2p is not installed: run `npm ci --prefix tests/js` (.ci/run does)"
-        );
-        let peer = Self::start(Command::new("node").arg("kad-peer.mjs").current_dir(JS_DIR));
-        assert_eq!(peer.key, "RSA");
-        peer
-    }
-
-    /// The py-libp2p peer (`tests/py/kad_peer.py`), in the virtualenv `.ci/run` makes.
-    fn py() -> Self {
-        let python = std::path::Path::new(PY_DIR).join(".venv/bin/python");
-        assert!(
-            python.is_file(),
-            "py-libp2p is not installed: run `python3 -m venv tests/py/.venv && \
-             tests/py/.venv/bin/pip install -r tests/py/requirements.txt` (.ci/run does)"
-        );
-        Self::start(Command::new(python).arg("kad_peer.py").current_dir(PY_DIR))
-    }
-
-    fn start(command: &mut Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the interpreter is installed");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut address, mut key) = (None, None);
-        while address.is_none() || key.is_none() {
-            let line = lines.next().expect("the peer printed its address").unwrap();
-            if let Some(text) = line.strip_prefix("listening ") {
-                address = Some(text.parse().unwrap());
-            } else if let Some(text) = line.strip_prefix("key ") {
-                key = Some(text.to_owned());
-            }
-        }
-        Self {
-            stdin: child.stdin.take().unwrap(),
-            child,
-            address: address.unwrap(),
-            key: key.unwrap(),
-            lines,
-        }
-    }
-
-    fn peer_id(&self) -> PeerId {
-        match self.address.iter().last() {
-            Some(Protocol::P2p(peer)) => peer,
-            _ => panic!("{} ends in no /p2p", self.address),
-        }
-    }
-
-    /// Has the peer publish a provider record of `cid` with its own client.
-    fn provide(&mut self, cid: &ContentId) -> Result<(), String> {
-        self.ask("provide", cid, "provided").map(drop)
-    }
-
-    /// Has the peer look up the first provider of `cid` with its own client.
-    fn find(&mut self, cid: &ContentId) -> Result<PeerId, String> {
-        let answer = self.ask("find", cid, "found")?;
-        answer.trim().parse().map_err(|e| format!("{answer:?}: {e}"))
-    }
-
-    /// Sends `command <cid>`; the rest of the line answered `done <cid> …`, or the failure.
-    fn ask(&mut self, command: &str, cid: &ContentId, done: &str) -> Result<String, String> {
-        writeln!(self.stdin, "{command} {cid}").unwrap();
-        for line in self.lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix(&format!("{done} {cid}")) {
-                return Ok(rest.to_owned());
-            }
-            if line.starts_with(&format!("failed {cid}")) {
-                return Err(line);
-            }
-        }
-        Err("the peer exited".to_owned())
-    }
-}
-
-impl Drop for OtherPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A peer on loopback TCP in `mode` with `client`, joining through `bootstrap`.
 fn joining(bootstrap: Multiaddr, mode: DhtMode, client: DhtClient) -> DhtConfig {
@@ -144,9 +37,10 @@ fn joining(bootstrap: Multiaddr, mode: DhtMode, client: DhtClient) -> DhtConfig 
 
 #[test]
 fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
-    let js = OtherPeer::js();
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
+        let (js, key) = js_kad_peer().await.unwrap();
+        assert_eq!(key, "RSA");
         let spawn = |bootstrap: Multiaddr| {
             DhtHandle::spawn(
                 joining(bootstrap, DhtMode::Client, DhtClient::Libp2p),
@@ -179,19 +73,22 @@ fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
 
 #[test]
 fn our_engine_and_js_libp2p_find_each_others_records() {
-    engine_and_other_find_each_others_records(OtherPeer::js());
+    let runtime = dht_runtime(2).unwrap();
+    let (js, _) = runtime.block_on(js_kad_peer()).unwrap();
+    engine_and_other_find_each_others_records(js, runtime);
 }
 
 #[test]
 fn our_engine_and_py_libp2p_find_each_others_records() {
-    engine_and_other_find_each_others_records(OtherPeer::py());
+    let runtime = dht_runtime(2).unwrap();
+    let py = runtime.block_on(py_kad_peer()).unwrap();
+    engine_and_other_find_each_others_records(py, runtime);
 }
 
 /// Our engine against another implementation's kad-dht, both ways: nodes running `classic`,
 /// `optprov` and `fullrt` join through its peer; each finds what the others stored, and so does the
 /// other peer's own client; then the other peer publishes and every one of them finds its record.
-fn engine_and_other_find_each_others_records(mut other: OtherPeer) {
-    let runtime = dht_runtime(2).unwrap();
+fn engine_and_other_find_each_others_records(mut other: ListeningPeer, runtime: tokio::runtime::Runtime) {
     let strategies = [
         Strategy::Classic,
         Strategy::Optimistic,
@@ -235,100 +132,26 @@ fn engine_and_other_find_each_others_records(mut other: OtherPeer) {
 
     for (index, provider) in nodes.iter().enumerate() {
         let cid = ContentId::for_content(format!("engine record {index}").as_bytes());
-        let found = other.find(&cid).expect("the other peer finds our record");
+        let found = runtime
+            .block_on(other.find(&cid))
+            .expect("the other peer finds our record");
         assert_eq!(found, provider.peer_id(), "{:?}", strategies[index]);
     }
     let cid = ContentId::for_content(b"published by the other implementation");
-    other.provide(&cid).expect("the other peer published its record");
+    runtime
+        .block_on(other.provide(&cid))
+        .expect("the other peer published its record");
     runtime.block_on(async {
         for (node, strategy) in nodes.iter().zip(strategies) {
             let found = retrieve_until_found(node, &cid, 5, Duration::from_millis(200))
                 .await
                 .unwrap();
             assert_eq!(found.error, None, "{strategy:?} finds the other peer's record");
-            assert_eq!(found.provider, Some(other.peer_id()), "{strategy:?}");
+            assert_eq!(found.provider, Some(other.peer_id), "{strategy:?}");
         }
     });
     drop(nodes);
     runtime.shutdown_timeout(Duration::from_secs(1));
-}
-
-/// A js-libp2p gossipsub peer (`tests/js/gossip-peer.mjs`) in a child process, killed on drop.
-struct JsGossipPeer {
-    child: Child,
-    stdin: ChildStdin,
-    lines: std::sync::mpsc::Receiver<String>,
-    address: Multiaddr,
-    peer_id: PeerId,
-}
-
-impl JsGossipPeer {
-    fn start() -> Self {
-        assert!(
-            std::path::Path::new(JS_DIR)
-                .join("node_modules/@libp2p/gossipsub")
-                .is_dir(),
-            "js-libp2p gossipsub is not installed: run `npm ci --prefix tests/js` (.ci/run does)"
-        );
-        let mut child = Command::new("node")
-            .arg("gossip-peer.mjs")
-            .current_dir(JS_DIR)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is installed");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut peer = Self {
-            stdin: child.stdin.take().unwrap(),
-            child,
-            lines,
-            address: Multiaddr::empty(),
-            peer_id: PeerId::random(),
-        };
-        let listening = peer.expect("listening ");
-        let mut address: Multiaddr = listening.parse().unwrap();
-        let Some(Protocol::P2p(id)) = address.pop() else {
-            panic!("{listening} ends in no /p2p");
-        };
-        (peer.address, peer.peer_id) = (address, id);
-        peer
-    }
-
-    fn send(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-    }
-
-    /// The rest of the first line that starts with `prefix` (other lines are skipped), within 20 s.
-    fn expect(&self, prefix: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no line `{prefix}…` from the js peer: {e}"));
-            assert!(!line.starts_with("failed"), "the js peer: {line}");
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_owned();
-            }
-        }
-    }
-}
-
-impl Drop for JsGossipPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// rust-libp2p and js-libp2p gossipsub peers in one mesh: a message published by ours reaches
@@ -340,10 +163,10 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
         pubsub::{MessageId, PubsubConfig},
     };
     const TOPIC: &str = "parsec-interop";
-    let mut js = JsGossipPeer::start();
     let runtime = dht_runtime(2).unwrap();
     let handle = runtime.handle().clone();
     runtime.block_on(async {
+        let mut js = js_gossip_peer().await.unwrap().script;
         let mut pubsub = PubsubConfig::default();
         pubsub.set_heartbeat(Duration::from_millis(200));
         let mut template = DhtConfig::default();
@@ -363,11 +186,13 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
         // The js peer dials ours: js-libp2p limits how fast one host may dial it.
         for peer in &ours {
             let address = peer.dialable_addrs().remove(0);
-            js.send(&format!("dial {address}"));
-            js.expect(&format!("dialed {address}"));
+            js.ask(&format!("dial {address}"), &format!("dialed {address}"))
+                .await
+                .unwrap();
         }
-        js.send(&format!("subscribe {TOPIC}"));
-        js.expect(&format!("subscribed {TOPIC}"));
+        js.ask(&format!("subscribe {TOPIC}"), &format!("subscribed {TOPIC}"))
+            .await
+            .unwrap();
         subscribe_and_form_mesh(&ours, TOPIC, 1, Duration::from_secs(20))
             .await
             .unwrap();
@@ -390,16 +215,26 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
             .await
             .unwrap();
         assert!(published.topic_peers >= 3, "{published:?}");
-        let received = js.expect(&format!("received {id} {TOPIC} "));
-        assert_eq!(received, ours[0].peer_id().to_string(), "signed by its author");
-        js.send(&format!("copies {id}"));
-        let copies: u32 = js.expect(&format!("copies {id} ")).parse().unwrap();
+        let received = js.await_first_copy(id, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(
+            received.from,
+            ours[0].peer_id().to_string(),
+            "signed by its author"
+        );
+        let copies = js
+            .ask(&format!("copies {id}"), &format!("copies {id} "))
+            .await
+            .unwrap();
+        let copies: u32 = copies.trim().parse().unwrap();
         assert!(copies >= 1);
 
         // js to ours.
         let id = MessageId::new();
-        js.send(&format!("publish {TOPIC} {id} 256"));
-        let recipients: usize = js.expect(&format!("published {id} ")).parse().unwrap();
+        let recipients = js
+            .ask(&format!("publish {TOPIC} {id} 256"), &format!("published {id} "))
+            .await
+            .unwrap();
+        let recipients: usize = recipients.trim().parse().unwrap();
         assert!(recipients >= 1);
         for peer in &ours {
             let delivery = tokio::time::timeout(Duration::from_secs(10), peer.await_delivery(id))
