@@ -134,7 +134,7 @@ impl RoundOutcome {
                 describe(summary)
             }
             Self::Pubsub(summary) => {
-                let delivered = format!("{}/{}", summary.delivered, summary.expected);
+                let delivered = format!("{}/{}", summary.deliveries.delivered, summary.deliveries.expected);
                 for (node, error) in &summary.failures {
                     tracing::warn!(%node, %error, "pubsub request failed");
                 }

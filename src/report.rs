@@ -49,14 +49,7 @@ impl OperationStats {
     }
 }
 
-/// Nearest-rank percentile of sorted values (`None` without values).
-pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
+pub use parsec_actors::model::percentile;
 
 /// Statistics per operation, provide first.
 pub fn summarize(rows: &[Measurement]) -> Vec<OperationStats> {

@@ -12,6 +12,15 @@ use sha2::{Digest, Sha256};
 /// Size of the random blob a scheduler publishes each round (parsec's choice).
 pub const CONTENT_SIZE: usize = 1024;
 
+/// Nearest-rank percentile of sorted values (`None` without values).
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
 /// Multicodec code of SHA2-256, the only hash CIDv0 allows.
 const SHA2_256: u64 = 0x12;
 

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod mesh;
+mod tally;
 
 use std::{fmt, str::FromStr, time::Duration};
 
@@ -14,6 +15,8 @@ use bytes::Bytes;
 use libp2p::PeerId;
 use rand::RngCore;
 use tokio::time::Instant;
+
+pub use self::tally::DeliveryTally;
 
 /// Bytes a message starts with: its id (a UUID), so every implementation derives the same id.
 pub const MESSAGE_ID_BYTES: usize = 16;

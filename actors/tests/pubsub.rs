@@ -198,7 +198,12 @@ fn pubsub_rounds_run_through_the_fleet_supervisor() {
                 vec![(NodeId(5), "does not speak pubsub".to_owned())]
             );
             assert_eq!((summary.published, summary.refused), (5, 0), "{summary:?}");
-            assert_eq!((summary.expected, summary.delivered), (15, 15), "{summary:?}");
+            let deliveries = &summary.deliveries;
+            assert_eq!(
+                (deliveries.expected, deliveries.delivered),
+                (15, 15),
+                "{summary:?}"
+            );
             publishers.push(summary.publisher.unwrap());
         }
         assert_ne!(publishers[0], publishers[1], "the publisher rotates");

@@ -230,12 +230,13 @@ impl SchedulerMetrics {
     /// Counts what a pubsub round measured.
     pub fn record_pubsub_round(&self, summary: &PubsubRoundSummary) {
         self.active_nodes.set(summary.ready_nodes as i64);
-        for latency in &summary.latencies {
+        let deliveries = &summary.deliveries;
+        for latency in &deliveries.latencies {
             self.pubsub_delivery_seconds.observe(latency.as_secs_f64());
         }
-        self.pubsub_duplicates.inc_by(summary.duplicates);
-        self.pubsub_lost
-            .inc_by(summary.expected.saturating_sub(summary.delivered) as u64);
+        self.pubsub_duplicates.inc_by(deliveries.duplicates);
+        // Lost: never came. A copy that came but could not be timed is not lost.
+        self.pubsub_lost.inc_by(deliveries.missing() as u64);
     }
 
     /// Counts what a round asked for.
@@ -346,15 +347,15 @@ mod tests {
     fn a_pubsub_round_is_counted_in_the_delivery_histogram_and_counters() {
         let mut registry = registry();
         let metrics = SchedulerMetrics::register(&mut registry);
+        let mut deliveries = parsec_actors::pubsub::DeliveryTally::default();
+        deliveries.delivered(Duration::from_millis(3), 1);
+        deliveries.delivered(Duration::from_millis(40), 4);
+        deliveries.delivered(Duration::from_secs(2), 5);
+        deliveries.missed();
+        // Came, but untimed: neither a delivery in the histogram nor lost.
+        deliveries.unmeasurable();
         metrics.record_pubsub_round(&PubsubRoundSummary {
-            expected: 4,
-            delivered: 3,
-            latencies: vec![
-                Duration::from_millis(3),
-                Duration::from_millis(40),
-                Duration::from_secs(2),
-            ],
-            duplicates: 7,
+            deliveries,
             ready_nodes: 5,
             ..PubsubRoundSummary::default()
         });

@@ -14,7 +14,7 @@ use chrono::Utc;
 use futures::{stream, StreamExt, TryStreamExt};
 use parsec_actors::{
     local_network::{self, publish_and_collect, PublishPlan, PublishReport, TransportKind},
-    pubsub::{clock::WallClock, PubsubConfig},
+    pubsub::{clock::WallClock, DeliveryTally, PubsubConfig},
     recorder::Flush,
     DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
     RoundId, SchedulerId, NOT_DELIVERED, RUST_LIBP2P,
@@ -135,48 +135,6 @@ impl PubsubTestnetConfig {
     }
 }
 
-/// Deliveries to one implementation's receivers over a point.
-#[derive(Clone, Debug, Default)]
-pub struct ReceiverStats {
-    pub expected: usize,
-    pub delivered: usize,
-    /// Sorted once the point is done.
-    pub latencies: Vec<Duration>,
-    pub duplicates: u64,
-}
-
-impl ReceiverStats {
-    /// One expected delivery: its latency and copies if it came by the deadline.
-    fn count(&mut self, arrived: Option<(Duration, u32)>) {
-        self.expected += 1;
-        if let Some((latency, copies)) = arrived {
-            self.delivered += 1;
-            self.latencies.push(latency);
-            self.duplicates += u64::from(copies.saturating_sub(1));
-        }
-    }
-
-    pub fn delivery_ratio(&self) -> f64 {
-        if self.expected == 0 {
-            0.0
-        } else {
-            self.delivered as f64 / self.expected as f64
-        }
-    }
-
-    pub fn latency(&self, p: f64) -> Option<Duration> {
-        percentile(&self.latencies, p)
-    }
-
-    pub fn duplicates_per_delivery(&self) -> f64 {
-        if self.latencies.is_empty() {
-            0.0
-        } else {
-            self.duplicates as f64 / self.latencies.len() as f64
-        }
-    }
-}
-
 /// What one (hosts, messages) point measured over its iterations.
 #[derive(Clone, Debug)]
 pub struct SweepPoint {
@@ -187,7 +145,7 @@ pub struct SweepPoint {
     /// The deadline an iteration's messages had.
     pub deadline: Duration,
     /// What the rust hosts received.
-    pub rust: ReceiverStats,
+    pub rust: DeliveryTally,
     /// Deliveries whose first copy came straight from the publisher.
     pub direct: usize,
     /// Churn: hosts that left their topics and the network, over the iterations.
@@ -196,7 +154,7 @@ pub struct SweepPoint {
     /// Messages that reached a host while it was away (must stay 0).
     pub received_while_away: usize,
     /// What the js-libp2p peers received.
-    pub js: ReceiverStats,
+    pub js: DeliveryTally,
     /// Messages gossipsub refused to publish, with the first reason.
     pub refused: usize,
     pub refusal: Option<String>,
@@ -211,12 +169,12 @@ impl SweepPoint {
             messages,
             durations: Vec::new(),
             deadline,
-            rust: ReceiverStats::default(),
+            rust: DeliveryTally::default(),
             direct: 0,
             left_topics: 0,
             left_network: 0,
             received_while_away: 0,
-            js: ReceiverStats::default(),
+            js: DeliveryTally::default(),
             refused: 0,
             refusal: None,
             peak_rss: None,
@@ -595,8 +553,8 @@ impl SizeRun<'_> {
             iterations.inc(1);
         }
         iterations.finish_and_clear();
-        point.rust.latencies.sort_unstable();
-        point.js.latencies.sort_unstable();
+        point.rust.sort();
+        point.js.sort();
         point.peak_rss = peak_rss_bytes();
         Ok(point)
     }
@@ -742,7 +700,7 @@ async fn js_rows(
     plan: &PublishPlan,
     clock: &WallClock,
     round: RoundId,
-    stats: &mut ReceiverStats,
+    stats: &mut DeliveryTally,
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut rows = Vec::new();
     let first_sent = report

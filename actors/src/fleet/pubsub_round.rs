@@ -17,7 +17,7 @@ use crate::{
     pubsub::{
         clock::{delivery_latency, ClockOffset},
         mesh::{MeshState, MeshWatch, MESH_POLL},
-        MessageId,
+        DeliveryTally, MessageId,
     },
     Measurement, NodeError, NodeId, Operation, PubsubDetails, RecordMeasurement, RoundId, RUST_LIBP2P,
 };
@@ -59,16 +59,9 @@ pub struct PubsubRoundSummary {
     /// Messages published, and refused (no peer reached).
     pub published: usize,
     pub refused: usize,
-    /// First copies expected, and those that came by the deadline.
-    pub expected: usize,
-    pub delivered: usize,
-    /// The corrected latency of every delivery (for the metrics).
-    pub latencies: Vec<Duration>,
-    /// Copies beyond the first, over all deliveries.
-    pub duplicates: u64,
-    /// Copies that came, but before their send by the corrected clocks beyond the bounds: not
-    /// delivered in 0 s, but unmeasurable (their rows say `clock error: …`).
-    pub clock_errors: usize,
+    /// Every receiver's first copy of every published message (corrected latencies; a copy
+    /// the clocks put before its send is a clock error, its row says `clock error: …`).
+    pub deliveries: DeliveryTally,
     /// Requests that produced no answer (not measurements).
     pub failures: Vec<(NodeId, NodeError)>,
     pub not_ready: Vec<(NodeId, String)>,
@@ -321,7 +314,6 @@ impl RoundRows<'_> {
             let (mut latest, mut missing) = (Duration::ZERO, 0);
             for (receiver, arrived) in self.receivers.iter().zip(arrivals) {
                 let Ok(arrived) = arrived else { continue };
-                summary.expected += 1;
                 let (row, reach) = self.delivery(receiver, message.id, receipt, &arrived[column], summary);
                 match reach {
                     Reach::Delivered(latency) => latest = latest.max(latency),
@@ -362,6 +354,7 @@ impl RoundRows<'_> {
         };
         let Some(delivery) = arrival else {
             span.in_scope(|| tracing::info!("not delivered by the deadline"));
+            summary.deliveries.missed();
             return (row.not_delivered(self.config.deadline), Reach::Missing);
         };
         let measured = delivery_latency(
@@ -383,7 +376,7 @@ impl RoundRows<'_> {
         };
         match measured {
             Err(clock_error) => {
-                summary.clock_errors += 1;
+                summary.deliveries.unmeasurable();
                 span.in_scope(|| tracing::warn!(%clock_error, "unmeasurable copy"));
                 let row = Measurement {
                     error: Some(clock_error.to_string()),
@@ -400,9 +393,7 @@ impl RoundRows<'_> {
                         "delivered"
                     );
                 });
-                summary.delivered += 1;
-                summary.latencies.push(latency);
-                summary.duplicates += u64::from(delivery.copies.saturating_sub(1));
+                summary.deliveries.delivered(latency, delivery.copies);
                 let row = Measurement {
                     duration: latency,
                     pubsub: Some(details),
