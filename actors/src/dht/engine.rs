@@ -35,8 +35,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol,
 };
 use parsec_kad::{
-    EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, OptimisticProvide, StoreProgress,
-    Strategy,
+    EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, Provide, ProvideStep, Strategy,
 };
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::time::{Instant, Sleep};
@@ -132,10 +131,11 @@ enum Purpose {
 struct Operation {
     kind: Kind,
     key: Vec<u8>,
+    /// A retrieval's or a sample's lookup (a provide's is inside `provide`).
     lookup: Option<Lookup<PeerId>>,
     lookup_ended: bool,
-    optimistic: Option<OptimisticProvide<PeerId>>,
-    stores: StoreProgress,
+    /// A provide: lookup, stores and return rule, as the simulator runs them.
+    provide: Option<Provide<PeerId>>,
     direct_pending: usize,
     /// Our announced addresses, for the provider record.
     own_addrs: Vec<Multiaddr>,
@@ -146,14 +146,13 @@ struct Operation {
 }
 
 impl Operation {
-    fn new(kind: Kind, key: Vec<u8>, strategy: Strategy, k: usize) -> Self {
+    fn new(kind: Kind, key: Vec<u8>) -> Self {
         Self {
             kind,
             key,
             lookup: None,
             lookup_ended: false,
-            optimistic: None,
-            stores: StoreProgress::new(strategy.store_rule(k)),
+            provide: None,
             direct_pending: 0,
             own_addrs: Vec::new(),
             addresses: HashMap::new(),
@@ -186,8 +185,8 @@ impl Operation {
             .lookup
             .as_ref()
             .is_none_or(|l| l.in_flight() == 0 || self.lookup_ended);
-        let stores_idle = self.stores.in_flight() == 0;
-        self.answered && lookup_idle && stores_idle && self.direct_pending == 0
+        let provide_idle = self.provide.as_ref().is_none_or(Provide::is_idle);
+        self.answered && lookup_idle && provide_idle && self.direct_pending == 0
     }
 }
 
@@ -283,29 +282,30 @@ impl Engine {
         if let Err(e) = kad::store::RecordStore::add_provider(net.kad.store_mut(), own_record) {
             tracing::warn!(error = %e, "could not keep our own provider record");
         }
-        let mut operation = Operation::new(Kind::Provide, key, self.strategy, k);
+        let mut operation = Operation::new(Kind::Provide, key);
         operation.own_addrs = own_addrs;
-        match self.strategy {
+        let provide = match self.strategy {
             Strategy::FullRoutingTable => {
                 let target = Key::hash_of(&operation.key);
-                for (peer, addrs) in self.closest_crawled(&target) {
+                let closest = self.closest_crawled(&target);
+                let peers: Vec<PeerId> = closest.iter().map(|(peer, _)| *peer).collect();
+                for (peer, addrs) in closest {
                     operation.remember(peer, addrs);
-                    self.send_store(net, id, &mut operation, peer);
                 }
+                Provide::direct(peers, k)
             }
             strategy => {
-                let estimate = self.network_size_estimate();
                 // Without an estimate optprov provides classically, as go does.
-                operation.optimistic = estimate.map(|size| OptimisticProvide::new(size, k));
+                let estimate = (strategy == Strategy::Optimistic)
+                    .then(|| self.network_size_estimate())
+                    .flatten();
                 if strategy == Strategy::Optimistic {
                     tracing::debug!(estimate, "optprov: provide (classic while there is no estimate)");
                 }
-                if operation.optimistic.is_none() {
-                    operation.stores = StoreProgress::new(Strategy::Classic.store_rule(k));
-                }
-                operation.lookup = Some(self.start_lookup(net, &operation.key));
+                Provide::with_lookup(self.start_lookup(net, &operation.key), k, estimate)
             }
-        }
+        };
+        operation.provide = Some(provide);
         self.operations.insert(id, operation);
         self.advance(net, id);
         self.rearm();
@@ -315,7 +315,7 @@ impl Engine {
     /// Starts looking up the first provider record of `key`.
     pub(crate) fn retrieve(&mut self, net: &mut Net<'_>, key: Vec<u8>) -> OperationId {
         let id = self.allocate();
-        let mut operation = Operation::new(Kind::Retrieve, key, self.strategy, self.lookup.k);
+        let mut operation = Operation::new(Kind::Retrieve, key);
         if self.strategy == Strategy::FullRoutingTable {
             let target = Key::hash_of(&operation.key);
             for (peer, addrs) in self.closest_crawled(&target) {
@@ -444,7 +444,6 @@ impl Engine {
     fn send_store(&mut self, net: &mut Net<'_>, id: OperationId, operation: &mut Operation, peer: PeerId) {
         let message = Message::add_provider(operation.key.clone(), self.local, &operation.own_addrs);
         self.send(net, Purpose::Store(id), operation, peer, message);
-        operation.stores.sent(1);
     }
 
     fn on_answer(
@@ -472,9 +471,8 @@ impl Engine {
         }
         match (purpose, message) {
             (Purpose::Store(_), answer) => {
-                operation.stores.on_answer(now, answer.is_ok());
-                if let Some(optimistic) = &mut operation.optimistic {
-                    optimistic.on_stored(peer, answer.is_ok());
+                if let Some(provide) = &mut operation.provide {
+                    provide.on_stored(now, peer, answer.is_ok());
                 }
             }
             (Purpose::Direct(_), answer) => {
@@ -498,11 +496,15 @@ impl Engine {
                     if operation.provider.is_some() {
                         lookup.stop();
                     }
+                } else if let Some(provide) = &mut operation.provide {
+                    provide.on_answer(peer, closer);
                 }
             }
             (Purpose::Query(_), _) => {
                 if let Some(lookup) = &mut operation.lookup {
                     lookup.on_failure(peer);
+                } else if let Some(provide) = &mut operation.provide {
+                    provide.on_failure(peer);
                 }
             }
             // Crawl answers go to the crawl (`on_crawl_answer`), never here.
@@ -517,13 +519,7 @@ impl Engine {
             return;
         };
         self.drive_lookup(net, id, &mut operation, now);
-        let scheduled = operation
-            .optimistic
-            .as_mut()
-            .map(OptimisticProvide::take_scheduled);
-        for peer in scheduled.unwrap_or_default() {
-            self.send_store(net, id, &mut operation, peer);
-        }
+        self.drive_provide(net, id, &mut operation, now);
         if !operation.answered {
             if let Some(finished) = self.finish(id, &operation, now) {
                 operation.answered = true;
@@ -537,16 +533,12 @@ impl Engine {
         }
     }
 
+    /// Sends what a retrieval's or a sample's lookup asks for now; its end feeds the estimate.
     fn drive_lookup(&mut self, net: &mut Net<'_>, id: OperationId, operation: &mut Operation, now: Duration) {
         let Some(mut lookup) = operation.lookup.take() else {
             return;
         };
-        loop {
-            let next = match &mut operation.optimistic {
-                Some(optimistic) => lookup.poll_with(now, |l| optimistic.check(l)),
-                None => lookup.poll(now),
-            };
-            let Next::Query(peer) = next else { break };
+        while let Next::Query(peer) = lookup.poll(now) {
             let message = match operation.kind {
                 Kind::Retrieve => Message::get_providers(operation.key.clone()),
                 Kind::Provide | Kind::Sample => Message::find_node(operation.key.clone()),
@@ -555,36 +547,42 @@ impl Engine {
         }
         if !operation.lookup_ended && lookup.termination().is_some() {
             operation.lookup_ended = true;
-            self.on_lookup_end(net, id, operation, &lookup, now);
+            self.track(net, &operation.key, &lookup, now);
+            if operation.kind == Kind::Sample {
+                self.upkeep.batch_lookup_ended(now);
+            }
         }
         operation.lookup = Some(lookup);
     }
 
-    fn on_lookup_end(
+    /// Sends what a provide asks for now: its queries, then its stores; its ended lookup feeds
+    /// the estimate.
+    fn drive_provide(
         &mut self,
         net: &mut Net<'_>,
         id: OperationId,
         operation: &mut Operation,
-        lookup: &Lookup<PeerId>,
         now: Duration,
     ) {
-        self.track(net, &operation.key, lookup, now);
-        if operation.kind == Kind::Sample {
-            self.upkeep.batch_lookup_ended(now);
-        }
-        if operation.kind != Kind::Provide {
+        let Some(mut provide) = operation.provide.take() else {
             return;
-        }
-        let peers: Vec<PeerId> = match &mut operation.optimistic {
-            Some(optimistic) => {
-                optimistic.finish_lookup(lookup.closest_known());
-                return; // `advance` sends what it scheduled
-            }
-            None => lookup.closest_answered().map(|(p, _)| p).collect(),
         };
-        for peer in peers {
-            self.send_store(net, id, operation, peer);
+        loop {
+            match provide.poll(now) {
+                ProvideStep::Query(peer) => {
+                    let message = Message::find_node(operation.key.clone());
+                    self.send(net, Purpose::Query(id), operation, peer, message);
+                }
+                ProvideStep::Store(peer) => self.send_store(net, id, operation, peer),
+                ProvideStep::LookupEnded => {
+                    if let Some(lookup) = provide.lookup() {
+                        self.track(net, &operation.key, lookup, now);
+                    }
+                }
+                ProvideStep::Wait => break,
+            }
         }
+        operation.provide = Some(provide);
     }
 
     /// The answer of operation `id`, once its caller can have it.
@@ -592,11 +590,18 @@ impl Engine {
         let lookup_done = operation.lookup.is_none() || operation.lookup_ended;
         let reached_nobody = operation.counts.successes == 0;
         let error = match operation.kind {
-            Kind::Provide | Kind::Sample => {
-                if !lookup_done || !operation.stores.is_done(now, true) {
+            Kind::Sample => {
+                if !lookup_done {
                     return None;
                 }
-                match operation.stores.succeeded() {
+                None
+            }
+            Kind::Provide => {
+                let provide = operation.provide.as_ref()?;
+                if !provide.has_returned(now) {
+                    return None;
+                }
+                match provide.stores().succeeded() {
                     0 if reached_nobody => Some(NO_PEER_REACHED),
                     0 => Some(STORED_AT_NO_PEER),
                     _ => None,
@@ -625,7 +630,7 @@ impl Engine {
             error: error.map(str::to_owned),
             counts: operation.counts,
             provider: operation.provider,
-            record_peers: (operation.kind == Kind::Provide).then(|| operation.stores.succeeded() as u32),
+            record_peers: operation.provide.as_ref().map(|p| p.stores().succeeded() as u32),
         })
     }
 
@@ -674,7 +679,7 @@ impl Engine {
             let mut key = vec![0u8; 32];
             self.rng.fill_bytes(&mut key);
             let id = self.allocate();
-            let mut operation = Operation::new(Kind::Sample, key, Strategy::Classic, self.lookup.k);
+            let mut operation = Operation::new(Kind::Sample, key);
             let lookup = self.start_lookup(net, &operation.key);
             operation.lookup = Some(lookup);
             self.operations.insert(id, operation);
@@ -771,7 +776,8 @@ impl Engine {
                     next = next.min(deadline);
                 }
             }
-            if let Some(deadline) = operation.stores.deadline().filter(|_| !operation.answered) {
+            let provide = operation.provide.as_ref().filter(|_| !operation.answered);
+            if let Some(deadline) = provide.and_then(Provide::next_deadline) {
                 next = next.min(deadline);
             }
         }
