@@ -185,7 +185,7 @@ mod tests {
         let id = MessageId::new();
         let script = format!(
             "read line; echo \"received {id} topic author\"; echo \"noise\"; echo \"dialed $line\"; \
-             read line; echo \"received {id} topic later\"; echo \"failed $line: unreachable\"; sleep 5"
+             read line; echo \"received {id} topic later\"; echo \"failed $line: unreachable\"; read line"
         );
         let mut command = Command::new("sh");
         command.args(["-c", &script]);
