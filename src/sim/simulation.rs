@@ -15,8 +15,8 @@ use std::{
 #[cfg(doc)]
 use parsec_kad::EstimateUpkeep;
 use parsec_kad::{
-    upkeep::CRAWL_INTERVAL, Distance, Key, Lookup, LookupConfig, Next, OptimisticProvide, PeerState,
-    StoreProgress, Strategy, Termination,
+    upkeep::CRAWL_INTERVAL, Distance, Key, Lookup, LookupConfig, Next, PeerState, Provide, ProvideStep,
+    StoresStart, Termination,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -172,12 +172,10 @@ impl Outcome {
     }
 }
 
-/// An optimistic provide's stores, beside its lookup.
-#[derive(Debug)]
-struct OptimisticStores {
-    provide: OptimisticProvide<NodeIndex>,
-    progress: StoreProgress,
-    sent: Vec<NodeIndex>,
+/// A provide's stores as they are sent (the simulator knows each one's fate when it goes out).
+#[derive(Debug, Default)]
+struct Stores {
+    sent: u32,
     stored: Vec<NodeIndex>,
 }
 
@@ -304,7 +302,7 @@ impl Simulation {
     /// lookups can run in parallel); apply [`Outcome::dead`] with [`Simulation::forget_dead`].
     pub fn lookup(&self, from: NodeIndex, target: Key) -> Outcome {
         let mut rng = self.rng_for(OperationKind::Lookup, from, &target);
-        self.run(OperationKind::Lookup, from, target, &mut rng, None)
+        self.run(OperationKind::Lookup, from, target, &mut rng)
     }
 
     /// Stores a provider record of `content` from `from`, with `from`'s strategy: a lookup of the
@@ -315,32 +313,16 @@ impl Simulation {
         let clock = self.clock;
         let estimate = match self.strategies.get_mut(&from) {
             Some(NodeState::Optimistic(state)) if state.upkeep.is_warm() => {
-                Some(state.estimator.estimate(clock))
+                state.estimator.estimate(clock).ok()
             }
             _ => None,
         };
-        let mut outcome = match (self.strategies.get(&from), estimate) {
-            (Some(NodeState::FullRoutingTable(crawl)), _) => {
-                self.provide_direct(from, content, crawl, &mut rng)
-            }
-            (_, Some(Ok(size))) => {
-                let k = self.kademlia.lookup.k;
-                let mut stores = OptimisticStores {
-                    provide: OptimisticProvide::new(size, k),
-                    progress: StoreProgress::new(Strategy::Optimistic.store_rule(k)),
-                    sent: Vec::new(),
-                    stored: Vec::new(),
-                };
-                let mut outcome =
-                    self.run(OperationKind::Provide, from, content, &mut rng, Some(&mut stores));
-                if outcome.error.is_none() && outcome.peers.is_empty() {
-                    outcome.error = Some("no peer stored the provider record".to_owned());
-                }
-                outcome
-            }
-            // Classic, or optimistic without a warm estimate (go falls back the same way).
-            _ => self.provide_classic(from, content, &mut rng),
+        let direct = match self.strategies.get(&from) {
+            Some(NodeState::FullRoutingTable(crawl)) => Some(self.closest_crawled(crawl, from, &content)),
+            // Classic, or optimistic: without a warm estimate classic (go falls back the same way).
+            _ => None,
         };
+        let mut outcome = self.run_provide(from, content, direct, estimate, &mut rng);
         for &peer in &outcome.peers {
             self.network.store_record(peer, content);
         }
@@ -364,34 +346,6 @@ impl Simulation {
         outcome
     }
 
-    /// Lookup, then one store at each of the closest peers that answered; the provide returns
-    /// when the last store answers.
-    fn provide_classic(&self, from: NodeIndex, content: Key, rng: &mut ChaCha8Rng) -> Outcome {
-        let mut outcome = self.run(OperationKind::Provide, from, content, rng, None);
-        if outcome.error.is_some() {
-            return outcome;
-        }
-        // Connections to the closest peers are open: each store costs one round trip.
-        let mut last_answer = Duration::ZERO;
-        let mut stored = Vec::new();
-        for &peer in &outcome.peers {
-            outcome.messages += 1;
-            let (ok, delay) = self.store_once(from, peer, rng);
-            last_answer = last_answer.max(delay);
-            if ok {
-                stored.push(peer);
-            } else {
-                outcome.failures += 1;
-            }
-        }
-        outcome.duration += last_answer;
-        if stored.is_empty() {
-            outcome.error = Some("no peer stored the provider record".to_owned());
-        }
-        outcome.answered = std::mem::replace(&mut outcome.peers, stored);
-        outcome
-    }
-
     /// A request's delay over a new connection (the connection's round trips come first).
     fn with_connect(&self, answered: bool, delay: Duration) -> Duration {
         if answered {
@@ -407,7 +361,7 @@ impl Simulation {
         let mut rng = self.rng_for(OperationKind::Retrieve, from, &content);
         let outcome = match self.strategies.get(&from) {
             Some(NodeState::FullRoutingTable(crawl)) => self.retrieve_direct(from, content, crawl, &mut rng),
-            _ => self.run(OperationKind::Retrieve, from, content, &mut rng, None),
+            _ => self.run(OperationKind::Retrieve, from, content, &mut rng),
         };
         self.forget_dead(from, &outcome.dead);
         outcome
@@ -420,16 +374,8 @@ impl Simulation {
         }
     }
 
-    /// The discrete-event loop of one operation's lookup phase; an optimistic provide rides along
-    /// (its stores go out as its hook decides, and the loop runs until its return rule is met).
-    fn run(
-        &self,
-        kind: OperationKind,
-        from: NodeIndex,
-        target: Key,
-        rng: &mut ChaCha8Rng,
-        mut optimistic: Option<&mut OptimisticStores>,
-    ) -> Outcome {
+    /// The discrete-event loop of one lookup or retrieval.
+    fn run(&self, kind: OperationKind, from: NodeIndex, target: Key, rng: &mut ChaCha8Rng) -> Outcome {
         let net = &self.network;
         // A retriever that holds the record itself still looks it up: a lookup is a lookup in
         // the network (docs/method.md, "What a retrieval is").
@@ -443,25 +389,15 @@ impl Simulation {
             ..
         } = &mut scratch;
         let from_region = net.region(from);
-        let mut lookup_over = false;
         // The operation runs until its last event; each answer may start new queries.
         loop {
             let now = events.now;
-            self.send_queries(&mut lookup, optimistic.as_deref_mut(), from_region, events, rng);
-            if let Some(stores) = optimistic.as_deref_mut() {
-                if !lookup_over && lookup.termination().is_some() {
-                    lookup_over = true;
-                    outcome.termination = lookup.termination();
-                    stores.provide.finish_lookup(lookup.closest_known());
-                }
-                self.send_stores(from, stores, &lookup, events, rng);
-                if lookup_over && stores.progress.is_done(now, true) {
-                    break;
-                }
+            while let Next::Query(peer) = lookup.poll(now) {
+                self.send_query(peer, &target, from_region, events, rng);
             }
             // Timeouts matter while the lookup runs; after it, only the queued events do.
             let wake = lookup.next_deadline().filter(|_| lookup.termination().is_none());
-            let Some((at, event)) = events.pop_before(wake) else {
+            let Some((_, event)) = events.pop_before(wake) else {
                 if wake.is_some() {
                     continue; // a query timed out: poll again at its deadline
                 }
@@ -472,10 +408,7 @@ impl Simulation {
                     peer,
                     answered: false,
                 } => {
-                    outcome.failures += 1;
-                    if !net.is_alive(peer) {
-                        outcome.dead.push(peer);
-                    }
+                    self.on_query_failed(peer, &mut outcome);
                     lookup.on_failure(peer);
                 }
                 Event::Query { peer, answered: true } => {
@@ -487,18 +420,136 @@ impl Simulation {
                     }
                     self.answer(peer, &mut lookup, heard, answer);
                 }
-                Event::Store { peer, stored } => {
-                    if let Some(stores) = optimistic.as_deref_mut() {
-                        stores.provide.on_stored(peer, stored);
-                        stores.progress.on_answer(at, stored);
-                    }
-                }
+                // A lookup or a retrieval stores nothing.
+                Event::Store { .. } => {}
             }
         }
         outcome.duration = events.now;
-        self.conclude(&mut outcome, &lookup, optimistic);
+        self.conclude(&mut outcome, &lookup);
         scratch.put_back(lookup);
         outcome
+    }
+
+    /// One provide's discrete-event loop: the queries and stores its [`Provide`] asks for, each
+    /// answered after its delay, until it returns (stores still in flight finish in the
+    /// background). `direct`: the accelerated client's targets (no lookup); `estimate`: an
+    /// optimistic node's network size. A classic provide stores once every query of its lookup
+    /// answered ([`StoresStart::AllAnswered`]), as the go network the calibration fits does.
+    fn run_provide(
+        &self,
+        from: NodeIndex,
+        content: Key,
+        direct: Option<Vec<NodeIndex>>,
+        estimate: Option<f64>,
+        rng: &mut ChaCha8Rng,
+    ) -> Outcome {
+        let k = self.kademlia.lookup.k;
+        let mut outcome = Outcome::new(OperationKind::Provide);
+        let mut scratch = Scratch::take();
+        scratch.events.clear();
+        let mut provide = match direct {
+            Some(targets) => Provide::direct(targets, k),
+            None => Provide::with_lookup(self.start_lookup(&mut scratch, from, content), k, estimate)
+                .with_stores_start(StoresStart::AllAnswered),
+        };
+        let Scratch {
+            heard,
+            answer,
+            events,
+            ..
+        } = &mut scratch;
+        let mut stores = Stores::default();
+        loop {
+            self.send_provide_steps(from, &mut provide, &mut outcome, &mut stores, events, rng);
+            if provide.has_returned(events.now) {
+                break;
+            }
+            let wake = provide.next_deadline();
+            let Some((at, event)) = events.pop_before(wake) else {
+                if wake.is_some() {
+                    continue; // a query timed out, or the quiet rule ended: poll again
+                }
+                break; // nothing in flight
+            };
+            match event {
+                Event::Query {
+                    peer,
+                    answered: false,
+                } => {
+                    self.on_query_failed(peer, &mut outcome);
+                    provide.on_failure(peer);
+                }
+                Event::Query { peer, answered: true } => {
+                    if let Some(lookup) = provide.lookup_mut() {
+                        self.answer(peer, lookup, heard, answer);
+                    }
+                }
+                Event::Store { peer, stored } => provide.on_stored(at, peer, stored),
+            }
+        }
+        outcome.duration = events.now;
+        outcome.background = provide.stores().in_flight();
+        match provide.lookup() {
+            Some(lookup) => self.conclude(&mut outcome, lookup),
+            None => outcome.hops = 1,
+        }
+        outcome.messages += stores.sent;
+        // The lookup's result (which an optimistic node's estimate tracks); the record's holders.
+        outcome.answered = std::mem::replace(&mut outcome.peers, stores.stored);
+        if outcome.error.is_none() && outcome.peers.is_empty() {
+            outcome.error = Some(format!(
+                "no peer stored the provider record ({} stores failed)",
+                stores.sent
+            ));
+        }
+        if let Some(lookup) = provide.into_lookup() {
+            scratch.put_back(lookup);
+        }
+        outcome
+    }
+
+    /// Sends what `provide` asks for now: its queries, then its stores, each answered or failed
+    /// after its delay.
+    fn send_provide_steps(
+        &self,
+        from: NodeIndex,
+        provide: &mut Provide<NodeIndex>,
+        outcome: &mut Outcome,
+        stores: &mut Stores,
+        events: &mut Events,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let from_region = self.network.region(from);
+        loop {
+            match provide.poll(events.now) {
+                ProvideStep::Query(peer) => {
+                    let target = provide.lookup().map(Lookup::target).unwrap_or_default();
+                    self.send_query(peer, &target, from_region, events, rng);
+                }
+                ProvideStep::Store(peer) => {
+                    // A peer the lookup has not heard from needs a connection first.
+                    let connected =
+                        provide.lookup().and_then(|l| l.state_of(peer)) == Some(PeerState::Succeeded);
+                    let (stored, delay) = self.store_once(from, peer, rng);
+                    let delay = if connected {
+                        delay
+                    } else {
+                        self.with_connect(stored, delay)
+                    };
+                    stores.sent += 1;
+                    if stored {
+                        stores.stored.push(peer);
+                    } else {
+                        outcome.failures += 1;
+                    }
+                    events.push(delay, Event::Store { peer, stored });
+                }
+                ProvideStep::LookupEnded => {
+                    outcome.termination = provide.lookup().and_then(Lookup::termination);
+                }
+                ProvideStep::Wait => return,
+            }
+        }
     }
 
     /// A lookup of `target` from `from`, seeded with the `k` peers of its table closest to it, in
@@ -554,50 +605,45 @@ impl Simulation {
         lookup.on_answer(peer, closer);
     }
 
-    /// Sends the queries the lookup asks for now, each answered or failed after its delay.
-    fn send_queries(
+    /// Sends a lookup's query for `target` to `peer`, answered or failed after its delay.
+    fn send_query(
         &self,
-        lookup: &mut Lookup<NodeIndex>,
-        mut optimistic: Option<&mut OptimisticStores>,
+        peer: NodeIndex,
+        target: &Key,
         from_region: u8,
         events: &mut Events,
         rng: &mut ChaCha8Rng,
     ) {
         let net = &self.network;
-        let now = events.now;
-        loop {
-            let next = match optimistic.as_deref_mut() {
-                Some(stores) => lookup.poll_with(now, |l| stores.provide.check(l)),
-                None => lookup.poll(now),
-            };
-            let Next::Query(peer) = next else { return };
-            let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
-            if answers {
-                net.prefetch_answer(peer, &lookup.target());
-            }
-            let delay = if answers {
-                let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
-                rtt.mul_f64(1.0 + self.latency.connect_round_trips)
-            } else {
-                self.latency.failure(rng)
-            };
-            events.push(
-                delay,
-                Event::Query {
-                    peer,
-                    answered: answers,
-                },
-            );
+        let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
+        if answers {
+            net.prefetch_answer(peer, target);
+        }
+        let delay = if answers {
+            let rtt = self.latency.round_trip(from_region, net.region(peer), rng);
+            rtt.mul_f64(1.0 + self.latency.connect_round_trips)
+        } else {
+            self.latency.failure(rng)
+        };
+        events.push(
+            delay,
+            Event::Query {
+                peer,
+                answered: answers,
+            },
+        );
+    }
+
+    /// A query to `peer` failed: counted, and the peer noted dead if it is.
+    fn on_query_failed(&self, peer: NodeIndex, outcome: &mut Outcome) {
+        outcome.failures += 1;
+        if !self.network.is_alive(peer) {
+            outcome.dead.push(peer);
         }
     }
 
-    /// The outcome's messages, peers, hops and error once the operation's events are over.
-    fn conclude(
-        &self,
-        outcome: &mut Outcome,
-        lookup: &Lookup<NodeIndex>,
-        optimistic: Option<&mut OptimisticStores>,
-    ) {
+    /// The outcome's messages, peers, hops and error once the lookup's events are over.
+    fn conclude(&self, outcome: &mut Outcome, lookup: &Lookup<NodeIndex>) {
         outcome.messages = lookup.queries();
         outcome.termination = outcome.termination.or(lookup.termination());
         match outcome.kind {
@@ -632,40 +678,6 @@ impl Simulation {
                     }
                 }
             }
-        }
-        if let Some(stores) = optimistic {
-            // Background stores still land: what the record holders are once they all answered.
-            outcome.messages += stores.sent.len() as u32;
-            outcome.failures += stores.progress.failed() as u32;
-            outcome.answered = std::mem::replace(&mut outcome.peers, stores.stored.clone());
-            outcome.background = stores.progress.in_flight();
-        }
-    }
-
-    /// Sends the stores an optimistic provide scheduled.
-    fn send_stores(
-        &self,
-        from: NodeIndex,
-        stores: &mut OptimisticStores,
-        lookup: &Lookup<NodeIndex>,
-        events: &mut Events,
-        rng: &mut ChaCha8Rng,
-    ) {
-        for peer in stores.provide.take_scheduled() {
-            let (stored, delay) = self.store_once(from, peer, rng);
-            // A peer the lookup has not heard from needs a connection first.
-            let connected = lookup.state_of(peer) == Some(PeerState::Succeeded);
-            let delay = if connected {
-                delay
-            } else {
-                self.with_connect(stored, delay)
-            };
-            stores.sent.push(peer);
-            if stored {
-                stores.stored.push(peer);
-            }
-            stores.progress.sent(1);
-            events.push(delay, Event::Store { peer, stored });
         }
     }
 

@@ -24,7 +24,7 @@ pub mod upkeep;
 pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
 pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig, Next, PeerState, Termination};
-pub use provide::{Provide, ProvideStep};
+pub use provide::{Provide, ProvideStep, StoresStart};
 pub use strategy::{OptimisticProvide, OptimisticThresholds, StoreProgress, StoreRule, Strategy};
 pub use table::SortedPeers;
 pub use upkeep::EstimateUpkeep;

@@ -299,6 +299,11 @@ impl<P: Copy + Eq> Lookup<P> {
         self.in_flight
     }
 
+    /// Queries started that have neither answered nor failed (those past the timeout included).
+    pub fn unanswered(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The `k` closest peers that answered, closest first, with their hop counts.
     pub fn closest_answered(&self) -> impl Iterator<Item = (P, u32)> + '_ {
         self.candidates

@@ -15,9 +15,23 @@ use std::{collections::VecDeque, time::Duration};
 
 use crate::{
     key::Key,
-    lookup::{Lookup, Next},
+    lookup::{Lookup, Next, Termination},
     strategy::{OptimisticProvide, StoreProgress, Strategy},
 };
+
+/// When a classic provide's stores start, and where they go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoresStart {
+    /// When the lookup ends, at the `k` closest peers that answered: rust-libp2p's kad, which
+    /// drops the queries still in flight, and our engine.
+    #[default]
+    LookupEnd,
+    /// Once every query the lookup sent has answered or failed, at its result then: the `k`
+    /// closest that answered, or the `k` closest known when it stopped early (no progress, or a
+    /// hook). go-libp2p-kad-dht's provide follows its lookup up with the closest peers it has not
+    /// heard from; the simulator, calibrated on that network, waits for every query.
+    AllAnswered,
+}
 
 /// What the driver does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +56,9 @@ pub struct Provide<P> {
     to_store: VecDeque<P>,
     lookup_ended: bool,
     lookup_end_told: bool,
+    stores_start: StoresStart,
+    /// Where the stores go is known (all of them, for a classic provide).
+    stores_decided: bool,
 }
 
 impl<P: Copy + Eq> Provide<P> {
@@ -59,7 +76,15 @@ impl<P: Copy + Eq> Provide<P> {
             to_store: VecDeque::new(),
             lookup_ended: false,
             lookup_end_told: false,
+            stores_start: StoresStart::default(),
+            stores_decided: false,
         }
+    }
+
+    /// When a classic provide's stores start (optimistic provide's go out as it decides).
+    pub fn with_stores_start(mut self, start: StoresStart) -> Self {
+        self.stores_start = start;
+        self
     }
 
     /// The accelerated client's provide: stores at `closest` (the closest peers of its crawl)
@@ -72,6 +97,8 @@ impl<P: Copy + Eq> Provide<P> {
             to_store: closest.into_iter().collect(),
             lookup_ended: true,
             lookup_end_told: true,
+            stores_start: StoresStart::default(),
+            stores_decided: true,
         }
     }
 
@@ -92,11 +119,14 @@ impl<P: Copy + Eq> Provide<P> {
                 }
                 if lookup.termination().is_some() {
                     self.lookup_ended = true;
-                    match &mut self.optimistic {
-                        Some(optimistic) => optimistic.finish_lookup(lookup.closest_known()),
-                        None => self.to_store.extend(lookup.closest_answered().map(|(p, _)| p)),
+                    if let Some(optimistic) = &mut self.optimistic {
+                        optimistic.finish_lookup(lookup.closest_known());
+                        self.stores_decided = true;
                     }
                 }
+            }
+            if self.lookup_ended && !self.stores_decided {
+                self.decide_classic_stores();
             }
             if let Some(optimistic) = &mut self.optimistic {
                 self.to_store.extend(optimistic.take_scheduled());
@@ -133,10 +163,38 @@ impl<P: Copy + Eq> Provide<P> {
         }
     }
 
+    /// A classic provide's stores, once its lookup allows ([`StoresStart`]).
+    fn decide_classic_stores(&mut self) {
+        let Some(lookup) = &self.lookup else {
+            return;
+        };
+        match self.stores_start {
+            StoresStart::LookupEnd => self.to_store.extend(lookup.closest_answered().map(|(p, _)| p)),
+            StoresStart::AllAnswered => {
+                if lookup.unanswered() > 0 {
+                    return;
+                }
+                let stopped_early = matches!(
+                    lookup.termination(),
+                    Some(Termination::NoProgress | Termination::Satisfied)
+                );
+                // Nobody answered: no result, and nowhere to store.
+                if lookup.closest_answered().next().is_some() {
+                    if stopped_early {
+                        self.to_store.extend(lookup.closest_known());
+                    } else {
+                        self.to_store.extend(lookup.closest_answered().map(|(p, _)| p));
+                    }
+                }
+            }
+        }
+        self.stores_decided = true;
+    }
+
     /// Whether the provide returns at `now`: its lookup is over, every store it decided was
     /// handed out, and its rule is met (later stores go on in the background).
     pub fn has_returned(&self, now: Duration) -> bool {
-        self.lookup_ended && self.to_store.is_empty() && self.stores.is_done(now, true)
+        self.lookup_ended && self.stores_decided && self.to_store.is_empty() && self.stores.is_done(now, true)
     }
 
     /// Whether nothing it sent is still awaited (queries after the lookup ended are not).
@@ -144,7 +202,7 @@ impl<P: Copy + Eq> Provide<P> {
         let lookup_idle = self
             .lookup
             .as_ref()
-            .is_none_or(|l| self.lookup_ended || l.in_flight() == 0);
+            .is_none_or(|l| (self.lookup_ended && self.stores_decided) || l.in_flight() == 0);
         lookup_idle && self.stores.in_flight() == 0
     }
 
@@ -165,6 +223,17 @@ impl<P: Copy + Eq> Provide<P> {
     /// Its lookup (none for [`Provide::direct`]).
     pub fn lookup(&self) -> Option<&Lookup<P>> {
         self.lookup.as_ref()
+    }
+
+    /// Its lookup, for a driver that hands answers to it in place ([`Provide::on_answer`] does
+    /// the same).
+    pub fn lookup_mut(&mut self) -> Option<&mut Lookup<P>> {
+        self.lookup.as_mut()
+    }
+
+    /// Its lookup back, for a driver that reuses its memory.
+    pub fn into_lookup(self) -> Option<Lookup<P>> {
+        self.lookup
     }
 
     /// Its stores so far.
@@ -223,6 +292,31 @@ mod tests {
         provide.on_stored(Duration::ZERO, 3, false);
         assert!(provide.has_returned(Duration::ZERO) && provide.is_idle());
         assert_eq!((provide.stores().succeeded(), provide.stores().failed()), (1, 1));
+    }
+
+    #[test]
+    fn classic_stores_start_at_the_lookups_end_or_once_every_query_answered() {
+        use ProvideStep::*;
+        for start in [StoresStart::LookupEnd, StoresStart::AllAnswered] {
+            let mut provide = Provide::with_lookup(lookup(2, &[1, 2, 3]), 2, None).with_stores_start(start);
+            assert_eq!(steps(&mut provide), [Query(1), Query(2), Query(3)]);
+            provide.on_answer(1, []);
+            provide.on_answer(2, []);
+            // The two closest answered: the lookup converged with peer 3 still in flight.
+            let at_end = steps(&mut provide);
+            match start {
+                StoresStart::LookupEnd => assert_eq!(at_end, [LookupEnded, Store(1), Store(2)]),
+                StoresStart::AllAnswered => {
+                    assert_eq!(at_end, [LookupEnded]);
+                    assert!(!provide.has_returned(Duration::ZERO), "nothing stored yet");
+                    provide.on_failure(3);
+                    assert_eq!(steps(&mut provide), [Store(1), Store(2)]);
+                }
+            }
+            provide.on_stored(Duration::ZERO, 1, true);
+            provide.on_stored(Duration::ZERO, 2, true);
+            assert!(provide.has_returned(Duration::ZERO), "{start:?}");
+        }
     }
 
     #[test]

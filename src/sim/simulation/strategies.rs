@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, StoreProgress, Strategy};
+use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, Strategy};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -175,57 +175,8 @@ impl Simulation {
         estimator.track_lookup(self.clock, target, outcome.termination, &closest, level)
     }
 
-    /// The accelerated client: stores at the `k` closest peers of its crawl, without a lookup,
-    /// over new connections; returns by the full routing table's rule.
-    pub(super) fn provide_direct(
-        &self,
-        from: NodeIndex,
-        content: Key,
-        crawl: &Crawl,
-        rng: &mut ChaCha8Rng,
-    ) -> Outcome {
-        let mut outcome = Outcome::new(OperationKind::Provide);
-        let targets = self.closest_crawled(crawl, from, &content);
-        let mut answers: Vec<(Duration, NodeIndex, bool)> = targets
-            .iter()
-            .map(|&peer| {
-                let (ok, delay) = self.store_once(from, peer, rng);
-                (self.with_connect(ok, delay), peer, ok)
-            })
-            .collect();
-        answers.sort_unstable();
-        let mut progress = StoreProgress::new(Strategy::FullRoutingTable.store_rule(answers.len()));
-        progress.sent(answers.len());
-        outcome.messages = answers.len() as u32;
-        outcome.hops = 1;
-        let mut returned = None;
-        for &(at, peer, ok) in &answers {
-            if let Some(deadline) = progress.deadline().filter(|&d| d <= at) {
-                returned.get_or_insert(deadline);
-            }
-            progress.on_answer(at, ok);
-            if ok {
-                outcome.peers.push(peer);
-            } else {
-                outcome.failures += 1;
-            }
-            if returned.is_none() && progress.is_done(at, true) {
-                returned = Some(at);
-            }
-        }
-        outcome.duration = returned.unwrap_or(Duration::ZERO);
-        outcome.background = answers.iter().filter(|(at, _, _)| *at > outcome.duration).count();
-        if outcome.peers.is_empty() {
-            outcome.error = Some(format!(
-                "no peer stored the provider record ({} stores failed)",
-                outcome.failures
-            ));
-        }
-        outcome
-    }
-
     /// The `k` closest crawled peers of `key` (the node itself excluded).
-    fn closest_crawled(&self, crawl: &Crawl, from: NodeIndex, key: &Key) -> Vec<NodeIndex> {
+    pub(super) fn closest_crawled(&self, crawl: &Crawl, from: NodeIndex, key: &Key) -> Vec<NodeIndex> {
         let k = self.kademlia.lookup.k;
         let mut closest = Vec::with_capacity(k + 1);
         crawl.closest(key, k + 1, &mut closest);
