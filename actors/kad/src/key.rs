@@ -66,6 +66,14 @@ impl Key {
     }
 }
 
+/// A key whose first byte is `byte`, the rest zero: tests place peers by it.
+#[cfg(test)]
+pub(crate) fn test_key(byte: u8) -> Key {
+    let mut bytes = [0u8; 32];
+    bytes[0] = byte;
+    Key::from_bytes(bytes)
+}
+
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -454,11 +454,7 @@ impl<P: Copy + Eq> Lookup<P> {
 mod tests {
     use super::*;
 
-    fn key(byte: u8) -> Key {
-        let mut bytes = [0u8; 32];
-        bytes[0] = byte;
-        Key::from_bytes(bytes)
-    }
+    use crate::key::test_key as key;
 
     fn config(k: usize, alpha: usize) -> LookupConfig {
         LookupConfig {

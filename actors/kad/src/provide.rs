@@ -247,11 +247,7 @@ mod tests {
     use super::*;
     use crate::lookup::LookupConfig;
 
-    fn key(byte: u8) -> Key {
-        let mut bytes = [0u8; 32];
-        bytes[0] = byte;
-        Key::from_bytes(bytes)
-    }
+    use crate::key::test_key as key;
 
     fn lookup(k: usize, seeds: &[u32]) -> Lookup<u32> {
         let config = LookupConfig {

@@ -287,6 +287,7 @@ impl<P: Copy + Eq> OptimisticProvide<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::test_key as key;
     use crate::{
         key::Key,
         lookup::{LookupConfig, Next},
@@ -349,12 +350,6 @@ mod tests {
         assert_eq!(fullrt.deadline(), Some(ms(600)));
         assert!(!fullrt.is_done(ms(599), true));
         assert!(fullrt.is_done(ms(600), true));
-    }
-
-    fn key(byte: u8) -> Key {
-        let mut bytes = [0u8; 32];
-        bytes[0] = byte;
-        Key::from_bytes(bytes)
     }
 
     #[test]
