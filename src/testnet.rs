@@ -12,6 +12,7 @@ mod capacity;
 pub mod load;
 pub mod pubsub;
 pub mod script_peer;
+pub mod sweep;
 pub mod wan;
 
 use std::{

@@ -39,6 +39,11 @@ const COMMAND_QUEUE_CAPACITY: usize = 64;
 /// How often a join in progress checks whether a peer has answered.
 const JOIN_POLL: Duration = Duration::from_millis(100);
 
+/// How long [`DhtHandle::disconnect_all`] waits for the connections to close, and how often it
+/// looks.
+pub const DISCONNECT_WAIT: Duration = Duration::from_secs(5);
+const DISCONNECT_POLL: Duration = Duration::from_millis(10);
+
 /// Request counters of a finished query (from kad's `QueryStats`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueryCounts {
@@ -236,10 +241,23 @@ impl DhtHandle {
         self.ask(|reply| Command::ExternalAddresses { reply }).await
     }
 
-    /// Closes every connection; the routing table keeps what it holds. A local network calls it
-    /// after joining, so the first measured lookups are not answered over the join's connections.
+    /// Closes every connection and waits, at most [`DISCONNECT_WAIT`], until none is left; the
+    /// routing table keeps what it holds. A local network calls it after joining, so the first
+    /// measured lookups are not answered over the join's connections, nor sent into connections
+    /// still closing (a request handed to one fails at once).
     pub async fn disconnect_all(&self) -> Result<(), DhtError> {
-        self.send(Command::DisconnectAll).await
+        let give_up = tokio::time::Instant::now() + DISCONNECT_WAIT;
+        loop {
+            let connected = self.ask(|reply| Command::DisconnectAll { reply }).await?;
+            if connected == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(connected, "connections still open after closing them all");
+                return Ok(());
+            }
+            tokio::time::sleep(DISCONNECT_POLL).await;
+        }
     }
 
     /// Subscribes to gossipsub `topic` (the peer must have been configured with pubsub).

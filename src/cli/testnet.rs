@@ -15,12 +15,11 @@ use super::pubsub::GossipsubArgs;
 use crate::{
     cli::global::DatabaseArgs,
     job::Shutdown,
-    report,
     sim::Profile,
     testnet::{
-        self, load,
         pubsub::{self, PubsubTestnetConfig},
-        TestnetConfig, TestnetFleet, TestnetReport,
+        sweep::Sweep,
+        TestnetConfig, TestnetFleet,
     },
 };
 
@@ -281,57 +280,27 @@ impl TestnetArgs {
         } else {
             self.sweep.clone()
         };
-        // Every size is checked before the first starts.
-        for &peers in &sizes {
-            TestnetConfig {
-                peers,
-                ..config.clone()
-            }
-            .check()?;
-        }
-        let mut loads = Vec::new();
-        let mut failed = false;
-        for (index, &peers) in sizes.iter().enumerate() {
-            let config = TestnetConfig {
-                peers,
-                ..config.clone()
-            };
-            let report_dir = self.report.as_ref().map(|dir| {
-                if sizes.len() > 1 {
-                    dir.join(format!("peers-{peers}"))
-                } else {
-                    dir.clone()
-                }
-            });
-            if sizes.len() > 1 {
-                println!(
-                    "
-=== sweep {}/{}: {peers} peers ===",
-                    index + 1,
-                    sizes.len()
-                );
-            }
-            let (ok, load) = self.run_one(&config, report_dir.as_deref())?;
-            failed |= !ok;
-            loads.extend(load);
-        }
-        if !loads.is_empty() {
-            let start = format!("{:?}", self.start).to_lowercase();
-            println!(
-                "
-bootstrap load ({start} start; setup and rounds): the first background peer against the \
-                 other background peers"
-            );
-            print!("{}", load::table(&loads));
-            if let Some(dir) = &self.report {
-                load::write(&loads, &start, dir)?;
-                println!("chart: {}", dir.join("bootstrap-load.svg").display());
-            }
-        }
-        Ok(if failed {
-            ExitCode::FAILURE
-        } else {
+        let latency = match (self.profile, self.latency) {
+            (Some(profile), _) => format!("{profile} profile (regions, dead peers)"),
+            (None, Some(rtt)) => format!("{rtt:?} RTT"),
+            (None, None) => "none".to_owned(),
+        };
+        let sweep = Sweep {
+            config,
+            sizes,
+            threads: self.threads,
+            report: self.report.clone(),
+            network: format!(
+                "over {:?} ({:?} start), latency {latency}",
+                self.transport, self.start
+            ),
+            start: format!("{:?}", self.start).to_lowercase(),
+            interrupt_hint: super::INTERRUPT_HINT,
+        };
+        Ok(if sweep.run()? {
             ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
         })
     }
 
@@ -396,69 +365,5 @@ bootstrap load ({start} start; setup and rounds): the first background peer agai
             js_peers: self.pubsub.js_peers,
             js_script: self.pubsub.js_peer_script.clone(),
         })
-    }
-
-    /// One testnet of `config`: prints its report, writes it into `report_dir` if given; whether
-    /// it measured, and the bootstrap peer's load.
-    fn run_one(
-        &self,
-        config: &TestnetConfig,
-        report_dir: Option<&std::path::Path>,
-    ) -> anyhow::Result<(bool, Option<load::BootstrapLoad>)> {
-        let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
-        let handle = runtime.handle().clone();
-        let result = System::new().block_on(async {
-            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
-            testnet::run(config.clone(), handle, shutdown).await
-        });
-        runtime.shutdown_timeout(Duration::from_secs(2));
-        let report = result?;
-        let failures = report.failures();
-        let TestnetReport {
-            run: report,
-            fleet_of,
-            region_of,
-            bootstrap_load,
-        } = report;
-
-        let fleets: Vec<&str> = config.fleets.iter().map(|f| f.name.as_str()).collect();
-        println!(
-            "\nparsec testnet: {} peers + {} servers ({}) over {:?} ({:?} start), latency {}, {} rounds run",
-            config.peers,
-            config.total_servers(),
-            fleets.join(", "),
-            self.transport,
-            self.start,
-            match (self.profile, self.latency) {
-                (Some(profile), _) => format!("{profile} profile (regions, dead peers)"),
-                (None, Some(rtt)) => format!("{rtt:?} RTT"),
-                (None, None) => "none".to_owned(),
-            },
-            report.rounds_run,
-        );
-        println!();
-        let mut sections = Vec::new();
-        if !region_of.is_empty() {
-            sections.push(report::region_table(&report.rows, &region_of));
-        }
-        if config.fleets.len() > 1 {
-            sections.push(report::group_table("fleet", &report.rows, &fleet_of));
-        }
-        if !report::print_run(&report, &sections, &[]) {
-            return Ok((false, bootstrap_load));
-        }
-        if let Some(dir) = report_dir {
-            let title = format!("parsec testnet: {} peers, {}", config.peers, fleets.join(", "));
-            if !report::write_run_report(report.stored.as_ref(), title, Vec::new(), dir) {
-                return Ok((false, bootstrap_load));
-            }
-        }
-        for failure in &failures {
-            eprintln!("error: {failure}");
-        }
-        if !failures.is_empty() {
-            return Ok((false, bootstrap_load));
-        }
-        Ok((true, bootstrap_load))
     }
 }

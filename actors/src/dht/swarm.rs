@@ -67,8 +67,11 @@ pub(crate) enum Command {
         peer: Contact,
         reply: oneshot::Sender<Result<(), DhtError>>,
     },
-    /// Close every connection (the routing table and what we reached stay).
-    DisconnectAll,
+    /// Close every connection (the routing table and what we reached stay); the reply is the
+    /// number of peers still connected, while their connections close.
+    DisconnectAll {
+        reply: oneshot::Sender<usize>,
+    },
     ExternalAddresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
@@ -318,11 +321,12 @@ impl SwarmTask {
                     }
                 }
             }
-            Command::DisconnectAll => {
+            Command::DisconnectAll { reply } => {
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
+                let _ = reply.send(self.swarm.connected_peers().count());
             }
             Command::Pubsub(command) => self.on_pubsub_command(command),
             // Handled by `run`, which stops the loop.
