@@ -2,19 +2,16 @@
 
 use std::{num::NonZeroUsize, process::ExitCode, time::Duration};
 
-use actix::System;
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
-    local_network::{dht_runtime, StartMode, TransportKind},
+    local_network::{StartMode, TransportKind},
     Connections, DhtClient, DhtConfig, RoundConfig,
 };
 
 use super::pubsub::GossipsubArgs;
 use crate::{
     cli::global::DatabaseArgs,
-    job::Shutdown,
     sim::Profile,
     testnet::{
         pubsub::{self, PubsubTestnetConfig},
@@ -308,35 +305,13 @@ impl TestnetArgs {
     /// CSV into `--report`.
     fn run_pubsub(&self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.pubsub_config(database)?;
-        config.check()?;
-        let runtime = dht_runtime(self.threads).context("starting the DHT runtime")?;
-        println!(
-            "parsec testnet --protocol gossipsub: hosts {:?} × messages {:?}, {} iterations each, {} topic(s), \
-             {} B messages over {:?}; D {} (lo {}, hi {}), heartbeat {:?}, flood publish {}, validation {}\n",
-            config.hosts,
-            config.messages,
-            config.iterations,
-            config.topics,
-            config.message_bytes,
-            self.transport,
-            config.pubsub.mesh_n,
-            config.pubsub.mesh_n_low,
-            config.pubsub.mesh_n_high,
-            config.pubsub.heartbeat,
-            config.pubsub.flood_publish,
-            config.pubsub.validation,
-        );
-        println!("{}", pubsub::header());
-        let started = std::time::Instant::now();
-        let handle = runtime.handle().clone();
-        let run = System::new().block_on(async {
-            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
-            pubsub::run(&config, &handle, shutdown).await
-        });
-        runtime.shutdown_timeout(Duration::from_secs(2));
-        let run = run?;
-        println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
-        Ok(if run.conclude(&config, self.report.as_deref())? {
+        let delivered = pubsub::run_sweep(
+            &config,
+            self.threads,
+            self.report.as_deref(),
+            super::INTERRUPT_HINT,
+        )?;
+        Ok(if delivered {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

@@ -269,6 +269,46 @@ impl PubsubRun {
     }
 }
 
+/// The sweep as `parsec testnet --protocol gossipsub` runs it: its heading, a line per point, on
+/// a DHT runtime of `threads` threads, then [`PubsubRun::conclude`]; true if every message
+/// reached every subscribed peer and everything was stored and written.
+pub fn run_sweep(
+    config: &PubsubTestnetConfig,
+    threads: usize,
+    report_dir: Option<&Path>,
+    interrupt_hint: &'static str,
+) -> anyhow::Result<bool> {
+    config.check()?;
+    let runtime = local_network::dht_runtime(threads).context("starting the DHT runtime")?;
+    println!(
+        "parsec testnet --protocol gossipsub: hosts {:?} × messages {:?}, {} iterations each, {} topic(s), \
+         {} B messages over {:?}; D {} (lo {}, hi {}), heartbeat {:?}, flood publish {}, validation {}\n",
+        config.hosts,
+        config.messages,
+        config.iterations,
+        config.topics,
+        config.message_bytes,
+        config.transport,
+        config.pubsub.mesh_n,
+        config.pubsub.mesh_n_low,
+        config.pubsub.mesh_n_high,
+        config.pubsub.heartbeat,
+        config.pubsub.flood_publish,
+        config.pubsub.validation,
+    );
+    println!("{}", header());
+    let started = std::time::Instant::now();
+    let handle = runtime.handle().clone();
+    let run = actix::System::new().block_on(async {
+        let shutdown = Shutdown::on_signals(interrupt_hint);
+        run(config, &handle, shutdown).await
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    let run = run?;
+    println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
+    run.conclude(config, report_dir)
+}
+
 /// Runs the sweep, its peers on `runtime`; must run inside an actix `System` (the recorder).
 pub async fn run(
     config: &PubsubTestnetConfig,
