@@ -295,10 +295,8 @@ impl Engine {
                 Provide::direct(peers, k)
             }
             strategy => {
-                // Without an estimate optprov provides classically, as go does.
-                let estimate = (strategy == Strategy::Optimistic)
-                    .then(|| self.network_size_estimate())
-                    .flatten();
+                // Without an estimate optprov provides classically, as go does (classic has none).
+                let estimate = self.network_size_estimate();
                 if strategy == Strategy::Optimistic {
                     tracing::debug!(estimate, "optprov: provide (classic while there is no estimate)");
                 }
