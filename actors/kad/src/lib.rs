@@ -3,6 +3,8 @@
 //! - [`key`]: 256-bit keys and the XOR metric.
 //! - [`lookup`]: the iterative lookup as a state machine driven with `poll(now)`, with a per-peer
 //!   timeout and a termination hook.
+//! - [`provide`], [`retrieve`]: a provide and a retrieval as state machines over a lookup (or
+//!   the accelerated client's direct requests), with each strategy's rules.
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
 //! - [`estimator`]: the network size estimate of optimistic provide.
 //! - [`strategy`]: classic, optimistic and full-routing-table provides.
@@ -17,6 +19,7 @@ pub mod key;
 pub mod lookup;
 pub mod named;
 pub mod provide;
+pub mod retrieve;
 pub mod strategy;
 pub mod table;
 pub mod upkeep;
@@ -25,6 +28,7 @@ pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
 pub use key::{Distance, Key};
 pub use lookup::{Lookup, LookupConfig, Next, PeerState, Termination};
 pub use provide::{Provide, ProvideStep, StoresStart};
+pub use retrieve::{Retrieve, RetrieveStep};
 pub use strategy::{OptimisticProvide, OptimisticThresholds, StoreProgress, StoreRule, Strategy};
 pub use table::SortedPeers;
 pub use upkeep::EstimateUpkeep;

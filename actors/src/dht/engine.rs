@@ -16,7 +16,8 @@
 //! - `fullrt`: no lookup. ADD_PROVIDER or GET_PROVIDERS go to the `k` closest peers of the last
 //!   complete crawl at once ([`crawl`]).
 //!
-//! Retrievals run a GET_PROVIDERS lookup and end at the first provider record from another peer.
+//! Retrievals run parsec-kad's `Retrieve`: a GET_PROVIDERS lookup (or, for `fullrt`, GET_PROVIDERS to
+//! the closest crawled peers at once) that ends at the first provider record from another peer.
 
 pub(crate) mod crawl;
 pub(crate) mod wire;
@@ -35,7 +36,8 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol,
 };
 use parsec_kad::{
-    EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Next, Provide, ProvideStep, Strategy,
+    EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Provide, ProvideStep, Retrieve,
+    RetrieveStep, Strategy,
 };
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use tokio::time::{Instant, Sleep};
@@ -118,10 +120,9 @@ enum Kind {
 /// Why a request was sent.
 #[derive(Clone, Copy, Debug)]
 enum Purpose {
-    /// A lookup's FIND_NODE or GET_PROVIDERS.
+    /// A lookup's FIND_NODE or GET_PROVIDERS, or a GET_PROVIDERS sent straight to one of the
+    /// closest peers (fullrt).
     Query(OperationId),
-    /// A GET_PROVIDERS sent straight to one of the closest peers (fullrt).
-    Direct(OperationId),
     Store(OperationId),
     Crawl {
         cpl: u32,
@@ -131,12 +132,11 @@ enum Purpose {
 struct Operation {
     kind: Kind,
     key: Vec<u8>,
-    /// A retrieval's or a sample's lookup (a provide's is inside `provide`).
-    lookup: Option<Lookup<PeerId>>,
-    lookup_ended: bool,
+    /// A retrieval, or a sample (a FIND_NODE lookup: a retrieval of nothing), as the simulator
+    /// runs them.
+    retrieve: Option<Retrieve<PeerId>>,
     /// A provide: lookup, stores and return rule, as the simulator runs them.
     provide: Option<Provide<PeerId>>,
-    direct_pending: usize,
     /// Our announced addresses, for the provider record.
     own_addrs: Vec<Multiaddr>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
@@ -150,10 +150,8 @@ impl Operation {
         Self {
             kind,
             key,
-            lookup: None,
-            lookup_ended: false,
+            retrieve: None,
             provide: None,
-            direct_pending: 0,
             own_addrs: Vec::new(),
             addresses: HashMap::new(),
             counts: QueryCounts::default(),
@@ -171,22 +169,22 @@ impl Operation {
         self.addresses.entry(peer).or_insert(addrs);
     }
 
-    /// A retrieval's first provider record from another peer (one of our own says nothing
-    /// about the network).
-    fn note_providers(&mut self, message: &Message, local: PeerId) {
-        if self.kind == Kind::Retrieve && self.provider.is_none() {
-            self.provider = message.providers().map(|(p, _)| p).find(|p| *p != local);
+    /// Whether a retrieval's answer carries a provider record from another peer (one of our
+    /// own says nothing about the network); the first such provider is the retrieval's.
+    fn note_providers(&mut self, message: &Message, local: PeerId) -> bool {
+        if self.kind != Kind::Retrieve {
+            return false;
         }
+        let provider = message.providers().map(|(p, _)| p).find(|p| *p != local);
+        self.provider = self.provider.or(provider);
+        provider.is_some()
     }
 
     /// Whether nothing of it is left in flight once answered.
     fn is_over(&self) -> bool {
-        let lookup_idle = self
-            .lookup
-            .as_ref()
-            .is_none_or(|l| l.in_flight() == 0 || self.lookup_ended);
+        let retrieve_idle = self.retrieve.as_ref().is_none_or(Retrieve::is_idle);
         let provide_idle = self.provide.as_ref().is_none_or(Provide::is_idle);
-        self.answered && lookup_idle && provide_idle && self.direct_pending == 0
+        self.answered && retrieve_idle && provide_idle
     }
 }
 
@@ -314,17 +312,18 @@ impl Engine {
     pub(crate) fn retrieve(&mut self, net: &mut Net<'_>, key: Vec<u8>) -> OperationId {
         let id = self.allocate();
         let mut operation = Operation::new(Kind::Retrieve, key);
-        if self.strategy == Strategy::FullRoutingTable {
+        let retrieve = if self.strategy == Strategy::FullRoutingTable {
             let target = Key::hash_of(&operation.key);
-            for (peer, addrs) in self.closest_crawled(&target) {
+            let closest = self.closest_crawled(&target);
+            let peers: Vec<PeerId> = closest.iter().map(|(peer, _)| *peer).collect();
+            for (peer, addrs) in closest {
                 operation.remember(peer, addrs);
-                let message = Message::get_providers(operation.key.clone());
-                self.send(net, Purpose::Direct(id), &mut operation, peer, message);
-                operation.direct_pending += 1;
             }
+            Retrieve::direct(peers)
         } else {
-            operation.lookup = Some(self.start_lookup(net, &operation.key));
-        }
+            Retrieve::with_lookup(self.start_lookup(net, &operation.key))
+        };
+        operation.retrieve = Some(retrieve);
         self.operations.insert(id, operation);
         self.advance(net, id);
         self.rearm();
@@ -372,7 +371,7 @@ impl Engine {
         };
         match purpose {
             Purpose::Crawl { cpl } => self.on_crawl_answer(net, peer, cpl, answer),
-            Purpose::Query(id) | Purpose::Direct(id) | Purpose::Store(id) => {
+            Purpose::Query(id) | Purpose::Store(id) => {
                 self.on_answer(id, purpose, peer, answer);
                 self.advance(net, id);
             }
@@ -473,14 +472,8 @@ impl Engine {
                     provide.on_stored(now, peer, answer.is_ok());
                 }
             }
-            (Purpose::Direct(_), answer) => {
-                operation.direct_pending -= 1;
-                if let Ok(Some(message)) = answer {
-                    operation.note_providers(&message, local);
-                }
-            }
             (Purpose::Query(_), Ok(Some(message))) => {
-                operation.note_providers(&message, local);
+                let has_record = operation.note_providers(&message, local);
                 let closer: Vec<(PeerId, Key)> = message
                     .closer()
                     .filter(|(p, _)| *p != local)
@@ -489,18 +482,15 @@ impl Engine {
                         (p, peer_key(&p))
                     })
                     .collect();
-                if let Some(lookup) = &mut operation.lookup {
-                    lookup.on_answer(peer, closer);
-                    if operation.provider.is_some() {
-                        lookup.stop();
-                    }
+                if let Some(retrieve) = &mut operation.retrieve {
+                    retrieve.on_answer(peer, closer, has_record);
                 } else if let Some(provide) = &mut operation.provide {
                     provide.on_answer(peer, closer);
                 }
             }
             (Purpose::Query(_), _) => {
-                if let Some(lookup) = &mut operation.lookup {
-                    lookup.on_failure(peer);
+                if let Some(retrieve) = &mut operation.retrieve {
+                    retrieve.on_failure(peer);
                 } else if let Some(provide) = &mut operation.provide {
                     provide.on_failure(peer);
                 }
@@ -516,7 +506,7 @@ impl Engine {
         let Some(mut operation) = self.operations.remove(&id) else {
             return;
         };
-        self.drive_lookup(net, id, &mut operation, now);
+        self.drive_retrieve(net, id, &mut operation, now);
         self.drive_provide(net, id, &mut operation, now);
         if !operation.answered {
             if let Some(finished) = self.finish(id, &operation, now) {
@@ -531,26 +521,38 @@ impl Engine {
         }
     }
 
-    /// Sends what a retrieval's or a sample's lookup asks for now; its end feeds the estimate.
-    fn drive_lookup(&mut self, net: &mut Net<'_>, id: OperationId, operation: &mut Operation, now: Duration) {
-        let Some(mut lookup) = operation.lookup.take() else {
+    /// Sends what a retrieval or a sample asks for now; a lookup's end feeds the estimate.
+    fn drive_retrieve(
+        &mut self,
+        net: &mut Net<'_>,
+        id: OperationId,
+        operation: &mut Operation,
+        now: Duration,
+    ) {
+        let Some(mut retrieve) = operation.retrieve.take() else {
             return;
         };
-        while let Next::Query(peer) = lookup.poll(now) {
-            let message = match operation.kind {
-                Kind::Retrieve => Message::get_providers(operation.key.clone()),
-                Kind::Provide | Kind::Sample => Message::find_node(operation.key.clone()),
-            };
-            self.send(net, Purpose::Query(id), operation, peer, message);
-        }
-        if !operation.lookup_ended && lookup.termination().is_some() {
-            operation.lookup_ended = true;
-            self.track(net, &operation.key, &lookup, now);
-            if operation.kind == Kind::Sample {
-                self.upkeep.batch_lookup_ended(now);
+        loop {
+            match retrieve.poll(now) {
+                RetrieveStep::Query(peer) => {
+                    let message = match operation.kind {
+                        Kind::Sample => Message::find_node(operation.key.clone()),
+                        _ => Message::get_providers(operation.key.clone()),
+                    };
+                    self.send(net, Purpose::Query(id), operation, peer, message);
+                }
+                RetrieveStep::LookupEnded => {
+                    if let Some(lookup) = retrieve.lookup() {
+                        self.track(net, &operation.key, lookup, now);
+                    }
+                    if operation.kind == Kind::Sample {
+                        self.upkeep.batch_lookup_ended(now);
+                    }
+                }
+                RetrieveStep::Wait => break,
             }
         }
-        operation.lookup = Some(lookup);
+        operation.retrieve = Some(retrieve);
     }
 
     /// Sends what a provide asks for now: its queries, then its stores; its ended lookup feeds
@@ -585,11 +587,11 @@ impl Engine {
 
     /// The answer of operation `id`, once its caller can have it.
     fn finish(&self, id: OperationId, operation: &Operation, now: Duration) -> Option<Finished> {
-        let lookup_done = operation.lookup.is_none() || operation.lookup_ended;
+        let decided = operation.retrieve.as_ref().is_none_or(Retrieve::is_decided);
         let reached_nobody = operation.counts.successes == 0;
         let error = match operation.kind {
             Kind::Sample => {
-                if !lookup_done {
+                if !decided {
                     return None;
                 }
                 None
@@ -608,7 +610,7 @@ impl Engine {
             Kind::Retrieve => {
                 if operation.provider.is_some() {
                     None
-                } else if !lookup_done || operation.direct_pending > 0 {
+                } else if !decided {
                     return None;
                 } else if reached_nobody {
                     Some(NO_PEER_REACHED)
@@ -679,7 +681,7 @@ impl Engine {
             let id = self.allocate();
             let mut operation = Operation::new(Kind::Sample, key);
             let lookup = self.start_lookup(net, &operation.key);
-            operation.lookup = Some(lookup);
+            operation.retrieve = Some(Retrieve::with_lookup(lookup));
             self.operations.insert(id, operation);
             self.advance(net, id);
         }
@@ -769,10 +771,8 @@ impl Engine {
     fn rearm(&mut self) {
         let mut next = self.now() + MAINTENANCE_INTERVAL;
         for operation in self.operations.values() {
-            if let Some(lookup) = operation.lookup.as_ref().filter(|_| !operation.lookup_ended) {
-                if let Some(deadline) = lookup.next_deadline() {
-                    next = next.min(deadline);
-                }
+            if let Some(deadline) = operation.retrieve.as_ref().and_then(Retrieve::next_deadline) {
+                next = next.min(deadline);
             }
             let provide = operation.provide.as_ref().filter(|_| !operation.answered);
             if let Some(deadline) = provide.and_then(Provide::next_deadline) {

@@ -1,11 +1,7 @@
 //! Per-node strategies in the simulator: optimistic nodes keep a network size estimate fed by
 //! their refresh lookups; accelerated clients provide and retrieve from a crawl, without a lookup.
 
-use std::time::Duration;
-
 use parsec_kad::{EstimateUpkeep, Key, NetworkSizeEstimator, SortedPeers, Strategy};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 
 use super::{OperationKind, Outcome, Simulation};
 use crate::sim::network::NodeIndex;
@@ -183,50 +179,5 @@ impl Simulation {
         closest.retain(|&p| p != from);
         closest.truncate(k);
         closest
-    }
-
-    pub(super) fn retrieve_direct(
-        &self,
-        from: NodeIndex,
-        content: Key,
-        crawl: &Crawl,
-        rng: &mut ChaCha8Rng,
-    ) -> Outcome {
-        // A record the retriever holds itself is no answer: only the crawled peers are asked.
-        let mut outcome = Outcome::new(OperationKind::Retrieve);
-        let net = &self.network;
-        let targets = self.closest_crawled(crawl, from, &content);
-        outcome.messages = targets.len() as u32;
-        let mut first: Option<(Duration, NodeIndex)> = None;
-        let mut last = Duration::ZERO;
-        for &peer in &targets {
-            let answers = net.answers(peer) && !rng.gen_bool(self.latency.error_rate);
-            let delay = if answers {
-                let rtt = self.latency.round_trip(net.region(from), net.region(peer), rng);
-                self.with_connect(true, rtt)
-            } else {
-                outcome.failures += 1;
-                self.latency.failure(rng)
-            };
-            last = last.max(delay);
-            if answers && net.holds_record(peer, &content) && first.is_none_or(|(at, _)| delay < at) {
-                first = Some((delay, peer));
-            }
-        }
-        match first {
-            Some((at, peer)) => {
-                outcome.duration = at;
-                outcome.hops = 1;
-                outcome.peers.push(peer);
-            }
-            None => {
-                outcome.duration = last;
-                outcome.error = Some(format!(
-                    "no provider record found ({} of {} queries failed)",
-                    outcome.failures, outcome.messages
-                ));
-            }
-        }
-        outcome
     }
 }
