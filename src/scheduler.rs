@@ -28,7 +28,10 @@ use crate::{
     },
     db::DatabaseTarget,
     job::{self, Fleet, Job, Pacing, RoundKind, RunOptions, RunReport, SetUp, Shutdown, StorageOptions},
-    telemetry::metrics::SchedulerMetrics,
+    telemetry::{
+        self,
+        metrics::{MetricsEndpoint, SchedulerMetrics},
+    },
 };
 
 /// What a scheduler does.
@@ -125,6 +128,20 @@ impl Job for SchedulerJob<'_> {
     }
 
     async fn tear_down(&mut self) {}
+}
+
+/// Runs the scheduler on an actix `System` of its own until SIGINT/SIGTERM or the round limit,
+/// its metrics served at `metrics` (what `parsec scheduler` does).
+pub fn run_until_signalled(
+    mut config: SchedulerConfig,
+    metrics: MetricsEndpoint,
+) -> anyhow::Result<RunReport> {
+    System::new().block_on(async move {
+        let mut registry = telemetry::metrics::registry();
+        config.metrics = Some(SchedulerMetrics::register(&mut registry));
+        metrics.start(registry);
+        run(config, Shutdown::on_signals("")).await
+    })
 }
 
 /// Runs the scheduler inside the current actix `System` until `shutdown` or the round limit.

@@ -17,8 +17,8 @@ use std::{
 use actix::prelude::*;
 use anyhow::Context as _;
 use parsec_actors::{
-    node::pubsub::PubsubRecipients, DhtConfig, DhtHandle, GoOffline, HeartbeatActor, Libp2pMetrics,
-    MemoryRegistry, NodeActor, NodeId, NodeRecipients, Registry,
+    local_network::dht_runtime, node::pubsub::PubsubRecipients, DhtConfig, DhtHandle, GoOffline,
+    HeartbeatActor, Libp2pMetrics, MemoryRegistry, NodeActor, NodeId, NodeRecipients, Registry,
 };
 
 use crate::{
@@ -200,6 +200,16 @@ pub struct Standalone {
 }
 
 impl Standalone {
+    /// Runs the server on an actix `System` of its own until SIGINT/SIGTERM, its swarm on a
+    /// runtime of `dht_threads` threads (what `parsec server dht` does).
+    pub fn run_until_signalled(self, dht_threads: usize) -> anyhow::Result<()> {
+        let runtime = dht_runtime(dht_threads).context("starting the DHT runtime")?;
+        let handle = runtime.handle().clone();
+        let result = System::new().block_on(self.run(handle));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        result
+    }
+
     /// Runs the server inside the current actix `System` until SIGINT/SIGTERM; its swarm runs on
     /// `runtime`.
     pub async fn run(mut self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {

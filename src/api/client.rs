@@ -210,6 +210,22 @@ impl Handler<RetrieveContent> for RemoteNode {
     }
 }
 
+/// Whether the server at `base_url` says it is ready, asked as the scheduler asks, on an actix
+/// `System` of its own (`parsec health`, a container health check).
+pub fn check_readiness(base_url: String, timeout: Duration) -> Result<Readiness, String> {
+    let timeouts = ClientTimeouts {
+        readiness: timeout,
+        ..ClientTimeouts::default()
+    };
+    System::new().block_on(async move {
+        let node = RemoteNode::new(base_url, timeouts).start();
+        match node.send(CheckReadiness).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+}
+
 impl Handler<CheckReadiness> for RemoteNode {
     type Result = ResponseFuture<Result<Readiness, NodeError>>;
 

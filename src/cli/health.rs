@@ -4,6 +4,8 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Args;
 
+use crate::api::client::check_readiness;
+
 /// Arguments of `parsec health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -16,27 +18,25 @@ pub struct HealthArgs {
 
 impl HealthArgs {
     pub(crate) fn run(self) -> anyhow::Result<ExitCode> {
-        let url = if self.address.starts_with("http://") || self.address.starts_with("https://") {
-            format!("{}/readiness", self.address.trim_end_matches('/'))
+        let base_url = if self.address.starts_with("http://") || self.address.starts_with("https://") {
+            self.address.trim_end_matches('/').to_owned()
         } else {
-            format!("http://{}/readiness", self.address)
+            format!("http://{}", self.address)
         };
-        let timeout = self.timeout;
-        let outcome = actix::System::new().block_on(async move {
-            let client = awc::Client::default();
-            match client.get(&url).timeout(timeout).send().await {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => Err(format!("{url} answered {}", response.status())),
-                Err(e) => Err(format!("{url}: {e}")),
-            }
-        });
-        match outcome {
-            Ok(()) => {
+        match check_readiness(base_url.clone(), self.timeout) {
+            Ok(readiness) if readiness.ready => {
                 println!("OK");
                 Ok(ExitCode::SUCCESS)
             }
+            Ok(readiness) => {
+                eprintln!(
+                    "not ready: {base_url}/readiness answered that it is not ready ({} peers in its routing table)",
+                    readiness.routing_table_size
+                );
+                Ok(ExitCode::FAILURE)
+            }
             Err(reason) => {
-                eprintln!("not ready: {reason}");
+                eprintln!("not ready: {base_url}/readiness: {reason}");
                 Ok(ExitCode::FAILURE)
             }
         }

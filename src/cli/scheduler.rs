@@ -2,7 +2,6 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use actix::System;
 use anyhow::bail;
 use clap::Args;
 use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, PubsubRoundConfig, RoundConfig};
@@ -10,10 +9,9 @@ use parsec_actors::{config::DEFAULT_PROVIDE_TIMEOUT, PubsubRoundConfig, RoundCon
 use crate::{
     api::{client::ClientTimeouts, ApiToken},
     cli::global::DatabaseArgs,
-    job::{RoundKind, Shutdown},
+    job::RoundKind,
     report,
     scheduler::{self, SchedulerConfig},
-    telemetry::metrics::{self, SchedulerMetrics},
 };
 
 /// Arguments of `parsec scheduler`.
@@ -172,15 +170,8 @@ impl SchedulerArgs {
 
     pub(crate) fn run(self, global: super::GlobalArgs) -> anyhow::Result<ExitCode> {
         let dry_run = global.dry_run;
-        let mut config = self.config(&global.database, dry_run)?;
-        let telemetry = global.telemetry;
-        let report = System::new().block_on(async move {
-            let mut registry = metrics::registry();
-            config.metrics = Some(SchedulerMetrics::register(&mut registry));
-            telemetry.endpoint().start(registry);
-            let shutdown = Shutdown::on_signals("");
-            scheduler::run(config, shutdown).await
-        })?;
+        let config = self.config(&global.database, dry_run)?;
+        let report = scheduler::run_until_signalled(config, global.telemetry.endpoint())?;
         let scheduler = report.scheduler.map_or_else(
             || if dry_run { "(dry run)" } else { "unregistered" }.to_owned(),
             |id| id.to_string(),

@@ -7,14 +7,12 @@ use std::{
     time::Duration,
 };
 
-use actix::prelude::*;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     dht::presets::{self, DEFAULT_NETWORK, DEFAULT_PROJECT},
     identity::Keypair,
-    local_network::dht_runtime,
     multiaddr::Protocol,
     Connections, DhtClient, DhtConfig, DhtMode, Multiaddr, Strategy,
 };
@@ -233,11 +231,8 @@ impl DhtServer {
     fn run(self) -> anyhow::Result<ExitCode> {
         // Configuration errors first (an unknown network), before anything starts.
         let standalone = self.standalone()?;
-        let runtime = dht_runtime(self.dht.dht_threads).context("starting the DHT runtime")?;
-        let handle = runtime.handle().clone();
-        let result = System::new().block_on(standalone.run(handle));
-        runtime.shutdown_timeout(Duration::from_secs(5));
-        result.map(|()| ExitCode::SUCCESS)
+        standalone.run_until_signalled(self.dht.dht_threads)?;
+        Ok(ExitCode::SUCCESS)
     }
 
     /// The bootstrap peers and protocol id: the preset's, unless given.

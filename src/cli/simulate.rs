@@ -2,13 +2,11 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
-use actix::System;
 use clap::Args;
 use parsec_actors::{NodeId, RoundConfig};
 
 use crate::{
     cli::global::DatabaseArgs,
-    job::Shutdown,
     report,
     sim::{
         run::{self, SimFleet, SimRunConfig},
@@ -217,10 +215,7 @@ impl SimulateArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
-        let report = System::new().block_on(async {
-            let shutdown = Shutdown::on_signals(super::INTERRUPT_HINT);
-            run::run(config.clone(), shutdown).await
-        })?;
+        let report = run::run_until_signalled(config.clone(), super::INTERRUPT_HINT)?;
         println!(
             "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers in {}, {} rounds run, seed {}",
             config.sim.nodes,

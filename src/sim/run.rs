@@ -155,6 +155,13 @@ impl SimRunConfig {
     }
 }
 
+/// Runs a simulation on an actix `System` of its own; SIGINT/SIGTERM stop it early (`hint`, printed
+/// at the first signal, says how to stop at once).
+pub fn run_until_signalled(config: SimRunConfig, hint: &'static str) -> anyhow::Result<SimRunReport> {
+    // The signal handler is spawned on the System, so it is made inside it.
+    System::new().block_on(async move { run(config, Shutdown::on_signals(hint)).await })
+}
+
 /// Runs a simulation inside the current actix `System`.
 pub async fn run(config: SimRunConfig, shutdown: Shutdown) -> anyhow::Result<SimRunReport> {
     config.check()?;
