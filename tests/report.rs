@@ -622,6 +622,24 @@ fn the_command_explains_bad_input() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("--compare-previous needs a window"), "{stderr}");
 
+    // A period longer than the calendar is refused, not a panic (exit 101).
+    let (code, stderr) = run(&["--last", "999999999d", "--database-url", &missing]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--last") && stderr.contains("shorter period"),
+        "{stderr}"
+    );
+    // 90 million days fit, the window of equal length before them does not.
+    let (code, stderr) = run(&[
+        "--last",
+        "90000000d",
+        "--compare-previous",
+        "--database-url",
+        &missing,
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("earliest time"), "{stderr}");
+
     let (code, stderr) = run(&["--since", "yesterday"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("neither RFC 3339"), "{stderr}");

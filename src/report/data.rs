@@ -43,7 +43,14 @@ impl ReportRequest {
                 "--compare-previous needs a window: give --last (e.g. 7d) or both --since and --until".into(),
             ));
         };
-        Ok(Some((since - (until - since), since)))
+        let before = since.checked_sub_signed(until.signed_duration_since(since)).ok_or_else(|| {
+            DbError::Config(
+                "--compare-previous: the window before this one reaches back before the earliest time a report \
+                 can name; give a later --since"
+                    .into(),
+            )
+        })?;
+        Ok(Some((before, since)))
     }
 }
 
