@@ -35,6 +35,10 @@ const MAX_CONNECTIONS_PER_WORKER: usize = 256;
 /// Header naming the scheduler that sends a request (labels metrics).
 pub const SCHEDULER_ID_HEADER: &str = "x-scheduler-id";
 
+/// The longest `x-scheduler-id` accepted: a scheduler's id is a number or a UUID, and every
+/// value seen becomes a metrics label for the life of the process.
+pub const MAX_SCHEDULER_ID_BYTES: usize = 64;
+
 /// How a server's API behaves beyond its routes.
 #[derive(Clone, Debug, Default)]
 pub struct ApiOptions {
@@ -56,6 +60,11 @@ pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut 
             .app_data(web::Data::new(auth::RequiredToken(options.token)))
             .app_data(web::Data::new(options.metrics))
             .app_data(web::Data::new(options.pubsub))
+            // A query string that does not parse (`wait_ms=-1`, a repeated key) is a JSON 400 too.
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(format!("invalid query string: {e}")).into()),
+            )
             .service(
                 web::resource("/pubsub/subscribe")
                     .route(web::post().to(pubsub::subscribe))
@@ -127,7 +136,8 @@ pub fn serve(
                         metrics.count_request(
                             request.method().as_str(),
                             request.match_pattern().as_deref(),
-                            handlers::scheduler_id(request).as_deref(),
+                            // An id refused by the handler labels nothing.
+                            handlers::scheduler_id(request).ok().flatten().as_deref(),
                         );
                     }
                     Ok(response)

@@ -222,6 +222,29 @@ fn bad_input_gets_a_status_and_a_json_error() {
                 "{method} {path}: {error:?} lacks {needle:?}"
             );
         }
+
+        // A scheduler id longer than any real one is refused before any work (every id seen
+        // would be a metrics label for the life of the process); 64 bytes still pass.
+        for (length, status) in [(100_000, 400), (64, 404)] {
+            let mut response = client()
+                .post(format!(
+                    "{url}/retrieve/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+                ))
+                .insert_header(("x-scheduler-id", "s".repeat(length)))
+                .timeout(std::time::Duration::from_secs(30))
+                .send_json(&json!({}))
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            // A lone server reaches no peer: not found (404) or unreachable (503), never 400.
+            let got = response.status().as_u16();
+            if status == 400 {
+                assert_eq!(got, 400, "{body}");
+                assert!(body["error"].as_str().unwrap().contains("at most 64"), "{body}");
+            } else {
+                assert_ne!(got, 400, "{body}");
+            }
+        }
     });
 }
 

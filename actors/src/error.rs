@@ -32,6 +32,9 @@ pub enum DhtError {
     /// The peer does not speak pubsub, or gossipsub refused to publish.
     #[error("pubsub: {0}")]
     Pubsub(String),
+    /// A message with this id was published already: publishing it again can never succeed.
+    #[error("pubsub: a message with this id was already published; publish under a new id")]
+    DuplicateMessage,
     /// The swarm could not be built or could not listen.
     #[error("failed to start the DHT peer: {0}")]
     Setup(String),

@@ -119,6 +119,7 @@ fn node_status(error: &NodeError) -> StatusCode {
         NodeError::Dht(DhtError::Store { .. } | DhtError::Setup(_)) | NodeError::InvalidRequest(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        NodeError::Dht(DhtError::DuplicateMessage) => StatusCode::CONFLICT,
         NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Unavailable(_) | NodeError::Rejected { .. } | NodeError::InvalidResponse(_) => {
             StatusCode::BAD_GATEWAY
@@ -138,6 +139,7 @@ mod tests {
         assert_eq!(status(DhtError::Busy { limit: 1 }.into()), 503);
         assert_eq!(status(DhtError::Cancelled.into()), 503);
         assert_eq!(status(DhtError::NoKnownPeers.into()), 503);
+        assert_eq!(status(DhtError::DuplicateMessage.into()), 409);
         let refused = DhtError::Store {
             cid: "Qm".into(),
             reason: "full".into(),

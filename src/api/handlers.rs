@@ -12,7 +12,7 @@ use super::{
     auth::Authorized,
     dto::{OperationResponse, ProvideRequest, ReadinessResponse},
     error::ApiError,
-    BODY_READ_TIMEOUT, MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
+    BODY_READ_TIMEOUT, MAX_BODY_BYTES, MAX_SCHEDULER_ID_BYTES, SCHEDULER_ID_HEADER,
 };
 
 /// `POST /provide`.
@@ -35,7 +35,7 @@ pub(crate) async fn provide(
         .content
         .decode()
         .map_err(|e| ApiError::BadRequest(format!("Content is not valid standard base64: {e}")))?;
-    let scheduler = scheduler_id(&request);
+    let scheduler = scheduler_id(&request)?;
     let cid = ContentId::for_content(&content);
     let span = tracing::info_span!(
         "provide",
@@ -69,7 +69,7 @@ pub(crate) async fn retrieve(
     require_json(&request, false)?;
     read_bounded(body).await?;
     let cid: ContentId = cid.parse().map_err(|e| ApiError::BadRequest(format!("{e}")))?;
-    let scheduler = scheduler_id(&request);
+    let scheduler = scheduler_id(&request)?;
     let span = tracing::info_span!("retrieve", %cid, scheduler = scheduler.as_deref());
     continue_trace(&span, request.headers());
     let report = node
@@ -136,13 +136,20 @@ pub(crate) async fn method_not_allowed(request: HttpRequest) -> Result<HttpRespo
     })
 }
 
-/// The `x-scheduler-id` header, when present and readable.
-pub(crate) fn scheduler_id(request: &HttpRequest) -> Option<String> {
-    request
-        .headers()
-        .get(SCHEDULER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+/// The `x-scheduler-id` header, when present and readable; 400 when longer than
+/// [`MAX_SCHEDULER_ID_BYTES`].
+pub(crate) fn scheduler_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(SCHEDULER_ID_HEADER) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_SCHEDULER_ID_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "{SCHEDULER_ID_HEADER} is {} bytes; at most {MAX_SCHEDULER_ID_BYTES} are accepted (a scheduler's id is a \
+             number or a UUID)",
+            value.len()
+        )));
+    }
+    Ok(value.to_str().ok().map(str::to_owned))
 }
 
 /// Answers 415 unless the request says its body is JSON (`application/json` or `…+json`). With

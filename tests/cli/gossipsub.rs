@@ -282,6 +282,18 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!(published["message_id"], id.as_str());
+        // The same id again can never be published: a conflict, not "try again".
+        let mut again = client
+            .post(format!("{}/pubsub/publish", publisher.http))
+            .send_json(&json!({"topic": "blocks", "message_id": id, "size": 512}))
+            .await
+            .unwrap();
+        let body: Value = again.json().await.unwrap();
+        assert_eq!(again.status().as_u16(), 409, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("already published"),
+            "{body}"
+        );
         assert!(published["topic_peers"].as_u64().unwrap() >= 1, "{published}");
         let delivery: Value = client
             .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", receiver.http))
@@ -318,6 +330,24 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
             .await
             .unwrap();
         assert_eq!(status_of(bad_id.status()), 400);
+        // A query string that does not parse is a JSON 400 as well.
+        for query in [
+            "wait_ms=-1",
+            "wait_ms=1&wait_ms=2",
+            "wait_ms=18446744073709551616",
+        ] {
+            let mut bad_query = client
+                .get(format!("{}/pubsub/messages/{id}?{query}", receiver.http))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(status_of(bad_query.status()), 400, "{query}");
+            let body: Value = bad_query.json().await.unwrap();
+            assert!(
+                body["error"].as_str().unwrap().contains("invalid query string"),
+                "{query}: {body}"
+            );
+        }
         let mut without = client
             .post(format!("{}/pubsub/subscribe", plain.http))
             .send_json(&json!({"topic": "blocks"}))

@@ -382,7 +382,10 @@ impl SwarmTask {
                     topic_peers,
                     mesh_peers,
                 });
-                let _ = reply.send(result.map_err(|e| DhtError::Pubsub(publish_error(&e))));
+                let _ = reply.send(result.map_err(|e| match e {
+                    gossipsub::PublishError::Duplicate => DhtError::DuplicateMessage,
+                    e => DhtError::Pubsub(publish_error(&e)),
+                }));
             }
             PubsubCommand::AwaitDelivery { id, reply } => self.deliveries.wait(id, reply),
             PubsubCommand::Delivery { id, reply } => {
@@ -902,7 +905,6 @@ fn publish_error(error: &gossipsub::PublishError) -> String {
         gossipsub::PublishError::NoPeersSubscribedToTopic => {
             "reached no peer: nobody we know is subscribed".to_owned()
         }
-        gossipsub::PublishError::Duplicate => "this message was already published".to_owned(),
         gossipsub::PublishError::MessageTooLarge => "the message is too large".to_owned(),
         gossipsub::PublishError::AllQueuesFull(peers) => {
             format!("the send queues of all {peers} peers are full")
