@@ -147,6 +147,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
 }
 
 /// Threads for the swarms' runtime: every core the machine has.
-pub(crate) fn default_dht_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+pub(crate) fn default_dht_threads() -> std::num::NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN.saturating_add(1))
 }

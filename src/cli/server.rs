@@ -145,11 +145,11 @@ struct DhtServerArgs {
     #[arg(long, env = "PARSEC_SERVER_ANNOUNCE", value_parser = parse_multiaddr_list)]
     announce: Vec<MultiaddrList>,
     /// HTTP worker threads.
-    #[arg(long, env = "PARSEC_SERVER_HTTP_WORKERS", default_value_t = 2)]
-    http_workers: usize,
+    #[arg(long, env = "PARSEC_SERVER_HTTP_WORKERS", default_value_t = NonZeroUsize::new(2).expect("non-zero"))]
+    http_workers: NonZeroUsize,
     /// Threads of the runtime the swarm runs on.
     #[arg(long, env = "PARSEC_SERVER_DHT_THREADS", default_value_t = super::default_dht_threads())]
-    dht_threads: usize,
+    dht_threads: NonZeroUsize,
     /// How often the node's `last_heartbeat` is refreshed (the first beat waits for readiness).
     #[arg(long, env = "PARSEC_SERVER_HEARTBEAT_INTERVAL", default_value = "60s", value_parser = super::parse_duration)]
     heartbeat_interval: Duration,
@@ -187,8 +187,13 @@ pub(crate) const LOCAL_NETWORK: &str = "local";
 pub(crate) struct MultiaddrList(Vec<Multiaddr>);
 
 /// Parses a comma-separated list of multiaddrs; empty items (a trailing comma, `a,,b`) are
-/// skipped rather than read as an empty address.
+/// skipped rather than read as an empty address, but a list of nothing else (`,,,`) is refused.
 pub(crate) fn parse_multiaddr_list(text: &str) -> Result<MultiaddrList, String> {
+    if !text.trim().is_empty() && text.split(',').all(|item| item.trim().is_empty()) {
+        return Err(format!(
+            "{text:?} lists no address; expected comma-separated multiaddrs, e.g. /ip4/1.2.3.4/tcp/4001/p2p/12D3KooW…"
+        ));
+    }
     text.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
@@ -231,12 +236,21 @@ impl DhtServer {
     fn run(self) -> anyhow::Result<ExitCode> {
         // Configuration errors first (an unknown network), before anything starts.
         let standalone = self.standalone()?;
-        standalone.run_until_signalled(self.dht.dht_threads)?;
+        standalone.run_until_signalled(self.dht.dht_threads.get())?;
         Ok(ExitCode::SUCCESS)
     }
 
     /// The bootstrap peers and protocol id: the preset's, unless given.
     fn network(&self) -> anyhow::Result<(Vec<Multiaddr>, String)> {
+        if !presets::PRESETS.iter().any(|p| p.project == self.dht.project) {
+            let mut known: Vec<&str> = presets::PRESETS.iter().map(|p| p.project).collect();
+            known.dedup();
+            anyhow::bail!(
+                "--project: unknown project {:?}; known are {} (see `parsec networks`)",
+                self.dht.project,
+                known.join(", ")
+            );
+        }
         let (preset_bootstrap, preset_protocol) = if self.dht.network == LOCAL_NETWORK {
             (Vec::new(), IPFS_KAD_PROTOCOL.to_owned())
         } else {
@@ -335,7 +349,7 @@ impl DhtServer {
             },
             api_address: SocketAddr::new(self.common.server_host, self.common.server_port),
             token: self.dht.api_token.clone(),
-            http_workers: self.dht.http_workers,
+            http_workers: self.dht.http_workers.get(),
             fleet: self.common.fleet.clone(),
             heartbeat_interval: self.dht.heartbeat_interval,
             shutdown_grace: self.dht.shutdown_grace,

@@ -144,7 +144,7 @@ pub struct TestnetArgs {
     seed: Option<u64>,
     /// Threads of the runtime the swarms run on.
     #[arg(long, env = "PARSEC_TESTNET_THREADS", default_value_t = super::default_dht_threads())]
-    threads: usize,
+    threads: std::num::NonZeroUsize,
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
@@ -285,7 +285,7 @@ impl TestnetArgs {
         let sweep = Sweep {
             config,
             sizes,
-            threads: self.threads,
+            threads: self.threads.get(),
             report: self.report.clone(),
             network: format!(
                 "over {:?} ({:?} start), latency {latency}",
@@ -307,7 +307,7 @@ impl TestnetArgs {
         let config = self.pubsub_config(database)?;
         let delivered = pubsub::run_sweep(
             &config,
-            self.threads,
+            self.threads.get(),
             self.report.as_deref(),
             super::INTERRUPT_HINT,
         )?;

@@ -104,6 +104,12 @@ impl PubsubTestnetConfig {
         if self.degree == 0 {
             anyhow::bail!("--degree must be at least 1");
         }
+        if self.message_bytes < parsec_actors::pubsub::MESSAGE_ID_BYTES {
+            anyhow::bail!(
+                "--message-bytes must be at least {} (a message starts with its id, as the API requires)",
+                parsec_actors::pubsub::MESSAGE_ID_BYTES
+            );
+        }
         if self.message_bytes > parsec_actors::pubsub::MAX_MESSAGE_BYTES {
             anyhow::bail!(
                 "--message-bytes must be at most {} (gossipsub's transmit limit)",

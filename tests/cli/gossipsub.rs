@@ -116,6 +116,7 @@ fn testnet_gossipsub_rejects_what_cannot_measure_with_the_fix() {
             (vec!["--mesh-n-low", "7"], "--mesh-n-low"),
             (vec!["--validation", "lax"], "expected strict"),
             (vec!["--message-bytes", "100000"], "at most 65536"),
+            (vec!["--message-bytes", "10"], "at least 16"),
             (vec!["--churn-topics", "0.6", "--churn-network", "0.5"], "below 1"),
         ],
     );

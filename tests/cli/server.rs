@@ -185,4 +185,18 @@ fn networks_lists_the_presets_with_their_protocols() {
         stderr.contains("unknown network ipfs/nope") && stderr.contains("parsec networks"),
         "{stderr}"
     );
+
+    // What would run on with nothing to run on is refused before anything starts.
+    assert_refused(
+        &["server", "dht", "--dry-run"],
+        &[
+            (vec!["--bootstrap", ",,,"], "lists no address"),
+            (vec!["--http-workers", "0"], "--http-workers"),
+            (vec!["--dht-threads", "0"], "--dht-threads"),
+            (
+                vec!["--project", "nope", "--network", "local"],
+                "unknown project \"nope\"",
+            ),
+        ],
+    );
 }
