@@ -443,20 +443,8 @@ impl Simulation {
             }
         }
         outcome.duration = events.now;
-        match (kind, retrieve.found()) {
-            (OperationKind::Retrieve, found) => {
-                outcome.messages = retrieve.queries();
-                outcome.termination = retrieve.lookup().and_then(Lookup::termination);
-                if let Some((peer, hops)) = found {
-                    outcome.hops = hops;
-                    outcome.peers.push(peer);
-                } else {
-                    outcome.error = Some(format!(
-                        "no provider record found ({} of {} queries failed)",
-                        outcome.failures, outcome.messages
-                    ));
-                }
-            }
+        match kind {
+            OperationKind::Retrieve => conclude_retrieve(&mut outcome, &retrieve),
             _ => {
                 if let Some(lookup) = retrieve.lookup() {
                     self.conclude(&mut outcome, lookup);
@@ -711,5 +699,23 @@ impl Simulation {
             true,
             self.latency.round_trip(net.region(from), net.region(peer), rng),
         )
+    }
+}
+
+/// A retrieval's messages, record holder, hops and error once its events are over.
+fn conclude_retrieve(outcome: &mut Outcome, retrieve: &Retrieve<NodeIndex>) {
+    outcome.messages = retrieve.queries();
+    outcome.termination = retrieve.lookup().and_then(Lookup::termination);
+    match retrieve.found() {
+        Some((peer, hops)) => {
+            outcome.hops = hops;
+            outcome.peers.push(peer);
+        }
+        None => {
+            outcome.error = Some(format!(
+                "no provider record found ({} of {} queries failed)",
+                outcome.failures, outcome.messages
+            ))
+        }
     }
 }
