@@ -22,8 +22,9 @@ use std::{
 
 use actix::prelude::*;
 use parsec_actors::{
-    backoff::Backoff, FleetSupervisor, Measurement, Membership, PubsubRoundConfig, PubsubRoundSummary,
-    RecorderStats, Registry, RoundConfig, RoundError, RoundSummary, RunPubsubRound, RunRound, SchedulerId,
+    backoff::Backoff, FleetSupervisor, Measurement, MeasurementRecorder, Membership, PubsubRoundConfig,
+    PubsubRoundSummary, RecorderStats, Registry, RoundConfig, RoundError, RoundSummary, RunPubsubRound,
+    RunRound, SchedulerId,
 };
 
 pub(crate) use self::storage::{JobStorage, Recorded, Recording};
@@ -72,6 +73,17 @@ pub trait Job {
         async { Ok(()) }
     }
 
+    /// Runs round `index` itself, in a run of [`RoundKind::Own`], its rows sent to `recorder`;
+    /// returns the progress bar's line about it. An error ends the run, counted as a failed round.
+    fn run_own_round(
+        &mut self,
+        index: u64,
+        recorder: &Addr<MeasurementRecorder>,
+    ) -> impl Future<Output = anyhow::Result<String>> {
+        let _ = (index, recorder);
+        async { anyhow::bail!("this job runs no rounds of its own") }
+    }
+
     /// Stops what the set-up started (servers offline, peers closed). Runs exactly once.
     fn tear_down(&mut self) -> impl Future<Output = ()>;
 }
@@ -98,6 +110,10 @@ pub enum RoundKind {
     Dht,
     /// Pubsub messages and their deliveries.
     Pubsub(PubsubRoundConfig),
+    /// Rounds the job runs itself ([`Job::run_own_round`]): the gossipsub sweep publishes from
+    /// peers in this process and counts what no server reports (first copies straight from the
+    /// publisher, copies that reached hosts which had left, the js-libp2p peers' deliveries).
+    Own,
 }
 
 /// What one round did.
@@ -105,6 +121,8 @@ pub enum RoundKind {
 enum RoundOutcome {
     Dht(RoundSummary),
     Pubsub(PubsubRoundSummary),
+    /// A job's own round, as its line for the progress bar.
+    Own(String),
 }
 
 impl RoundOutcome {
@@ -113,6 +131,7 @@ impl RoundOutcome {
         match self {
             Self::Dht(summary) => summary.failures.len(),
             Self::Pubsub(summary) => summary.failures.len(),
+            Self::Own(_) => 0,
         }
     }
 
@@ -151,6 +170,7 @@ impl RoundOutcome {
                 );
                 format!("last: delivered {delivered}")
             }
+            Self::Own(line) => line.clone(),
         }
     }
 }
@@ -297,7 +317,14 @@ pub async fn run(
     };
     report.setup = set_up_at.duration_since(started);
     tracing::info!(setup = ?report.setup, "fleet set up");
-    run_rounds(job, &supervisor, &options, &mut shutdown, &mut report).await;
+    run_rounds(
+        job,
+        (&supervisor, &recording.recorder),
+        &options,
+        &mut shutdown,
+        &mut report,
+    )
+    .await;
     report.absorb(recording.finish().await);
     job.tear_down().await;
     Ok(finished(report, started))
@@ -354,7 +381,7 @@ fn finished(mut report: RunReport, started: Instant) -> RunReport {
 /// round; what was measured is kept and reported.
 async fn run_rounds(
     job: &mut impl Job,
-    supervisor: &Addr<FleetSupervisor>,
+    (supervisor, recorder): (&Addr<FleetSupervisor>, &Addr<MeasurementRecorder>),
     options: &RunOptions,
     shutdown: &mut Shutdown,
     report: &mut RunReport,
@@ -373,12 +400,28 @@ async fn run_rounds(
             break;
         }
         let round_started = Instant::now();
-        let outcome = run_round(supervisor, &options.kind, shutdown, pacing.shutdown_grace).await;
+        let round = run_round(
+            (job, index),
+            (supervisor, recorder),
+            &options.kind,
+            shutdown,
+            pacing.shutdown_grace,
+        );
+        let outcome = match round.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                report.rounds_failed += 1;
+                report.count_round_error(&format!("round {index}: {e:#}"));
+                tracing::error!(error = %e, "the job's round failed; stopping");
+                break;
+            }
+        };
         match (&options.metrics, &outcome) {
             (Some(metrics), Ok(RoundOutcome::Dht(summary))) => metrics.record_round(&Ok(summary.clone())),
             (Some(metrics), Ok(RoundOutcome::Pubsub(summary))) => metrics.record_pubsub_round(summary),
             (Some(metrics), Err(e)) => metrics.record_round(&Err(e.clone())),
-            (None, _) => {}
+            // A job's own rounds are counted by the job.
+            (None, _) | (Some(_), Ok(RoundOutcome::Own(_))) => {}
         }
         rounds_bar.inc(1);
         let mut pause = pacing.interval.saturating_sub(round_started.elapsed());
@@ -445,16 +488,23 @@ fn describe(summary: &RoundSummary) -> String {
     )
 }
 
-/// One round of `kind`. After the first shutdown signal it may finish within `grace` (or until
-/// the second signal); then it is abandoned.
+/// Round `index` of `kind`: the supervisor's, or the job's own. After the first shutdown signal
+/// a supervisor's round may finish within `grace` (or until the second signal); then it is
+/// abandoned. A job's own round is abandoned at the second signal (its rows so far are kept);
+/// its error (`Err`) ends the run.
 async fn run_round(
-    supervisor: &Addr<FleetSupervisor>,
+    (job, index): (&mut impl Job, u64),
+    (supervisor, recorder): (&Addr<FleetSupervisor>, &Addr<MeasurementRecorder>),
     kind: &RoundKind,
     shutdown: &mut Shutdown,
     grace: Option<Duration>,
-) -> Result<RoundOutcome, RoundError> {
+) -> anyhow::Result<Result<RoundOutcome, RoundError>> {
     let stopped = |e: MailboxError| RoundError::SupervisorStopped(e.to_string());
-    match kind {
+    Ok(match kind {
+        RoundKind::Own => tokio::select! {
+            line = job.run_own_round(index, recorder) => Ok(RoundOutcome::Own(line?)),
+            () = shutdown.reached(Stage::Abandon) => Err(RoundError::Abandoned),
+        },
         RoundKind::Dht => {
             let (message, abort) = RunRound::abortable();
             let round = async { supervisor.send(message).await.map_err(stopped)? };
@@ -469,7 +519,7 @@ async fn run_round(
                 .await
                 .map(RoundOutcome::Pubsub)
         }
-    }
+    })
 }
 
 /// Runs `round` to its end, unless shutdown comes and `grace` passes (or the second signal):

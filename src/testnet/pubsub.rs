@@ -16,8 +16,8 @@ use parsec_actors::{
     local_network::{self, publish_and_collect, PublishPlan, PublishReport, TransportKind},
     pubsub::{clock::WallClock, DeliveryTally, PubsubConfig},
     recorder::Flush,
-    DhtConfig, DhtHandle, Measurement, NodeId, Operation, PubsubDetails, RecordMeasurement, Registry,
-    RoundId, SchedulerId, NOT_DELIVERED, RUST_LIBP2P,
+    DhtConfig, DhtHandle, Measurement, MeasurementRecorder, Membership, NodeId, Operation, PubsubDetails,
+    RecordMeasurement, Registry, RoundConfig, RoundId, SchedulerId, NOT_DELIVERED, RUST_LIBP2P,
 };
 use rand::{rngs::StdRng, Rng as _, SeedableRng};
 use tokio::runtime::Handle;
@@ -25,7 +25,7 @@ use tokio::runtime::Handle;
 use crate::{
     db::DatabaseTarget,
     host::{self, Resources},
-    job::{JobStorage, Recording, Shutdown, StorageOptions},
+    job::{self, Fleet, Job, RoundKind, RunOptions, SetUp, Shutdown, StorageOptions},
     progress::bar,
     report::{
         charts::{Chart, ComparisonPanel},
@@ -228,27 +228,43 @@ impl SweepPoint {
 #[derive(Debug)]
 pub struct PubsubRun {
     pub points: Vec<SweepPoint>,
-    /// The database and the run's scheduler id, when the rows were stored.
+    /// Where each network size's rows went.
+    pub sizes: Vec<SizeStored>,
+}
+
+/// Where one network size's rows went: each size is a run of its own.
+#[derive(Debug)]
+pub struct SizeStored {
+    pub hosts: usize,
+    /// The database and the size's scheduler id, when the rows were stored.
     pub stored: Option<(DatabaseTarget, SchedulerId)>,
     /// Why some rows could not be stored.
     pub storage_error: Option<String>,
 }
 
 impl PubsubRun {
-    /// Says where the rows went and what could not be stored, writes the charts, the CSV and the
-    /// stored rows' report into `report_dir` if given; true if every message reached every
-    /// subscribed peer, every row was stored and the report written.
-    pub fn conclude(&self, config: &PubsubTestnetConfig, report_dir: Option<&Path>) -> anyhow::Result<bool> {
-        if let Some((target, scheduler)) = &self.stored {
-            println!(
-                "stored in {target} as scheduler {scheduler}: tables pubsub_publishes_ecs and pubsub_deliveries_ecs \
-                 (hosts in nodes_ecs, fleet {PUBSUB_FLEET})"
-            );
+    /// Says where the rows went and what could not be stored, writes the charts and the CSV into
+    /// `report_dir` if given, and beside them each size's stored rows' report (in `hosts-N/`
+    /// when the sweep has several sizes); true if every message reached every subscribed peer,
+    /// every row was stored and every report written.
+    pub fn conclude(&self, report_dir: Option<&Path>) -> anyhow::Result<bool> {
+        let mut complete = true;
+        for size in &self.sizes {
+            if let Some((target, scheduler)) = &size.stored {
+                println!(
+                    "stored in {target} as scheduler {scheduler} ({} hosts): tables pubsub_publishes_ecs and \
+                     pubsub_deliveries_ecs (hosts in nodes_ecs, fleet {PUBSUB_FLEET})",
+                    size.hosts
+                );
+            }
+            if let Some(error) = &size.storage_error {
+                eprintln!(
+                    "error: {} hosts: some rows could not be stored: {error}",
+                    size.hosts
+                );
+                complete = false;
+            }
         }
-        if let Some(error) = &self.storage_error {
-            eprintln!("error: some rows could not be stored: {error}");
-        }
-        let mut reported = true;
         if let Some(dir) = report_dir {
             write(&self.points, dir)?;
             println!(
@@ -257,10 +273,16 @@ impl PubsubRun {
                 dir.join("pubsub-memory.svg").display(),
                 dir.join("pubsub.csv").display()
             );
-            // The stored rows' report beside them: latency per implementation, CDFs, errors.
-            let sizes: Vec<String> = config.hosts.iter().map(ToString::to_string).collect();
-            let title = format!("parsec testnet: gossipsub, {} hosts", sizes.join(", "));
-            reported = crate::report::write_run_report(self.stored.as_ref(), title, Vec::new(), dir);
+            // Each size's stored rows' report: latency per implementation, CDFs, errors.
+            for size in &self.sizes {
+                let size_dir = match self.sizes.len() {
+                    1 => dir.to_owned(),
+                    _ => dir.join(format!("hosts-{}", size.hosts)),
+                };
+                let title = format!("parsec testnet: gossipsub, {} hosts", size.hosts);
+                complete &=
+                    crate::report::write_run_report(size.stored.as_ref(), title, Vec::new(), &size_dir);
+            }
         }
         let undelivered = self
             .points
@@ -271,7 +293,7 @@ impl PubsubRun {
                 "error: some messages were not delivered to every subscribed peer (see the delivered column)"
             );
         }
-        Ok(!undelivered && self.storage_error.is_none() && reported)
+        Ok(!undelivered && complete)
     }
 }
 
@@ -312,18 +334,18 @@ pub fn run_sweep(
     runtime.shutdown_timeout(Duration::from_secs(2));
     let run = run?;
     println!("\nwall time {:.1}s", started.elapsed().as_secs_f64());
-    run.conclude(config, report_dir)
+    run.conclude(report_dir)
 }
 
-/// Runs the sweep, its peers on `runtime`; must run inside an actix `System` (the recorder).
+/// Runs the sweep, its peers on `runtime`, one [`job::run`] per network size: every size is set
+/// up, measured (a round per iteration of every point) and torn down before the next; each is
+/// registered as a scheduler of its own. Must run inside an actix `System` (the recorder).
 pub async fn run(
     config: &PubsubTestnetConfig,
     runtime: &Handle,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) -> anyhow::Result<PubsubRun> {
     config.check()?;
-    let (storage, recording) = open_storage(config, &mut shutdown).await?;
-    let registry = storage.registry();
     let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
         .await
         .map_err(anyhow::Error::msg)?;
@@ -332,65 +354,53 @@ pub async fn run(
         None => StdRng::from_entropy(),
     };
     let peer_config = host_config(config);
-    let topics = config.topic_names();
-    let mut points = Vec::new();
-    let mut failure = None;
+    let rounds = (config.messages.len() * config.iterations) as u64;
+    let options = RunOptions {
+        kind: RoundKind::Own,
+        storage: StorageOptions {
+            dry_run: config.database.is_none(),
+            keep_rows: false,
+            ..RunOptions::offline(config.database.clone(), rounds, config.progress).storage
+        },
+        ..RunOptions::offline(config.database.clone(), rounds, config.progress)
+    };
+    let mut run = PubsubRun {
+        points: Vec::new(),
+        sizes: Vec::new(),
+    };
     for &hosts in &config.hosts {
         if shutdown.requested() {
             break;
         }
-        let (network, mut js) =
-            start_size(config, hosts, &peer_config, runtime, &registry, &resources).await?;
-        let measured = measure_size(
+        let mut size = SizeJob {
             config,
-            &network,
-            &mut js,
-            &topics,
-            &recording.recorder,
-            &mut rng,
-            &mut points,
-        )
-        .await;
-        js.stop().await;
-        network.stop(&registry).await;
-        if let Err(e) = measured {
-            failure = Some(e);
-            break;
+            hosts,
+            peer_config: &peer_config,
+            runtime,
+            resources: &resources,
+            rng: &mut rng,
+            registry: None,
+            network: None,
+            js: None,
+            point: None,
+            points: Vec::new(),
+        };
+        let report = job::run(&mut size, options.clone(), shutdown.clone()).await?;
+        for point in &size.points {
+            println!("{}", row(point));
+        }
+        run.points.append(&mut size.points);
+        let failed = report.round_errors.keys().next().cloned();
+        run.sizes.push(SizeStored {
+            hosts,
+            stored: report.stored,
+            storage_error: report.storage_error,
+        });
+        if let Some(error) = failed {
+            anyhow::bail!("{hosts} hosts: {error}");
         }
     }
-    let recorded = recording.finish().await;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    Ok(PubsubRun {
-        points,
-        stored: recorded.stored,
-        storage_error: recorded.storage_error,
-    })
-}
-
-/// The run's storage (memory only without a database) and its recording, registered as the
-/// scheduler of the pubsub fleet.
-async fn open_storage(
-    config: &PubsubTestnetConfig,
-    shutdown: &mut Shutdown,
-) -> anyhow::Result<(JobStorage, Recording)> {
-    let storage_options = StorageOptions {
-        target: config.database.clone(),
-        dry_run: config.database.is_none(),
-        keep_rows: false,
-        wait_for_database: false,
-    };
-    let Some(storage) = JobStorage::open(storage_options, shutdown).await? else {
-        anyhow::bail!("interrupted before the database opened; nothing was measured");
-    };
-    let Some(recording) = storage
-        .start_recording(vec![PUBSUB_FLEET.to_owned()], shutdown)
-        .await?
-    else {
-        anyhow::bail!("interrupted while registering; nothing was measured");
-    };
-    Ok((storage, recording))
+    Ok(run)
 }
 
 /// Every host's configuration: gossipsub as configured, no periodic bootstrap, connections kept
@@ -488,32 +498,6 @@ async fn register_ids(
         .context("registering the pubsub hosts in nodes_ecs")
 }
 
-/// Measures one network size: wires the hosts and the js peers, forms the meshes, then one
-/// point per message count.
-async fn measure_size(
-    config: &PubsubTestnetConfig,
-    network: &Network,
-    js: &mut JsPeers,
-    topics: &[String],
-    recorder: &actix::Addr<parsec_actors::MeasurementRecorder>,
-    rng: &mut StdRng,
-    points: &mut Vec<SweepPoint>,
-) -> anyhow::Result<()> {
-    wire(config, network, js, topics, rng).await?;
-    let size = SizeRun {
-        config,
-        network,
-        topics,
-        recorder,
-    };
-    for &messages in &config.messages {
-        let point = size.measure_point(messages, js, rng).await?;
-        println!("{}", row(&point));
-        points.push(point);
-    }
-    Ok(())
-}
-
 /// Connects the hosts at random, has each js peer dial `degree` of them, and subscribes everyone
 /// to every topic until the meshes formed.
 async fn wire(
@@ -554,102 +538,181 @@ async fn wire(
     Ok(())
 }
 
-/// What the points of one network size share.
-struct SizeRun<'a> {
+/// One network size of the sweep as a [`Job`]: its set-up starts the hosts and the js peers and
+/// forms the meshes; each of its rounds is one iteration of one point (the points in the order
+/// of `--messages`, `--iterations` rounds each, churn before every iteration but a point's
+/// first); its tear-down closes the peers and marks them offline.
+struct SizeJob<'a> {
     config: &'a PubsubTestnetConfig,
-    network: &'a Network,
-    topics: &'a [String],
-    recorder: &'a actix::Addr<parsec_actors::MeasurementRecorder>,
+    hosts: usize,
+    peer_config: &'a DhtConfig,
+    runtime: &'a Handle,
+    resources: &'a Resources,
+    rng: &'a mut StdRng,
+    registry: Option<Arc<dyn Registry>>,
+    network: Option<Network>,
+    js: Option<JsPeers>,
+    /// The point being measured.
+    point: Option<PointRun>,
+    /// The points measured.
+    points: Vec<SweepPoint>,
 }
 
-impl SizeRun<'_> {
-    /// One point of the sweep: `messages` a round, the configured iterations with churn between
-    /// them; every iteration's rows are stored before the next starts.
-    async fn measure_point(
-        &self,
-        messages: usize,
-        js: &mut JsPeers,
-        rng: &mut StdRng,
-    ) -> anyhow::Result<SweepPoint> {
-        let (config, hosts) = (self.config, self.network.peers.len());
-        let plan = PublishPlan {
-            topics: self.topics.to_vec(),
-            messages,
-            message_bytes: config.message_bytes,
-            deadline: config.deadline,
-            linger: config.pubsub.heartbeat,
-        };
-        // The point's peak: the hosts, and what publishing this many messages adds to them.
-        crate::telemetry::reset_peak_rss();
-        let iterations = bar(config.progress, config.iterations as u64, "iterations");
-        let mut point = SweepPoint::new(hosts, messages, config.deadline);
-        let mut churn = Churn::new(hosts, config.churn, self.topics, config.degree);
-        for iteration in 0..config.iterations {
-            let publisher = iteration % hosts;
-            if iteration > 0 && config.churn.is_on() {
-                let step = churn
-                    .step(&self.network.peers, publisher, rng)
-                    .await
-                    .context("churn")?;
-                point.left_topics += step.left_topics;
-                point.left_network += step.left_network;
-            }
-            self.iterate(publisher, &churn, &plan, js, rng, &mut point)
-                .await?;
-            iterations.inc(1);
-        }
-        iterations.finish_and_clear();
-        point.rust.sort();
-        point.js.sort();
-        point.peak_rss = peak_rss_bytes();
-        Ok(point)
+/// A point while its iterations run: what it counted so far, its churn and what each
+/// iteration publishes.
+struct PointRun {
+    point: SweepPoint,
+    churn: Churn,
+    plan: PublishPlan,
+}
+
+impl SizeJob<'_> {
+    /// The point and iteration of round `index`.
+    fn position(&self, index: u64) -> (usize, usize) {
+        let iterations = self.config.iterations;
+        (index as usize / iterations, index as usize % iterations)
+    }
+}
+
+impl Job for SizeJob<'_> {
+    async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
+        let (config, hosts) = (self.config, self.hosts);
+        self.registry = Some(setup.registry.clone());
+        let (network, js) = start_size(
+            config,
+            hosts,
+            self.peer_config,
+            self.runtime,
+            &setup.registry,
+            self.resources,
+        )
+        .await?;
+        let (network, js) = (self.network.insert(network), self.js.insert(js));
+        wire(config, network, js, &config.topic_names(), self.rng).await?;
+        // The rounds are the job's own: the supervisor has no member to drive.
+        Ok(Fleet {
+            membership: Membership::Fixed(Vec::new()),
+            round: RoundConfig::default(),
+            fleets: vec![PUBSUB_FLEET.to_owned()],
+        })
     }
 
-    /// One iteration: `publisher` publishes the plan to the hosts present, the js peers report,
-    /// and the rows are recorded and flushed (bounded: an iteration's rows are written before
-    /// the next one's are made).
-    async fn iterate(
-        &self,
-        publisher: usize,
-        churn: &Churn,
-        plan: &PublishPlan,
-        js: &mut JsPeers,
-        rng: &mut StdRng,
-        point: &mut SweepPoint,
-    ) -> anyhow::Result<()> {
-        let (peers, network) = (&self.network.peers, self.network);
-        let hosts = peers.len();
-        let present = |i: &usize| *i != publisher && churn.is_present(*i);
-        let receiving: Vec<usize> = (0..hosts).filter(present).collect();
-        let away: Vec<&DhtHandle> = (0..hosts)
-            .filter(|i| *i != publisher && !churn.is_present(*i))
-            .map(|i| &peers[i])
-            .collect();
-        let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
-        let clock = WallClock::now();
-        let report = publish_and_collect(&peers[publisher], &receivers, plan, rng).await?;
-        point.add(&report, &peers[publisher]);
-        point.received_while_away += received_while_away(&report, &away).await?;
-        let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
-        let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, plan, &clock);
-        // The js peers' rows belong to the same round.
-        let round = iteration_rows.first().map_or_else(RoundId::new, |r| r.round);
-        iteration_rows
-            .extend(js_rows(&report, js, &network.js_nodes, plan, &clock, round, &mut point.js).await?);
-        js.forget();
-        for row in iteration_rows {
-            self.recorder
+    /// A point's first iteration starts it (its peak memory counts from here); the others
+    /// follow churn.
+    async fn before_round(&mut self, index: u64) -> anyhow::Result<()> {
+        let (point_index, iteration) = self.position(index);
+        let (config, hosts) = (self.config, self.hosts);
+        let network = self.network.as_ref().context("no hosts")?;
+        if iteration == 0 {
+            let topics = config.topic_names();
+            let messages = config.messages[point_index];
+            crate::telemetry::reset_peak_rss();
+            self.point = Some(PointRun {
+                point: SweepPoint::new(hosts, messages, config.deadline),
+                churn: Churn::new(hosts, config.churn, &topics, config.degree),
+                plan: PublishPlan {
+                    topics,
+                    messages,
+                    message_bytes: config.message_bytes,
+                    deadline: config.deadline,
+                    linger: config.pubsub.heartbeat,
+                },
+            });
+        } else if config.churn.is_on() {
+            let run = self.point.as_mut().context("no point")?;
+            let publisher = iteration % hosts;
+            let step = run
+                .churn
+                .step(&network.peers, publisher, self.rng)
+                .await
+                .context("churn")?;
+            run.point.left_topics += step.left_topics;
+            run.point.left_network += step.left_network;
+        }
+        Ok(())
+    }
+
+    /// One iteration: its publisher publishes the plan to the hosts present, the js peers
+    /// report, and the rows are recorded and flushed (bounded: an iteration's rows are written
+    /// before the next one's are made). The point's last iteration concludes it.
+    async fn run_own_round(
+        &mut self,
+        index: u64,
+        recorder: &actix::Addr<MeasurementRecorder>,
+    ) -> anyhow::Result<String> {
+        let (_, iteration) = self.position(index);
+        let publisher = iteration % self.hosts;
+        let network = self.network.as_ref().context("no hosts")?;
+        let js = self.js.as_mut().context("no js peers")?;
+        let run = self.point.as_mut().context("no point")?;
+        let rows = iterate(network, publisher, run, js, self.rng).await?;
+        for row in rows {
+            recorder
                 .send(RecordMeasurement(row))
                 .await
                 .context("the measurement recorder stopped")?;
         }
-        self.recorder
+        recorder
             .send(Flush)
             .await
             .context("the measurement recorder stopped")?
             .context("storing the iteration's rows")?;
-        Ok(())
+        let line = format!(
+            "{} hosts, {} messages: iteration {}/{}",
+            self.hosts,
+            run.plan.messages,
+            iteration + 1,
+            self.config.iterations
+        );
+        if iteration + 1 == self.config.iterations {
+            let mut point = self.point.take().context("no point")?.point;
+            point.rust.sort();
+            point.js.sort();
+            point.peak_rss = peak_rss_bytes();
+            self.points.push(point);
+        }
+        Ok(line)
     }
+
+    async fn tear_down(&mut self) {
+        if let Some(js) = self.js.take() {
+            js.stop().await;
+        }
+        if let (Some(network), Some(registry)) = (self.network.take(), &self.registry) {
+            network.stop(registry).await;
+        }
+    }
+}
+
+/// One iteration of `run`'s point: `publisher` publishes the plan to the hosts present, the js
+/// peers report; its rows, counted into the point.
+async fn iterate(
+    network: &Network,
+    publisher: usize,
+    run: &mut PointRun,
+    js: &mut JsPeers,
+    rng: &mut StdRng,
+) -> anyhow::Result<Vec<Measurement>> {
+    let (peers, hosts) = (&network.peers, network.peers.len());
+    let PointRun { point, churn, plan } = run;
+    let present = |i: &usize| *i != publisher && churn.is_present(*i);
+    let receiving: Vec<usize> = (0..hosts).filter(present).collect();
+    let away: Vec<&DhtHandle> = (0..hosts)
+        .filter(|i| *i != publisher && !churn.is_present(*i))
+        .map(|i| &peers[i])
+        .collect();
+    let receivers: Vec<DhtHandle> = receiving.iter().map(|&i| peers[i].clone()).collect();
+    let clock = WallClock::now();
+    let report = publish_and_collect(&peers[publisher], &receivers, plan, rng).await?;
+    point.add(&report, &peers[publisher]);
+    point.received_while_away += received_while_away(&report, &away).await?;
+    let receiver_nodes: Vec<NodeId> = receiving.iter().map(|&i| network.nodes[i]).collect();
+    let mut iteration_rows = rows(&report, network.nodes[publisher], &receiver_nodes, plan, &clock);
+    // The js peers' rows belong to the same round.
+    let round = iteration_rows.first().map_or_else(RoundId::new, |r| r.round);
+    iteration_rows.extend(js_rows(&report, js, &network.js_nodes, plan, &clock, round, &mut point.js).await?);
+    js.forget();
+    Ok(iteration_rows)
 }
 
 /// Messages of `report` that reached one of `away` (hosts that had left their topics or the

@@ -73,11 +73,12 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
             "{chart}: {texts:?}"
         );
     }
-    // Beside them, the stored rows' report: every delivery (11×6×2 + 11×3×2 + 5×6×2 + 5×3×2 =
-    // 288) and every publish (6×2 + 3×2, twice = 36), all made.
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
-    let attempts = |operation: &str| -> (u64, u64) {
+    // Beside them, each size's stored rows' report (each size a run of its own): every delivery
+    // (12 hosts: 11×6×2 + 11×3×2 = 198; 6 hosts: 5×6×2 + 5×3×2 = 90) and every publish (6×2 + 3×2
+    // = 18 per size), all made.
+    let attempts = |hosts: usize, operation: &str| -> (u64, u64) {
+        let path = report.join(format!("hosts-{hosts}/report.json"));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let groups = json["operations"]
             .as_array()
             .unwrap()
@@ -94,9 +95,17 @@ fn testnet_gossipsub_sweep_delivers_every_message_and_draws_the_charts() {
             )
         })
     };
-    assert_eq!(attempts("delivery"), (288, 288), "{json}");
-    assert_eq!(attempts("publish"), (36, 36), "{json}");
-    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(attempts(12, "delivery"), (198, 198));
+    assert_eq!(attempts(6, "delivery"), (90, 90));
+    for hosts in [6, 12] {
+        assert_eq!(attempts(hosts, "publish"), (18, 18), "{hosts} hosts");
+    }
+    assert_eq!(
+        stdout.matches("as scheduler").count(),
+        2,
+        "a scheduler per size: {stdout}"
+    );
+    let html = std::fs::read_to_string(report.join("hosts-12/report.html")).unwrap();
     assert!(
         html.contains("dup/delivery") && html.contains("rust-libp2p"),
         "{html}"
