@@ -1,9 +1,12 @@
 # parsec-rs: one image for `parsec server dht`, `parsec scheduler` and `parsec testnet`.
-# Build: DOCKER_BUILDKIT=1 docker build -t parsec-rs .   (from the repository root; compose builds it too)
+# Build: DOCKER_BUILDKIT=1 docker build --build-arg PARSEC_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t parsec-rs .
+# (from the repository root; compose builds it too). The commit is what `parsec --version` names:
+# `.git` is not copied into the image.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
+ARG PARSEC_GIT_COMMIT=unknown
 # Cache mounts keep the registry and build directory between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

@@ -16,10 +16,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use self::global::{DatabaseArgs, TelemetryArgs};
+use crate::telemetry::LogFormat;
 
 /// Measures how fast a Kademlia DHT publishes and finds provider records.
 #[derive(Debug, Parser)]
-#[command(name = "parsec", version, about)]
+#[command(name = "parsec", version = crate::host::version(), about)]
 pub struct Cli {
     /// Flags every command takes, before or after its name (as parsec has them).
     #[command(flatten)]
@@ -42,6 +43,10 @@ pub struct GlobalArgs {
     /// Log verbosity from 0 (panics only) to 6 (trace), as parsec's logrus levels.
     #[arg(long, global = true, env = "PARSEC_LOG_LEVEL", value_parser = clap::value_parser!(u8).range(0..=6))]
     log_level: Option<u8>,
+    /// How log lines are written: `text`, or `json` (one object per line, the same fields) for
+    /// log collectors.
+    #[arg(long, global = true, env = "PARSEC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// The scheduler runs rounds but stores nothing (no scheduler row, no measurements, no
     /// offline marks); a server registers nowhere. parsec's flag.
     #[arg(long, global = true, env = "PARSEC_SCHEDULE_DRY_RUN")]

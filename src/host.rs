@@ -16,6 +16,23 @@ mod built_info {
     include!(concat!(env!("OUT_DIR"), "/built.rs"));
 }
 
+/// The commit this binary was built from (12 digits; `unknown` outside a git checkout unless
+/// the build set `PARSEC_GIT_COMMIT`).
+pub const GIT_COMMIT: &str = env!("PARSEC_GIT_COMMIT");
+
+/// `parsec --version`: the version, the commit and when it was built, so that builds can be told
+/// apart.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (commit {GIT_COMMIT}, built {})",
+            built_info::PKG_VERSION,
+            built_info::BUILT_TIME_UTC
+        )
+    })
+}
+
 /// The JSON document itself (parsec reads this variable when set).
 pub const ECS_METADATA_VAR: &str = "ECS_CONTAINER_METADATA";
 /// The URL of the ECS task metadata endpoint v4.
@@ -45,6 +62,7 @@ pub fn dependencies() -> BTreeMap<String, String> {
         .map(|(name, version)| ((*name).to_owned(), (*version).to_owned()))
         .collect();
     versions.insert("parsec".into(), built_info::PKG_VERSION.into());
+    versions.insert("parsec_commit".into(), GIT_COMMIT.into());
     versions.insert("rustc".into(), built_info::RUSTC_VERSION.into());
     versions
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = parsec::cli::Cli::parse();
     let filter = cli.global.log_filter(&cli.command);
-    let telemetry = parsec::telemetry::init(&filter, cli.command.service_name());
+    let telemetry = parsec::telemetry::init(&filter, cli.command.service_name(), cli.global.log_format);
     let code = match cli.command.run(cli.global) {
         Ok(code) => code,
         Err(error) => {

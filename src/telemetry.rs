@@ -30,15 +30,28 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs filtered by `RUST_LOG` (else `default_filter`), and
-/// parsec's spans exported as `default_service` when an OTLP endpoint is configured.
-pub fn init(default_filter: &str, default_service: &str) -> Telemetry {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, span), for log collectors.
+    Json,
+}
+
+/// Installs the global subscriber: logs in `format`, filtered by `RUST_LOG` (else
+/// `default_filter`), and parsec's spans exported as `default_service` when an OTLP endpoint is
+/// configured.
+pub fn init(default_filter: &str, default_service: &str, format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
         // Colour codes only for people; log collectors and tests read plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
+        LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).boxed(),
+    }
+    .with_filter(filter);
     let (provider, warning) = match traces::provider(default_service) {
         Ok(provider) => (provider, None),
         Err(e) => (None, Some(e)),

@@ -454,7 +454,7 @@ impl Select {
                 })?;
             group.1.push(row.duration);
             read += 1;
-            if read % 65_536 == 0 {
+            if read.is_multiple_of(65_536) {
                 progress.inc(65_536);
             }
         }

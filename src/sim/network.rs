@@ -110,7 +110,7 @@ impl Network {
             .map(|&node| {
                 let table = converged_table(&sorted_keys, &sorted, &keys[node as usize], config.k, EMPTY);
                 let done = built.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if done % 4096 == 0 {
+                if done.is_multiple_of(4096) {
                     progress(done);
                 }
                 table
@@ -574,7 +574,7 @@ mod tests {
                 assert_eq!(out, expected);
                 // The same peers, reduced to those wanted, whichever they are.
                 let modulus = rng.gen_range(2..5);
-                let wanted = |p: NodeIndex| p % modulus != 0;
+                let wanted = |p: NodeIndex| !p.is_multiple_of(modulus);
                 let mut found = Vec::new();
                 net.closest_unordered_where(node, &target, count, wanted, &mut found);
                 let mut found: Vec<NodeIndex> = found.into_iter().map(|(_, p)| p).collect();

@@ -3,6 +3,29 @@
 
 use super::*;
 
+/// `parsec --version` names the commit it was built from (the checkout's, here) and when.
+#[test]
+fn the_version_names_its_commit_and_build_time() {
+    let output = Command::new(PARSEC).arg("--version").output().unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!(
+            "parsec {} (commit {}, built ",
+            env!("CARGO_PKG_VERSION"),
+            head.trim()
+        )),
+        "{stdout}"
+    );
+    // The build time as `built` writes it (RFC 2822, UTC).
+    assert!(stdout.trim_end().ends_with("+0000)"), "{stdout}");
+}
+
 #[test]
 fn health_fails_when_nothing_listens() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

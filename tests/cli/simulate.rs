@@ -98,3 +98,47 @@ fn simulated_fleets_store_their_rows_under_their_own_names() {
         "{per_fleet:?}"
     );
 }
+
+/// `--log-format json`: every log line is one JSON object with the level, the target and the
+/// event's fields, the same an operator reads in text.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |format: &str| {
+        let output = Command::new(PARSEC)
+            .args(["--log-format", format, "--log-level", "4"])
+            .args(["simulate", "--nodes", "300", "--rounds", "2", "--no-progress"])
+            .arg("--database-url")
+            .arg(format!(
+                "sqlite://{}",
+                dir.path().join(format!("{format}.sqlite")).display()
+            ))
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        parsec::testing::process::expect_success(&output);
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let json = run("json");
+    let events: Vec<Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    let set_up = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "fleet set up")
+        .unwrap_or_else(|| panic!("no 'fleet set up' event: {json}"));
+    assert_eq!(set_up["level"], "INFO", "{set_up}");
+    assert!(set_up["fields"]["setup"].is_string(), "{set_up}");
+    assert!(
+        set_up["target"].as_str().unwrap().starts_with("parsec"),
+        "{set_up}"
+    );
+    // The text lines say the same events.
+    let text = run("text");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("INFO") && l.contains("fleet set up") && l.contains("setup=")),
+        "{text}"
+    );
+}
