@@ -132,8 +132,12 @@ pub(super) async fn run(
             summary.failures.push((receiver.member.id, e));
         }
     }
+    // Awaited, as the DHT round's rows are: `do_send` would queue past the recorder's bounded
+    // mailbox.
     for measurement in rows {
-        recorder.do_send(RecordMeasurement(measurement));
+        if let Err(e) = recorder.send(RecordMeasurement(measurement)).await {
+            tracing::error!(error = %e, "measurement recorder is gone; row lost");
+        }
     }
 }
 
