@@ -567,6 +567,21 @@ struct PointRun {
 }
 
 impl SizeJob<'_> {
+    /// Ends the point being measured, if any iteration of it ran: its percentiles sorted, its
+    /// peak memory read.
+    fn conclude_point(&mut self) {
+        let Some(PointRun { mut point, .. }) = self.point.take() else {
+            return;
+        };
+        if point.durations.is_empty() {
+            return;
+        }
+        point.rust.sort();
+        point.js.sort();
+        point.peak_rss = peak_rss_bytes();
+        self.points.push(point);
+    }
+
     /// The point and iteration of round `index`.
     fn position(&self, index: u64) -> (usize, usize) {
         let iterations = self.config.iterations;
@@ -665,16 +680,15 @@ impl Job for SizeJob<'_> {
             self.config.iterations
         );
         if iteration + 1 == self.config.iterations {
-            let mut point = self.point.take().context("no point")?.point;
-            point.rust.sort();
-            point.js.sort();
-            point.peak_rss = peak_rss_bytes();
-            self.points.push(point);
+            self.conclude_point();
         }
         Ok(line)
     }
 
     async fn tear_down(&mut self) {
+        // A point cut short by a shutdown keeps the iterations it ran (its `iter` column says how
+        // many).
+        self.conclude_point();
         if let Some(js) = self.js.take() {
             js.stop().await;
         }
