@@ -283,15 +283,7 @@ impl Engine {
         let mut operation = Operation::new(Kind::Provide, key);
         operation.own_addrs = own_addrs;
         let provide = match self.strategy {
-            Strategy::FullRoutingTable => {
-                let target = Key::hash_of(&operation.key);
-                let closest = self.closest_crawled(&target);
-                let peers: Vec<PeerId> = closest.iter().map(|(peer, _)| *peer).collect();
-                for (peer, addrs) in closest {
-                    operation.remember(peer, addrs);
-                }
-                Provide::direct(peers, k)
-            }
+            Strategy::FullRoutingTable => Provide::direct(self.closest_crawled(&mut operation), k),
             strategy => {
                 // Without an estimate optprov provides classically, as go does (classic has none).
                 let estimate = self.network_size_estimate();
@@ -313,13 +305,7 @@ impl Engine {
         let id = self.allocate();
         let mut operation = Operation::new(Kind::Retrieve, key);
         let retrieve = if self.strategy == Strategy::FullRoutingTable {
-            let target = Key::hash_of(&operation.key);
-            let closest = self.closest_crawled(&target);
-            let peers: Vec<PeerId> = closest.iter().map(|(peer, _)| *peer).collect();
-            for (peer, addrs) in closest {
-                operation.remember(peer, addrs);
-            }
-            Retrieve::direct(peers)
+            Retrieve::direct(self.closest_crawled(&mut operation))
         } else {
             Retrieve::with_lookup(self.start_lookup(net, &operation.key))
         };
@@ -415,12 +401,23 @@ impl Engine {
         Lookup::new(Key::hash_of(key), self.lookup, seeds)
     }
 
-    fn closest_crawled(&self, target: &Key) -> Vec<(PeerId, Vec<Multiaddr>)> {
-        self.crawler
+    /// The `k` closest peers of the operation's key in the last complete crawl (none before the
+    /// first), their addresses remembered for the requests the operation sends them.
+    fn closest_crawled(&self, operation: &mut Operation) -> Vec<PeerId> {
+        let target = Key::hash_of(&operation.key);
+        let closest = self
+            .crawler
             .table
             .as_ref()
-            .map(|table| table.closest(target, self.lookup.k))
-            .unwrap_or_default()
+            .map(|table| table.closest(&target, self.lookup.k))
+            .unwrap_or_default();
+        closest
+            .into_iter()
+            .map(|(peer, addrs)| {
+                operation.remember(peer, addrs);
+                peer
+            })
+            .collect()
     }
 
     fn send(
