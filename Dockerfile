@@ -19,6 +19,9 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /data --create-home parsec
+# Amazon RDS's CA bundle (all regions), for PARSEC_DATABASE_SSL_MODE=verify-full against RDS:
+# PARSEC_DATABASE_SSL_ROOT_CERT=/etc/ssl/certs/rds-global-bundle.pem (docs/operations.md, ECS).
+ADD --chmod=644 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --from=build /usr/local/bin/parsec /usr/local/bin/parsec
 USER parsec
 WORKDIR /data

@@ -155,6 +155,10 @@ use self::{
 /// hangs must not stall the recorder forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest a [`Store::ping`] waits: a database slower than this to answer `SELECT 1` is down for
+/// the alert.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -270,6 +274,20 @@ impl Store {
             Store::Postgres(pg) => pg.insert_scheduler(scheduler).await,
             Store::Sqlite(sqlite) => sqlite.insert_scheduler(scheduler).await,
         }
+    }
+
+    /// Runs `SELECT 1` on a connection of the store, within [`PING_TIMEOUT`]: whether the
+    /// database answers now (the `parsec_database_up` gauge).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let ping = async {
+            match self {
+                Store::Postgres(pg) => pg.ping().await,
+                Store::Sqlite(sqlite) => sqlite.ping().await,
+            }
+        };
+        tokio::time::timeout(PING_TIMEOUT, ping)
+            .await
+            .unwrap_or_else(|_| Err(DbError::Connect(format!("no answer within {PING_TIMEOUT:?}"))))
     }
 
     /// The nodes `query` selects, in id order.

@@ -22,9 +22,9 @@ use std::{
 
 use actix::prelude::*;
 use parsec_actors::{
-    backoff::Backoff, FleetSupervisor, Measurement, MeasurementRecorder, Membership, PubsubRoundConfig,
-    PubsubRoundSummary, RecorderStats, Registry, RoundConfig, RoundError, RoundSummary, RunPubsubRound,
-    RunRound, SchedulerId,
+    backoff::Backoff, FleetSupervisor, GetStats, Measurement, MeasurementRecorder, Membership,
+    PubsubRoundConfig, PubsubRoundSummary, RecorderStats, Registry, RoundConfig, RoundError, RoundSummary,
+    RunPubsubRound, RunRound, SchedulerId, TakeCensus,
 };
 
 pub(crate) use self::storage::{JobStorage, Recorded, Recording};
@@ -33,9 +33,9 @@ pub use self::{
     storage::StorageOptions,
 };
 use crate::{
-    db::DatabaseTarget,
+    db::{DatabaseTarget, Store},
     progress::bar,
-    telemetry::{self, metrics::SchedulerMetrics},
+    telemetry::{self, health::RunHealth, metrics::SchedulerMetrics},
 };
 
 /// Distinct round errors a report keeps (a scheduler may fail the same way for weeks).
@@ -308,6 +308,7 @@ pub async fn run(
         set_up_at,
         recording,
         supervisor,
+        fleets,
     } = match started_fleet {
         Ok(Some(fleet)) => fleet,
         other => {
@@ -317,15 +318,26 @@ pub async fn run(
     };
     report.setup = set_up_at.duration_since(started);
     tracing::info!(setup = ?report.setup, "fleet set up");
+    let watching = options.metrics.as_ref().map(|metrics| {
+        metrics.health.started(&fleets, options.pacing.interval);
+        actix::spawn(watch_storage(
+            metrics.health.clone(),
+            recording.recorder.clone(),
+            storage.store(),
+        ))
+    });
     run_rounds(
         job,
-        (&supervisor, &recording.recorder),
+        (&supervisor, &recording.recorder, &fleets),
         &options,
         &mut shutdown,
         &mut report,
     )
     .await;
     report.absorb(recording.finish().await);
+    if let Some(watching) = watching {
+        watching.abort();
+    }
     job.tear_down().await;
     Ok(finished(report, started))
 }
@@ -336,6 +348,8 @@ struct StartedFleet {
     set_up_at: Instant,
     recording: Recording,
     supervisor: Addr<FleetSupervisor>,
+    /// The fleets the run measures.
+    fleets: Vec<String>,
 }
 
 /// Sets the job's fleet up (raced with shutdown), registers the run as a scheduler and starts
@@ -368,7 +382,30 @@ async fn start_fleet(
         set_up_at,
         recording,
         supervisor,
+        fleets: fleet.fleets,
     }))
+}
+
+/// How often the recorder's counters and the database's answer are refreshed for the metrics.
+const STORAGE_WATCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Copies the recorder's counters into `health` and checks the database, every
+/// [`STORAGE_WATCH_INTERVAL`], until aborted.
+async fn watch_storage(health: RunHealth, recorder: Addr<MeasurementRecorder>, store: Option<Store>) {
+    let mut ticks = tokio::time::interval(STORAGE_WATCH_INTERVAL);
+    loop {
+        ticks.tick().await;
+        if let Ok(stats) = recorder.send(GetStats).await {
+            health.recorder(stats);
+        }
+        if let Some(store) = &store {
+            let answer = store.ping().await;
+            if let Err(e) = &answer {
+                tracing::warn!(error = %e, "the database does not answer");
+            }
+            health.database(answer.is_ok());
+        }
+    }
 }
 
 fn finished(mut report: RunReport, started: Instant) -> RunReport {
@@ -381,7 +418,7 @@ fn finished(mut report: RunReport, started: Instant) -> RunReport {
 /// round; what was measured is kept and reported.
 async fn run_rounds(
     job: &mut impl Job,
-    (supervisor, recorder): (&Addr<FleetSupervisor>, &Addr<MeasurementRecorder>),
+    (supervisor, recorder, fleets): (&Addr<FleetSupervisor>, &Addr<MeasurementRecorder>, &[String]),
     options: &RunOptions,
     shutdown: &mut Shutdown,
     report: &mut RunReport,
@@ -416,12 +453,8 @@ async fn run_rounds(
                 break;
             }
         };
-        match (&options.metrics, &outcome) {
-            (Some(metrics), Ok(RoundOutcome::Dht(summary))) => metrics.record_round(&Ok(summary.clone())),
-            (Some(metrics), Ok(RoundOutcome::Pubsub(summary))) => metrics.record_pubsub_round(summary),
-            (Some(metrics), Err(e)) => metrics.record_round(&Err(e.clone())),
-            // A job's own rounds are counted by the job.
-            (None, _) | (Some(_), Ok(RoundOutcome::Own(_))) => {}
+        if let Some(metrics) = &options.metrics {
+            record_round_metrics(metrics, supervisor, fleets, &outcome).await;
         }
         rounds_bar.inc(1);
         let mut pause = pacing.interval.saturating_sub(round_started.elapsed());
@@ -460,6 +493,26 @@ async fn run_rounds(
 }
 
 /// Retrievals of a round that found the record.
+/// Counts a round's outcome, and the servers its readiness check found, in `metrics`.
+async fn record_round_metrics(
+    metrics: &SchedulerMetrics,
+    supervisor: &Addr<FleetSupervisor>,
+    fleets: &[String],
+    outcome: &Result<RoundOutcome, RoundError>,
+) {
+    match outcome {
+        Ok(RoundOutcome::Dht(summary)) => metrics.record_round(&Ok(summary.clone())),
+        Ok(RoundOutcome::Pubsub(summary)) => metrics.record_pubsub_round(summary),
+        Err(e) => metrics.record_round(&Err(e.clone())),
+        // A job's own rounds are counted by the job.
+        Ok(RoundOutcome::Own(_)) => return,
+    }
+    let census = supervisor.send(TakeCensus).await.ok().flatten();
+    metrics
+        .health
+        .round_ended(fleets, outcome.is_ok(), census.as_ref());
+}
+
 fn found(summary: &RoundSummary) -> usize {
     summary
         .retrievals

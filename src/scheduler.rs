@@ -137,7 +137,9 @@ pub fn run_until_signalled(
     metrics: MetricsEndpoint,
 ) -> anyhow::Result<RunReport> {
     System::new().block_on(async move {
-        let mut registry = telemetry::metrics::registry();
+        // No fleet label on the whole registry: a scheduler may measure several; the series
+        // that concern one fleet label it themselves.
+        let mut registry = telemetry::metrics::registry(None);
         config.metrics = Some(SchedulerMetrics::register(&mut registry));
         metrics.start(registry);
         run(config, Shutdown::on_signals("")).await

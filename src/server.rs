@@ -223,8 +223,9 @@ impl Standalone {
                 () = shutdown.reached(Stage::Finish) => return Ok(()),
             }
         }
-        // One registry for parsec's, libp2p's and the process's metrics.
-        let mut metrics_registry = metrics::registry();
+        // One registry for parsec's, libp2p's and the process's metrics, all labelled with the
+        // fleet (dashboards and alerts group by it wherever the server is scraped from).
+        let mut metrics_registry = metrics::registry(Some(&self.fleet));
         let server_metrics = ServerMetrics::register(&mut metrics_registry);
         self.dht
             .set_metrics(Some(Libp2pMetrics::register(&mut metrics_registry)));

@@ -2,6 +2,7 @@
 //! traces ([`traces`]: OTLP export, W3C propagation) and Prometheus metrics ([`metrics`]:
 //! parsec's metric names, process metrics, the `/metrics` endpoint).
 
+pub mod health;
 pub mod metrics;
 mod process;
 

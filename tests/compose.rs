@@ -19,10 +19,95 @@ fn tool(name: &str, package: &str) -> Command {
 fn compose_config() -> String {
     let output = tool("docker-compose", "docker-compose")
         .args(["-f", &format!("{COMPOSE}/docker-compose.yml"), "config"])
+        .env("GRAFANA_ADMIN_PASSWORD", "a-password-of-the-operator")
         .output()
         .unwrap();
     parsec::testing::process::expect_success(&output);
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// The block of `service` in the resolved compose file: its lines up to the next service.
+fn service(config: &str, service: &str) -> String {
+    let mut lines = config.lines().skip_while(|l| *l != format!("  {service}:"));
+    assert!(lines.next().is_some(), "no {service} in\n{config}");
+    lines
+        .take_while(|l| l.starts_with("   "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Hardened by default: nothing published beyond the loopback interface, the database not at
+/// all, no anonymous Grafana and no default admin password, a bounded trace store, a liveness
+/// check on the scheduler, and the alert rules loaded by Prometheus.
+#[test]
+fn the_stack_publishes_nothing_it_need_not_and_checks_the_scheduler_is_alive() {
+    let config = compose_config();
+    assert!(!service(&config, "postgres").contains("ports:"), "{config}");
+    for published in ["grafana", "prometheus", "jaeger"] {
+        let block = service(&config, published);
+        let ports: Vec<&str> = block
+            .lines()
+            .filter(|l| l.ends_with("/tcp") || l.ends_with("/udp"))
+            .collect();
+        assert!(!ports.is_empty(), "{published}: {block}");
+        assert!(
+            ports.iter().all(|p| p.contains("127.0.0.1:")),
+            "{published} publishes beyond the loopback: {ports:?}"
+        );
+    }
+    let grafana = service(&config, "grafana");
+    assert!(
+        grafana.contains("GF_AUTH_ANONYMOUS_ENABLED: 'false'")
+            || grafana.contains("GF_AUTH_ANONYMOUS_ENABLED: \"false\""),
+        "{grafana}"
+    );
+    assert!(
+        grafana.contains("GF_SECURITY_ADMIN_PASSWORD: a-password-of-the-operator"),
+        "{grafana}"
+    );
+    assert!(service(&config, "jaeger").contains("MEMORY_MAX_TRACES"));
+    let scheduler = service(&config, "scheduler");
+    assert!(
+        scheduler.contains("--liveness") && scheduler.contains("127.0.0.1:9464"),
+        "{scheduler}"
+    );
+    assert!(service(&config, "prometheus").contains("alerts.yml:/etc/prometheus/alerts.yml"));
+
+    // Without the Grafana password the stack refuses to start, and says what to set.
+    let output = tool("docker-compose", "docker-compose")
+        .args(["-f", &format!("{COMPOSE}/docker-compose.yml"), "config"])
+        .env_remove("GRAFANA_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("set GRAFANA_ADMIN_PASSWORD"));
+}
+
+/// The alert rules are valid, and each alert fires on the series it is written for after its
+/// `for`, and not on a healthy deployment (`promtool test rules`, cases in alerts.test.yml).
+#[test]
+fn the_alerts_fire_when_they_should_and_only_then() {
+    let output = tool("promtool", "prometheus")
+        .args(["check", "rules", &format!("{COMPOSE}/prometheus/alerts.yml")])
+        .output()
+        .unwrap();
+    parsec::testing::process::expect_success(&output);
+    let output = tool("promtool", "prometheus")
+        .current_dir(format!("{COMPOSE}/prometheus"))
+        .args(["test", "rules", "alerts.test.yml"])
+        .output()
+        .unwrap();
+    parsec::testing::process::expect_success(&output);
+    let tests = std::fs::read_to_string(format!("{COMPOSE}/prometheus/alerts.test.yml")).unwrap();
+    let rules = std::fs::read_to_string(format!("{COMPOSE}/prometheus/alerts.yml")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(
+            tests.contains(&format!(
+                "alertname: {alert}\n        exp_alerts:\n          - exp_labels"
+            )),
+            "no test case where {alert} fires"
+        );
+    }
 }
 
 #[test]
@@ -162,7 +247,13 @@ fn the_ecs_task_definition_in_the_docs_is_one_ecs_accepts() {
         report = ParamValidator().validate(json.load(sys.stdin), shape)\n\
         print(report.generate_report())\n\
         sys.exit(1 if report.has_errors() else 0)\n";
-    let mut python = Command::new("python3")
+    // botocore lives in the repository's virtualenv (.ci/run; tests/py/requirements.txt).
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/.venv/bin/python");
+    assert!(
+        Path::new(python).exists(),
+        "no {python}: run `python3 -m venv tests/py/.venv && tests/py/.venv/bin/pip install -r tests/py/requirements.txt` (.ci/run does)"
+    );
+    let mut python = Command::new(python)
         .args(["-c", VALIDATE])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -173,7 +264,7 @@ fn the_ecs_task_definition_in_the_docs_is_one_ecs_accepts() {
     let output = python.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "RegisterTaskDefinition would refuse the sketch (is botocore installed? .ci/run installs it):\n{}{}",
+        "RegisterTaskDefinition would refuse the sketch:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -201,6 +292,26 @@ fn the_ecs_task_definition_in_the_docs_is_one_ecs_accepts() {
         .find(|e| e["name"] == "PARSEC_SERVER_SHUTDOWN_GRACE")
         .and_then(|e| e["value"].as_str())
         .expect("the sketch sets the shutdown grace");
+    let health = container["healthCheck"]["command"].to_string();
+    assert!(
+        health.contains("--liveness") && health.contains(":9464"),
+        "ECS restarts an unhealthy container: check liveness, {health}"
+    );
+    // The CA bundle is where the image puts it.
+    let ca = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "PARSEC_DATABASE_SSL_ROOT_CERT")
+        .and_then(|e| e["value"].as_str())
+        .expect("the sketch verifies RDS's certificate");
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.lines().any(|l| l.starts_with("ADD ")
+            && l.contains("truststore.pki.rds.amazonaws.com")
+            && l.ends_with(ca)),
+        "the image does not contain {ca}"
+    );
     let grace = humantime::parse_duration(grace).unwrap().as_secs();
     assert!(
         grace < stop_timeout,

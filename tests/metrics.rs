@@ -13,7 +13,8 @@ use parsec::testing::process::{start_fleet, wait_until, SchedulerProcess};
 use parsec::testing::TempPostgres;
 use serde_json::Value;
 
-/// A Prometheus server scraping `targets` every 500 ms, deleted on drop.
+/// A Prometheus server scraping `targets` every 500 ms, deleted on drop. Like the compose
+/// stack's, its configuration sets no `fleet` label: the processes do.
 struct Prometheus {
     child: Child,
     url: String,
@@ -43,7 +44,7 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: parsec\n    \
-             static_configs:\n      - targets: [{}]\n        labels:\n          fleet: default\n",
+             static_configs:\n      - targets: [{}]\n",
             targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
@@ -202,14 +203,65 @@ fn prometheus_scrapes_parsec_metrics_from_servers_and_scheduler() {
         "count(sum by (instance) (libp2p_kad_query_result_duration_seconds_count) > 0)",
         3.0,
     );
+    // The fleet label comes from the servers themselves (the scrape configuration sets none),
+    // on parsec's, libp2p's and the process's series alike.
+    prometheus.expect(r#"sum(parsec_durations_count{fleet="default"})"#, 3.0);
+    prometheus.expect(r#"count(process_open_fds{fleet="default"})"#, 3.0);
+    // The scheduler's health: one good round of fleet default, three servers measured and
+    // ready, rows written, the database answering.
+    prometheus.expect(r#"parsec_rounds_total{fleet="default",outcome="succeeded"}"#, 1.0);
+    prometheus.expect(r#"parsec_rounds_total{fleet="default",outcome="failed"}"#, 0.0);
+    prometheus.expect(r#"parsec_fleet_servers{fleet="default",state="ready"}"#, 3.0);
+    prometheus.expect(
+        r#"parsec_round_servers_total{fleet="default",state="measured"}"#,
+        3.0,
+    );
+    prometheus.expect("parsec_round_interval_seconds", 3600.0);
+    prometheus.expect("parsec_database_up", 1.0);
+    let age = prometheus
+        .value("time() - parsec_last_successful_round_timestamp_seconds")
+        .unwrap();
+    assert!((0.0..120.0).contains(&age), "last good round {age} s ago");
+    // Liveness on every telemetry port.
+    for target in &fleet.targets {
+        let output = Command::new(parsec::testing::process::parsec_binary())
+            .args(["health", "--liveness", target])
+            .output()
+            .unwrap();
+        parsec::testing::process::expect_success(&output);
+    }
     // Process metrics from every target.
     prometheus.expect("count(process_resident_memory_bytes > 1e6)", 4.0);
+    prometheus.expect("count(process_memory_limit_bytes > 1e6)", 4.0);
     prometheus.expect("count(process_open_fds > 0)", 4.0);
     prometheus.expect("count(process_cpu_seconds_total > 0)", 4.0);
 }
 
-/// Every expression of the compose stack's Grafana dashboard, run by the real Prometheus
-/// against real processes while rounds run, returns at least one series.
+/// Every metric an alert of `compose/prometheus/alerts.yml` names.
+fn alert_metric_names() -> Vec<String> {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/compose/prometheus/alerts.yml"
+    ))
+    .unwrap();
+    let exprs: String = rules
+        .split("expr:")
+        .skip(1)
+        .map(|rest| rest.split("labels:").next().unwrap())
+        .collect();
+    let mut names: Vec<String> = exprs
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("parsec_") || word.starts_with("process_"))
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Every expression of the compose stack's Grafana dashboard, and every metric its alerts
+/// name, run by the real Prometheus against real processes while rounds run, returns at least
+/// one series.
 #[test]
 fn every_dashboard_expression_returns_series() {
     let dashboard: Value = serde_json::from_str(
@@ -234,13 +286,17 @@ fn every_dashboard_expression_returns_series() {
         .collect();
     assert!(expressions.len() >= 9);
 
+    let alerted = alert_metric_names();
+    assert!(alerted.len() >= 10, "{alerted:?}");
+    let expressions = expressions.into_iter().chain(alerted);
+
     let fleet = scraped_fleet(&["--interval", "300ms"]);
     let targets = fleet.targets.clone();
     let prometheus = Prometheus::start(&targets);
-    for expression in &expressions {
+    for expression in expressions {
         let mut last = None;
         let answered = wait_until(Duration::from_secs(30), || {
-            last = prometheus.series(expression);
+            last = prometheus.series(&expression);
             last.is_some_and(|n| n > 0)
         });
         assert!(answered, "{expression}: {last:?} series");

@@ -684,12 +684,16 @@ fn server_processes_of_every_strategy_measure_each_other() {
             );
         }
     }
-    // fullrt reports its crawl: the three other servers, in some time.
+    // fullrt reports its crawl: the three other servers, in some time (labelled with its fleet
+    // by the server, as every series of a server is).
     let metrics = scrape(&fullrt[0].metrics);
-    assert!(metrics.contains("parsec_fullrt_crawl_peers 3\n"), "{metrics}");
+    assert!(
+        metrics.contains("parsec_fullrt_crawl_peers{fleet=\"fullrt\"} 3\n"),
+        "{metrics}"
+    );
     let seconds = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("parsec_fullrt_crawl_seconds "))
+        .find_map(|l| l.strip_prefix("parsec_fullrt_crawl_seconds{fleet=\"fullrt\"} "))
         .and_then(|v| v.parse::<f64>().ok());
     assert!(seconds.is_some_and(|s| s > 0.0), "{metrics}");
 }

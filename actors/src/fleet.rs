@@ -9,6 +9,7 @@
 //! error of that node and is never recorded as a measurement. Nodes are held as
 //! `Recipient`s, so in-process and remote (HTTP) nodes mix freely.
 
+mod census;
 mod dht_round;
 mod membership;
 mod plan;
@@ -20,6 +21,7 @@ use actix::prelude::*;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use rand::{rngs::StdRng, SeedableRng};
 
+pub use self::census::{FleetCensus, ServerCounts, TakeCensus};
 use self::dht_round::{check_readiness, Round};
 pub use self::pubsub_round::{PubsubRoundConfig, PubsubRoundSummary};
 pub use self::{
@@ -243,6 +245,8 @@ pub struct FleetSupervisor {
     rng: StdRng,
     /// Pubsub rounds run so far (the publisher rotates over the members).
     pubsub_rounds: usize,
+    /// The servers the last round found, per fleet, until taken.
+    census: Option<FleetCensus>,
 }
 
 impl FleetSupervisor {
@@ -272,6 +276,7 @@ impl FleetSupervisor {
             config,
             rng,
             pubsub_rounds: 0,
+            census: None,
         }
     }
 }
@@ -331,6 +336,12 @@ impl Handler<RunRound> for FleetSupervisor {
                         .filter_map(|(m, r)| r.as_ref().err().map(|why| (m.id, why.clone())))
                         .collect();
                     act.membership.set_unreachable(&not_ready);
+                    act.census = Some(FleetCensus::of(
+                        &members,
+                        &readiness,
+                        &act.config.fleet,
+                        act.membership.is_discovered(),
+                    ));
                     let candidates: Vec<MemberStatus> = members
                         .iter()
                         .zip(&readiness)
@@ -363,7 +374,14 @@ impl Handler<RunPubsubRound> for FleetSupervisor {
 
     fn handle(&mut self, msg: RunPubsubRound, _: &mut Context<Self>) -> Self::Result {
         let RunPubsubRound { config, abort } = msg;
-        AtomicResponse::new(Box::pin(self.checked_members().then(move |checked, act, _| {
+        let counted = self.checked_members().map(|checked, act, _| {
+            if let Ok((members, readiness)) = &checked {
+                // Pubsub rounds skip servers that are not ready but mark none offline.
+                act.census = Some(FleetCensus::of(members, readiness, &act.config.fleet, false));
+            }
+            checked
+        });
+        AtomicResponse::new(Box::pin(counted.then(move |checked, act, _| {
             let recorder = act.recorder.clone();
             let fleet = act.config.fleet.clone();
             let index = act.pubsub_rounds;
@@ -393,5 +411,13 @@ impl Handler<RunPubsubRound> for FleetSupervisor {
             };
             abandonable(run, abort).into_actor(act)
         })))
+    }
+}
+
+impl Handler<TakeCensus> for FleetSupervisor {
+    type Result = Option<FleetCensus>;
+
+    fn handle(&mut self, _: TakeCensus, _: &mut Context<Self>) -> Option<FleetCensus> {
+        self.census.take()
     }
 }

@@ -49,8 +49,9 @@ pub use config::{DhtClient, DhtConfig, DhtMode, Libp2pMetrics, IPFS_KAD_PROTOCOL
 pub use dht::{DhtHandle, DhtOutcome, LinkConditions, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
-    Discovery, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector, PubsubRoundConfig,
-    PubsubRoundSummary, RoundConfig, RoundPlanner, RoundSummary, RunPubsubRound, RunRound,
+    Discovery, FleetCensus, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector,
+    PubsubRoundConfig, PubsubRoundSummary, RoundConfig, RoundPlanner, RoundSummary, RunPubsubRound, RunRound,
+    ServerCounts, TakeCensus,
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.

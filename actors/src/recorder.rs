@@ -64,6 +64,10 @@ pub struct RecorderStats {
     pub dropped: u64,
     /// Failed writes since start.
     pub failed_writes: u64,
+    /// Rows handed back by failed writes, to be written again (a row counts once per failure).
+    pub retried: u64,
+    /// Rows the buffer holds before it drops the oldest.
+    pub capacity: usize,
 }
 
 /// See the module docs.
@@ -155,6 +159,7 @@ impl MeasurementRecorder {
 
     fn failed(&mut self, error: &SinkError, unwritten: Vec<Measurement>) {
         self.stats.failed_writes += 1;
+        self.stats.retried += unwritten.len() as u64;
         // Put the unwritten rows back ahead of what arrived since, oldest first.
         for row in unwritten.into_iter().rev() {
             self.held.push_front(row);
@@ -226,6 +231,7 @@ impl Handler<GetStats> for MeasurementRecorder {
     fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> RecorderStats {
         RecorderStats {
             held: self.held.len(),
+            capacity: self.capacity,
             ..self.stats
         }
     }
@@ -357,6 +363,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let stats = recorder.send(GetStats).await.unwrap();
         assert_eq!((stats.held, stats.written, stats.dropped), (10_000, 0, 0));
+        // The explicit flush alone handed back every row.
+        assert!(stats.retried >= 10_000, "{stats:?}");
 
         sink.down.store(false, Ordering::SeqCst);
         // The recorder retries by itself once its backoff (doubled per failure so far) has
@@ -398,7 +406,7 @@ mod tests {
             recorder.do_send(RecordMeasurement(row(probe)));
         }
         let stats = recorder.send(GetStats).await.unwrap();
-        assert_eq!((stats.held, stats.dropped), (10, 5));
+        assert_eq!((stats.held, stats.dropped, stats.capacity), (10, 5, 10));
 
         sink.down.store(false, Ordering::SeqCst);
         assert_eq!(drain(&recorder, Duration::from_secs(5)).await.unwrap(), 10);

@@ -226,6 +226,27 @@ pub fn check_readiness(base_url: String, timeout: Duration) -> Result<Readiness,
     })
 }
 
+/// Asks a process's telemetry port for `GET {base_url}/healthz` (liveness) on a System of its
+/// own: `Ok` with the body when it answers 200, else why not.
+pub fn check_liveness(base_url: String, timeout: Duration) -> Result<String, String> {
+    System::new().block_on(async move {
+        let request = awc::Client::default()
+            .get(format!("{base_url}/healthz"))
+            .timeout(timeout);
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| send_error(e, timeout).to_string())?;
+        let body = response.body().limit(4096).await.map_err(|e| e.to_string())?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if response.status().is_success() {
+            Ok(body)
+        } else {
+            Err(format!("answered {}: {body}", response.status()))
+        }
+    })
+}
+
 impl Handler<CheckReadiness> for RemoteNode {
     type Result = ResponseFuture<Result<Readiness, NodeError>>;
 

@@ -1,16 +1,23 @@
-//! `parsec health <host:port>`: a health check for container orchestrators.
+//! `parsec health <host:port>`: a health check for container orchestrators. Readiness (the
+//! default) asks a server's API whether it has DHT peers; `--liveness` asks any process's
+//! telemetry port whether its main loop still runs (`/healthz`), the check that restarts a
+//! container: a server without peers is alive, and restarting it would not bring peers.
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::Args;
 
-use crate::api::client::check_readiness;
+use crate::api::client::{check_liveness, check_readiness};
 
 /// Arguments of `parsec health`.
 #[derive(Debug, Args)]
 pub struct HealthArgs {
-    /// The server's HTTP address, `host:port` or a full `http://…` URL.
+    /// The server's HTTP address (with `--liveness`: the telemetry address), `host:port` or a
+    /// full `http://…` URL.
     pub address: String,
+    /// Check liveness (`GET /healthz` on the telemetry port) instead of readiness.
+    #[arg(long)]
+    pub liveness: bool,
     /// How long to wait for the answer.
     #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     pub timeout: Duration,
@@ -23,6 +30,18 @@ impl HealthArgs {
         } else {
             format!("http://{}", self.address)
         };
+        if self.liveness {
+            return Ok(match check_liveness(base_url.clone(), self.timeout) {
+                Ok(_) => {
+                    println!("OK");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    eprintln!("not alive: {base_url}/healthz: {reason}");
+                    ExitCode::FAILURE
+                }
+            });
+        }
         match check_readiness(base_url.clone(), self.timeout) {
             Ok(readiness) if readiness.ready => {
                 println!("OK");

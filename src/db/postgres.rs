@@ -72,6 +72,13 @@ impl PgStore {
         self.pool.get().await.map_err(|e| DbError::Connect(e.to_string()))
     }
 
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
+        diesel::sql_query("SELECT 1")
+            .execute(&mut self.connection().await?)
+            .await?;
+        Ok(())
+    }
+
     /// Inserts a batch of measurements in one transaction; rows already stored (same
     /// measurement id) are skipped, so a retried batch is stored exactly once.
     pub(crate) async fn insert_measurements(

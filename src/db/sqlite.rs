@@ -189,6 +189,11 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
+        self.with_connection(|conn| Ok(diesel::sql_query("SELECT 1").execute(conn).map(|_| ())?))
+            .await
+    }
+
     /// The nodes `query` selects, in id order.
     pub(crate) async fn discover_nodes(&self, query: NodeQuery) -> Result<Vec<DiscoveredRow>, DbError> {
         self.with_connection(move |conn| {

@@ -105,6 +105,11 @@ impl JobStorage {
         }))
     }
 
+    /// The database (`None`: memory only).
+    pub(crate) fn store(&self) -> Option<Store> {
+        self.store.clone()
+    }
+
     /// Where servers register and are discovered.
     pub(crate) fn registry(&self) -> Arc<dyn Registry> {
         self.registry.clone()

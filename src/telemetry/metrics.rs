@@ -6,7 +6,15 @@
 //! `histogram_quantile` gives the percentiles. The buckets span 1 ms to the 3 min provide
 //! deadline.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::TcpListener,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 use parsec_actors::{Operation, OperationReport, PubsubRoundSummary, RoundError, RoundSummary};
@@ -166,9 +174,12 @@ impl SuccessLabel {
     }
 }
 
-/// What a scheduler counts: ready nodes, the operations it asked for, and pubsub deliveries.
+/// What a scheduler counts: ready nodes, the operations it asked for, pubsub deliveries, and
+/// the health of the run that alerts watch.
 #[derive(Clone, Debug)]
 pub struct SchedulerMetrics {
+    /// Rounds, servers, rows and the database, per fleet.
+    pub health: super::health::RunHealth,
     active_nodes: Gauge,
     issued_provides: Family<SuccessLabel, Counter>,
     issued_retrievals: Family<SuccessLabel, Counter>,
@@ -186,6 +197,7 @@ impl Default for SchedulerMetrics {
             pubsub_delivery_seconds: duration_histogram(),
             pubsub_duplicates: Counter::default(),
             pubsub_lost: Counter::default(),
+            health: super::health::RunHealth::default(),
         }
     }
 }
@@ -193,7 +205,10 @@ impl Default for SchedulerMetrics {
 impl SchedulerMetrics {
     /// Registers the scheduler metrics in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            health: super::health::RunHealth::register(registry),
+            ..Self::default()
+        };
         registry.register(
             "parsec_active_nodes",
             "Servers that were ready in the last round",
@@ -272,20 +287,25 @@ fn measured_without_error(report: &OperationReport) -> bool {
     report.measurements.iter().all(|m| m.error.is_none())
 }
 
-/// A registry with the process metrics in it.
-pub fn registry() -> Registry {
-    let mut registry = Registry::default();
+/// A registry with the process metrics in it; with a `fleet`, every series it holds carries
+/// that label, set by the process (a server's fleet), not by a scrape configuration.
+pub fn registry(fleet: Option<&str>) -> Registry {
+    let labels = fleet.map(|fleet| (Cow::Borrowed("fleet"), Cow::Owned(fleet.to_owned())));
+    let mut registry = Registry::with_labels(labels.into_iter());
     registry.register_collector(Box::new(super::process::ProcessCollector));
     registry
 }
 
-/// Serves `registry` as `GET /metrics` on `listener`.
-pub fn serve(listener: TcpListener, registry: Registry) -> std::io::Result<Server> {
+/// Serves `registry` as `GET /metrics`, and `liveness` as `GET /healthz`, on `listener`.
+pub fn serve(listener: TcpListener, registry: Registry, liveness: Liveness) -> std::io::Result<Server> {
     let registry = web::Data::new(Arc::new(registry));
+    let liveness = web::Data::new(liveness);
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(registry.clone())
+            .app_data(liveness.clone())
             .route("/metrics", web::get().to(metrics))
+            .route("/healthz", web::get().to(healthz))
     })
     .workers(1)
     .disable_signals()
@@ -303,6 +323,62 @@ async fn metrics(registry: web::Data<Arc<Registry>>) -> HttpResponse {
     }
 }
 
+/// Longest the process's main event loop may go without ticking before `/healthz` says it is
+/// stalled (a deadlock, or a loop that never yields).
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
+
+/// Whether the process's main actix System still runs: a task on it ticks every second, and
+/// `/healthz` (served by its own worker thread, so it answers even when the System hangs) checks
+/// the age of the last tick. Liveness, not readiness: a server without peers is alive.
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    started: Instant,
+    /// Milliseconds from `started` to the last tick.
+    last_tick_ms: Arc<AtomicU64>,
+}
+
+impl Liveness {
+    /// A liveness ticked by a task on the current actix System.
+    pub fn ticking() -> Self {
+        let liveness = Self {
+            started: Instant::now(),
+            last_tick_ms: Arc::default(),
+        };
+        let ticker = liveness.clone();
+        actix::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                let ms = u64::try_from(ticker.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                ticker.last_tick_ms.store(ms, Ordering::Relaxed);
+            }
+        });
+        liveness
+    }
+
+    /// Time since the main loop last ticked.
+    fn silence(&self) -> Duration {
+        let last = Duration::from_millis(self.last_tick_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// `GET /healthz`: 200 while the main loop ticks, 503 once it has been silent for
+/// [`STALLED_AFTER`].
+async fn healthz(liveness: web::Data<Liveness>) -> HttpResponse {
+    let silence = liveness.silence();
+    let body = serde_json::json!({
+        "status": if silence < STALLED_AFTER { "alive" } else { "stalled" },
+        "last_tick_seconds_ago": silence.as_secs_f64(),
+        "uptime_seconds": liveness.started.elapsed().as_secs_f64(),
+    });
+    if silence < STALLED_AFTER {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
 /// Where `/metrics` is served.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricsEndpoint {
@@ -316,11 +392,15 @@ impl MetricsEndpoint {
     /// Starts the endpoint for `registry` on the current actix System. A port that cannot be
     /// bound is logged and skipped: measurements matter more than their metrics.
     pub fn start(&self, registry: Registry) {
-        let bound = TcpListener::bind((self.host, self.port))
-            .and_then(|listener| Ok((listener.local_addr()?, serve(listener, registry)?)));
+        let bound = TcpListener::bind((self.host, self.port)).and_then(|listener| {
+            Ok((
+                listener.local_addr()?,
+                serve(listener, registry, Liveness::ticking())?,
+            ))
+        });
         match bound {
             Ok((address, server)) => {
-                tracing::info!(%address, "metrics at http://{address}/metrics");
+                tracing::info!(%address, "metrics at http://{address}/metrics, liveness at /healthz");
                 actix::spawn(async move {
                     if let Err(e) = server.await {
                         tracing::error!(error = %e, "metrics endpoint failed");
@@ -339,13 +419,11 @@ impl MetricsEndpoint {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
     fn a_pubsub_round_is_counted_in_the_delivery_histogram_and_counters() {
-        let mut registry = registry();
+        let mut registry = registry(None);
         let metrics = SchedulerMetrics::register(&mut registry);
         let mut deliveries = parsec_actors::pubsub::DeliveryTally::default();
         deliveries.delivered(Duration::from_millis(3), 1);

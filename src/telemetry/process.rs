@@ -1,5 +1,6 @@
-//! Process metrics read from `/proc/self` at scrape time: resident memory, CPU time, open file
-//! descriptors (the limits that bite first when one machine runs many peers).
+//! Process metrics read from `/proc/self` at scrape time: resident memory and the limit it may
+//! reach, CPU time, open file descriptors (the limits that bite first when one machine runs
+//! many peers).
 
 use prometheus_client::{
     collector::Collector,
@@ -54,6 +55,20 @@ fn cpu_seconds() -> Option<f64> {
     Some((user + system) / ticks_per_second())
 }
 
+/// The memory this process may use: its cgroup's limit (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`; what ECS and Docker set), else the machine's memory.
+fn memory_limit_bytes() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok();
+    // v1 writes "no limit" as a number near 2^63.
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes").filter(|&b| b < 1 << 60));
+    cgroup.or_else(|| {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    })
+}
+
 fn open_fds() -> Option<u64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
 }
@@ -80,6 +95,14 @@ impl Collector for ProcessCollector {
                 &mut encoder,
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes",
+                bytes,
+            )?;
+        }
+        if let Some(bytes) = memory_limit_bytes() {
+            encode_gauge(
+                &mut encoder,
+                "process_memory_limit_bytes",
+                "Memory this process may use: its cgroup's limit, else the machine's memory",
                 bytes,
             )?;
         }

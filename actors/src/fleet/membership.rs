@@ -134,6 +134,11 @@ impl Membership {
         }
     }
 
+    /// Whether the members come from the registry (and failing ones are marked offline there).
+    pub(super) fn is_discovered(&self) -> bool {
+        matches!(self, Membership::Discovered(_))
+    }
+
     /// Members that failed their readiness check: when discovered, they are marked offline in
     /// the registry (an UPDATE of `offline_since` alone) and leave the membership.
     pub(super) fn set_unreachable(&mut self, not_ready: &[(NodeId, String)]) {
