@@ -377,6 +377,59 @@ fn shutdown_abandons_a_stuck_round_after_its_grace() {
     assert_eq!(provides(&rows)[0].node_id, first_real);
 }
 
+/// The second SIGTERM abandons a hung round at once, long before its grace, and says so in the
+/// words docs/operations.md quotes; what the round stored before stays.
+#[test]
+fn a_second_signal_abandons_the_round_before_its_grace() {
+    let pg = cluster();
+    let url = pg.url();
+    let servers = start_fleet(2, "default", &url, &[]);
+    wait_for_live_nodes(&url, 2);
+    let hanging = FakeServer::hanging();
+    let _fake = RegisteredFake::register(&url, hanging.port);
+    let scheduler = SchedulerProcess::start(
+        &url,
+        &[
+            "--interval",
+            "0",
+            "--retrieve-timeout",
+            "120s",
+            "--shutdown-grace",
+            "100s",
+        ],
+        &[],
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || measurements(&url).len() >= 2),
+        "the first round's provide and real retrieval were not stored: {}",
+        scheduler.log()
+    );
+    let signalled = std::time::Instant::now();
+    scheduler.signal("TERM");
+    // The first signal grants the hung round its 100 s grace.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!scheduler.log().contains("second signal"));
+    scheduler.signal("TERM");
+    let said = wait_until(Duration::from_secs(10), || {
+        scheduler.log().contains("second signal")
+    });
+    let log = scheduler.log();
+    assert!(said, "{log}");
+    let (status, summary) = scheduler.wait(Duration::from_secs(30));
+    assert!(status.success(), "{summary}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(20),
+        "the second signal waited for the grace"
+    );
+    assert_eq!(summary_figure(&summary, "failed"), 1, "abandoned: {summary}");
+    assert_nothing_lost(&summary);
+    assert_eq!(measurements(&url).len(), 2, "the round's stored rows stay");
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let line = log.lines().find(|l| l.starts_with("second signal")).unwrap();
+    assert!(docs.contains(line), "printed, not documented: {line}");
+    drop(servers);
+}
+
 /// A server killed with SIGKILL while rounds run back to back: it cannot mark itself offline,
 /// so the scheduler does; the others keep being measured; no row of the dead node is dated
 /// after its death.

@@ -5,6 +5,14 @@
 
 use tokio::sync::watch;
 
+/// Printed at the second signal (docs/operations.md quotes it).
+pub const ABANDON_MESSAGE: &str =
+    "second signal: abandoning the round in flight (nothing of it is recorded) \
+     and storing the rest (a third signal exits at once)";
+
+/// Printed at the third signal, before exiting with status 130.
+pub const EXIT_MESSAGE: &str = "third signal: exiting now, without storing what is held";
+
 /// How far a shutdown has gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stage {
@@ -49,15 +57,16 @@ impl Shutdown {
     pub fn on_signals(hint: &'static str) -> Self {
         let (trigger, shutdown) = Self::manual();
         actix::spawn(async move {
-            for stage in [Stage::Finish, Stage::Abandon] {
-                termination_signal().await;
-                if stage == Stage::Finish && !hint.is_empty() {
-                    eprintln!("\n{hint}");
-                }
-                trigger.request(stage);
-            }
             termination_signal().await;
-            eprintln!("third signal: exiting now");
+            if !hint.is_empty() {
+                eprintln!("\n{hint}");
+            }
+            trigger.request(Stage::Finish);
+            termination_signal().await;
+            eprintln!("\n{ABANDON_MESSAGE}");
+            trigger.request(Stage::Abandon);
+            termination_signal().await;
+            eprintln!("\n{EXIT_MESSAGE}");
             std::process::exit(130);
         });
         shutdown

@@ -276,6 +276,11 @@ impl SchedulerProcess {
         (status, stdout)
     }
 
+    /// Sends it the signal `name` (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        signal(&self.child, name);
+    }
+
     /// SIGTERM, then [`wait`](Self::wait).
     pub fn terminate(self, timeout: Duration) -> (ExitStatus, String) {
         signal(&self.child, "TERM");

@@ -142,3 +142,51 @@ fn json_logs_are_one_object_per_line_with_the_fields() {
         "{text}"
     );
 }
+
+/// Ctrl-C once: the signal prints the line docs/operations.md quotes, the run ends after the
+/// round in flight, and the rounds measured before are stored, the servers marked offline. (The
+/// second signal is tested on a scheduler whose round hangs: tests/scheduler.rs.)
+#[test]
+fn an_interrupt_says_what_it_does_and_what_was_measured_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("interrupted.sqlite");
+    let child = Command::new(PARSEC)
+        .args([
+            "simulate",
+            "--nodes",
+            "2000",
+            "--rounds",
+            "1000000",
+            "--no-progress",
+        ])
+        .args(["--database-url", &format!("sqlite://{}", database.display())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The file exists before its tables do: a count that fails is "not yet".
+    let measuring = parsec::testing::process::wait_until(std::time::Duration::from_secs(60), || {
+        database.exists()
+            && std::panic::catch_unwind(|| common::sqlite_counts(&database).provides > 0).unwrap_or(false)
+    });
+    assert!(measuring, "no round was stored");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("interrupted: stopping after the round in flight"))
+        .unwrap_or_else(|| panic!("no interrupt line:\n{stderr}"));
+    assert!(docs.contains(line), "printed, not documented: {line}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stored = common::sqlite_counts(&database);
+    assert!(
+        stored.provides > 0 && stored.nodes_offline == stored.nodes,
+        "{stored:?}\n{stdout}"
+    );
+}
