@@ -3,6 +3,7 @@
 
 pub mod global;
 mod health;
+mod migrate;
 mod networks;
 mod pubsub;
 mod report;
@@ -90,6 +91,9 @@ pub enum Command {
     Health(health::HealthArgs),
     /// List the public networks a server can join by name (`--project`, `--network`).
     Networks(networks::NetworksArgs),
+    /// List the database migrations this build needs (`--dry-run`), or apply them: run it before
+    /// servers and schedulers started with `--no-migrate`.
+    Migrate(migrate::MigrateArgs),
     /// Tables and charts of the stored measurements: per fleet and region, p50/p90/p99 of the
     /// successful attempts, CDFs, days, timelines (text, md, html, csv or json).
     Report(report::ReportArgs),
@@ -108,6 +112,7 @@ impl Command {
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
             Command::Simulate(_) => "warn",
             Command::Health(_) | Command::Networks(_) | Command::Report(_) => "warn",
+            Command::Migrate(_) => "info",
         }
     }
 
@@ -121,13 +126,19 @@ impl Command {
             Command::Health(_) => "parsec-health",
             Command::Networks(_) => "parsec-networks",
             Command::Report(_) => "parsec-report",
+            Command::Migrate(_) => "parsec-migrate",
         }
     }
 
     /// Runs the command with the global flags; the exit code says whether it did its job.
     pub fn run(self, global: GlobalArgs) -> anyhow::Result<ExitCode> {
-        if global.dry_run && !matches!(self, Command::Server(_) | Command::Scheduler(_)) {
-            anyhow::bail!("--dry-run applies to `parsec scheduler` and `parsec server`");
+        if global.dry_run
+            && !matches!(
+                self,
+                Command::Server(_) | Command::Scheduler(_) | Command::Migrate(_)
+            )
+        {
+            anyhow::bail!("--dry-run applies to `parsec scheduler`, `parsec server` and `parsec migrate`");
         }
         match self {
             Command::Server(args) => args.run(global),
@@ -137,6 +148,7 @@ impl Command {
             Command::Health(args) => args.run(),
             Command::Networks(args) => args.run(),
             Command::Report(args) => args.run(&global.database),
+            Command::Migrate(args) => args.run(&global.database, global.dry_run),
         }
     }
 }

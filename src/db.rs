@@ -126,6 +126,7 @@ macro_rules! discovery_query {
 
 pub mod aggregates;
 mod config;
+pub mod migrations;
 pub mod postgres;
 mod rows;
 #[rustfmt::skip]
@@ -144,7 +145,7 @@ use parsec_actors::{
     RegistryError, SchedulerId, SchedulerRegistration, SinkError,
 };
 
-pub use self::config::DatabaseSettings;
+pub use self::{config::DatabaseSettings, migrations::SchemaPolicy};
 use self::{
     postgres::{NodeTime, PgStore},
     rows::{NodeRow, SchedulerRow},
@@ -233,9 +234,19 @@ pub enum Store {
 impl Store {
     /// Opens `target`, creating and migrating it as needed.
     pub async fn open(target: &DatabaseTarget) -> Result<Self, DbError> {
+        Self::open_with(target, SchemaPolicy::Migrate).await
+    }
+
+    /// Opens `target` as `policy` allows: migrating it, or (refusing one with migrations
+    /// pending) as it is, or read-only.
+    pub async fn open_with(target: &DatabaseTarget, policy: SchemaPolicy) -> Result<Self, DbError> {
+        if policy != SchemaPolicy::Migrate {
+            migrations::require_current(target, policy).await?;
+        }
+        let migrate = policy == SchemaPolicy::Migrate;
         Ok(match target {
-            DatabaseTarget::Postgres { url } => Store::Postgres(PgStore::connect(url).await?),
-            DatabaseTarget::Sqlite { path } => Store::Sqlite(SqliteStore::open(path).await?),
+            DatabaseTarget::Postgres { url } => Store::Postgres(PgStore::connect(url, migrate).await?),
+            DatabaseTarget::Sqlite { path } => Store::Sqlite(SqliteStore::open(path, policy).await?),
         })
     }
 

@@ -202,6 +202,7 @@ impl RunOptions {
                 dry_run: false,
                 keep_rows: true,
                 wait_for_database: false,
+                schema: crate::db::SchemaPolicy::Migrate,
             },
             pacing: Pacing {
                 rounds: Some(rounds),

@@ -59,6 +59,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// Where nodes are discovered and measurements go.
     pub database: DatabaseTarget,
+    /// Whether the scheduler migrates the database at start (`--no-migrate`: no).
+    pub schema: crate::db::SchemaPolicy,
     /// Where rounds are counted (`None`: not counted).
     pub metrics: Option<SchedulerMetrics>,
     /// Run rounds but store nothing: no scheduler row, measurements discarded, no offline marks.
@@ -88,6 +90,7 @@ impl SchedulerConfig {
                 keep_rows: false,
                 // parsec exits on any database error; a scheduler meant to run for weeks waits.
                 wait_for_database: true,
+                schema: self.schema,
             },
             pacing: Pacing {
                 rounds: self.rounds,

@@ -181,6 +181,8 @@ pub struct Standalone {
     pub network: String,
     /// Where the server registers (`None`: a dry run, registering nowhere).
     pub database: Option<DatabaseTarget>,
+    /// Whether the server migrates the database at start (`--no-migrate`: no).
+    pub schema: db::SchemaPolicy,
     /// Where the HTTP API listens.
     pub api_address: SocketAddr,
     /// The bearer token provide and retrieve require.
@@ -277,7 +279,7 @@ impl Standalone {
             tracing::info!("dry run: registering nowhere");
             return Ok(Arc::new(MemoryRegistry::default()));
         };
-        let store = Store::open(target)
+        let store = Store::open_with(target, self.schema)
             .await
             .with_context(|| format!("opening the database {target}"))?;
         tracing::info!(database = %target, "database ready");

@@ -643,6 +643,25 @@ fn the_command_explains_bad_input() {
     let (code, stderr) = run(&["--since", "yesterday"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("neither RFC 3339"), "{stderr}");
+
+    // A SQLite file that is not parsec's is refused, and left as it was: reading never writes.
+    let unrelated = dir.path().join("unrelated.sqlite");
+    {
+        use diesel::{connection::SimpleConnection, Connection};
+        let mut conn = diesel::SqliteConnection::establish(unrelated.to_str().unwrap()).unwrap();
+        conn.batch_execute("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
+    }
+    let before = std::fs::read(&unrelated).unwrap();
+    let (code, stderr) = run(&["--database-url", &format!("sqlite://{}", unrelated.display())]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("holds no parsec tables"), "{stderr}");
+    assert_eq!(std::fs::read(&unrelated).unwrap(), before, "the file was changed");
+    let siblings: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(siblings, ["unrelated.sqlite"], "reading left files behind");
 }
 
 #[test]

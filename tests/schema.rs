@@ -59,7 +59,9 @@ async fn postgres_schema_rs_matches_the_migrated_database() {
 async fn sqlite_schema_rs_matches_the_migrated_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.sqlite");
-    SqliteStore::open(&path).await.unwrap();
+    SqliteStore::open(&path, parsec::db::SchemaPolicy::Migrate)
+        .await
+        .unwrap();
     assert_eq!(
         print_schema("migrations/sqlite.diesel.toml", path.to_str().unwrap()),
         committed("src/db/sqlite_schema.rs"),

@@ -67,7 +67,7 @@ async fn migrations_run_up_down_and_up_again() {
 async fn processes_starting_at_once_migrate_once() {
     let pg = cluster();
     let url = pg.url();
-    let starts = (0..4).map(|_| PgStore::connect(&url));
+    let starts = (0..4).map(|_| PgStore::connect(&url, true));
     for result in futures::future::join_all(starts).await {
         result.unwrap();
     }
@@ -77,6 +77,61 @@ async fn processes_starting_at_once_migrate_once() {
             .await
             .unwrap();
     assert_eq!(applied, POSTGRES_MIGRATIONS as i64);
+}
+
+/// `--no-migrate` opens only a database with nothing pending, and says how to fix one that is
+/// not; `parsec migrate`'s status lists exactly what is pending, and applying it makes the
+/// database one `--no-migrate` accepts.
+#[actix::test]
+async fn without_migrating_only_a_current_database_opens() {
+    use parsec::db::{migrations, SchemaPolicy};
+    let pg = cluster();
+    let target = DatabaseTarget::Postgres { url: pg.url() };
+    let fresh = migrations::status(&target).await.unwrap();
+    assert!(!fresh.initialised);
+    assert_eq!(
+        (fresh.applied.len(), fresh.pending.len()),
+        (0, POSTGRES_MIGRATIONS)
+    );
+    let refused = Store::open_with(&target, SchemaPolicy::Existing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("parsec migrate"), "{refused}");
+    // The refusal and the status wrote nothing.
+    assert!(!migrations::status(&target).await.unwrap().initialised);
+
+    // One migration behind (the newest reverted by its own down.sql): named in the refusal.
+    run_migrations(&pg.url(), Direction::Up).await.unwrap();
+    let mut newest: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    newest.sort();
+    let newest = newest.pop().unwrap();
+    let mut conn = connect(&pg.url()).await;
+    conn.batch_execute(&std::fs::read_to_string(newest.join("down.sql")).unwrap())
+        .await
+        .unwrap();
+    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = (SELECT max(version) FROM __diesel_schema_migrations)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let behind = migrations::status(&target).await.unwrap();
+    assert_eq!(behind.pending.len(), 1, "{behind:?}");
+    let refused = Store::open_with(&target, SchemaPolicy::Existing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains(&behind.pending[0]), "{refused}");
+
+    assert_eq!(migrations::apply(&target).await.unwrap().len(), 1);
+    let current = migrations::status(&target).await.unwrap();
+    assert_eq!(
+        (current.applied.len(), current.pending.len()),
+        (POSTGRES_MIGRATIONS, 0)
+    );
+    Store::open_with(&target, SchemaPolicy::Existing).await.unwrap();
 }
 
 /// A database we create can be shared with parsec's Go services: golang-migrate finds version 6

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    db::{DatabaseSettings, DatabaseTarget, DbError},
+    db::{DatabaseSettings, DatabaseTarget, DbError, SchemaPolicy},
     telemetry::metrics::MetricsEndpoint,
 };
 
@@ -81,9 +81,22 @@ pub struct DatabaseArgs {
         default_value = "parsec.sqlite"
     )]
     sqlite_path: PathBuf,
+    /// Apply no database migrations at start, and refuse a database that lacks some: on a shared
+    /// database, run `parsec migrate` once instead.
+    #[arg(long, global = true, env = "PARSEC_DATABASE_NO_MIGRATE")]
+    no_migrate: bool,
 }
 
 impl DatabaseArgs {
+    /// What opening the database at start may do to its schema.
+    pub fn schema_policy(&self) -> SchemaPolicy {
+        if self.no_migrate {
+            SchemaPolicy::Existing
+        } else {
+            SchemaPolicy::Migrate
+        }
+    }
+
     /// The settings these flags give.
     pub fn settings(&self) -> DatabaseSettings {
         DatabaseSettings {

@@ -162,6 +162,7 @@ impl SchedulerArgs {
             rounds: self.rounds,
             shutdown_grace: self.shutdown_grace,
             database: database.target()?,
+            schema: database.schema_policy(),
             metrics: None,
             dry_run,
             kind,

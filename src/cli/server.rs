@@ -347,6 +347,7 @@ impl DhtServer {
             } else {
                 Some(self.database.target()?)
             },
+            schema: self.database.schema_policy(),
             api_address: SocketAddr::new(self.common.server_host, self.common.server_port),
             token: self.dht.api_token.clone(),
             http_workers: self.dht.http_workers.get(),

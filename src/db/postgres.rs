@@ -51,9 +51,11 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Migrates the database at `url` and opens a pool on it.
-    pub async fn connect(url: &str) -> Result<Self, DbError> {
-        run_migrations(url, Direction::Up).await?;
+    /// Migrates the database at `url` (when `migrate`) and opens a pool on it.
+    pub async fn connect(url: &str, migrate: bool) -> Result<Self, DbError> {
+        if migrate {
+            run_migrations(url, Direction::Up).await?;
+        }
         let mut setup = ManagerConfig::default();
         setup.custom_setup = Box::new(|url| Box::pin(tls::establish(url)));
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, setup);

@@ -13,6 +13,7 @@ use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 use uuid::Uuid;
 
 use super::{
+    migrations::SchemaPolicy,
     postgres::NodeTime,
     rows::{DiscoveredRow, MeasurementRow, NodeRow, PubsubRow, SchedulerRow, TableRows},
     sqlite_schema::{
@@ -46,31 +47,82 @@ fn text(id: Uuid) -> String {
     id.to_string()
 }
 
+/// `path` as an SQLite URI filename, for opening flags the plain path cannot carry.
+fn uri(path: &Path, query: &str) -> Result<String, DbError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| DbError::Config(format!("{} is not a UTF-8 path", path.display())))?;
+    // `?` and `#` end the path of a URI; `%` escapes.
+    let escaped = text.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+    Ok(format!("file:{escaped}?{query}"))
+}
+
+/// A connection that cannot write: `parsec report` and `parsec migrate --dry-run` read a file
+/// without changing it (not even to create tables in a file that is not parsec's).
+pub(super) fn establish_read_only(path: &Path) -> Result<SqliteConnection, DbError> {
+    let mut conn = SqliteConnection::establish(&uri(path, "mode=ro")?)?;
+    conn.batch_execute("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+/// Applies the pending migrations of the file at `path` (creating it); returns the versions
+/// that ran.
+pub(super) async fn migrate(path: &Path) -> Result<Vec<String>, DbError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<Vec<String>, DbError> {
+        let mut conn = establish_writer(&path)?;
+        run_pending(&mut conn)
+    })
+    .await
+    .map_err(|e| DbError::Connect(format!("migrating the SQLite file failed: {e}")))?
+}
+
+/// A writing connection, set up for sharing the file with other processes.
+fn establish_writer(path: &Path) -> Result<SqliteConnection, DbError> {
+    let url = path
+        .to_str()
+        .ok_or_else(|| DbError::Config(format!("{} is not a UTF-8 path", path.display())))?;
+    let mut conn = SqliteConnection::establish(url)?;
+    // WAL lets readers (sqlite3, analysis) work while the recorder writes; the busy
+    // timeout lets several processes share the file.
+    // The busy timeout first: switching to WAL itself needs the lock.
+    conn.batch_execute(
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(conn)
+}
+
+/// Runs the pending migrations in one exclusive transaction (diesel nests each migration as a
+/// savepoint), so processes opening a new file at once migrate it once.
+fn run_pending(conn: &mut SqliteConnection) -> Result<Vec<String>, DbError> {
+    conn.exclusive_transaction::<_, DbError, _>(|conn| {
+        conn.run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| DbError::Migrate(e.to_string()))
+    })
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the file at `path`.
-    pub async fn open(path: &Path) -> Result<Self, DbError> {
+    /// Opens the file at `path` as `policy` allows: creating and migrating it, opening it as it
+    /// is (the caller checked it is current), or read-only.
+    pub async fn open(path: &Path, policy: SchemaPolicy) -> Result<Self, DbError> {
         let path = path.to_owned();
         let opened = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<SqliteConnection, DbError> {
-            let url = opened
-                .to_str()
-                .ok_or_else(|| DbError::Config(format!("{} is not a UTF-8 path", opened.display())))?;
-            let mut conn = SqliteConnection::establish(url)?;
-            // WAL lets readers (sqlite3, analysis) work while the recorder writes; the busy
-            // timeout lets several processes share the file.
-            // The busy timeout first: switching to WAL itself needs the lock.
-            conn.batch_execute(
-                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-            )?;
-            // In one exclusive transaction (diesel nests each migration as a savepoint), so
-            // processes opening a new file at once migrate it once.
-            conn.exclusive_transaction::<_, DbError, _>(|conn| {
-                conn.run_pending_migrations(MIGRATIONS)
-                    .map(|_| ())
-                    .map_err(|e| DbError::Migrate(e.to_string()))
-            })?;
-            Ok(conn)
+            match policy {
+                SchemaPolicy::Migrate => {
+                    let mut conn = establish_writer(&opened)?;
+                    run_pending(&mut conn)?;
+                    Ok(conn)
+                }
+                SchemaPolicy::Existing => establish_writer(&opened),
+                SchemaPolicy::ReadOnly => {
+                    let mut conn = establish_read_only(&opened)?;
+                    conn.batch_execute("PRAGMA busy_timeout = 5000;")?;
+                    Ok(conn)
+                }
+            }
         })
         .await
         .map_err(|e| DbError::Connect(format!("opening the SQLite file failed: {e}")))??;
@@ -80,12 +132,6 @@ impl SqliteStore {
         })
     }
 
-    /// The file the store writes to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs `work` on the connection on the blocking pool.
     pub(super) async fn with_connection<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut SqliteConnection) -> Result<T, DbError> + Send + 'static,
@@ -236,11 +282,11 @@ mod tests {
     async fn stores_opening_a_new_file_at_once_migrate_it_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shared.sqlite");
-        let opens = (0..4).map(|_| SqliteStore::open(&path));
+        let opens = (0..4).map(|_| SqliteStore::open(&path, SchemaPolicy::Migrate));
         for store in futures::future::join_all(opens).await {
             store.unwrap();
         }
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqliteStore::open(&path, SchemaPolicy::Migrate).await.unwrap();
         let applied = store
             .with_connection(|conn| {
                 Ok(diesel::dsl::sql::<diesel::sql_types::BigInt>(

@@ -14,7 +14,7 @@ use parsec_actors::{
 
 use super::shutdown::{Shutdown, Stage};
 use crate::{
-    db::{self, DatabaseTarget, DbError, Store},
+    db::{self, DatabaseTarget, DbError, SchemaPolicy, Store},
     host,
 };
 
@@ -33,6 +33,8 @@ pub struct StorageOptions {
     /// Retry an unreachable database until shutdown (a service), instead of failing at once (a
     /// run that cannot store its results should fail before it starts).
     pub wait_for_database: bool,
+    /// Whether opening the database applies its pending migrations (`--no-migrate`: no).
+    pub schema: SchemaPolicy,
 }
 
 /// The opened storage of a job.
@@ -86,7 +88,11 @@ impl JobStorage {
         let store = match &options.target {
             Some(target) => {
                 let what = format!("opening the database {target}");
-                match retry(&what, options.wait_for_database, shutdown, || Store::open(target)).await? {
+                match retry(&what, options.wait_for_database, shutdown, || {
+                    Store::open_with(target, options.schema)
+                })
+                .await?
+                {
                     Some(store) => Some(store),
                     None => return Ok(None),
                 }

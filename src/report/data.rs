@@ -144,7 +144,8 @@ pub fn read(
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let store = Store::open(target).await?;
+        // Reading never writes: no migrations, and a SQLite file is opened read-only.
+        let store = Store::open_with(target, crate::db::SchemaPolicy::ReadOnly).await?;
         Ok(build(&store, target.to_string(), request, progress).await?)
     })
 }

@@ -164,3 +164,54 @@ fn misses_by_fleet(database: &std::path::Path) -> Vec<Miss> {
     .load(&mut conn)
     .unwrap()
 }
+
+/// `parsec migrate --dry-run` lists what a database lacks without creating it; `parsec migrate`
+/// applies it; a scheduler started with `--no-migrate` refuses a database with migrations
+/// pending and names the command that fixes it, and runs against a migrated one.
+#[test]
+fn migrations_run_on_their_own_and_no_migrate_refuses_a_database_that_lacks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("upgraded.sqlite");
+    let url = format!("sqlite://{}", database.display());
+    let parsec = |args: &[&str]| {
+        let output = Command::new(PARSEC)
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success(), text)
+    };
+    let (ok, listed) = parsec(&["migrate", "--dry-run"]);
+    assert!(
+        ok && listed.contains("0 migration(s) applied") && listed.contains("pending: "),
+        "{listed}"
+    );
+    assert!(listed.contains("dry run: nothing applied"), "{listed}");
+    assert!(!database.exists(), "a dry run created the database");
+
+    let (ok, refused) = parsec(&["scheduler", "--no-migrate", "--rounds", "1"]);
+    assert!(!ok && refused.contains("parsec migrate"), "{refused}");
+    assert!(!refused.contains("panicked"), "{refused}");
+    assert!(!database.exists(), "--no-migrate created the database");
+
+    let (ok, applied) = parsec(&["migrate"]);
+    assert!(ok && applied.contains("applied "), "{applied}");
+    let (ok, current) = parsec(&["migrate", "--dry-run"]);
+    assert!(ok && current.contains(", 0 pending"), "{current}");
+    // Migrated: the scheduler opens it without migrating (and finds no server to measure).
+    let (_, ran) = parsec(&[
+        "scheduler",
+        "--no-migrate",
+        "--rounds",
+        "1",
+        "--readiness-timeout",
+        "1s",
+    ]);
+    assert!(!ran.contains("parsec migrate"), "{ran}");
+    assert!(ran.contains("scheduler registered"), "{ran}");
+}
