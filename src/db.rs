@@ -126,6 +126,7 @@ macro_rules! discovery_query {
 
 pub mod aggregates;
 mod config;
+pub mod fleet_lock;
 pub mod migrations;
 pub mod postgres;
 mod rows;

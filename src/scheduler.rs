@@ -26,7 +26,10 @@ use crate::{
         client::{ClientTimeouts, RemoteNode},
         ApiToken,
     },
-    db::DatabaseTarget,
+    db::{
+        fleet_lock::{FleetLock, LockRefused},
+        DatabaseTarget,
+    },
     job::{self, Fleet, Job, Pacing, RoundKind, RunOptions, RunReport, SetUp, Shutdown, StorageOptions},
     telemetry::{
         self,
@@ -67,6 +70,58 @@ pub struct SchedulerConfig {
     pub dry_run: bool,
     /// What every round measures (`Dht`: parsec's rounds).
     pub kind: RoundKind,
+    /// What to do when another scheduler measures one of the fleets.
+    pub if_fleet_locked: IfFleetLocked,
+}
+
+/// What a scheduler does when another one holds the lock of a fleet it would measure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IfFleetLocked {
+    /// Wait until the other one stops (a rolling deploy: the new task takes over when the old
+    /// one has gone).
+    #[default]
+    Wait,
+    /// Exit at once, saying who holds it.
+    Exit,
+}
+
+/// How often a waiting scheduler tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_secs(2);
+
+/// Takes the lock of `config`'s fleets, waiting for it or refusing as `config` says.
+async fn lock_fleets(config: &SchedulerConfig) -> anyhow::Result<FleetLock> {
+    let fleets = config.all_fleets();
+    let mut waiting_since: Option<std::time::Instant> = None;
+    let mut backoff = parsec_actors::backoff::Backoff::default();
+    loop {
+        match FleetLock::try_acquire(&config.database, &fleets).await {
+            Ok(lock) => {
+                if let Some(since) = waiting_since {
+                    tracing::info!(fleets = ?lock.fleets(), waited = ?since.elapsed(), "fleet lock taken: the other scheduler has stopped");
+                }
+                return Ok(lock);
+            }
+            Err(refused @ LockRefused::Held { .. }) => match config.if_fleet_locked {
+                IfFleetLocked::Exit => anyhow::bail!("{refused}; not starting (--if-fleet-locked exit)"),
+                IfFleetLocked::Wait => {
+                    // Say it once a minute, not at every try.
+                    if waiting_since.is_none_or(|since| since.elapsed().as_secs() % 60 < LOCK_RETRY.as_secs())
+                    {
+                        tracing::warn!(
+                            "{refused}; waiting for it to stop (--if-fleet-locked exit to exit instead)"
+                        );
+                    }
+                    waiting_since.get_or_insert_with(std::time::Instant::now);
+                    tokio::time::sleep(LOCK_RETRY).await;
+                }
+            },
+            Err(LockRefused::Database(e)) => {
+                let pause = backoff.step();
+                tracing::warn!(error = %e, retry_in = ?pause, "taking the fleet lock failed; retrying");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
 }
 
 impl SchedulerConfig {
@@ -104,15 +159,21 @@ impl SchedulerConfig {
     }
 }
 
-/// The scheduler as a job: its fleet is whatever the registry lists.
+/// The scheduler as a job: its fleet is whatever the registry lists, measured by it alone.
 #[derive(Debug)]
 struct SchedulerJob<'a> {
     config: &'a SchedulerConfig,
+    /// The lock of its fleets, from set-up to the end of the run.
+    lock: Option<FleetLock>,
 }
 
 impl Job for SchedulerJob<'_> {
     async fn set_up(&mut self, setup: &SetUp) -> anyhow::Result<Fleet> {
         let config = self.config;
+        // Before anything is registered: a scheduler that waits has done nothing yet.
+        let lock = lock_fleets(config).await?;
+        tracing::info!(fleets = ?lock.fleets(), "fleet lock taken: no other scheduler measures these fleets");
+        self.lock = Some(lock);
         let mut round = config.round.clone();
         round
             .set_fleet(config.fleets.join(","))
@@ -130,7 +191,18 @@ impl Job for SchedulerJob<'_> {
         })
     }
 
-    async fn tear_down(&mut self) {}
+    async fn before_round(&mut self, _: u64) -> anyhow::Result<()> {
+        if let Some(lock) = &mut self.lock {
+            lock.ensure_held().await.map_err(|e| {
+                anyhow::anyhow!("{e}: it took the lock while this scheduler's connection was lost; stopping")
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn tear_down(&mut self) {
+        self.lock = None;
+    }
 }
 
 /// Runs the scheduler on an actix `System` of its own until SIGINT/SIGTERM or the round limit,
@@ -153,7 +225,10 @@ pub fn run_until_signalled(
 pub async fn run(config: SchedulerConfig, shutdown: Shutdown) -> anyhow::Result<RunReport> {
     tracing::info!(fleets = ?config.fleets, database = %config.database, dry_run = config.dry_run, "scheduler starting");
     job::run(
-        &mut SchedulerJob { config: &config },
+        &mut SchedulerJob {
+            config: &config,
+            lock: None,
+        },
         config.run_options(),
         shutdown,
     )

@@ -430,6 +430,67 @@ fn a_second_signal_abandons_the_round_before_its_grace() {
     drop(servers);
 }
 
+/// One scheduler per fleet: a second one started with `--if-fleet-locked exit` exits saying
+/// which connection holds the fleet; one that waits (the default, as in a rolling deploy) takes
+/// over when the first stops, and only then registers and measures.
+#[test]
+fn a_second_scheduler_of_a_fleet_waits_or_exits_with_the_reason() {
+    let pg = cluster();
+    let url = pg.url();
+    let first = SchedulerProcess::start(&url, &["--interval", "1h"], &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || first
+            .log()
+            .contains("fleet lock taken")),
+        "{}",
+        first.log()
+    );
+    let mut refused = SchedulerProcess::start(&url, &["--if-fleet-locked", "exit"], &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while refused.running() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let the reader thread take the last lines.
+    std::thread::sleep(Duration::from_millis(200));
+    let reason = refused.log();
+    assert!(
+        reason.contains("fleet default is measured by another scheduler (connection ")
+            && reason.contains("--if-fleet-locked exit"),
+        "{reason}"
+    );
+    let (status, _) = refused.wait(Duration::from_secs(5));
+    assert!(!status.success());
+    let waiting = SchedulerProcess::start(&url, &["--interval", "1h"], &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || waiting
+            .log()
+            .contains("is measured by another scheduler (connection ")),
+        "{}",
+        waiting.log()
+    );
+    assert!(
+        !waiting.log().contains("scheduler registered"),
+        "{}",
+        waiting.log()
+    );
+    // It measured nothing (no server): its exit status says so; what matters is that it left.
+    let _ = first.terminate(Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(30), || waiting
+            .log()
+            .contains("the other scheduler has stopped")),
+        "{}",
+        waiting.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || waiting
+            .log()
+            .contains("scheduler registered")),
+        "{}",
+        waiting.log()
+    );
+}
+
 /// A server killed with SIGKILL while rounds run back to back: it cannot mark itself offline,
 /// so the scheduler does; the others keep being measured; no row of the dead node is dated
 /// after its death.

@@ -134,6 +134,53 @@ async fn without_migrating_only_a_current_database_opens() {
     Store::open_with(&target, SchemaPolicy::Existing).await.unwrap();
 }
 
+/// One scheduler per fleet on Postgres: the second is refused and told which connection holds
+/// the fleet; a lock whose connection the database ended is taken again by its owner.
+#[actix::test]
+async fn a_fleet_lock_is_held_once_and_survives_a_lost_connection() {
+    use parsec::db::fleet_lock::{FleetLock, LockRefused};
+    let pg = cluster();
+    let target = DatabaseTarget::Postgres { url: pg.url() };
+    let fleets = vec!["default".to_owned(), "optprov".to_owned()];
+    let mut first = FleetLock::try_acquire(&target, &fleets).await.unwrap();
+    let refused = FleetLock::try_acquire(&target, &["optprov".to_owned()])
+        .await
+        .unwrap_err();
+    match &refused {
+        LockRefused::Held { fleet, holder } => {
+            assert_eq!(fleet, "optprov");
+            assert!(holder.starts_with("connection "), "{holder}");
+        }
+        other => panic!("{other}"),
+    }
+    // Another fleet is free.
+    FleetLock::try_acquire(&target, &["fullrt".to_owned()])
+        .await
+        .unwrap();
+
+    // The database ends the lock's connection (a restart, a failover): the owner takes it again.
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    )
+    .execute(&mut connect(&pg.url()).await)
+    .await
+    .unwrap();
+    first.ensure_held().await.unwrap();
+    assert!(FleetLock::try_acquire(&target, &["default".to_owned()])
+        .await
+        .is_err());
+    drop(first);
+    // The session ends with the connection; give the server a moment to see it closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while FleetLock::try_acquire(&target, &["default".to_owned()])
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the lock outlived its owner");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A database we create can be shared with parsec's Go services: golang-migrate finds version 6
 /// (parsec's last migration) not dirty, so it applies nothing, and everything parsec's 000001..
 /// 000006 leave (the reference schema, applied to a second database here) is there.

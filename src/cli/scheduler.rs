@@ -11,7 +11,7 @@ use crate::{
     cli::global::DatabaseArgs,
     job::RoundKind,
     report,
-    scheduler::{self, SchedulerConfig},
+    scheduler::{self, IfFleetLocked, SchedulerConfig},
 };
 
 /// Arguments of `parsec scheduler`.
@@ -63,6 +63,10 @@ pub struct SchedulerArgs {
     /// (its unfinished operations are not recorded). ECS kills after 30 s by default.
     #[arg(long, env = "PARSEC_SCHEDULER_SHUTDOWN_GRACE", default_value = "25s", value_parser = super::parse_duration)]
     shutdown_grace: Duration,
+    /// When another scheduler measures one of the fleets (one per fleet: a lock in the
+    /// database): `wait` until it stops (rolling deploys), or `exit` saying who holds it.
+    #[arg(long, env = "PARSEC_SCHEDULER_IF_FLEET_LOCKED", value_enum, default_value_t = IfFleetLocked::Wait)]
+    if_fleet_locked: IfFleetLocked,
     /// What every round measures: `dht` (provide and retrieve, parsec's rounds) or `gossipsub`
     /// (one server publishes --messages messages, the others report each first copy; the servers
     /// run with --gossipsub).
@@ -163,6 +167,7 @@ impl SchedulerArgs {
             shutdown_grace: self.shutdown_grace,
             database: database.target()?,
             schema: database.schema_policy(),
+            if_fleet_locked: self.if_fleet_locked,
             metrics: None,
             dry_run,
             kind,
