@@ -18,6 +18,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PARSEC_GIT_COMMIT");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=build.rs");
+    // The embedded migrations: a new migration folder must rebuild the crate that embeds them.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/packed-refs");
     if let Ok(head) = std::fs::read_to_string(".git/HEAD") {

@@ -33,6 +33,15 @@ impl MigrateArgs {
             for name in &status.pending {
                 println!("  pending: {name}");
             }
+            let invalid = migrations::invalid_indexes(&target)
+                .await
+                .with_context(|| format!("reading the indexes of {target}"))?;
+            for index in &invalid {
+                eprintln!(
+                    "warning: index {index} is invalid (a concurrent build failed or was interrupted): \
+                     rebuild it with `REINDEX INDEX CONCURRENTLY {index};`"
+                );
+            }
             if dry_run || status.pending.is_empty() {
                 if dry_run && !status.pending.is_empty() {
                     println!("dry run: nothing applied");

@@ -103,6 +103,29 @@ pub async fn apply(target: &DatabaseTarget) -> Result<Vec<String>, DbError> {
     }
 }
 
+/// Indexes a concurrent build left invalid (it failed or was interrupted half-way): Postgres
+/// keeps them, unused, until rebuilt (`REINDEX INDEX CONCURRENTLY <name>`). SQLite has none.
+pub async fn invalid_indexes(target: &DatabaseTarget) -> Result<Vec<String>, DbError> {
+    use diesel_async::RunQueryDsl;
+    #[derive(QueryableByName)]
+    struct Invalid {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let DatabaseTarget::Postgres { url } = target else {
+        return Ok(Vec::new());
+    };
+    let mut conn = tls::establish(url).await?;
+    let invalid: Vec<Invalid> = diesel::sql_query(
+        "SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT i.indisvalid AND n.nspname = current_schema() ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await?;
+    Ok(invalid.into_iter().map(|i| i.name).collect())
+}
+
 /// Refuses `target` unless every migration is applied (`policy` other than
 /// [`SchemaPolicy::Migrate`]), with the command that fixes it.
 pub(super) async fn require_current(target: &DatabaseTarget, policy: SchemaPolicy) -> Result<(), DbError> {

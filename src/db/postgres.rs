@@ -252,6 +252,78 @@ pub(crate) enum NodeTime {
     OfflineSince,
 }
 
+/// Longest a process waits for another one's migrations (index builds over years of rows take
+/// long; past this, run `parsec migrate` on its own).
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// Takes the migration lock, trying every 200 ms: a session blocked in `pg_advisory_lock` would
+/// hold a snapshot that the holder's `CREATE INDEX CONCURRENTLY` waits for (a deadlock).
+async fn wait_for_migration_lock(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        taken: bool,
+    }
+    let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_WAIT;
+    let mut said = false;
+    loop {
+        let taken: Vec<Taken> = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS taken")
+            .bind::<BigInt, _>(MIGRATION_LOCK)
+            .load(conn)
+            .await?;
+        if <[Taken]>::first(&taken).is_some_and(|t| t.taken) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DbError::Migrate(format!(
+                "another process has been migrating the database for {MIGRATION_LOCK_WAIT:?}; \
+                 run `parsec migrate` on its own, then start with --no-migrate"
+            )));
+        }
+        if !said {
+            tracing::info!("another process is migrating the database; waiting for it");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Times a migration that gave up a table lock (its `lock_timeout`) is tried again.
+const LOCK_RETRIES: u32 = 100;
+
+/// Pause before trying a migration that gave up a lock again.
+const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(300);
+
+/// Runs the pending migrations; one that gave up waiting for a table lock (the migrations that
+/// alter big tables set a short `lock_timeout`, so inserts never queue long behind them) is
+/// rolled back, and tried again after a pause, [`LOCK_RETRIES`] times at most. Returns the
+/// versions applied.
+async fn run_pending_patiently(
+    harness: &mut AsyncMigrationHarness<AsyncPgConnection>,
+) -> Result<Vec<String>, DbError> {
+    let versions = |harness: &mut AsyncMigrationHarness<AsyncPgConnection>| {
+        harness
+            .applied_migrations()
+            .map(|applied| applied.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| DbError::Migrate(e.to_string()))
+    };
+    let before = versions(harness).unwrap_or_default();
+    for attempt in 1.. {
+        match harness.run_pending_migrations(MIGRATIONS) {
+            Ok(_) => break,
+            Err(e) if attempt <= LOCK_RETRIES && e.to_string().contains("lock timeout") => {
+                tracing::info!(attempt, error = %e, "a migration gave up waiting for a table lock; trying again");
+                tokio::time::sleep(LOCK_RETRY_PAUSE).await;
+            }
+            Err(e) => return Err(DbError::Migrate(e.to_string())),
+        }
+    }
+    Ok(versions(harness)?
+        .into_iter()
+        .filter(|v| !before.contains(v))
+        .collect())
+}
+
 /// Which way to migrate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
@@ -276,17 +348,15 @@ pub async fn run_migrations(url: &str, direction: Direction) -> Result<Vec<Strin
             .map_err(|e| DbError::Migrate(e.to_string()))?;
         let task = runtime.spawn(async move {
             let mut conn = tls::establish(&url).await?;
-            diesel::sql_query("SELECT pg_advisory_lock($1)")
-                .bind::<BigInt, _>(MIGRATION_LOCK)
-                .execute(&mut conn)
-                .await?;
+            wait_for_migration_lock(&mut conn).await?;
             let mut harness = AsyncMigrationHarness::new(conn);
             let ran = match direction {
-                Direction::Up => harness.run_pending_migrations(MIGRATIONS),
-                Direction::Down => harness.revert_all_migrations(MIGRATIONS),
-            }
-            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| DbError::Migrate(e.to_string()));
+                Direction::Up => run_pending_patiently(&mut harness).await,
+                Direction::Down => harness
+                    .revert_all_migrations(MIGRATIONS)
+                    .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+                    .map_err(|e| DbError::Migrate(e.to_string())),
+            };
             let mut conn = harness.into_inner();
             // Closing the connection would release the lock too; unlock explicitly all the same.
             diesel::sql_query("SELECT pg_advisory_unlock($1)")

@@ -113,8 +113,8 @@ CREATE TABLE IF NOT EXISTS provides_ecs
     PRIMARY KEY (id)
 );
 
-CREATE INDEX IF NOT EXISTS idx_provides_ecs_created_at ON provides_ecs (created_at);
-CREATE INDEX IF NOT EXISTS idx_retrievals_ecs_created_at ON retrievals_ecs (created_at);
+-- Their created_at indexes are built by the concurrent migrations 000007 and 000008: on a
+-- database parsec's Go services filled, an index built here would block their inserts.
 
 -- parsec's 000006: the step of a provide ('availability' for the cid.contact fleet).
 ALTER TABLE provides_ecs ADD COLUMN IF NOT EXISTS step TEXT;

@@ -1,3 +1,7 @@
+-- (The indexes on these columns are dropped by the down migrations of 000009..000012; a
+-- database migrated before they existed has them from here.)
+DROP INDEX IF EXISTS idx_provides_ecs_measurement_id, idx_retrievals_ecs_measurement_id,
+    idx_provides_ecs_round_id, idx_retrievals_ecs_round_id;
 ALTER TABLE retrievals_ecs
     DROP COLUMN step,
     DROP COLUMN measurement_id,

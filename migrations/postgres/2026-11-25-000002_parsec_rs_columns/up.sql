@@ -1,3 +1,12 @@
+-- A lock this migration waits 100 ms for (behind a long query or autovacuum on a table it
+-- alters) fails it, and run_migrations tries again a moment later: writers queue behind a
+-- waiting ALTER TABLE, so it must not wait long.
+SET LOCAL lock_timeout = '100ms';
+-- Every table it alters, locked at once, big ones first: a writer holds its target table and then
+-- needs nodes_ecs for its foreign key, so taking nodes_ecs first would wait on writers that wait
+-- on us (a cycle only the lock timeout breaks, over and over).
+LOCK TABLE provides_ecs, retrievals_ecs, nodes_ecs IN ACCESS EXCLUSIVE MODE;
+
 -- What parsec-rs adds to parsec's schema. Every new column is nullable or has a default, so
 -- parsec's own Go servers and schedulers keep writing to the same tables unchanged.
 
@@ -28,7 +37,7 @@ ALTER TABLE retrievals_ecs
     -- The step of a retrieval, as provides_ecs has had since parsec's 000006.
     ADD COLUMN step           TEXT NOT NULL DEFAULT 'retrieval';
 
-CREATE UNIQUE INDEX idx_provides_ecs_measurement_id ON provides_ecs (measurement_id);
-CREATE UNIQUE INDEX idx_retrievals_ecs_measurement_id ON retrievals_ecs (measurement_id);
-CREATE INDEX idx_provides_ecs_round_id ON provides_ecs (round_id);
-CREATE INDEX idx_retrievals_ecs_round_id ON retrievals_ecs (round_id);
+-- The indexes on the new columns are built concurrently, outside any transaction, by 000009 to
+-- 000012: built here they would block every insert into these tables (parsec's Go writers too)
+-- until this migration commits, minutes on a table of years of rows. Adding the columns only
+-- changes the catalog (nullable, or a constant default), so this transaction is short.

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS idx_retrievals_ecs_created_at;

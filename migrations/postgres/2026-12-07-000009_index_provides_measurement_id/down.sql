@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS idx_provides_ecs_measurement_id;

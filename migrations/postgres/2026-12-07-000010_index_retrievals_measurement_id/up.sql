@@ -1,0 +1,3 @@
+-- Built concurrently: inserts into the table go on while it builds (see docs/operations.md,
+-- Database). IF NOT EXISTS: databases migrated before this migration have it already.
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_retrievals_ecs_measurement_id ON retrievals_ecs (measurement_id);
