@@ -15,12 +15,32 @@ pub struct WallClock {
 }
 
 impl WallClock {
-    /// Reads both clocks now.
+    /// Reads both clocks now: the wall clock between two monotonic reads, keeping the tightest
+    /// of a few tries and pairing it with their midpoint. A single pair of reads is off by
+    /// whatever passed between them, a preemption included (0.2 ms was seen on a loaded CI
+    /// machine, beyond the microseconds of a round trip's bound on the same host).
     pub fn now() -> Self {
-        Self {
-            wall: Utc::now(),
-            instant: tokio::time::Instant::now(),
+        const TRIES: usize = 64;
+        // Tighter than this cannot be improved on: the reads themselves take about as long.
+        const GOOD_ENOUGH: std::time::Duration = std::time::Duration::from_micros(2);
+        let read = || {
+            let before = tokio::time::Instant::now();
+            let wall = Utc::now();
+            let bracket = before.elapsed();
+            let instant = before + bracket / 2;
+            (bracket, Self { wall, instant })
+        };
+        let mut best = read();
+        for _ in 1..TRIES {
+            if best.0 <= GOOD_ENOUGH {
+                break;
+            }
+            let next = read();
+            if next.0 < best.0 {
+                best = next;
+            }
         }
+        best.1
     }
 
     /// This process's one reading, taken when first asked for. Every instant of the process maps
