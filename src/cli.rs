@@ -5,6 +5,7 @@ pub mod global;
 mod health;
 mod migrate;
 mod networks;
+mod prune;
 mod pubsub;
 mod report;
 mod scheduler;
@@ -94,6 +95,9 @@ pub enum Command {
     /// List the database migrations this build needs (`--dry-run`), or apply them: run it before
     /// servers and schedulers started with `--no-migrate`.
     Migrate(migrate::MigrateArgs),
+    /// Delete measurements older than a period (`--older-than 90d`), and the nodes and
+    /// schedulers left without any, in bounded batches; `--dry-run` counts them.
+    Prune(prune::PruneArgs),
     /// Tables and charts of the stored measurements: per fleet and region, p50/p90/p99 of the
     /// successful attempts, CDFs, days, timelines (text, md, html, csv or json).
     Report(report::ReportArgs),
@@ -112,7 +116,7 @@ impl Command {
             Command::Testnet(_) => "warn,libp2p_kad::behaviour=error",
             Command::Simulate(_) => "warn",
             Command::Health(_) | Command::Networks(_) | Command::Report(_) => "warn",
-            Command::Migrate(_) => "info",
+            Command::Migrate(_) | Command::Prune(_) => "info",
         }
     }
 
@@ -127,6 +131,7 @@ impl Command {
             Command::Networks(_) => "parsec-networks",
             Command::Report(_) => "parsec-report",
             Command::Migrate(_) => "parsec-migrate",
+            Command::Prune(_) => "parsec-prune",
         }
     }
 
@@ -135,10 +140,12 @@ impl Command {
         if global.dry_run
             && !matches!(
                 self,
-                Command::Server(_) | Command::Scheduler(_) | Command::Migrate(_)
+                Command::Server(_) | Command::Scheduler(_) | Command::Migrate(_) | Command::Prune(_)
             )
         {
-            anyhow::bail!("--dry-run applies to `parsec scheduler`, `parsec server` and `parsec migrate`");
+            anyhow::bail!(
+                "--dry-run applies to `parsec scheduler`, `parsec server`, `parsec migrate` and `parsec prune`"
+            );
         }
         match self {
             Command::Server(args) => args.run(global),
@@ -149,6 +156,7 @@ impl Command {
             Command::Networks(args) => args.run(),
             Command::Report(args) => args.run(&global.database),
             Command::Migrate(args) => args.run(&global.database, global.dry_run),
+            Command::Prune(args) => args.run(&global.database, global.dry_run),
         }
     }
 }

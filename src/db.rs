@@ -110,6 +110,59 @@ macro_rules! node_values {
     }};
 }
 
+/// The newest `nodes_ecs` row a restarting node may take over: same peer id, fleet, region,
+/// command, resources and dependencies (everything measurements are grouped and reported by),
+/// so the rows it measured before and after stay truthfully described by one row.
+macro_rules! reusable_node_query {
+    ($table:ident, $node:expr, $json:expr) => {{
+        use $table as t;
+        let node: &NodeRow = $node;
+        t::table
+            .filter(t::peer_id.eq(&node.peer_id))
+            .filter(t::fleet.eq(&node.fleet))
+            .filter(t::region.eq(&node.region))
+            .filter(t::cmd.eq(&node.cmd))
+            .filter(t::cpu.eq(node.cpu))
+            .filter(t::memory.eq(node.memory))
+            .filter(t::dependencies.eq($json(&node.dependencies)))
+            .order(t::id.desc())
+            .select(t::id)
+    }};
+}
+
+/// Takes over node row `$id` for a restarted node: its new address and ports, online again,
+/// no heartbeat until the new process beats (so no scheduler finds it before it is up).
+macro_rules! reuse_node_row {
+    ($table:ident, $id:expr, $node:expr, $ip:expr, $time:ty) => {{
+        use $table as t;
+        let node: &NodeRow = $node;
+        diesel::update(t::table.find($id)).set((
+            t::ip_address.eq($ip(node.ip_address)),
+            t::server_port.eq(node.server_port),
+            t::peer_port.eq(node.peer_port),
+            t::last_heartbeat.eq(None::<$time>),
+            t::offline_since.eq(None::<$time>),
+        ))
+    }};
+}
+
+/// Marks offline, at `$at`, the rows of `$node`'s peer id other than `$keep` that never were:
+/// the process that registered them is gone (the peer runs again elsewhere), whether or not it
+/// said so.
+macro_rules! retire_earlier_rows {
+    ($table:ident, $node:expr, $keep:expr, $at:expr) => {{
+        use $table as t;
+        let node: &NodeRow = $node;
+        diesel::update(
+            t::table
+                .filter(t::peer_id.eq(&node.peer_id))
+                .filter(t::id.ne($keep))
+                .filter(t::offline_since.is_null()),
+        )
+        .set(t::offline_since.eq(Some($at)))
+    }};
+}
+
 /// The discovery query on a backend's `nodes_ecs`: the fleets asked for, not offline, heartbeat
 /// after `$since`, in id order; selects id, fleet, peer id, address and API port.
 macro_rules! discovery_query {
@@ -129,6 +182,7 @@ mod config;
 pub mod fleet_lock;
 pub mod migrations;
 pub mod postgres;
+pub mod prune;
 mod rows;
 #[rustfmt::skip]
 pub mod schema;
@@ -160,6 +214,23 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a [`Store::ping`] waits: a database slower than this to answer `SELECT 1` is down for
 /// the alert.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQL dialect of a store, where one statement is written for both.
+#[derive(Clone, Copy, Debug)]
+enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The `index`th (from 1) bind parameter, usable more than once in a statement.
+    fn placeholder(self, index: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${index}"),
+            Dialect::Sqlite => format!("?{index}"),
+        }
+    }
+}
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -25,8 +25,8 @@ use parsec::{
 use parsec_actors::{
     recorder::{drain, GetStats},
     testing::{register_sample, sample_measurement, sample_registration, ReadinessStub},
-    GoOffline, HeartbeatActor, Measurement, MeasurementRecorder, NodeId, Operation, RecordMeasurement,
-    Registry,
+    GoOffline, HeartbeatActor, Measurement, MeasurementRecorder, NodeId, NodeRegistration, Operation,
+    RecordMeasurement, Registry,
 };
 
 /// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`, golang-migrate's
@@ -653,6 +653,8 @@ async fn discovery_filters(store: &Store) {
         let mut registration = sample_registration();
         registration.fleet = fleet.to_owned();
         registration.server_port = port;
+        // Six servers, six identities (a peer that registers again is a restart).
+        registration.peer_id = format!("12D3KooWsample{port}");
         store.register_node(registration)
     };
     let now = Utc::now();
@@ -687,7 +689,7 @@ async fn discovery_filters(store: &Store) {
     assert_eq!(found[0].fleet, "a");
     assert_eq!(found[0].server_port, 40_001, "ports above 32767 survive");
     assert_eq!(found[0].ip_address.to_string(), "127.0.0.1");
-    assert_eq!(found[0].peer_id, "12D3KooWsample");
+    assert_eq!(found[0].peer_id, "12D3KooWsample40001");
     assert_eq!(found[1].fleet, "b");
 }
 
@@ -986,5 +988,289 @@ mod sqlite_rows {
                 .load(&mut conn)
                 .unwrap();
         (stored, count[0].n)
+    }
+}
+
+/// Runs `sql` on the store at `target` (a test's view from outside the store).
+async fn execute(target: &DatabaseTarget, sql: &str) {
+    match target {
+        DatabaseTarget::Postgres { url } => connect(url).await.batch_execute(sql).await.unwrap(),
+        DatabaseTarget::Sqlite { path } => {
+            use diesel::connection::SimpleConnection as _;
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            conn.batch_execute(sql).unwrap();
+        }
+    }
+}
+
+/// The rows of `table`, counted from outside the store.
+async fn count_rows(target: &DatabaseTarget, table: &str) -> i32 {
+    match target {
+        DatabaseTarget::Postgres { url } => {
+            let sql = format!("SELECT count(*)::int4 AS n FROM {table}");
+            let count: Count = diesel::sql_query(sql)
+                .get_result(&mut connect(url).await)
+                .await
+                .unwrap();
+            count.n
+        }
+        DatabaseTarget::Sqlite { path } => {
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let sql = format!("SELECT CAST(count(*) AS INTEGER) AS n FROM {table}");
+            let count: Count = diesel::RunQueryDsl::get_result(diesel::sql_query(sql), &mut conn).unwrap();
+            count.n
+        }
+    }
+}
+
+/// A time as SQL text the store at `target` compares with its own timestamps.
+fn sql_time(target: &DatabaseTarget, at: DateTime<Utc>) -> String {
+    let text = at.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f");
+    match target {
+        DatabaseTarget::Postgres { .. } => format!("'{text}+00'"),
+        DatabaseTarget::Sqlite { .. } => format!("'{text}'"),
+    }
+}
+
+/// The node row's (heartbeat is set, offline is set, address, server port), read from outside.
+async fn node_state(target: &DatabaseTarget, node: NodeId) -> (bool, bool, String, i32) {
+    #[derive(QueryableByName)]
+    struct State {
+        #[diesel(sql_type = Integer)]
+        beat: i32,
+        #[diesel(sql_type = Integer)]
+        offline: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        ip: String,
+        #[diesel(sql_type = Integer)]
+        port: i32,
+    }
+    let columns = "CAST(last_heartbeat IS NOT NULL AS INTEGER) AS beat, \
+                   CAST(offline_since IS NOT NULL AS INTEGER) AS offline, server_port AS port";
+    let state: State = match target {
+        DatabaseTarget::Postgres { url } => {
+            let sql = format!(
+                "SELECT {columns}, host(ip_address) AS ip FROM nodes_ecs WHERE id = {}",
+                node.0
+            );
+            diesel::sql_query(sql)
+                .get_result(&mut connect(url).await)
+                .await
+                .unwrap()
+        }
+        DatabaseTarget::Sqlite { path } => {
+            let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+            let sql = format!(
+                "SELECT {columns}, ip_address AS ip FROM nodes_ecs WHERE id = {}",
+                node.0
+            );
+            diesel::RunQueryDsl::get_result(diesel::sql_query(sql), &mut conn).unwrap()
+        }
+    };
+    (state.beat == 1, state.offline == 1, state.ip, state.port)
+}
+
+/// A server restarted with the same identity and build takes over its row (new address, online,
+/// no heartbeat until it beats), so restarts add no rows; one whose build changed gets a row of
+/// its own, and the earlier row its crashed process left online is marked offline. Both stores.
+#[actix::test]
+async fn a_restarted_node_takes_over_its_row_or_retires_the_one_it_left() {
+    let pg = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    for target in [
+        DatabaseTarget::Postgres { url: pg.url() },
+        DatabaseTarget::Sqlite {
+            path: dir.path().join("restarts.sqlite"),
+        },
+    ] {
+        let store = Store::open(&target).await.unwrap();
+        let first = store.register_node(sample_registration()).await.unwrap();
+        store.heartbeat(first, Utc::now()).await.unwrap();
+        let other = store
+            .register_node(NodeRegistration {
+                peer_id: "12D3KooWother".into(),
+                ..sample_registration()
+            })
+            .await
+            .unwrap();
+        store.heartbeat(other, Utc::now()).await.unwrap();
+
+        // The process crashed (no offline mark) and came back on another address.
+        let restarted = store
+            .register_node(NodeRegistration {
+                ip_address: "10.0.0.7".parse().unwrap(),
+                server_port: 40_100,
+                ..sample_registration()
+            })
+            .await
+            .unwrap();
+        assert_eq!(restarted, first, "{target}: a restart took a new row");
+        assert_eq!(
+            node_state(&target, first).await,
+            (false, false, "10.0.0.7".into(), 40_100),
+            "{target}"
+        );
+        assert_eq!(count_rows(&target, "nodes_ecs").await, 2, "{target}");
+
+        // It crashed again and came back upgraded: a row of its own, and the old one retired.
+        let mut upgraded = sample_registration();
+        upgraded.dependencies.insert("parsec".into(), "0.2.0".into());
+        let upgraded = store.register_node(upgraded).await.unwrap();
+        assert_ne!(upgraded, first, "{target}: another build shares a row");
+        assert!(
+            node_state(&target, first).await.1,
+            "{target}: the old row stayed online"
+        );
+        assert!(!node_state(&target, upgraded).await.1, "{target}");
+        assert_eq!(
+            node_state(&target, other).await,
+            (true, false, "127.0.0.1".into(), 40_000),
+            "{target}: another peer's row changed"
+        );
+    }
+}
+
+/// `Store::prune` deletes the measurements older than the cutoff, in batches, then the nodes and
+/// schedulers left without newer ones; what is newer, or still measured, stays. A dry run counts
+/// exactly what the run then deletes, and deletes nothing. Both stores.
+#[actix::test]
+async fn prune_deletes_old_rows_in_batches_and_keeps_the_rest() {
+    use parsec::db::prune::{PruneRequest, PrunedTable};
+
+    let pg = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    let old = now - chrono::Duration::days(200);
+    for target in [
+        DatabaseTarget::Postgres { url: pg.url() },
+        DatabaseTarget::Sqlite {
+            path: dir.path().join("prune.sqlite"),
+        },
+    ] {
+        let store = Store::open(&target).await.unwrap();
+        let node = |peer: &str| NodeRegistration {
+            peer_id: format!("12D3KooW{peer}"),
+            ..sample_registration()
+        };
+        let gone = store.register_node(node("gone")).await.unwrap();
+        let live = store.register_node(node("live")).await.unwrap();
+        let recently_offline = store.register_node(node("recent")).await.unwrap();
+        let scheduler = |store: &Store| {
+            store.register_scheduler(parsec_actors::SchedulerRegistration {
+                fleets: vec!["default".into()],
+                dependencies: Default::default(),
+            })
+        };
+        let old_scheduler = scheduler(&store).await.unwrap();
+        let current = scheduler(&store).await.unwrap();
+        let at = |time| sql_time(&target, time);
+        execute(
+            &target,
+            &format!(
+                "UPDATE nodes_ecs SET created_at = {old}, last_heartbeat = {old}, offline_since = {old} WHERE id = {gone};
+                 UPDATE nodes_ecs SET created_at = {old}, last_heartbeat = {now} WHERE id = {live};
+                 UPDATE nodes_ecs SET created_at = {old}, offline_since = {recent} WHERE id = {recently_offline};
+                 UPDATE schedulers_ecs SET created_at = {old};",
+                old = at(old),
+                now = at(now),
+                recent = at(now - chrono::Duration::days(10)),
+                gone = gone.0,
+                live = live.0,
+                recently_offline = recently_offline.0,
+            ),
+        )
+        .await;
+
+        let rows = |node: NodeId, operation: Operation, started_at: DateTime<Utc>, n: usize| {
+            (0..n)
+                .map(|_| Measurement {
+                    node,
+                    started_at,
+                    ..sample_measurement(operation, Duration::from_millis(20))
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut old_batch = rows(gone, Operation::Provide, old, 3);
+        old_batch.extend(rows(gone, Operation::Retrieval, old, 2));
+        old_batch.extend(
+            pubsub_batch(gone)
+                .into_iter()
+                .map(|m| Measurement { started_at: old, ..m }),
+        );
+        let mut current_batch = rows(live, Operation::Provide, old, 1);
+        current_batch.extend(rows(live, Operation::Provide, now, 2));
+        current_batch.extend(rows(live, Operation::Retrieval, now, 1));
+        for (scheduler, batch) in [(old_scheduler, old_batch), (current, current_batch)] {
+            parsec_actors::MeasurementSink::write(&store.measurement_sink(scheduler), batch)
+                .await
+                .unwrap();
+        }
+
+        let tables = PrunedTable::ALL.map(PrunedTable::name);
+        let mut before = Vec::new();
+        for table in tables {
+            before.push(count_rows(&target, table).await);
+        }
+        assert_eq!(before, [6, 4, 1, 2, 3, 2], "{target}: {tables:?}");
+        let cutoff = now - chrono::Duration::days(90);
+        let request = PruneRequest {
+            cutoff,
+            batch_rows: 2,
+            dry_run: true,
+        };
+        let counted = store
+            .prune(request, |_, _| panic!("a dry run deleted"))
+            .await
+            .unwrap();
+        let mut after_dry_run = Vec::new();
+        for table in tables {
+            after_dry_run.push(count_rows(&target, table).await);
+        }
+        assert_eq!(after_dry_run, before, "{target}: a dry run deleted rows");
+
+        let mut batches = Vec::new();
+        let pruned = store
+            .prune(
+                PruneRequest {
+                    dry_run: false,
+                    ..request
+                },
+                |table, rows| batches.push((table, rows)),
+            )
+            .await
+            .unwrap();
+        let deleted: Vec<u64> = pruned.iter().map(|t| t.rows).collect();
+        assert_eq!(deleted, [4, 3, 1, 2, 1, 1], "{target}: {tables:?}");
+        assert_eq!(
+            counted.iter().map(|t| t.rows).collect::<Vec<_>>(),
+            deleted,
+            "{target}: the dry run counted otherwise"
+        );
+        assert!(
+            batches.iter().all(|&(_, rows)| rows <= 2),
+            "{target}: {batches:?}"
+        );
+        assert_eq!(pruned[0].batches, 2, "{target}: 4 provides in batches of 2");
+        let mut after = Vec::new();
+        for table in tables {
+            after.push(count_rows(&target, table).await);
+        }
+        assert_eq!(after, [2, 1, 0, 0, 2, 1], "{target}: {tables:?}");
+        // The two that stay are the measured node and the one seen 10 days ago (reading a
+        // missing row fails).
+        assert!(node_state(&target, live).await.0, "{target}");
+        assert!(node_state(&target, recently_offline).await.1, "{target}");
+        // Nothing is left to prune.
+        let again = store
+            .prune(
+                PruneRequest {
+                    dry_run: false,
+                    ..request
+                },
+                |_, _| {},
+            )
+            .await
+            .unwrap();
+        assert!(again.iter().all(|t| t.rows == 0), "{target}: {again:?}");
     }
 }

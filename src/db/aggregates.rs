@@ -16,7 +16,7 @@ use indicatif::ProgressBar;
 use parsec_actors::Operation;
 use serde::Serialize;
 
-use super::{DbError, Store};
+use super::{DbError, Dialect, Store};
 
 /// Quantiles kept per group: every percent of the successful durations, 0 % (fastest) to
 /// 100 % (slowest), as Postgres' `percentile_cont` gives them (linear interpolation between
@@ -198,21 +198,7 @@ impl Store {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
 impl Dialect {
-    /// The `index`th (from 1) bind parameter.
-    fn placeholder(self, index: usize) -> String {
-        match self {
-            Dialect::Postgres => format!("${index}"),
-            Dialect::Sqlite => "?".to_owned(),
-        }
-    }
-
     /// The SQL of a group's key; `time` is the rows' time column.
     fn key(self, grouping: Grouping, time: &str) -> String {
         match (self, grouping) {

@@ -134,12 +134,37 @@ impl PgStore {
         .map_err(|e| SinkError(e.to_string()))
     }
 
+    /// Registers `node`: takes over the newest row of the same node (a restart), else inserts
+    /// one; earlier rows of its peer id still marked online are marked offline.
     pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
         let mut conn = self.connection().await?;
-        let id: i32 = diesel::insert_into(nodes_ecs::table)
-            .values(node_values!(nodes_ecs, &node, |json| json, IpNet::from, |at| at))
-            .returning(nodes_ecs::id)
-            .get_result(&mut conn)
+        let id = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let reusable: Option<i32> =
+                    reusable_node_query!(nodes_ecs, &node, |json: &serde_json::Value| json.clone())
+                        .first(conn)
+                        .await
+                        .optional()?;
+                let id = match reusable {
+                    Some(id) => {
+                        reuse_node_row!(nodes_ecs, id, &node, IpNet::from, DateTime<Utc>)
+                            .execute(conn)
+                            .await?;
+                        id
+                    }
+                    None => {
+                        diesel::insert_into(nodes_ecs::table)
+                            .values(node_values!(nodes_ecs, &node, |json| json, IpNet::from, |at| at))
+                            .returning(nodes_ecs::id)
+                            .get_result(conn)
+                            .await?
+                    }
+                };
+                retire_earlier_rows!(nodes_ecs, &node, id, node.created_at)
+                    .execute(conn)
+                    .await?;
+                Ok(id)
+            })
             .await?;
         Ok(NodeId(i64::from(id)))
     }

@@ -196,18 +196,29 @@ impl SqliteStore {
         .map_err(|e| SinkError(e.to_string()))
     }
 
+    /// Registers `node`: takes over the newest row of the same node (a restart), else inserts
+    /// one; earlier rows of its peer id still marked online are marked offline.
     pub(crate) async fn insert_node(&self, node: NodeRow) -> Result<NodeId, DbError> {
         self.with_connection(move |conn| {
-            let id: i32 = diesel::insert_into(nodes_ecs::table)
-                .values(node_values!(
-                    nodes_ecs,
-                    &node,
-                    ToString::to_string,
-                    |ip: std::net::IpAddr| ip.to_string(),
-                    utc
-                ))
-                .returning(nodes_ecs::id)
-                .get_result(conn)?;
+            let ip = |ip: std::net::IpAddr| ip.to_string();
+            let id = conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                let reusable: Option<i32> =
+                    reusable_node_query!(nodes_ecs, &node, |json: &serde_json::Value| json.to_string())
+                        .first(conn)
+                        .optional()?;
+                let id = match reusable {
+                    Some(id) => {
+                        reuse_node_row!(nodes_ecs, id, &node, ip, chrono::NaiveDateTime).execute(conn)?;
+                        id
+                    }
+                    None => diesel::insert_into(nodes_ecs::table)
+                        .values(node_values!(nodes_ecs, &node, ToString::to_string, ip, utc))
+                        .returning(nodes_ecs::id)
+                        .get_result(conn)?,
+                };
+                retire_earlier_rows!(nodes_ecs, &node, id, utc(node.created_at)).execute(conn)?;
+                Ok(id)
+            })?;
             Ok(NodeId(i64::from(id)))
         })
         .await

@@ -199,6 +199,10 @@ fn migrations_run_on_their_own_and_no_migrate_refuses_a_database_that_lacks_them
     assert!(!refused.contains("panicked"), "{refused}");
     assert!(!database.exists(), "--no-migrate created the database");
 
+    let (ok, refused) = parsec(&["prune", "--older-than", "90d"]);
+    assert!(!ok && refused.contains("parsec migrate"), "{refused}");
+    assert!(!database.exists(), "a prune created the database");
+
     let (ok, applied) = parsec(&["migrate"]);
     assert!(ok && applied.contains("applied "), "{applied}");
     let (ok, current) = parsec(&["migrate", "--dry-run"]);
@@ -214,4 +218,22 @@ fn migrations_run_on_their_own_and_no_migrate_refuses_a_database_that_lacks_them
     ]);
     assert!(!ran.contains("parsec migrate"), "{ran}");
     assert!(ran.contains("scheduler registered"), "{ran}");
+
+    // Retention: a period that is likely a slip, or reaches before any time, is refused with the
+    // fix; the scheduler row just made is newer than any cutoff.
+    for (period, fix) in [("1m", "at least 1d"), ("999999999d", "shorter period")] {
+        let (ok, refused) = parsec(&["prune", "--older-than", period]);
+        assert!(
+            !ok && refused.contains(fix) && !refused.contains("panicked"),
+            "{refused}"
+        );
+    }
+    let (ok, counted) = parsec(&["prune", "--older-than", "90d", "--dry-run"]);
+    assert!(ok && counted.contains("schedulers_ecs"), "{counted}");
+    assert!(
+        counted.contains("dry run: 0 row(s) would go; nothing deleted"),
+        "{counted}"
+    );
+    let (ok, pruned) = parsec(&["prune", "--older-than", "90d", "--batch-rows", "100"]);
+    assert!(ok && pruned.contains("0 row(s) deleted"), "{pruned}");
 }
