@@ -35,6 +35,18 @@ pub enum DhtError {
     /// A message with this id was published already: publishing it again can never succeed.
     #[error("pubsub: a message with this id was already published; publish under a new id")]
     DuplicateMessage,
+    /// The message's gossipsub frame would exceed what receivers accept: nobody would get it.
+    #[error(
+        "pubsub: a {payload}-byte message makes a {frame}-byte gossipsub frame on this topic, over the \
+         {limit} bytes a frame may have (receivers refuse 65,536 bytes of buffered frames); the largest \
+         message that fits is {largest} bytes"
+    )]
+    MessageTooLarge {
+        payload: usize,
+        frame: usize,
+        limit: usize,
+        largest: usize,
+    },
     /// The swarm could not be built or could not listen.
     #[error("failed to start the DHT peer: {0}")]
     Setup(String),

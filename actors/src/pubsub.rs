@@ -21,8 +21,116 @@ pub use self::tally::DeliveryTally;
 /// Bytes a message starts with: its id (a UUID), so every implementation derives the same id.
 pub const MESSAGE_ID_BYTES: usize = 16;
 
-/// Largest message a peer accepts or publishes (gossipsub's default transmit limit).
+/// Largest gossipsub frame a peer accepts (gossipsub's default transmit limit, which rust-libp2p
+/// receivers enforce on the whole RPC; go and js accept 1 MiB). A message's payload must leave
+/// room for its envelope: see [`FrameShape`].
 pub const MAX_MESSAGE_BYTES: usize = 65_536;
+
+/// The largest frame (length prefix included) a message may travel in: rust-libp2p receivers
+/// (0.50) hold every byte buffered from the stream to [`MAX_MESSAGE_BYTES`] before decoding a
+/// frame, so the frames that follow a large one in the same read count against it; 1 KiB is
+/// left for them (control messages, a small message).
+pub const MAX_FRAME_BYTES: usize = MAX_MESSAGE_BYTES - 1024;
+
+/// The envelope gossipsub wraps a published message in (author, sequence number, topic,
+/// signature, and the public key when the peer id cannot carry it), so that what crosses the
+/// wire, the RPC frame a receiver checks against [`MAX_MESSAGE_BYTES`], is known before sending.
+/// A message is sent only when its frame is at most [`MAX_FRAME_BYTES`].
+/// (rust-libp2p's `publish` checks only the payload: a message that fits but whose frame does not
+/// is accepted, then refused by every receiver, which resets the stream.)
+#[derive(Clone, Debug)]
+pub struct FrameShape {
+    source: Option<PeerId>,
+    signature_bytes: usize,
+    key: Option<Vec<u8>>,
+}
+
+impl FrameShape {
+    /// The frames `keypair`'s messages travel in under `validation` (anonymous: no author,
+    /// sequence number or signature; every other mode signs).
+    pub fn new(keypair: &libp2p::identity::Keypair, validation: Validation) -> Self {
+        use libp2p::identity::KeyType;
+        if validation == Validation::Anonymous {
+            return Self {
+                source: None,
+                signature_bytes: 0,
+                key: None,
+            };
+        }
+        let signed = keypair.sign(b"").map_or(0, |signature| signature.len());
+        // ECDSA signatures are DER, 70 to 72 bytes: count the longest.
+        let signature_bytes = match keypair.key_type() {
+            KeyType::Secp256k1 | KeyType::Ecdsa => signed.max(72),
+            _ => signed,
+        };
+        // gossipsub sends the key unless the peer id inlines it (an encoding of 42 bytes at most).
+        let encoded = keypair.public().encode_protobuf();
+        Self {
+            source: Some(keypair.public().to_peer_id()),
+            signature_bytes,
+            key: (encoded.len() > 42).then_some(encoded),
+        }
+    }
+
+    /// Bytes of the RPC frame, length prefix included, that carries a `payload`-byte message on
+    /// `topic`.
+    pub fn frame_bytes(&self, topic: &str, payload: usize) -> usize {
+        let empty = libp2p::gossipsub::RawMessage {
+            source: self.source,
+            data: Vec::new(),
+            sequence_number: self.source.map(|_| u64::MAX),
+            topic: libp2p::gossipsub::TopicHash::from_raw(topic),
+            signature: (self.signature_bytes > 0).then(|| vec![0; self.signature_bytes]),
+            key: self.key.clone(),
+            validated: false,
+        }
+        .raw_protobuf_len();
+        // The empty data field is a tag and a one-byte length; the message is one `publish`
+        // entry of the RPC: a tag, its length, itself.
+        let message = empty - 1 + varint_bytes(payload) + payload;
+        let rpc = 1 + varint_bytes(message) + message;
+        varint_bytes(rpc) + rpc
+    }
+
+    /// The largest payload whose frame on `topic` fits [`MAX_FRAME_BYTES`].
+    pub fn largest_payload(&self, topic: &str) -> usize {
+        let (mut fits, mut too_big) = (0, MAX_FRAME_BYTES + 1);
+        // Bounded: the interval halves each time (17 steps).
+        while too_big - fits > 1 {
+            let middle = fits + (too_big - fits) / 2;
+            if self.frame_bytes(topic, middle) <= MAX_FRAME_BYTES {
+                fits = middle;
+            } else {
+                too_big = middle;
+            }
+        }
+        fits
+    }
+}
+
+/// Refuses `payload`-byte messages on `topic` whose frame would not fit when published by a peer
+/// with an ed25519 key (parsec's servers and testnet hosts), naming the largest that does: the
+/// check of a flag, before anything starts. A server with another key type checks its own
+/// frames when it publishes (HTTP 413).
+pub fn check_message_bytes(payload: usize, topic: &str, validation: Validation) -> Result<(), String> {
+    let frame = FrameShape::new(&libp2p::identity::Keypair::generate_ed25519(), validation);
+    let largest = frame.largest_payload(topic);
+    if payload <= largest {
+        return Ok(());
+    }
+    Err(format!(
+        "at most {largest} bytes: a {payload}-byte message makes a {}-byte gossipsub frame on topic {topic:?}, \
+         over the {MAX_FRAME_BYTES} bytes a frame may have (receivers refuse 65,536 bytes of buffered frames; \
+         validation {validation})",
+        frame.frame_bytes(topic, payload)
+    ))
+}
+
+/// Bytes of `n` as a protobuf varint.
+fn varint_bytes(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
 
 /// How a peer checks the author, sequence number and signature of the messages it receives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -120,6 +120,7 @@ fn node_status(error: &NodeError) -> StatusCode {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         NodeError::Dht(DhtError::DuplicateMessage) => StatusCode::CONFLICT,
+        NodeError::Dht(DhtError::MessageTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Unavailable(_) | NodeError::Rejected { .. } | NodeError::InvalidResponse(_) => {
             StatusCode::BAD_GATEWAY

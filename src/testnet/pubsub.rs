@@ -110,12 +110,18 @@ impl PubsubTestnetConfig {
                 parsec_actors::pubsub::MESSAGE_ID_BYTES
             );
         }
-        if self.message_bytes > parsec_actors::pubsub::MAX_MESSAGE_BYTES {
-            anyhow::bail!(
-                "--message-bytes must be at most {} (gossipsub's transmit limit)",
-                parsec_actors::pubsub::MAX_MESSAGE_BYTES
-            );
-        }
+        // The longest topic name leaves the least room.
+        let longest_topic = self
+            .topic_names()
+            .into_iter()
+            .max_by_key(String::len)
+            .unwrap_or_default();
+        parsec_actors::pubsub::check_message_bytes(
+            self.message_bytes,
+            &longest_topic,
+            self.pubsub.validation,
+        )
+        .map_err(|e| anyhow::anyhow!("--message-bytes must be {e}"))?;
         self.churn.check().map_err(anyhow::Error::msg)?;
         if self.js_peers > 0 {
             if self.transport == TransportKind::Quic {

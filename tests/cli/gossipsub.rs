@@ -124,7 +124,8 @@ fn testnet_gossipsub_rejects_what_cannot_measure_with_the_fix() {
             ),
             (vec!["--mesh-n-low", "7"], "--mesh-n-low"),
             (vec!["--validation", "lax"], "expected strict"),
-            (vec!["--message-bytes", "100000"], "at most 65536"),
+            (vec!["--message-bytes", "100000"], "must be at most 64368"),
+            (vec!["--message-bytes", "65536"], "65680-byte gossipsub frame"),
             (vec!["--message-bytes", "10"], "at least 16"),
             (vec!["--churn-topics", "0.6", "--churn-network", "0.5"], "below 1"),
         ],
@@ -334,6 +335,48 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
             .await
             .unwrap();
         assert_eq!(status_of(too_big.status()), 413);
+        // The documented maximum payload does not fit gossipsub's 65,536-byte frame with its
+        // envelope: refused, naming the largest that fits; that one is delivered, and the link
+        // still carries the next message (a frame over the limit would have reset it).
+        let mut over_frame = client
+            .post(format!("{}/pubsub/publish", publisher.http))
+            .send_json(
+                &json!({"topic": "blocks", "message_id": uuid::Uuid::new_v4().to_string(), "size": 65_536}),
+            )
+            .await
+            .unwrap();
+        let body: Value = over_frame.json().await.unwrap();
+        assert_eq!(status_of(over_frame.status()), 413, "{body}");
+        let error = body["error"].as_str().unwrap();
+        let largest: usize = error
+            .rsplit("the largest message that fits is ")
+            .next()
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{body}"));
+        assert!((64_000..64_512).contains(&largest), "{body}");
+        for size in [largest, 16] {
+            let id = uuid::Uuid::new_v4().to_string();
+            let mut published = client
+                .post(format!("{}/pubsub/publish", publisher.http))
+                .send_json(&json!({"topic": "blocks", "message_id": id, "size": size}))
+                .await
+                .unwrap();
+            assert!(
+                published.status().is_success(),
+                "{size}: {:?}",
+                published.body().await
+            );
+            let delivery: Value = client
+                .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", receiver.http))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(delivery["delivered"], true, "{size} bytes: {delivery}");
+        }
         let bad_id = client
             .get(format!("{}/pubsub/messages/not-a-uuid", receiver.http))
             .send()

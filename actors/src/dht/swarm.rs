@@ -35,7 +35,7 @@ use super::{
     transport, DhtOutcome, QueryCounts,
 };
 use crate::{
-    pubsub::{Delivery, MessageId, Published, TopicPeers},
+    pubsub::{Delivery, FrameShape, MessageId, Published, TopicPeers, MAX_FRAME_BYTES},
     Connections, ContentId, DhtClient, DhtConfig, DhtError, DEADLINE_EXCEEDED, NOT_FOUND, NO_PEER_REACHED,
     STORED_AT_NO_PEER,
 };
@@ -164,6 +164,8 @@ pub(crate) struct SwarmTask {
     connecting: HashMap<PeerId, Vec<oneshot::Sender<Result<(), DhtError>>>>,
     /// The gossipsub messages that arrived, for the callers that wait for them.
     deliveries: Deliveries,
+    /// The envelope of the messages this peer publishes (with gossipsub on).
+    frame: Option<FrameShape>,
 }
 
 impl SwarmTask {
@@ -228,6 +230,10 @@ impl SwarmTask {
         let task = Self {
             load,
             deliveries,
+            frame: config
+                .pubsub
+                .as_ref()
+                .map(|pubsub| FrameShape::new(&keypair, pubsub.validation)),
             connecting: HashMap::new(),
             engine,
             swarm,
@@ -370,6 +376,18 @@ impl SwarmTask {
                 payload,
                 reply,
             } => {
+                if let Some(frame) = &self.frame {
+                    let frame_bytes = frame.frame_bytes(&topic, payload.len());
+                    if frame_bytes > MAX_FRAME_BYTES {
+                        let _ = reply.send(Err(DhtError::MessageTooLarge {
+                            payload: payload.len(),
+                            frame: frame_bytes,
+                            limit: MAX_FRAME_BYTES,
+                            largest: frame.largest_payload(&topic),
+                        }));
+                        return;
+                    }
+                }
                 let hash = gossip::topic(&topic).hash();
                 let topic_peers = pubsub
                     .all_peers()
