@@ -6,6 +6,7 @@ pub mod client;
 pub mod dto;
 mod error;
 mod handlers;
+mod hangup;
 pub mod pubsub;
 
 use std::net::TcpListener;
@@ -145,6 +146,7 @@ pub fn serve(
             })
             .configure(configure(node.clone(), options.clone()))
     })
+    .on_connect(hangup::on_connect)
     .workers(workers.max(1))
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
     .client_request_timeout(HEAD_READ_TIMEOUT)

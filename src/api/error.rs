@@ -53,6 +53,10 @@ pub enum ApiError {
     /// The client did not send its body in time.
     #[error("the request body did not arrive within {BODY_READ_TIMEOUT:?}")]
     RequestTimeout,
+    /// The client closed its connection while the request waited: nobody reads the answer, and
+    /// the connection is closed.
+    #[error("the client closed the connection")]
+    ClientGone,
 }
 
 impl ResponseError for ApiError {
@@ -69,13 +73,21 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            // nginx's "client closed request": logged, never read.
+            ApiError::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::ClientGone => {
+                response.force_close();
+            }
+            _ => {}
         }
         response.json(ErrorResponse {
             error: self.to_string(),

@@ -214,19 +214,23 @@ pub(crate) async fn message(
             MAX_DELIVERY_WAIT.as_millis()
         )));
     }
-    let delivery = recipients(&pubsub)?
-        .await_message
-        .send(AwaitMessage {
-            id,
-            wait,
-            span: {
-                let span = tracing::info_span!("pubsub.await", message = %id);
-                continue_trace(&span, request.headers());
-                span
-            },
-        })
-        .await
-        .map_err(stopped)??;
+    let waiting = recipients(&pubsub)?.await_message.send(AwaitMessage {
+        id,
+        wait,
+        span: {
+            let span = tracing::info_span!("pubsub.await", message = %id);
+            continue_trace(&span, request.headers());
+            span
+        },
+    });
+    let delivery = tokio::select! {
+        delivery = waiting => delivery.map_err(stopped)??,
+        () = super::hangup::client_gone(&request) => {
+            // Nobody will read the answer: free the connection now rather than at the wait's end.
+            tracing::debug!(message = %id, "the client hung up while waiting for a delivery");
+            return Err(ApiError::ClientGone);
+        }
+    };
     Ok(HttpResponse::Ok().json(DeliveryResponse {
         message_id: id.to_string(),
         delivered: delivery.is_some(),

@@ -414,3 +414,65 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
         assert!(server.terminate().success());
     }
 }
+
+/// The server-side sockets of connections between `server_port` and `client_port`, from the
+/// kernel's table (`/proc/net/tcp`): their states, as hex codes (01 established, 08 close-wait).
+fn server_sockets(server_port: u16, client_port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next().unwrap_or(""), 16).ok();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (fields.get(1)?, fields.get(2)?, fields.get(3)?);
+            (port_of(local) == Some(server_port) && port_of(remote) == Some(client_port))
+                .then(|| state.to_string())
+        })
+        .collect()
+}
+
+/// A client that hangs up while its `GET /pubsub/messages/…?wait_ms=30000` waits frees its
+/// connection within a second, not at the end of the wait: the server's socket leaves the
+/// kernel's table (it would sit in close-wait for 30 s otherwise).
+#[test]
+fn a_waiter_whose_client_hung_up_is_ended() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("waiter.sqlite").display());
+    // Alone, never ready: a wait needs no peer.
+    let server = ServerProcess::start(&["--gossipsub", "--database-url", &url]);
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let server_port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut client = std::net::TcpStream::connect(&address).unwrap();
+    let client_port = client.local_addr().unwrap().port();
+    let id = uuid::Uuid::new_v4();
+    write!(
+        client,
+        "GET /pubsub/messages/{id}?wait_ms=30000 HTTP/1.1\r\nHost: {address}\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        server_sockets(server_port, client_port),
+        ["01"],
+        "the request is not waiting"
+    );
+
+    drop(client);
+    let hung_up = Instant::now();
+    while !server_sockets(server_port, client_port).is_empty() {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(3),
+            "the server still holds the connection: {:?}",
+            server_sockets(server_port, client_port)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "connection freed {:?} after the client hung up",
+        hung_up.elapsed()
+    );
+    assert!(server.terminate().success());
+}
