@@ -3,6 +3,7 @@
 //! parsec's metric names, process metrics, the `/metrics` endpoint).
 
 pub mod health;
+mod log_limit;
 pub mod metrics;
 mod process;
 
@@ -12,7 +13,9 @@ pub mod traces;
 use std::io::IsTerminal;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _};
+use tracing_subscriber::{
+    filter::FilterExt as _, layer::SubscriberExt as _, util::SubscriberInitExt as _, EnvFilter, Layer as _,
+};
 
 /// Keeps the trace exporter alive; [`shutdown`](Self::shutdown) flushes what it holds.
 #[derive(Debug)]
@@ -52,7 +55,8 @@ pub fn init(default_filter: &str, default_service: &str, format: LogFormat) -> T
         LogFormat::Text => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
         LogFormat::Json => lines.json().with_current_span(true).with_span_list(false).boxed(),
     }
-    .with_filter(filter);
+    // Lines that remote peers cause at will pass once a minute per call site.
+    .with_filter(filter.and(log_limit::PeerCausedLimit::default()));
     let (provider, warning) = match traces::provider(default_service) {
         Ok(provider) => (provider, None),
         Err(e) => (None, Some(e)),

@@ -194,6 +194,9 @@ pub struct PubsubConfig {
     pub flood_publish: bool,
     /// How received messages are checked.
     pub validation: Validation,
+    /// The most topics a remote peer may be subscribed to with us (and announce in one RPC);
+    /// subscriptions past it are ignored. gossipsub's default filter allows 100.
+    pub max_peer_topics: usize,
 }
 
 impl Default for PubsubConfig {
@@ -205,6 +208,7 @@ impl Default for PubsubConfig {
             heartbeat: Duration::from_secs(1),
             flood_publish: true,
             validation: Validation::Strict,
+            max_peer_topics: 100,
         }
     }
 }
@@ -220,6 +224,9 @@ impl PubsubConfig {
         }
         if self.heartbeat.is_zero() {
             return Err("the heartbeat interval must be positive".to_owned());
+        }
+        if self.max_peer_topics == 0 {
+            return Err("a peer must be allowed at least one topic".to_owned());
         }
         Ok(())
     }
@@ -245,6 +252,12 @@ impl PubsubConfig {
     /// Sets the validation mode.
     pub fn set_validation(&mut self, validation: Validation) -> &mut Self {
         self.validation = validation;
+        self
+    }
+
+    /// Sets the most topics a remote peer may be subscribed to with us.
+    pub fn set_max_peer_topics(&mut self, topics: usize) -> &mut Self {
+        self.max_peer_topics = topics;
         self
     }
 }

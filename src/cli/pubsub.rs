@@ -26,6 +26,10 @@ pub(super) struct GossipsubArgs {
     /// How received messages are checked: strict (signed), permissive, anonymous or none.
     #[arg(long, env = "PARSEC_GOSSIPSUB_VALIDATION", default_value = "strict")]
     validation: Validation,
+    /// The most topics a remote peer may be subscribed to with us (and announce at once); past
+    /// it its subscriptions are ignored, as gossipsub's default filter (100) does.
+    #[arg(long, env = "PARSEC_GOSSIPSUB_MAX_PEER_TOPICS", default_value_t = 100)]
+    max_peer_topics: usize,
 }
 
 impl GossipsubArgs {
@@ -36,9 +40,12 @@ impl GossipsubArgs {
             .set_mesh(self.mesh_n_low, self.mesh_n, self.mesh_n_high)
             .set_heartbeat(self.heartbeat)
             .set_flood_publish(self.flood_publish)
-            .set_validation(self.validation);
+            .set_validation(self.validation)
+            .set_max_peer_topics(self.max_peer_topics);
         config.check().map_err(|e| {
-            anyhow::anyhow!("gossipsub: {e} (flags --mesh-n-low, --mesh-n, --mesh-n-high, --heartbeat)")
+            anyhow::anyhow!(
+                "gossipsub: {e} (flags --mesh-n-low, --mesh-n, --mesh-n-high, --heartbeat, --max-peer-topics)"
+            )
         })?;
         Ok(config)
     }

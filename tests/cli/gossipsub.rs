@@ -476,3 +476,64 @@ fn a_waiter_whose_client_hung_up_is_ended() {
     );
     assert!(server.terminate().success());
 }
+
+/// `--max-peer-topics` caps the topics a remote peer may be subscribed to with a server: past it
+/// the peer's subscriptions are ignored, and gossipsub's ERROR line for each ignored RPC is
+/// written once (the log's rate limit), not once per RPC.
+#[test]
+fn a_peer_past_the_topic_cap_is_ignored_and_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cap.sqlite").display());
+    let capped = ServerProcess::start(&["--gossipsub", "--max-peer-topics", "2", "--database-url", &url]);
+    let subscriber = ServerProcess::start(&[
+        "--gossipsub",
+        "--bootstrap",
+        &capped.tcp_multiaddr,
+        "--database-url",
+        &url,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(capped.health() && subscriber.health()) {
+        assert!(Instant::now() < deadline, "servers never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    actix::System::new().block_on(async {
+        let client = common::client();
+        let topics = ["t1", "t2", "t3", "t4", "t5"];
+        for topic in topics {
+            let status = client
+                .post(format!("{}/pubsub/subscribe", subscriber.http))
+                .send_json(&json!({ "topic": topic }))
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status.as_u16(), 204);
+        }
+        let seen = |topic: &'static str| {
+            let client = client.clone();
+            let url = format!("{}/pubsub/topics/{topic}", capped.http);
+            async move {
+                let view: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+                view["subscribed"].as_u64().unwrap()
+            }
+        };
+        while seen("t2").await < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the capped server never saw the first topics"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The later subscriptions have had the same time to arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(seen("t1").await, 1);
+        for topic in ["t3", "t4", "t5"] {
+            assert_eq!(seen(topic).await, 0, "{topic} past the cap was accepted");
+        }
+    });
+    let log = capped.log();
+    assert_eq!(log.matches("Subscription filter error").count(), 1, "{log}");
+    for server in [subscriber, capped] {
+        assert!(server.terminate().success());
+    }
+}

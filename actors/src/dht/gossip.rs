@@ -7,7 +7,10 @@ use std::{
 };
 
 use libp2p::{
-    gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode},
+    gossipsub::{
+        self, AllowAllSubscriptionFilter, IdentTopic, MaxCountSubscriptionFilter, MessageAuthenticity,
+        ValidationMode,
+    },
     identity::Keypair,
     PeerId,
 };
@@ -70,8 +73,18 @@ pub(crate) fn behaviour(
         Validation::Anonymous => MessageAuthenticity::Anonymous,
         _ => MessageAuthenticity::Signed(keypair.clone()),
     };
-    gossipsub::Behaviour::new(authenticity, gossip_config)
-        .map_err(|e| DhtError::Setup(format!("gossipsub: {e}")))
+    gossipsub::Behaviour::new_with_subscription_filter(
+        authenticity,
+        gossip_config,
+        // gossipsub's default filter with the cap as a setting; its refusals are ERROR lines that
+        // the log's rate limit (telemetry) thins out.
+        MaxCountSubscriptionFilter {
+            filter: AllowAllSubscriptionFilter {},
+            max_subscribed_topics: config.max_peer_topics,
+            max_subscriptions_per_request: config.max_peer_topics,
+        },
+    )
+    .map_err(|e| DhtError::Setup(format!("gossipsub: {e}")))
 }
 
 /// The topic a name stands for (its hash is the name itself, as go and js hash by default).
