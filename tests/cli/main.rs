@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 #[path = "../common/mod.rs"]
 mod common;
 
+mod fuzz;
 mod gossipsub;
 mod parsec_go;
 mod scheduler;
