@@ -161,6 +161,16 @@ impl Command {
     }
 }
 
+/// Runs a one-off database command (`migrate`, `prune`) on a runtime of its own.
+fn run_to_completion<T>(job: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(job)
+}
+
 /// What an offline job prints at the first Ctrl-C.
 pub(crate) const INTERRUPT_HINT: &str =
     "interrupted: stopping after the round in flight and storing what was measured (Ctrl-C again to abandon \

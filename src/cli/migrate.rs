@@ -17,11 +17,7 @@ pub struct MigrateArgs {}
 impl MigrateArgs {
     pub(crate) fn run(self, database: &DatabaseArgs, dry_run: bool) -> anyhow::Result<ExitCode> {
         let target = database.target()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        runtime.block_on(async {
+        super::run_to_completion(async {
             let status = migrations::status(&target)
                 .await
                 .with_context(|| format!("reading the migrations of {target}"))?;

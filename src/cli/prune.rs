@@ -44,11 +44,7 @@ impl PruneArgs {
                 )
             })?;
         let target = database.target()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the runtime")?;
-        runtime.block_on(async {
+        super::run_to_completion(async {
             // A prune reads and deletes; the schema is `parsec migrate`'s business.
             let store = Store::open_with(&target, SchemaPolicy::Existing)
                 .await

@@ -217,6 +217,18 @@ async fn clock_offset(server: &ServerProcess) -> parsec_actors::pubsub::clock::C
         .unwrap()
 }
 
+/// What `server` answers about message `id`, waiting up to 5 s for it.
+async fn delivery_within_5_s(client: &awc::Client, server: &ServerProcess, id: &str) -> Value {
+    client
+        .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", server.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Two server processes speaking gossipsub, the publisher's clock skewed 7 s ahead (libfaketime):
 /// the offsets estimated from HTTP round trips are right within their stated uncertainty, and the
 /// latency corrected by them is a latency, where the raw difference of the two clocks is not.
@@ -306,14 +318,7 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
             "{body}"
         );
         assert!(published["topic_peers"].as_u64().unwrap() >= 1, "{published}");
-        let delivery: Value = client
-            .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", receiver.http))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let delivery = delivery_within_5_s(&client, &receiver, &id).await;
         assert_eq!(delivery["delivered"], true, "{delivery}");
         assert!(delivery["copies"].as_u64().unwrap() >= 1, "{delivery}");
         let sent = chrono::DateTime::from_timestamp_nanos(published["sent_at_ns"].as_i64().unwrap());
@@ -367,14 +372,7 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
                 "{size}: {:?}",
                 published.body().await
             );
-            let delivery: Value = client
-                .get(format!("{}/pubsub/messages/{id}?wait_ms=5000", receiver.http))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let delivery = delivery_within_5_s(&client, &receiver, &id).await;
             assert_eq!(delivery["delivered"], true, "{size} bytes: {delivery}");
         }
         let bad_id = client
