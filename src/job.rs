@@ -35,7 +35,11 @@ pub use self::{
 use crate::{
     db::{DatabaseTarget, Store},
     progress::bar,
-    telemetry::{self, health::RunHealth, metrics::SchedulerMetrics},
+    telemetry::{
+        self,
+        health::{RunHealth, DATABASE_CHECK_INTERVAL},
+        metrics::SchedulerMetrics,
+    },
 };
 
 /// Distinct round errors a report keeps (a scheduler may fail the same way for weeks).
@@ -387,24 +391,17 @@ async fn start_fleet(
     }))
 }
 
-/// How often the recorder's counters and the database's answer are refreshed for the metrics.
-const STORAGE_WATCH_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Copies the recorder's counters into `health` and checks the database, every
-/// [`STORAGE_WATCH_INTERVAL`], until aborted.
+/// [`DATABASE_CHECK_INTERVAL`], until aborted.
 async fn watch_storage(health: RunHealth, recorder: Addr<MeasurementRecorder>, store: Option<Store>) {
-    let mut ticks = tokio::time::interval(STORAGE_WATCH_INTERVAL);
+    let mut ticks = tokio::time::interval(DATABASE_CHECK_INTERVAL);
     loop {
         ticks.tick().await;
         if let Ok(stats) = recorder.send(GetStats).await {
             health.recorder(stats);
         }
         if let Some(store) = &store {
-            let answer = store.ping().await;
-            if let Err(e) = &answer {
-                tracing::warn!(error = %e, "the database does not answer");
-            }
-            health.database(answer.is_ok());
+            health.database_up().check(store).await;
         }
     }
 }

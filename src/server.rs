@@ -26,7 +26,10 @@ use crate::{
     db::{self, DatabaseTarget, Store},
     host::{self, Resources},
     job::{Shutdown, Stage},
-    telemetry::metrics::{self, MetricsEndpoint, ServerMetrics},
+    telemetry::{
+        health::DatabaseUp,
+        metrics::{self, MetricsEndpoint, ServerMetrics},
+    },
 };
 
 /// The longest wait between two attempts to join the network (bootstrap peers unreachable).
@@ -216,7 +219,7 @@ impl Standalone {
     /// `runtime`.
     pub async fn run(mut self, runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
         // The database first: a server that cannot register is invisible to schedulers.
-        let registry = self.registry().await?;
+        let (registry, store) = self.registry().await?;
         let mut shutdown = Shutdown::on_signals("");
         if !self.startup_delay.is_zero() {
             tracing::info!(delay = ?self.startup_delay, "waiting before starting (--startup-delay)");
@@ -229,6 +232,7 @@ impl Standalone {
         // fleet (dashboards and alerts group by it wherever the server is scraped from).
         let mut metrics_registry = metrics::registry(Some(&self.fleet));
         let server_metrics = ServerMetrics::register(&mut metrics_registry);
+        let database_up = DatabaseUp::register(&mut metrics_registry);
         self.dht
             .set_metrics(Some(Libp2pMetrics::register(&mut metrics_registry)));
         let resources = host::detect_resources(self.api_address.ip())
@@ -264,26 +268,31 @@ impl Standalone {
             },
         )
         .await?;
+        let watching = store.map(|store| actix::spawn(database_up.watch(store)));
         tracing::info!(node_id = %server.node_id(), "registered; first heartbeat once a peer answered");
         tracing::info!(address = %server.api_address(), "HTTP API listening");
 
         shutdown.reached(Stage::Finish).await;
         tracing::info!(grace = ?self.shutdown_grace, "shutting down: letting in-flight requests finish");
         server.stop(self.shutdown_grace, &mut shutdown).await;
+        if let Some(watching) = watching {
+            watching.abort();
+        }
         Ok(())
     }
 
-    /// Where the server registers: the database, or nowhere in a dry run.
-    async fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
+    /// Where the server registers: the database (also returned, for its health check), or
+    /// nowhere in a dry run.
+    async fn registry(&self) -> anyhow::Result<(Arc<dyn Registry>, Option<Store>)> {
         let Some(target) = &self.database else {
             tracing::info!("dry run: registering nowhere");
-            return Ok(Arc::new(MemoryRegistry::default()));
+            return Ok((Arc::new(MemoryRegistry::default()), None));
         };
         let store = Store::open_with(target, self.schema)
             .await
             .with_context(|| format!("opening the database {target}"))?;
         tracing::info!(database = %target, "database ready");
-        Ok(db::registry(&store))
+        Ok((db::registry(&store), Some(store)))
     }
 
     /// Starts the DHT peer and, when it has bootstrap peers, joins in the background.

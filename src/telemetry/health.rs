@@ -43,7 +43,7 @@ pub struct RunHealth {
     interval: Gauge<f64, AtomicU64>,
     fleet_servers: Family<ServerLabels, Gauge>,
     round_servers: Family<ServerLabels, Counter>,
-    database_up: Gauge,
+    database_up: DatabaseUp,
     recorder: RecorderMirror,
 }
 
@@ -76,11 +76,10 @@ impl RunHealth {
             "Servers per fleet that rounds measured, skipped (not ready) and marked offline",
             health.round_servers.clone(),
         );
-        registry.register(
-            "parsec_database_up",
-            "1 when the database answered the last check (SELECT 1 within 5 s), else 0",
-            health.database_up.clone(),
-        );
+        let health = Self {
+            database_up: DatabaseUp::register(registry),
+            ..health
+        };
         registry.register_collector(Box::new(health.recorder.clone()));
         health
     }
@@ -142,9 +141,53 @@ impl RunHealth {
         *self.recorder.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
     }
 
-    /// Whether the database answered the last check.
-    pub fn database(&self, up: bool) {
-        self.database_up.set(i64::from(up));
+    /// The database gauge.
+    pub fn database_up(&self) -> &DatabaseUp {
+        &self.database_up
+    }
+}
+
+/// How often the database is asked whether it answers.
+pub const DATABASE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `parsec_database_up`, exported by servers and the scheduler alike: whether the database
+/// answered the last check (`SELECT 1` within 5 s).
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseUp(Gauge);
+
+impl DatabaseUp {
+    /// Registers the gauge in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let up = Self::default();
+        registry.register(
+            "parsec_database_up",
+            "1 when the database answered the last check (SELECT 1 within 5 s), else 0",
+            up.0.clone(),
+        );
+        up
+    }
+
+    /// Whether the database answered.
+    pub fn set(&self, up: bool) {
+        self.0.set(i64::from(up));
+    }
+
+    /// Asks `store` now and sets the gauge.
+    pub async fn check(&self, store: &crate::db::Store) {
+        let answer = store.ping().await;
+        if let Err(e) = &answer {
+            tracing::warn!(error = %e, "the database does not answer");
+        }
+        self.set(answer.is_ok());
+    }
+
+    /// Asks `store` every [`DATABASE_CHECK_INTERVAL`], until aborted.
+    pub async fn watch(self, store: crate::db::Store) {
+        let mut ticks = tokio::time::interval(DATABASE_CHECK_INTERVAL);
+        loop {
+            ticks.tick().await;
+            self.check(&store).await;
+        }
     }
 }
 
@@ -263,7 +306,7 @@ mod tests {
             capacity: 100,
             ..RecorderStats::default()
         });
-        health.database(true);
+        health.database_up().set(true);
         let text = scrape(&registry);
         for line in [
             r#"parsec_rounds_total{fleet="default",outcome="succeeded"} 1"#,
