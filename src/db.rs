@@ -146,9 +146,9 @@ macro_rules! reuse_node_row {
     }};
 }
 
-/// Marks offline, at `$at`, the rows of `$node`'s peer id other than `$keep` that never were:
-/// the process that registered them is gone (the peer runs again elsewhere), whether or not it
-/// said so.
+/// Marks offline, at `$at`, the rows of `$node`'s peer id and fleet other than `$keep` that never
+/// were: the process that registered them is gone (the peer runs again elsewhere), whether or not
+/// it said so.
 macro_rules! retire_earlier_rows {
     ($table:ident, $node:expr, $keep:expr, $at:expr) => {{
         use $table as t;
@@ -156,6 +156,7 @@ macro_rules! retire_earlier_rows {
         diesel::update(
             t::table
                 .filter(t::peer_id.eq(&node.peer_id))
+                .filter(t::fleet.eq(&node.fleet))
                 .filter(t::id.ne($keep))
                 .filter(t::offline_since.is_null()),
         )

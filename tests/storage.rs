@@ -1094,6 +1094,14 @@ async fn a_restarted_node_takes_over_its_row_or_retires_the_one_it_left() {
             .await
             .unwrap();
         store.heartbeat(other, Utc::now()).await.unwrap();
+        // The same identity in another fleet is another node, left alone.
+        let elsewhere = store
+            .register_node(NodeRegistration {
+                fleet: "optprov".into(),
+                ..sample_registration()
+            })
+            .await
+            .unwrap();
 
         // The process crashed (no offline mark) and came back on another address.
         let restarted = store
@@ -1110,7 +1118,7 @@ async fn a_restarted_node_takes_over_its_row_or_retires_the_one_it_left() {
             (false, false, "10.0.0.7".into(), 40_100),
             "{target}"
         );
-        assert_eq!(count_rows(&target, "nodes_ecs").await, 2, "{target}");
+        assert_eq!(count_rows(&target, "nodes_ecs").await, 3, "{target}");
 
         // It crashed again and came back upgraded: a row of its own, and the old one retired.
         let mut upgraded = sample_registration();
@@ -1126,6 +1134,10 @@ async fn a_restarted_node_takes_over_its_row_or_retires_the_one_it_left() {
             node_state(&target, other).await,
             (true, false, "127.0.0.1".into(), 40_000),
             "{target}: another peer's row changed"
+        );
+        assert!(
+            !node_state(&target, elsewhere).await.1,
+            "{target}: another fleet's row retired"
         );
     }
 }
