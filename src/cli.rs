@@ -161,6 +161,16 @@ impl Command {
     }
 }
 
+/// The time `period` before `now`; `None` when that is before any time chrono can name.
+fn period_before(
+    now: chrono::DateTime<chrono::Utc>,
+    period: std::time::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::from_std(period)
+        .ok()
+        .and_then(|period| now.checked_sub_signed(period))
+}
+
 /// Runs a one-off database command (`migrate`, `prune`) on a runtime of its own.
 fn run_to_completion<T>(job: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     use anyhow::Context as _;

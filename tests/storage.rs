@@ -41,6 +41,25 @@ async fn connect(url: &str) -> AsyncPgConnection {
     AsyncPgConnection::establish(url).await.unwrap()
 }
 
+/// The database at `url` as parsec's Go services leave it: their migrations applied, a scheduler
+/// (id 1) and a server (node 1) registered. Returns a connection to it.
+async fn parsec_created_database(url: &str) -> AsyncPgConnection {
+    let mut conn = connect(url).await;
+    conn.batch_execute(include_str!("fixtures/parsec-postgres-migrations.sql"))
+        .await
+        .unwrap();
+    conn.batch_execute(
+        "INSERT INTO schedulers_ecs (fleets, dependencies, created_at) VALUES ('{default}', '{}', now());
+         INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies, ip_address,
+                                server_port, peer_port, last_heartbeat, created_at)
+             VALUES (2, 4096, '12D3KooWgo', 'us-east-1', 'parsec server', 'default', '{}', '10.0.0.1',
+                     7070, 4001, now(), now());",
+    )
+    .await
+    .unwrap();
+    conn
+}
+
 #[actix::test]
 async fn migrations_run_up_down_and_up_again() {
     let pg = cluster();
@@ -190,17 +209,9 @@ async fn a_fleet_lock_is_held_once_and_survives_a_lost_connection() {
 async fn migrating_a_million_row_database_never_blocks_a_writer_for_a_second() {
     let pg = cluster();
     let url = pg.url();
-    let mut conn = connect(&url).await;
-    conn.batch_execute(include_str!("fixtures/parsec-postgres-migrations.sql"))
-        .await
-        .unwrap();
+    let mut conn = parsec_created_database(&url).await;
     conn.batch_execute(
-        "INSERT INTO schedulers_ecs (fleets, dependencies, created_at) VALUES ('{default}', '{}', now());
-         INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies, ip_address,
-                                server_port, peer_port, last_heartbeat, created_at)
-             VALUES (2, 4096, '12D3KooWgo', 'us-east-1', 'parsec server', 'default', '{}', '10.0.0.1',
-                     7070, 4001, now(), now());
-         -- Loaded as pg_restore does, without per-row foreign key checks (all rows name node 1).
+        "-- Loaded as pg_restore does, without per-row foreign key checks (all rows name node 1).
          SET session_replication_role = replica;
          INSERT INTO retrievals_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at)
              SELECT 1, 1, 200, random(), 'Qm' || g, now() - g * interval '1 second'
@@ -332,17 +343,9 @@ async fn a_database_we_create_is_one_parsecs_go_services_accept() {
 #[actix::test]
 async fn migrations_adopt_a_database_parsec_created() {
     let pg = cluster();
-    let mut conn = connect(&pg.url()).await;
-    conn.batch_execute(include_str!("fixtures/parsec-postgres-migrations.sql"))
-        .await
-        .unwrap();
+    let mut conn = parsec_created_database(&pg.url()).await;
     conn.batch_execute(
-        "INSERT INTO schedulers_ecs (fleets, dependencies, created_at) VALUES ('{default}', '{}', now());
-         INSERT INTO nodes_ecs (cpu, memory, peer_id, region, cmd, fleet, dependencies, ip_address,
-                                server_port, peer_port, last_heartbeat, created_at)
-             VALUES (2, 4096, '12D3KooWgo', 'us-east-1', 'parsec server', 'default', '{}', '10.0.0.1',
-                     7070, 4001, now(), now());
-         INSERT INTO provides_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at, step)
+        "INSERT INTO provides_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at, step)
              VALUES (1, 1, 200, 1.5, 'QmGo', now(), 'provide');
          INSERT INTO retrievals_ecs (scheduler_id, node_id, rt_size, duration, cid, created_at)
              VALUES (1, 1, 200, 0.5, 'QmGo', now());",

@@ -108,11 +108,17 @@ impl FrameShape {
     }
 }
 
-/// Refuses `payload`-byte messages on `topic` whose frame would not fit when published by a peer
+/// Refuses `payload`-byte messages shorter than their id, or on `topic` whose frame would not fit
+/// when published by a peer
 /// with an ed25519 key (parsec's servers and testnet hosts), naming the largest that does: the
 /// check of a flag, before anything starts. A server with another key type checks its own
 /// frames when it publishes (HTTP 413).
 pub fn check_message_bytes(payload: usize, topic: &str, validation: Validation) -> Result<(), String> {
+    if payload < MESSAGE_ID_BYTES {
+        return Err(format!(
+            "at least {MESSAGE_ID_BYTES} bytes (a message starts with its id, as the API requires)"
+        ));
+    }
     let frame = FrameShape::new(&libp2p::identity::Keypair::generate_ed25519(), validation);
     let largest = frame.largest_payload(topic);
     if payload <= largest {

@@ -34,15 +34,12 @@ impl PruneArgs {
                 humantime::format_duration(self.older_than)
             );
         }
-        let cutoff = chrono::Duration::from_std(self.older_than)
-            .ok()
-            .and_then(|period| Utc::now().checked_sub_signed(period))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--older-than: {} days reach back before any time a row can hold; give a shorter period",
-                    self.older_than.as_secs() / 86_400
-                )
-            })?;
+        let cutoff = super::period_before(Utc::now(), self.older_than).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--older-than: {} days reach back before any time a row can hold; give a shorter period",
+                self.older_than.as_secs() / 86_400
+            )
+        })?;
         let target = database.target()?;
         super::run_to_completion(async {
             // A prune reads and deletes; the schema is `parsec migrate`'s business.

@@ -83,16 +83,13 @@ impl ReportArgs {
         let (since, until) = match self.last {
             Some(last) => {
                 let now = Utc::now();
-                let since = chrono::Duration::from_std(last)
-                    .ok()
-                    .and_then(|period| now.checked_sub_signed(period))
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--last: {} days reach back before the earliest time a report can name; \
+                let since = super::period_before(now, last).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--last: {} days reach back before the earliest time a report can name; \
                              give a shorter period (e.g. --last 3650d)",
-                            last.as_secs() / 86_400
-                        )
-                    })?;
+                        last.as_secs() / 86_400
+                    )
+                })?;
                 (Some(since), Some(now))
             }
             None => (self.since, self.until),

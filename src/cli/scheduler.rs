@@ -126,12 +126,6 @@ impl SchedulerArgs {
                 if self.messages == 0 || self.clock_samples == 0 {
                     bail!("--messages and --clock-samples must be at least 1");
                 }
-                if self.message_bytes < parsec_actors::pubsub::MESSAGE_ID_BYTES {
-                    bail!(
-                        "--message-bytes must be at least {} (a message starts with its id)",
-                        parsec_actors::pubsub::MESSAGE_ID_BYTES
-                    );
-                }
                 // The servers sign (gossipsub's default validation) with ed25519 keys, unless told
                 // otherwise; one with a larger key refuses what does not fit with a 413 row.
                 parsec_actors::pubsub::check_message_bytes(

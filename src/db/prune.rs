@@ -47,44 +47,39 @@ impl PrunedTable {
         }
     }
 
-    /// The measurement tables with the column that dates their rows.
-    const MEASUREMENTS: [(PrunedTable, &'static str); 4] = [
-        (PrunedTable::Provides, "created_at"),
-        (PrunedTable::Retrievals, "created_at"),
-        (PrunedTable::Publishes, "started_at"),
-        (PrunedTable::Deliveries, "started_at"),
-    ];
+    /// The column that dates a measurement table's rows (`None`: not a measurement table).
+    fn dated_by(self) -> Option<&'static str> {
+        match self {
+            PrunedTable::Provides | PrunedTable::Retrievals => Some("created_at"),
+            PrunedTable::Publishes | PrunedTable::Deliveries => Some("started_at"),
+            PrunedTable::Nodes | PrunedTable::Schedulers => None,
+        }
+    }
 
     /// The SQL condition that selects this table's prunable rows, the cutoff being bind
     /// parameter 1.
     fn condition(self, dialect: Dialect) -> String {
         let cutoff = dialect.placeholder(1);
         let none_newer = |owner: &str| {
-            Self::MEASUREMENTS
+            Self::ALL
                 .iter()
+                .filter_map(|table| table.dated_by().map(|time| (table.name(), time)))
                 .map(|(table, time)| {
                     format!(
-                        "NOT EXISTS (SELECT 1 FROM {} m WHERE m.{owner} = {}.id AND m.{time} >= {cutoff})",
-                        table.name(),
+                        "NOT EXISTS (SELECT 1 FROM {table} m WHERE m.{owner} = {}.id AND m.{time} >= {cutoff})",
                         self.name()
                     )
                 })
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
-        match self {
-            PrunedTable::Nodes => format!(
+        match (self, self.dated_by()) {
+            (_, Some(time)) => format!("{time} < {cutoff}"),
+            (PrunedTable::Nodes, None) => format!(
                 "COALESCE(offline_since, last_heartbeat, created_at) < {cutoff} AND {}",
                 none_newer("node_id")
             ),
-            PrunedTable::Schedulers => format!("created_at < {cutoff} AND {}", none_newer("scheduler_id")),
-            measurements => {
-                let time = Self::MEASUREMENTS
-                    .iter()
-                    .find(|(table, _)| *table == measurements)
-                    .map_or("created_at", |(_, time)| *time);
-                format!("{time} < {cutoff}")
-            }
+            (_, None) => format!("created_at < {cutoff} AND {}", none_newer("scheduler_id")),
         }
     }
 

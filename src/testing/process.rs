@@ -140,6 +140,14 @@ impl ServerProcess {
             .success()
     }
 
+    /// Waits until every one of `servers` is ready, failing the test at `deadline`.
+    pub fn wait_until_ready(servers: &[&ServerProcess], deadline: std::time::Instant) {
+        while !servers.iter().all(|server| server.health()) {
+            assert!(std::time::Instant::now() < deadline, "servers never became ready");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> ExitStatus {
         signal(&self.child, "TERM");

@@ -104,12 +104,6 @@ impl PubsubTestnetConfig {
         if self.degree == 0 {
             anyhow::bail!("--degree must be at least 1");
         }
-        if self.message_bytes < parsec_actors::pubsub::MESSAGE_ID_BYTES {
-            anyhow::bail!(
-                "--message-bytes must be at least {} (a message starts with its id, as the API requires)",
-                parsec_actors::pubsub::MESSAGE_ID_BYTES
-            );
-        }
         // The longest topic name leaves the least room.
         let longest_topic = self
             .topic_names()

@@ -253,10 +253,7 @@ fn pubsub_across_server_processes_corrects_a_skewed_clock() {
     let receiver = ServerProcess::start(&joining);
     let plain = ServerProcess::start(&["--database-url", &url]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(publisher.health() && receiver.health()) {
-        assert!(Instant::now() < deadline, "servers never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ServerProcess::wait_until_ready(&[&publisher, &receiver], deadline);
 
     actix::System::new().block_on(async {
         let client = common::client();
@@ -491,10 +488,7 @@ fn a_peer_past_the_topic_cap_is_ignored_and_logged_once() {
         &url,
     ]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(capped.health() && subscriber.health()) {
-        assert!(Instant::now() < deadline, "servers never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ServerProcess::wait_until_ready(&[&capped, &subscriber], deadline);
     actix::System::new().block_on(async {
         let client = common::client();
         let topics = ["t1", "t2", "t3", "t4", "t5"];

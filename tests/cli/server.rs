@@ -55,10 +55,7 @@ fn two_server_processes_form_a_dht_and_serve_each_other() {
     );
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(first.health() && second.health()) {
-        assert!(Instant::now() < deadline, "servers never became ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    ServerProcess::wait_until_ready(&[&first, &second], deadline);
     // Each heartbeats once its readiness poll (every 100 ms here) has seen it ready.
     while common::sqlite_counts(&database).nodes_with_heartbeat < 2 {
         assert!(Instant::now() < deadline, "ready servers never heartbeated");
