@@ -14,6 +14,7 @@ pub use link_conditions::LinkConditions;
 pub mod load;
 mod pending;
 pub mod presets;
+mod redial;
 mod swarm;
 pub mod topology;
 mod transport;

@@ -203,6 +203,9 @@ pub struct PubsubConfig {
     /// The most topics a remote peer may be subscribed to with us (and announce in one RPC);
     /// subscriptions past it are ignored. gossipsub's default filter allows 100.
     pub max_peer_topics: usize,
+    /// Dial a peer that shares one of our topics again when its last connection closed without
+    /// our asking (servers); off where hosts leave on purpose (a testnet's churn).
+    pub keep_topic_peers_connected: bool,
 }
 
 impl Default for PubsubConfig {
@@ -215,6 +218,7 @@ impl Default for PubsubConfig {
             flood_publish: true,
             validation: Validation::Strict,
             max_peer_topics: 100,
+            keep_topic_peers_connected: true,
         }
     }
 }

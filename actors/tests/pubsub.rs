@@ -232,3 +232,67 @@ fn pubsub_rounds_run_through_the_fleet_supervisor() {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
+
+/// The redial that keeps a pubsub server's meshes: when a topic peer closes our only connection,
+/// we dial it again within seconds and messages flow again; with redial off (a testnet's churn)
+/// the connection stays closed.
+#[test]
+fn a_topic_peer_whose_connection_closed_is_dialled_again_unless_redial_is_off() {
+    let runtime = dht_runtime(2).unwrap();
+    let handle = runtime.handle().clone();
+    runtime.block_on(async {
+        let mut rng = StdRng::seed_from_u64(11);
+        for redial in [true, false] {
+            let mut pubsub = PubsubConfig::default();
+            pubsub.set_heartbeat(Duration::from_millis(200));
+            pubsub.keep_topic_peers_connected = redial;
+            let mut template = DhtConfig::default();
+            template
+                .set_periodic_bootstrap(None)
+                .set_idle_connection_timeout(Duration::from_secs(600))
+                .set_pubsub(Some(pubsub));
+            let config = local_peer_config(&template, TransportKind::Memory);
+            let peers = spawn_peers(2, &config, &handle, |_| {}).await.unwrap();
+            connect_randomly(&peers, 1, &mut rng).await.unwrap();
+            subscribe_and_form_mesh(&peers, TOPIC, 1, Duration::from_secs(20))
+                .await
+                .unwrap();
+
+            // The second peer closes the only connection: to the first, a close it did not ask for.
+            peers[1].disconnect_all().await.unwrap();
+            assert_eq!(peers[1].topic_peers(TOPIC).await.unwrap().subscribed, 0);
+            let started = tokio::time::Instant::now();
+            let mut back = false;
+            while !back && started.elapsed() < Duration::from_secs(4) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                back = peers[1].topic_peers(TOPIC).await.unwrap().subscribed == 1;
+            }
+            assert_eq!(
+                back,
+                redial,
+                "redial {redial}: topic peer back after {:?}",
+                started.elapsed()
+            );
+            if !redial {
+                continue;
+            }
+            // Dialled back in ~1 s (the first pause), and the mesh carries messages again.
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{:?}",
+                started.elapsed()
+            );
+            let plan = PublishPlan {
+                topics: vec![TOPIC.to_owned()],
+                messages: 3,
+                message_bytes: 64,
+                deadline: Duration::from_secs(5),
+                linger: Duration::from_millis(200),
+            };
+            let report = publish_and_collect(&peers[1], &peers[..1], &plan, &mut rng)
+                .await
+                .unwrap();
+            assert_eq!(report.delivered(), (3, 3), "{report:#?}");
+        }
+    });
+}

@@ -406,11 +406,15 @@ pub async fn run(
 /// Every host's configuration: gossipsub as configured, no periodic bootstrap, connections kept
 /// while the sweep runs.
 fn host_config(config: &PubsubTestnetConfig) -> DhtConfig {
+    let mut pubsub = config.pubsub.clone();
+    // A host that leaves the network closes its connections on purpose; the others must not
+    // dial it back in (its return is the churn's to decide).
+    pubsub.keep_topic_peers_connected = !config.churn.is_on();
     let mut template = DhtConfig::default();
     template
         .set_periodic_bootstrap(None)
         .set_idle_connection_timeout(PUBSUB_IDLE_TIMEOUT)
-        .set_pubsub(Some(config.pubsub.clone()));
+        .set_pubsub(Some(pubsub));
     let mut peer_config = local_network::local_peer_config(&template, config.transport);
     if config.js_peers > 0 && config.transport == TransportKind::Memory {
         // The hosts reach each other in memory (no file descriptor per connection, so a thousand

@@ -31,6 +31,7 @@ use super::{
     gossip::{self, Deliveries},
     load::{PeerLoad, TimedExecutor},
     pending::{OperationKey, PendingQueries, PendingQuery},
+    redial::{Dial, Redial},
     topology::Contact,
     transport, DhtOutcome, QueryCounts,
 };
@@ -166,6 +167,8 @@ pub(crate) struct SwarmTask {
     deliveries: Deliveries,
     /// The envelope of the messages this peer publishes (with gossipsub on).
     frame: Option<FrameShape>,
+    /// Topic peers lost by accident, dialled again (with gossipsub on and redial kept).
+    redial: Option<Redial>,
 }
 
 impl SwarmTask {
@@ -234,6 +237,11 @@ impl SwarmTask {
                 .pubsub
                 .as_ref()
                 .map(|pubsub| FrameShape::new(&keypair, pubsub.validation)),
+            redial: config
+                .pubsub
+                .as_ref()
+                .filter(|pubsub| pubsub.keep_topic_peers_connected)
+                .map(|_| Redial::default()),
             connecting: HashMap::new(),
             engine,
             swarm,
@@ -257,6 +265,7 @@ impl SwarmTask {
     /// Serves commands until every handle is dropped.
     pub(crate) async fn run(mut self) {
         loop {
+            let redial_due = self.redial.as_ref().and_then(Redial::next_due);
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown) => {
@@ -272,6 +281,9 @@ impl SwarmTask {
                 }
                 () = poll_fn(|cx| self.engine.as_mut().map_or(Poll::Pending, |e| e.poll_wake(cx))) => {
                     self.on_engine_wake();
+                }
+                () = tokio::time::sleep_until(redial_due.unwrap_or_else(Instant::now)), if redial_due.is_some() => {
+                    self.dial_topic_peers_again();
                 }
             }
         }
@@ -330,7 +342,7 @@ impl SwarmTask {
             Command::DisconnectAll { reply } => {
                 let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 for peer in connected {
-                    let _ = self.swarm.disconnect_peer_id(peer);
+                    self.close_on_purpose(peer);
                 }
                 let _ = reply.send(self.swarm.connected_peers().count());
             }
@@ -504,8 +516,7 @@ impl SwarmTask {
             });
             let outcome = match provider {
                 Some(provider) => {
-                    // The next lookup must not be answered over a warm connection.
-                    let _ = self.swarm.disconnect_peer_id(provider);
+                    self.close_after_lookup(provider);
                     Outcome::Found(provider)
                 }
                 None => Outcome::Provided { record_peers },
@@ -575,6 +586,7 @@ impl SwarmTask {
         if let Some(metrics) = &self.config.metrics {
             record_metrics(&metrics.libp2p, &event);
         }
+        self.follow_topic_peers(&event);
         match event {
             SwarmEvent::Behaviour(DhtBehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,
@@ -689,8 +701,7 @@ impl SwarmTask {
         if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
             running.finish();
         }
-        // The next lookup must not be answered over a warm connection.
-        let _ = self.swarm.disconnect_peer_id(provider);
+        self.close_after_lookup(provider);
         self.answer(query, counts(stats), None, Outcome::Found(provider));
     }
 
@@ -809,10 +820,7 @@ impl SwarmTask {
             .as_ref()
             .map(Engine::peers_in_flight)
             .unwrap_or_default();
-        if let Some(gossipsub) = self.swarm.behaviour().gossipsub.as_ref() {
-            let subscribed = gossipsub.all_peers().filter(|(_, topics)| !topics.is_empty());
-            keep.extend(subscribed.map(|(peer, _)| *peer));
-        }
+        keep.extend(self.subscribed_peers());
         let connected: Vec<PeerId> = self
             .swarm
             .connected_peers()
@@ -825,7 +833,112 @@ impl SwarmTask {
             "cold connections: closing"
         );
         for peer in connected {
-            let _ = self.swarm.disconnect_peer_id(peer);
+            self.close_on_purpose(peer);
+        }
+    }
+
+    /// Peers subscribed to some topic (with gossipsub on): their connections carry meshes, not
+    /// DHT operations, and stay open for cold lookups too.
+    fn subscribed_peers(&self) -> impl Iterator<Item = PeerId> + '_ {
+        let gossipsub = self.swarm.behaviour().gossipsub.as_ref();
+        gossipsub
+            .into_iter()
+            .flat_map(|g| g.all_peers())
+            .filter(|(_, topics)| !topics.is_empty())
+            .map(|(peer, _)| *peer)
+    }
+
+    /// The next lookup must not be answered over a warm connection to the provider just found,
+    /// unless it is a pubsub peer (see [`subscribed_peers`](Self::subscribed_peers)).
+    fn close_after_lookup(&mut self, provider: PeerId) {
+        if !self.subscribed_peers().any(|p| p == provider) {
+            self.close_on_purpose(provider);
+        }
+    }
+
+    /// Closes every connection to `peer`; this close is not undone by redial.
+    fn close_on_purpose(&mut self, peer: PeerId) {
+        if let Some(redial) = &mut self.redial {
+            redial.closing_on_purpose(peer);
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// Dials the topic peers due a dial again.
+    fn dial_topic_peers_again(&mut self) {
+        let Some(redial) = &mut self.redial else {
+            return;
+        };
+        let now = Instant::now();
+        for Dial { peer, addresses } in redial.take_due(now) {
+            tracing::info!(%peer, "a topic peer's last connection closed: dialling it again");
+            let dial = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .extend_addresses_through_behaviour()
+                .build();
+            if let Err(e) = self.swarm.dial(dial) {
+                self.on_redial_failed(peer, &e.to_string());
+            }
+        }
+    }
+
+    /// A dial of `peer` failed; a topic peer is tried again later or given up.
+    fn on_redial_failed(&mut self, peer: PeerId, error: &str) {
+        if let Some(redial) = &mut self.redial {
+            if redial.on_dial_failed(peer, Instant::now()) {
+                tracing::warn!(%peer, error, "a topic peer could not be dialled again: given up");
+            }
+        }
+    }
+
+    /// Follows the connections and subscriptions redial needs.
+    fn follow_topic_peers(&mut self, event: &SwarmEvent<DhtBehaviourEvent>) {
+        let Some(redial) = &mut self.redial else {
+            return;
+        };
+        match event {
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Gossipsub(gossipsub::Event::Subscribed {
+                peer_id,
+                topic,
+            })) => redial.on_subscribed(*peer_id, topic.as_str()),
+            SwarmEvent::Behaviour(DhtBehaviourEvent::Gossipsub(gossipsub::Event::Unsubscribed {
+                peer_id,
+                topic,
+            })) => redial.on_unsubscribed(*peer_id, topic.as_str()),
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => redial.on_connected(
+                *peer_id,
+                endpoint
+                    .is_dialer()
+                    .then(|| endpoint.get_remote_address().clone()),
+            ),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                let ours = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .as_ref()
+                    .map(|g| g.topics().map(|t| t.as_str()));
+                if redial.on_closed(
+                    *peer_id,
+                    *num_established,
+                    ours.into_iter().flatten(),
+                    Instant::now(),
+                ) {
+                    tracing::debug!(peer = %peer_id, "a topic peer's last connection closed");
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer_id),
+                error,
+                ..
+            } => self.on_redial_failed(*peer_id, &error_chain(error)),
+            _ => {}
         }
     }
 
