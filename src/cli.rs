@@ -55,6 +55,24 @@ pub struct GlobalArgs {
     pub(crate) dry_run: bool,
 }
 
+impl Cli {
+    /// Parses the command line as [`Parser::parse`] does, and also refuses (clap's usage error,
+    /// exit 2) a flag that the command line names but the command would ignore.
+    pub fn parse_checked() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Self::command().get_matches();
+        let cli = Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Some(("testnet", testnet)) = matches.subcommand() {
+            if let Some(refusal) = testnet::ignored_flags(testnet) {
+                Self::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, refusal)
+                    .exit();
+            }
+        }
+        cli
+    }
+}
+
 impl GlobalArgs {
     /// The log filter when `RUST_LOG` is unset: `--log-level`, else `--debug`, else the
     /// command's own default.

@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = parsec::cli::Cli::parse();
+    let cli = parsec::cli::Cli::parse_checked();
     let filter = cli.global.log_filter(&cli.command);
     let telemetry = parsec::telemetry::init(&filter, cli.command.service_name(), cli.global.log_format);
     let code = match cli.command.run(cli.global) {

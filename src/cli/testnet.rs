@@ -219,6 +219,29 @@ struct PubsubSweepArgs {
     js_peer_script: std::path::PathBuf,
 }
 
+/// The gossipsub-only flags (the sweep's and gossipsub's parameters) named on the command line
+/// of a DHT testnet, which would run without them: said as the refusal, or `None`.
+pub(super) fn ignored_flags(matches: &clap::ArgMatches) -> Option<String> {
+    if matches.get_one::<Measured>("protocol") != Some(&Measured::Dht) {
+        return None;
+    }
+    let command = TestnetArgs::augment_args(clap::Command::new("testnet"));
+    let named: Vec<String> = command
+        .get_groups()
+        .filter(|group| ["PubsubSweepArgs", "GossipsubArgs"].contains(&group.get_id().as_str()))
+        .flat_map(|group| group.get_args())
+        .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .filter_map(|id| command.get_arguments().find(|a| a.get_id() == id)?.get_long())
+        .map(|long| format!("--{long}"))
+        .collect();
+    (!named.is_empty()).then(|| {
+        format!(
+            "{} only apply to --protocol gossipsub; add it, or leave them out of a DHT testnet",
+            named.join(", ")
+        )
+    })
+}
+
 impl TestnetArgs {
     fn config(&self, database: &DatabaseArgs) -> anyhow::Result<TestnetConfig> {
         let mut dht = DhtConfig::default();

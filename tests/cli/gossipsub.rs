@@ -130,6 +130,20 @@ fn testnet_gossipsub_rejects_what_cannot_measure_with_the_fix() {
             (vec!["--churn-topics", "0.6", "--churn-network", "0.5"], "below 1"),
         ],
     );
+    // A DHT testnet (the default protocol) would run on without the gossipsub-only flags.
+    assert_refused(
+        &["testnet", "--no-progress"],
+        &[
+            (
+                vec!["--message-bytes", "2048"],
+                "--message-bytes only apply to --protocol gossipsub",
+            ),
+            (
+                vec!["--protocol", "dht", "--sweep-hosts", "5", "--mesh-n", "3"],
+                "--sweep-hosts, --mesh-n only apply",
+            ),
+        ],
+    );
 }
 
 /// Under churn (hosts leaving their topics and the network between iterations, and coming
