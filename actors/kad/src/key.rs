@@ -15,6 +15,9 @@ pub struct Key([u64; 4]);
 pub struct Distance([u64; 4]);
 
 impl Key {
+    /// The key of all zero bits.
+    pub const ZERO: Key = Key([0; 4]);
+
     /// The key of 32 big-endian bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let word = |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
@@ -63,6 +66,27 @@ impl Key {
     #[inline]
     pub fn common_prefix_len(&self, other: &Key) -> u32 {
         self.distance(other).leading_zeros()
+    }
+
+    /// The first `len` bits of this key, and every later bit set to `fill`: the first (`false`)
+    /// or last (`true`) key under the prefix of length `len`.
+    pub fn with_tail(&self, len: u32, fill: bool) -> Key {
+        let mut words = self.0;
+        for (i, word) in words.iter_mut().enumerate() {
+            let kept = len.saturating_sub(64 * i as u32).min(64);
+            // The bits of this word past the prefix.
+            let tail = if kept == 64 { 0 } else { u64::MAX >> kept };
+            *word = if fill { *word | tail } else { *word & !tail };
+        }
+        Key(words)
+    }
+
+    /// The first `bits` bits (at most 64) as an unsigned number.
+    pub fn leading_bits(&self, bits: u32) -> u64 {
+        match bits.min(64) {
+            0 => 0,
+            bits => self.0[0] >> (64 - bits),
+        }
     }
 }
 
@@ -140,5 +164,32 @@ mod tests {
             assert_eq!(me.common_prefix_len(&other), first_difference);
         }
         assert_eq!(me.common_prefix_len(&me), 256);
+    }
+
+    #[test]
+    fn a_tail_fills_every_bit_past_the_prefix() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let key = Key::random(&mut rng);
+        for len in [0, 1, 7, 63, 64, 65, 128, 200, 255, 256] {
+            let (first, last) = (key.with_tail(len, false), key.with_tail(len, true));
+            assert!(first <= key && key <= last, "{len}");
+            for index in 0..256 {
+                if index < len {
+                    assert_eq!(
+                        (first.bit(index), last.bit(index)),
+                        (key.bit(index), key.bit(index))
+                    );
+                } else {
+                    assert_eq!(
+                        (first.bit(index), last.bit(index)),
+                        (false, true),
+                        "{len} {index}"
+                    );
+                }
+            }
+        }
+        assert_eq!(key.leading_bits(0), 0);
+        assert_eq!(key.leading_bits(64), key.0[0]);
+        assert_eq!(key.leading_bits(3), key.0[0] >> 61);
     }
 }

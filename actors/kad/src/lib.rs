@@ -5,6 +5,8 @@
 //!   timeout and a termination hook.
 //! - [`provide`], [`retrieve`]: a provide and a retrieval as state machines over a lookup (or
 //!   the accelerated client's direct requests), with each strategy's rules.
+//! - [`region`]: keyspace regions, and the keys each peer of a region stores (a provide sweep).
+//! - [`sweep`]: the provide sweep's schedule: which region to walk when, within worker limits.
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
 //! - [`estimator`]: the network size estimate of optimistic provide.
 //! - [`strategy`]: classic, optimistic and full-routing-table provides.
@@ -19,8 +21,10 @@ pub mod key;
 pub mod lookup;
 pub mod named;
 pub mod provide;
+pub mod region;
 pub mod retrieve;
 pub mod strategy;
+pub mod sweep;
 pub mod table;
 pub mod upkeep;
 
