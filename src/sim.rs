@@ -6,7 +6,8 @@
 //! - [`network`] — ids, regions, routing tables (built converged, in parallel) and records.
 //! - [`latency`] — message delays: a range or a region RTT matrix; error rate and timeouts.
 //! - [`churn`] — nodes leaving and joining as virtual time passes.
-//! - [`simulation`] — lookup, provide and retrieve as discrete-event loops in virtual time.
+//! - [`simulation`] — lookup, provide and retrieve as discrete-event loops in virtual time, and
+//!   reprovide rounds (one provide per key, or the provide sweep).
 //! - [`servers`] — simulated parsec servers behind actor mailboxes, so a `FleetSupervisor`
 //!   measures them like real ones.
 //!
@@ -34,7 +35,7 @@ pub use churn::{Churn, ChurnConfig, ChurnStep};
 pub use latency::{DelayModel, LatencyModel, Profile, Regions};
 pub use network::{Network, NetworkConfig, NodeIndex};
 pub use parsec_kad::{Distance, Key, Lookup, LookupConfig, Next, Strategy, Termination};
-pub use simulation::{KademliaConfig, OperationKind, Outcome, Simulation};
+pub use simulation::{KademliaConfig, OperationKind, Outcome, ReprovideRound, ReprovideStrategy, Simulation};
 
 /// Everything a simulation is built from.
 #[derive(Clone, Debug, PartialEq)]

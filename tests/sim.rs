@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use parsec::sim::{
     Churn, ChurnConfig, DelayModel, KademliaConfig, Key, LatencyModel, LookupConfig, OperationKind, Profile,
-    SimConfig, Simulation, Strategy, Termination,
+    ReprovideStrategy, SimConfig, Simulation, Strategy, Termination,
 };
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -464,4 +464,56 @@ fn each_profile_keeps_every_region_within_a_quarter_of_its_published_median() {
             );
         }
     }
+}
+
+/// The provide sweep against one provide per key, side by side from one node of one network: the
+/// sweep's records land at the same place (every key at its true `k` closest peers, and found by
+/// other nodes) for a small fraction of the lookups and requests.
+#[test]
+fn a_sweep_stores_every_key_at_its_k_closest_for_a_fraction_of_the_lookups() {
+    let config = perfect(2_000, 20, 3, 41);
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let mut keys: Vec<Key> = (0..20_000).map(|_| Key::random(&mut rng)).collect();
+    keys.sort();
+    let mut rounds = Vec::new();
+    for strategy in [ReprovideStrategy::Classic, ReprovideStrategy::Sweep] {
+        let mut sim = build(&config);
+        let round = sim.reprovide(0, &keys, strategy, 4);
+        eprintln!(
+            "{strategy:?}: {} lookups ({:.4} a key), {:.1} requests a key, {} walks, {:.0} keys/h, {} failures",
+            round.lookups,
+            round.lookups_per_key(),
+            round.messages_per_key(),
+            round.walks,
+            round.keys_per_hour(),
+            round.failures
+        );
+        assert_eq!(round.keys, keys.len());
+        assert_eq!(round.failures, 0, "a perfect network");
+        // Every key at each of its true k closest peers (node 0, the provider, stores nothing).
+        for key in keys.iter().step_by(97) {
+            let closest = sim.network().true_closest(key, 20);
+            let missing: Vec<_> = closest
+                .iter()
+                .filter(|&&peer| peer != 0 && !sim.network().holds_record(peer, key))
+                .collect();
+            assert!(missing.is_empty(), "{strategy:?}: {key} missing at {missing:?}");
+        }
+        // And found by others.
+        for (i, key) in (1u32..).zip(keys.iter().step_by(997)) {
+            assert_eq!(sim.retrieve(i, *key).error, None, "{strategy:?}");
+        }
+        rounds.push(round);
+    }
+    let (classic, sweep) = (&rounds[0], &rounds[1]);
+    assert_eq!(classic.lookups, keys.len() as u64);
+    // About two lookups per region of 20–40 peers: ~2,000 / 20 × 2 over the whole network.
+    assert!(
+        sweep.lookups * 50 <= classic.lookups,
+        "{} vs {}",
+        sweep.lookups,
+        classic.lookups
+    );
+    assert!(sweep.messages_per_key() < classic.messages_per_key() / 2.0);
+    assert!(sweep.keys_per_hour() > classic.keys_per_hour() * 10.0);
 }

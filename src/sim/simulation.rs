@@ -21,7 +21,10 @@ use parsec_kad::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod reprovide;
 mod strategies;
+
+pub use reprovide::{ReprovideRound, ReprovideStrategy};
 
 use strategies::NodeState;
 

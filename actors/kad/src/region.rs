@@ -87,6 +87,12 @@ impl Prefix {
         self.bits
     }
 
+    /// The greatest prefix under it in prefix order (its last key, 256 bits): every prefix under
+    /// it lies in `self..=self.last()`.
+    pub fn last(&self) -> Self {
+        Self::of(&self.bits.with_tail(self.bit_len(), true), 256)
+    }
+
     /// The positions of the keys under it in `sorted` (ascending keys).
     pub fn range_in(&self, sorted: &[Key]) -> Range<usize> {
         let (first, last) = (self.bits, self.bits.with_tail(self.bit_len(), true));
@@ -261,6 +267,8 @@ mod tests {
             );
             assert_eq!(prefix.child(true).parent(), prefix);
             assert!(prefix.covers(&prefix.child(true)) && !prefix.child(true).covers(&prefix));
+            assert!(prefix < prefix.child(false) && prefix.child(true).last() <= prefix.last());
+            assert!(prefix.covers(&prefix.last()));
         }
         assert_eq!(Prefix::ROOT.range_in(&keys), 0..keys.len());
         assert_eq!(Prefix::ROOT.parent(), Prefix::ROOT);

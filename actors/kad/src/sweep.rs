@@ -102,9 +102,10 @@ pub struct Sweep {
     scheduled: BTreeMap<Prefix, Duration>,
     /// The same, by due time.
     timeline: BTreeSet<(Duration, Prefix)>,
-    /// Prefixes to walk off schedule, oldest first, each once.
+    /// Prefixes to walk off schedule, oldest first, each once; a prefix a walk covered since it
+    /// was queued leaves `late_set` and is skipped.
     late: VecDeque<Prefix>,
-    late_set: HashSet<Prefix>,
+    late_set: BTreeSet<Prefix>,
     /// Walks in flight.
     walking: HashSet<Prefix>,
     periodic_in_flight: usize,
@@ -122,7 +123,7 @@ impl Sweep {
             scheduled: BTreeMap::new(),
             timeline: BTreeSet::new(),
             late: VecDeque::new(),
-            late_set: HashSet::new(),
+            late_set: BTreeSet::new(),
             walking: HashSet::new(),
             periodic_in_flight: 0,
             burst_in_flight: 0,
@@ -188,8 +189,11 @@ impl Sweep {
             }
             ancestor = ancestor.parent();
         }
-        let last = Prefix::of(&prefix.first_key().with_tail(prefix.bit_len(), true), 256);
-        let under: Vec<Prefix> = self.scheduled.range(prefix..=last).map(|(p, _)| *p).collect();
+        let under: Vec<Prefix> = self
+            .scheduled
+            .range(prefix..=prefix.last())
+            .map(|(p, _)| *p)
+            .collect();
         for covered in under {
             self.unschedule(&covered);
         }
@@ -230,8 +234,8 @@ impl Sweep {
         }
         if self.worker_free(WalkKind::Burst) {
             while let Some(prefix) = self.late.pop_front() {
-                self.late_set.remove(&prefix);
-                if self.walking.contains(&prefix) {
+                let queued = self.late_set.remove(&prefix);
+                if !queued || self.walking.contains(&prefix) || !self.scheduled.contains_key(&prefix) {
                     continue;
                 }
                 return self.start(prefix, WalkKind::Burst);
@@ -285,9 +289,15 @@ impl Sweep {
     pub fn on_walked(&mut self, prefix: Prefix, kind: WalkKind, regions: &[Prefix], now: Duration) {
         self.finish(&prefix, kind);
         self.unschedule(&prefix);
+        self.late_set.remove(&prefix);
         let not_before = now + self.config.interval / 2;
         for region in regions {
             self.unschedule(region);
+            // Its keys were just sent: queued walks under it have nothing left to do.
+            let covered: Vec<Prefix> = self.late_set.range(*region..=region.last()).copied().collect();
+            for done in covered {
+                self.late_set.remove(&done);
+            }
             self.schedule(*region, not_before);
         }
     }
@@ -349,7 +359,7 @@ impl Sweep {
 
     /// Prefixes waiting to be walked off schedule.
     pub fn late(&self) -> usize {
-        self.late.len()
+        self.late_set.len()
     }
 
     /// Walks in flight.
@@ -522,6 +532,23 @@ mod tests {
             );
         }
         assert!(next.iter().all(|(_, _, kind)| *kind == WalkKind::Periodic));
+    }
+
+    #[test]
+    fn a_forced_reprovide_skips_prefixes_a_coarser_walk_already_covered() {
+        let keys = sorted_random(1000, 7);
+        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
+        sweep.add_keys(&keys, 3, Duration::ZERO);
+        sweep.force_full_reprovide();
+        assert_eq!(sweep.late(), 8);
+        // The first walk finds the network too sparse: its region is the whole key space.
+        let SweepStep::Walk { prefix, kind } = sweep.poll(Duration::ZERO) else {
+            panic!("late regions");
+        };
+        sweep.on_walked(prefix, kind, &[Prefix::ROOT], Duration::ZERO);
+        assert_eq!(sweep.late(), 0, "every queued prefix was under the root");
+        assert_eq!(sweep.regions(), 1);
+        assert!(matches!(sweep.poll(Duration::ZERO), SweepStep::WaitUntil(_)));
     }
 
     #[test]
