@@ -159,7 +159,7 @@ fn engine_and_other_find_each_others_records(mut other: ListeningPeer, runtime: 
 #[test]
 fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
     use parsec_actors::{
-        local_network::{connect_randomly, local_peer_config, spawn_peers, subscribe_and_form_mesh},
+        local_network::{connect_randomly, pubsub_test_config, spawn_peers, subscribe_and_form_mesh},
         pubsub::{MessageId, PubsubConfig},
     };
     const TOPIC: &str = "parsec-interop";
@@ -167,16 +167,9 @@ fn gossipsub_messages_cross_between_rust_and_js_libp2p_both_ways() {
     let handle = runtime.handle().clone();
     runtime.block_on(async {
         let mut js = js_gossip_peer().await.unwrap().script;
-        let mut pubsub = PubsubConfig::default();
-        pubsub.set_heartbeat(Duration::from_millis(200));
-        let mut template = DhtConfig::default();
-        template
-            .set_periodic_bootstrap(None)
-            .set_idle_connection_timeout(Duration::from_secs(600))
-            .set_pubsub(Some(pubsub));
         let ours = spawn_peers(
             3,
-            &local_peer_config(&template, TransportKind::Tcp),
+            &pubsub_test_config(PubsubConfig::default(), TransportKind::Tcp),
             &handle,
             |_| {},
         )

@@ -17,7 +17,10 @@ use tokio::runtime::{Handle, Runtime};
 
 use crate::{
     dht::topology::{converged_routing_table, converged_routing_tables, Contact},
-    pubsub::mesh::{MeshState, MeshWatch, MESH_POLL},
+    pubsub::{
+        mesh::{MeshState, MeshWatch, MESH_POLL},
+        PubsubConfig,
+    },
     DhtConfig, DhtError, DhtHandle, DhtMode,
 };
 
@@ -87,6 +90,18 @@ pub fn local_peer_config(template: &DhtConfig, transport: TransportKind) -> DhtC
         .set_announce_listen_addrs(true)
         .set_resolve_dns(false);
     config
+}
+
+/// A local peer's configuration for a pubsub test: `pubsub`'s gossipsub with a fast heartbeat (a
+/// mesh forms in a fraction of a test), no periodic bootstrap, connections kept for ten minutes.
+pub fn pubsub_test_config(mut pubsub: PubsubConfig, transport: TransportKind) -> DhtConfig {
+    pubsub.set_heartbeat(Duration::from_millis(200));
+    let mut template = DhtConfig::default();
+    template
+        .set_periodic_bootstrap(None)
+        .set_idle_connection_timeout(Duration::from_secs(600))
+        .set_pubsub(Some(pubsub));
+    local_peer_config(&template, transport)
 }
 
 /// Spawns `count` DHT server peers of `config` and wires them as a converged network: the

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use parsec_actors::{
     local_network::{
-        connect_randomly, dht_runtime, local_peer_config, publish_and_collect, spawn_peers,
-        subscribe_and_form_mesh, PublishPlan, TransportKind,
+        connect_randomly, dht_runtime, local_peer_config, publish_and_collect, pubsub_test_config,
+        spawn_peers, subscribe_and_form_mesh, PublishPlan, TransportKind,
     },
     pubsub::{MessageId, PubsubConfig},
     DhtConfig, DhtError,
@@ -20,15 +20,7 @@ fn every_subscribed_peer_receives_every_message_in_a_stable_network() {
     let runtime = dht_runtime(2).unwrap();
     let handle = runtime.handle().clone();
     runtime.block_on(async {
-        let mut pubsub = PubsubConfig::default();
-        // A fast heartbeat forms the mesh in a fraction of the test.
-        pubsub.set_heartbeat(Duration::from_millis(200));
-        let mut template = DhtConfig::default();
-        template
-            .set_periodic_bootstrap(None)
-            .set_idle_connection_timeout(Duration::from_secs(600))
-            .set_pubsub(Some(pubsub));
-        let config = local_peer_config(&template, TransportKind::Memory);
+        let config = pubsub_test_config(PubsubConfig::default(), TransportKind::Memory);
         let peers = spawn_peers(31, &config, &handle, |_| {}).await.unwrap();
         let mut rng = StdRng::seed_from_u64(7);
         connect_randomly(&peers, 6, &mut rng).await.unwrap();
@@ -244,14 +236,8 @@ fn a_topic_peer_whose_connection_closed_is_dialled_again_unless_redial_is_off() 
         let mut rng = StdRng::seed_from_u64(11);
         for redial in [true, false] {
             let mut pubsub = PubsubConfig::default();
-            pubsub.set_heartbeat(Duration::from_millis(200));
             pubsub.keep_topic_peers_connected = redial;
-            let mut template = DhtConfig::default();
-            template
-                .set_periodic_bootstrap(None)
-                .set_idle_connection_timeout(Duration::from_secs(600))
-                .set_pubsub(Some(pubsub));
-            let config = local_peer_config(&template, TransportKind::Memory);
+            let config = pubsub_test_config(pubsub, TransportKind::Memory);
             let peers = spawn_peers(2, &config, &handle, |_| {}).await.unwrap();
             connect_randomly(&peers, 1, &mut rng).await.unwrap();
             subscribe_and_form_mesh(&peers, TOPIC, 1, Duration::from_secs(20))

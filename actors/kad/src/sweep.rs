@@ -388,6 +388,22 @@ mod tests {
         keys
     }
 
+    /// `count` random keys, and a sweep ordered around the first that schedules them under
+    /// prefixes of `prefix_len` bits.
+    fn scheduled(count: usize, seed: u64, prefix_len: u32) -> (Vec<Key>, Sweep) {
+        let keys = sorted_random(count, seed);
+        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
+        sweep.add_keys(&keys, prefix_len, Duration::ZERO);
+        (keys, sweep)
+    }
+
+    /// As [`scheduled`], every prefix queued by a forced reprovide.
+    fn forced_sweep(count: usize, seed: u64, prefix_len: u32) -> Sweep {
+        let (_, mut sweep) = scheduled(count, seed, prefix_len);
+        sweep.force_full_reprovide();
+        sweep
+    }
+
     /// Runs the sweep with walks that end at once, recording (time, prefix, kind) of each start.
     fn run_for(sweep: &mut Sweep, from: Duration, until: Duration) -> Vec<(Duration, Prefix, WalkKind)> {
         let mut now = from;
@@ -453,9 +469,7 @@ mod tests {
 
     #[test]
     fn an_explored_region_replaces_the_prefixes_it_covers_and_is_split_when_finer() {
-        let keys = sorted_random(1000, 3);
-        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
-        sweep.add_keys(&keys, 4, Duration::ZERO);
+        let (keys, mut sweep) = scheduled(1000, 3, 4);
         assert_eq!(sweep.regions(), 16);
         // Exploring 3-bit prefix found it holds one region: two 4-bit prefixes merge into it.
         let coarse = Prefix::of(&keys[0], 3);
@@ -473,10 +487,7 @@ mod tests {
 
     #[test]
     fn workers_are_shared_within_their_reserves() {
-        let keys = sorted_random(5000, 4);
-        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
-        sweep.add_keys(&keys, 5, Duration::ZERO);
-        sweep.force_full_reprovide();
+        let mut sweep = forced_sweep(5000, 4, 5);
         assert_eq!(sweep.late(), 32);
         // 4 workers, 2 kept for periodic walks: at most 2 bursts at once.
         let mut started = Vec::new();
@@ -506,9 +517,7 @@ mod tests {
 
     #[test]
     fn a_node_back_from_days_offline_walks_each_missed_region_once() {
-        let keys = sorted_random(100_000, 5);
-        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
-        sweep.add_keys(&keys, 10, Duration::ZERO);
+        let (_, mut sweep) = scheduled(100_000, 5, 10);
         assert_eq!(sweep.regions(), 1024);
         sweep.on_offline(Duration::ZERO);
         assert_eq!(sweep.poll(HOUR), SweepStep::Idle, "nothing starts offline");
@@ -536,10 +545,7 @@ mod tests {
 
     #[test]
     fn a_forced_reprovide_skips_prefixes_a_coarser_walk_already_covered() {
-        let keys = sorted_random(1000, 7);
-        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
-        sweep.add_keys(&keys, 3, Duration::ZERO);
-        sweep.force_full_reprovide();
+        let mut sweep = forced_sweep(1000, 7, 3);
         assert_eq!(sweep.late(), 8);
         // The first walk finds the network too sparse: its region is the whole key space.
         let SweepStep::Walk { prefix, kind } = sweep.poll(Duration::ZERO) else {
@@ -553,9 +559,7 @@ mod tests {
 
     #[test]
     fn a_failed_walk_is_retried_after_the_pause() {
-        let keys = sorted_random(200, 6);
-        let mut sweep = Sweep::new(config(), keys[0], Duration::ZERO);
-        sweep.add_keys(&keys, 2, Duration::ZERO);
+        let (_, mut sweep) = scheduled(200, 6, 2);
         let due = config().interval;
         let SweepStep::Walk { prefix, kind } = sweep.poll(due) else {
             panic!("a region is due");
