@@ -251,10 +251,15 @@ pub fn registration(
 }
 
 /// The command line as stored in `nodes_ecs.cmd`, readable by every analyst: values of flags
-/// that carry secrets (tokens, passwords) are replaced, and so are passwords inside URLs.
+/// that carry secrets (tokens, passwords, private keys such as `--identity-key`) are replaced,
+/// and so are passwords inside URLs.
 pub fn redacted_command_line(args: impl IntoIterator<Item = String>) -> String {
-    let secret_flag =
-        |flag: &str| flag.starts_with("--") && (flag.contains("token") || flag.contains("password"));
+    let secret_flag = |flag: &str| {
+        flag.starts_with("--")
+            && ["token", "password", "key", "secret"]
+                .iter()
+                .any(|word| flag.contains(word))
+    };
     let mut redacted = Vec::new();
     let mut hide_next = false;
     for arg in args {
@@ -296,13 +301,15 @@ mod tests {
             "postgres://parsec:pw@db:5432/parsec",
             "--fleet",
             "default",
+            "--identity-key",
+            "e3592d0c131982c26a9ec7e065e870e9c579138810f9cdaef476f98f48484565",
         ]
         .map(String::from);
         let cmd = redacted_command_line(args);
         assert_eq!(
             cmd,
             "parsec server dht --api-token *** --database-password=*** --database-url \
-             postgres://parsec:***@db:5432/parsec --fleet default"
+             postgres://parsec:***@db:5432/parsec --fleet default --identity-key ***"
         );
     }
 
