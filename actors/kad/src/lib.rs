@@ -5,6 +5,7 @@
 //!   timeout and a termination hook.
 //! - [`provide`], [`retrieve`]: a provide and a retrieval as state machines over a lookup (or
 //!   the accelerated client's direct requests), with each strategy's rules.
+//! - [`explore`]: the lookups that find every peer under a prefix (a sweep's walk).
 //! - [`region`]: keyspace regions, and the keys each peer of a region stores (a provide sweep).
 //! - [`sweep`]: the provide sweep's schedule: which region to walk when, within worker limits.
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
@@ -17,6 +18,7 @@
 //! the libp2p peers of `parsec-actors` (real time, over `/ipfs/kad/1.0.0`).
 
 pub mod estimator;
+pub mod explore;
 pub mod key;
 pub mod lookup;
 pub mod named;

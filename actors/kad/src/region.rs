@@ -9,9 +9,7 @@
 //!
 //! - [`Prefix`]: a prefix of the key space.
 //! - [`regions`]: the smallest prefixes that hold at least `size` of the peers found, tiling the
-//!   prefix that was explored.
-//! - [`broaden`]: the explored prefix shortened until it holds `k` peers, so that no key is
-//!   planned for a region of fewer peers than it needs (go-libp2p-kad-dht #1263).
+//!   prefix that was explored ([`explore`](crate::explore) finds them).
 //! - [`allocate`]: each key to its `k` closest peers of a region, as ranges of keys per peer.
 
 use std::ops::Range;
@@ -149,16 +147,6 @@ fn split(sorted_peers: &[Key], prefix: Prefix, peers: Range<usize>, size: usize,
         }
     }
     out.push(Region { prefix, peers });
-}
-
-/// `prefix` shortened until at least `k` of `sorted_peers` are under it (or it is the root): the
-/// keys under a prefix with fewer peers have closest peers outside it, and a region cut from it
-/// would send their records to too few (go-libp2p-kad-dht #1263 dropped them).
-pub fn broaden(sorted_peers: &[Key], mut prefix: Prefix, k: usize) -> Prefix {
-    while !prefix.is_root() && prefix.range_in(sorted_peers).len() < k {
-        prefix = prefix.parent();
-    }
-    prefix
 }
 
 /// For each peer of `peers` (ascending, at positions `0..peers.len()`), the keys it must store: a
@@ -316,32 +304,6 @@ mod tests {
             for key in keys.iter().filter(|k| covered.contains(k)) {
                 assert_eq!(found.iter().filter(|r| r.prefix.contains(key)).count(), 1);
             }
-        }
-    }
-
-    #[test]
-    fn a_prefix_with_too_few_peers_is_broadened_until_it_holds_k() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        // A small network: 30 peers, so a prefix of 4 bits holds about 2.
-        let peers = sorted_random(30, &mut rng);
-        let narrow = Prefix::of(&peers[5], 4);
-        assert!(narrow.range_in(&peers).len() < 20);
-        let broad = broaden(&peers, narrow, 20);
-        assert!(broad.covers(&narrow));
-        assert!(broad.range_in(&peers).len() >= 20);
-        assert!(
-            broad.is_root()
-                || broad
-                    .child(narrow.first_key().bit(broad.bit_len()))
-                    .range_in(&peers)
-                    .len()
-                    < 20
-        );
-        // Fewer than k peers in the whole network: the root, holding them all.
-        assert_eq!(broaden(&peers[..10], narrow, 20), Prefix::ROOT);
-        // A region of the broadened prefix then serves every key of the narrow one with k peers.
-        for region in regions(&peers, broad, 20) {
-            assert!(region.peers.len() >= 20);
         }
     }
 

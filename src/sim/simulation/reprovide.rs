@@ -2,15 +2,15 @@
 //! one lookup per key (`classic`: rust-libp2p's republish, Kubo's reprovider before 0.39), or
 //! region by region (`sweep`: go-libp2p-kad-dht's provide sweep, on [`parsec_kad::sweep`]).
 //!
-//! A sweep walk explores its prefix with lookups until it knows every peer under it (a lookup of
-//! the prefix's first key finds its `k` closest; when all of them are under the prefix, each half
-//! is explored in turn, the lower half with the answer already in hand), cuts the peers into
+//! A sweep walk explores its prefix with lookups until it knows every peer under it
+//! ([`parsec_kad::explore`], widening a prefix of fewer than `k` peers), cuts the peers into
 //! [`regions`](parsec_kad::region::regions), and sends each peer the records of the keys it is
 //! among the `k` closest to, one ADD_PROVIDER per key over one connection, 20 peers at a time.
 
 use std::{collections::BinaryHeap, time::Duration};
 
 use parsec_kad::{
+    explore::{Exploration, ExploreStep},
     region::{self, Prefix},
     sweep::{estimated_prefix_len, Sweep, SweepConfig, SweepStep},
     Key,
@@ -143,7 +143,8 @@ impl Simulation {
         }
     }
 
-    /// Explores `prefix`, then sends every key of its regions to the key's `k` closest peers.
+    /// Explores `prefix` (widened while it holds fewer than `k` peers), then sends every key of
+    /// its regions to the key's `k` closest peers.
     fn walk(&mut self, from: NodeIndex, prefix: Prefix, sorted_keys: &[Key]) -> Walk {
         let k = self.network.k();
         let mut walk = Walk {
@@ -153,9 +154,24 @@ impl Simulation {
             failures: 0,
             duration: Duration::ZERO,
         };
-        let peers = self.explore(from, prefix, &mut walk);
+        let mut exploration = Exploration::new(prefix, k, MAX_EXPLORATION_LOOKUPS);
+        while let ExploreStep::Lookup(target) = exploration.step() {
+            let looked_up = self.lookup(from, target);
+            self.forget_dead(from, &looked_up.dead);
+            walk.messages += u64::from(looked_up.messages);
+            walk.failures += u64::from(looked_up.failures);
+            walk.duration += looked_up.duration;
+            let closest = looked_up
+                .peers
+                .iter()
+                .map(|&p| (self.network.key(p), p))
+                .collect();
+            exploration.on_answer(closest);
+        }
+        walk.lookups = u64::from(exploration.lookups());
+        let explored = exploration.prefix();
+        let peers = exploration.into_found();
         let peer_keys: Vec<Key> = peers.iter().map(|(key, _)| *key).collect();
-        let explored = region::broaden(&peer_keys, prefix, k);
         let mut rng = self.rng_for(OperationKind::Provide, from, &prefix.first_key());
         let mut sends: Vec<(NodeIndex, Vec<Key>)> = Vec::new();
         for cut in region::regions(&peer_keys, explored, k) {
@@ -189,40 +205,6 @@ impl Simulation {
             walk.duration += longest;
         }
         walk
-    }
-
-    /// The peers under `prefix` (or, when it holds fewer than `k`, its `k` closest), found by
-    /// lookups one after the other; ascending by key.
-    fn explore(&mut self, from: NodeIndex, prefix: Prefix, walk: &mut Walk) -> Vec<(Key, NodeIndex)> {
-        let k = self.network.k();
-        let mut found: Vec<(Key, NodeIndex)> = Vec::new();
-        // Prefixes to explore, with the `k` closest of their first key when already known.
-        let mut pending: Vec<(Prefix, Option<Vec<NodeIndex>>)> = vec![(prefix, None)];
-        while let Some((part, known)) = pending.pop() {
-            let closest = match known {
-                Some(closest) => closest,
-                None if walk.lookups < u64::from(MAX_EXPLORATION_LOOKUPS) => {
-                    let looked_up = self.lookup(from, part.first_key());
-                    self.forget_dead(from, &looked_up.dead);
-                    walk.lookups += 1;
-                    walk.messages += u64::from(looked_up.messages);
-                    walk.failures += u64::from(looked_up.failures);
-                    walk.duration += looked_up.duration;
-                    looked_up.peers
-                }
-                None => continue,
-            };
-            found.extend(closest.iter().map(|&p| (self.network.key(p), p)));
-            // All `k` under this part: it may hold more, so each half is explored.
-            let full = closest.len() >= k && closest.iter().all(|&p| part.contains(&self.network.key(p)));
-            if full && part.bit_len() < 256 {
-                pending.push((part.child(true), None));
-                pending.push((part.child(false), Some(closest)));
-            }
-        }
-        found.sort_unstable();
-        found.dedup();
-        found
     }
 }
 
