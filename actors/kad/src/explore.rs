@@ -3,9 +3,10 @@
 //! peers that answered), one lookup at a time (go-libp2p-kad-dht's `closestPeersToPrefix`).
 //!
 //! A lookup of a part's first key finds the part's closest peers. When one of them is outside
-//! the part, every peer under the part that answers is closer than it, so all were found. When
-//! none is, the part may hold more: each half is explored, the lower with the answer in hand
-//! (its first key is the part's). Once the prefix is known, it is widened to its parent (and the
+//! the part, every peer under the part that answers is closer than it, so all were found, as far
+//! as the lookup saw: a lookup can miss a few of its key's closest, so a part whose answer brought
+//! new peers has its upper half looked up once more. When none is outside, the part may hold
+//! more: each half is explored, the lower with the answer in hand (its first key is the part's). Once the prefix is known, it is widened to its parent (and the
 //! sibling explored) while it holds fewer than `k` peers: the keys under a prefix with fewer
 //! peers have closest peers outside it, and regions cut from it would send their records to the
 //! wrong peers (go-libp2p-kad-dht #1263 dropped such keys).
@@ -25,6 +26,8 @@ pub struct Exploration<T> {
     pending: Vec<(Prefix, Option<Answer<T>>)>,
     /// The part whose lookup is out.
     asked: Option<Prefix>,
+    /// Parts looked up to confirm their parent's answer (not confirmed again).
+    confirmed: Vec<Prefix>,
     found: Vec<(Key, T)>,
     lookups: u32,
     max_lookups: u32,
@@ -47,6 +50,7 @@ impl<T: Copy + Ord> Exploration<T> {
             prefix,
             pending: vec![(prefix, None)],
             asked: None,
+            confirmed: Vec::new(),
             found: Vec::new(),
             lookups: 0,
             max_lookups,
@@ -86,11 +90,20 @@ impl<T: Copy + Ord> Exploration<T> {
     }
 
     fn take(&mut self, part: Prefix, closest: Vec<(Key, T)>) {
+        let before = self.found.len();
         self.found.extend(closest.iter().copied());
+        self.found.sort_unstable();
+        self.found.dedup();
+        let fresh = self.found.len() > before;
         let full = !closest.is_empty() && closest.iter().all(|(key, _)| part.contains(key));
         if full && part.bit_len() < 256 {
             self.pending.push((part.child(true), None));
             self.pending.push((part.child(false), Some(closest)));
+        } else if fresh && part.bit_len() < 256 && !self.confirmed.contains(&part) {
+            // A lookup can miss a few of its key's closest peers: the upper half is looked up
+            // too, once, and splits further if it turns out fuller than this answer showed.
+            self.confirmed.push(part.child(true));
+            self.pending.push((part.child(true), None));
         }
     }
 
