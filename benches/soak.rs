@@ -9,6 +9,8 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/soak.rs"]
+mod soak;
 
 use args::option;
 use std::time::{Duration, Instant};
@@ -24,41 +26,19 @@ use serde_json::{json, Value};
 
 /// What the server process holds at one moment.
 #[derive(Clone, Copy, Debug)]
-struct Sample {
+struct ServerSample {
     rss_mib: f64,
     fds: usize,
     connections: f64,
 }
 
-fn sample(pid: u32, metrics: &str) -> Sample {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    Sample {
-        rss_mib: rss_kib / 1024.0,
-        fds,
-        connections: open_connections(metrics),
+fn server_sample(pid: u32, metrics: &str) -> ServerSample {
+    let process = soak::sample(pid);
+    ServerSample {
+        rss_mib: process.rss_mib,
+        fds: process.fds,
+        connections: soak::open_connections(&soak::scrape(metrics)),
     }
-}
-
-/// Established minus closed connections, from libp2p's counters on the server's `/metrics`.
-fn open_connections(metrics: &str) -> f64 {
-    let body = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{metrics}/metrics")])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let sum = |prefix: &str| -> f64 {
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    sum("libp2p_swarm_connections_established_total") - sum("libp2p_swarm_connections_duration_seconds_count")
 }
 
 /// Tallies of one kind of operation.
@@ -89,21 +69,6 @@ impl Tally {
     }
 }
 
-async fn spawn_joining(
-    config: &DhtConfig,
-    seeds: Vec<parsec_actors::Multiaddr>,
-    runtime: &tokio::runtime::Handle,
-) -> Option<DhtHandle> {
-    let mut config = config.clone();
-    config.set_bootstrap(seeds);
-    let peer = DhtHandle::spawn(config, runtime).await.ok()?;
-    tokio::time::timeout(Duration::from_secs(10), peer.join(Duration::from_millis(500)))
-        .await
-        .ok()?
-        .ok()?;
-    Some(peer)
-}
-
 /// One request to the server's API: whether its measurement succeeded, and how long it took (s).
 async fn server_operation(client: &awc::Client, url: String, body: &Value) -> (bool, f64) {
     let answer: Option<Value> = match client.post(url).send_json(body).await {
@@ -117,40 +82,8 @@ async fn server_operation(client: &awc::Client, url: String, body: &Value) -> (b
     )
 }
 
-/// Churn: `count` peers leave for good and as many new ones join through live peers; returns
-/// how many left and joined.
-async fn churn_peers(
-    peers: &mut Vec<DhtHandle>,
-    count: usize,
-    config: &DhtConfig,
-    runtime: &tokio::runtime::Handle,
-    rng: &mut impl Rng,
-) -> (usize, usize) {
-    let mut left = 0;
-    for _ in 0..count.min(peers.len().saturating_sub(10)) {
-        let leaving = peers.swap_remove(rng.gen_range(0..peers.len()));
-        let _ = leaving.shutdown().await;
-        left += 1;
-    }
-    let joining: Vec<_> = (0..count)
-        .map(|_| {
-            let seeds: Vec<_> = peers
-                .choose_multiple(rng, 3)
-                .map(|p| p.dialable_addrs()[0].clone())
-                .collect();
-            spawn_joining(config, seeds, runtime)
-        })
-        .collect();
-    let mut joined = 0;
-    for peer in futures::future::join_all(joining).await.into_iter().flatten() {
-        peers.push(peer);
-        joined += 1;
-    }
-    (left, joined)
-}
-
 /// The server's memory, descriptors and connections at the start, the middle and the end.
-fn print_trend(samples: &[(usize, Sample)]) {
+fn print_trend(samples: &[(usize, ServerSample)]) {
     let first = samples[0].1;
     let middle = samples[samples.len() / 2].1;
     let end = samples[samples.len() - 1].1;
@@ -247,7 +180,7 @@ fn main() {
             "\n{:>6} {:>9} {:>5} {:>6}  operations so far",
             "round", "RSS MiB", "fds", "conns"
         );
-        let mut samples = vec![(0, sample(pid, &server.metrics))];
+        let mut samples = vec![(0, server_sample(pid, &server.metrics))];
         let first = samples[0].1;
         println!(
             "{:>6} {:>9.1} {:>5} {:>6.0}",
@@ -262,12 +195,12 @@ fn main() {
             peer_lookups.add(measured[1].0, measured[1].1);
             server_lookups.add(measured[2].0, measured[2].1);
 
-            let (gone, new) = churn_peers(&mut peers, churn, &config, &handle, &mut rng).await;
+            let (gone, new) = soak::churn_peers(&mut peers, churn, &config, &handle, &mut rng).await;
             left += gone;
             joined += new;
 
             if round % (rounds / 10).max(1) == 0 || round == rounds {
-                let now = sample(pid, &server.metrics);
+                let now = server_sample(pid, &server.metrics);
                 samples.push((round, now));
                 println!(
                     "{round:>6} {:>9.1} {:>5} {:>6.0}  provide {}; peer lookup {}; server lookup {}",

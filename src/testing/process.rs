@@ -269,6 +269,11 @@ impl SchedulerProcess {
         Some(line.split("address=").nth(1)?.trim().to_owned())
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

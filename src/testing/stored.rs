@@ -129,3 +129,21 @@ pub fn node_on_port(url: &str, port: u16) -> StoredNode {
 pub fn port_of(http: &str) -> u16 {
     http.rsplit(':').next().unwrap().parse().unwrap()
 }
+
+/// Connections the Postgres server at `url` has open for clients, this one left out.
+pub fn client_connections(url: &str) -> usize {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        connections: i64,
+    }
+    let counted: Vec<Count> = query(
+        url,
+        "SELECT count(*) AS connections FROM pg_stat_activity \
+         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    );
+    counted
+        .iter()
+        .map(|c| usize::try_from(c.connections).unwrap_or(0))
+        .sum()
+}
