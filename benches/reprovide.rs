@@ -5,13 +5,16 @@
 //! peers that hold its record (`placed`, averaged) and the share of keys other nodes find.
 //!
 //! Run: `cargo bench --bench reprovide` (options: `-- --nodes 2000 --keys 10000,100000 --workers 4
-//! --sample 200`). The network is the calibrated IPFS-like one (`SimConfig::default()`: regional
-//! delays, 20 % unreachable peers, errors) at `--nodes` nodes.
+//! --sample 200 --classic-max-keys 100000`). The network is the calibrated IPFS-like one
+//! (`SimConfig::default()`: regional delays, 20 % unreachable peers, errors) at `--nodes` nodes.
+//! The sweep keeps only the sampled keys' records in the network (every copy is counted): 10⁸
+//! keys × 20 copies would not fit in memory. Classic runs up to `--classic-max-keys` keys (one
+//! lookup each).
 
 #[path = "common/args.rs"]
 mod args;
 
-use std::time::Instant;
+use std::{collections::HashSet, time::Instant};
 
 use parsec::sim::{Key, ReprovideStrategy, SimConfig, Simulation};
 use rand::{seq::SliceRandom, Rng, SeedableRng};
@@ -65,6 +68,7 @@ fn main() {
     let nodes = args::option("--nodes", 2_000);
     let workers = args::option("--workers", 4);
     let sample_size = args::option("--sample", 200);
+    let classic_max_keys = args::option("--classic-max-keys", 100_000);
     let config = SimConfig {
         nodes,
         ..SimConfig::default()
@@ -73,12 +77,13 @@ fn main() {
         "{nodes} nodes (calibrated IPFS-like network), {workers} workers; virtual time; simulator figures\n"
     );
     println!(
-        "{:>9} {:>8} {:>9} {:>11} {:>10} {:>7} {:>13} {:>8} {:>9} {:>8} {:>7}",
+        "{:>9} {:>8} {:>9} {:>11} {:>10} {:>10} {:>7} {:>13} {:>8} {:>9} {:>8} {:>7}",
         "keys",
         "strategy",
         "lookups",
         "lookups/key",
         "reqs/key",
+        "copies/key",
         "walks",
         "keys/h",
         "wall s",
@@ -91,23 +96,28 @@ fn main() {
         let mut keys: Vec<Key> = (0..count).map(|_| Key::random(&mut rng)).collect();
         keys.sort();
         let sample: Vec<Key> = keys.choose_multiple(&mut rng, sample_size).copied().collect();
+        let kept: HashSet<Key> = sample.iter().copied().collect();
         let mut lookups = Vec::new();
         for strategy in [ReprovideStrategy::Classic, ReprovideStrategy::Sweep] {
+            if strategy == ReprovideStrategy::Classic && count > classic_max_keys {
+                continue;
+            }
             let mut sim = Simulation::build(&config, |_| {}).expect("valid configuration");
             let from = (0..nodes as u32)
                 .find(|&n| sim.network().answers(n))
                 .expect("a reachable node");
             let started = Instant::now();
-            let round = sim.reprovide(from, &keys, strategy, workers);
+            let round = sim.reprovide_keeping(from, &keys, strategy, workers, &|key| kept.contains(key));
             let wall = started.elapsed().as_secs_f64();
             let peak = parsec::telemetry::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
             let (placed, found) = check(&mut sim, from, &sample, &mut rng);
             println!(
-                "{count:>9} {:>8} {:>9} {:>11.4} {:>10.1} {:>7} {:>13.0} {:>8.1} {:>9.0} {:>7.1}% {:>6.1}%",
+                "{count:>9} {:>8} {:>9} {:>11.4} {:>10.1} {:>10.1} {:>7} {:>13.0} {:>8.1} {:>9.0} {:>7.1}% {:>6.1}%",
                 format!("{strategy:?}").to_lowercase(),
                 round.lookups,
                 round.lookups_per_key(),
                 round.messages_per_key(),
+                round.copies_stored as f64 / count as f64,
                 round.walks,
                 round.keys_per_hour(),
                 wall,
@@ -117,9 +127,11 @@ fn main() {
             );
             lookups.push(round.lookups);
         }
-        println!(
-            "{count:>9} classic/sweep lookups: {:.0}×, measured side by side in this run",
-            lookups[0] as f64 / lookups[1].max(1) as f64
-        );
+        if let [classic, sweep] = lookups[..] {
+            println!(
+                "{count:>9} classic/sweep lookups: {:.0}×, measured side by side in this run",
+                classic as f64 / sweep.max(1) as f64
+            );
+        }
     }
 }

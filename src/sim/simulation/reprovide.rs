@@ -7,7 +7,7 @@
 //! [`regions`](parsec_kad::region::regions), and sends each peer the records of the keys it is
 //! among the `k` closest to, one ADD_PROVIDER per key over one connection, 20 peers at a time.
 
-use std::{collections::BinaryHeap, time::Duration};
+use std::{collections::BinaryHeap, ops::Range, time::Duration};
 
 use parsec_kad::{
     explore::{Exploration, ExploreStep},
@@ -45,6 +45,8 @@ pub struct ReprovideRound {
     pub messages: u64,
     /// Requests that failed (a store that failed leaves its keys without that copy).
     pub failures: u64,
+    /// Records acknowledged: one per key and peer that stored it.
+    pub copies_stored: u64,
     /// Walks (sweep: prefixes walked; classic: provides).
     pub walks: usize,
     /// Each walk's virtual time: its lookups one after the other, then its sends.
@@ -77,6 +79,7 @@ struct Walk {
     lookups: u64,
     messages: u64,
     failures: u64,
+    copies_stored: u64,
     duration: Duration,
 }
 
@@ -90,6 +93,20 @@ impl Simulation {
         strategy: ReprovideStrategy,
         workers: usize,
     ) -> ReprovideRound {
+        self.reprovide_keeping(from, sorted_keys, strategy, workers, &|_| true)
+    }
+
+    /// As [`reprovide`](Self::reprovide), but a sweep keeps in the network only the records of
+    /// the keys `keep` names (the others are sent and counted, not stored): 10⁸ keys × `k` copies
+    /// do not fit in memory, a sample for the findability check does. Classic keeps every record.
+    pub fn reprovide_keeping(
+        &mut self,
+        from: NodeIndex,
+        sorted_keys: &[Key],
+        strategy: ReprovideStrategy,
+        workers: usize,
+        keep: &dyn Fn(&Key) -> bool,
+    ) -> ReprovideRound {
         let mut round = ReprovideRound {
             keys: sorted_keys.len(),
             ..ReprovideRound::default()
@@ -101,10 +118,11 @@ impl Simulation {
                     round.lookups += 1;
                     round.messages += u64::from(provided.messages);
                     round.failures += u64::from(provided.failures);
+                    round.copies_stored += provided.peers.len() as u64;
                     round.walk_durations.push(provided.duration);
                 }
             }
-            ReprovideStrategy::Sweep => self.sweep_all(from, sorted_keys, workers, &mut round),
+            ReprovideStrategy::Sweep => self.sweep_all(from, sorted_keys, workers, keep, &mut round),
         }
         round.walks = round.walk_durations.len();
         round.duration = makespan(&round.walk_durations, workers);
@@ -117,6 +135,7 @@ impl Simulation {
         from: NodeIndex,
         sorted_keys: &[Key],
         workers: usize,
+        keep: &dyn Fn(&Key) -> bool,
         round: &mut ReprovideRound,
     ) {
         let k = self.network.k();
@@ -134,8 +153,9 @@ impl Simulation {
         sweep.force_full_reprovide();
         // Walks end before the next starts here; their times are spread over workers after.
         while let SweepStep::Walk { prefix, kind } = sweep.poll(Duration::ZERO) {
-            let walk = self.walk(from, prefix, sorted_keys);
+            let walk = self.walk(from, prefix, sorted_keys, keep);
             round.lookups += walk.lookups;
+            round.copies_stored += walk.copies_stored;
             round.messages += walk.messages;
             round.failures += walk.failures;
             round.walk_durations.push(walk.duration);
@@ -145,13 +165,20 @@ impl Simulation {
 
     /// Explores `prefix` (widened while it holds fewer than `k` peers), then sends every key of
     /// its regions to the key's `k` closest peers.
-    fn walk(&mut self, from: NodeIndex, prefix: Prefix, sorted_keys: &[Key]) -> Walk {
+    fn walk(
+        &mut self,
+        from: NodeIndex,
+        prefix: Prefix,
+        sorted_keys: &[Key],
+        keep: &dyn Fn(&Key) -> bool,
+    ) -> Walk {
         let k = self.network.k();
         let mut walk = Walk {
             regions: Vec::new(),
             lookups: 0,
             messages: 0,
             failures: 0,
+            copies_stored: 0,
             duration: Duration::ZERO,
         };
         let mut exploration = Exploration::new(prefix, k, MAX_EXPLORATION_LOOKUPS);
@@ -173,33 +200,41 @@ impl Simulation {
         let peers = exploration.into_found();
         let peer_keys: Vec<Key> = peers.iter().map(|(key, _)| *key).collect();
         let mut rng = self.rng_for(OperationKind::Provide, from, &prefix.first_key());
-        let mut sends: Vec<(NodeIndex, Vec<Key>)> = Vec::new();
+        // Per peer, the keys to send as ranges of `sorted_keys` (no copy of the keys).
+        let mut sends: Vec<(NodeIndex, Vec<Range<usize>>)> = Vec::new();
         for cut in region::regions(&peer_keys, explored, k) {
-            let keys = &sorted_keys[cut.prefix.range_in(sorted_keys)];
-            if keys.is_empty() {
+            let key_range = cut.prefix.range_in(sorted_keys);
+            if key_range.is_empty() {
                 continue;
             }
             walk.regions.push(cut.prefix);
-            let batches = region::allocate(&peer_keys[cut.peers.clone()], keys, k);
+            let batches = region::allocate(&peer_keys[cut.peers.clone()], &sorted_keys[key_range.clone()], k);
             for (offset, ranges) in batches.into_iter().enumerate() {
-                let batch: Vec<Key> = ranges.into_iter().flat_map(|r| keys[r].iter().copied()).collect();
-                if !batch.is_empty() {
-                    sends.push((peers[cut.peers.start + offset].1, batch));
+                if !ranges.is_empty() {
+                    let global = ranges
+                        .into_iter()
+                        .map(|r| key_range.start + r.start..key_range.start + r.end)
+                        .collect();
+                    sends.push((peers[cut.peers.start + offset].1, global));
                 }
             }
         }
         for wave in sends.chunks(CONNECTIONS_PER_WALK) {
             let mut longest = Duration::ZERO;
-            for (peer, batch) in wave {
+            for (peer, ranges) in wave {
                 let (stored, delay) = self.store_once(from, *peer, &mut rng);
                 longest = longest.max(self.with_connect(stored, delay));
-                walk.messages += batch.len() as u64;
-                if stored {
-                    for key in batch {
+                let count: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+                walk.messages += count;
+                if !stored {
+                    walk.failures += count;
+                    continue;
+                }
+                walk.copies_stored += count;
+                for key in ranges.iter().flat_map(|r| &sorted_keys[r.clone()]) {
+                    if keep(key) {
                         self.network.store_record(*peer, *key);
                     }
-                } else {
-                    walk.failures += batch.len() as u64;
                 }
             }
             walk.duration += longest;
