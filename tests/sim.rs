@@ -490,7 +490,11 @@ fn a_sweep_stores_every_key_at_its_k_closest_for_a_fraction_of_the_lookups() {
         );
         assert_eq!(round.keys, keys.len());
         assert_eq!(round.failures, 0, "a perfect network");
-        assert_eq!(round.copies_stored, keys.len() as u64 * 20, "{strategy:?}: k copies a key");
+        assert_eq!(
+            round.copies_stored,
+            keys.len() as u64 * 20,
+            "{strategy:?}: k copies a key"
+        );
         // Every key at each of its true k closest peers (node 0, the provider, stores nothing).
         for key in keys.iter().step_by(97) {
             let closest = sim.network().true_closest(key, 20);
