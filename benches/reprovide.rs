@@ -118,7 +118,7 @@ fn main() {
                 round.lookups_per_key(),
                 round.messages_per_key(),
                 round.copies_stored as f64 / count as f64,
-                round.walks,
+                round.walks(),
                 round.keys_per_hour(),
                 wall,
                 peak,

@@ -484,7 +484,7 @@ fn a_sweep_stores_every_key_at_its_k_closest_for_a_fraction_of_the_lookups() {
             round.lookups,
             round.lookups_per_key(),
             round.messages_per_key(),
-            round.walks,
+            round.walks(),
             round.keys_per_hour(),
             round.failures
         );

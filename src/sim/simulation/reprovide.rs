@@ -47,8 +47,6 @@ pub struct ReprovideRound {
     pub failures: u64,
     /// Records acknowledged: one per key and peer that stored it.
     pub copies_stored: u64,
-    /// Walks (sweep: prefixes walked; classic: provides).
-    pub walks: usize,
     /// Each walk's virtual time: its lookups one after the other, then its sends.
     pub walk_durations: Vec<Duration>,
     /// The round's virtual time with its walks spread over the workers.
@@ -64,6 +62,11 @@ impl ReprovideRound {
     /// Lookups per key.
     pub fn lookups_per_key(&self) -> f64 {
         self.lookups as f64 / self.keys.max(1) as f64
+    }
+
+    /// Walks (sweep: prefixes walked; classic: provides).
+    pub fn walks(&self) -> usize {
+        self.walk_durations.len()
     }
 
     /// Requests per key.
@@ -124,7 +127,6 @@ impl Simulation {
             }
             ReprovideStrategy::Sweep => self.sweep_all(from, sorted_keys, workers, keep, &mut round),
         }
-        round.walks = round.walk_durations.len();
         round.duration = makespan(&round.walk_durations, workers);
         round
     }
