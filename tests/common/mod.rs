@@ -118,25 +118,37 @@ const COUNTS: &str = "SELECT \
     (SELECT count(last_heartbeat) FROM nodes_ecs) AS nodes_with_heartbeat, \
     (SELECT count(offline_since) FROM nodes_ecs) AS nodes_offline";
 
-/// Counts what the SQLite file at `path` holds.
-pub fn sqlite_counts(path: &std::path::Path) -> StoredCounts {
+/// A connection to the SQLite file at `path` that waits up to 5 s for a lock, as parsec's own
+/// connections do: tests read while a running process writes, and a read that meets the writer's
+/// lock must wait for it, not fail with "database is locked".
+fn sqlite_reader(path: &std::path::Path) -> diesel::SqliteConnection {
     use diesel::{Connection, RunQueryDsl};
     let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-    diesel::sql_query(COUNTS).get_result(&mut conn).unwrap()
+    diesel::sql_query("PRAGMA busy_timeout = 5000")
+        .execute(&mut conn)
+        .unwrap();
+    conn
+}
+
+/// Counts what the SQLite file at `path` holds.
+pub fn sqlite_counts(path: &std::path::Path) -> StoredCounts {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(COUNTS)
+        .get_result(&mut sqlite_reader(path))
+        .unwrap()
 }
 
 /// `nodes_ecs.last_heartbeat` of node `id` in the SQLite store at `path`, as stored.
 pub fn last_heartbeat(path: &std::path::Path, id: i32) -> Option<String> {
-    use diesel::{Connection, RunQueryDsl};
+    use diesel::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     struct Beat {
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         beat: Option<String>,
     }
-    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
     diesel::sql_query("SELECT CAST(last_heartbeat AS TEXT) AS beat FROM nodes_ecs WHERE id = ?")
         .bind::<diesel::sql_types::Integer, _>(id)
-        .get_result::<Beat>(&mut conn)
+        .get_result::<Beat>(&mut sqlite_reader(path))
         .unwrap()
         .beat
 }
