@@ -29,6 +29,7 @@ use crate::{
     ContentId, DhtConfig, DhtError,
 };
 use libp2p::{Multiaddr, PeerId};
+use parsec_kad::reprovide::{ReprovideRound, ReprovideStrategy};
 use tokio::{
     runtime::Handle,
     sync::{mpsc, oneshot},
@@ -160,6 +161,31 @@ impl DhtHandle {
     /// Looks up providers of `cid`; answers at the first provider found.
     pub async fn retrieve(&self, cid: ContentId) -> Result<DhtOutcome, DhtError> {
         self.query(Query::Retrieve(cid)).await
+    }
+
+    /// Sends the provider records of `cids` again, one provide per CID (`classic`) or region by
+    /// region (`sweep`), `workers` provides or walks at once; answers with the round's report
+    /// when every record was sent. Needs a client of ours (not `default`); one round at a time.
+    pub async fn reprovide(
+        &self,
+        cids: &[ContentId],
+        strategy: ReprovideStrategy,
+        workers: usize,
+    ) -> Result<ReprovideRound, DhtError> {
+        let keys = cids.iter().map(|cid| cid.record_key().to_vec()).collect();
+        self.ask(|reply| Command::Reprovide {
+            keys,
+            strategy,
+            workers,
+            reply,
+        })
+        .await?
+    }
+
+    /// The providers of `cid` this peer holds in its own record store (what others stored here):
+    /// a view independent of any lookup, for checking where records landed.
+    pub async fn stored_providers(&self, cid: ContentId) -> Result<Vec<PeerId>, DhtError> {
+        self.ask(|reply| Command::StoredProviders { cid, reply }).await
     }
 
     /// Runs a bootstrap lookup through the known peers; answers when it finished.

@@ -50,6 +50,9 @@ pub enum DhtError {
     /// The swarm could not be built or could not listen.
     #[error("failed to start the DHT peer: {0}")]
     Setup(String),
+    /// A reprovide round could not start (a `default` peer, or a round already running).
+    #[error("reprovide: {0}")]
+    Reprovide(String),
 }
 
 /// Why a node (in-process or remote) gave no report for a request.

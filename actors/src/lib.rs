@@ -62,7 +62,10 @@ pub use model::{
     NOT_FOUND, NO_PEER_REACHED, RUST_LIBP2P, STORED_AT_NO_PEER,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
-pub use parsec_kad::Strategy;
+pub use parsec_kad::{
+    reprovide::{ReprovideRound, ReprovideStrategy},
+    Strategy,
+};
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};
 pub use registry::{
     DiscoveredNode, MemoryRegistry, NodeQuery, NodeRegistration, ReadOnlyRegistry, Registry, RegistryError,

@@ -131,7 +131,8 @@ fn node_status(error: &NodeError) -> StatusCode {
         NodeError::Dht(DhtError::Store { .. } | DhtError::Setup(_)) | NodeError::InvalidRequest(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        NodeError::Dht(DhtError::DuplicateMessage) => StatusCode::CONFLICT,
+        // A second round while one runs, or a round on a `default` peer: the server's state.
+        NodeError::Dht(DhtError::DuplicateMessage | DhtError::Reprovide(_)) => StatusCode::CONFLICT,
         NodeError::Dht(DhtError::MessageTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
         NodeError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Unavailable(_) | NodeError::Rejected { .. } | NodeError::InvalidResponse(_) => {

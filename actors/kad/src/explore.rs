@@ -126,6 +126,11 @@ impl<T: Copy + Ord> Exploration<T> {
         self.found.iter().map(|(key, _)| *key).collect()
     }
 
+    /// The part whose lookup is out: [`ExploreStep::Lookup`] asks for its first key.
+    pub fn asked(&self) -> Option<Prefix> {
+        self.asked
+    }
+
     /// The prefix explored: the one asked for, or the ancestor it was widened to.
     pub fn prefix(&self) -> Prefix {
         self.prefix

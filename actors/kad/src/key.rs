@@ -14,6 +14,9 @@ pub struct Key([u64; 4]);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Distance([u64; 4]);
 
+/// The longest prefix [`Key::preimage`] matches: 2^28 hashes take about a minute.
+pub const MAX_PREIMAGE_BITS: u32 = 28;
+
 impl Key {
     /// The key of all zero bits.
     pub const ZERO: Key = Key([0; 4]);
@@ -81,6 +84,25 @@ impl Key {
         Key(words)
     }
 
+    /// Bytes whose SHA-256 (their place in the key space, as peers hash a FIND_NODE's key) starts
+    /// with the first `bits` bits of this key (at most [`MAX_PREIMAGE_BITS`]): the only way to ask
+    /// peers for the closest to a point of the hashed space. Found by trying counters after
+    /// `seed`, about `2^bits` hashes (go-libp2p-kad-dht's sweep keeps a table of preimages for
+    /// up to 15 bits instead).
+    pub fn preimage(&self, bits: u32, seed: u64) -> [u8; 16] {
+        let bits = bits.min(MAX_PREIMAGE_BITS);
+        let wanted = self.leading_bits(bits);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&seed.to_be_bytes());
+        for counter in 0u64.. {
+            bytes[8..].copy_from_slice(&counter.to_be_bytes());
+            if Key::hash_of(&bytes).leading_bits(bits) == wanted {
+                break;
+            }
+        }
+        bytes
+    }
+
     /// The first `bits` bits (at most 64) as an unsigned number.
     pub fn leading_bits(&self, bits: u32) -> u64 {
         match bits.min(64) {
@@ -133,6 +155,20 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
+
+    #[test]
+    fn a_preimage_hashes_under_the_prefix_asked_for() {
+        let target = test_key(0b1011_0110);
+        for bits in [0, 1, 8, 14] {
+            let bytes = target.preimage(bits, 7);
+            assert_eq!(Key::hash_of(&bytes).common_prefix_len(&target).min(bits), bits);
+        }
+        assert_ne!(
+            target.preimage(12, 1),
+            target.preimage(12, 2),
+            "seeds give other preimages"
+        );
+    }
 
     #[test]
     fn bytes_round_trip_and_order_is_numeric() {

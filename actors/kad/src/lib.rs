@@ -7,7 +7,9 @@
 //!   the accelerated client's direct requests), with each strategy's rules.
 //! - [`explore`]: the lookups that find every peer under a prefix (a sweep's walk).
 //! - [`region`]: keyspace regions, and the keys each peer of a region stores (a provide sweep).
+//! - [`reprovide`]: a reprovide round's strategies and report.
 //! - [`sweep`]: the provide sweep's schedule: which region to walk when, within worker limits.
+//! - [`walk`]: one walk of a sweep: explore a prefix, then send each peer its keys.
 //! - [`table`]: converged routing tables, and the closest peers of any key from sorted ids.
 //! - [`estimator`]: the network size estimate of optimistic provide.
 //! - [`strategy`]: classic, optimistic and full-routing-table provides.
@@ -24,11 +26,13 @@ pub mod lookup;
 pub mod named;
 pub mod provide;
 pub mod region;
+pub mod reprovide;
 pub mod retrieve;
 pub mod strategy;
 pub mod sweep;
 pub mod table;
 pub mod upkeep;
+pub mod walk;
 
 pub use estimator::{normed_distance, EstimateError, NetworkSizeEstimator};
 pub use key::{Distance, Key};

@@ -20,6 +20,7 @@
 //! the closest crawled peers at once) that ends at the first provider record from another peer.
 
 pub(crate) mod crawl;
+pub(crate) mod reprovide;
 pub(crate) mod wire;
 
 use std::{
@@ -36,6 +37,11 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol,
 };
 use parsec_kad::{
+    key::MAX_PREIMAGE_BITS,
+    normed_distance,
+    region::Prefix,
+    reprovide::{ReprovideRound, ReprovideStrategy},
+    sweep::estimated_prefix_len,
     EstimateUpkeep, Key, Lookup, LookupConfig, NetworkSizeEstimator, Provide, ProvideStep, Retrieve,
     RetrieveStep, Strategy,
 };
@@ -44,6 +50,7 @@ use tokio::time::{Instant, Sleep};
 
 use self::{
     crawl::{peer_key, Crawl, CrawlTable},
+    reprovide::{Round, RoundEvent, RoundStep, MAX_BATCH_MESSAGES, PREIMAGE_EXTRA_BITS},
     wire::{KadCodec, Message},
 };
 use super::QueryCounts;
@@ -115,6 +122,8 @@ enum Kind {
     Retrieve,
     /// A lookup of a random key that only feeds the size estimate.
     Sample,
+    /// A FIND_NODE lookup of a reprovide round's walk: its closest go to the round.
+    Explore,
 }
 
 /// Why a request was sent.
@@ -126,6 +135,11 @@ enum Purpose {
     Store(OperationId),
     Crawl {
         cpl: u32,
+    },
+    /// ADD_PROVIDERs of a reprovide round's walk, on one stream.
+    Batch {
+        walk: Prefix,
+        messages: u32,
     },
 }
 
@@ -143,6 +157,8 @@ struct Operation {
     counts: QueryCounts,
     provider: Option<PeerId>,
     answered: bool,
+    /// Started by the reprovide round, which takes its end (no caller waits for it).
+    for_round: bool,
 }
 
 impl Operation {
@@ -157,6 +173,7 @@ impl Operation {
             counts: QueryCounts::default(),
             provider: None,
             answered: false,
+            for_round: false,
         }
     }
 
@@ -214,6 +231,11 @@ pub(crate) struct Engine {
     finished: Vec<Finished>,
     wake: Pin<Box<Sleep>>,
     metrics: Option<Libp2pMetrics>,
+    /// The reprovide round running, what its work became since it last ran, and the report of
+    /// the one that finished.
+    round: Option<Round>,
+    round_events: Vec<RoundEvent>,
+    round_report: Option<ReprovideRound>,
 }
 
 impl Engine {
@@ -243,6 +265,9 @@ impl Engine {
             finished: Vec::new(),
             wake: Box::pin(tokio::time::sleep(Duration::ZERO)),
             metrics: config.metrics.clone(),
+            round: None,
+            round_events: Vec::new(),
+            round_report: None,
         }
     }
 
@@ -272,16 +297,29 @@ impl Engine {
         key: Vec<u8>,
         own_addrs: Vec<Multiaddr>,
     ) -> OperationId {
-        let id = self.allocate();
-        let k = self.lookup.k;
         // The provider holds its own record first, as go-libp2p-kad-dht's and kad's provides do:
         // a lookup that reaches it is answered, whatever became of the stores.
         let own_record = kad::ProviderRecord::new(key.clone(), self.local, own_addrs.clone());
         if let Err(e) = kad::store::RecordStore::add_provider(net.kad.store_mut(), own_record) {
             tracing::warn!(error = %e, "could not keep our own provider record");
         }
+        self.start_provide(net, key, own_addrs, false)
+    }
+
+    /// A provide's lookup and stores; `for_round`: a reprovide round's (it sends records the node
+    /// already holds).
+    fn start_provide(
+        &mut self,
+        net: &mut Net<'_>,
+        key: Vec<u8>,
+        own_addrs: Vec<Multiaddr>,
+        for_round: bool,
+    ) -> OperationId {
+        let id = self.allocate();
+        let k = self.lookup.k;
         let mut operation = Operation::new(Kind::Provide, key);
         operation.own_addrs = own_addrs;
+        operation.for_round = for_round;
         let provide = match self.strategy {
             Strategy::FullRoutingTable => Provide::direct(self.closest_crawled(&mut operation), k),
             strategy => {
@@ -316,6 +354,138 @@ impl Engine {
         id
     }
 
+    /// Starts a reprovide round: the records of `record_keys` (CIDs' multihashes) sent again with
+    /// `strategy`, `workers` provides or walks at once; returns the distinct keys. Refused while
+    /// a round runs.
+    pub(crate) fn start_reprovide(
+        &mut self,
+        net: &mut Net<'_>,
+        record_keys: Vec<Vec<u8>>,
+        strategy: ReprovideStrategy,
+        workers: usize,
+        own_addrs: Vec<Multiaddr>,
+    ) -> Result<usize, String> {
+        if self.round.is_some() {
+            return Err("a reprovide round is already running on this peer".to_owned());
+        }
+        let k = self.lookup.k;
+        let size = network_size_from_table(net.kad, self.local, k);
+        let prefix_len = estimated_prefix_len(size, k);
+        let now = self.now();
+        let round = Round::new(
+            record_keys,
+            own_addrs,
+            strategy,
+            workers,
+            k,
+            peer_key(&self.local),
+            prefix_len,
+            now,
+        );
+        let keys = round.len();
+        tracing::info!(keys, %strategy, workers, network_size = size, prefix_len, "reprovide round started");
+        self.round = Some(round);
+        self.round_report = None;
+        self.drive_round(net);
+        self.rearm();
+        Ok(keys)
+    }
+
+    /// The report of the reprovide round that finished since the last call.
+    pub(crate) fn take_round_report(&mut self) -> Option<ReprovideRound> {
+        self.round_report.take()
+    }
+
+    /// Takes what the round's work became and starts what it asks for next, until it waits;
+    /// a round with nothing left reports.
+    fn drive_round(&mut self, net: &mut Net<'_>) {
+        let Some(mut round) = self.round.take() else {
+            self.round_events.clear();
+            return;
+        };
+        loop {
+            for event in std::mem::take(&mut self.round_events) {
+                round.on_event(event);
+            }
+            let steps = round.poll(self.now());
+            if steps.is_empty() && self.round_events.is_empty() {
+                break;
+            }
+            for step in steps {
+                self.start_round_step(net, &mut round, step);
+            }
+        }
+        if round.is_done() {
+            let strategy = round.strategy();
+            let report = round.into_report();
+            tracing::info!(
+                %strategy,
+                keys = report.keys,
+                lookups = report.lookups,
+                copies = report.copies_stored,
+                failures = report.failures,
+                seconds = report.duration.as_secs_f64(),
+                "reprovide round finished"
+            );
+            self.round_report = Some(report);
+        } else {
+            self.round = Some(round);
+        }
+    }
+
+    fn start_round_step(&mut self, net: &mut Net<'_>, round: &mut Round, step: RoundStep) {
+        match &step {
+            RoundStep::Provide(position) => {
+                let key = round.record_key(*position).to_vec();
+                let id = self.start_provide(net, key, round.own_addrs.clone(), true);
+                round.started(&step, id);
+            }
+            RoundStep::Explore { part, .. } => {
+                // Peers hash a FIND_NODE's key: ask for bytes whose hash lies at the part's start.
+                let bits = (part.bit_len() + PREIMAGE_EXTRA_BITS).min(MAX_PREIMAGE_BITS);
+                let preimage = part.first_key().preimage(bits, self.rng.next_u64()).to_vec();
+                let id = self.allocate();
+                let mut operation = Operation::new(Kind::Explore, preimage);
+                operation.for_round = true;
+                operation.retrieve = Some(Retrieve::with_lookup(self.start_lookup(net, &operation.key)));
+                self.operations.insert(id, operation);
+                round.started(&step, id);
+                self.advance(net, id);
+            }
+            RoundStep::Send {
+                walk,
+                peer,
+                addrs,
+                keys,
+            } => {
+                let positions: Vec<usize> = keys.iter().cloned().flatten().collect();
+                let mut requests = 0;
+                for chunk in positions.chunks(MAX_BATCH_MESSAGES) {
+                    let batch: Vec<Message> = chunk
+                        .iter()
+                        .map(|&i| {
+                            Message::add_provider(round.record_key(i).to_vec(), self.local, &round.own_addrs)
+                        })
+                        .collect();
+                    let messages = batch.len() as u32;
+                    let request = net.wire.send_request_with_addresses(peer, batch, addrs.clone());
+                    self.requests.insert(
+                        request,
+                        (
+                            Purpose::Batch {
+                                walk: *walk,
+                                messages,
+                            },
+                            *peer,
+                        ),
+                    );
+                    requests += 1;
+                }
+                round.batches_sent(*walk, *peer, requests, positions.len() as u64);
+            }
+        }
+    }
+
     /// Ends an operation its caller gave up on (deadline): its counts so far. Requests in flight
     /// are ignored when they answer.
     pub(crate) fn cancel(&mut self, id: OperationId) -> QueryCounts {
@@ -340,7 +510,7 @@ impl Engine {
     pub(crate) fn on_wire_event(
         &mut self,
         net: &mut Net<'_>,
-        event: request_response::Event<Message, Option<Message>>,
+        event: request_response::Event<Vec<Message>, Option<Message>>,
     ) {
         let (request_id, answer) = match event {
             request_response::Event::Message {
@@ -361,7 +531,15 @@ impl Engine {
                 self.on_answer(id, purpose, peer, answer);
                 self.advance(net, id);
             }
+            Purpose::Batch { walk, messages } => self.round_events.push(RoundEvent::Batch {
+                walk,
+                peer,
+                messages,
+                // ADD_PROVIDER has no answer: the peer closing the stream acknowledges the batch.
+                stored: matches!(answer, Ok(None)),
+            }),
         }
+        self.drive_round(net);
         self.rearm();
     }
 
@@ -377,6 +555,7 @@ impl Engine {
             self.advance(net, id);
         }
         self.maintain(net);
+        self.drive_round(net);
         self.rearm();
     }
 
@@ -429,7 +608,7 @@ impl Engine {
         message: Message,
     ) {
         let addrs = operation.addresses.get(&peer).cloned().unwrap_or_default();
-        let request = net.wire.send_request_with_addresses(&peer, message, addrs);
+        let request = net.wire.send_request_with_addresses(&peer, vec![message], addrs);
         self.requests.insert(request, (purpose, peer));
         operation.counts.requests += 1;
     }
@@ -492,8 +671,8 @@ impl Engine {
                     provide.on_failure(peer);
                 }
             }
-            // Crawl answers go to the crawl (`on_crawl_answer`), never here.
-            (Purpose::Crawl { .. }, _) => {}
+            // Crawl answers go to the crawl (`on_crawl_answer`), batches to the round, never here.
+            (Purpose::Crawl { .. } | Purpose::Batch { .. }, _) => {}
         }
     }
 
@@ -508,7 +687,9 @@ impl Engine {
         if !operation.answered {
             if let Some(finished) = self.finish(id, &operation, now) {
                 operation.answered = true;
-                if operation.kind != Kind::Sample {
+                if operation.for_round {
+                    self.round_events.push(round_event(&operation, finished));
+                } else if operation.kind != Kind::Sample {
                     self.finished.push(finished);
                 }
             }
@@ -533,7 +714,7 @@ impl Engine {
             match retrieve.poll(now) {
                 RetrieveStep::Query(peer) => {
                     let message = match operation.kind {
-                        Kind::Sample => Message::find_node(operation.key.clone()),
+                        Kind::Sample | Kind::Explore => Message::find_node(operation.key.clone()),
                         _ => Message::get_providers(operation.key.clone()),
                     };
                     self.send(net, Purpose::Query(id), operation, peer, message);
@@ -587,7 +768,7 @@ impl Engine {
         let decided = operation.retrieve.as_ref().is_none_or(Retrieve::is_decided);
         let reached_nobody = operation.counts.successes == 0;
         let error = match operation.kind {
-            Kind::Sample => {
+            Kind::Sample | Kind::Explore => {
                 if !decided {
                     return None;
                 }
@@ -718,7 +899,7 @@ impl Engine {
         while let Some(request) = crawl.next_request(CRAWL_PARALLELISM, &mut self.rng) {
             let id = net.wire.send_request_with_addresses(
                 &request.peer,
-                Message::find_node(request.key),
+                vec![Message::find_node(request.key)],
                 request.addrs,
             );
             self.requests
@@ -780,6 +961,54 @@ impl Engine {
         if self.wake.deadline() != at {
             self.wake.as_mut().reset(at);
         }
+    }
+}
+
+/// What a reprovide round's operation became, for the round.
+fn round_event(operation: &Operation, finished: Finished) -> RoundEvent {
+    match operation.kind {
+        Kind::Explore => {
+            let lookup = operation.retrieve.as_ref().and_then(Retrieve::lookup);
+            let closest = lookup
+                .map(|lookup| {
+                    lookup
+                        .closest_answered()
+                        .map(|(peer, _)| {
+                            let addrs = operation.addresses.get(&peer).cloned().unwrap_or_default();
+                            (peer_key(&peer), peer, addrs)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            RoundEvent::Explored {
+                id: finished.id,
+                counts: finished.counts,
+                closest,
+            }
+        }
+        _ => RoundEvent::Provided {
+            id: finished.id,
+            counts: finished.counts,
+            record_peers: finished.record_peers.unwrap_or(0),
+        },
+    }
+}
+
+/// The network's size as our routing table shows it: `k` peers within the distance of our
+/// `k`-th closest (the table knows our neighbourhood best); the peers known when fewer.
+fn network_size_from_table(kad: &mut kad::Behaviour<MemoryStore>, local: PeerId, k: usize) -> f64 {
+    let own = kad::KBucketKey::from(local);
+    let closest: Vec<PeerId> = kad
+        .get_closest_local_peers(&own)
+        .take(k)
+        .map(|entry| *entry.preimage())
+        .collect();
+    match closest.last() {
+        Some(kth) if closest.len() == k => {
+            let distance = normed_distance(&peer_key(&local).distance(&peer_key(kth)));
+            k as f64 / distance.max(f64::MIN_POSITIVE)
+        }
+        _ => closest.len() as f64,
     }
 }
 

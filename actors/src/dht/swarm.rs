@@ -20,6 +20,7 @@ use libp2p::{
     swarm::{self, dial_opts::DialOpts, SwarmEvent},
     Multiaddr, PeerId, StreamProtocol, Swarm,
 };
+use parsec_kad::reprovide::{ReprovideRound, ReprovideStrategy};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -75,6 +76,19 @@ pub(crate) enum Command {
     },
     ExternalAddresses {
         reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    /// Send the provider records of `keys` (CIDs' multihashes) again with `strategy`; the reply
+    /// comes when the round finished.
+    Reprovide {
+        keys: Vec<Vec<u8>>,
+        strategy: ReprovideStrategy,
+        workers: usize,
+        reply: oneshot::Sender<Result<ReprovideRound, DhtError>>,
+    },
+    /// The providers of `cid` in this peer's own record store.
+    StoredProviders {
+        cid: ContentId,
+        reply: oneshot::Sender<Vec<PeerId>>,
     },
     /// Publish/subscribe (a peer with gossipsub).
     Pubsub(PubsubCommand),
@@ -169,6 +183,8 @@ pub(crate) struct SwarmTask {
     frame: Option<FrameShape>,
     /// Topic peers lost by accident, dialled again (with gossipsub on and redial kept).
     redial: Option<Redial>,
+    /// The caller of the reprovide round running.
+    reprovide_reply: Option<oneshot::Sender<Result<ReprovideRound, DhtError>>>,
 }
 
 impl SwarmTask {
@@ -243,6 +259,7 @@ impl SwarmTask {
                 .filter(|pubsub| pubsub.keep_topic_peers_connected)
                 .map(|_| Redial::default()),
             connecting: HashMap::new(),
+            reprovide_reply: None,
             engine,
             swarm,
             commands,
@@ -291,6 +308,9 @@ impl SwarmTask {
     }
 
     fn cancel_pending(&mut self) {
+        if let Some(reply) = self.reprovide_reply.take() {
+            let _ = reply.send(Err(DhtError::Cancelled));
+        }
         let cancelled = self.pending.drain();
         if !cancelled.is_empty() {
             tracing::info!(
@@ -345,6 +365,17 @@ impl SwarmTask {
                     self.close_on_purpose(peer);
                 }
                 let _ = reply.send(self.swarm.connected_peers().count());
+            }
+            Command::Reprovide {
+                keys,
+                strategy,
+                workers,
+                reply,
+            } => self.start_reprovide(keys, strategy, workers, reply),
+            Command::StoredProviders { cid, reply } => {
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let records = kad::store::RecordStore::providers(store, &cid.record_key());
+                let _ = reply.send(records.into_iter().map(|record| record.provider).collect());
             }
             Command::Pubsub(command) => self.on_pubsub_command(command),
             // Handled by `run`, which stops the loop.
@@ -480,6 +511,38 @@ impl SwarmTask {
         }
     }
 
+    /// Starts a reprovide round on our engine (a `default` peer has none: kad has no round).
+    fn start_reprovide(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        strategy: ReprovideStrategy,
+        workers: usize,
+        reply: oneshot::Sender<Result<ReprovideRound, DhtError>>,
+    ) {
+        let own_addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let Some(engine) = self.engine.as_mut() else {
+            let client = self.config.client;
+            let _ = reply.send(Err(DhtError::Reprovide(format!(
+                "a {client} peer has no reprovide round: run a client of ours (classic, optprov or fullrt)"
+            ))));
+            return;
+        };
+        if self.reprovide_reply.is_some() {
+            let _ = reply.send(Err(DhtError::Reprovide(
+                "a reprovide round is already running on this peer".to_owned(),
+            )));
+            return;
+        }
+        let mut net = engine_net(self.swarm.behaviour_mut());
+        match engine.start_reprovide(&mut net, keys, strategy, workers, own_addrs) {
+            Ok(_) => self.reprovide_reply = Some(reply),
+            Err(e) => {
+                let _ = reply.send(Err(DhtError::Reprovide(e)));
+            }
+        }
+        self.answer_engine_operations();
+    }
+
     fn on_engine_wake(&mut self) {
         if let Some(engine) = &mut self.engine {
             engine.on_wake(&mut engine_net(self.swarm.behaviour_mut()));
@@ -492,6 +555,11 @@ impl SwarmTask {
         let Some(engine) = &mut self.engine else {
             return;
         };
+        if let Some(report) = engine.take_round_report() {
+            if let Some(reply) = self.reprovide_reply.take() {
+                let _ = reply.send(Ok(report));
+            }
+        }
         for finished in engine.take_finished() {
             let Some(query) = self.pending.remove(&OperationKey::Engine(finished.id)) else {
                 continue;

@@ -9,74 +9,20 @@
 
 use std::{collections::BinaryHeap, ops::Range, time::Duration};
 
+pub use parsec_kad::reprovide::{ReprovideRound, ReprovideStrategy};
 use parsec_kad::{
-    explore::{Exploration, ExploreStep},
-    region::{self, Prefix},
+    region::Prefix,
     sweep::{estimated_prefix_len, Sweep, SweepConfig, SweepStep},
+    walk::{Walk, WalkStep, CONNECTIONS_PER_WALK, MAX_EXPLORATION_LOOKUPS},
     Key,
 };
 
 use super::{OperationKind, Simulation};
 use crate::sim::NodeIndex;
 
-/// Lookups one walk may run before it stops exploring (go-libp2p-kad-dht's
-/// `maxExplorationPrefixSearches`).
-const MAX_EXPLORATION_LOOKUPS: u32 = 64;
-/// Peers one walk sends to at once (go-libp2p-kad-dht: 20 connections a worker).
-const CONNECTIONS_PER_WALK: usize = 20;
-
-/// How a node reprovides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReprovideStrategy {
-    /// One provide (lookup, then `k` stores) per key.
-    Classic,
-    /// Region by region.
-    Sweep,
-}
-
-/// What a reprovide round did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReprovideRound {
-    /// Keys reprovided.
-    pub keys: usize,
-    /// Lookups run: one per key (classic), the explorations of the regions (sweep).
-    pub lookups: u64,
-    /// Requests sent: lookup queries and ADD_PROVIDERs (one per key and peer).
-    pub messages: u64,
-    /// Requests that failed (a store that failed leaves its keys without that copy).
-    pub failures: u64,
-    /// Records acknowledged: one per key and peer that stored it.
-    pub copies_stored: u64,
-    /// Each walk's virtual time: its lookups one after the other, then its sends.
-    pub walk_durations: Vec<Duration>,
-    /// The round's virtual time with its walks spread over the workers.
-    pub duration: Duration,
-}
-
-impl ReprovideRound {
-    /// Keys reprovided per hour of the round's virtual time.
-    pub fn keys_per_hour(&self) -> f64 {
-        self.keys as f64 / self.duration.as_secs_f64().max(f64::MIN_POSITIVE) * 3600.0
-    }
-
-    /// Lookups per key.
-    pub fn lookups_per_key(&self) -> f64 {
-        self.lookups as f64 / self.keys.max(1) as f64
-    }
-
-    /// Walks (sweep: prefixes walked; classic: provides).
-    pub fn walks(&self) -> usize {
-        self.walk_durations.len()
-    }
-
-    /// Requests per key.
-    pub fn messages_per_key(&self) -> f64 {
-        self.messages as f64 / self.keys.max(1) as f64
-    }
-}
-
 /// One walk's work.
-struct Walk {
+#[derive(Default)]
+struct WalkDone {
     /// The prefixes of the regions that held keys.
     regions: Vec<Prefix>,
     lookups: u64,
@@ -166,82 +112,68 @@ impl Simulation {
     }
 
     /// Explores `prefix` (widened while it holds fewer than `k` peers), then sends every key of
-    /// its regions to the key's `k` closest peers.
+    /// its regions to the key's `k` closest peers, [`CONNECTIONS_PER_WALK`] peers at a time.
     fn walk(
         &mut self,
         from: NodeIndex,
         prefix: Prefix,
         sorted_keys: &[Key],
         keep: &dyn Fn(&Key) -> bool,
-    ) -> Walk {
-        let k = self.network.k();
-        let mut walk = Walk {
-            regions: Vec::new(),
-            lookups: 0,
-            messages: 0,
-            failures: 0,
-            copies_stored: 0,
-            duration: Duration::ZERO,
-        };
-        let mut exploration = Exploration::new(prefix, k, MAX_EXPLORATION_LOOKUPS);
-        while let ExploreStep::Lookup(target) = exploration.step() {
-            let looked_up = self.lookup(from, target);
-            self.forget_dead(from, &looked_up.dead);
-            walk.messages += u64::from(looked_up.messages);
-            walk.failures += u64::from(looked_up.failures);
-            walk.duration += looked_up.duration;
-            let closest = looked_up
-                .peers
-                .iter()
-                .map(|&p| (self.network.key(p), p))
-                .collect();
-            exploration.on_answer(closest);
-        }
-        walk.lookups = u64::from(exploration.lookups());
-        let explored = exploration.prefix();
-        let peers = exploration.into_found();
-        let peer_keys: Vec<Key> = peers.iter().map(|(key, _)| *key).collect();
+    ) -> WalkDone {
+        let mut walk = Walk::new(
+            prefix,
+            self.network.k(),
+            MAX_EXPLORATION_LOOKUPS,
+            CONNECTIONS_PER_WALK,
+        );
+        let mut done = WalkDone::default();
         let mut rng = self.rng_for(OperationKind::Provide, from, &prefix.first_key());
-        // Per peer, the keys to send as ranges of `sorted_keys` (no copy of the keys).
-        let mut sends: Vec<(NodeIndex, Vec<Range<usize>>)> = Vec::new();
-        for cut in region::regions(&peer_keys, explored, k) {
-            let key_range = cut.prefix.range_in(sorted_keys);
-            if key_range.is_empty() {
-                continue;
-            }
-            walk.regions.push(cut.prefix);
-            let batches = region::allocate(&peer_keys[cut.peers.clone()], &sorted_keys[key_range.clone()], k);
-            for (offset, ranges) in batches.into_iter().enumerate() {
-                if !ranges.is_empty() {
-                    let global = ranges
-                        .into_iter()
-                        .map(|r| key_range.start + r.start..key_range.start + r.end)
+        // The sends out at once, answered together: the wave lasts as long as its slowest.
+        let mut wave: Vec<(NodeIndex, Vec<Range<usize>>)> = Vec::new();
+        loop {
+            match walk.step(sorted_keys) {
+                WalkStep::Lookup(part) => {
+                    let looked_up = self.lookup(from, part.first_key());
+                    self.forget_dead(from, &looked_up.dead);
+                    done.messages += u64::from(looked_up.messages);
+                    done.failures += u64::from(looked_up.failures);
+                    done.duration += looked_up.duration;
+                    let closest = looked_up
+                        .peers
+                        .iter()
+                        .map(|&p| (self.network.key(p), p))
                         .collect();
-                    sends.push((peers[cut.peers.start + offset].1, global));
+                    walk.on_lookup(closest);
                 }
-            }
-        }
-        for wave in sends.chunks(CONNECTIONS_PER_WALK) {
-            let mut longest = Duration::ZERO;
-            for (peer, ranges) in wave {
-                let (stored, delay) = self.store_once(from, *peer, &mut rng);
-                longest = longest.max(self.with_connect(stored, delay));
-                let count: u64 = ranges.iter().map(|r| r.len() as u64).sum();
-                walk.messages += count;
-                if !stored {
-                    walk.failures += count;
-                    continue;
-                }
-                walk.copies_stored += count;
-                for key in ranges.iter().flat_map(|r| &sorted_keys[r.clone()]) {
-                    if keep(key) {
-                        self.network.store_record(*peer, *key);
+                WalkStep::Send { peer, keys } => wave.push((peer, keys)),
+                WalkStep::Wait | WalkStep::Done if !wave.is_empty() => {
+                    let mut longest = Duration::ZERO;
+                    for (peer, ranges) in wave.drain(..) {
+                        let (stored, delay) = self.store_once(from, peer, &mut rng);
+                        longest = longest.max(self.with_connect(stored, delay));
+                        let count: u64 = ranges.iter().map(|r| r.len() as u64).sum();
+                        done.messages += count;
+                        walk.on_sent();
+                        if !stored {
+                            done.failures += count;
+                            continue;
+                        }
+                        done.copies_stored += count;
+                        for key in ranges.iter().flat_map(|r| &sorted_keys[r.clone()]) {
+                            if keep(key) {
+                                self.network.store_record(peer, *key);
+                            }
+                        }
                     }
+                    done.duration += longest;
                 }
+                WalkStep::Wait => unreachable!("a walk waits only for what it asked for"),
+                WalkStep::Done => break,
             }
-            walk.duration += longest;
         }
-        walk
+        done.lookups = u64::from(walk.lookups());
+        done.regions = walk.regions().to_vec();
+        done
     }
 }
 

@@ -135,10 +135,11 @@ fn outbound_only() -> io::Error {
 
 impl request_response::Codec for KadCodec {
     type Protocol = StreamProtocol;
-    type Request = Message;
+    /// Requests on one stream, written in order: one, or a batch of ADD_PROVIDERs.
+    type Request = Vec<Message>;
     type Response = Option<Message>;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Message>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<Message>>
     where
         T: AsyncRead + Unpin + Send,
     {
@@ -152,11 +153,20 @@ impl request_response::Codec for KadCodec {
         Ok(FramedRead::new(io, framing()).next().await.transpose()?)
     }
 
-    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, request: Message) -> io::Result<()>
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        requests: Vec<Message>,
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        Ok(FramedWrite::new(io, framing()).send(request).await?)
+        let mut framed = FramedWrite::new(io, framing());
+        for request in requests {
+            framed.feed(request).await?;
+        }
+        Ok(framed.flush().await?)
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: Option<Message>) -> io::Result<()>

@@ -1,0 +1,253 @@
+//! One walk of a provide sweep, as a state machine without I/O: explore a prefix until every
+//! peer under it is known ([`explore`](crate::explore)), cut the peers into
+//! [`regions`](crate::region::regions), then send each peer the records of the keys it is among
+//! the `k` closest to, a bounded number of peers at a time (go-libp2p-kad-dht's
+//! `SweepingProvider` worker: one exploration, then up to 20 connections).
+//!
+//! The driver runs the lookups and the sends; the keys stay in the driver's sorted slice, and a
+//! send names them as ranges of positions in it, so a region of many keys costs memory per range.
+
+use std::{collections::VecDeque, ops::Range};
+
+use crate::{
+    explore::{Exploration, ExploreStep},
+    key::Key,
+    region::{self, Prefix},
+};
+
+/// Lookups one walk may run before it stops exploring (go-libp2p-kad-dht's
+/// `maxExplorationPrefixSearches`).
+pub const MAX_EXPLORATION_LOOKUPS: u32 = 64;
+
+/// Peers one walk sends to at once (go-libp2p-kad-dht: 20 connections a worker).
+pub const CONNECTIONS_PER_WALK: usize = 20;
+
+/// What the driver should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalkStep<T> {
+    /// Look up the first key of this part of the prefix, then report the closest peers that
+    /// answered with [`Walk::on_lookup`].
+    Lookup(Prefix),
+    /// Send `peer` the records of the keys at these positions of the sorted keys, then report
+    /// [`Walk::on_sent`].
+    Send { peer: T, keys: Vec<Range<usize>> },
+    /// Nothing to start until a lookup or a send in flight reports.
+    Wait,
+    /// Every send reported.
+    Done,
+}
+
+#[derive(Debug)]
+enum Phase<T> {
+    Exploring(Exploration<T>),
+    Sending,
+}
+
+/// A walk in progress; `T` names a peer.
+#[derive(Debug)]
+pub struct Walk<T> {
+    prefix: Prefix,
+    k: usize,
+    phase: Phase<T>,
+    lookup_out: bool,
+    lookups: u32,
+    sends: VecDeque<(T, Vec<Range<usize>>)>,
+    sends_out: usize,
+    max_sends_out: usize,
+    regions: Vec<Prefix>,
+    peers_found: usize,
+}
+
+impl<T: Copy + Ord> Walk<T> {
+    /// A walk of `prefix` for `k` copies a key, sending to at most `connections` peers at once.
+    pub fn new(prefix: Prefix, k: usize, max_lookups: u32, connections: usize) -> Self {
+        Self {
+            prefix,
+            k,
+            phase: Phase::Exploring(Exploration::new(prefix, k, max_lookups)),
+            lookup_out: false,
+            lookups: 0,
+            sends: VecDeque::new(),
+            sends_out: 0,
+            max_sends_out: connections.max(1),
+            regions: Vec::new(),
+            peers_found: 0,
+        }
+    }
+
+    /// The next step; `sorted_keys` are every key of the node, ascending (the same slice each
+    /// call).
+    pub fn step(&mut self, sorted_keys: &[Key]) -> WalkStep<T> {
+        if let Phase::Exploring(exploration) = &mut self.phase {
+            if self.lookup_out {
+                return WalkStep::Wait;
+            }
+            match exploration.step() {
+                ExploreStep::Lookup(target) => {
+                    self.lookup_out = true;
+                    let part = exploration.asked().unwrap_or_else(|| Prefix::of(&target, 256));
+                    return WalkStep::Lookup(part);
+                }
+                ExploreStep::Done => self.plan_sends(sorted_keys),
+            }
+        }
+        if self.sends_out >= self.max_sends_out {
+            return WalkStep::Wait;
+        }
+        match self.sends.pop_front() {
+            Some((peer, keys)) => {
+                self.sends_out += 1;
+                WalkStep::Send { peer, keys }
+            }
+            None if self.sends_out == 0 => WalkStep::Done,
+            None => WalkStep::Wait,
+        }
+    }
+
+    /// The closest peers that answered the lookup [`WalkStep::Lookup`] asked for.
+    pub fn on_lookup(&mut self, closest: Vec<(Key, T)>) {
+        if let Phase::Exploring(exploration) = &mut self.phase {
+            self.lookup_out = false;
+            exploration.on_answer(closest);
+        }
+    }
+
+    /// A send ended (stored or failed).
+    pub fn on_sent(&mut self) {
+        self.sends_out = self.sends_out.saturating_sub(1);
+    }
+
+    /// Cuts the explored prefix into regions and queues each peer's keys.
+    fn plan_sends(&mut self, sorted_keys: &[Key]) {
+        let Phase::Exploring(exploration) = std::mem::replace(&mut self.phase, Phase::Sending) else {
+            return;
+        };
+        self.lookups = exploration.lookups();
+        let explored = exploration.prefix();
+        let peers = exploration.into_found();
+        self.peers_found = peers.len();
+        let peer_keys: Vec<Key> = peers.iter().map(|(key, _)| *key).collect();
+        for cut in region::regions(&peer_keys, explored, self.k) {
+            let key_range = cut.prefix.range_in(sorted_keys);
+            if key_range.is_empty() {
+                continue;
+            }
+            self.regions.push(cut.prefix);
+            let batches = region::allocate(
+                &peer_keys[cut.peers.clone()],
+                &sorted_keys[key_range.clone()],
+                self.k,
+            );
+            for (offset, ranges) in batches.into_iter().enumerate() {
+                if ranges.is_empty() {
+                    continue;
+                }
+                let global = ranges
+                    .into_iter()
+                    .map(|r| key_range.start + r.start..key_range.start + r.end)
+                    .collect();
+                self.sends.push_back((peers[cut.peers.start + offset].1, global));
+            }
+        }
+    }
+
+    /// The prefix scheduled for this walk.
+    pub fn prefix(&self) -> Prefix {
+        self.prefix
+    }
+
+    /// Lookups run (final once the sends started).
+    pub fn lookups(&self) -> u32 {
+        match &self.phase {
+            Phase::Exploring(exploration) => exploration.lookups(),
+            Phase::Sending => self.lookups,
+        }
+    }
+
+    /// Peers the exploration found (0 while exploring).
+    pub fn peers_found(&self) -> usize {
+        self.peers_found
+    }
+
+    /// The prefixes of the regions that held keys, once the sends were planned.
+    pub fn regions(&self) -> &[Prefix] {
+        &self.regions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(first: u8) -> Key {
+        let mut bytes = [0u8; 32];
+        bytes[0] = first;
+        Key::from_bytes(bytes)
+    }
+
+    /// A walk of the root over 40 peers: one lookup that finds all of them (every one under
+    /// the root), so the exploration splits and looks up the halves; answered from the full set.
+    #[test]
+    fn a_walk_explores_then_sends_each_key_to_k_peers_at_most_connections_at_once() {
+        let peers: Vec<(Key, u32)> = (0..40u32).map(|i| (key((i * 6) as u8), i)).collect();
+        let mut keys: Vec<Key> = (0..100u32).map(|i| key((i * 2 + 1) as u8)).collect();
+        keys.sort_unstable();
+        let k = 4;
+        let mut walk: Walk<u32> = Walk::new(Prefix::ROOT, k, MAX_EXPLORATION_LOOKUPS, 3);
+        let mut copies = vec![0usize; keys.len()];
+        let mut out = Vec::new();
+        loop {
+            match walk.step(&keys) {
+                WalkStep::Lookup(part) => {
+                    let target = part.first_key();
+                    let mut closest = peers.clone();
+                    closest.sort_by_key(|(p, _)| p.distance(&target));
+                    closest.truncate(k);
+                    walk.on_lookup(closest);
+                }
+                WalkStep::Send { peer, keys: ranges } => {
+                    for position in ranges.into_iter().flatten() {
+                        copies[position] += 1;
+                    }
+                    out.push(peer);
+                }
+                WalkStep::Wait => {
+                    assert!((1..=3).contains(&out.len()), "at most 3 sends out at once");
+                    for _ in out.drain(..) {
+                        walk.on_sent();
+                    }
+                }
+                WalkStep::Done => break,
+            }
+        }
+        assert!(walk.lookups() > 1);
+        assert!(!walk.regions().is_empty());
+        assert_eq!(walk.peers_found(), 40);
+        assert!(
+            copies.iter().all(|&c| c == k),
+            "every key to exactly k peers: {copies:?}"
+        );
+    }
+
+    #[test]
+    fn a_walk_of_a_prefix_without_keys_sends_nothing() {
+        let peers: Vec<(Key, u32)> = (0..10u32).map(|i| (key(i as u8), i)).collect();
+        let keys = vec![key(200)];
+        let mut walk: Walk<u32> = Walk::new(Prefix::of(&key(0), 1), 2, 8, 20);
+        loop {
+            match walk.step(&keys) {
+                WalkStep::Lookup(part) => {
+                    let target = part.first_key();
+                    let mut closest = peers.clone();
+                    closest.sort_by_key(|(p, _)| p.distance(&target));
+                    closest.truncate(2);
+                    walk.on_lookup(closest);
+                }
+                WalkStep::Send { .. } => panic!("no key under the prefix"),
+                WalkStep::Wait => panic!("nothing in flight"),
+                WalkStep::Done => break,
+            }
+        }
+        assert!(walk.regions().is_empty());
+    }
+}

@@ -1,0 +1,357 @@
+//! A reprovide round on real peers: the records of many keys sent again, one provide per key
+//! (`classic`) or region by region (`sweep`, parsec-kad's [`Sweep`] schedule and [`Walk`]s), with
+//! up to `workers` provides or walks at once.
+//!
+//! The round is bookkeeping only: the [`Engine`](super::Engine) starts the lookups, provides and
+//! ADD_PROVIDER batches it asks for, and hands back what they became as [`RoundEvent`]s. A
+//! sweep's sends to one peer travel as batches of ADD_PROVIDERs on one stream each (as
+//! go-libp2p-kad-dht's sweep writes them on its message sender's stream); the peer closing the
+//! stream after reading them acknowledges every record of the batch.
+
+use std::{
+    collections::HashMap,
+    ops::Range,
+    time::{Duration, Instant},
+};
+
+use libp2p::{Multiaddr, PeerId};
+use parsec_kad::{
+    region::Prefix,
+    reprovide::{ReprovideRound, ReprovideStrategy},
+    sweep::{Sweep, SweepConfig, SweepStep, WalkKind},
+    walk::{Walk, WalkStep, CONNECTIONS_PER_WALK, MAX_EXPLORATION_LOOKUPS},
+    Key,
+};
+
+use super::OperationId;
+use crate::dht::QueryCounts;
+
+/// ADD_PROVIDERs written on one stream at most: a peer of a large region stores thousands of a
+/// round's keys; a batch of 1,024 is about 120 KiB, well within a request's timeout.
+pub(crate) const MAX_BATCH_MESSAGES: usize = 1024;
+
+/// What became of work the round asked for.
+#[derive(Debug)]
+pub(crate) enum RoundEvent {
+    /// An exploration lookup ended: the closest peers that answered, with their addresses.
+    Explored {
+        id: OperationId,
+        counts: QueryCounts,
+        closest: Vec<(Key, PeerId, Vec<Multiaddr>)>,
+    },
+    /// A classic provide returned.
+    Provided {
+        id: OperationId,
+        counts: QueryCounts,
+        record_peers: u32,
+    },
+    /// A batch of ADD_PROVIDERs to `peer` was acknowledged (`stored`) or failed.
+    Batch {
+        walk: Prefix,
+        peer: PeerId,
+        messages: u32,
+        stored: bool,
+    },
+}
+
+/// What the round asks the engine to do next.
+#[derive(Debug)]
+pub(crate) enum RoundStep {
+    /// Start a provide of the key at this position (classic).
+    Provide(usize),
+    /// Start a FIND_NODE lookup of `part`'s first key for the walk of `walk`.
+    Explore { walk: Prefix, part: Prefix },
+    /// Send `peer` the records of the keys at these positions, for the walk of `walk`.
+    Send {
+        walk: Prefix,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        keys: Vec<Range<usize>>,
+    },
+}
+
+/// A walk in flight.
+struct ActiveWalk {
+    walk: Walk<PeerId>,
+    kind: WalkKind,
+    started: Instant,
+    /// Addresses of the peers its lookups found.
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Requests still out per peer; the peer's send ends with its last.
+    batches_out: HashMap<PeerId, usize>,
+}
+
+enum Plan {
+    Classic {
+        next: usize,
+        providing: HashMap<OperationId, Instant>,
+    },
+    Sweep {
+        sweep: Box<Sweep>,
+        walks: HashMap<Prefix, ActiveWalk>,
+        /// Exploration lookups out, by operation, with their walk.
+        exploring: HashMap<OperationId, Prefix>,
+    },
+}
+
+/// One reprovide round.
+pub(crate) struct Round {
+    strategy: ReprovideStrategy,
+    workers: usize,
+    k: usize,
+    started: Instant,
+    /// Every key ascending in the key space, and at the same position its record key.
+    keys: Vec<Key>,
+    record_keys: Vec<Vec<u8>>,
+    /// The addresses our provider records announce.
+    pub(crate) own_addrs: Vec<Multiaddr>,
+    plan: Plan,
+    report: ReprovideRound,
+}
+
+/// Extra bits a lookup's target matches past its part's prefix: peers order a part's
+/// candidates by distance to the preimage's hash, which differs from the part's first key only
+/// below these bits (about 2^-6 of the part), where one peer at most is likely to sit.
+pub(crate) const PREIMAGE_EXTRA_BITS: u32 = 6;
+
+impl Round {
+    /// A round over `record_keys` (CIDs' multihashes) with `strategy`, `workers` provides or
+    /// walks at once; a sweep starts from prefixes of `prefix_len` bits (the schedule refines
+    /// them as its walks find the regions), ordered around `own` (our key) as Kubo's cycle is.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        record_keys: Vec<Vec<u8>>,
+        own_addrs: Vec<Multiaddr>,
+        strategy: ReprovideStrategy,
+        workers: usize,
+        k: usize,
+        own: Key,
+        prefix_len: u32,
+        now: Duration,
+    ) -> Self {
+        let mut keyed: Vec<(Key, Vec<u8>)> = record_keys.into_iter().map(|r| (Key::hash_of(&r), r)).collect();
+        keyed.sort_unstable_by_key(|entry| entry.0);
+        keyed.dedup_by(|a, b| a.0 == b.0);
+        let (keys, record_keys): (Vec<Key>, Vec<Vec<u8>>) = keyed.into_iter().unzip();
+        let workers = workers.max(1);
+        let plan = match strategy {
+            ReprovideStrategy::Classic => Plan::Classic {
+                next: 0,
+                providing: HashMap::new(),
+            },
+            ReprovideStrategy::Sweep => {
+                let config = SweepConfig {
+                    k,
+                    max_workers: workers,
+                    // A forced reprovide: every worker serves it.
+                    reserved_periodic: 0,
+                    reserved_burst: 0,
+                    ..SweepConfig::default()
+                };
+                let mut sweep = Sweep::new(config, own, now);
+                sweep.add_keys(&keys, prefix_len, now);
+                sweep.force_full_reprovide();
+                Plan::Sweep {
+                    sweep: Box::new(sweep),
+                    walks: HashMap::new(),
+                    exploring: HashMap::new(),
+                }
+            }
+        };
+        let report = ReprovideRound {
+            keys: keys.len(),
+            ..ReprovideRound::default()
+        };
+        Self {
+            strategy,
+            workers,
+            k,
+            started: Instant::now(),
+            keys,
+            record_keys,
+            own_addrs,
+            plan,
+            report,
+        }
+    }
+
+    pub(crate) fn strategy(&self) -> ReprovideStrategy {
+        self.strategy
+    }
+
+    /// The record key at `position`.
+    pub(crate) fn record_key(&self, position: usize) -> &[u8] {
+        &self.record_keys[position]
+    }
+
+    /// Keys of the round.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The engine started what `step` asked for as operation `id` (a provide or a lookup).
+    pub(crate) fn started(&mut self, step: &RoundStep, id: OperationId) {
+        match (&mut self.plan, step) {
+            (Plan::Classic { providing, .. }, RoundStep::Provide(_)) => {
+                providing.insert(id, Instant::now());
+            }
+            (Plan::Sweep { exploring, .. }, RoundStep::Explore { walk, .. }) => {
+                exploring.insert(id, *walk);
+            }
+            _ => {}
+        }
+    }
+
+    /// The engine sent `requests` batches to a walk's peer.
+    pub(crate) fn batches_sent(&mut self, walk: Prefix, peer: PeerId, requests: usize, messages: u64) {
+        self.report.messages += messages;
+        if let Plan::Sweep { walks, .. } = &mut self.plan {
+            if let Some(active) = walks.get_mut(&walk) {
+                if requests == 0 {
+                    active.walk.on_sent();
+                } else {
+                    *active.batches_out.entry(peer).or_default() += requests;
+                }
+            }
+        }
+    }
+
+    /// Takes what became of earlier work.
+    pub(crate) fn on_event(&mut self, event: RoundEvent) {
+        match (event, &mut self.plan) {
+            (
+                RoundEvent::Provided {
+                    id,
+                    counts,
+                    record_peers,
+                },
+                Plan::Classic { providing, .. },
+            ) => {
+                let Some(started) = providing.remove(&id) else {
+                    return;
+                };
+                self.report.lookups += 1;
+                self.report.messages += u64::from(counts.requests);
+                self.report.failures += u64::from(counts.failures);
+                self.report.copies_stored += u64::from(record_peers);
+                self.report.walk_durations.push(started.elapsed());
+            }
+            (RoundEvent::Explored { id, counts, closest }, Plan::Sweep { walks, exploring, .. }) => {
+                self.report.messages += u64::from(counts.requests);
+                self.report.failures += u64::from(counts.failures);
+                let Some(active) = exploring.remove(&id).and_then(|walk| walks.get_mut(&walk)) else {
+                    return;
+                };
+                let mut answer = Vec::with_capacity(closest.len());
+                for (key, peer, addrs) in closest {
+                    if !addrs.is_empty() {
+                        active.addresses.insert(peer, addrs);
+                    }
+                    answer.push((key, peer));
+                }
+                active.walk.on_lookup(answer);
+            }
+            (
+                RoundEvent::Batch {
+                    walk,
+                    peer,
+                    messages,
+                    stored,
+                },
+                Plan::Sweep { walks, .. },
+            ) => {
+                if stored {
+                    self.report.copies_stored += u64::from(messages);
+                } else {
+                    self.report.failures += u64::from(messages);
+                }
+                let Some(active) = walks.get_mut(&walk) else {
+                    return;
+                };
+                if let Some(out) = active.batches_out.get_mut(&peer) {
+                    *out -= 1;
+                    if *out == 0 {
+                        active.batches_out.remove(&peer);
+                        active.walk.on_sent();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What to start now (empty: wait for events).
+    pub(crate) fn poll(&mut self, now: Duration) -> Vec<RoundStep> {
+        let mut steps = Vec::new();
+        match &mut self.plan {
+            Plan::Classic { next, providing } => {
+                while providing.len() + steps.len() < self.workers && *next < self.keys.len() {
+                    steps.push(RoundStep::Provide(*next));
+                    *next += 1;
+                }
+            }
+            Plan::Sweep { sweep, walks, .. } => {
+                while let SweepStep::Walk { prefix, kind } = sweep.poll(now) {
+                    let walk = Walk::new(prefix, self.k, MAX_EXPLORATION_LOOKUPS, CONNECTIONS_PER_WALK);
+                    walks.insert(
+                        prefix,
+                        ActiveWalk {
+                            walk,
+                            kind,
+                            started: Instant::now(),
+                            addresses: HashMap::new(),
+                            batches_out: HashMap::new(),
+                        },
+                    );
+                }
+                let mut done = Vec::new();
+                for (prefix, active) in walks.iter_mut() {
+                    loop {
+                        match active.walk.step(&self.keys) {
+                            WalkStep::Lookup(part) => {
+                                steps.push(RoundStep::Explore { walk: *prefix, part });
+                                break;
+                            }
+                            WalkStep::Send { peer, keys } => steps.push(RoundStep::Send {
+                                walk: *prefix,
+                                peer,
+                                addrs: active.addresses.get(&peer).cloned().unwrap_or_default(),
+                                keys,
+                            }),
+                            WalkStep::Wait => break,
+                            WalkStep::Done => {
+                                done.push(*prefix);
+                                break;
+                            }
+                        }
+                    }
+                }
+                for prefix in done {
+                    let Some(active) = walks.remove(&prefix) else {
+                        continue;
+                    };
+                    self.report.lookups += u64::from(active.walk.lookups());
+                    self.report.walk_durations.push(active.started.elapsed());
+                    sweep.on_walked(prefix, active.kind, active.walk.regions(), now);
+                }
+            }
+        }
+        steps
+    }
+
+    /// Whether every key was reprovided (nothing left to start or in flight).
+    pub(crate) fn is_done(&self) -> bool {
+        match &self.plan {
+            Plan::Classic { next, providing } => *next >= self.keys.len() && providing.is_empty(),
+            Plan::Sweep { sweep, walks, .. } => {
+                walks.is_empty() && sweep.late() == 0 && sweep.in_flight() == 0
+            }
+        }
+    }
+
+    /// The report of a finished round.
+    pub(crate) fn into_report(mut self) -> ReprovideRound {
+        self.report.duration = self.started.elapsed();
+        self.report
+    }
+}
