@@ -11,6 +11,7 @@
 mod capacity;
 pub mod load;
 pub mod pubsub;
+pub mod reprovide;
 pub mod script_peer;
 pub mod sweep;
 pub mod wan;

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use parsec_actors::{
     config::{DEFAULT_ALPHA, IPFS_KAD_PROTOCOL},
     local_network::{StartMode, TransportKind},
-    Connections, DhtClient, DhtConfig, RoundConfig,
+    Connections, DhtClient, DhtConfig, ReprovideStrategy, RoundConfig,
 };
 
 use super::pubsub::GossipsubArgs;
@@ -15,6 +15,7 @@ use crate::{
     sim::Profile,
     testnet::{
         pubsub::{self, PubsubTestnetConfig},
+        reprovide::{self, ReprovideTestnetConfig},
         sweep::Sweep,
         TestnetConfig, TestnetFleet,
     },
@@ -47,6 +48,9 @@ enum Measured {
     Dht,
     /// The pubsub benchmark: --sweep-hosts × --messages, gossipsub delivery among the peers.
     Gossipsub,
+    /// Reprovide rounds: a node of ours sends the records of --reprovide-keys CIDs again with
+    /// each of --reprovide-strategies (classic: a provide per CID; sweep: region by region).
+    Reprovide,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -159,6 +163,30 @@ pub struct TestnetArgs {
     pubsub: PubsubSweepArgs,
     #[command(flatten)]
     gossipsub: GossipsubArgs,
+    #[command(flatten)]
+    reprovide: ReprovideArgs,
+}
+
+/// Reprovide rounds (`--protocol reprovide`).
+#[derive(Debug, Args)]
+struct ReprovideArgs {
+    /// CIDs the providing node holds and reprovides in each round.
+    #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_KEYS", default_value_t = 10_000)]
+    reprovide_keys: usize,
+    /// The strategies, one round each: classic (a provide per CID), sweep (region by region).
+    #[arg(
+        long,
+        env = "PARSEC_TESTNET_REPROVIDE_STRATEGIES",
+        value_delimiter = ',',
+        default_value = "classic,sweep"
+    )]
+    reprovide_strategies: Vec<ReprovideStrategy>,
+    /// Provides (classic) or walks (sweep) at once (go-libp2p-kad-dht's default: 4; Kubo: 16).
+    #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_WORKERS", default_value_t = 4)]
+    reprovide_workers: usize,
+    /// CIDs of each round checked afterwards: found by another peer, held by their true k closest.
+    #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_SAMPLE", default_value_t = 200)]
+    reprovide_sample: usize,
 }
 
 /// The pubsub benchmark's sweep (`--protocol gossipsub`).
@@ -219,27 +247,56 @@ struct PubsubSweepArgs {
     js_peer_script: std::path::PathBuf,
 }
 
-/// The gossipsub-only flags (the sweep's and gossipsub's parameters) named on the command line
-/// of a DHT testnet, which would run without them: said as the refusal, or `None`.
+/// Flags of another protocol's groups (gossipsub's sweep and parameters, the reprovide rounds')
+/// named on the command line, which the run would ignore: said as the refusal, or `None`.
 pub(super) fn ignored_flags(matches: &clap::ArgMatches) -> Option<String> {
-    if matches.get_one::<Measured>("protocol") != Some(&Measured::Dht) {
-        return None;
-    }
+    let protocol = matches
+        .get_one::<Measured>("protocol")
+        .copied()
+        .unwrap_or(Measured::Dht);
+    let groups = [
+        ("PubsubSweepArgs", Measured::Gossipsub),
+        ("GossipsubArgs", Measured::Gossipsub),
+        ("ReprovideArgs", Measured::Reprovide),
+    ];
     let command = TestnetArgs::augment_args(clap::Command::new("testnet"));
-    let named: Vec<String> = command
-        .get_groups()
-        .filter(|group| ["PubsubSweepArgs", "GossipsubArgs"].contains(&group.get_id().as_str()))
-        .flat_map(|group| group.get_args())
-        .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
-        .filter_map(|id| command.get_arguments().find(|a| a.get_id() == id)?.get_long())
-        .map(|long| format!("--{long}"))
+    let mut refusals: Vec<(Measured, Vec<String>)> = Vec::new();
+    for group in command.get_groups() {
+        let Some(&(_, owner)) = groups.iter().find(|(id, _)| *id == group.get_id().as_str()) else {
+            continue;
+        };
+        if owner == protocol {
+            continue;
+        }
+        let named = group
+            .get_args()
+            .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+            .filter_map(|id| command.get_arguments().find(|a| a.get_id() == id)?.get_long())
+            .map(|long| format!("--{long}"));
+        match refusals.iter_mut().find(|(p, _)| *p == owner) {
+            Some((_, flags)) => flags.extend(named),
+            None => refusals.push((owner, named.collect())),
+        }
+    }
+    let this = protocol
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    let said: Vec<String> = refusals
+        .into_iter()
+        .filter(|(_, flags)| !flags.is_empty())
+        .map(|(owner, flags)| {
+            let owner = owner
+                .to_possible_value()
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default();
+            format!(
+                "{} only apply to --protocol {owner}; add it, or leave them out of a {this} testnet",
+                flags.join(", ")
+            )
+        })
         .collect();
-    (!named.is_empty()).then(|| {
-        format!(
-            "{} only apply to --protocol gossipsub; add it, or leave them out of a DHT testnet",
-            named.join(", ")
-        )
-    })
+    (!said.is_empty()).then(|| said.join("; "))
 }
 
 impl TestnetArgs {
@@ -291,8 +348,10 @@ impl TestnetArgs {
     }
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
-        if self.protocol == Measured::Gossipsub {
-            return self.run_pubsub(database);
+        match self.protocol {
+            Measured::Gossipsub => return self.run_pubsub(database),
+            Measured::Reprovide => return self.run_reprovide(),
+            Measured::Dht => {}
         }
         let config = self.config(database)?;
         let sizes = if self.sweep.is_empty() {
@@ -335,6 +394,73 @@ impl TestnetArgs {
             super::INTERRUPT_HINT,
         )?;
         Ok(if delivered {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    /// Reprovide rounds: a line per strategy; fails when a round stored nothing or another peer
+    /// found none of its sampled CIDs.
+    fn run_reprovide(&self) -> anyhow::Result<ExitCode> {
+        let mut dht = DhtConfig::default();
+        dht.set_alpha(self.alpha)
+            .set_protocol(self.kad_protocol.clone())
+            .set_retrieve_timeout(self.retrieve_timeout)
+            .set_latency(self.latency)
+            .set_periodic_bootstrap(None);
+        let config = ReprovideTestnetConfig {
+            peers: self.peers,
+            keys: self.reprovide.reprovide_keys,
+            strategies: self.reprovide.reprovide_strategies.clone(),
+            workers: self.reprovide.reprovide_workers,
+            sample: self.reprovide.reprovide_sample,
+            transport: self.transport.kind(),
+            dht,
+            seed: self.seed.unwrap_or(0),
+            progress: !self.no_progress,
+        };
+        config.check()?;
+        let runtime = parsec_actors::local_network::dht_runtime(self.threads.get())?;
+        println!(
+            "parsec testnet --protocol reprovide: {} peers over {:?}, latency {}, {} CIDs a round, {} workers, \
+             {} sampled; figures measured on real peers in this run (not yet stored in the database)\n",
+            config.peers,
+            self.transport,
+            self.latency.map_or("none".to_owned(), |rtt| format!("{rtt:?} RTT")),
+            config.keys,
+            config.workers,
+            config.sample
+        );
+        println!("{}", reprovide::header());
+        let handle = runtime.handle().clone();
+        let rows = runtime.block_on(reprovide::run(&config, &handle));
+        runtime.shutdown_timeout(Duration::from_secs(2));
+        let rows = rows?;
+        let failed: Vec<String> = rows
+            .iter()
+            .filter(|row| row.round.copies_stored == 0 || row.found == 0)
+            .map(|row| {
+                format!(
+                    "the {} round stored no record another peer could find",
+                    row.strategy
+                )
+            })
+            .collect();
+        if let [classic, sweep] = &rows[..] {
+            if classic.strategy != sweep.strategy && sweep.round.lookups > 0 {
+                println!(
+                    "\n{} needs {:.0}× the lookups of {}, measured side by side in this run",
+                    classic.strategy,
+                    classic.round.lookups as f64 / sweep.round.lookups as f64,
+                    sweep.strategy
+                );
+            }
+        }
+        for reason in &failed {
+            eprintln!("error: {reason}");
+        }
+        Ok(if failed.is_empty() {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE

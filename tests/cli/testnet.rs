@@ -322,3 +322,74 @@ fn a_star_sweep_compares_the_bootstrap_peer_with_the_others() {
     roxmltree::Document::parse(&svg).unwrap();
     assert!(stdout.contains("bootstrap load (star start"), "{stdout}");
 }
+
+/// Reprovide rounds on real peers: the table's two rows, each sampled CID found by another peer
+/// and held by its true closest peers, and the sweep's lookups a fraction of classic's one per
+/// CID.
+#[test]
+fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
+    let output = Command::new(PARSEC)
+        .args([
+            "testnet",
+            "--protocol",
+            "reprovide",
+            "--peers",
+            "40",
+            "--transport",
+            "memory",
+        ])
+        .args([
+            "--reprovide-keys",
+            "200",
+            "--reprovide-sample",
+            "20",
+            "--seed",
+            "3",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let row = |strategy: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|fields| fields.len() == 13 && fields[1] == strategy)
+            .unwrap_or_else(|| panic!("no {strategy} row: {stdout}"))
+    };
+    let (classic, sweep) = (row("classic"), row("sweep"));
+    for fields in [&classic, &sweep] {
+        assert_eq!(fields[0], "200", "{stdout}");
+        assert_eq!(&fields[11..], ["100.0%", "100.0%"], "found and placed: {stdout}");
+    }
+    let lookups = |fields: &[String]| fields[4].parse::<u64>().unwrap();
+    assert_eq!(lookups(&classic), 200, "{stdout}");
+    assert!(lookups(&sweep) * 10 <= 200, "{stdout}");
+    assert!(stdout.contains("measured side by side in this run"), "{stdout}");
+}
+
+#[test]
+fn a_reprovide_testnet_refuses_what_it_cannot_measure() {
+    assert_refused(
+        &["testnet", "--protocol", "reprovide", "--no-progress"],
+        &[
+            (vec!["--peers", "10"], "fewer than k = 20"),
+            (
+                vec!["--reprovide-strategies", "fast"],
+                "expected classic or sweep",
+            ),
+            (vec!["--reprovide-keys", "0"], "at least 1"),
+            (
+                vec!["--messages", "5"],
+                "--messages only apply to --protocol gossipsub",
+            ),
+        ],
+    );
+    assert_refused(
+        &["testnet", "--no-progress"],
+        &[(
+            vec!["--reprovide-keys", "5"],
+            "--reprovide-keys only apply to --protocol reprovide",
+        )],
+    );
+}

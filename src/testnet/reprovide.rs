@@ -1,0 +1,300 @@
+//! `parsec testnet --protocol reprovide`: reprovide rounds on real peers. A network of stock
+//! rust-libp2p kad peers, and per strategy one node of ours that holds N CIDs and sends all their
+//! records again: `classic` one provide per CID (rust-libp2p's republish, Kubo's reprovider
+//! before 0.39), `sweep` region by region (Kubo's default since 0.39). The rounds run one after
+//! the other, each with its own CIDs, so neither shares the CPU or answers for the other.
+//!
+//! Per round: CIDs per hour, lookups, requests and new connections per CID, bytes written, the
+//! provider's CPU, and afterwards, for a sample of the CIDs (every N/S-th in key order of their
+//! index), the share another peer finds and the share of their true `k` closest peers (from every
+//! peer id) that hold the record in their own store.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures::{stream, StreamExt as _};
+use parsec_actors::{
+    local_network::{self, LocalPeer, StartMode, TransportKind},
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, ReprovideRound, ReprovideStrategy, Strategy,
+};
+use parsec_kad::Key;
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::progress::bar;
+
+/// How long the nodes may take to join before the run is abandoned.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Sampled CIDs checked at once (each check is `k` store reads and one lookup).
+const CHECK_CONCURRENCY: usize = 16;
+
+/// What a reprovide testnet does.
+#[derive(Clone, Debug)]
+pub struct ReprovideTestnetConfig {
+    /// Background DHT server peers (rust-libp2p's kad).
+    pub peers: usize,
+    /// CIDs each providing node holds and reprovides.
+    pub keys: usize,
+    /// The strategies, one round each, in this order.
+    pub strategies: Vec<ReprovideStrategy>,
+    /// Provides (classic) or walks (sweep) at once.
+    pub workers: usize,
+    /// CIDs of a round checked afterwards.
+    pub sample: usize,
+    pub transport: TransportKind,
+    /// Settings every peer starts from (alpha, k, protocol, latency, …).
+    pub dht: DhtConfig,
+    /// Seed of the CIDs and of the peers the checks ask.
+    pub seed: u64,
+    pub progress: bool,
+}
+
+/// One round and what was observed around it.
+#[derive(Clone, Debug)]
+pub struct ReprovideRow {
+    pub strategy: ReprovideStrategy,
+    pub round: ReprovideRound,
+    /// Connections the providing node opened or accepted during the round.
+    pub connections: u64,
+    /// Bytes the providing node wrote to its protocol streams during the round.
+    pub bytes_out: u64,
+    /// CPU its swarm and connection tasks spent during the round.
+    pub cpu: Duration,
+    /// Sampled CIDs, and those another peer found.
+    pub sampled: usize,
+    pub found: usize,
+    /// (sampled CID, true closest peer) pairs, and those whose peer holds the record.
+    pub placements: usize,
+    pub placed: usize,
+}
+
+impl ReprovideRow {
+    fn share(part: usize, whole: usize) -> f64 {
+        part as f64 / whole.max(1) as f64
+    }
+
+    /// The share of sampled CIDs another peer found.
+    pub fn found_share(&self) -> f64 {
+        Self::share(self.found, self.sampled)
+    }
+
+    /// The share of the sampled CIDs' true closest peers that hold the record.
+    pub fn placed_share(&self) -> f64 {
+        Self::share(self.placed, self.placements)
+    }
+
+    /// New connections per CID.
+    pub fn connections_per_key(&self) -> f64 {
+        self.connections as f64 / self.round.keys.max(1) as f64
+    }
+}
+
+impl ReprovideTestnetConfig {
+    /// Rejects a run that cannot measure anything.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.strategies.is_empty() {
+            bail!("--reprovide-strategies needs at least one of classic, sweep");
+        }
+        if self.keys == 0 {
+            bail!("--reprovide-keys must be at least 1");
+        }
+        if self.peers < self.dht.k.get() {
+            bail!(
+                "--peers {} is fewer than k = {}: every record would go to every peer, which measures \
+                 no strategy; give at least {} peers",
+                self.peers,
+                self.dht.k,
+                self.dht.k
+            );
+        }
+        if self.workers == 0 {
+            bail!("--reprovide-workers must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The CIDs of `strategy`'s round: derived from the seed, the strategy and an index.
+    fn cids(&self, strategy: ReprovideStrategy) -> Vec<ContentId> {
+        (0..self.keys)
+            .map(|i| ContentId::for_content(format!("reprovide {} {strategy} {i}", self.seed).as_bytes()))
+            .collect()
+    }
+}
+
+/// The table's header line.
+pub fn header() -> String {
+    format!(
+        "{:>9} {:>8} {:>8} {:>10} {:>8} {:>11} {:>9} {:>10} {:>9} {:>8} {:>7} {:>7} {:>7}",
+        "keys",
+        "strategy",
+        "seconds",
+        "keys/h",
+        "lookups",
+        "lookups/key",
+        "reqs/key",
+        "copies/key",
+        "conns/key",
+        "MiB out",
+        "CPU s",
+        "found",
+        "placed"
+    )
+}
+
+/// A row of the table.
+pub fn line(row: &ReprovideRow) -> String {
+    let round = &row.round;
+    format!(
+        "{:>9} {:>8} {:>8.2} {:>10.0} {:>8} {:>11.4} {:>9.1} {:>10.1} {:>9.3} {:>8.1} {:>7.2} {:>6.1}% {:>6.1}%",
+        round.keys,
+        row.strategy.name(),
+        round.duration.as_secs_f64(),
+        round.keys_per_hour(),
+        round.lookups,
+        round.lookups_per_key(),
+        round.messages_per_key(),
+        round.copies_per_key(),
+        row.connections_per_key(),
+        row.bytes_out as f64 / (1024.0 * 1024.0),
+        row.cpu.as_secs_f64(),
+        100.0 * row.found_share(),
+        100.0 * row.placed_share()
+    )
+}
+
+/// Runs the rounds on `runtime`'s swarms and prints a line per round.
+pub async fn run(
+    config: &ReprovideTestnetConfig,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Vec<ReprovideRow>> {
+    config.check()?;
+    let mut template = config.dht.clone();
+    template.set_mode(DhtMode::Server);
+    let background = local_network::local_peer_config(&template, config.transport);
+    let mut provider_config = background.clone();
+    // Our engine runs the rounds; the strategy of its single provides does not enter them.
+    provider_config.set_client(DhtClient::Engine(Strategy::Classic));
+
+    let starting = bar(
+        config.progress,
+        (config.peers + config.strategies.len()) as u64,
+        "starting peers",
+    );
+    let peers = local_network::spawn_peers(config.peers, &background, runtime, |n| {
+        starting.set_position(n as u64)
+    })
+    .await
+    .context("starting DHT peers")?;
+    let providers = local_network::spawn_peers(config.strategies.len(), &provider_config, runtime, |_| {})
+        .await
+        .context("starting the providing nodes")?;
+    starting.finish();
+    let everyone: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &peers)
+        .chain(LocalPeer::all_in(DhtMode::Server, &providers))
+        .collect();
+    local_network::wire(&everyone, StartMode::Converged, config.dht.k.get())
+        .await
+        .context("wiring the network")?;
+    local_network::join(&providers, JOIN_TIMEOUT)
+        .await
+        .context("the providing nodes joining the network")?;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut rows = Vec::with_capacity(config.strategies.len());
+    for (strategy, provider) in config.strategies.iter().copied().zip(&providers) {
+        let cids = config.cids(strategy);
+        let before = provider.load();
+        let started = Instant::now();
+        let round = provider
+            .reprovide(&cids, strategy, config.workers)
+            .await
+            .with_context(|| format!("the {strategy} round"))?;
+        let after = provider.load();
+        tracing::debug!(took = ?started.elapsed(), %strategy, "reprovide round done");
+        let step = (config.keys / config.sample.max(1)).max(1);
+        let sample: Vec<&ContentId> = cids.iter().step_by(step).take(config.sample).collect();
+        // Every other peer may be among a CID's closest: the other rounds' nodes are servers too.
+        let others: Vec<&DhtHandle> = peers
+            .iter()
+            .chain(providers.iter().filter(|p| p.peer_id() != provider.peer_id()))
+            .collect();
+        let checks = check_sample(&sample, provider, &others, config.dht.k.get(), &mut rng).await?;
+        let row = ReprovideRow {
+            strategy,
+            round,
+            connections: after.connections - before.connections,
+            bytes_out: after.bytes_out - before.bytes_out,
+            cpu: after.cpu.saturating_sub(before.cpu),
+            sampled: sample.len(),
+            found: checks.found,
+            placements: checks.placements,
+            placed: checks.placed,
+        };
+        println!("{}", line(&row));
+        rows.push(row);
+    }
+    for peer in peers.iter().chain(&providers) {
+        let _ = peer.shutdown().await;
+    }
+    Ok(rows)
+}
+
+#[derive(Default)]
+struct SampleChecks {
+    found: usize,
+    placements: usize,
+    placed: usize,
+}
+
+/// For each sampled CID: whether a random other peer finds it, and which of its true `k` closest
+/// among `peers` (every peer but the provider) hold `provider`'s record in their own store.
+async fn check_sample(
+    sample: &[&ContentId],
+    provider: &DhtHandle,
+    peers: &[&DhtHandle],
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<SampleChecks> {
+    let provider_id = provider.peer_id();
+    let peer_keys: Vec<Key> = peers
+        .iter()
+        .map(|p| Key::hash_of(&p.peer_id().to_bytes()))
+        .collect();
+    let retrievers: Vec<&DhtHandle> = sample
+        .iter()
+        .map(|_| *peers.choose(rng).expect("peers"))
+        .collect();
+    let checks = stream::iter(sample.iter().zip(retrievers))
+        .map(|(cid, retriever)| {
+            let target = Key::hash_of(&cid.record_key().to_vec());
+            let mut closest: Vec<usize> = (0..peers.len()).collect();
+            closest.sort_by_key(|&i| peer_keys[i].distance(&target));
+            closest.truncate(k);
+            async move {
+                let found = retriever.retrieve((*cid).clone()).await?.error.is_none();
+                let mut placed = 0;
+                for &i in &closest {
+                    if peers[i]
+                        .stored_providers((*cid).clone())
+                        .await?
+                        .contains(&provider_id)
+                    {
+                        placed += 1;
+                    }
+                }
+                anyhow::Ok((found, closest.len(), placed))
+            }
+        })
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut total = SampleChecks::default();
+    for check in checks {
+        let (found, placements, placed) = check?;
+        total.found += usize::from(found);
+        total.placements += placements;
+        total.placed += placed;
+    }
+    Ok(total)
+}
