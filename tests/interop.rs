@@ -3,7 +3,7 @@
 //! their routing tables, and provide and find a record through it.
 //!
 //! Our engine (classic, optprov, fullrt) and the js-libp2p and py-libp2p (PyPI, `tests/py`)
-//! clients find each other's records.
+//! clients find each other's records, and the records a sweep sends in batches.
 //!
 //! Gossipsub: our peers and a js-libp2p gossipsub peer (`@libp2p/gossipsub`, the successor of
 //! `@chainsafe/libp2p-gossipsub` for libp2p 3) share a mesh, and messages cross both ways.
@@ -17,7 +17,7 @@ use parsec::testing::peer_scripts::{js_gossip_peer, js_kad_peer, py_kad_peer, Li
 use parsec_actors::{
     local_network::{dht_runtime, TransportKind},
     testing::retrieve_until_found,
-    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, Multiaddr, Strategy,
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, Multiaddr, ReprovideStrategy, Strategy,
 };
 
 /// A peer on loopback TCP in `mode` with `client`, joining through `bootstrap`.
@@ -75,20 +75,25 @@ fn our_nodes_join_and_measure_through_a_js_libp2p_peer_with_an_rsa_identity() {
 fn our_engine_and_js_libp2p_find_each_others_records() {
     let runtime = dht_runtime(2).unwrap();
     let (js, _) = runtime.block_on(js_kad_peer()).unwrap();
-    engine_and_other_find_each_others_records(js, runtime);
+    engine_and_other_find_each_others_records(js, runtime, BatchedStores::AllRead);
 }
 
 #[test]
 fn our_engine_and_py_libp2p_find_each_others_records() {
     let runtime = dht_runtime(2).unwrap();
     let py = runtime.block_on(py_kad_peer()).unwrap();
-    engine_and_other_find_each_others_records(py, runtime);
+    engine_and_other_find_each_others_records(py, runtime, BatchedStores::RateLimited);
 }
 
 /// Our engine against another implementation's kad-dht, both ways: nodes running `classic`,
 /// `optprov` and `fullrt` join through its peer; each finds what the others stored, and so does the
-/// other peer's own client; then the other peer publishes and every one of them finds its record.
-fn engine_and_other_find_each_others_records(mut other: ListeningPeer, runtime: tokio::runtime::Runtime) {
+/// other peer's own client; then the other peer publishes and every one of them finds its record;
+/// then one of ours sweeps 50 records and the other peer finds them.
+fn engine_and_other_find_each_others_records(
+    mut other: ListeningPeer,
+    runtime: tokio::runtime::Runtime,
+    batches: BatchedStores,
+) {
     let strategies = [
         Strategy::Classic,
         Strategy::Optimistic,
@@ -150,8 +155,61 @@ fn engine_and_other_find_each_others_records(mut other: ListeningPeer, runtime: 
             assert_eq!(found.provider, Some(other.peer_id), "{strategy:?}");
         }
     });
+    // A sweep sends each peer its records as a batch of ADD_PROVIDERs on one stream: the other
+    // implementation reads them all (in a network this small every peer stores every record).
+    let swept: Vec<ContentId> = (0..50)
+        .map(|i| ContentId::for_content(format!("swept record {i}").as_bytes()))
+        .collect();
+    let sweeper = &nodes[0];
+    let round = runtime
+        .block_on(sweeper.reprovide(&swept, ReprovideStrategy::Sweep, 1))
+        .unwrap();
+    assert_eq!(round.keys, swept.len());
+    eprintln!("{batches:?}: {round:?}");
+    let our_copies = 2 * swept.len() as u64;
+    match batches {
+        BatchedStores::AllRead => {
+            assert_eq!(round.failures, 0, "{round:?}");
+            assert_eq!(round.copies_stored, our_copies + swept.len() as u64, "{round:?}");
+        }
+        // py-libp2p echoes each ADD_PROVIDER it takes, 10 per peer in 10 s, then resets the
+        // stream: only the echoed count as stored (our two other nodes stored every record).
+        BatchedStores::RateLimited => {
+            let taken = round.copies_stored - our_copies;
+            assert!((1..swept.len() as u64).contains(&taken), "{round:?}");
+            assert_eq!(round.failures, swept.len() as u64 - taken, "{round:?}");
+        }
+    }
+    for cid in swept.iter().step_by(10) {
+        let found = runtime
+            .block_on(other.find(cid))
+            .expect("the other peer finds a swept record");
+        assert_eq!(found, sweeper.peer_id());
+        let found = runtime
+            .block_on(retrieve_until_found(
+                &nodes[1],
+                cid,
+                5,
+                Duration::from_millis(200),
+            ))
+            .unwrap();
+        assert_eq!(
+            found.provider,
+            Some(sweeper.peer_id()),
+            "our other node finds it too"
+        );
+    }
     drop(nodes);
     runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// What another implementation does with a batch of ADD_PROVIDERs on one stream.
+#[derive(Clone, Copy, Debug)]
+enum BatchedStores {
+    /// Reads and stores every one (go-libp2p-kad-dht, js-libp2p, rust-libp2p).
+    AllRead,
+    /// Resets the stream past its rate limit (py-libp2p: 10 per peer in 10 s).
+    RateLimited,
 }
 
 /// rust-libp2p and js-libp2p gossipsub peers in one mesh: a message published by ours reaches

@@ -51,7 +51,7 @@ use tokio::time::{Instant, Sleep};
 use self::{
     crawl::{peer_key, Crawl, CrawlTable},
     reprovide::{Round, RoundEvent, RoundStep, MAX_BATCH_MESSAGES, PREIMAGE_EXTRA_BITS},
-    wire::{KadCodec, Message},
+    wire::{Answer, KadCodec, Message},
 };
 use super::QueryCounts;
 use crate::{DhtConfig, Libp2pMetrics, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER};
@@ -510,7 +510,7 @@ impl Engine {
     pub(crate) fn on_wire_event(
         &mut self,
         net: &mut Net<'_>,
-        event: request_response::Event<Vec<Message>, Option<Message>>,
+        event: request_response::Event<Vec<Message>, Answer>,
     ) {
         let (request_id, answer) = match event {
             request_response::Event::Message {
@@ -526,9 +526,9 @@ impl Engine {
             return;
         };
         match purpose {
-            Purpose::Crawl { cpl } => self.on_crawl_answer(net, peer, cpl, answer),
+            Purpose::Crawl { cpl } => self.on_crawl_answer(net, peer, cpl, answer.map(|a| a.message)),
             Purpose::Query(id) | Purpose::Store(id) => {
-                self.on_answer(id, purpose, peer, answer);
+                self.on_answer(id, purpose, peer, answer.map(|a| a.message));
                 self.advance(net, id);
             }
             Purpose::Batch { walk, messages } => self.round_events.push(RoundEvent::Batch {
@@ -536,7 +536,7 @@ impl Engine {
                 peer,
                 messages,
                 // ADD_PROVIDER has no answer: the peer closing the stream acknowledges the batch.
-                stored: matches!(answer, Ok(None)),
+                stored: answer.map_or(0, |a| a.stored_of(messages)),
             }),
         }
         self.drive_round(net);

@@ -45,12 +45,12 @@ pub(crate) enum RoundEvent {
         counts: QueryCounts,
         record_peers: u32,
     },
-    /// A batch of ADD_PROVIDERs to `peer` was acknowledged (`stored`) or failed.
+    /// A batch of `messages` ADD_PROVIDERs to `peer` ended, `stored` of them acknowledged.
     Batch {
         walk: Prefix,
         peer: PeerId,
         messages: u32,
-        stored: bool,
+        stored: u32,
     },
 }
 
@@ -260,11 +260,8 @@ impl Round {
                 },
                 Plan::Sweep { walks, .. },
             ) => {
-                if stored {
-                    self.report.copies_stored += u64::from(messages);
-                } else {
-                    self.report.failures += u64::from(messages);
-                }
+                self.report.copies_stored += u64::from(stored);
+                self.report.failures += u64::from(messages.saturating_sub(stored));
                 let Some(active) = walks.get_mut(&walk) else {
                     return;
                 };

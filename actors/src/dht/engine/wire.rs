@@ -4,8 +4,10 @@
 //!
 //! The codec is outbound only: rust-libp2p's kad keeps answering inbound requests on the same
 //! protocol (docs/architecture.md). ADD_PROVIDER has no answer in the protocol; we close our side
-//! after the request and take the peer closing its side as the acknowledgement, so a store counts
-//! once the peer read it (one round trip, as the simulator models it).
+//! after the request (or a reprovide round's batch of them, on one stream) and take the peer
+//! closing its side as the acknowledgement, so a store counts once the peer read it (one round
+//! trip, as the simulator models it). py-libp2p echoes each ADD_PROVIDER; its echoes are read up
+//! to its close.
 
 use std::io;
 
@@ -120,6 +122,27 @@ impl Peer {
     }
 }
 
+/// What came back on a request's stream: the answer (`None`: the peer closed without one, the
+/// acknowledgement of ADD_PROVIDERs, a failure for the other requests), and the ADD_PROVIDERs a
+/// peer that echoes them (py-libp2p) echoed.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Answer {
+    pub(crate) message: Option<Message>,
+    pub(crate) echoes: u32,
+}
+
+impl Answer {
+    /// Of a batch of `sent` ADD_PROVIDERs, those the peer took: what it echoed, or all of them
+    /// when it read to the end and closed without echoing.
+    pub(crate) fn stored_of(&self, sent: u32) -> u32 {
+        if self.echoes > 0 {
+            self.echoes.min(sent)
+        } else {
+            sent
+        }
+    }
+}
+
 /// Frames our requests and reads the answers. `None`: the peer closed the stream without an
 /// answer (the acknowledgement of an ADD_PROVIDER, a failure for the other requests).
 #[derive(Clone, Debug, Default)]
@@ -137,7 +160,7 @@ impl request_response::Codec for KadCodec {
     type Protocol = StreamProtocol;
     /// Requests on one stream, written in order: one, or a batch of ADD_PROVIDERs.
     type Request = Vec<Message>;
-    type Response = Option<Message>;
+    type Response = Answer;
 
     async fn read_request<T>(&mut self, _: &StreamProtocol, _: &mut T) -> io::Result<Vec<Message>>
     where
@@ -146,11 +169,25 @@ impl request_response::Codec for KadCodec {
         Err(outbound_only())
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Option<Message>>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Answer>
     where
         T: AsyncRead + Unpin + Send,
     {
-        Ok(FramedRead::new(io, framing()).next().await.transpose()?)
+        let mut framed = FramedRead::new(io, framing());
+        let message = framed.next().await.transpose()?;
+        let mut echoes = 0;
+        if message
+            .as_ref()
+            .is_some_and(|m| m.r#type == MessageType::AddProvider as i32)
+        {
+            // py-libp2p echoes each ADD_PROVIDER it stored: the echoes up to its close (or its
+            // reset, past its rate limit) say how many of a batch it took.
+            echoes = 1;
+            while let Some(Ok(_)) = framed.next().await {
+                echoes += 1;
+            }
+        }
+        Ok(Answer { message, echoes })
     }
 
     async fn write_request<T>(
@@ -169,7 +206,7 @@ impl request_response::Codec for KadCodec {
         Ok(framed.flush().await?)
     }
 
-    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: Option<Message>) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: Answer) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
