@@ -6,8 +6,16 @@
 //!
 //! The driver runs the lookups and the sends; the keys stay in the driver's sorted slice, and a
 //! send names them as ranges of positions in it, so a region of many keys costs memory per range.
+//!
+//! A walk skips the keys of regions the round already sent: a prefix of fewer than `k` peers is
+//! widened over its sibling, and when the sibling was walked already its keys sit at their `k`
+//! closest (a region of `k` peers or more holds every key's `k` closest), so sending them again
+//! would only repeat records.
 
-use std::{collections::VecDeque, ops::Range};
+use std::{
+    collections::{BTreeSet, VecDeque},
+    ops::Range,
+};
 
 use crate::{
     explore::{Exploration, ExploreStep},
@@ -76,8 +84,9 @@ impl<T: Copy + Ord> Walk<T> {
     }
 
     /// The next step; `sorted_keys` are every key of the node, ascending (the same slice each
-    /// call).
-    pub fn step(&mut self, sorted_keys: &[Key]) -> WalkStep<T> {
+    /// call), and `sent` the regions whose keys the round already sent (read once, when the
+    /// exploration ends).
+    pub fn step(&mut self, sorted_keys: &[Key], sent: &BTreeSet<Prefix>) -> WalkStep<T> {
         if let Phase::Exploring(exploration) = &mut self.phase {
             if self.lookup_out {
                 return WalkStep::Wait;
@@ -88,7 +97,7 @@ impl<T: Copy + Ord> Walk<T> {
                     let part = exploration.asked().unwrap_or_else(|| Prefix::of(&target, 256));
                     return WalkStep::Lookup(part);
                 }
-                ExploreStep::Done => self.plan_sends(sorted_keys),
+                ExploreStep::Done => self.plan_sends(sorted_keys, sent),
             }
         }
         if self.sends_out >= self.max_sends_out {
@@ -117,8 +126,9 @@ impl<T: Copy + Ord> Walk<T> {
         self.sends_out = self.sends_out.saturating_sub(1);
     }
 
-    /// Cuts the explored prefix into regions and queues each peer's keys.
-    fn plan_sends(&mut self, sorted_keys: &[Key]) {
+    /// Cuts the explored prefix into regions and queues each peer's keys, but those under a
+    /// region already sent.
+    fn plan_sends(&mut self, sorted_keys: &[Key], sent: &BTreeSet<Prefix>) {
         let Phase::Exploring(exploration) = std::mem::replace(&mut self.phase, Phase::Sending) else {
             return;
         };
@@ -128,25 +138,27 @@ impl<T: Copy + Ord> Walk<T> {
         self.peers_found = peers.len();
         let peer_keys: Vec<Key> = peers.iter().map(|(key, _)| *key).collect();
         for cut in region::regions(&peer_keys, explored, self.k) {
-            let key_range = cut.prefix.range_in(sorted_keys);
-            if key_range.is_empty() {
+            let parts = unsent_keys(cut.prefix, sorted_keys, sent);
+            if parts.is_empty() {
                 continue;
             }
             self.regions.push(cut.prefix);
-            let batches = region::allocate(
-                &peer_keys[cut.peers.clone()],
-                &sorted_keys[key_range.clone()],
-                self.k,
-            );
-            for (offset, ranges) in batches.into_iter().enumerate() {
-                if ranges.is_empty() {
-                    continue;
+            let region_peers = &peer_keys[cut.peers.clone()];
+            let mut per_peer: Vec<Vec<Range<usize>>> = vec![Vec::new(); region_peers.len()];
+            for part in parts {
+                let batches = region::allocate(region_peers, &sorted_keys[part.clone()], self.k);
+                for (ranges, into) in batches.into_iter().zip(&mut per_peer) {
+                    into.extend(
+                        ranges
+                            .into_iter()
+                            .map(|r| part.start + r.start..part.start + r.end),
+                    );
                 }
-                let global = ranges
-                    .into_iter()
-                    .map(|r| key_range.start + r.start..key_range.start + r.end)
-                    .collect();
-                self.sends.push_back((peers[cut.peers.start + offset].1, global));
+            }
+            for (offset, ranges) in per_peer.into_iter().enumerate() {
+                if !ranges.is_empty() {
+                    self.sends.push_back((peers[cut.peers.start + offset].1, ranges));
+                }
             }
         }
     }
@@ -175,6 +187,40 @@ impl<T: Copy + Ord> Walk<T> {
     }
 }
 
+/// The positions of `region`'s keys in `sorted_keys` outside every region of `sent`, as
+/// ascending non-empty ranges.
+fn unsent_keys(region: Prefix, sorted_keys: &[Key], sent: &BTreeSet<Prefix>) -> Vec<Range<usize>> {
+    let mut ancestor = region;
+    loop {
+        if sent.contains(&ancestor) {
+            return Vec::new();
+        }
+        if ancestor.is_root() {
+            break;
+        }
+        ancestor = ancestor.parent();
+    }
+    let whole = region.range_in(sorted_keys);
+    let mut parts = Vec::new();
+    let mut start = whole.start;
+    for hole in sent.range(region..=region.last()).filter(|d| region.covers(d)) {
+        let skipped = hole.range_in(sorted_keys);
+        // A sent region inside another sent one is already skipped.
+        if skipped.start < start {
+            start = start.max(skipped.end);
+            continue;
+        }
+        if skipped.start > start {
+            parts.push(start..skipped.start);
+        }
+        start = skipped.end;
+    }
+    if start < whole.end {
+        parts.push(start..whole.end);
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +243,7 @@ mod tests {
         let mut copies = vec![0usize; keys.len()];
         let mut out = Vec::new();
         loop {
-            match walk.step(&keys) {
+            match walk.step(&keys, &BTreeSet::new()) {
                 WalkStep::Lookup(part) => {
                     let target = part.first_key();
                     let mut closest = peers.clone();
@@ -230,12 +276,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_regions_already_sent_are_skipped() {
+        let keys: Vec<Key> = (0..=255u32).map(|i| key(i as u8)).collect();
+        let region = Prefix::of(&key(0), 1); // keys 0..=127
+        let sent: BTreeSet<Prefix> =
+            [Prefix::of(&key(0b0010_0000), 3), Prefix::of(&key(0b0100_0000), 2)].into();
+        // 001xxxxx (32..=63) and 01xxxxxx (64..=127) were sent: 0..=31 is left.
+        assert_eq!(unsent_keys(region, &keys, &sent), vec![0..32]);
+        assert_eq!(
+            unsent_keys(Prefix::of(&key(0b0100_0000), 3), &keys, &sent),
+            Vec::<Range<usize>>::new()
+        );
+        assert_eq!(unsent_keys(Prefix::ROOT, &keys, &sent), vec![0..32, 128..256]);
+        assert_eq!(unsent_keys(region, &keys, &BTreeSet::new()), vec![0..128]);
+    }
+
+    #[test]
     fn a_walk_of_a_prefix_without_keys_sends_nothing() {
         let peers: Vec<(Key, u32)> = (0..10u32).map(|i| (key(i as u8), i)).collect();
         let keys = vec![key(200)];
         let mut walk: Walk<u32> = Walk::new(Prefix::of(&key(0), 1), 2, 8, 20);
         loop {
-            match walk.step(&keys) {
+            match walk.step(&keys, &BTreeSet::new()) {
                 WalkStep::Lookup(part) => {
                     let target = part.first_key();
                     let mut closest = peers.clone();

@@ -7,7 +7,11 @@
 //! [`regions`](parsec_kad::region::regions), and sends each peer the records of the keys it is
 //! among the `k` closest to, one ADD_PROVIDER per key over one connection, 20 peers at a time.
 
-use std::{collections::BinaryHeap, ops::Range, time::Duration};
+use std::{
+    collections::{BTreeSet, BinaryHeap},
+    ops::Range,
+    time::Duration,
+};
 
 pub use parsec_kad::reprovide::{ReprovideRound, ReprovideStrategy};
 use parsec_kad::{
@@ -100,8 +104,10 @@ impl Simulation {
         sweep.add_keys(sorted_keys, prefix_len, Duration::ZERO);
         sweep.force_full_reprovide();
         // Walks end before the next starts here; their times are spread over workers after.
+        let mut sent = BTreeSet::new();
         while let SweepStep::Walk { prefix, kind } = sweep.poll(Duration::ZERO) {
-            let walk = self.walk(from, prefix, sorted_keys, keep);
+            let walk = self.walk(from, prefix, sorted_keys, &sent, keep);
+            sent.extend(walk.regions.iter().copied());
             round.lookups += walk.lookups;
             round.copies_stored += walk.copies_stored;
             round.messages += walk.messages;
@@ -118,6 +124,7 @@ impl Simulation {
         from: NodeIndex,
         prefix: Prefix,
         sorted_keys: &[Key],
+        sent: &BTreeSet<Prefix>,
         keep: &dyn Fn(&Key) -> bool,
     ) -> WalkDone {
         let mut walk = Walk::new(
@@ -131,7 +138,7 @@ impl Simulation {
         // The sends out at once, answered together: the wave lasts as long as its slowest.
         let mut wave: Vec<(NodeIndex, Vec<Range<usize>>)> = Vec::new();
         loop {
-            match walk.step(sorted_keys) {
+            match walk.step(sorted_keys, sent) {
                 WalkStep::Lookup(part) => {
                     let looked_up = self.lookup(from, part.first_key());
                     self.forget_dead(from, &looked_up.dead);

@@ -9,7 +9,7 @@
 //! stream after reading them acknowledges every record of the batch.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     ops::Range,
     time::{Duration, Instant},
 };
@@ -91,6 +91,8 @@ enum Plan {
         walks: HashMap<Prefix, ActiveWalk>,
         /// Exploration lookups out, by operation, with their walk.
         exploring: HashMap<OperationId, Prefix>,
+        /// Regions whose keys were sent (a later walk widened over one skips its keys).
+        sent: BTreeSet<Prefix>,
     },
 }
 
@@ -155,6 +157,7 @@ impl Round {
                     sweep: Box::new(sweep),
                     walks: HashMap::new(),
                     exploring: HashMap::new(),
+                    sent: BTreeSet::new(),
                 }
             }
         };
@@ -287,7 +290,9 @@ impl Round {
                     *next += 1;
                 }
             }
-            Plan::Sweep { sweep, walks, .. } => {
+            Plan::Sweep {
+                sweep, walks, sent, ..
+            } => {
                 while let SweepStep::Walk { prefix, kind } = sweep.poll(now) {
                     let walk = Walk::new(prefix, self.k, MAX_EXPLORATION_LOOKUPS, CONNECTIONS_PER_WALK);
                     walks.insert(
@@ -304,7 +309,7 @@ impl Round {
                 let mut done = Vec::new();
                 for (prefix, active) in walks.iter_mut() {
                     loop {
-                        match active.walk.step(&self.keys) {
+                        match active.walk.step(&self.keys, sent) {
                             WalkStep::Lookup(part) => {
                                 steps.push(RoundStep::Explore { walk: *prefix, part });
                                 break;
@@ -329,6 +334,7 @@ impl Round {
                     };
                     self.report.lookups += u64::from(active.walk.lookups());
                     self.report.walk_durations.push(active.started.elapsed());
+                    sent.extend(active.walk.regions().iter().copied());
                     sweep.on_walked(prefix, active.kind, active.walk.regions(), now);
                 }
             }
