@@ -14,11 +14,7 @@
 #[path = "common/args.rs"]
 mod args;
 
-use std::{collections::HashSet, time::Instant};
-
-use parsec::sim::{Key, ReprovideStrategy, SimConfig, Simulation};
-use rand::{seq::SliceRandom, Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use parsec::sim::{reprovide, ReprovideStrategy, SimConfig};
 
 /// The `--keys` counts (comma-separated), or the default.
 fn key_counts() -> Vec<usize> {
@@ -34,36 +30,6 @@ fn key_counts() -> Vec<usize> {
         .unwrap_or_else(|| vec![10_000, 100_000])
 }
 
-/// Over `sample`: the share of each key's true `k` closest answering peers (the provider aside)
-/// that hold its record, on average; and the share of keys a random other node finds.
-fn check(sim: &mut Simulation, from: u32, sample: &[Key], rng: &mut impl Rng) -> (f64, f64) {
-    let k = sim.network().k();
-    let nodes = sim.network().len() as u32;
-    let (mut placed, mut found) = (0.0, 0);
-    for key in sample {
-        let closest: Vec<u32> = sim
-            .network()
-            .true_closest(key, k)
-            .into_iter()
-            .filter(|&peer| peer != from && sim.network().answers(peer))
-            .collect();
-        let held = closest
-            .iter()
-            .filter(|&&peer| sim.network().holds_record(peer, key))
-            .count();
-        placed += held as f64 / closest.len().max(1) as f64;
-        let looker = loop {
-            let node = rng.gen_range(0..nodes);
-            if node != from && sim.network().answers(node) {
-                break node;
-            }
-        };
-        found += usize::from(sim.retrieve(looker, *key).error.is_none());
-    }
-    let count = sample.len().max(1) as f64;
-    (placed / count, found as f64 / count)
-}
-
 fn main() {
     let nodes = args::option("--nodes", 2_000);
     let workers = args::option("--workers", 4);
@@ -76,62 +42,19 @@ fn main() {
     println!(
         "{nodes} nodes (calibrated IPFS-like network), {workers} workers; virtual time; simulator figures\n"
     );
-    println!(
-        "{:>9} {:>8} {:>9} {:>11} {:>10} {:>10} {:>7} {:>13} {:>8} {:>9} {:>8} {:>7}",
-        "keys",
-        "strategy",
-        "lookups",
-        "lookups/key",
-        "reqs/key",
-        "copies/key",
-        "walks",
-        "keys/h",
-        "wall s",
-        "peak MiB",
-        "placed",
-        "found"
-    );
+    println!("{}", reprovide::header());
     for count in key_counts() {
-        let mut rng = ChaCha8Rng::seed_from_u64(count as u64);
-        let mut keys: Vec<Key> = (0..count).map(|_| Key::random(&mut rng)).collect();
-        keys.sort();
-        let sample: Vec<Key> = keys.choose_multiple(&mut rng, sample_size).copied().collect();
-        let kept: HashSet<Key> = sample.iter().copied().collect();
-        let mut lookups = Vec::new();
-        for strategy in [ReprovideStrategy::Classic, ReprovideStrategy::Sweep] {
-            if strategy == ReprovideStrategy::Classic && count > classic_max_keys {
-                continue;
-            }
-            let mut sim = Simulation::build(&config, |_| {}).expect("valid configuration");
-            let from = (0..nodes as u32)
-                .find(|&n| sim.network().answers(n))
-                .expect("a reachable node");
-            let started = Instant::now();
-            let round = sim.reprovide_keeping(from, &keys, strategy, workers, &|key| kept.contains(key));
-            let wall = started.elapsed().as_secs_f64();
-            let peak = parsec::telemetry::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64;
-            let (placed, found) = check(&mut sim, from, &sample, &mut rng);
-            println!(
-                "{count:>9} {:>8} {:>9} {:>11.4} {:>10.1} {:>10.1} {:>7} {:>13.0} {:>8.1} {:>9.0} {:>7.1}% {:>6.1}%",
-                format!("{strategy:?}").to_lowercase(),
-                round.lookups,
-                round.lookups_per_key(),
-                round.messages_per_key(),
-                round.copies_stored as f64 / count as f64,
-                round.walks(),
-                round.keys_per_hour(),
-                wall,
-                peak,
-                placed * 100.0,
-                found * 100.0
-            );
-            lookups.push(round.lookups);
+        let strategies: Vec<ReprovideStrategy> = ReprovideStrategy::ALL
+            .into_iter()
+            .filter(|s| *s != ReprovideStrategy::Classic || count <= classic_max_keys)
+            .collect();
+        let runs =
+            reprovide::run(&config, count, &strategies, workers, sample_size).expect("valid configuration");
+        for run in &runs {
+            println!("{}", reprovide::line(run));
         }
-        if let [classic, sweep] = lookups[..] {
-            println!(
-                "{count:>9} classic/sweep lookups: {:.0}×, measured side by side in this run",
-                classic as f64 / sweep.max(1) as f64
-            );
+        if let Some(ratio) = reprovide::ratio_line(&runs) {
+            println!("{ratio}");
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`churn`] — nodes leaving and joining as virtual time passes.
 //! - [`simulation`] — lookup, provide and retrieve as discrete-event loops in virtual time, and
 //!   reprovide rounds (one provide per key, or the provide sweep).
+//! - [`reprovide`] — reprovide rounds measured at a key count, with their checks (`simulate
+//!   --reprovide`, `benches/reprovide.rs`).
 //! - [`servers`] — simulated parsec servers behind actor mailboxes, so a `FleetSupervisor`
 //!   measures them like real ones.
 //!
@@ -27,6 +29,7 @@
 pub mod churn;
 pub mod latency;
 pub mod network;
+pub mod reprovide;
 pub mod run;
 pub mod servers;
 pub mod simulation;

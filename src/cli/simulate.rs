@@ -9,8 +9,10 @@ use crate::{
     cli::global::DatabaseArgs,
     report,
     sim::{
+        reprovide,
         run::{self, SimFleet, SimRunConfig},
-        ChurnConfig, DelayModel, KademliaConfig, LookupConfig, Profile, SimConfig, Strategy,
+        ChurnConfig, DelayModel, KademliaConfig, LookupConfig, Profile, ReprovideStrategy, SimConfig,
+        Strategy,
     },
 };
 
@@ -109,6 +111,26 @@ pub struct SimulateArgs {
     /// Do not draw progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Instead of rounds: reprovide rounds at these key counts (e.g. 100000,1000000): one node
+    /// sends the records of all its keys again with each of --reprovide-strategies, on a network
+    /// built afresh for each (docs/method.md, "Reprovide rounds").
+    #[arg(long, env = "PARSEC_SIM_REPROVIDE", value_delimiter = ',')]
+    reprovide: Vec<usize>,
+    /// The reprovide strategies: classic (a provide per key), sweep (region by region).
+    #[arg(
+        long,
+        env = "PARSEC_SIM_REPROVIDE_STRATEGIES",
+        value_delimiter = ',',
+        default_value = "classic,sweep"
+    )]
+    reprovide_strategies: Vec<ReprovideStrategy>,
+    /// Provides (classic) or walks (sweep) at once.
+    #[arg(long, env = "PARSEC_SIM_REPROVIDE_WORKERS", default_value_t = 4)]
+    reprovide_workers: usize,
+    /// Keys of each reprovide round checked afterwards (placed at their true k closest, found by
+    /// another node).
+    #[arg(long, env = "PARSEC_SIM_REPROVIDE_SAMPLE", default_value_t = 200)]
+    reprovide_sample: usize,
 }
 
 /// Parses a fleet of `--fleets`: a strategy's name, or `default` (the classic strategy).
@@ -145,6 +167,40 @@ fn share(name: &str, value: f64) -> anyhow::Result<f64> {
 }
 
 impl SimulateArgs {
+    /// Reprovide rounds at each key count: a line per strategy, and the lookup ratio.
+    fn run_reprovide(&self, sim: &SimConfig) -> anyhow::Result<ExitCode> {
+        if self.reprovide.contains(&0) {
+            anyhow::bail!("--reprovide takes key counts of at least 1, e.g. 100000,1000000");
+        }
+        if self.reprovide_strategies.is_empty() || self.reprovide_workers == 0 {
+            anyhow::bail!(
+                "--reprovide-strategies needs classic or sweep, and --reprovide-workers at least 1"
+            );
+        }
+        println!(
+            "parsec simulate --reprovide: {} nodes ({} profile), {} workers, {} sampled keys; virtual time, \
+             simulator figures (not stored in the database)\n",
+            sim.nodes, self.profile, self.reprovide_workers, self.reprovide_sample
+        );
+        println!("{}", reprovide::header());
+        for &keys in &self.reprovide {
+            let runs = reprovide::run(
+                sim,
+                keys,
+                &self.reprovide_strategies,
+                self.reprovide_workers,
+                self.reprovide_sample,
+            )?;
+            for run in &runs {
+                println!("{}", reprovide::line(run));
+            }
+            if let Some(ratio) = reprovide::ratio_line(&runs) {
+                println!("{ratio}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
     fn config(&self, database: &DatabaseArgs) -> anyhow::Result<SimRunConfig> {
         if self.k == 0 || self.alpha == 0 || self.beta == 0 {
             anyhow::bail!("--k, --alpha and --beta must be at least 1");
@@ -215,6 +271,9 @@ impl SimulateArgs {
 
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
+        if !self.reprovide.is_empty() {
+            return self.run_reprovide(&config.sim);
+        }
         let report = run::run_until_signalled(config.clone(), super::INTERRUPT_HINT)?;
         println!(
             "\nparsec simulate: {} nodes (k={}, alpha={}, beta={}, steps to stop {}), {} servers in {}, {} rounds run, seed {}",

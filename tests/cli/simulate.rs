@@ -53,6 +53,14 @@ fn simulate_rejects_bad_parameters_with_the_fix() {
             ),
             (vec!["--fleets", "fast"], "expected classic, optprov or fullrt"),
             (
+                vec!["--reprovide", "0"],
+                "--reprovide takes key counts of at least 1",
+            ),
+            (
+                vec!["--reprovide", "10", "--reprovide-strategies", "fast"],
+                "expected classic or sweep",
+            ),
+            (
                 vec!["--fleets", "default,fullrt", "--servers", "60"],
                 "cannot exceed --nodes",
             ),
@@ -189,4 +197,38 @@ fn an_interrupt_says_what_it_does_and_what_was_measured_is_kept() {
         stored.provides > 0 && stored.nodes_offline == stored.nodes,
         "{stored:?}\n{stdout}"
     );
+}
+
+/// Reprovide rounds in the simulator: a line per strategy, every sampled key at its true closest
+/// and found, the sweep's lookups a fraction of classic's one per key.
+#[test]
+fn simulate_reprovide_compares_one_provide_per_key_with_the_sweep() {
+    let output = Command::new(PARSEC)
+        .args([
+            "simulate",
+            "--nodes",
+            "500",
+            "--reprovide",
+            "2000",
+            "--reprovide-sample",
+            "50",
+        ])
+        .arg("--no-progress")
+        .output()
+        .unwrap();
+    let stdout = parsec::testing::process::expect_success(&output);
+    let row = |strategy: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|fields| fields.len() == 12 && fields[1] == strategy)
+            .unwrap_or_else(|| panic!("no {strategy} row: {stdout}"))
+    };
+    let (classic, sweep) = (row("classic"), row("sweep"));
+    assert_eq!(classic[2], "2000", "one lookup per key: {stdout}");
+    assert!(sweep[2].parse::<u64>().unwrap() * 10 <= 2000, "{stdout}");
+    for fields in [&classic, &sweep] {
+        assert_eq!(fields[10], "100.0%", "placed: {stdout}");
+    }
+    assert!(stdout.contains("measured side by side in this run"), "{stdout}");
 }
