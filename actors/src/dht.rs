@@ -15,6 +15,7 @@ pub mod load;
 mod pending;
 pub mod presets;
 mod redial;
+mod store;
 mod swarm;
 pub mod topology;
 mod transport;

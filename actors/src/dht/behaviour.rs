@@ -5,8 +5,7 @@ use std::time::Duration;
 use libp2p::{
     autonat, connection_limits, gossipsub, identify,
     identity::Keypair,
-    kad::{self, store::MemoryStore, store::MemoryStoreConfig},
-    memory_connection_limits, ping,
+    kad, memory_connection_limits, ping,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     StreamProtocol,
 };
@@ -14,6 +13,7 @@ use libp2p::{
 use super::{
     engine::{self, Wire},
     gossip::{self, CopyCounter},
+    store::{Kad, PeerStore},
 };
 use crate::{DhtClient, DhtConfig, DhtError, DhtMode};
 
@@ -46,7 +46,7 @@ pub(crate) struct DhtBehaviour {
     limits: connection_limits::Behaviour,
     /// Refuses new connections while the process uses more memory than configured.
     memory: Toggle<memory_connection_limits::Behaviour>,
-    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) kad: Kad,
     /// Our engine's outbound kad requests (only when the client is ours).
     pub(crate) wire: Toggle<Wire>,
     pub(crate) identify: identify::Behaviour,
@@ -75,15 +75,7 @@ impl DhtBehaviour {
             // Our own deadlines (in the pending table) end queries earlier; this is a backstop.
             .set_query_timeout(config.provide_timeout.max(config.retrieve_timeout) + Duration::from_secs(5))
             .set_periodic_bootstrap_interval(config.periodic_bootstrap);
-        let store = MemoryStore::with_config(
-            peer_id,
-            MemoryStoreConfig {
-                max_records: MAX_STORED_RECORDS,
-                max_provided_keys: MAX_STORED_RECORDS,
-                max_providers_per_key: config.k.get(),
-                ..MemoryStoreConfig::default()
-            },
-        );
+        let store = PeerStore::new(peer_id, MAX_STORED_RECORDS, config.k.get());
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         kad.set_mode(Some(match config.mode {
             DhtMode::Client => kad::Mode::Client,

@@ -32,7 +32,7 @@ use std::{
 };
 
 use libp2p::{
-    kad::{self, store::MemoryStore},
+    kad,
     request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport},
     Multiaddr, PeerId, StreamProtocol,
 };
@@ -50,10 +50,10 @@ use tokio::time::{Instant, Sleep};
 
 use self::{
     crawl::{peer_key, Crawl, CrawlTable},
-    reprovide::{Round, RoundEvent, RoundStep, MAX_BATCH_MESSAGES, PREIMAGE_EXTRA_BITS},
+    reprovide::{Round, RoundEvent, RoundStep, PREIMAGE_EXTRA_BITS},
     wire::{Answer, KadCodec, Message},
 };
-use super::QueryCounts;
+use super::{store::Kad, QueryCounts};
 use crate::{DhtConfig, Libp2pMetrics, NOT_FOUND, NO_PEER_REACHED, STORED_AT_NO_PEER};
 
 /// The request-response behaviour our requests go through (outbound only).
@@ -112,7 +112,7 @@ pub(crate) struct Finished {
 
 /// What the swarm task lends the engine to send with: its kad (routing table) and our wire.
 pub(crate) struct Net<'a> {
-    pub(crate) kad: &'a mut kad::Behaviour<MemoryStore>,
+    pub(crate) kad: &'a mut Kad,
     pub(crate) wire: &'a mut Wire,
 }
 
@@ -456,32 +456,22 @@ impl Engine {
                 walk,
                 peer,
                 addrs,
-                keys,
+                positions,
             } => {
-                let positions: Vec<usize> = keys.iter().cloned().flatten().collect();
-                let mut requests = 0;
-                for chunk in positions.chunks(MAX_BATCH_MESSAGES) {
-                    let batch: Vec<Message> = chunk
-                        .iter()
-                        .map(|&i| {
-                            Message::add_provider(round.record_key(i).to_vec(), self.local, &round.own_addrs)
-                        })
-                        .collect();
-                    let messages = batch.len() as u32;
-                    let request = net.wire.send_request_with_addresses(peer, batch, addrs.clone());
-                    self.requests.insert(
-                        request,
-                        (
-                            Purpose::Batch {
-                                walk: *walk,
-                                messages,
-                            },
-                            *peer,
-                        ),
-                    );
-                    requests += 1;
-                }
-                round.batches_sent(*walk, *peer, requests, positions.len() as u64);
+                let batch: Vec<Message> = positions
+                    .iter()
+                    .map(|&i| {
+                        Message::add_provider(round.record_key(i).to_vec(), self.local, &round.own_addrs)
+                    })
+                    .collect();
+                let messages = batch.len() as u32;
+                let request = net.wire.send_request_with_addresses(peer, batch, addrs.clone());
+                let purpose = Purpose::Batch {
+                    walk: *walk,
+                    messages,
+                };
+                self.requests.insert(request, (purpose, *peer));
+                round.batch_sent(u64::from(messages));
             }
         }
     }
@@ -996,7 +986,7 @@ fn round_event(operation: &Operation, finished: Finished) -> RoundEvent {
 
 /// The network's size as our routing table shows it: `k` peers within the distance of our
 /// `k`-th closest (the table knows our neighbourhood best); the peers known when fewer.
-fn network_size_from_table(kad: &mut kad::Behaviour<MemoryStore>, local: PeerId, k: usize) -> f64 {
+fn network_size_from_table(kad: &mut Kad, local: PeerId, k: usize) -> f64 {
     let own = kad::KBucketKey::from(local);
     let closest: Vec<PeerId> = kad
         .get_closest_local_peers(&own)

@@ -9,8 +9,7 @@
 //! stream after reading them acknowledges every record of the batch.
 
 use std::{
-    collections::{BTreeSet, HashMap},
-    ops::Range,
+    collections::{BTreeSet, HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -61,13 +60,21 @@ pub(crate) enum RoundStep {
     Provide(usize),
     /// Start a FIND_NODE lookup of `part`'s first key for the walk of `walk`.
     Explore { walk: Prefix, part: Prefix },
-    /// Send `peer` the records of the keys at these positions, for the walk of `walk`.
+    /// Send `peer` one batch: the records of the keys at these positions, for the walk of
+    /// `walk` (a peer's next batch goes once this one ended).
     Send {
         walk: Prefix,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        keys: Vec<Range<usize>>,
+        positions: Vec<usize>,
     },
+}
+
+/// A walk's sends to one peer: one batch on the wire at a time, so that a peer storing thousands
+/// of records reads them at its own pace instead of every batch waiting out its timeout at once.
+struct PeerSends {
+    addrs: Vec<Multiaddr>,
+    batches: VecDeque<Vec<usize>>,
 }
 
 /// A walk in flight.
@@ -77,8 +84,8 @@ struct ActiveWalk {
     started: Instant,
     /// Addresses of the peers its lookups found.
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Requests still out per peer; the peer's send ends with its last.
-    batches_out: HashMap<PeerId, usize>,
+    /// Peers with a batch out, and the batches they have still to get.
+    sending: HashMap<PeerId, PeerSends>,
 }
 
 enum Plan {
@@ -108,6 +115,8 @@ pub(crate) struct Round {
     /// The addresses our provider records announce.
     pub(crate) own_addrs: Vec<Multiaddr>,
     plan: Plan,
+    /// Steps that events made ready (a peer's next batch).
+    ready: Vec<RoundStep>,
     report: ReprovideRound,
 }
 
@@ -174,6 +183,7 @@ impl Round {
             record_keys,
             own_addrs,
             plan,
+            ready: Vec::new(),
             report,
         }
     }
@@ -205,18 +215,9 @@ impl Round {
         }
     }
 
-    /// The engine sent `requests` batches to a walk's peer.
-    pub(crate) fn batches_sent(&mut self, walk: Prefix, peer: PeerId, requests: usize, messages: u64) {
+    /// The engine sent a batch of `messages` ADD_PROVIDERs.
+    pub(crate) fn batch_sent(&mut self, messages: u64) {
         self.report.messages += messages;
-        if let Plan::Sweep { walks, .. } = &mut self.plan {
-            if let Some(active) = walks.get_mut(&walk) {
-                if requests == 0 {
-                    active.walk.on_sent();
-                } else {
-                    *active.batches_out.entry(peer).or_default() += requests;
-                }
-            }
-        }
     }
 
     /// Takes what became of earlier work.
@@ -268,10 +269,19 @@ impl Round {
                 let Some(active) = walks.get_mut(&walk) else {
                     return;
                 };
-                if let Some(out) = active.batches_out.get_mut(&peer) {
-                    *out -= 1;
-                    if *out == 0 {
-                        active.batches_out.remove(&peer);
+                let next = active.sending.get_mut(&peer).and_then(|sends| {
+                    let positions = sends.batches.pop_front()?;
+                    Some(RoundStep::Send {
+                        walk,
+                        peer,
+                        addrs: sends.addrs.clone(),
+                        positions,
+                    })
+                });
+                match next {
+                    Some(step) => self.ready.push(step),
+                    None => {
+                        active.sending.remove(&peer);
                         active.walk.on_sent();
                     }
                 }
@@ -282,7 +292,7 @@ impl Round {
 
     /// What to start now (empty: wait for events).
     pub(crate) fn poll(&mut self, now: Duration) -> Vec<RoundStep> {
-        let mut steps = Vec::new();
+        let mut steps = std::mem::take(&mut self.ready);
         match &mut self.plan {
             Plan::Classic { next, providing } => {
                 while providing.len() + steps.len() < self.workers && *next < self.keys.len() {
@@ -302,7 +312,7 @@ impl Round {
                             kind,
                             started: Instant::now(),
                             addresses: HashMap::new(),
-                            batches_out: HashMap::new(),
+                            sending: HashMap::new(),
                         },
                     );
                 }
@@ -314,12 +324,26 @@ impl Round {
                                 steps.push(RoundStep::Explore { walk: *prefix, part });
                                 break;
                             }
-                            WalkStep::Send { peer, keys } => steps.push(RoundStep::Send {
-                                walk: *prefix,
-                                peer,
-                                addrs: active.addresses.get(&peer).cloned().unwrap_or_default(),
-                                keys,
-                            }),
+                            WalkStep::Send { peer, keys } => {
+                                let positions: Vec<usize> = keys.into_iter().flatten().collect();
+                                let mut batches: VecDeque<Vec<usize>> = positions
+                                    .chunks(MAX_BATCH_MESSAGES)
+                                    .map(<[usize]>::to_vec)
+                                    .collect();
+                                let addrs = active.addresses.get(&peer).cloned().unwrap_or_default();
+                                match batches.pop_front() {
+                                    Some(first) => {
+                                        steps.push(RoundStep::Send {
+                                            walk: *prefix,
+                                            peer,
+                                            addrs: addrs.clone(),
+                                            positions: first,
+                                        });
+                                        active.sending.insert(peer, PeerSends { addrs, batches });
+                                    }
+                                    None => active.walk.on_sent(),
+                                }
+                            }
                             WalkStep::Wait => break,
                             WalkStep::Done => {
                                 done.push(*prefix);
