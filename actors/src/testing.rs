@@ -7,10 +7,33 @@ use actix::prelude::*;
 use tokio::runtime::Handle;
 
 use crate::{
+    dht::load::RequestKind,
     local_network::{self, LocalPeer, StartMode, TransportKind},
-    ContentId, DhtConfig, DhtError, DhtHandle, DhtMode, DhtOutcome, FleetMember, NodeActor, NodeId,
-    NodeRecipients,
+    ContentId, DhtClient, DhtConfig, DhtError, DhtHandle, DhtMode, DhtOutcome, FleetMember, NodeActor,
+    NodeId, NodeRecipients,
 };
+
+/// A DHT server peer of `client` for an in-process network over the memory transport, with the
+/// periodic bootstrap off (routing tables are wired) and 30 s deadlines.
+pub fn memory_server_config(client: DhtClient) -> DhtConfig {
+    let mut config = DhtConfig::default();
+    config
+        .set_mode(DhtMode::Server)
+        .set_client(client)
+        .set_periodic_bootstrap(None)
+        .set_provide_timeout(Duration::from_secs(30))
+        .set_retrieve_timeout(Duration::from_secs(30));
+    local_network::local_peer_config(&config, TransportKind::Memory)
+}
+
+/// ADD_PROVIDER requests `peers` have read so far, as they count them.
+pub fn add_providers_read(peers: &[&DhtHandle]) -> u64 {
+    let index = RequestKind::ALL
+        .iter()
+        .position(|k| *k == RequestKind::AddProvider)
+        .expect("ADD_PROVIDER is a request kind");
+    peers.iter().map(|p| p.load().requests[index]).sum()
+}
 
 /// Polls `predicate` every 50 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn wait_for<F, Fut>(timeout: Duration, mut predicate: F) -> bool

@@ -6,32 +6,24 @@
 use std::time::Duration;
 
 use parsec_actors::{
-    local_network::{self, dht_runtime, TransportKind},
-    testing::retrieve_until_found,
-    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, NO_PEER_REACHED,
+    local_network::{self, dht_runtime},
+    testing::{memory_server_config, retrieve_until_found},
+    ContentId, DhtClient, DhtConfig, DhtHandle, NO_PEER_REACHED,
 };
 use tokio::runtime::Handle;
 
 const BACKGROUND_PEERS: usize = 60;
 
-fn config(client: DhtClient) -> DhtConfig {
-    let mut config = DhtConfig::default();
-    config
-        .set_mode(DhtMode::Server)
-        .set_client(client)
-        .set_periodic_bootstrap(None)
-        .set_provide_timeout(Duration::from_secs(30))
-        .set_retrieve_timeout(Duration::from_secs(30));
-    local_network::local_peer_config(&config, TransportKind::Memory)
-}
-
 /// Background kad peers and one node per client, wired as a converged network; the nodes joined.
 async fn network(clients: &[DhtClient], runtime: &Handle) -> (Vec<DhtHandle>, Vec<DhtHandle>) {
-    let nodes: Vec<DhtConfig> = clients.iter().map(|client| config(*client)).collect();
+    let nodes: Vec<DhtConfig> = clients
+        .iter()
+        .map(|client| memory_server_config(*client))
+        .collect();
     // fullrt's join waits for its first complete crawl.
     local_network::spawn_with_nodes(
         BACKGROUND_PEERS,
-        &config(DhtClient::Libp2p),
+        &memory_server_config(DhtClient::Libp2p),
         &nodes,
         runtime,
         Duration::from_secs(60),
@@ -111,7 +103,9 @@ fn an_isolated_engine_node_reports_errors_and_fullrt_stays_unready() {
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         for client in &DhtClient::ALL[1..] {
-            let node = DhtHandle::spawn(config(*client), runtime.handle()).await.unwrap();
+            let node = DhtHandle::spawn(memory_server_config(*client), runtime.handle())
+                .await
+                .unwrap();
             let cid = ContentId::for_content(b"nobody to tell");
             let provided = node.provide(cid.clone()).await.unwrap();
             let retrieved = node.retrieve(cid).await.unwrap();
@@ -140,12 +134,14 @@ fn an_engine_provider_answers_lookups_with_its_own_record() {
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         for client in &DhtClient::ALL[1..] {
-            let provider = DhtHandle::spawn(config(*client), runtime.handle()).await.unwrap();
+            let provider = DhtHandle::spawn(memory_server_config(*client), runtime.handle())
+                .await
+                .unwrap();
             let cid = ContentId::for_content(format!("kept by its {client} provider").as_bytes());
             let provided = provider.provide(cid.clone()).await.unwrap();
             assert_eq!(provided.record_peers, Some(0), "{client}: nobody to store at");
 
-            let seeker = DhtHandle::spawn(config(DhtClient::Libp2p), runtime.handle())
+            let seeker = DhtHandle::spawn(memory_server_config(DhtClient::Libp2p), runtime.handle())
                 .await
                 .unwrap();
             let contact = (provider.peer_id(), provider.listen_addrs()[0].clone());

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use parsec_actors::{
-    dht::load::RequestKind,
     local_network::{self, dht_runtime, TransportKind},
+    testing::add_providers_read,
     Connections, ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode,
 };
 use tokio::runtime::Handle;
@@ -46,15 +46,6 @@ async fn network(nodes: &[DhtConfig], runtime: &Handle) -> (Vec<DhtHandle>, Vec<
     .unwrap()
 }
 
-/// ADD_PROVIDER requests the peers have read so far, as they count them.
-fn add_providers_received(peers: &[&DhtHandle]) -> u64 {
-    let index = RequestKind::ALL
-        .iter()
-        .position(|k| *k == RequestKind::AddProvider)
-        .unwrap();
-    peers.iter().map(|p| p.load().requests[index]).sum()
-}
-
 #[test]
 fn stores_count_when_the_peers_have_the_record_and_lookups_cross_the_network() {
     let runtime = dht_runtime(2).unwrap();
@@ -66,10 +57,10 @@ fn stores_count_when_the_peers_have_the_record_and_lookups_cross_the_network() {
 
         for (client, provider) in &nodes {
             let cid = ContentId::for_content(format!("honest {client}").as_bytes());
-            let before = add_providers_received(&all);
+            let before = add_providers_read(&all);
             let provided = provider.provide(cid.clone()).await.unwrap();
             // Read at once: what the peers had received when the provide returned.
-            let received = add_providers_received(&all) - before;
+            let received = add_providers_read(&all) - before;
             assert_eq!(provided.error, None, "{client}: {provided:?}");
             let stored = u64::from(provided.record_peers.unwrap());
             assert!(stored >= 1, "{client}: {provided:?}");

@@ -11,10 +11,9 @@
 use std::{collections::HashSet, time::Duration};
 
 use parsec_actors::{
-    dht::load::RequestKind,
-    local_network::{self, dht_runtime, TransportKind},
-    testing::retrieve_until_found,
-    ContentId, DhtClient, DhtConfig, DhtError, DhtHandle, DhtMode, PeerId, ReprovideStrategy, Strategy,
+    local_network::{self, dht_runtime},
+    testing::{add_providers_read, memory_server_config, retrieve_until_found},
+    ContentId, DhtClient, DhtError, DhtHandle, PeerId, ReprovideStrategy, Strategy,
 };
 use parsec_kad::Key;
 
@@ -24,25 +23,6 @@ const KEYS: usize = 400;
 const WORKERS: usize = 8;
 /// CIDs of a round whose placement and retrieval are checked.
 const SAMPLE: usize = 20;
-
-fn config(client: DhtClient) -> DhtConfig {
-    let mut config = DhtConfig::default();
-    config
-        .set_mode(DhtMode::Server)
-        .set_client(client)
-        .set_periodic_bootstrap(None)
-        .set_provide_timeout(Duration::from_secs(30))
-        .set_retrieve_timeout(Duration::from_secs(30));
-    local_network::local_peer_config(&config, TransportKind::Memory)
-}
-
-fn add_providers_read(peers: &[&DhtHandle]) -> u64 {
-    let index = RequestKind::ALL
-        .iter()
-        .position(|k| *k == RequestKind::AddProvider)
-        .unwrap();
-    peers.iter().map(|p| p.load().requests[index]).sum()
-}
 
 fn cids(label: &str) -> Vec<ContentId> {
     (0..KEYS)
@@ -86,8 +66,8 @@ fn a_sweep_places_every_record_with_far_fewer_lookups_than_one_provide_per_cid()
     runtime.block_on(async {
         let (background, nodes) = local_network::spawn_with_nodes(
             BACKGROUND_PEERS,
-            &config(DhtClient::Libp2p),
-            &[config(DhtClient::Engine(Strategy::Classic))],
+            &memory_server_config(DhtClient::Libp2p),
+            &[memory_server_config(DhtClient::Engine(Strategy::Classic))],
             runtime.handle(),
             Duration::from_secs(60),
         )
@@ -149,12 +129,12 @@ fn a_default_peer_and_a_second_round_are_refused() {
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         let nodes = [
-            config(DhtClient::Libp2p),
-            config(DhtClient::Engine(Strategy::Classic)),
+            memory_server_config(DhtClient::Libp2p),
+            memory_server_config(DhtClient::Engine(Strategy::Classic)),
         ];
         let (_background, nodes) = local_network::spawn_with_nodes(
             30,
-            &config(DhtClient::Libp2p),
+            &memory_server_config(DhtClient::Libp2p),
             &nodes,
             runtime.handle(),
             Duration::from_secs(60),

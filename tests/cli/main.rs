@@ -74,6 +74,16 @@ fn stored_retrievals(database: &std::path::Path, column: &str, found_only: bool)
 
 /// Runs `parsec <command>` with each case's flags on a fresh SQLite path: each must fail with
 /// its message and no panic, before the storage opens (the file is never created).
+/// The whitespace-separated fields of the line of a printed table that has `columns` fields and
+/// `strategy` in its second.
+fn table_row(stdout: &str, strategy: &str, columns: usize) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|fields| fields.len() == columns && fields[1] == strategy)
+        .unwrap_or_else(|| panic!("no {strategy} row: {stdout}"))
+}
+
 fn assert_refused(command: &[&str], cases: &[(Vec<&str>, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("never.sqlite");

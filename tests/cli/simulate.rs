@@ -217,14 +217,7 @@ fn simulate_reprovide_compares_one_provide_per_key_with_the_sweep() {
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);
-    let row = |strategy: &str| -> Vec<String> {
-        stdout
-            .lines()
-            .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .find(|fields| fields.len() == 12 && fields[1] == strategy)
-            .unwrap_or_else(|| panic!("no {strategy} row: {stdout}"))
-    };
-    let (classic, sweep) = (row("classic"), row("sweep"));
+    let (classic, sweep) = (table_row(&stdout, "classic", 12), table_row(&stdout, "sweep", 12));
     assert_eq!(classic[2], "2000", "one lookup per key: {stdout}");
     assert!(sweep[2].parse::<u64>().unwrap() * 10 <= 2000, "{stdout}");
     for fields in [&classic, &sweep] {

@@ -350,14 +350,7 @@ fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
         .output()
         .unwrap();
     let stdout = parsec::testing::process::expect_success(&output);
-    let row = |strategy: &str| -> Vec<String> {
-        stdout
-            .lines()
-            .map(|line| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .find(|fields| fields.len() == 13 && fields[1] == strategy)
-            .unwrap_or_else(|| panic!("no {strategy} row: {stdout}"))
-    };
-    let (classic, sweep) = (row("classic"), row("sweep"));
+    let (classic, sweep) = (table_row(&stdout, "classic", 13), table_row(&stdout, "sweep", 13));
     for fields in [&classic, &sweep] {
         assert_eq!(fields[0], "200", "{stdout}");
         assert_eq!(&fields[11..], ["100.0%", "100.0%"], "found and placed: {stdout}");

@@ -231,6 +231,14 @@ mod tests {
         Key::from_bytes(bytes)
     }
 
+    /// The `k` of `peers` closest to `part`'s first key, as a lookup of it answers.
+    fn closest(peers: &[(Key, u32)], part: Prefix, k: usize) -> Vec<(Key, u32)> {
+        let mut closest = peers.to_vec();
+        closest.sort_by_key(|(p, _)| p.distance(&part.first_key()));
+        closest.truncate(k);
+        closest
+    }
+
     /// A walk of the root over 40 peers: one lookup that finds all of them (every one under
     /// the root), so the exploration splits and looks up the halves; answered from the full set.
     #[test]
@@ -244,13 +252,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match walk.step(&keys, &BTreeSet::new()) {
-                WalkStep::Lookup(part) => {
-                    let target = part.first_key();
-                    let mut closest = peers.clone();
-                    closest.sort_by_key(|(p, _)| p.distance(&target));
-                    closest.truncate(k);
-                    walk.on_lookup(closest);
-                }
+                WalkStep::Lookup(part) => walk.on_lookup(closest(&peers, part, k)),
                 WalkStep::Send { peer, keys: ranges } => {
                     for position in ranges.into_iter().flatten() {
                         copies[position] += 1;
@@ -298,13 +300,7 @@ mod tests {
         let mut walk: Walk<u32> = Walk::new(Prefix::of(&key(0), 1), 2, 8, 20);
         loop {
             match walk.step(&keys, &BTreeSet::new()) {
-                WalkStep::Lookup(part) => {
-                    let target = part.first_key();
-                    let mut closest = peers.clone();
-                    closest.sort_by_key(|(p, _)| p.distance(&target));
-                    closest.truncate(2);
-                    walk.on_lookup(closest);
-                }
+                WalkStep::Lookup(part) => walk.on_lookup(closest(&peers, part, 2)),
                 WalkStep::Send { .. } => panic!("no key under the prefix"),
                 WalkStep::Wait => panic!("nothing in flight"),
                 WalkStep::Done => break,
