@@ -125,7 +125,7 @@ fn a_sweep_places_every_record_with_far_fewer_lookups_than_one_provide_per_cid()
 }
 
 #[test]
-fn a_default_peer_and_a_second_round_are_refused() {
+fn a_default_peer_a_second_round_and_an_isolated_node_are_refused() {
     let runtime = dht_runtime(2).unwrap();
     runtime.block_on(async {
         let nodes = [
@@ -142,6 +142,20 @@ fn a_default_peer_and_a_second_round_are_refused() {
         .await
         .unwrap();
         let keys: Vec<ContentId> = cids("refused").into_iter().take(50).collect();
+        // A node that reaches nobody stores nothing: an error with either strategy.
+        let isolated = DhtHandle::spawn(
+            memory_server_config(DhtClient::Engine(Strategy::Classic)),
+            runtime.handle(),
+        )
+        .await
+        .unwrap();
+        for strategy in ReprovideStrategy::ALL {
+            let alone = isolated.reprovide(&keys, strategy, 2).await.unwrap_err();
+            assert!(
+                matches!(&alone, DhtError::Reprovide(why) if why.contains("no peer stored")),
+                "{strategy}: {alone}"
+            );
+        }
         let refused = nodes[0]
             .reprovide(&keys, ReprovideStrategy::Sweep, 1)
             .await

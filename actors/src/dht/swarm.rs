@@ -557,7 +557,16 @@ impl SwarmTask {
         };
         if let Some(report) = engine.take_round_report() {
             if let Some(reply) = self.reprovide_reply.take() {
-                let _ = reply.send(Ok(report));
+                // A round that left no record anywhere reached no peer: an error, not a figure.
+                let outcome = if report.keys > 0 && report.copies_stored == 0 {
+                    Err(DhtError::Reprovide(format!(
+                        "no peer stored any of the {} records ({} lookups, {} requests failed)",
+                        report.keys, report.lookups, report.failures
+                    )))
+                } else {
+                    Ok(report)
+                };
+                let _ = reply.send(outcome);
             }
         }
         for finished in engine.take_finished() {
