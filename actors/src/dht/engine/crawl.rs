@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use libp2p::{Multiaddr, PeerId};
-use parsec_kad::{Key, SortedPeers};
+use parsec_kad::{region::Prefix, Key, SortedPeers};
 use rand::RngCore;
 
 /// Peers a crawl lists at most: memory stays bounded on a network larger than we expect (the
@@ -222,16 +222,12 @@ pub(crate) fn peer_key(peer: &PeerId) -> Key {
     Key::hash_of(&peer.to_bytes())
 }
 
-/// Random bytes whose SHA-256 shares exactly `cpl` leading bits with `key` (about 2^(cpl+1)
-/// hashes).
+/// Bytes whose SHA-256 shares exactly `cpl` leading bits with `key` (about 2^(cpl+1) hashes): a
+/// preimage of the first `cpl + 1` bits of `key` with bit `cpl` flipped ([`Key::preimage`], up
+/// to its 28 bits; a crawl never reaches buckets that deep).
 fn preimage_at_cpl(key: &Key, cpl: u32, rng: &mut impl RngCore) -> Vec<u8> {
-    let mut bytes = vec![0u8; 32];
-    loop {
-        rng.fill_bytes(&mut bytes);
-        if Key::hash_of(&bytes).common_prefix_len(key) == cpl {
-            return bytes;
-        }
-    }
+    let sibling = Prefix::of(key, cpl).child(!key.bit(cpl)).first_key();
+    sibling.preimage(cpl + 1, rng.next_u64()).to_vec()
 }
 
 #[cfg(test)]
