@@ -76,6 +76,70 @@ macro_rules! pubsub_values {
     };
 }
 
+/// The values of a round's row of `reprovide_rounds_ecs` (`round`) or of
+/// `reprovide_observations_ecs` (`observation`), or of one row of `reprovide_regions_ecs`
+/// (`region`), with the backend's conversions for UUIDs and timestamps.
+macro_rules! reprovide_values {
+    (round, $row:expr, $uuid:expr, $time:expr) => {{
+        use reprovide_rounds_ecs as t;
+        let row: &ReprovideRow = $row;
+        (
+            (
+                t::measurement_id.eq($uuid(row.measurement_id)),
+                t::scheduler_id.eq(row.scheduler_id),
+                t::node_id.eq(row.node_id),
+                t::round_id.eq($uuid(row.round_id)),
+                t::trace_id.eq(&row.trace_id),
+                t::started_at.eq($time(row.started_at)),
+                t::strategy.eq(&row.strategy),
+                t::workers.eq(row.workers),
+                t::cids.eq(row.cids),
+                t::duration.eq(row.duration),
+                t::error.eq(&row.error),
+            ),
+            (
+                t::lookups.eq(row.lookups),
+                t::messages.eq(row.messages),
+                t::failures.eq(row.failures),
+                t::copies_stored.eq(row.copies_stored),
+            ),
+        )
+    }};
+    (observation, $row:expr, $uuid:expr) => {{
+        use reprovide_observations_ecs as t;
+        let row: &ReprovideRow = $row;
+        (
+            t::round_measurement_id.eq($uuid(row.measurement_id)),
+            t::walks.eq(row.walks),
+            t::connections.eq(row.connections),
+            t::bytes_out.eq(row.bytes_out),
+            t::cpu.eq(row.cpu),
+            t::peak_memory.eq(row.peak_memory),
+            t::sampled.eq(row.sampled),
+            t::found.eq(row.found),
+            t::placements.eq(row.placements),
+            t::placed.eq(row.placed),
+        )
+    }};
+    (region, $row:expr, $uuid:expr) => {{
+        use reprovide_regions_ecs as t;
+        let row: &RegionRow = $row;
+        (
+            t::round_measurement_id.eq($uuid(row.round_measurement_id)),
+            t::walk.eq(row.walk),
+            t::prefix.eq(&row.prefix),
+            t::regions.eq(row.regions),
+            t::peers.eq(row.peers),
+            t::cids.eq(row.cids),
+            t::lookups.eq(row.lookups),
+            t::messages.eq(row.messages),
+            t::failures.eq(row.failures),
+            t::copies_stored.eq(row.copies_stored),
+            t::duration.eq(row.duration),
+        )
+    }};
+}
+
 /// `offline_since` after a heartbeat at `$at`: cleared when it is older (a scheduler's mark the
 /// heartbeat disproves), kept otherwise (the node's own shutdown, which comes after its beats).
 macro_rules! offline_unless_older_than {

@@ -13,6 +13,9 @@
 pub mod shutdown;
 mod storage;
 
+pub(crate) use storage::store_reprovide_rounds;
+pub use storage::MeasuredRound;
+
 use std::{
     collections::BTreeMap,
     future::Future,

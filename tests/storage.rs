@@ -30,8 +30,8 @@ use parsec_actors::{
 };
 
 /// The embedded Postgres migrations: parsec's schema, our columns, `record_peers`, golang-migrate's
-/// version, the pubsub tables, `connections`.
-const POSTGRES_MIGRATIONS: usize = 12;
+/// version, the pubsub tables, `connections`, the six indexes, the reprovide tables.
+const POSTGRES_MIGRATIONS: usize = 13;
 
 fn cluster() -> TempPostgres {
     TempPostgres::start().unwrap_or_else(|e| panic!("cannot start a throwaway PostgreSQL: {e}"))
@@ -969,6 +969,173 @@ async fn pubsub_rows_are_stored_in_their_tables_on_both_backends() {
         };
         assert_eq!(stored, expected_pubsub(&batch), "{target:?}");
         assert_eq!(retrievals, 1, "{target:?}");
+    }
+}
+
+/// A reprovide round's row and its observations, as read back from outside the store.
+#[derive(QueryableByName, Clone, Debug, PartialEq)]
+struct StoredRound {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    strategy: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    cids: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    lookups: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    copies_stored: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    duration: f64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    error: Option<String>,
+    #[diesel(sql_type = Integer)]
+    walks: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    bytes_out: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    peak_memory: Option<i64>,
+    #[diesel(sql_type = Integer)]
+    found: i32,
+    #[diesel(sql_type = Integer)]
+    placed: i32,
+}
+
+const STORED_ROUND: &str = "SELECT r.strategy, r.cids, r.lookups, r.copies_stored, r.duration, r.error, \
+     o.walks, o.bytes_out, o.peak_memory, o.found, o.placed \
+     FROM reprovide_rounds_ecs r JOIN reprovide_observations_ecs o ON o.round_measurement_id = r.measurement_id";
+
+/// A sweep's walk as read back.
+#[derive(QueryableByName, Debug, PartialEq)]
+struct StoredRegion {
+    #[diesel(sql_type = Integer)]
+    walk: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    prefix: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    cids: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    copies_stored: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    duration: f64,
+}
+
+const STORED_REGIONS: &str =
+    "SELECT walk, prefix, cids, copies_stored, duration FROM reprovide_regions_ecs ORDER BY walk";
+
+/// A sweep round of three walks (prefixes `0`, `10`, `11`) that stored 20 copies of 300 CIDs.
+fn sweep_round(node: NodeId) -> Measurement {
+    use parsec_actors::{ReprovideDetails, ReprovideRound, ReprovideStrategy, WalkReport};
+    let walk = |bits: &str, keys: u64, millis: u64| {
+        let mut key = [0u8; 32];
+        for (i, bit) in bits.chars().enumerate() {
+            if bit == '1' {
+                key[i / 8] |= 0x80 >> (i % 8);
+            }
+        }
+        let prefix = parsec_kad::region::Prefix::of(&parsec_kad::Key::from_bytes(key), bits.len() as u32);
+        WalkReport {
+            prefix: Some(prefix),
+            regions: 1,
+            peers: 25,
+            keys,
+            lookups: 2,
+            messages: 20 * keys + 30,
+            failures: 0,
+            copies_stored: 20 * keys,
+            duration: Duration::from_millis(millis),
+        }
+    };
+    let mut round = ReprovideRound {
+        keys: 300,
+        duration: Duration::from_millis(2500),
+        ..ReprovideRound::default()
+    };
+    for walk in [walk("0", 150, 900), walk("10", 80, 1200), walk("11", 70, 1300)] {
+        round.add_walk(walk);
+    }
+    let details = ReprovideDetails {
+        strategy: ReprovideStrategy::Sweep,
+        workers: 4,
+        round,
+        connections: Some(60),
+        bytes_out: Some(1 << 20),
+        cpu: Some(Duration::from_millis(300)),
+        peak_memory: None,
+        sampled: 10,
+        found: 10,
+        placements: 200,
+        placed: 199,
+    };
+    Measurement::reprovide(
+        parsec_actors::RoundId::new(),
+        "sweep",
+        node,
+        Utc::now(),
+        details.failure(),
+        details,
+    )
+}
+
+/// A reprovide round goes through the sink like any measurement: its round row, its observations
+/// and a row per prefix walked, on both backends, once however often the batch is written.
+#[actix::test]
+async fn reprovide_rounds_are_stored_in_their_tables_on_both_backends() {
+    let pg = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("reprovide.sqlite");
+    let expected_round = StoredRound {
+        strategy: "sweep".to_owned(),
+        cids: 300,
+        lookups: 6,
+        copies_stored: 6000,
+        duration: 2.5,
+        error: None,
+        walks: 3,
+        bytes_out: Some(1 << 20),
+        peak_memory: None,
+        found: 10,
+        placed: 199,
+    };
+    let expected_regions = [("0", 150, 0.9), ("10", 80, 1.2), ("11", 70, 1.3)]
+        .iter()
+        .enumerate()
+        .map(|(walk, &(prefix, cids, duration))| StoredRegion {
+            walk: walk as i32,
+            prefix: prefix.to_owned(),
+            cids,
+            copies_stored: 20 * cids,
+            duration,
+        })
+        .collect::<Vec<_>>();
+    for target in [
+        DatabaseTarget::Postgres { url: pg.url() },
+        DatabaseTarget::Sqlite { path: sqlite.clone() },
+    ] {
+        let store = Store::open(&target).await.unwrap();
+        let (node, scheduler) = register_sample(&store).await.unwrap();
+        let batch = vec![sweep_round(node)];
+        for _ in 0..2 {
+            parsec_actors::MeasurementSink::write(&store.measurement_sink(scheduler), batch.clone())
+                .await
+                .unwrap();
+        }
+        let (rounds, regions): (Vec<StoredRound>, Vec<StoredRegion>) = match &target {
+            DatabaseTarget::Postgres { url } => {
+                let mut conn = connect(url).await;
+                (
+                    diesel::sql_query(STORED_ROUND).load(&mut conn).await.unwrap(),
+                    diesel::sql_query(STORED_REGIONS).load(&mut conn).await.unwrap(),
+                )
+            }
+            DatabaseTarget::Sqlite { path } => {
+                let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+                (
+                    diesel::RunQueryDsl::load(diesel::sql_query(STORED_ROUND), &mut conn).unwrap(),
+                    diesel::RunQueryDsl::load(diesel::sql_query(STORED_REGIONS), &mut conn).unwrap(),
+                )
+            }
+        };
+        assert_eq!(rounds, std::slice::from_ref(&expected_round), "{target:?}");
+        assert_eq!(regions, expected_regions, "{target:?}");
     }
 }
 

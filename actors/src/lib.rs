@@ -58,12 +58,12 @@ pub use heartbeat::{GoOffline, HeartbeatActor};
 pub use libp2p::{identity, multiaddr, Multiaddr, PeerId};
 pub use model::{
     random_content, Connections, ContentId, InvalidCid, Measurement, NodeId, Operation, OperationReport,
-    PubsubDetails, Readiness, RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED, NOT_DELIVERED,
-    NOT_FOUND, NO_PEER_REACHED, RUST_LIBP2P, STORED_AT_NO_PEER,
+    PubsubDetails, Readiness, ReprovideDetails, RoundId, StepMeasurement, CONTENT_SIZE, DEADLINE_EXCEEDED,
+    NOT_DELIVERED, NOT_FOUND, NO_PEER_REACHED, RUST_LIBP2P, STORED_AT_NO_PEER,
 };
 pub use node::{CheckReadiness, NodeActor, NodeRecipients, ProvideContent, RetrieveContent};
 pub use parsec_kad::{
-    reprovide::{ReprovideRound, ReprovideStrategy},
+    reprovide::{ReprovideRound, ReprovideStrategy, WalkReport},
     Strategy,
 };
 pub use recorder::{drain, Flush, GetStats, MeasurementRecorder, RecordMeasurement, RecorderStats};

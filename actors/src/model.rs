@@ -156,6 +156,8 @@ pub enum Operation {
     Publish,
     /// One receiver's first copy of a pubsub message.
     Delivery,
+    /// A reprovide round: one node sent the records of all its CIDs again.
+    Reprovide,
 }
 
 impl Operation {
@@ -166,6 +168,7 @@ impl Operation {
             Operation::Retrieval => "retrieval",
             Operation::Publish => "publish",
             Operation::Delivery => "delivery",
+            Operation::Reprovide => "reprovide",
         }
     }
 }
@@ -253,6 +256,9 @@ pub struct Measurement {
     /// For a publish or a delivery: what pubsub rows hold beside the identity columns (`cid` then
     /// holds the message id).
     pub pubsub: Option<PubsubDetails>,
+    /// For a reprovide round: its figures and walks (`cid` is then empty: a round reprovides
+    /// many).
+    pub reprovide: Option<Box<ReprovideDetails>>,
 }
 
 impl Measurement {
@@ -283,6 +289,38 @@ impl Measurement {
             record_peers: None,
             connections: None,
             pubsub: Some(details),
+            reprovide: None,
+        }
+    }
+
+    /// The row of a reprovide round that `node` of `fleet` ran in `round`, started at
+    /// `started_at`; it lasted the round's duration, and `error` says why it did not count.
+    pub fn reprovide(
+        round: RoundId,
+        fleet: &str,
+        node: NodeId,
+        started_at: chrono::DateTime<chrono::Utc>,
+        error: Option<String>,
+        details: ReprovideDetails,
+    ) -> Self {
+        Measurement {
+            id: uuid::Uuid::new_v4(),
+            round,
+            fleet: fleet.to_owned(),
+            node,
+            operation: Operation::Reprovide,
+            cid: String::new(),
+            step: Operation::Reprovide.step().to_owned(),
+            probe: 0,
+            started_at,
+            duration: details.round.duration,
+            error,
+            routing_table_size: 0,
+            trace_id: None,
+            record_peers: None,
+            connections: None,
+            pubsub: None,
+            reprovide: Some(Box::new(details)),
         }
     }
 
@@ -316,6 +354,63 @@ impl Measurement {
             duration: deadline,
             error: Some(NOT_DELIVERED.to_owned()),
             ..self
+        }
+    }
+}
+
+/// What a reprovide round's row holds beyond the columns every measurement has.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReprovideDetails {
+    pub strategy: parsec_kad::reprovide::ReprovideStrategy,
+    /// Provides (classic) or walks (sweep) at once.
+    pub workers: u32,
+    /// The round's totals and its walks.
+    pub round: parsec_kad::reprovide::ReprovideRound,
+    /// Where measured: connections the provider opened or accepted, bytes it wrote to its
+    /// protocol streams, CPU and peak resident memory of its work.
+    pub connections: Option<u64>,
+    pub bytes_out: Option<u64>,
+    pub cpu: Option<Duration>,
+    pub peak_memory: Option<u64>,
+    /// Afterwards: sampled CIDs and those another peer found; (sampled CID, true closest peer)
+    /// pairs and those whose peer holds the record.
+    pub sampled: u32,
+    pub found: u32,
+    pub placements: u32,
+    pub placed: u32,
+}
+
+impl ReprovideDetails {
+    fn share(part: u32, whole: u32) -> f64 {
+        f64::from(part) / f64::from(whole.max(1))
+    }
+
+    /// The share of sampled CIDs another peer found.
+    pub fn found_share(&self) -> f64 {
+        Self::share(self.found, self.sampled)
+    }
+
+    /// The share of the sampled CIDs' true closest peers that hold the record.
+    pub fn placed_share(&self) -> f64 {
+        Self::share(self.placed, self.placements)
+    }
+
+    /// New connections per CID, where measured.
+    pub fn connections_per_key(&self) -> Option<f64> {
+        Some(self.connections? as f64 / self.round.keys.max(1) as f64)
+    }
+
+    /// Why the round does not count: it stored no record, or no sampled CID was found.
+    pub fn failure(&self) -> Option<String> {
+        if self.round.copies_stored == 0 {
+            Some(format!("no peer stored any of the {} records", self.round.keys))
+        } else if self.sampled > 0 && self.found == 0 {
+            Some(format!(
+                "no other peer found any of the {} sampled CIDs",
+                self.sampled
+            ))
+        } else {
+            None
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn sample_measurement(operation: crate::Operation, duration: Duration) -> cr
         record_peers: None,
         connections: None,
         pubsub: None,
+        reprovide: None,
     }
 }
 

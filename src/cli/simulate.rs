@@ -2,6 +2,7 @@
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
+use anyhow::Context as _;
 use clap::Args;
 use parsec_actors::{NodeId, RoundConfig};
 
@@ -168,7 +169,11 @@ fn share(name: &str, value: f64) -> anyhow::Result<f64> {
 
 impl SimulateArgs {
     /// Reprovide rounds at each key count: a line per strategy, and the lookup ratio.
-    fn run_reprovide(&self, sim: &SimConfig) -> anyhow::Result<ExitCode> {
+    fn run_reprovide(
+        &self,
+        sim: &SimConfig,
+        database: Option<&crate::db::DatabaseTarget>,
+    ) -> anyhow::Result<ExitCode> {
         if self.reprovide.contains(&0) {
             anyhow::bail!("--reprovide takes key counts of at least 1, e.g. 100000,1000000");
         }
@@ -179,10 +184,15 @@ impl SimulateArgs {
         }
         println!(
             "parsec simulate --reprovide: {} nodes ({} profile), {} workers, {} sampled keys; virtual time, \
-             simulator figures (not stored in the database)\n",
+             simulator figures\n",
             sim.nodes, self.profile, self.reprovide_workers, self.reprovide_sample
         );
         println!("{}", reprovide::header());
+        let storing = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime that stores the rounds")?;
+        let mut failed = false;
         for &keys in &self.reprovide {
             let runs = reprovide::run(
                 sim,
@@ -197,8 +207,24 @@ impl SimulateArgs {
             if let Some(ratio) = reprovide::ratio_line(&runs) {
                 println!("{ratio}");
             }
+            let measured: Vec<_> = runs.iter().map(reprovide::ReprovideRun::measured).collect();
+            for round in &measured {
+                if let Some(error) = &round.error {
+                    eprintln!("error: the {} round of {keys} keys: {error}", round.fleet);
+                    failed = true;
+                }
+            }
+            // Each key count stored once measured: a later count's failure loses nothing.
+            if let Some(target) = database {
+                let scheduler = storing.block_on(crate::job::store_reprovide_rounds(target, measured))?;
+                println!("{:>9} stored in {target} as scheduler {scheduler}", keys);
+            }
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 
     fn config(&self, database: &DatabaseArgs) -> anyhow::Result<SimRunConfig> {
@@ -272,7 +298,7 @@ impl SimulateArgs {
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         let config = self.config(database)?;
         if !self.reprovide.is_empty() {
-            return self.run_reprovide(&config.sim);
+            return self.run_reprovide(&config.sim, config.database.as_ref());
         }
         let report = run::run_until_signalled(config.clone(), super::INTERRUPT_HINT)?;
         println!(

@@ -350,7 +350,7 @@ impl TestnetArgs {
     pub(crate) fn run(self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
         match self.protocol {
             Measured::Gossipsub => return self.run_pubsub(database),
-            Measured::Reprovide => return self.run_reprovide(),
+            Measured::Reprovide => return self.run_reprovide(database),
             Measured::Dht => {}
         }
         let config = self.config(database)?;
@@ -402,7 +402,8 @@ impl TestnetArgs {
 
     /// Reprovide rounds: a line per strategy; fails when a round stored nothing or another peer
     /// found none of its sampled CIDs.
-    fn run_reprovide(&self) -> anyhow::Result<ExitCode> {
+    fn run_reprovide(&self, database: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+        let target = database.target()?;
         let mut dht = DhtConfig::default();
         dht.set_alpha(self.alpha)
             .set_protocol(self.kad_protocol.clone())
@@ -424,7 +425,7 @@ impl TestnetArgs {
         let runtime = parsec_actors::local_network::dht_runtime(self.threads.get())?;
         println!(
             "parsec testnet --protocol reprovide: {} peers over {:?}, latency {}, {} CIDs a round, {} workers, \
-             {} sampled; figures measured on real peers in this run (not yet stored in the database)\n",
+             {} sampled; figures measured on real peers in this run\n",
             config.peers,
             self.transport,
             self.latency.map_or("none".to_owned(), |rtt| format!("{rtt:?} RTT")),
@@ -434,20 +435,15 @@ impl TestnetArgs {
         );
         println!("{}", reprovide::header());
         let handle = runtime.handle().clone();
-        let rows = runtime.block_on(reprovide::run(&config, &handle));
+        let rows = runtime.block_on(async {
+            let rows = reprovide::run(&config, &handle).await?;
+            let scheduler = crate::job::store_reprovide_rounds(&target, rows.clone()).await?;
+            anyhow::Ok((rows, scheduler))
+        });
         runtime.shutdown_timeout(Duration::from_secs(2));
-        let rows = rows?;
-        let failed: Vec<String> = rows
-            .iter()
-            .filter(|row| row.round.copies_stored == 0 || row.found == 0)
-            .map(|row| {
-                format!(
-                    "the {} round stored no record another peer could find",
-                    row.strategy
-                )
-            })
-            .collect();
+        let (rows, scheduler) = rows?;
         if let [classic, sweep] = &rows[..] {
+            let (classic, sweep) = (&classic.details, &sweep.details);
             if classic.strategy != sweep.strategy && sweep.round.lookups > 0 {
                 println!(
                     "\n{} needs {:.0}× the lookups of {}, measured side by side in this run",
@@ -457,13 +453,21 @@ impl TestnetArgs {
                 );
             }
         }
-        for reason in &failed {
-            eprintln!("error: {reason}");
+        println!(
+            "stored in {target} as scheduler {scheduler}: tables reprovide_rounds_ecs, \
+             reprovide_observations_ecs and reprovide_regions_ecs"
+        );
+        let mut failed = false;
+        for row in &rows {
+            if let Some(error) = &row.error {
+                eprintln!("error: the {} round: {error}", row.details.strategy);
+                failed = true;
+            }
         }
-        Ok(if failed.is_empty() {
-            ExitCode::SUCCESS
-        } else {
+        Ok(if failed {
             ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         })
     }
 

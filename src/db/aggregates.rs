@@ -240,6 +240,7 @@ impl Select {
             Operation::Retrieval => "retrievals_ecs",
             Operation::Publish => "pubsub_publishes_ecs",
             Operation::Delivery => "pubsub_deliveries_ecs",
+            Operation::Reprovide => "reprovide_rounds_ecs",
         };
         let mut select = Select {
             dialect,

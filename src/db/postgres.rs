@@ -13,8 +13,14 @@ use ipnet::IpNet;
 use parsec_actors::{Measurement, NodeId, NodeQuery, SchedulerId, SinkError};
 
 use super::{
-    rows::{DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, PubsubRow, SchedulerRow, TableRows},
-    schema::{nodes_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, schedulers_ecs},
+    rows::{
+        DiscoveredRow, MeasurementRow, MeasurementTable, NodeRow, PubsubRow, RegionRow, ReprovideRow,
+        SchedulerRow, TableRows,
+    },
+    schema::{
+        nodes_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, reprovide_observations_ecs,
+        reprovide_regions_ecs, reprovide_rounds_ecs, schedulers_ecs,
+    },
     tls, DbError,
 };
 
@@ -93,6 +99,8 @@ impl PgStore {
             retrievals,
             publishes,
             deliveries,
+            reprovides,
+            regions,
         } = TableRows::of(scheduler, &batch)?;
         let mut conn = self.connection().await.map_err(|e| SinkError(e.to_string()))?;
         conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -113,6 +121,38 @@ impl PgStore {
                     .map(|row| pubsub_values!(delivery, row, std::convert::identity, std::convert::identity))
                     .collect();
                 diesel::insert_into(pubsub_deliveries_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            // A round before its regions, which refer to it.
+            for chunk in reprovides.chunks(PUBSUB_ROWS_PER_INSERT / 2) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| reprovide_values!(round, row, std::convert::identity, std::convert::identity))
+                    .collect();
+                diesel::insert_into(reprovide_rounds_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| reprovide_values!(observation, row, std::convert::identity))
+                    .collect();
+                diesel::insert_into(reprovide_observations_ecs::table)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+            }
+            for chunk in regions.chunks(ROWS_PER_INSERT) {
+                let values: Vec<_> = chunk
+                    .iter()
+                    .map(|row| reprovide_values!(region, row, std::convert::identity))
+                    .collect();
+                diesel::insert_into(reprovide_regions_ecs::table)
                     .values(values)
                     .on_conflict_do_nothing()
                     .execute(conn)

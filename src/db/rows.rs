@@ -51,6 +51,9 @@ pub(crate) struct TableRows {
     pub(crate) retrievals: Vec<MeasurementRow>,
     pub(crate) publishes: Vec<PubsubRow>,
     pub(crate) deliveries: Vec<PubsubRow>,
+    pub(crate) reprovides: Vec<ReprovideRow>,
+    /// The walks of the rounds in `reprovides`.
+    pub(crate) regions: Vec<RegionRow>,
 }
 
 impl TableRows {
@@ -63,6 +66,11 @@ impl TableRows {
                 Operation::Retrieval => rows.retrievals.push(MeasurementRow::new(scheduler, measurement)?),
                 Operation::Publish => rows.publishes.push(PubsubRow::new(scheduler, measurement)?),
                 Operation::Delivery => rows.deliveries.push(PubsubRow::new(scheduler, measurement)?),
+                Operation::Reprovide => {
+                    let (round, regions) = ReprovideRow::new(scheduler, measurement)?;
+                    rows.reprovides.push(round);
+                    rows.regions.extend(regions);
+                }
             }
         }
         Ok(rows)
@@ -101,6 +109,121 @@ impl PubsubRow {
     }
 }
 
+/// One row of `reprovide_rounds_ecs`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ReprovideRow {
+    pub(crate) measurement_id: Uuid,
+    pub(crate) scheduler_id: i32,
+    pub(crate) node_id: i32,
+    pub(crate) round_id: Uuid,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) strategy: String,
+    pub(crate) workers: i32,
+    pub(crate) cids: i64,
+    /// Seconds.
+    pub(crate) duration: f64,
+    pub(crate) error: Option<String>,
+    pub(crate) lookups: i64,
+    pub(crate) messages: i64,
+    pub(crate) failures: i64,
+    pub(crate) copies_stored: i64,
+    pub(crate) walks: i32,
+    pub(crate) connections: Option<i64>,
+    pub(crate) bytes_out: Option<i64>,
+    /// Seconds.
+    pub(crate) cpu: Option<f64>,
+    pub(crate) peak_memory: Option<i64>,
+    pub(crate) sampled: i32,
+    pub(crate) found: i32,
+    pub(crate) placements: i32,
+    pub(crate) placed: i32,
+}
+
+/// One row of `reprovide_regions_ecs`: a prefix a sweep walked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RegionRow {
+    pub(crate) round_measurement_id: Uuid,
+    pub(crate) walk: i32,
+    pub(crate) prefix: String,
+    pub(crate) regions: i32,
+    pub(crate) peers: i32,
+    pub(crate) cids: i64,
+    pub(crate) lookups: i64,
+    pub(crate) messages: i64,
+    pub(crate) failures: i64,
+    pub(crate) copies_stored: i64,
+    /// Seconds.
+    pub(crate) duration: f64,
+}
+
+/// Counts saturate rather than fail: a figure beyond the column is still a figure.
+fn int8(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn saturate4(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
+}
+
+impl ReprovideRow {
+    /// The round's row and one row per prefix its sweep walked (a classic round's walks are its
+    /// provides, one per CID: the round row holds them).
+    fn new(scheduler: SchedulerId, measurement: &Measurement) -> Result<(Self, Vec<RegionRow>), SinkError> {
+        let details = measurement.reprovide.as_deref().ok_or_else(|| {
+            SinkError("a reprovide measurement without its round cannot be stored".to_owned())
+        })?;
+        let round = &details.round;
+        let row = Self {
+            measurement_id: measurement.id,
+            scheduler_id: int4(scheduler.0, "scheduler id").map_err(SinkError)?,
+            node_id: int4(measurement.node.0, "node id").map_err(SinkError)?,
+            round_id: measurement.round.0,
+            trace_id: measurement.trace_id.clone(),
+            started_at: measurement.started_at,
+            strategy: details.strategy.name().to_owned(),
+            workers: saturate4(details.workers),
+            cids: int8(round.keys as u64),
+            duration: measurement.duration.as_secs_f64(),
+            error: measurement.error.clone(),
+            lookups: int8(round.lookups),
+            messages: int8(round.messages),
+            failures: int8(round.failures),
+            copies_stored: int8(round.copies_stored),
+            walks: saturate4(round.walks()),
+            connections: details.connections.map(int8),
+            bytes_out: details.bytes_out.map(int8),
+            cpu: details.cpu.map(|cpu| cpu.as_secs_f64()),
+            peak_memory: details.peak_memory.map(int8),
+            sampled: saturate4(details.sampled),
+            found: saturate4(details.found),
+            placements: saturate4(details.placements),
+            placed: saturate4(details.placed),
+        };
+        let regions = round
+            .walks
+            .iter()
+            .enumerate()
+            .filter_map(|(index, walk)| {
+                Some(RegionRow {
+                    round_measurement_id: measurement.id,
+                    walk: saturate4(index),
+                    prefix: walk.prefix?.to_string(),
+                    regions: saturate4(walk.regions),
+                    peers: saturate4(walk.peers),
+                    cids: int8(walk.keys),
+                    lookups: int8(walk.lookups),
+                    messages: int8(walk.messages),
+                    failures: int8(walk.failures),
+                    copies_stored: int8(walk.copies_stored),
+                    duration: walk.duration.as_secs_f64(),
+                })
+            })
+            .collect();
+        Ok((row, regions))
+    }
+}
+
 /// One row of `provides_ecs` or `retrievals_ecs`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MeasurementRow {
@@ -135,7 +258,7 @@ impl MeasurementRow {
             table: match measurement.operation {
                 Operation::Provide => MeasurementTable::Provides,
                 Operation::Retrieval => MeasurementTable::Retrievals,
-                Operation::Publish | Operation::Delivery => {
+                Operation::Publish | Operation::Delivery | Operation::Reprovide => {
                     return Err(SinkError(format!(
                         "a {} row is not a DHT row",
                         measurement.operation

@@ -105,6 +105,60 @@ diesel::table! {
 }
 
 diesel::table! {
+    reprovide_observations_ecs (id) {
+        id -> Int4,
+        round_measurement_id -> Uuid,
+        walks -> Int4,
+        connections -> Nullable<Int8>,
+        bytes_out -> Nullable<Int8>,
+        cpu -> Nullable<Float8>,
+        peak_memory -> Nullable<Int8>,
+        sampled -> Int4,
+        found -> Int4,
+        placements -> Int4,
+        placed -> Int4,
+    }
+}
+
+diesel::table! {
+    reprovide_regions_ecs (id) {
+        id -> Int4,
+        round_measurement_id -> Uuid,
+        walk -> Int4,
+        prefix -> Text,
+        regions -> Int4,
+        peers -> Int4,
+        cids -> Int8,
+        lookups -> Int8,
+        messages -> Int8,
+        failures -> Int8,
+        copies_stored -> Int8,
+        duration -> Float8,
+    }
+}
+
+diesel::table! {
+    reprovide_rounds_ecs (id) {
+        id -> Int4,
+        scheduler_id -> Int4,
+        node_id -> Int4,
+        round_id -> Uuid,
+        measurement_id -> Uuid,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamptz,
+        strategy -> Text,
+        workers -> Int4,
+        cids -> Int8,
+        duration -> Float8,
+        error -> Nullable<Text>,
+        lookups -> Int8,
+        messages -> Int8,
+        failures -> Int8,
+        copies_stored -> Int8,
+    }
+}
+
+diesel::table! {
     retrievals (id) {
         id -> Int4,
         node_id -> Int4,
@@ -164,6 +218,8 @@ diesel::joinable!(pubsub_deliveries_ecs -> nodes_ecs (node_id));
 diesel::joinable!(pubsub_deliveries_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(pubsub_publishes_ecs -> nodes_ecs (node_id));
 diesel::joinable!(pubsub_publishes_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(reprovide_rounds_ecs -> nodes_ecs (node_id));
+diesel::joinable!(reprovide_rounds_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(retrievals -> nodes (node_id));
 diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
 diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
@@ -175,6 +231,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     provides_ecs,
     pubsub_deliveries_ecs,
     pubsub_publishes_ecs,
+    reprovide_observations_ecs,
+    reprovide_regions_ecs,
+    reprovide_rounds_ecs,
     retrievals,
     retrievals_ecs,
     runs,

@@ -15,9 +15,12 @@ use uuid::Uuid;
 use super::{
     migrations::SchemaPolicy,
     postgres::NodeTime,
-    rows::{DiscoveredRow, MeasurementRow, NodeRow, PubsubRow, SchedulerRow, TableRows},
+    rows::{
+        DiscoveredRow, MeasurementRow, NodeRow, PubsubRow, RegionRow, ReprovideRow, SchedulerRow, TableRows,
+    },
     sqlite_schema::{
-        nodes_ecs, provides_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, retrievals_ecs, schedulers_ecs,
+        nodes_ecs, provides_ecs, pubsub_deliveries_ecs, pubsub_publishes_ecs, reprovide_observations_ecs,
+        reprovide_regions_ecs, reprovide_rounds_ecs, retrievals_ecs, schedulers_ecs,
     },
     DbError,
 };
@@ -156,6 +159,8 @@ impl SqliteStore {
             retrievals,
             publishes,
             deliveries,
+            reprovides,
+            regions,
         } = TableRows::of(scheduler, &batch)?;
         self.with_connection(move |conn| {
             conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
@@ -168,6 +173,23 @@ impl SqliteStore {
                 for row in &deliveries {
                     diesel::insert_into(pubsub_deliveries_ecs::table)
                         .values(pubsub_values!(delivery, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                // A round before its regions, which refer to it.
+                for row in &reprovides {
+                    diesel::insert_into(reprovide_rounds_ecs::table)
+                        .values(reprovide_values!(round, row, text, utc))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                    diesel::insert_into(reprovide_observations_ecs::table)
+                        .values(reprovide_values!(observation, row, text))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                }
+                for row in &regions {
+                    diesel::insert_into(reprovide_regions_ecs::table)
+                        .values(reprovide_values!(region, row, text))
                         .on_conflict_do_nothing()
                         .execute(conn)?;
                 }

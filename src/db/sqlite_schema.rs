@@ -81,6 +81,60 @@ diesel::table! {
 }
 
 diesel::table! {
+    reprovide_observations_ecs (id) {
+        id -> Integer,
+        round_measurement_id -> Text,
+        walks -> Integer,
+        connections -> Nullable<BigInt>,
+        bytes_out -> Nullable<BigInt>,
+        cpu -> Nullable<Double>,
+        peak_memory -> Nullable<BigInt>,
+        sampled -> Integer,
+        found -> Integer,
+        placements -> Integer,
+        placed -> Integer,
+    }
+}
+
+diesel::table! {
+    reprovide_regions_ecs (id) {
+        id -> Integer,
+        round_measurement_id -> Text,
+        walk -> Integer,
+        prefix -> Text,
+        regions -> Integer,
+        peers -> Integer,
+        cids -> BigInt,
+        lookups -> BigInt,
+        messages -> BigInt,
+        failures -> BigInt,
+        copies_stored -> BigInt,
+        duration -> Double,
+    }
+}
+
+diesel::table! {
+    reprovide_rounds_ecs (id) {
+        id -> Integer,
+        scheduler_id -> Integer,
+        node_id -> Integer,
+        round_id -> Text,
+        measurement_id -> Text,
+        trace_id -> Nullable<Text>,
+        started_at -> Timestamp,
+        strategy -> Text,
+        workers -> Integer,
+        cids -> BigInt,
+        duration -> Double,
+        error -> Nullable<Text>,
+        lookups -> BigInt,
+        messages -> BigInt,
+        failures -> BigInt,
+        copies_stored -> BigInt,
+    }
+}
+
+diesel::table! {
     retrievals_ecs (id) {
         id -> Integer,
         scheduler_id -> Integer,
@@ -115,6 +169,8 @@ diesel::joinable!(pubsub_deliveries_ecs -> nodes_ecs (node_id));
 diesel::joinable!(pubsub_deliveries_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(pubsub_publishes_ecs -> nodes_ecs (node_id));
 diesel::joinable!(pubsub_publishes_ecs -> schedulers_ecs (scheduler_id));
+diesel::joinable!(reprovide_rounds_ecs -> nodes_ecs (node_id));
+diesel::joinable!(reprovide_rounds_ecs -> schedulers_ecs (scheduler_id));
 diesel::joinable!(retrievals_ecs -> nodes_ecs (node_id));
 diesel::joinable!(retrievals_ecs -> schedulers_ecs (scheduler_id));
 
@@ -123,6 +179,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     provides_ecs,
     pubsub_deliveries_ecs,
     pubsub_publishes_ecs,
+    reprovide_observations_ecs,
+    reprovide_regions_ecs,
+    reprovide_rounds_ecs,
     retrievals_ecs,
     schedulers_ecs,
 );

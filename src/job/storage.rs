@@ -239,3 +239,68 @@ where
         }
     }
 }
+
+/// A reprovide round measured outside a fleet (the testnet's, the simulator's), to store with the
+/// node that provided.
+#[derive(Clone, Debug)]
+pub struct MeasuredRound {
+    /// The providing node's fleet (its strategy's name) and peer id.
+    pub fleet: String,
+    pub peer_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Why the round does not count (it stored no record, or no sampled CID was found).
+    pub error: Option<String>,
+    pub details: parsec_actors::ReprovideDetails,
+}
+
+/// Stores `rounds` in `target` as any measurement is stored: the run registers as the scheduler
+/// of their fleets, each providing node as a node of its fleet (marked offline at once: it is
+/// gone when the run ends), and the rounds go through the store's sink. Returns the scheduler id.
+pub(crate) async fn store_reprovide_rounds(
+    target: &DatabaseTarget,
+    rounds: Vec<MeasuredRound>,
+) -> anyhow::Result<SchedulerId> {
+    let store = Store::open(target)
+        .await
+        .with_context(|| format!("opening the database {target}"))?;
+    let mut fleets: Vec<String> = rounds.iter().map(|round| round.fleet.clone()).collect();
+    fleets.dedup();
+    let scheduler = store
+        .insert_scheduler(SchedulerRegistration {
+            fleets,
+            dependencies: host::dependencies(),
+        })
+        .await
+        .context("registering the run as a scheduler")?;
+    let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let round = parsec_actors::RoundId::new();
+    let mut batch = Vec::with_capacity(rounds.len());
+    for measured in rounds {
+        let registration =
+            host::registration(resources.clone(), measured.peer_id, measured.fleet.clone(), 0, 0);
+        let node = store
+            .register_node(registration)
+            .await
+            .context("registering the providing node")?;
+        store
+            .mark_offline(node, chrono::Utc::now())
+            .await
+            .context("marking the providing node offline")?;
+        batch.push(Measurement::reprovide(
+            round,
+            &measured.fleet,
+            node,
+            measured.started_at,
+            measured.error,
+            measured.details,
+        ));
+    }
+    store
+        .measurement_sink(scheduler)
+        .write(batch)
+        .await
+        .context("storing the reprovide rounds")?;
+    Ok(scheduler)
+}

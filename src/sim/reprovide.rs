@@ -16,23 +16,37 @@ use std::{
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Key, ReprovideRound, ReprovideStrategy, SimConfig, Simulation};
+use parsec_actors::ReprovideDetails;
+
+use super::{Key, ReprovideStrategy, SimConfig, Simulation};
+use crate::job::MeasuredRound;
 
 /// One strategy's round at one key count, and what the checks saw.
 #[derive(Clone, Debug)]
 pub struct ReprovideRun {
-    pub keys: usize,
-    pub strategy: ReprovideStrategy,
-    pub round: ReprovideRound,
+    /// The round (in virtual time) and the sample's checks: placements are (sampled key, true
+    /// `k` closest answering peer but the provider) pairs.
+    pub details: ReprovideDetails,
+    /// The node that reprovided.
+    pub provider: u32,
     /// The round's wall time (not its virtual time).
     pub wall: Duration,
-    /// The process's peak resident memory after the round, when the system says.
+    /// The simulator's peak resident memory after the round, when the system says.
     pub peak_bytes: Option<u64>,
-    /// Over the sample: the share of each key's true `k` closest answering peers (the provider
-    /// aside) holding its record, averaged.
-    pub placed: f64,
-    /// Over the sample: the share of keys a random other node finds.
-    pub found: f64,
+}
+
+impl ReprovideRun {
+    /// The run as a row to store: virtual time; the simulator's CPU and memory are not a
+    /// provider's, so they stay out of the row.
+    pub fn measured(&self) -> MeasuredRound {
+        MeasuredRound {
+            fleet: self.details.strategy.name().to_owned(),
+            peer_id: super::servers::SimServer::peer_id(self.provider),
+            started_at: chrono::Utc::now(),
+            error: self.details.failure(),
+            details: self.details.clone(),
+        }
+    }
 }
 
 /// Runs `strategies` at `keys` keys, `workers` walks or provides at once, checking `sample`
@@ -60,26 +74,29 @@ pub fn run(
         let round = sim.reprovide_keeping(from, &sorted, strategy, workers, &|key| kept.contains(key));
         let wall = started.elapsed();
         let peak_bytes = crate::telemetry::peak_rss_bytes();
-        let (placed, found) = check(&mut sim, from, &sampled, &mut rng);
+        let checks = check(&mut sim, from, &sampled, &mut rng);
         runs.push(ReprovideRun {
-            keys,
-            strategy,
-            round,
+            details: ReprovideDetails {
+                strategy,
+                workers: u32::try_from(workers).unwrap_or(u32::MAX),
+                round,
+                sampled: sampled.len() as u32,
+                ..checks
+            },
+            provider: from,
             wall,
             peak_bytes,
-            placed,
-            found,
         });
     }
     Ok(runs)
 }
 
-/// Over `sample`: the share of each key's true `k` closest answering peers (the provider aside)
-/// that hold its record, on average; and the share of keys a random other node finds.
-fn check(sim: &mut Simulation, from: u32, sample: &[Key], rng: &mut impl Rng) -> (f64, f64) {
+/// Over `sample`: the (key, true `k` closest answering peer but the provider) pairs and those
+/// whose peer holds the key's record; and the keys a random other node finds.
+fn check(sim: &mut Simulation, from: u32, sample: &[Key], rng: &mut impl Rng) -> ReprovideDetails {
     let k = sim.network().k();
     let nodes = sim.network().len() as u32;
-    let (mut placed, mut found) = (0.0, 0);
+    let mut checks = ReprovideDetails::default();
     for key in sample {
         let closest: Vec<u32> = sim
             .network()
@@ -91,17 +108,17 @@ fn check(sim: &mut Simulation, from: u32, sample: &[Key], rng: &mut impl Rng) ->
             .iter()
             .filter(|&&peer| sim.network().holds_record(peer, key))
             .count();
-        placed += held as f64 / closest.len().max(1) as f64;
+        checks.placements += closest.len() as u32;
+        checks.placed += held as u32;
         let looker = loop {
             let node = rng.gen_range(0..nodes);
             if node != from && sim.network().answers(node) {
                 break node;
             }
         };
-        found += usize::from(sim.retrieve(looker, *key).error.is_none());
+        checks.found += u32::from(sim.retrieve(looker, *key).error.is_none());
     }
-    let count = sample.len().max(1) as f64;
-    (placed / count, found as f64 / count)
+    checks
 }
 
 /// The table's header line.
@@ -125,11 +142,11 @@ pub fn header() -> String {
 
 /// A row of the table.
 pub fn line(run: &ReprovideRun) -> String {
-    let round = &run.round;
+    let round = &run.details.round;
     format!(
         "{:>9} {:>8} {:>9} {:>11.4} {:>10.1} {:>10.1} {:>7} {:>13.0} {:>8.1} {:>9.0} {:>7.1}% {:>6.1}%",
-        run.keys,
-        run.strategy.name(),
+        round.keys,
+        run.details.strategy.name(),
         round.lookups,
         round.lookups_per_key(),
         round.messages_per_key(),
@@ -138,8 +155,8 @@ pub fn line(run: &ReprovideRun) -> String {
         round.keys_per_hour(),
         run.wall.as_secs_f64(),
         run.peak_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
-        run.placed * 100.0,
-        run.found * 100.0
+        run.details.placed_share() * 100.0,
+        run.details.found_share() * 100.0
     )
 }
 
@@ -147,8 +164,8 @@ pub fn line(run: &ReprovideRun) -> String {
 pub fn ratio_line(runs: &[ReprovideRun]) -> Option<String> {
     let lookups = |strategy| {
         runs.iter()
-            .find(|r| r.strategy == strategy)
-            .map(|r| r.round.lookups)
+            .find(|r| r.details.strategy == strategy)
+            .map(|r| r.details.round.lookups)
     };
     let (classic, sweep) = (
         lookups(ReprovideStrategy::Classic)?,
@@ -156,7 +173,7 @@ pub fn ratio_line(runs: &[ReprovideRun]) -> Option<String> {
     );
     Some(format!(
         "{:>9} classic/sweep lookups: {:.0}×, measured side by side in this run",
-        runs.first()?.keys,
+        runs.first()?.details.round.keys,
         classic as f64 / sweep.max(1) as f64
     ))
 }

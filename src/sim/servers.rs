@@ -205,9 +205,10 @@ impl SimServer {
         let kind = match operation {
             Operation::Provide => OperationKind::Provide,
             Operation::Retrieval => OperationKind::Retrieve,
-            Operation::Publish | Operation::Delivery => {
-                let refused =
-                    NodeError::InvalidRequest("the simulator measures the DHT, not pubsub".to_owned());
+            Operation::Publish | Operation::Delivery | Operation::Reprovide => {
+                let refused = NodeError::InvalidRequest(format!(
+                    "a simulated server takes provides and retrievals, not a {operation}"
+                ));
                 return Box::pin(futures::future::ready(Err(refused)));
             }
         };

@@ -118,6 +118,7 @@ impl ServerMetrics {
             Operation::Retrieval => "retrieval_ttfpr",
             Operation::Publish => "pubsub_publish",
             Operation::Delivery => "pubsub_delivery",
+            Operation::Reprovide => "reprovide_round",
         };
         for step in &report.measurements {
             self.durations

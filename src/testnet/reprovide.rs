@@ -15,13 +15,13 @@ use anyhow::{bail, Context as _};
 use futures::{stream, StreamExt as _};
 use parsec_actors::{
     local_network::{self, LocalPeer, StartMode, TransportKind},
-    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, ReprovideRound, ReprovideStrategy, Strategy,
+    ContentId, DhtClient, DhtConfig, DhtHandle, DhtMode, ReprovideDetails, ReprovideStrategy, Strategy,
 };
 use parsec_kad::Key;
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::progress::bar;
+use crate::{job::MeasuredRound, progress::bar};
 
 /// How long the nodes may take to join before the run is abandoned.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -48,46 +48,6 @@ pub struct ReprovideTestnetConfig {
     /// Seed of the CIDs and of the peers the checks ask.
     pub seed: u64,
     pub progress: bool,
-}
-
-/// One round and what was observed around it.
-#[derive(Clone, Debug)]
-pub struct ReprovideRow {
-    pub strategy: ReprovideStrategy,
-    pub round: ReprovideRound,
-    /// Connections the providing node opened or accepted during the round.
-    pub connections: u64,
-    /// Bytes the providing node wrote to its protocol streams during the round.
-    pub bytes_out: u64,
-    /// CPU its swarm and connection tasks spent during the round.
-    pub cpu: Duration,
-    /// Sampled CIDs, and those another peer found.
-    pub sampled: usize,
-    pub found: usize,
-    /// (sampled CID, true closest peer) pairs, and those whose peer holds the record.
-    pub placements: usize,
-    pub placed: usize,
-}
-
-impl ReprovideRow {
-    fn share(part: usize, whole: usize) -> f64 {
-        part as f64 / whole.max(1) as f64
-    }
-
-    /// The share of sampled CIDs another peer found.
-    pub fn found_share(&self) -> f64 {
-        Self::share(self.found, self.sampled)
-    }
-
-    /// The share of the sampled CIDs' true closest peers that hold the record.
-    pub fn placed_share(&self) -> f64 {
-        Self::share(self.placed, self.placements)
-    }
-
-    /// New connections per CID.
-    pub fn connections_per_key(&self) -> f64 {
-        self.connections as f64 / self.round.keys.max(1) as f64
-    }
 }
 
 impl ReprovideTestnetConfig {
@@ -143,7 +103,8 @@ pub fn header() -> String {
 }
 
 /// A row of the table.
-pub fn line(row: &ReprovideRow) -> String {
+pub fn line(measured: &MeasuredRound) -> String {
+    let row = &measured.details;
     let round = &row.round;
     format!(
         "{:>9} {:>8} {:>8.2} {:>10.0} {:>8} {:>11.4} {:>9.1} {:>10.1} {:>9.3} {:>8.1} {:>7.2} {:>6.1}% {:>6.1}%",
@@ -155,9 +116,9 @@ pub fn line(row: &ReprovideRow) -> String {
         round.lookups_per_key(),
         round.messages_per_key(),
         round.copies_per_key(),
-        row.connections_per_key(),
-        row.bytes_out as f64 / (1024.0 * 1024.0),
-        row.cpu.as_secs_f64(),
+        row.connections_per_key().unwrap_or(0.0),
+        row.bytes_out.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+        row.cpu.unwrap_or_default().as_secs_f64(),
         100.0 * row.found_share(),
         100.0 * row.placed_share()
     )
@@ -167,7 +128,7 @@ pub fn line(row: &ReprovideRow) -> String {
 pub async fn run(
     config: &ReprovideTestnetConfig,
     runtime: &tokio::runtime::Handle,
-) -> anyhow::Result<Vec<ReprovideRow>> {
+) -> anyhow::Result<Vec<MeasuredRound>> {
     config.check()?;
     let mut template = config.dht.clone();
     template.set_mode(DhtMode::Server);
@@ -205,6 +166,7 @@ pub async fn run(
     for (strategy, provider) in config.strategies.iter().copied().zip(&providers) {
         let cids = config.cids(strategy);
         let before = provider.load();
+        let started_at = chrono::Utc::now();
         let started = Instant::now();
         let round = provider
             .reprovide(&cids, strategy, config.workers)
@@ -220,16 +182,26 @@ pub async fn run(
             .chain(providers.iter().filter(|p| p.peer_id() != provider.peer_id()))
             .collect();
         let checks = check_sample(&sample, provider, &others, config.dht.k.get(), &mut rng).await?;
-        let row = ReprovideRow {
+        let details = ReprovideDetails {
             strategy,
+            workers: u32::try_from(config.workers).unwrap_or(u32::MAX),
             round,
-            connections: after.connections - before.connections,
-            bytes_out: after.bytes_out - before.bytes_out,
-            cpu: after.cpu.saturating_sub(before.cpu),
-            sampled: sample.len(),
+            connections: Some(after.connections - before.connections),
+            bytes_out: Some(after.bytes_out - before.bytes_out),
+            cpu: Some(after.cpu.saturating_sub(before.cpu)),
+            // The provider shares its process with every other peer of the testnet.
+            peak_memory: None,
+            sampled: sample.len() as u32,
             found: checks.found,
             placements: checks.placements,
             placed: checks.placed,
+        };
+        let row = MeasuredRound {
+            fleet: strategy.name().to_owned(),
+            peer_id: provider.peer_id().to_string(),
+            started_at,
+            error: details.failure(),
+            details,
         };
         println!("{}", line(&row));
         rows.push(row);
@@ -242,9 +214,9 @@ pub async fn run(
 
 #[derive(Default)]
 struct SampleChecks {
-    found: usize,
-    placements: usize,
-    placed: usize,
+    found: u32,
+    placements: u32,
+    placed: u32,
 }
 
 /// For each sampled CID: whether a random other peer finds it, and which of its true `k` closest
@@ -292,8 +264,8 @@ async fn check_sample(
     let mut total = SampleChecks::default();
     for check in checks {
         let (found, placements, placed) = check?;
-        total.found += usize::from(found);
-        total.placements += placements;
+        total.found += u32::from(found);
+        total.placements += placements as u32;
         total.placed += placed;
     }
     Ok(total)

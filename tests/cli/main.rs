@@ -248,3 +248,37 @@ fn migrations_run_on_their_own_and_no_migrate_refuses_a_database_that_lacks_them
     let (ok, pruned) = parsec(&["prune", "--older-than", "90d", "--batch-rows", "100"]);
     assert!(ok && pruned.contains("0 row(s) deleted"), "{pruned}");
 }
+
+/// A reprovide round as read back from a SQLite store, with the count and CIDs of its region
+/// rows.
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct StoredReprovide {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    strategy: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    lookups: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    found: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    regions: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    region_cids: i64,
+}
+
+/// The reprovide rounds stored in the SQLite file at `database`, by strategy.
+fn stored_reprovide_rounds(database: &std::path::Path) -> Vec<StoredReprovide> {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT r.strategy, r.lookups, o.found, \
+         (SELECT CAST(count(*) AS INTEGER) FROM reprovide_regions_ecs g \
+          WHERE g.round_measurement_id = r.measurement_id) AS regions, \
+         (SELECT CAST(coalesce(sum(cids), 0) AS BIGINT) FROM reprovide_regions_ecs g \
+          WHERE g.round_measurement_id = r.measurement_id) AS region_cids \
+         FROM reprovide_rounds_ecs r \
+         JOIN reprovide_observations_ecs o ON o.round_measurement_id = r.measurement_id \
+         ORDER BY r.strategy",
+    )
+    .load(&mut conn)
+    .unwrap()
+}

@@ -200,10 +200,15 @@ fn an_interrupt_says_what_it_does_and_what_was_measured_is_kept() {
 }
 
 /// Reprovide rounds in the simulator: a line per strategy, every sampled key at its true closest
-/// and found, the sweep's lookups a fraction of classic's one per key.
+/// and found, the sweep's lookups a fraction of classic's one per key; both rounds stored, the
+/// sweep's walks with every key once.
 #[test]
 fn simulate_reprovide_compares_one_provide_per_key_with_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("reprovide.sqlite");
     let output = Command::new(PARSEC)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
         .args([
             "simulate",
             "--nodes",
@@ -224,4 +229,21 @@ fn simulate_reprovide_compares_one_provide_per_key_with_the_sweep() {
         assert_eq!(fields[10], "100.0%", "placed: {stdout}");
     }
     assert!(stdout.contains("measured side by side in this run"), "{stdout}");
+    let stored = crate::stored_reprovide_rounds(&database);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let (classic_row, sweep_row) = (&stored[0], &stored[1]);
+    assert_eq!(
+        (
+            classic_row.strategy.as_str(),
+            classic_row.lookups,
+            classic_row.regions,
+            classic_row.found
+        ),
+        ("classic", 2000, 0, 50)
+    );
+    assert_eq!(sweep_row.lookups, sweep[2].parse::<i64>().unwrap(), "{stored:?}");
+    assert!(
+        sweep_row.regions >= 1 && sweep_row.region_cids == 2000,
+        "{stored:?}"
+    );
 }

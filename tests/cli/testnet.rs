@@ -325,10 +325,14 @@ fn a_star_sweep_compares_the_bootstrap_peer_with_the_others() {
 
 /// Reprovide rounds on real peers: the table's two rows, each sampled CID found by another peer
 /// and held by its true closest peers, and the sweep's lookups a fraction of classic's one per
-/// CID.
+/// CID; both rounds stored, the sweep's walks with every CID once.
 #[test]
 fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("reprovide.sqlite");
     let output = Command::new(PARSEC)
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
         .args([
             "testnet",
             "--protocol",
@@ -359,6 +363,23 @@ fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
     assert_eq!(lookups(&classic), 200, "{stdout}");
     assert!(lookups(&sweep) * 10 <= 200, "{stdout}");
     assert!(stdout.contains("measured side by side in this run"), "{stdout}");
+    assert!(stdout.contains("tables reprovide_rounds_ecs"), "{stdout}");
+
+    let stored = crate::stored_reprovide_rounds(&database);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let (classic_row, sweep_row) = (&stored[0], &stored[1]);
+    assert_eq!(
+        (classic_row.strategy.as_str(), classic_row.lookups),
+        ("classic", 200)
+    );
+    // A classic round's walks are its provides: no region rows.
+    assert_eq!((classic_row.regions, classic_row.found), (0, 20), "{stored:?}");
+    assert_eq!(sweep_row.lookups, lookups(&sweep) as i64, "{stored:?}");
+    // Every CID sent in exactly one walk.
+    assert!(
+        sweep_row.regions >= 1 && sweep_row.region_cids == 200,
+        "{stored:?}"
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::region::Prefix;
+
 /// How a node reprovides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum ReprovideStrategy {
@@ -43,9 +45,31 @@ pub struct ReprovideRound {
     pub failures: u64,
     /// Records acknowledged: one per key and peer that stored it.
     pub copies_stored: u64,
-    /// Each walk's time (sweep: a prefix's lookups, then its sends; classic: one provide).
-    pub walk_durations: Vec<Duration>,
+    /// Each walk (sweep: a prefix's lookups, then its sends; classic: one provide), in the order
+    /// they ended.
+    pub walks: Vec<WalkReport>,
     /// The round's time, its walks spread over the workers.
+    pub duration: Duration,
+}
+
+/// One walk of a round: what it cost and how long it took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalkReport {
+    /// The prefix scheduled (sweep; `None`: a classic provide).
+    pub prefix: Option<Prefix>,
+    /// Regions the explored prefix was cut into that held keys not sent before.
+    pub regions: u32,
+    /// Peers the exploration found under the prefix (classic: 0).
+    pub peers: u32,
+    /// Keys whose records it sent.
+    pub keys: u64,
+    /// Lookups, requests (lookup queries and ADD_PROVIDERs), failures and records acknowledged,
+    /// as the round counts them.
+    pub lookups: u64,
+    pub messages: u64,
+    pub failures: u64,
+    pub copies_stored: u64,
+    /// From its start to its last send's end.
     pub duration: Duration,
 }
 
@@ -62,7 +86,7 @@ impl ReprovideRound {
 
     /// Walks (sweep: prefixes walked; classic: provides).
     pub fn walks(&self) -> usize {
-        self.walk_durations.len()
+        self.walks.len()
     }
 
     /// Requests per key.
@@ -73,6 +97,16 @@ impl ReprovideRound {
     /// Acknowledged records per key.
     pub fn copies_per_key(&self) -> f64 {
         self.copies_stored as f64 / self.keys.max(1) as f64
+    }
+
+    /// Adds a walk that ended to the round's totals (the lookups, requests, failures and copies
+    /// the round did not count already).
+    pub fn add_walk(&mut self, walk: WalkReport) {
+        self.lookups += walk.lookups;
+        self.messages += walk.messages;
+        self.failures += walk.failures;
+        self.copies_stored += walk.copies_stored;
+        self.walks.push(walk);
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Walk<T> {
     max_sends_out: usize,
     regions: Vec<Prefix>,
     peers_found: usize,
+    /// Keys whose records the walk sends (each to its `k` closest).
+    keys: usize,
 }
 
 impl<T: Copy + Ord> Walk<T> {
@@ -80,6 +82,7 @@ impl<T: Copy + Ord> Walk<T> {
             max_sends_out: connections.max(1),
             regions: Vec::new(),
             peers_found: 0,
+            keys: 0,
         }
     }
 
@@ -146,6 +149,7 @@ impl<T: Copy + Ord> Walk<T> {
             let region_peers = &peer_keys[cut.peers.clone()];
             let mut per_peer: Vec<Vec<Range<usize>>> = vec![Vec::new(); region_peers.len()];
             for part in parts {
+                self.keys += part.len();
                 let batches = region::allocate(region_peers, &sorted_keys[part.clone()], self.k);
                 for (ranges, into) in batches.into_iter().zip(&mut per_peer) {
                     into.extend(
@@ -179,6 +183,11 @@ impl<T: Copy + Ord> Walk<T> {
     /// Peers the exploration found (0 while exploring).
     pub fn peers_found(&self) -> usize {
         self.peers_found
+    }
+
+    /// Keys whose records the walk sends (0 while exploring).
+    pub fn keys(&self) -> usize {
+        self.keys
     }
 
     /// The prefixes of the regions that held keys, once the sends were planned.

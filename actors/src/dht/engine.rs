@@ -471,7 +471,7 @@ impl Engine {
                     messages,
                 };
                 self.requests.insert(request, (purpose, *peer));
-                round.batch_sent(u64::from(messages));
+                round.batch_sent(*walk, u64::from(messages));
             }
         }
     }

@@ -208,6 +208,7 @@ impl Round {
                 record_peers: report.record_peers,
                 connections: report.connections,
                 pubsub: None,
+                reprovide: None,
             };
             if let Err(e) = self.recorder.send(RecordMeasurement(row)).await {
                 tracing::error!(node = %member.id, error = %e, "measurement recorder is gone; row lost");

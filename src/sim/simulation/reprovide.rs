@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use parsec_kad::reprovide::WalkReport;
 pub use parsec_kad::reprovide::{ReprovideRound, ReprovideStrategy};
 use parsec_kad::{
     region::Prefix,
@@ -23,18 +24,6 @@ use parsec_kad::{
 
 use super::{OperationKind, Simulation};
 use crate::sim::NodeIndex;
-
-/// One walk's work.
-#[derive(Default)]
-struct WalkDone {
-    /// The prefixes of the regions that held keys.
-    regions: Vec<Prefix>,
-    lookups: u64,
-    messages: u64,
-    failures: u64,
-    copies_stored: u64,
-    duration: Duration,
-}
 
 impl Simulation {
     /// `from` reprovides `sorted_keys` (ascending) with `strategy`, `workers` walks at once; the
@@ -68,16 +57,21 @@ impl Simulation {
             ReprovideStrategy::Classic => {
                 for key in sorted_keys {
                     let provided = self.provide(from, *key);
-                    round.lookups += 1;
-                    round.messages += u64::from(provided.messages);
-                    round.failures += u64::from(provided.failures);
-                    round.copies_stored += provided.peers.len() as u64;
-                    round.walk_durations.push(provided.duration);
+                    round.add_walk(WalkReport {
+                        keys: 1,
+                        lookups: 1,
+                        messages: u64::from(provided.messages),
+                        failures: u64::from(provided.failures),
+                        copies_stored: provided.peers.len() as u64,
+                        duration: provided.duration,
+                        ..WalkReport::default()
+                    });
                 }
             }
             ReprovideStrategy::Sweep => self.sweep_all(from, sorted_keys, workers, keep, &mut round),
         }
-        round.duration = makespan(&round.walk_durations, workers);
+        let durations: Vec<Duration> = round.walks.iter().map(|walk| walk.duration).collect();
+        round.duration = makespan(&durations, workers);
         round
     }
 
@@ -106,19 +100,16 @@ impl Simulation {
         // Walks end before the next starts here; their times are spread over workers after.
         let mut sent = BTreeSet::new();
         while let SweepStep::Walk { prefix, kind } = sweep.poll(Duration::ZERO) {
-            let walk = self.walk(from, prefix, sorted_keys, &sent, keep);
-            sent.extend(walk.regions.iter().copied());
-            round.lookups += walk.lookups;
-            round.copies_stored += walk.copies_stored;
-            round.messages += walk.messages;
-            round.failures += walk.failures;
-            round.walk_durations.push(walk.duration);
-            sweep.on_walked(prefix, kind, &walk.regions, Duration::ZERO);
+            let (walk, regions) = self.walk(from, prefix, sorted_keys, &sent, keep);
+            sent.extend(regions.iter().copied());
+            sweep.on_walked(prefix, kind, &regions, Duration::ZERO);
+            round.add_walk(walk);
         }
     }
 
     /// Explores `prefix` (widened while it holds fewer than `k` peers), then sends every key of
-    /// its regions to the key's `k` closest peers, [`CONNECTIONS_PER_WALK`] peers at a time.
+    /// its regions to the key's `k` closest peers, [`CONNECTIONS_PER_WALK`] peers at a time;
+    /// returns its report and the prefixes of the regions that held keys.
     fn walk(
         &mut self,
         from: NodeIndex,
@@ -126,14 +117,17 @@ impl Simulation {
         sorted_keys: &[Key],
         sent: &BTreeSet<Prefix>,
         keep: &dyn Fn(&Key) -> bool,
-    ) -> WalkDone {
+    ) -> (WalkReport, Vec<Prefix>) {
         let mut walk = Walk::new(
             prefix,
             self.network.k(),
             MAX_EXPLORATION_LOOKUPS,
             CONNECTIONS_PER_WALK,
         );
-        let mut done = WalkDone::default();
+        let mut done = WalkReport {
+            prefix: Some(prefix),
+            ..WalkReport::default()
+        };
         let mut rng = self.rng_for(OperationKind::Provide, from, &prefix.first_key());
         // The sends out at once, answered together: the wave lasts as long as its slowest.
         let mut wave: Vec<(NodeIndex, Vec<Range<usize>>)> = Vec::new();
@@ -179,8 +173,10 @@ impl Simulation {
             }
         }
         done.lookups = u64::from(walk.lookups());
-        done.regions = walk.regions().to_vec();
-        done
+        done.regions = walk.regions().len() as u32;
+        done.peers = walk.peers_found() as u32;
+        done.keys = walk.keys() as u64;
+        (done, walk.regions().to_vec())
     }
 }
 

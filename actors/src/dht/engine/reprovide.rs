@@ -16,7 +16,7 @@ use std::{
 use libp2p::{Multiaddr, PeerId};
 use parsec_kad::{
     region::Prefix,
-    reprovide::{ReprovideRound, ReprovideStrategy},
+    reprovide::{ReprovideRound, ReprovideStrategy, WalkReport},
     sweep::{Sweep, SweepConfig, SweepStep, WalkKind},
     walk::{Walk, WalkStep, CONNECTIONS_PER_WALK, MAX_EXPLORATION_LOOKUPS},
     Key,
@@ -86,6 +86,8 @@ struct ActiveWalk {
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     /// Peers with a batch out, and the batches they have still to get.
     sending: HashMap<PeerId, PeerSends>,
+    /// Its requests, failures and copies so far.
+    report: WalkReport,
 }
 
 enum Plan {
@@ -215,9 +217,20 @@ impl Round {
         }
     }
 
-    /// The engine sent a batch of `messages` ADD_PROVIDERs.
-    pub(crate) fn batch_sent(&mut self, messages: u64) {
-        self.report.messages += messages;
+    /// The engine sent a batch of `messages` ADD_PROVIDERs for the walk of `walk`.
+    pub(crate) fn batch_sent(&mut self, walk: Prefix, messages: u64) {
+        match self.walk_report(walk) {
+            Some(report) => report.messages += messages,
+            None => self.report.messages += messages,
+        }
+    }
+
+    /// The report of the walk of `walk` while it runs.
+    fn walk_report(&mut self, walk: Prefix) -> Option<&mut WalkReport> {
+        match &mut self.plan {
+            Plan::Sweep { walks, .. } => walks.get_mut(&walk).map(|active| &mut active.report),
+            Plan::Classic { .. } => None,
+        }
     }
 
     /// Takes what became of earlier work.
@@ -234,18 +247,24 @@ impl Round {
                 let Some(started) = providing.remove(&id) else {
                     return;
                 };
-                self.report.lookups += 1;
-                self.report.messages += u64::from(counts.requests);
-                self.report.failures += u64::from(counts.failures);
-                self.report.copies_stored += u64::from(record_peers);
-                self.report.walk_durations.push(started.elapsed());
+                self.report.add_walk(WalkReport {
+                    keys: 1,
+                    lookups: 1,
+                    messages: u64::from(counts.requests),
+                    failures: u64::from(counts.failures),
+                    copies_stored: u64::from(record_peers),
+                    duration: started.elapsed(),
+                    ..WalkReport::default()
+                });
             }
             (RoundEvent::Explored { id, counts, closest }, Plan::Sweep { walks, exploring, .. }) => {
-                self.report.messages += u64::from(counts.requests);
-                self.report.failures += u64::from(counts.failures);
                 let Some(active) = exploring.remove(&id).and_then(|walk| walks.get_mut(&walk)) else {
+                    self.report.messages += u64::from(counts.requests);
+                    self.report.failures += u64::from(counts.failures);
                     return;
                 };
+                active.report.messages += u64::from(counts.requests);
+                active.report.failures += u64::from(counts.failures);
                 let mut answer = Vec::with_capacity(closest.len());
                 for (key, peer, addrs) in closest {
                     if !addrs.is_empty() {
@@ -264,11 +283,13 @@ impl Round {
                 },
                 Plan::Sweep { walks, .. },
             ) => {
-                self.report.copies_stored += u64::from(stored);
-                self.report.failures += u64::from(messages.saturating_sub(stored));
                 let Some(active) = walks.get_mut(&walk) else {
+                    self.report.copies_stored += u64::from(stored);
+                    self.report.failures += u64::from(messages.saturating_sub(stored));
                     return;
                 };
+                active.report.copies_stored += u64::from(stored);
+                active.report.failures += u64::from(messages.saturating_sub(stored));
                 let next = active.sending.get_mut(&peer).and_then(|sends| {
                     let positions = sends.batches.pop_front()?;
                     Some(RoundStep::Send {
@@ -313,6 +334,10 @@ impl Round {
                             started: Instant::now(),
                             addresses: HashMap::new(),
                             sending: HashMap::new(),
+                            report: WalkReport {
+                                prefix: Some(prefix),
+                                ..WalkReport::default()
+                            },
                         },
                     );
                 }
@@ -356,10 +381,17 @@ impl Round {
                     let Some(active) = walks.remove(&prefix) else {
                         continue;
                     };
-                    self.report.lookups += u64::from(active.walk.lookups());
-                    self.report.walk_durations.push(active.started.elapsed());
                     sent.extend(active.walk.regions().iter().copied());
                     sweep.on_walked(prefix, active.kind, active.walk.regions(), now);
+                    let walk = &active.walk;
+                    self.report.add_walk(WalkReport {
+                        regions: walk.regions().len() as u32,
+                        peers: walk.peers_found() as u32,
+                        keys: walk.keys() as u64,
+                        lookups: u64::from(walk.lookups()),
+                        duration: active.started.elapsed(),
+                        ..active.report
+                    });
                 }
             }
         }
