@@ -702,3 +702,104 @@ fn a_simulation_leaves_its_report_with_hops_and_messages() {
         .contains("charts/effort.svg"));
     assert!(stdout.contains("report: "), "{stdout}");
 }
+
+/// A reprovide round of `strategy` over `cids` CIDs that took `seconds`, ran `lookups` lookups,
+/// stored 20 copies a CID and saw `found` of 10 sampled CIDs found (0: a failed round).
+fn reprovide_round(
+    node: parsec_actors::NodeId,
+    strategy: parsec_actors::ReprovideStrategy,
+    cids: usize,
+    seconds: f64,
+    lookups: u64,
+    found: u32,
+) -> Measurement {
+    use parsec_actors::{ReprovideDetails, ReprovideRound};
+    let details = ReprovideDetails {
+        strategy,
+        workers: 4,
+        round: ReprovideRound {
+            keys: cids,
+            lookups,
+            copies_stored: 20 * cids as u64,
+            duration: Duration::from_secs_f64(seconds),
+            ..ReprovideRound::default()
+        },
+        sampled: 10,
+        found,
+        ..ReprovideDetails::default()
+    };
+    Measurement::reprovide(
+        parsec_actors::RoundId::new(),
+        strategy.name(),
+        node,
+        day0(),
+        details.failure(),
+        details,
+    )
+}
+
+/// The report's reprovide rounds per strategy and CID count on both stores: CIDs per hour over
+/// the rounds' summed time, lookups per CID, found share, failed rounds counted but not pooled;
+/// its table and chart.
+#[tokio::test(flavor = "multi_thread")]
+async fn reprovide_rounds_are_reported_per_strategy_and_cid_count_on_both_stores() {
+    use parsec_actors::ReprovideStrategy::{Classic, Sweep};
+    let (_pg, dir, postgres, sqlite) = both_stores().await;
+    for (name, store) in [("postgres", &postgres), ("sqlite", &sqlite)] {
+        let (nodes, scheduler) = register_servers(store, "reprovide").await;
+        let batch = vec![
+            reprovide_round(nodes[0], Classic, 1000, 10.0, 1000, 10),
+            reprovide_round(nodes[1], Sweep, 1000, 1.0, 20, 10),
+            reprovide_round(nodes[1], Sweep, 1000, 3.0, 30, 9),
+            // Found nothing: counted, not pooled.
+            reprovide_round(nodes[1], Sweep, 1000, 0.5, 10, 0),
+            reprovide_round(nodes[1], Sweep, 4000, 2.0, 40, 10),
+        ];
+        store.measurement_sink(scheduler).write(batch).await.unwrap();
+        let all = report(store, &ReportRequest::default()).await;
+        let figures: Vec<(String, u64, u64, u64, f64, f64, f64)> = all
+            .reprovide
+            .iter()
+            .map(|g| {
+                (
+                    g.strategy.clone(),
+                    g.cids,
+                    g.rounds,
+                    g.successes,
+                    g.cids_per_hour.unwrap(),
+                    g.lookups_per_cid.unwrap(),
+                    g.found.unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                ("classic".to_owned(), 1000, 1, 1, 360_000.0, 1.0, 1.0),
+                ("sweep".to_owned(), 1000, 3, 2, 1_800_000.0, 0.025, 0.95),
+                ("sweep".to_owned(), 4000, 1, 1, 7_200_000.0, 0.01, 1.0),
+            ],
+            "{name}"
+        );
+        assert!(
+            all.reprovide.iter().all(|g| g.copies_per_cid == Some(20.0)),
+            "{name}"
+        );
+        // A store of rounds alone reports them alone.
+        assert!(all.operations.is_empty(), "{name}");
+
+        let out = dir.path().join(format!("{name}-reprovide"));
+        write(&all, Format::Text, Some(&out), false).unwrap();
+        let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+        assert!(
+            text.contains("reprovide rounds") && text.contains("1800000") && text.contains("0.0250"),
+            "{name}:\n{text}"
+        );
+        let charts = parsec::report::charts::charts(&all);
+        let chart = charts
+            .iter()
+            .find(|c| c.name == "reprovide")
+            .expect("a reprovide chart");
+        roxmltree::Document::parse(&chart.svg().unwrap()).unwrap();
+    }
+}

@@ -117,6 +117,70 @@ impl GroupStats {
     }
 }
 
+/// Reprovide rounds of one strategy at one CID count. Figures pool the rounds without error:
+/// CIDs per hour of their summed round time, lookups and copies per CID, the share of sampled
+/// CIDs found (`None` without such rounds).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReprovideStats {
+    pub strategy: String,
+    pub cids: u64,
+    pub rounds: u64,
+    pub successes: u64,
+    pub cids_per_hour: Option<f64>,
+    pub lookups_per_cid: Option<f64>,
+    pub copies_per_cid: Option<f64>,
+    pub found: Option<f64>,
+}
+
+#[derive(QueryableByName)]
+struct ReprovideGroupRow {
+    #[diesel(sql_type = Text)]
+    strategy: String,
+    #[diesel(sql_type = BigInt)]
+    cids: i64,
+    #[diesel(sql_type = BigInt)]
+    rounds: i64,
+    #[diesel(sql_type = BigInt)]
+    successes: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    seconds: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    lookups: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    copies: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    found: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    sampled: Option<f64>,
+}
+
+impl ReprovideGroupRow {
+    fn stats(self) -> ReprovideStats {
+        let successes = u64::try_from(self.successes).unwrap_or(0);
+        let cids = u64::try_from(self.cids).unwrap_or(0);
+        // The CIDs of the rounds the figures pool.
+        let pooled = (successes * cids) as f64;
+        let per_cid = |total: Option<f64>| total.filter(|_| pooled > 0.0).map(|t| t / pooled);
+        ReprovideStats {
+            strategy: self.strategy,
+            cids,
+            rounds: u64::try_from(self.rounds).unwrap_or(0),
+            successes,
+            cids_per_hour: self
+                .seconds
+                .filter(|&s| s > 0.0 && pooled > 0.0)
+                .map(|s| pooled / s * 3600.0),
+            lookups_per_cid: per_cid(self.lookups),
+            copies_per_cid: per_cid(self.copies),
+            found: self
+                .found
+                .zip(self.sampled)
+                .filter(|&(_, sampled)| sampled > 0.0)
+                .map(|(found, sampled)| found / sampled),
+        }
+    }
+}
+
 /// How often one error text occurred.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ErrorCount {
@@ -165,6 +229,24 @@ impl Store {
         };
         groups.sort_by(|a, b| (&a.fleet, &a.key).cmp(&(&b.fleet, &b.key)));
         Ok(groups)
+    }
+
+    /// Reprovide rounds that `filter` selects, per strategy and CID count.
+    pub async fn reprovide_stats(&self, filter: &ReportFilter) -> Result<Vec<ReprovideStats>, DbError> {
+        let rows: Vec<ReprovideGroupRow> = match self {
+            Store::Postgres(pg) => {
+                let query = Select::new(Dialect::Postgres, Operation::Reprovide, filter);
+                let mut conn = pg.connection().await?;
+                diesel_async::RunQueryDsl::load(query.pg(query.reprovide_groups()), &mut conn).await?
+            }
+            Store::Sqlite(sqlite) => {
+                let query = Select::new(Dialect::Sqlite, Operation::Reprovide, filter);
+                sqlite
+                    .with_connection(move |conn| Ok(query.sqlite(query.reprovide_groups()).load(conn)?))
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(ReprovideGroupRow::stats).collect())
     }
 
     /// The most frequent error texts of `operation`'s rows that `filter` selects, most frequent
@@ -269,7 +351,7 @@ impl Select {
         if let Some(until) = filter.until {
             select.condition(&format!("{time} <"), Bind::Time(until));
         }
-        if select.is_pubsub() {
+        if !select.is_dht() {
             if !filter.covers_pubsub() {
                 // No step and no routing-table size: such a filter selects none of these rows.
                 select.from_where += " AND 1 = 0";
@@ -283,23 +365,49 @@ impl Select {
         select
     }
 
-    fn is_pubsub(&self) -> bool {
-        matches!(self.operation, Operation::Publish | Operation::Delivery)
+    /// Whether the rows are parsec's provides and retrievals (with a step and a routing-table
+    /// size).
+    fn is_dht(&self) -> bool {
+        matches!(self.operation, Operation::Provide | Operation::Retrieval)
     }
 
     /// When a row happened: parsec's rows are written when the operation ended; a pubsub row
-    /// carries the publisher's send.
+    /// carries the publisher's send, a reprovide round its start.
     fn time_column(&self) -> &'static str {
-        if self.is_pubsub() {
-            "m.started_at"
-        } else {
+        if self.is_dht() {
             "m.created_at"
+        } else {
+            "m.started_at"
         }
+    }
+
+    /// Reprovide rounds per strategy and CID count: rounds, those without error, and over
+    /// those, CIDs per hour of round time and lookups, copies and findability per CID.
+    fn reprovide_groups(&self) -> String {
+        format!(
+            "SELECT m.strategy AS strategy, m.cids AS cids, count(*) AS rounds, \
+             CAST(coalesce(sum(CASE WHEN m.error IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
+             CAST(sum(CASE WHEN m.error IS NULL THEN m.duration END) AS DOUBLE PRECISION) AS seconds, \
+             CAST(sum(CASE WHEN m.error IS NULL THEN m.lookups END) AS DOUBLE PRECISION) AS lookups, \
+             CAST(sum(CASE WHEN m.error IS NULL THEN m.copies_stored END) AS DOUBLE PRECISION) AS copies, \
+             CAST(sum(CASE WHEN m.error IS NULL THEN o.found END) AS DOUBLE PRECISION) AS found, \
+             CAST(sum(CASE WHEN m.error IS NULL THEN o.sampled END) AS DOUBLE PRECISION) AS sampled \
+             {} GROUP BY 1, 2 ORDER BY 1, 2",
+            self.from_where.replacen(
+                " WHERE",
+                " JOIN reprovide_observations_ecs o ON o.round_measurement_id = m.measurement_id WHERE",
+                1
+            )
+        )
     }
 
     /// The columns of a group's pubsub figures (NULL for other operations): mean duplicates per
     /// delivered copy, and the mean clock uncertainty.
     fn pubsub_figures(&self) -> &'static str {
+        debug_assert!(
+            self.operation != Operation::Reprovide,
+            "reprovide rounds have no groups"
+        );
         match (self.operation, self.dialect) {
             (Operation::Delivery, Dialect::Postgres) => {
                 "avg(m.copies - 1) FILTER (WHERE m.error IS NULL)::float8 AS duplicates, \

@@ -11,7 +11,7 @@ use plotters::{
 };
 
 use super::data::{EffortHistogram, OperationReport, Report};
-use crate::db::aggregates::{GroupStats, Grouping};
+use crate::db::aggregates::{GroupStats, Grouping, ReprovideStats};
 
 /// Size of a chart, in pixels.
 const SIZE: (u32, u32) = (960, 540);
@@ -121,6 +121,7 @@ pub fn charts(report: &Report) -> Vec<Chart> {
         charts.extend(latency_timeline(operation));
     }
     charts.extend(success_timeline(&report.operations));
+    charts.extend(reprovide(report));
     if !report.effort.is_empty() {
         charts.push(Chart {
             name: "effort".into(),
@@ -129,6 +130,54 @@ pub fn charts(report: &Report) -> Vec<Chart> {
         });
     }
     charts
+}
+
+/// Reprovide rounds against their CID count: CIDs per hour and lookups per CID, a line per
+/// strategy (a gap where a strategy has no round without error at a count).
+fn reprovide(report: &Report) -> Option<Chart> {
+    if report.reprovide.is_empty() {
+        return None;
+    }
+    let mut counts: Vec<u64> = report.reprovide.iter().map(|g| g.cids).collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let mut strategies: Vec<&str> = report.reprovide.iter().map(|g| g.strategy.as_str()).collect();
+    strategies.sort_unstable();
+    strategies.dedup();
+    let panel = |title: &str, y_desc: &str, value: fn(&ReprovideStats) -> Option<f64>| Lines {
+        title: Some(title.to_owned()),
+        categories: counts.iter().map(|&n| format_count(n as f64)).collect(),
+        x_desc: "CIDs reprovided".to_owned(),
+        series: strategies
+            .iter()
+            .enumerate()
+            .map(|(color, strategy)| TimelineSeries {
+                label: (*strategy).to_owned(),
+                color,
+                dashed: false,
+                values: counts
+                    .iter()
+                    .map(|&n| {
+                        report
+                            .reprovide
+                            .iter()
+                            .find(|g| g.strategy == *strategy && g.cids == n)
+                            .and_then(value)
+                    })
+                    .collect(),
+            })
+            .collect(),
+        y_desc: y_desc.to_owned(),
+        scale: Scale::Of(Unit::Count),
+    };
+    Some(Chart {
+        name: "reprovide".into(),
+        title: "Reprovide rounds by CIDs reprovided, per strategy".into(),
+        plot: Plot::Panels(vec![
+            panel("CIDs per hour", "CIDs/h", |g| g.cids_per_hour),
+            panel("lookups per CID", "lookups/CID", |g| g.lookups_per_cid),
+        ]),
+    })
 }
 
 fn cdf(operation: &OperationReport) -> Option<Chart> {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use anyhow::Context as _;
 
 use crate::db::{
-    aggregates::{ErrorCount, GroupStats, Grouping, ReportFilter},
+    aggregates::{ErrorCount, GroupStats, Grouping, ReportFilter, ReprovideStats},
     DatabaseTarget, DbError, Store,
 };
 
@@ -72,6 +72,8 @@ pub struct Report {
     pub operations: Vec<OperationReport>,
     /// Hops and messages of simulated operations (only `parsec simulate` knows them).
     pub effort: Vec<EffortHistogram>,
+    /// Reprovide rounds per strategy and CID count (empty without rounds).
+    pub reprovide: Vec<ReprovideStats>,
 }
 
 /// One operation's figures.
@@ -185,6 +187,17 @@ pub async fn build(
         operations.clear();
     }
     operations.extend(pubsub);
+    // Rounds have no step and no routing-table size: a filter on either selects none.
+    let reprovide = if filter.covers_pubsub() {
+        progress.set_message("reprovide rounds");
+        store.reprovide_stats(filter).await?
+    } else {
+        Vec::new()
+    };
+    // A store of reprovide rounds alone reports them alone.
+    if !reprovide.is_empty() && operations.iter().all(|o| o.by_region.is_empty()) {
+        operations.clear();
+    }
     Ok(Report {
         title: request.title.clone(),
         generated_at: Utc::now(),
@@ -193,6 +206,7 @@ pub async fn build(
         previous_window,
         operations,
         effort: Vec::new(),
+        reprovide,
     })
 }
 

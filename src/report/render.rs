@@ -290,6 +290,41 @@ fn effort_table(report: &Report) -> Option<Table> {
     })
 }
 
+/// Reprovide rounds per strategy and CID count (figures over the rounds without error).
+fn reprovide_table(report: &Report) -> Option<Table> {
+    let figure = |value: Option<f64>, format: fn(f64) -> String| value.map_or_else(|| "-".to_owned(), format);
+    (!report.reprovide.is_empty()).then(|| Table {
+        columns: [
+            "strategy",
+            "CIDs",
+            "rounds",
+            "ok",
+            "CIDs/h",
+            "lookups/CID",
+            "copies/CID",
+            "found",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: report
+            .reprovide
+            .iter()
+            .map(|group| {
+                vec![
+                    group.strategy.clone(),
+                    group.cids.to_string(),
+                    group.rounds.to_string(),
+                    group.successes.to_string(),
+                    figure(group.cids_per_hour, |v| format!("{v:.0}")),
+                    figure(group.lookups_per_cid, |v| format!("{v:.4}")),
+                    figure(group.copies_per_cid, |v| format!("{v:.1}")),
+                    figure(group.found, |v| format!("{:.1}%", 100.0 * v)),
+                ]
+            })
+            .collect(),
+    })
+}
+
 fn header_lines(report: &Report) -> Vec<String> {
     let mut lines = vec![
         format!("source: {}", report.source),
@@ -363,6 +398,9 @@ fn text(report: &Report) -> String {
     if let Some(effort) = effort_table(report) {
         let _ = write!(out, "\nsimulated effort\n{}", text_table(&effort));
     }
+    if let Some(rounds) = reprovide_table(report) {
+        let _ = write!(out, "\n{REPROVIDE_HEADING}\n{}", text_table(&rounds));
+    }
     out
 }
 
@@ -410,6 +448,14 @@ fn markdown(report: &Report, charts: &[Chart]) -> String {
     if let Some(effort) = effort_table(report) {
         let _ = write!(out, "\n## Simulated effort\n\n{}", markdown_table(&effort));
     }
+    if let Some(rounds) = reprovide_table(report) {
+        let _ = write!(
+            out,
+            "\n## {}\n\n{}",
+            capitalized(REPROVIDE_HEADING),
+            markdown_table(&rounds)
+        );
+    }
     if !charts.is_empty() {
         out += "\n## Charts\n";
         for chart in charts {
@@ -418,6 +464,9 @@ fn markdown(report: &Report, charts: &[Chart]) -> String {
     }
     out
 }
+
+const REPROVIDE_HEADING: &str =
+    "reprovide rounds (CIDs/h, lookups and copies per CID, found: over rounds without error)";
 
 fn capitalized(text: &str) -> String {
     let mut chars = text.chars();
@@ -476,6 +525,14 @@ fn html(report: &Report, charts: &[Chart]) -> anyhow::Result<String> {
     }
     if let Some(effort) = effort_table(report) {
         let _ = write!(out, "<h2>Simulated effort</h2>\n{}", html_table(&effort));
+    }
+    if let Some(rounds) = reprovide_table(report) {
+        let _ = write!(
+            out,
+            "<h2>{}</h2>\n{}",
+            escape(&capitalized(REPROVIDE_HEADING)),
+            html_table(&rounds)
+        );
     }
     if !charts.is_empty() {
         out += "<h2>Charts</h2>\n";
