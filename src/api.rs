@@ -8,6 +8,7 @@ mod error;
 mod handlers;
 mod hangup;
 pub mod pubsub;
+pub mod reprovide;
 
 use std::net::TcpListener;
 
@@ -51,6 +52,8 @@ pub struct ApiOptions {
     /// The node's pubsub requests (`None`: the server does not speak gossipsub; `/pubsub/...`
     /// answers 501, except the clock).
     pub pubsub: Option<parsec_actors::node::pubsub::PubsubRecipients>,
+    /// Where reprovide rounds go (`None`: `/reprovide` answers 501).
+    pub reprovide: Option<actix::Recipient<parsec_actors::node::reprovide::ReprovideContent>>,
 }
 
 /// Registers the API routes for `node`.
@@ -61,6 +64,7 @@ pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut 
             .app_data(web::Data::new(auth::RequiredToken(options.token)))
             .app_data(web::Data::new(options.metrics))
             .app_data(web::Data::new(options.pubsub))
+            .app_data(web::Data::new(options.reprovide))
             // A query string that does not parse (`wait_ms=-1`, a repeated key) is a JSON 400 too.
             .app_data(
                 web::QueryConfig::default()
@@ -94,6 +98,11 @@ pub fn configure(node: NodeRecipients, options: ApiOptions) -> impl FnOnce(&mut 
             .service(
                 web::resource("/pubsub/clock")
                     .route(web::get().to(pubsub::clock))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/reprovide")
+                    .route(web::post().to(reprovide::reprovide))
                     .default_service(web::to(handlers::method_not_allowed)),
             )
             .service(

@@ -26,8 +26,9 @@ use std::{
 use actix::prelude::*;
 use parsec_actors::{
     backoff::Backoff, FleetSupervisor, GetStats, Measurement, MeasurementRecorder, Membership,
-    PubsubRoundConfig, PubsubRoundSummary, RecorderStats, Registry, RoundConfig, RoundError, RoundSummary,
-    RunPubsubRound, RunRound, SchedulerId, TakeCensus,
+    PubsubRoundConfig, PubsubRoundSummary, RecorderStats, Registry, ReprovideRoundConfig,
+    ReprovideRoundSummary, RoundConfig, RoundError, RoundSummary, RunPubsubRound, RunReprovideRound,
+    RunRound, SchedulerId, TakeCensus,
 };
 
 pub(crate) use self::storage::{JobStorage, Recorded, Recording};
@@ -117,6 +118,8 @@ pub enum RoundKind {
     Dht,
     /// Pubsub messages and their deliveries.
     Pubsub(PubsubRoundConfig),
+    /// A member's reprovide rounds and the lookups of their samples.
+    Reprovide(ReprovideRoundConfig),
     /// Rounds the job runs itself ([`Job::run_own_round`]): the gossipsub sweep publishes from
     /// peers in this process and counts what no server reports (first copies straight from the
     /// publisher, copies that reached hosts which had left, the js-libp2p peers' deliveries).
@@ -128,6 +131,7 @@ pub enum RoundKind {
 enum RoundOutcome {
     Dht(RoundSummary),
     Pubsub(PubsubRoundSummary),
+    Reprovide(ReprovideRoundSummary),
     /// A job's own round, as its line for the progress bar.
     Own(String),
 }
@@ -138,6 +142,7 @@ impl RoundOutcome {
         match self {
             Self::Dht(summary) => summary.failures.len(),
             Self::Pubsub(summary) => summary.failures.len(),
+            Self::Reprovide(summary) => summary.strategies.len() - summary.recorded(),
             Self::Own(_) => 0,
         }
     }
@@ -176,6 +181,42 @@ impl RoundOutcome {
                     "pubsub round done"
                 );
                 format!("last: delivered {delivered}")
+            }
+            Self::Reprovide(summary) => {
+                let mut parts = Vec::new();
+                for (strategy, done) in &summary.strategies {
+                    match done {
+                        Ok(details) => {
+                            tracing::info!(
+                                round = ?summary.round,
+                                provider = ?summary.provider,
+                                %strategy,
+                                cids = details.round.keys,
+                                seconds = details.round.duration.as_secs_f64(),
+                                lookups = details.round.lookups,
+                                found = %format!("{}/{}", details.found, details.sampled),
+                                "reprovide round done"
+                            );
+                            parts.push(format!(
+                                "{strategy} {:.0} CIDs/h, {} lookups, found {}/{}",
+                                details.round.keys_per_hour(),
+                                details.round.lookups,
+                                details.found,
+                                details.sampled
+                            ));
+                        }
+                        Err(error) => {
+                            tracing::warn!(round = ?summary.round, provider = ?summary.provider, %strategy, %error, "reprovide round failed");
+                            parts.push(format!("{strategy} failed"));
+                        }
+                    }
+                }
+                tracing::info!(
+                    not_ready = summary.not_ready.len(),
+                    ?took,
+                    "reprovide rounds done"
+                );
+                format!("last: {}", parts.join("; "))
             }
             Self::Own(line) => line.clone(),
         }
@@ -504,6 +545,7 @@ async fn record_round_metrics(
     match outcome {
         Ok(RoundOutcome::Dht(summary)) => metrics.record_round(&Ok(summary.clone())),
         Ok(RoundOutcome::Pubsub(summary)) => metrics.record_pubsub_round(summary),
+        Ok(RoundOutcome::Reprovide(summary)) => metrics.record_reprovide_round(summary.ready_nodes),
         Err(e) => metrics.record_round(&Err(e.clone())),
         // A job's own rounds are counted by the job.
         Ok(RoundOutcome::Own(_)) => return,
@@ -572,6 +614,13 @@ async fn run_round(
             abortable(round, abort, shutdown, grace)
                 .await
                 .map(RoundOutcome::Pubsub)
+        }
+        RoundKind::Reprovide(config) => {
+            let (message, abort) = RunReprovideRound::abortable(config.clone());
+            let round = async { supervisor.send(message).await.map_err(stopped)? };
+            abortable(round, abort, shutdown, grace)
+                .await
+                .map(RoundOutcome::Reprovide)
         }
     })
 }

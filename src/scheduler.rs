@@ -246,6 +246,7 @@ fn connector(timeouts: ClientTimeouts, token: Option<ApiToken>) -> NodeConnector
         MemberEndpoints {
             node: NodeRecipients::of(&remote),
             pubsub: Some(PubsubRecipients::of(&remote)),
+            reprovide: Some(remote.recipient()),
         }
     })
 }

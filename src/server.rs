@@ -104,6 +104,7 @@ impl Server {
             NodeRecipients::of(&node),
             ApiOptions {
                 pubsub: peer.speaks_pubsub().then(|| PubsubRecipients::of(&node)),
+                reprovide: Some(node.clone().recipient()),
                 ..options.api
             },
             options.http_workers,
@@ -258,6 +259,7 @@ impl Standalone {
                     token: self.token.clone(),
                     metrics: Some(server_metrics),
                     pubsub: None,
+                    reprovide: None,
                 },
                 http_workers: self.http_workers,
                 fleet: self.fleet.clone(),

@@ -1025,13 +1025,7 @@ const STORED_REGIONS: &str =
 fn sweep_round(node: NodeId) -> Measurement {
     use parsec_actors::{ReprovideDetails, ReprovideRound, ReprovideStrategy, WalkReport};
     let walk = |bits: &str, keys: u64, millis: u64| {
-        let mut key = [0u8; 32];
-        for (i, bit) in bits.chars().enumerate() {
-            if bit == '1' {
-                key[i / 8] |= 0x80 >> (i % 8);
-            }
-        }
-        let prefix = parsec_kad::region::Prefix::of(&parsec_kad::Key::from_bytes(key), bits.len() as u32);
+        let prefix: parsec_kad::region::Prefix = bits.parse().unwrap();
         WalkReport {
             prefix: Some(prefix),
             regions: 1,

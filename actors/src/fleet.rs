@@ -14,16 +14,18 @@ mod dht_round;
 mod membership;
 mod plan;
 mod pubsub_round;
+mod reprovide_round;
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures::future::{AbortHandle, AbortRegistration, Abortable};
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::StdRng, Rng as _, SeedableRng};
 
 pub use self::census::{FleetCensus, ServerCounts, TakeCensus};
 use self::dht_round::{check_readiness, Round};
 pub use self::pubsub_round::{PubsubRoundConfig, PubsubRoundSummary};
+pub use self::reprovide_round::{ReprovideRoundConfig, ReprovideRoundSummary};
 pub use self::{
     dht_round::RoundSummary,
     membership::{Discovery, MemberEndpoints, Membership, NodeConnector},
@@ -52,6 +54,8 @@ pub struct FleetMember {
     pub node: NodeRecipients,
     /// Where its pubsub requests go (`None`: it does not speak pubsub).
     pub pubsub: Option<PubsubRecipients>,
+    /// Where its reprovide rounds go (`None`: it does not take them).
+    pub reprovide: Option<Recipient<crate::node::reprovide::ReprovideContent>>,
 }
 
 impl FleetMember {
@@ -64,6 +68,7 @@ impl FleetMember {
             peer_id: None,
             node,
             pubsub: None,
+            reprovide: None,
         }
     }
 
@@ -235,6 +240,34 @@ impl RunPubsubRound {
     }
 }
 
+/// Run one reprovide round ([`ReprovideRoundConfig`]): a ready member that takes reprovide
+/// rounds (rotating) reprovides CIDs of its own with each strategy, the others look up a sample.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReprovideRoundSummary, RoundError>")]
+pub struct RunReprovideRound {
+    pub config: ReprovideRoundConfig,
+    abort: Option<AbortRegistration>,
+}
+
+impl RunReprovideRound {
+    /// A round that runs to its end.
+    pub fn new(config: ReprovideRoundConfig) -> Self {
+        Self { config, abort: None }
+    }
+
+    /// A round that can be abandoned (graceful shutdown) with the returned handle.
+    pub fn abortable(config: ReprovideRoundConfig) -> (Self, AbortHandle) {
+        let (handle, registration) = AbortHandle::new_pair();
+        (
+            Self {
+                config,
+                abort: Some(registration),
+            },
+            handle,
+        )
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct FleetSupervisor {
@@ -245,6 +278,8 @@ pub struct FleetSupervisor {
     rng: StdRng,
     /// Pubsub rounds run so far (the publisher rotates over the members).
     pubsub_rounds: usize,
+    /// Reprovide rounds run so far (the provider rotates over the members).
+    reprovide_rounds: usize,
     /// The servers the last round found, per fleet, until taken.
     census: Option<FleetCensus>,
 }
@@ -276,6 +311,7 @@ impl FleetSupervisor {
             config,
             rng,
             pubsub_rounds: 0,
+            reprovide_rounds: 0,
             census: None,
         }
     }
@@ -407,6 +443,62 @@ impl Handler<RunPubsubRound> for FleetSupervisor {
                 }
                 let publisher = index % taking_part.len();
                 pubsub_round::run(&taking_part, publisher, &config, &fleet, &recorder, &mut summary).await;
+                Ok(summary)
+            };
+            abandonable(run, abort).into_actor(act)
+        })))
+    }
+}
+
+/// Reprovide rounds are atomic too, and share the membership with the DHT rounds.
+impl Handler<RunReprovideRound> for FleetSupervisor {
+    type Result = AtomicResponse<Self, Result<ReprovideRoundSummary, RoundError>>;
+
+    fn handle(&mut self, msg: RunReprovideRound, _: &mut Context<Self>) -> Self::Result {
+        let RunReprovideRound { config, abort } = msg;
+        let counted = self.checked_members().map(|checked, act, _| {
+            if let Ok((members, readiness)) = &checked {
+                act.census = Some(FleetCensus::of(members, readiness, &act.config.fleet, false));
+            }
+            checked
+        });
+        AtomicResponse::new(Box::pin(counted.then(move |checked, act, _| {
+            let recorder = act.recorder.clone();
+            let fleet = act.config.fleet.clone();
+            let index = act.reprovide_rounds;
+            act.reprovide_rounds += 1;
+            let seed = act.rng.gen();
+            let run = async move {
+                let (members, readiness) = checked?;
+                let mut summary = ReprovideRoundSummary::default();
+                let mut taking_part = Vec::new();
+                for (member, ready) in members.iter().zip(readiness) {
+                    match ready {
+                        Ok(()) => taking_part.push(member.clone()),
+                        Err(why) => summary.not_ready.push((member.id, why)),
+                    }
+                }
+                summary.ready_nodes = taking_part.len();
+                let providers: Vec<usize> = (0..taking_part.len())
+                    .filter(|&i| taking_part[i].reprovide.is_some())
+                    .collect();
+                // One provides, another looks its sample up.
+                if providers.is_empty() || taking_part.len() < 2 {
+                    return Err(RoundError::NoReadyNode {
+                        registered: members.len(),
+                    });
+                }
+                let provider = providers[index % providers.len()];
+                reprovide_round::run(
+                    &taking_part,
+                    provider,
+                    &config,
+                    &fleet,
+                    seed,
+                    &recorder,
+                    &mut summary,
+                )
+                .await;
                 Ok(summary)
             };
             abandonable(run, abort).into_actor(act)

@@ -50,8 +50,8 @@ pub use dht::{DhtHandle, DhtOutcome, LinkConditions, QueryCounts};
 pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
     Discovery, FleetCensus, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector,
-    PubsubRoundConfig, PubsubRoundSummary, RoundConfig, RoundPlanner, RoundSummary, RunPubsubRound, RunRound,
-    ServerCounts, TakeCensus,
+    PubsubRoundConfig, PubsubRoundSummary, ReprovideRoundConfig, ReprovideRoundSummary, RoundConfig,
+    RoundPlanner, RoundSummary, RunPubsubRound, RunReprovideRound, RunRound, ServerCounts, TakeCensus,
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.

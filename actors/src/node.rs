@@ -5,6 +5,7 @@
 //! crate), so a [`FleetSupervisor`](crate::FleetSupervisor) drives either without knowing which.
 
 pub mod pubsub;
+pub mod reprovide;
 
 use actix::prelude::*;
 use bytes::Bytes;

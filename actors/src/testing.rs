@@ -94,16 +94,31 @@ pub async fn spawn_fleet(
     transport: TransportKind,
     runtime: &Handle,
 ) -> Result<LocalFleet, DhtError> {
+    spawn_fleet_with(peers, nodes, transport, runtime, |config| {
+        config.set_mode(DhtMode::Client);
+    })
+    .await
+}
+
+/// [`spawn_fleet`] with the nodes' configuration (a copy of the background peers') changed by
+/// `configure`: another client, server mode.
+pub async fn spawn_fleet_with(
+    peers: usize,
+    nodes: usize,
+    transport: TransportKind,
+    runtime: &Handle,
+    configure: impl FnOnce(&mut DhtConfig),
+) -> Result<LocalFleet, DhtError> {
     let mut template = DhtConfig::default();
     template.set_periodic_bootstrap(None).set_mode(DhtMode::Server);
     let peer_config = local_network::local_peer_config(&template, transport);
     let background = local_network::spawn_peers(peers, &peer_config, runtime, |_| {}).await?;
     let mut node_config = peer_config.clone();
-    node_config.set_mode(DhtMode::Client);
+    configure(&mut node_config);
     let node_peers = local_network::spawn_peers(nodes, &node_config, runtime, |_| {}).await?;
 
     let local: Vec<LocalPeer> = LocalPeer::all_in(DhtMode::Server, &background)
-        .chain(LocalPeer::all_in(DhtMode::Client, &node_peers))
+        .chain(LocalPeer::all_in(node_config.mode, &node_peers))
         .collect();
     local_network::wire(&local, StartMode::Converged, template.k.get()).await?;
     local_network::join(&node_peers, Duration::from_secs(30)).await?;

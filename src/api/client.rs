@@ -13,6 +13,7 @@ use parsec_actors::{
         AwaitMessage, DeliveryReceipt, ProbeClock, PublishMessage, PublishReceipt, SubscribeTopic,
         UnsubscribeTopic, ViewTopic,
     },
+    node::reprovide::{ReprovideContent, ReprovideReport},
     pubsub::{
         clock::{self, ClockOffset, ClockSample},
         TopicPeers,
@@ -26,6 +27,7 @@ use super::{
     auth::ApiToken,
     dto::{Content, OperationResponse, ProvideRequest},
     pubsub::{ClockResponse, DeliveryResponse, PublishRequest, PublishResponse, TopicResponse},
+    reprovide::{ReprovideRequest, ReprovideResponse},
     MAX_BODY_BYTES, SCHEDULER_ID_HEADER,
 };
 
@@ -38,7 +40,13 @@ pub struct ClientTimeouts {
     pub retrieve: Duration,
     /// Readiness checks.
     pub readiness: Duration,
+    /// Reprovide rounds (the request lasts the round).
+    pub reprovide: Duration,
 }
+
+/// How long a reprovide round may take by default: a classic round of 10⁵ CIDs takes about 20
+/// minutes on a 2-core machine.
+pub const DEFAULT_REPROVIDE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for ClientTimeouts {
     fn default() -> Self {
@@ -46,6 +54,7 @@ impl Default for ClientTimeouts {
             provide: parsec_actors::config::DEFAULT_PROVIDE_TIMEOUT + Duration::from_secs(10),
             retrieve: parsec_actors::config::DEFAULT_RETRIEVE_TIMEOUT + Duration::from_secs(10),
             readiness: Duration::from_secs(5),
+            reprovide: DEFAULT_REPROVIDE_TIMEOUT,
         }
     }
 }
@@ -335,6 +344,33 @@ impl Handler<UnsubscribeTopic> for RemoteNode {
 
     fn handle(&mut self, msg: UnsubscribeTopic, _: &mut Context<Self>) -> Self::Result {
         self.post_topic("/pubsub/unsubscribe", msg.topic)
+    }
+}
+
+impl Handler<ReprovideContent> for RemoteNode {
+    type Result = ResponseFuture<Result<ReprovideReport, NodeError>>;
+
+    fn handle(&mut self, msg: ReprovideContent, _: &mut Context<Self>) -> Self::Result {
+        let timeout = self.timeouts.reprovide;
+        let request = self.pubsub_request(self.client.post(format!("{}/reprovide", self.base_url)), timeout);
+        let (request, _) = with_trace(request, &msg.span);
+        let body = ReprovideRequest {
+            cids: msg.cids,
+            strategy: msg.strategy.name().to_owned(),
+            workers: msg.workers,
+            sample: msg.sample,
+            seed: msg.seed,
+        };
+        Box::pin(async move {
+            let mut response = request
+                .send_json(&body)
+                .await
+                .map_err(|e| send_error(e, timeout))?;
+            let answer: ReprovideResponse = pubsub_answer(&mut response)
+                .await?
+                .ok_or_else(|| NodeError::InvalidResponse("an empty reprovide answer".to_owned()))?;
+            answer.try_into()
+        })
     }
 }
 

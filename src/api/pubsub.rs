@@ -90,15 +90,15 @@ fn recipients(pubsub: &web::Data<Option<PubsubRecipients>>) -> Result<&PubsubRec
     })
 }
 
-fn stopped(e: actix::MailboxError) -> ApiError {
+pub(super) fn stopped(e: actix::MailboxError) -> ApiError {
     ApiError::Unavailable(format!("node stopped: {e}"))
 }
 
-fn nanos(at: chrono::DateTime<Utc>) -> i64 {
+pub(super) fn nanos(at: chrono::DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     request: &HttpRequest,
     body: web::Payload,
     expected: &str,

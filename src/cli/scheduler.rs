@@ -87,6 +87,27 @@ pub struct SchedulerArgs {
     /// Gossipsub rounds: HTTP round trips each server's clock offset is estimated from.
     #[arg(long, env = "PARSEC_SCHEDULER_CLOCK_SAMPLES", default_value_t = 8)]
     clock_samples: usize,
+    /// Reprovide rounds: CIDs the providing server reprovides per strategy.
+    #[arg(long, env = "PARSEC_SCHEDULER_REPROVIDE_KEYS", default_value_t = 10_000)]
+    reprovide_keys: usize,
+    /// Reprovide rounds: the strategies, one request each per round: classic (a provide per
+    /// CID), sweep (region by region).
+    #[arg(
+        long,
+        env = "PARSEC_SCHEDULER_REPROVIDE_STRATEGIES",
+        value_delimiter = ',',
+        default_value = "classic,sweep"
+    )]
+    reprovide_strategies: Vec<parsec_actors::ReprovideStrategy>,
+    /// Reprovide rounds: provides or walks at once.
+    #[arg(long, env = "PARSEC_SCHEDULER_REPROVIDE_WORKERS", default_value_t = 4)]
+    reprovide_workers: usize,
+    /// Reprovide rounds: CIDs the other servers look up afterwards.
+    #[arg(long, env = "PARSEC_SCHEDULER_REPROVIDE_SAMPLE", default_value_t = 100)]
+    reprovide_sample: usize,
+    /// Reprovide rounds: how long one strategy's round may take (the request lasts it).
+    #[arg(long, env = "PARSEC_SCHEDULER_REPROVIDE_TIMEOUT", default_value = "1h", value_parser = super::parse_duration)]
+    reprovide_timeout: Duration,
 }
 
 /// What a scheduler's rounds measure.
@@ -94,6 +115,7 @@ pub struct SchedulerArgs {
 enum Protocol {
     Dht,
     Gossipsub,
+    Reprovide,
 }
 
 /// Empty list → `None` (every fleet).
@@ -122,6 +144,32 @@ impl SchedulerArgs {
         }
         let kind = match self.protocol {
             Protocol::Dht => RoundKind::Dht,
+            Protocol::Reprovide => {
+                let config = parsec_actors::ReprovideRoundConfig {
+                    keys: self.reprovide_keys,
+                    strategies: self.reprovide_strategies.clone(),
+                    workers: self.reprovide_workers,
+                    sample: self.reprovide_sample,
+                };
+                if config.strategies.is_empty() {
+                    bail!("--reprovide-strategies needs at least one of classic, sweep");
+                }
+                // The servers refuse what they cannot serve; say it before the first round.
+                parsec_actors::node::reprovide::ReprovideContent {
+                    cids: config.keys,
+                    strategy: parsec_actors::ReprovideStrategy::Sweep,
+                    workers: config.workers,
+                    sample: config.sample,
+                    seed: 0,
+                    scheduler: None,
+                    span: tracing::Span::none(),
+                }
+                .check()
+                .map_err(|e| {
+                    anyhow::anyhow!("--reprovide-keys, --reprovide-workers, --reprovide-sample: {e}")
+                })?;
+                RoundKind::Reprovide(config)
+            }
             Protocol::Gossipsub => {
                 if self.messages == 0 || self.clock_samples == 0 {
                     bail!("--messages and --clock-samples must be at least 1");
@@ -160,6 +208,7 @@ impl SchedulerArgs {
                 provide: self.provide_timeout,
                 retrieve: self.retrieve_timeout,
                 readiness: self.readiness_timeout,
+                reprovide: self.reprovide_timeout,
             },
             token: self.api_token.clone(),
             rounds: self.rounds,

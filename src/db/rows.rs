@@ -190,7 +190,11 @@ impl ReprovideRow {
             messages: int8(round.messages),
             failures: int8(round.failures),
             copies_stored: int8(round.copies_stored),
-            walks: saturate4(round.walks()),
+            // A classic round provides each CID once; its walks need not travel to be counted.
+            walks: saturate4(match details.strategy {
+                parsec_actors::ReprovideStrategy::Classic => round.keys,
+                parsec_actors::ReprovideStrategy::Sweep => round.walks(),
+            }),
             connections: details.connections.map(int8),
             bytes_out: details.bytes_out.map(int8),
             cpu: details.cpu.map(|cpu| cpu.as_secs_f64()),

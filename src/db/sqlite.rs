@@ -329,7 +329,8 @@ mod tests {
             })
             .await
             .unwrap();
-        // Every embedded migration once: parsec's tables, record_peers, pubsub, connections.
-        assert_eq!(applied, 4);
+        // Every embedded migration once: parsec's tables, record_peers, pubsub, connections,
+        // reprovide.
+        assert_eq!(applied, 5);
     }
 }

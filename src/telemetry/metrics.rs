@@ -243,6 +243,11 @@ impl SchedulerMetrics {
         metrics
     }
 
+    /// Counts the servers a reprovide round found ready (its rows are its figures).
+    pub fn record_reprovide_round(&self, ready_nodes: usize) {
+        self.active_nodes.set(ready_nodes as i64);
+    }
+
     /// Counts what a pubsub round measured.
     pub fn record_pubsub_round(&self, summary: &PubsubRoundSummary) {
         self.active_nodes.set(summary.ready_nodes as i64);

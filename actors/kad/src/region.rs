@@ -100,6 +100,29 @@ impl Prefix {
     }
 }
 
+impl std::str::FromStr for Prefix {
+    type Err = String;
+
+    /// Its bits as [`Display`](std::fmt::Display) writes them: `0`s and `1`s, or `ε`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "ε" {
+            return Ok(Self::ROOT);
+        }
+        if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| b == b'0' || b == b'1') {
+            return Err(format!(
+                "{text:?} is not a prefix: up to 256 0s and 1s, or ε for the whole key space"
+            ));
+        }
+        let mut bytes = [0u8; 32];
+        for (index, bit) in text.bytes().enumerate() {
+            if bit == b'1' {
+                bytes[index / 8] |= 0x80 >> (index % 8);
+            }
+        }
+        Ok(Self::of(&Key::from_bytes(bytes), text.len() as u32))
+    }
+}
+
 impl std::fmt::Display for Prefix {
     /// Its bits as `0`s and `1`s (`ε` for the root), as go-libp2p-kad-dht logs regions.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -261,6 +284,20 @@ mod tests {
         assert_eq!(Prefix::ROOT.range_in(&keys), 0..keys.len());
         assert_eq!(Prefix::ROOT.parent(), Prefix::ROOT);
         assert_eq!(Prefix::ROOT.child(true).child(false).to_string(), "10");
+        // Read back as written.
+        for prefix in [
+            Prefix::ROOT,
+            Prefix::ROOT.child(true).child(false),
+            Prefix::of(&keys[7], 19),
+        ] {
+            assert_eq!(prefix.to_string().parse::<Prefix>(), Ok(prefix));
+        }
+        for bad in ["", "012", &"1".repeat(257)] {
+            assert!(
+                bad.parse::<Prefix>().unwrap_err().contains("not a prefix"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -9,9 +9,11 @@ use std::{
 use chrono::Utc;
 use futures::future::BoxFuture;
 
+use actix::Recipient;
+
 use super::FleetMember;
 use crate::{
-    node::pubsub::PubsubRecipients,
+    node::{pubsub::PubsubRecipients, reprovide::ReprovideContent},
     registry::{DiscoveredNode, NodeQuery, Registry, RegistryError},
     NodeId, NodeRecipients, RoundError,
 };
@@ -25,11 +27,17 @@ pub type NodeConnector = Arc<dyn Fn(&DiscoveredNode) -> MemberEndpoints + Send +
 pub struct MemberEndpoints {
     pub node: NodeRecipients,
     pub pubsub: Option<PubsubRecipients>,
+    /// Where its reprovide rounds go (`None`: it does not take them).
+    pub reprovide: Option<Recipient<ReprovideContent>>,
 }
 
 impl From<NodeRecipients> for MemberEndpoints {
     fn from(node: NodeRecipients) -> Self {
-        Self { node, pubsub: None }
+        Self {
+            node,
+            pubsub: None,
+            reprovide: None,
+        }
     }
 }
 
@@ -184,9 +192,10 @@ impl DiscoveredMembers {
                     )
                     .in_fleet(node.fleet.clone())
                     .with_peer_id(node.peer_id.clone());
-                    match endpoints.pubsub {
-                        Some(pubsub) => member.with_pubsub(pubsub),
-                        None => member,
+                    FleetMember {
+                        pubsub: endpoints.pubsub,
+                        reprovide: endpoints.reprovide,
+                        ..member
                     }
                 }
             };
