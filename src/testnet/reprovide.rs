@@ -76,9 +76,7 @@ impl ReprovideTestnetConfig {
 
     /// The CIDs of `strategy`'s round: derived from the seed, the strategy and an index.
     fn cids(&self, strategy: ReprovideStrategy) -> Vec<ContentId> {
-        (0..self.keys)
-            .map(|i| ContentId::for_content(format!("reprovide {} {strategy} {i}", self.seed).as_bytes()))
-            .collect()
+        parsec_actors::node::reprovide::reprovide_cids(self.seed, strategy, self.keys)
     }
 }
 

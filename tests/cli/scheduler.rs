@@ -9,6 +9,18 @@ fn scheduler_rejects_settings_that_cannot_run_before_it_starts() {
         &[
             (vec!["--rounds", "0"], "--rounds must be at least 1"),
             (vec!["--fleets", " "], "--fleets needs at least one fleet name"),
+            (
+                vec!["--protocol", "reprovide", "--reprovide-keys", "0"],
+                "cids must be between 1 and",
+            ),
+            (
+                vec!["--protocol", "reprovide", "--reprovide-workers", "100"],
+                "workers must be between 1 and 64",
+            ),
+            (
+                vec!["--protocol", "reprovide", "--reprovide-strategies", "fast"],
+                "classic or sweep",
+            ),
         ],
     );
 }

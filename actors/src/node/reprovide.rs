@@ -53,12 +53,16 @@ impl ReprovideContent {
 
     /// The round's CIDs.
     pub fn content_ids(&self) -> Vec<ContentId> {
-        (0..self.cids)
-            .map(|i| {
-                ContentId::for_content(format!("reprovide {} {} {i}", self.seed, self.strategy).as_bytes())
-            })
-            .collect()
+        reprovide_cids(self.seed, self.strategy, self.cids)
     }
+}
+
+/// `count` CIDs of a reprovide round with `strategy`, derived from `seed` (the same seed gives
+/// the same CIDs; each strategy its own).
+pub fn reprovide_cids(seed: u64, strategy: ReprovideStrategy, count: usize) -> Vec<ContentId> {
+    (0..count)
+        .map(|i| ContentId::for_content(format!("reprovide {seed} {strategy} {i}").as_bytes()))
+        .collect()
 }
 
 /// What a node's reprovide round did.
