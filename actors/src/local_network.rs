@@ -254,6 +254,27 @@ pub async fn wire(peers: &[LocalPeer], mode: StartMode, k: usize) -> Result<(), 
     }
 }
 
+/// Has `joiners` (new peers of a running network) join it as a peer of the public network does:
+/// each is told of `seeds` (peers already in it) and runs a bootstrap lookup, through which the
+/// peers it asks learn of it in turn.
+pub async fn join_through(joiners: &[DhtHandle], seeds: &[&DhtHandle]) -> Result<(), DhtError> {
+    let seeds: Vec<Contact> = seeds.iter().map(|h| contact_of(h)).collect::<Result<_, _>>()?;
+    stream::iter(joiners)
+        .map(|joiner| {
+            let seeds = seeds.clone();
+            async move {
+                joiner.add_peers(seeds).await?;
+                if let Err(e) = joiner.bootstrap().await {
+                    tracing::warn!(peer = %joiner.peer_id(), error = %e, "bootstrap failed");
+                }
+                Ok::<_, DhtError>(())
+            }
+        })
+        .buffer_unordered(SPAWN_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
 /// How long a measuring node of a local network waits between attempts to join it.
 const LOCAL_JOIN_BACKOFF: Duration = Duration::from_millis(500);
 

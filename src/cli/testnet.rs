@@ -187,6 +187,12 @@ struct ReprovideArgs {
     /// CIDs of each round checked afterwards: found by another peer, held by their true k closest.
     #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_SAMPLE", default_value_t = 200)]
     reprovide_sample: usize,
+    /// Rounds per strategy, each on the same CIDs (the strategies side by side in each).
+    #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_ROUNDS", default_value_t = 1)]
+    reprovide_rounds: usize,
+    /// Between two rounds, this share of the peers leaves and as many new ones join (0 to 0.5).
+    #[arg(long, env = "PARSEC_TESTNET_REPROVIDE_CHURN", default_value_t = 0.0)]
+    reprovide_churn: f64,
 }
 
 /// The pubsub benchmark's sweep (`--protocol gossipsub`).
@@ -416,6 +422,8 @@ impl TestnetArgs {
             strategies: self.reprovide.reprovide_strategies.clone(),
             workers: self.reprovide.reprovide_workers,
             sample: self.reprovide.reprovide_sample,
+            rounds: self.reprovide.reprovide_rounds,
+            churn: self.reprovide.reprovide_churn,
             transport: self.transport.kind(),
             dht,
             seed: self.seed.unwrap_or(0),
@@ -442,9 +450,12 @@ impl TestnetArgs {
         });
         runtime.shutdown_timeout(Duration::from_secs(2));
         let (rows, scheduler) = rows?;
-        if let [classic, sweep] = &rows[..] {
-            let (classic, sweep) = (&classic.details, &sweep.details);
-            if classic.strategy != sweep.strategy && sweep.round.lookups > 0 {
+        // The first round of each, which ran side by side.
+        let first = |strategy| rows.iter().map(|r| &r.details).find(|d| d.strategy == strategy);
+        if let (Some(classic), Some(sweep)) =
+            (first(ReprovideStrategy::Classic), first(ReprovideStrategy::Sweep))
+        {
+            if sweep.round.lookups > 0 {
                 println!(
                     "\n{} needs {:.0}× the lookups of {}, measured side by side in this run",
                     classic.strategy,

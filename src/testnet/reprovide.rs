@@ -42,6 +42,10 @@ pub struct ReprovideTestnetConfig {
     pub workers: usize,
     /// CIDs of a round checked afterwards.
     pub sample: usize,
+    /// Rounds per strategy, each on the same CIDs; between two, `churn` of the background peers
+    /// leave and as many new ones join.
+    pub rounds: usize,
+    pub churn: f64,
     pub transport: TransportKind,
     /// Settings every peer starts from (alpha, k, protocol, latency, …).
     pub dht: DhtConfig,
@@ -71,10 +75,22 @@ impl ReprovideTestnetConfig {
         if self.workers == 0 {
             bail!("--reprovide-workers must be at least 1");
         }
+        if self.rounds == 0 {
+            bail!("--reprovide-rounds must be at least 1");
+        }
+        if !(0.0..=0.5).contains(&self.churn) {
+            bail!("--reprovide-churn is the share of the peers replaced between rounds, from 0 to 0.5");
+        }
         Ok(())
     }
 
     /// The CIDs of `strategy`'s round: derived from the seed, the strategy and an index.
+    /// Every N/S-th CID of a round, S of them.
+    fn sample_of<'a>(&self, cids: &'a [ContentId]) -> Vec<&'a ContentId> {
+        let step = (self.keys / self.sample.max(1)).max(1);
+        cids.iter().step_by(step).take(self.sample).collect()
+    }
+
     fn cids(&self, strategy: ReprovideStrategy) -> Vec<ContentId> {
         parsec_actors::node::reprovide::reprovide_cids(self.seed, strategy, self.keys)
     }
@@ -160,54 +176,130 @@ pub async fn run(
         .context("the providing nodes joining the network")?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut rows = Vec::with_capacity(config.strategies.len());
-    for (strategy, provider) in config.strategies.iter().copied().zip(&providers) {
-        let cids = config.cids(strategy);
-        let before = provider.load();
-        let started_at = chrono::Utc::now();
-        let started = Instant::now();
-        let round = provider
-            .reprovide(&cids, strategy, config.workers)
-            .await
-            .with_context(|| format!("the {strategy} round"))?;
-        let after = provider.load();
-        tracing::debug!(took = ?started.elapsed(), %strategy, "reprovide round done");
-        let step = (config.keys / config.sample.max(1)).max(1);
-        let sample: Vec<&ContentId> = cids.iter().step_by(step).take(config.sample).collect();
-        // Every other peer may be among a CID's closest: the other rounds' nodes are servers too.
-        let others: Vec<&DhtHandle> = peers
-            .iter()
-            .chain(providers.iter().filter(|p| p.peer_id() != provider.peer_id()))
-            .collect();
-        let checks = check_sample(&sample, provider, &others, config.dht.k.get(), &mut rng).await?;
-        let details = ReprovideDetails {
-            strategy,
-            workers: u32::try_from(config.workers).unwrap_or(u32::MAX),
-            round,
-            connections: Some(after.connections - before.connections),
-            bytes_out: Some(after.bytes_out - before.bytes_out),
-            cpu: Some(after.cpu.saturating_sub(before.cpu)),
-            // The provider shares its process with every other peer of the testnet.
-            peak_memory: None,
-            sampled: sample.len() as u32,
-            found: checks.found,
-            placements: checks.placements,
-            placed: checks.placed,
-        };
-        let row = MeasuredRound {
-            fleet: strategy.name().to_owned(),
-            peer_id: provider.peer_id().to_string(),
-            started_at,
-            error: details.failure(),
-            details,
-        };
-        println!("{}", line(&row));
-        rows.push(row);
+    let mut peers = peers;
+    let mut rows = Vec::with_capacity(config.strategies.len() * config.rounds);
+    for index in 0..config.rounds {
+        if index > 0 {
+            churn(&mut peers, config, &background, runtime, &mut rng).await?;
+            // What churn left of the last round's records, before they are sent again.
+            for (strategy, provider) in config.strategies.iter().copied().zip(&providers) {
+                let cids = config.cids(strategy);
+                let sample = config.sample_of(&cids);
+                let others = others_than(provider, &peers, &providers);
+                let checks = check_sample(&sample, provider, &others, config.dht.k.get(), &mut rng).await?;
+                println!(
+                    "{:>9} {:>8} after churn, before round {}: found {:.1}%, placed {:.1}%",
+                    config.keys,
+                    strategy.name(),
+                    index + 1,
+                    100.0 * f64::from(checks.found) / sample.len().max(1) as f64,
+                    100.0 * f64::from(checks.placed) / f64::from(checks.placements.max(1)),
+                );
+            }
+        }
+        for (strategy, provider) in config.strategies.iter().copied().zip(&providers) {
+            let row = reprovide_round(config, strategy, provider, &peers, &providers, &mut rng).await?;
+            println!("{}", line(&row));
+            rows.push(row);
+        }
     }
     for peer in peers.iter().chain(&providers) {
         let _ = peer.shutdown().await;
     }
     Ok(rows)
+}
+
+/// Every peer but `provider`: the background peers and the other rounds' nodes (servers too, so
+/// any may be among a CID's closest).
+fn others_than<'a>(
+    provider: &DhtHandle,
+    peers: &'a [DhtHandle],
+    providers: &'a [DhtHandle],
+) -> Vec<&'a DhtHandle> {
+    peers
+        .iter()
+        .chain(providers.iter().filter(|p| p.peer_id() != provider.peer_id()))
+        .collect()
+}
+
+/// One round of `strategy` by `provider`, and the checks of its sample.
+async fn reprovide_round(
+    config: &ReprovideTestnetConfig,
+    strategy: ReprovideStrategy,
+    provider: &DhtHandle,
+    peers: &[DhtHandle],
+    providers: &[DhtHandle],
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<MeasuredRound> {
+    let cids = config.cids(strategy);
+    let before = provider.load();
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let round = provider
+        .reprovide(&cids, strategy, config.workers)
+        .await
+        .with_context(|| format!("the {strategy} round"))?;
+    let after = provider.load();
+    tracing::debug!(took = ?started.elapsed(), %strategy, "reprovide round done");
+    let sample = config.sample_of(&cids);
+    let others = others_than(provider, peers, providers);
+    let checks = check_sample(&sample, provider, &others, config.dht.k.get(), rng).await?;
+    let details = ReprovideDetails {
+        strategy,
+        workers: u32::try_from(config.workers).unwrap_or(u32::MAX),
+        round,
+        connections: Some(after.connections - before.connections),
+        bytes_out: Some(after.bytes_out - before.bytes_out),
+        cpu: Some(after.cpu.saturating_sub(before.cpu)),
+        // The provider shares its process with every other peer of the testnet.
+        peak_memory: None,
+        sampled: sample.len() as u32,
+        found: checks.found,
+        placements: checks.placements,
+        placed: checks.placed,
+    };
+    Ok(MeasuredRound {
+        fleet: strategy.name().to_owned(),
+        peer_id: provider.peer_id().to_string(),
+        started_at,
+        error: details.failure(),
+        details,
+    })
+}
+
+/// Replaces `config.churn` of the background `peers`, drawn at random: they stop (their
+/// connections close; other peers' tables still list them until a request to them fails), and
+/// as many new peers join through peers that stayed.
+async fn churn(
+    peers: &mut Vec<DhtHandle>,
+    config: &ReprovideTestnetConfig,
+    background: &DhtConfig,
+    runtime: &tokio::runtime::Handle,
+    rng: &mut ChaCha8Rng,
+) -> anyhow::Result<()> {
+    let leaving = ((peers.len() as f64) * config.churn).round() as usize;
+    if leaving == 0 {
+        return Ok(());
+    }
+    peers.shuffle(rng);
+    let gone: Vec<DhtHandle> = peers.drain(..leaving).collect();
+    for peer in &gone {
+        let _ = peer.shutdown().await;
+    }
+    let joining = local_network::spawn_peers(leaving, background, runtime, |_| {})
+        .await
+        .context("starting the peers that join")?;
+    let seeds: Vec<&DhtHandle> = peers.iter().take(config.dht.k.get()).collect();
+    local_network::join_through(&joining, &seeds)
+        .await
+        .context("the new peers joining")?;
+    println!(
+        "churn: {leaving} of {} peers left, {} joined",
+        peers.len() + leaving,
+        joining.len()
+    );
+    peers.extend(joining);
+    Ok(())
 }
 
 #[derive(Default)]

@@ -323,9 +323,10 @@ fn a_star_sweep_compares_the_bootstrap_peer_with_the_others() {
     assert!(stdout.contains("bootstrap load (star start"), "{stdout}");
 }
 
-/// Reprovide rounds on real peers: the table's two rows, each sampled CID found by another peer
-/// and held by its true closest peers, and the sweep's lookups a fraction of classic's one per
-/// CID; both rounds stored, the sweep's walks with every CID once.
+/// Reprovide rounds on real peers: the table's rows, each sampled CID found by another peer and
+/// held by its true closest peers, and the sweep's lookups a fraction of classic's one per CID;
+/// a quarter of the peers replaced between two rounds, the second round placing every record at
+/// the new closest peers again; every round stored, the sweep's walks with every CID once.
 #[test]
 fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,9 +345,13 @@ fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
         ])
         .args([
             "--reprovide-keys",
-            "200",
+            "100",
             "--reprovide-sample",
             "20",
+            "--reprovide-rounds",
+            "2",
+            "--reprovide-churn",
+            "0.25",
             "--seed",
             "3",
             "--no-progress",
@@ -356,28 +361,67 @@ fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
     let stdout = parsec::testing::process::expect_success(&output);
     let (classic, sweep) = (table_row(&stdout, "classic", 13), table_row(&stdout, "sweep", 13));
     for fields in [&classic, &sweep] {
-        assert_eq!(fields[0], "200", "{stdout}");
+        assert_eq!(fields[0], "100", "{stdout}");
         assert_eq!(&fields[11..], ["100.0%", "100.0%"], "found and placed: {stdout}");
     }
     let lookups = |fields: &[String]| fields[4].parse::<u64>().unwrap();
-    assert_eq!(lookups(&classic), 200, "{stdout}");
-    assert!(lookups(&sweep) * 10 <= 200, "{stdout}");
+    assert_eq!(lookups(&classic), 100, "{stdout}");
+    assert!(lookups(&sweep) * 5 <= 100, "{stdout}");
     assert!(stdout.contains("measured side by side in this run"), "{stdout}");
     assert!(stdout.contains("tables reprovide_rounds_ecs"), "{stdout}");
+    assert!(
+        stdout.contains("churn: 10 of 40 peers left, 10 joined"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("after churn, before round 2").count(),
+        2,
+        "{stdout}"
+    );
+    // The second round of each strategy: every sampled CID found, and the records back at the
+    // closest peers of the network as churn left it (a classic lookup through tables that still
+    // list departed peers may miss a new closest peer now and then: at least 95 %).
+    let second = |strategy: &str| {
+        stdout
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|fields| fields.len() == 13 && fields[1] == strategy)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no second {strategy} round: {stdout}"))
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let percent = |text: &str| text.trim_end_matches(['%', ',']).parse::<f64>().unwrap();
+    for strategy in ["classic", "sweep"] {
+        let after = second(strategy);
+        let before = stdout
+            .lines()
+            .find(|line| line.contains(&format!("{strategy} after churn")))
+            .and_then(|line| line.rsplit("placed ").next())
+            .map(percent)
+            .unwrap_or_else(|| panic!("no {strategy} line after churn: {stdout}"));
+        assert_eq!(after[11], "100.0%", "found: {stdout}");
+        let placed = percent(&after[12]);
+        assert!(
+            placed >= 95.0 && placed > before,
+            "{strategy}: placed {before}% → {placed}%: {stdout}"
+        );
+    }
 
     let stored = crate::stored_reprovide_rounds(&database);
-    assert_eq!(stored.len(), 2, "{stored:?}");
-    let (classic_row, sweep_row) = (&stored[0], &stored[1]);
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    let (classic_row, sweep_row) = (&stored[0], &stored[2]);
     assert_eq!(
         (classic_row.strategy.as_str(), classic_row.lookups),
-        ("classic", 200)
+        ("classic", 100)
     );
     // A classic round's walks are its provides: no region rows.
     assert_eq!((classic_row.regions, classic_row.found), (0, 20), "{stored:?}");
     assert_eq!(sweep_row.lookups, lookups(&sweep) as i64, "{stored:?}");
     // Every CID sent in exactly one walk.
     assert!(
-        sweep_row.regions >= 1 && sweep_row.region_cids == 200,
+        sweep_row.regions >= 1 && sweep_row.region_cids == 100,
         "{stored:?}"
     );
 }
