@@ -212,23 +212,23 @@ impl RunRound {
     }
 }
 
-/// Run one pubsub round ([`PubsubRoundConfig`]): the ready members that speak pubsub subscribe,
-/// one publishes, the others report each message's first copy.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<PubsubRoundSummary, RoundError>")]
-pub struct RunPubsubRound {
-    pub config: PubsubRoundConfig,
+/// Run one round of a kind its configuration names ([`RunPubsubRound`], [`RunReprovideRound`]);
+/// answers when the round ended, or when it is abandoned through the [`AbortHandle`] of
+/// [`RunConfigured::abortable`].
+#[derive(Debug)]
+pub struct RunConfigured<C> {
+    pub config: C,
     abort: Option<AbortRegistration>,
 }
 
-impl RunPubsubRound {
+impl<C> RunConfigured<C> {
     /// A round that runs to its end.
-    pub fn new(config: PubsubRoundConfig) -> Self {
+    pub fn new(config: C) -> Self {
         Self { config, abort: None }
     }
 
     /// A round that can be abandoned (graceful shutdown) with the returned handle.
-    pub fn abortable(config: PubsubRoundConfig) -> (Self, AbortHandle) {
+    pub fn abortable(config: C) -> (Self, AbortHandle) {
         let (handle, registration) = AbortHandle::new_pair();
         (
             Self {
@@ -238,34 +238,22 @@ impl RunPubsubRound {
             handle,
         )
     }
+}
+
+/// Run one pubsub round ([`PubsubRoundConfig`]): the ready members that speak pubsub subscribe,
+/// one publishes, the others report each message's first copy.
+pub type RunPubsubRound = RunConfigured<PubsubRoundConfig>;
+
+impl Message for RunPubsubRound {
+    type Result = Result<PubsubRoundSummary, RoundError>;
 }
 
 /// Run one reprovide round ([`ReprovideRoundConfig`]): a ready member that takes reprovide
 /// rounds (rotating) reprovides CIDs of its own with each strategy, the others look up a sample.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<ReprovideRoundSummary, RoundError>")]
-pub struct RunReprovideRound {
-    pub config: ReprovideRoundConfig,
-    abort: Option<AbortRegistration>,
-}
+pub type RunReprovideRound = RunConfigured<ReprovideRoundConfig>;
 
-impl RunReprovideRound {
-    /// A round that runs to its end.
-    pub fn new(config: ReprovideRoundConfig) -> Self {
-        Self { config, abort: None }
-    }
-
-    /// A round that can be abandoned (graceful shutdown) with the returned handle.
-    pub fn abortable(config: ReprovideRoundConfig) -> (Self, AbortHandle) {
-        let (handle, registration) = AbortHandle::new_pair();
-        (
-            Self {
-                config,
-                abort: Some(registration),
-            },
-            handle,
-        )
-    }
+impl Message for RunReprovideRound {
+    type Result = Result<ReprovideRoundSummary, RoundError>;
 }
 
 /// See the module docs.

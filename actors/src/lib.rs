@@ -51,7 +51,8 @@ pub use error::{DhtError, NodeError, RoundError, SinkError};
 pub use fleet::{
     Discovery, FleetCensus, FleetMember, FleetSupervisor, MemberEndpoints, Membership, NodeConnector,
     PubsubRoundConfig, PubsubRoundSummary, ReprovideRoundConfig, ReprovideRoundSummary, RoundConfig,
-    RoundPlanner, RoundSummary, RunPubsubRound, RunReprovideRound, RunRound, ServerCounts, TakeCensus,
+    RoundPlanner, RoundSummary, RunConfigured, RunPubsubRound, RunReprovideRound, RunRound, ServerCounts,
+    TakeCensus,
 };
 pub use heartbeat::{GoOffline, HeartbeatActor};
 /// Multiaddresses, as peers and operators write them.
