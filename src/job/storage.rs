@@ -263,8 +263,12 @@ pub(crate) async fn store_reprovide_rounds(
     let store = Store::open(target)
         .await
         .with_context(|| format!("opening the database {target}"))?;
-    let mut fleets: Vec<String> = rounds.iter().map(|round| round.fleet.clone()).collect();
-    fleets.dedup();
+    let mut fleets: Vec<String> = Vec::new();
+    for round in &rounds {
+        if !fleets.contains(&round.fleet) {
+            fleets.push(round.fleet.clone());
+        }
+    }
     let scheduler = store
         .insert_scheduler(SchedulerRegistration {
             fleets,
@@ -275,19 +279,37 @@ pub(crate) async fn store_reprovide_rounds(
     let resources = host::detect_resources(std::net::Ipv4Addr::LOCALHOST.into())
         .await
         .map_err(anyhow::Error::msg)?;
-    let round = parsec_actors::RoundId::new();
+    // One node row per providing node, however many rounds it ran.
+    let mut nodes: std::collections::HashMap<(String, String), parsec_actors::NodeId> = Default::default();
+    // Rounds that ran side by side (one per fleet) share a round id; a fleet seen again starts
+    // the next round.
+    let mut round = parsec_actors::RoundId::new();
+    let mut in_round: Vec<String> = Vec::new();
     let mut batch = Vec::with_capacity(rounds.len());
     for measured in rounds {
-        let registration =
-            host::registration(resources.clone(), measured.peer_id, measured.fleet.clone(), 0, 0);
-        let node = store
-            .register_node(registration)
-            .await
-            .context("registering the providing node")?;
-        store
-            .mark_offline(node, chrono::Utc::now())
-            .await
-            .context("marking the providing node offline")?;
+        if in_round.contains(&measured.fleet) {
+            round = parsec_actors::RoundId::new();
+            in_round.clear();
+        }
+        in_round.push(measured.fleet.clone());
+        let key = (measured.fleet.clone(), measured.peer_id.clone());
+        let node = match nodes.get(&key) {
+            Some(&node) => node,
+            None => {
+                let registration =
+                    host::registration(resources.clone(), measured.peer_id, measured.fleet.clone(), 0, 0);
+                let node = store
+                    .register_node(registration)
+                    .await
+                    .context("registering the providing node")?;
+                store
+                    .mark_offline(node, chrono::Utc::now())
+                    .await
+                    .context("marking the providing node offline")?;
+                nodes.insert(key, node);
+                node
+            }
+        };
         batch.push(Measurement::reprovide(
             round,
             &measured.fleet,

@@ -265,6 +265,29 @@ struct StoredReprovide {
     region_cids: i64,
 }
 
+/// Distinct node rows, round ids and scheduler fleets the reprovide rounds in `database` name.
+fn stored_reprovide_identities(database: &std::path::Path) -> (i32, i32, String) {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    #[derive(diesel::QueryableByName)]
+    struct Identities {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        nodes: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        rounds: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        fleets: String,
+    }
+    let mut conn = diesel::SqliteConnection::establish(database.to_str().unwrap()).unwrap();
+    let found: Identities = diesel::sql_query(
+        "SELECT CAST(count(DISTINCT r.node_id) AS INTEGER) AS nodes, \
+         CAST(count(DISTINCT r.round_id) AS INTEGER) AS rounds, \
+         (SELECT fleets FROM schedulers_ecs LIMIT 1) AS fleets FROM reprovide_rounds_ecs r",
+    )
+    .get_result(&mut conn)
+    .unwrap();
+    (found.nodes, found.rounds, found.fleets)
+}
+
 /// The reprovide rounds stored in the SQLite file at `database`, by strategy.
 fn stored_reprovide_rounds(database: &std::path::Path) -> Vec<StoredReprovide> {
     use diesel::{Connection as _, RunQueryDsl as _};

@@ -411,6 +411,11 @@ fn a_reprovide_testnet_compares_one_provide_per_cid_with_the_sweep() {
 
     let stored = crate::stored_reprovide_rounds(&database);
     assert_eq!(stored.len(), 4, "{stored:?}");
+    // Two providing nodes, two rounds (the strategies side by side in each), fleets named once.
+    assert_eq!(
+        crate::stored_reprovide_identities(&database),
+        (2, 2, r#"["classic","sweep"]"#.to_owned())
+    );
     let (classic_row, sweep_row) = (&stored[0], &stored[2]);
     assert_eq!(
         (classic_row.strategy.as_str(), classic_row.lookups),
